@@ -1,0 +1,29 @@
+//! The physical memory layout shared by the hypervisor image and `cargo xtask` (the boot protocol).
+//!
+//! QEMU's `virt` machine puts RAM at [`RAM_BASE`] and loads the hypervisor image (it carries an arm64 Image
+//! header with `text_offset` = 2 MiB) at [`HYP_LOAD_PA`]. The hypervisor owns the carve-out
+//! `[HYP_CARVEOUT_PA, HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE)`: its image, stacks, heap, page-table pool, stream
+//! table and SMMU queues. The host never gets a stage-2 mapping for it. Just above the carve-out the hypervisor
+//! writes the rewritten device tree for the host ([`HOST_DTB_PA`], host-visible RAM that Linux reserves as its
+//! FDT), and xtask loads the uncompressed Linux `Image` at [`HOST_KERNEL_PA`] with QEMU's generic loader.
+
+/// Base of RAM on QEMU's `virt` machine.
+pub const RAM_BASE: u64 = 0x4000_0000;
+/// Size of a 2 MiB block, the alignment of every region below.
+pub const BLOCK_2M: u64 = 0x20_0000;
+/// Where QEMU loads the hypervisor image (RAM base + the image header's `text_offset`).
+pub const HYP_LOAD_PA: u64 = RAM_BASE + BLOCK_2M;
+/// Start of the memory the hypervisor keeps for itself.
+pub const HYP_CARVEOUT_PA: u64 = RAM_BASE;
+/// Size of the hypervisor carve-out (30 MiB).
+pub const HYP_CARVEOUT_SIZE: u64 = 15 * BLOCK_2M;
+/// Where the hypervisor writes the device tree it hands to the host (host RAM, just above the carve-out).
+pub const HOST_DTB_PA: u64 = HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE;
+/// The largest device tree the hypervisor hands to the host.
+pub const HOST_DTB_MAX_SIZE: u64 = BLOCK_2M;
+/// Where xtask loads the host's uncompressed arm64 Linux `Image` (2 MiB aligned, as the boot protocol asks).
+pub const HOST_KERNEL_PA: u64 = HOST_DTB_PA + HOST_DTB_MAX_SIZE;
+
+static_assertions::const_assert_eq!(HOST_KERNEL_PA % BLOCK_2M, 0);
+static_assertions::const_assert!(HYP_LOAD_PA >= HYP_CARVEOUT_PA);
+static_assertions::const_assert!(HYP_LOAD_PA < HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE);

@@ -1,0 +1,11 @@
+//! Warden hypervisor logic that does not need EL2: memory layout, host stage-2 construction, PSCI and SMCCC
+//! decoding, DMA domains, page ownership and hypercall dispatch. Everything here builds and is unit-tested on
+//! the host; the EL2 image (`warden-el2`) supplies the hardware.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
+
+pub mod layout;

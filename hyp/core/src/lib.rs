@@ -9,3 +9,9 @@
 extern crate alloc;
 
 pub mod layout;
+pub mod host_s2;
+pub mod psci;
+pub mod smccc;
+pub mod domain;
+pub mod ownership;
+pub mod dispatch;

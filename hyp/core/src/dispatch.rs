@@ -1,0 +1,1 @@
+//! Hypercall dispatch: validated request, operation, result registers.

@@ -1,0 +1,1 @@
+//! DMA domains: stage-2 translations for devices, VMID allocation.

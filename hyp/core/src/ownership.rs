@@ -1,0 +1,1 @@
+//! Page ownership and per-page DMA mapping counts.

@@ -1,0 +1,1 @@
+//! PSCI function IDs, decoding and the relay policy for host calls.

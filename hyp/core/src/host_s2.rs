@@ -1,1 +1,666 @@
 //! Host stage-2 construction: identity for host RAM and MMIO, never the hyp carve-out nor SMMU frames.
+//!
+//! The host kernel runs at EL1 behind one stage-2 translation (VMID 0) shared by every CPU. It is an identity
+//! map built from the platform description: all RAM as normal write-back memory and the MMIO windows (the
+//! devices below RAM, PCI configuration space and windows) as device memory, minus the excluded regions —
+//! the hypervisor carve-out and the SMMU register frames. An access to an unmapped IPA faults to EL2, which
+//! injects an external abort into the host. Block mappings (1 GiB, 2 MiB) are used wherever alignment allows.
+//!
+//! ```
+//! use warden_core::host_s2::{HostStage2, HostS2Spec, Region};
+//!
+//! let ram = [Region::new(0x4000_0000, 0x8000_0000)];
+//! let mmio = [Region::new(0, 0x4000_0000)];
+//! let excluded = [Region::new(0x4000_0000, 0x41e0_0000), Region::new(0x0905_0000, 0x0907_0000)];
+//! let s2 = HostStage2::build(&HostS2Spec { ram: &ram, mmio: &mmio, excluded: &excluded }).unwrap();
+//! assert_eq!(s2.translate(0x4000_1000), None);
+//! assert_eq!(s2.translate(0x4200_0000).unwrap().pa, 0x4200_0000);
+//! ```
+
+use aarch64_paging::MapError;
+use aarch64_paging::descriptor::Stage2Attributes;
+use aarch64_paging::idmap::IdMap;
+use aarch64_paging::paging::{MemoryRegion, Stage2};
+use alloc::vec::Vec;
+
+/// Translation granule: 4 KiB.
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of the intermediate physical address space the host stage-2 covers: 48 bits (root table at level 0).
+pub const IPA_BITS: u32 = 48;
+/// The first IPA the host stage-2 cannot map.
+pub const IPA_LIMIT: u64 = 1 << IPA_BITS;
+/// The level of the root table for [`IPA_BITS`] with a 4 KiB granule.
+pub const ROOT_LEVEL: usize = 0;
+
+/// Stage-2 attributes of host RAM: normal inner/outer write-back, inner shareable, read/write, executable.
+pub const RAM_ATTRIBUTES: Stage2Attributes = Stage2Attributes::VALID
+    .union(Stage2Attributes::MEMATTR_NORMAL_INNER_WB)
+    .union(Stage2Attributes::MEMATTR_NORMAL_OUTER_WB)
+    .union(Stage2Attributes::S2AP_ACCESS_RW)
+    .union(Stage2Attributes::SH_INNER)
+    .union(Stage2Attributes::ACCESS_FLAG);
+
+/// Stage-2 attributes of host MMIO: Device-nGnRE, read/write, execute-never.
+pub const MMIO_ATTRIBUTES: Stage2Attributes = Stage2Attributes::VALID
+    .union(Stage2Attributes::MEMATTR_DEVICE_nGnRE)
+    .union(Stage2Attributes::S2AP_ACCESS_RW)
+    .union(Stage2Attributes::ACCESS_FLAG)
+    .union(Stage2Attributes::XN);
+
+/// A half-open physical address range `[start, end)`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Region {
+    /// First address in the range.
+    pub start: u64,
+    /// First address after the range.
+    pub end: u64,
+}
+
+impl Region {
+    /// The range `[start, end)`.
+    pub const fn new(start: u64, end: u64) -> Self {
+        Self { start, end }
+    }
+
+    /// The range of `size` bytes at `start` (saturating at the top of the address space).
+    pub const fn with_size(start: u64, size: u64) -> Self {
+        Self {
+            start,
+            end: start.saturating_add(size),
+        }
+    }
+
+    /// Whether the range holds no address.
+    pub const fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
+    /// Whether `addr` lies in the range.
+    pub const fn contains(&self, addr: u64) -> bool {
+        self.start <= addr && addr < self.end
+    }
+
+    /// Whether the two ranges share at least one address.
+    pub const fn overlaps(&self, other: &Region) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+
+    /// The largest page-aligned range inside this one.
+    const fn shrink_to_pages(self) -> Self {
+        Self {
+            start: self.start.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1),
+            end: self.end & !(PAGE_SIZE - 1),
+        }
+    }
+
+    /// The smallest page-aligned range holding this one.
+    const fn grow_to_pages(self) -> Self {
+        Self {
+            start: self.start & !(PAGE_SIZE - 1),
+            end: self.end.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1),
+        }
+    }
+}
+
+/// The platform description the host stage-2 is built from.
+#[derive(Clone, Copy, Debug)]
+pub struct HostS2Spec<'a> {
+    /// Every RAM bank (from the device tree's `/memory` nodes). Shrunk to page boundaries.
+    pub ram: &'a [Region],
+    /// Every MMIO window the host may use: the device space below RAM, PCI configuration space, PCI windows.
+    /// Grown to page boundaries.
+    pub mmio: &'a [Region],
+    /// Ranges never mapped for the host, whatever `ram` and `mmio` say: the hypervisor carve-out, the SMMU
+    /// register frames. Grown to page boundaries.
+    pub excluded: &'a [Region],
+}
+
+/// Errors building the host stage-2.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum HostS2Error {
+    /// A region reaches past [`IPA_LIMIT`]; carries the region's end.
+    OutOfRange(u64),
+    /// A RAM region overlaps an MMIO region; carries the start of the RAM region.
+    RamOverlapsMmio(u64),
+    /// The page-table library refused a mapping (e.g. out of memory); carries the start of the region.
+    Map(u64),
+}
+
+impl core::fmt::Display for HostS2Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::OutOfRange(end) => write!(
+                f,
+                "region ending at {end:#x} is beyond the {IPA_BITS}-bit IPA space"
+            ),
+            Self::RamOverlapsMmio(start) => write!(f, "RAM at {start:#x} overlaps an MMIO window"),
+            Self::Map(start) => write!(f, "mapping the region at {start:#x} failed"),
+        }
+    }
+}
+
+/// Kind of memory behind a host IPA.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum MemKind {
+    /// Normal write-back memory (host RAM).
+    Ram,
+    /// Device memory (MMIO).
+    Device,
+}
+
+/// One valid leaf descriptor of the host stage-2, as found by a table walk.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Leaf {
+    /// The IPA range the descriptor covers.
+    pub ipa: Region,
+    /// The output address of the descriptor (equal to `ipa.start` in an identity map).
+    pub pa: u64,
+    /// Translation level of the descriptor: 1 (1 GiB block), 2 (2 MiB block) or 3 (4 KiB page).
+    pub level: usize,
+    /// Memory type of the mapping.
+    pub kind: MemKind,
+    /// The raw stage-2 attributes.
+    pub attributes: Stage2Attributes,
+}
+
+/// A host IPA translated through the stage-2 tables.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Translation {
+    /// The output physical address.
+    pub pa: u64,
+    /// Memory type.
+    pub kind: MemKind,
+    /// Level of the leaf descriptor.
+    pub level: usize,
+}
+
+/// The host's stage-2 translation (VMID 0).
+#[derive(Debug)]
+pub struct HostStage2 {
+    map: IdMap<Stage2>,
+    ram: Vec<Region>,
+}
+
+/// `ranges` minus every hole in `holes` (both page aligned), as a list of non-empty ranges in order.
+fn subtract(range: Region, holes: &[Region]) -> Vec<Region> {
+    let mut pieces = alloc::vec![range];
+    for hole in holes {
+        let mut next = Vec::new();
+        for piece in pieces {
+            if !piece.overlaps(hole) {
+                next.push(piece);
+                continue;
+            }
+            let below = Region::new(piece.start, hole.start.min(piece.end));
+            let above = Region::new(hole.end.max(piece.start), piece.end);
+            for part in [below, above] {
+                if !part.is_empty() {
+                    next.push(part);
+                }
+            }
+        }
+        pieces = next;
+    }
+    pieces
+}
+
+impl HostStage2 {
+    /// Builds the host stage-2 from `spec`.
+    ///
+    /// # Errors
+    ///
+    /// [`HostS2Error::OutOfRange`] if a region reaches beyond [`IPA_LIMIT`], [`HostS2Error::RamOverlapsMmio`]
+    /// if RAM and MMIO overlap, [`HostS2Error::Map`] if the page-table library fails.
+    pub fn build(spec: &HostS2Spec<'_>) -> Result<Self, HostS2Error> {
+        let excluded: Vec<Region> = spec.excluded.iter().map(|r| r.grow_to_pages()).collect();
+        let ram: Vec<Region> = spec
+            .ram
+            .iter()
+            .map(|r| r.shrink_to_pages())
+            .filter(|r| !r.is_empty())
+            .collect();
+        let mmio: Vec<Region> = spec
+            .mmio
+            .iter()
+            .map(|r| r.grow_to_pages())
+            .filter(|r| !r.is_empty())
+            .collect();
+        for r in ram.iter().chain(mmio.iter()) {
+            if r.end > IPA_LIMIT {
+                return Err(HostS2Error::OutOfRange(r.end));
+            }
+        }
+        if let Some(r) = ram.iter().find(|r| mmio.iter().any(|m| m.overlaps(r))) {
+            return Err(HostS2Error::RamOverlapsMmio(r.start));
+        }
+
+        let mut s2 = Self {
+            map: IdMap::new(ROOT_LEVEL, Stage2),
+            ram: Vec::new(),
+        };
+        for r in &ram {
+            for piece in subtract(*r, &excluded) {
+                s2.map_identity(piece, RAM_ATTRIBUTES)?;
+                s2.ram.push(piece);
+            }
+        }
+        for r in &mmio {
+            for piece in subtract(*r, &excluded) {
+                s2.map_identity(piece, MMIO_ATTRIBUTES)?;
+            }
+        }
+        Ok(s2)
+    }
+
+    fn map_identity(&mut self, r: Region, attributes: Stage2Attributes) -> Result<(), HostS2Error> {
+        let range = MemoryRegion::new(r.start as usize, r.end as usize);
+        self.map
+            .map_range(&range, attributes)
+            .map_err(|e: MapError| match e {
+                MapError::AddressRange(_) => HostS2Error::OutOfRange(r.end),
+                _ => HostS2Error::Map(r.start),
+            })
+    }
+
+    /// Physical address of the root table: the value for `VTTBR_EL2.BADDR` (VMID 0).
+    pub fn root_pa(&self) -> u64 {
+        self.map.root_address().0 as u64
+    }
+
+    /// Whether `pa` is host RAM mapped by this stage-2 (not the carve-out, not MMIO).
+    pub fn is_host_ram(&self, pa: u64) -> bool {
+        self.ram.iter().any(|r| r.contains(pa))
+    }
+
+    /// The host RAM ranges this stage-2 maps, in order.
+    pub fn host_ram(&self) -> &[Region] {
+        &self.ram
+    }
+
+    /// Every valid leaf descriptor of the table, in IPA order (a full walk of the IPA space).
+    pub fn leaves(&self) -> Vec<Leaf> {
+        let mut leaves = Vec::new();
+        let whole = MemoryRegion::new(0, IPA_LIMIT as usize);
+        self.map
+            .walk_range(&whole, &mut |mr, desc, level| {
+                if desc.is_valid() {
+                    let attributes = desc.flags();
+                    let kind = if attributes.contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB) {
+                        MemKind::Ram
+                    } else {
+                        MemKind::Device
+                    };
+                    leaves.push(Leaf {
+                        ipa: Region::new(mr.start().0 as u64, mr.end().0 as u64),
+                        pa: desc.output_address().0 as u64,
+                        level,
+                        kind,
+                        attributes,
+                    });
+                }
+                Ok(())
+            })
+            .expect("walking the whole IPA space of a well-formed table cannot fail");
+        leaves
+    }
+
+    /// Translates `ipa` by walking the table: `None` if the host has no mapping there.
+    pub fn translate(&self, ipa: u64) -> Option<Translation> {
+        if ipa >= IPA_LIMIT {
+            return None;
+        }
+        let page = ipa & !(PAGE_SIZE - 1);
+        let mut found = None;
+        let range = MemoryRegion::new(page as usize, (page + PAGE_SIZE) as usize);
+        self.map
+            .walk_range(&range, &mut |mr, desc, level| {
+                if desc.is_valid() {
+                    let kind = if desc
+                        .flags()
+                        .contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB)
+                    {
+                        MemKind::Ram
+                    } else {
+                        MemKind::Device
+                    };
+                    let block_start = mr.start().0 as u64 & !(granule(level) - 1);
+                    let pa = desc.output_address().0 as u64 + (ipa - block_start);
+                    found = Some(Translation { pa, kind, level });
+                }
+                Ok(())
+            })
+            .ok()?;
+        found
+    }
+
+    /// Marks the table live, so that later changes are checked against break-before-make rules, and (on
+    /// aarch64 outside tests) writes `VTTBR_EL2` with the root address and VMID 0.
+    ///
+    /// # Safety
+    ///
+    /// Must run at EL2 with `VTCR_EL2` programmed by [`vtcr`]; the table must stay alive while any CPU uses it,
+    /// and must map everything the host is about to touch.
+    pub unsafe fn activate(&mut self) {
+        // SAFETY: Our caller promised the above.
+        unsafe {
+            self.map.activate();
+        }
+    }
+}
+
+/// Size of the region one descriptor covers at `level` (4 KiB granule).
+pub const fn granule(level: usize) -> u64 {
+    PAGE_SIZE << (9 * (3 - level as u64))
+}
+
+/// `VTCR_EL2.T0SZ`: the IPA size is `64 - T0SZ` bits.
+pub const VTCR_T0SZ: u64 = 64 - IPA_BITS as u64;
+/// `VTCR_EL2.SL0` (bits 7:6) for a level-0 start with a 4 KiB granule.
+pub const VTCR_SL0_LEVEL0: u64 = 2 << 6;
+/// `VTCR_EL2.IRGN0` (bits 9:8): inner write-back read/write-allocate table walks.
+pub const VTCR_IRGN0_WBWA: u64 = 1 << 8;
+/// `VTCR_EL2.ORGN0` (bits 11:10): outer write-back read/write-allocate table walks.
+pub const VTCR_ORGN0_WBWA: u64 = 1 << 10;
+/// `VTCR_EL2.SH0` (bits 13:12): inner shareable table walks.
+pub const VTCR_SH0_INNER: u64 = 3 << 12;
+/// `VTCR_EL2.TG0` (bits 15:14): 4 KiB granule (encoding 0).
+pub const VTCR_TG0_4K: u64 = 0 << 14;
+/// Shift of `VTCR_EL2.PS` (bits 18:16), the physical address size.
+pub const VTCR_PS_SHIFT: u64 = 16;
+/// `VTCR_EL2` bit 31 is RES1.
+pub const VTCR_RES1: u64 = 1 << 31;
+/// The `ID_AA64MMFR0_EL1.PARange` / `VTCR_EL2.PS` encoding of 48 bits.
+pub const PARANGE_48: u64 = 5;
+
+/// The `VTCR_EL2` value for the host stage-2, given `ID_AA64MMFR0_EL1.PARange` (bits 3:0 of that register).
+///
+/// The IPA space is [`IPA_BITS`] wide with the root at level 0; `PS` is the CPU's physical address size,
+/// capped at 48 bits (no 52-bit output addresses). Returns `None` if the CPU supports fewer than 48 bits of
+/// physical address, as a level-0 root then has no valid encoding.
+pub const fn vtcr(parange: u64) -> Option<u64> {
+    let parange = parange & 0xf;
+    if parange < PARANGE_48 {
+        return None;
+    }
+    let ps = if parange > PARANGE_48 {
+        PARANGE_48
+    } else {
+        parange
+    };
+    Some(
+        VTCR_RES1
+            | (ps << VTCR_PS_SHIFT)
+            | VTCR_TG0_4K
+            | VTCR_SH0_INNER
+            | VTCR_ORGN0_WBWA
+            | VTCR_IRGN0_WBWA
+            | VTCR_SL0_LEVEL0
+            | VTCR_T0SZ,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+    const CARVEOUT: Region = Region::new(0x4000_0000, 0x41e0_0000);
+    const SMMU: Region = Region::new(0x0905_0000, 0x0907_0000);
+
+    /// QEMU virt with 1 GiB: RAM at 1 GiB, devices below it, high ECAM and the 512 GiB high PCI window.
+    fn virt() -> HostStage2 {
+        let ram = [Region::new(0x4000_0000, 0x8000_0000)];
+        let mmio = [
+            Region::new(0, 0x4000_0000),
+            Region::with_size(0x40_1000_0000, 0x1000_0000),
+            Region::with_size(0x80_0000_0000, 0x80_0000_0000),
+        ];
+        let excluded = [CARVEOUT, SMMU];
+        HostStage2::build(&HostS2Spec {
+            ram: &ram,
+            mmio: &mmio,
+            excluded: &excluded,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn carveout_and_smmu_never_mapped_full_walk() {
+        let s2 = virt();
+        let leaves = s2.leaves();
+        assert!(!leaves.is_empty());
+        for leaf in &leaves {
+            assert!(!leaf.ipa.overlaps(&CARVEOUT), "{leaf:?} maps hyp memory");
+            assert!(!leaf.ipa.overlaps(&SMMU), "{leaf:?} maps SMMU frames");
+        }
+    }
+
+    #[test]
+    fn carveout_and_smmu_translate_to_nothing_page_by_page() {
+        let s2 = virt();
+        for r in [CARVEOUT, SMMU] {
+            let mut a = r.start;
+            while a < r.end {
+                assert_eq!(s2.translate(a), None, "{a:#x}");
+                a += PAGE_SIZE;
+            }
+        }
+        assert_eq!(s2.translate(CARVEOUT.end - 1), None);
+        assert_eq!(s2.translate(SMMU.end - 1), None);
+    }
+
+    #[test]
+    fn identity_is_exact_and_typed() {
+        let s2 = virt();
+        for leaf in s2.leaves() {
+            assert_eq!(leaf.pa, leaf.ipa.start, "{leaf:?} is not identity");
+            assert_eq!(leaf.ipa.end - leaf.ipa.start, granule(leaf.level));
+        }
+        let t = s2.translate(0x41e0_0123).unwrap();
+        assert_eq!((t.pa, t.kind), (0x41e0_0123, MemKind::Ram));
+        let t = s2.translate(0x7fff_ffff).unwrap();
+        assert_eq!((t.pa, t.kind), (0x7fff_ffff, MemKind::Ram));
+        // PL011, just below and just above the SMMU frames.
+        assert_eq!(s2.translate(0x0900_0018).unwrap().kind, MemKind::Device);
+        assert_eq!(s2.translate(SMMU.start - 1).unwrap().pa, SMMU.start - 1);
+        assert_eq!(s2.translate(SMMU.end).unwrap().pa, SMMU.end);
+        assert_eq!(s2.translate(0x80_0000_1000).unwrap().kind, MemKind::Device);
+        assert_eq!(s2.translate(0x40_1000_0000).unwrap().kind, MemKind::Device);
+        // Past RAM and between windows: nothing.
+        assert_eq!(s2.translate(0x8000_0000), None);
+        assert_eq!(s2.translate(0x40_0000_0000), None);
+        assert_eq!(s2.translate(0x100_0000_0000), None);
+        assert_eq!(s2.translate(u64::MAX), None);
+    }
+
+    #[test]
+    fn attributes() {
+        let s2 = virt();
+        for leaf in s2.leaves() {
+            match leaf.kind {
+                MemKind::Ram => assert_eq!(
+                    leaf.attributes & !Stage2Attributes::TABLE_OR_PAGE,
+                    RAM_ATTRIBUTES
+                ),
+                MemKind::Device => {
+                    assert_eq!(
+                        leaf.attributes & !Stage2Attributes::TABLE_OR_PAGE,
+                        MMIO_ATTRIBUTES
+                    );
+                    assert!(leaf.attributes.contains(Stage2Attributes::XN));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn all_host_ram_mapped_exactly() {
+        let s2 = virt();
+        let ram_bytes: u64 = s2
+            .leaves()
+            .iter()
+            .filter(|l| l.kind == MemKind::Ram)
+            .map(|l| l.ipa.end - l.ipa.start)
+            .sum();
+        assert_eq!(ram_bytes, 0x8000_0000 - CARVEOUT.end);
+        assert_eq!(s2.host_ram(), &[Region::new(CARVEOUT.end, 0x8000_0000)]);
+        assert!(s2.is_host_ram(0x4200_0000));
+        assert!(!s2.is_host_ram(0x4000_0000));
+        assert!(!s2.is_host_ram(0x0900_0000));
+        assert!(!s2.is_host_ram(0x8000_0000));
+        let mmio_bytes: u64 = s2
+            .leaves()
+            .iter()
+            .filter(|l| l.kind == MemKind::Device)
+            .map(|l| l.ipa.end - l.ipa.start)
+            .sum();
+        assert_eq!(
+            mmio_bytes,
+            0x4000_0000 - (SMMU.end - SMMU.start) + 0x1000_0000 + 0x80_0000_0000
+        );
+    }
+
+    #[test]
+    fn blocks_used_where_aligned() {
+        let s2 = virt();
+        let leaves = s2.leaves();
+        let count = |level| leaves.iter().filter(|l| l.level == level).count();
+        // RAM above the carve-out: (1 GiB - 30 MiB) / 2 MiB blocks, no pages.
+        let ram_blocks = leaves
+            .iter()
+            .filter(|l| l.kind == MemKind::Ram && l.level == 2)
+            .count();
+        assert_eq!(ram_blocks as u64, (0x8000_0000 - CARVEOUT.end) / (2 << 20));
+        assert!(
+            leaves
+                .iter()
+                .all(|l| l.kind != MemKind::Ram || l.level == 2)
+        );
+        // The 512 GiB PCI window is 512 1 GiB blocks.
+        assert!(count(1) >= 512);
+        // Pages only in the 2 MiB block around the SMMU frames.
+        let pages: Vec<_> = leaves.iter().filter(|l| l.level == 3).collect();
+        assert_eq!(
+            pages.len() as u64,
+            (2 << 20) / PAGE_SIZE - (SMMU.end - SMMU.start) / PAGE_SIZE
+        );
+        assert!(
+            pages
+                .iter()
+                .all(|l| Region::new(0x0900_0000, 0x0920_0000).overlaps(&l.ipa))
+        );
+        // The first GiB holds the SMMU hole, so it is split into 2 MiB blocks; the high ECAM is 2 MiB blocks
+        // (256 MiB, not 1 GiB aligned in size), the high window 1 GiB blocks.
+        assert!(leaves.iter().any(|l| l.level == 2 && l.ipa.start == 0));
+        assert!(leaves.iter().any(|l| l.level == 1
+            && l.ipa.start == 0x80_0000_0000
+            && l.ipa.end == 0x80_0000_0000 + GIB));
+    }
+
+    #[test]
+    fn unaligned_regions_are_rounded_safely() {
+        let ram = [Region::new(0x4000_0800, 0x4000_5800)];
+        let excluded = [Region::new(0x4000_2100, 0x4000_2200)];
+        let s2 = HostStage2::build(&HostS2Spec {
+            ram: &ram,
+            mmio: &[],
+            excluded: &excluded,
+        })
+        .unwrap();
+        // RAM shrinks inwards, exclusions grow outwards.
+        assert_eq!(s2.translate(0x4000_0000), None);
+        assert!(s2.translate(0x4000_1000).is_some());
+        assert_eq!(s2.translate(0x4000_2000), None);
+        assert_eq!(s2.translate(0x4000_2fff), None);
+        assert!(s2.translate(0x4000_3000).is_some());
+        assert!(s2.translate(0x4000_4fff).is_some());
+        assert_eq!(s2.translate(0x4000_5000), None);
+    }
+
+    #[test]
+    fn exclusion_covering_everything_maps_nothing() {
+        let ram = [Region::new(0x4000_0000, 0x4100_0000)];
+        let excluded = [Region::new(0, u64::MAX)];
+        let s2 = HostStage2::build(&HostS2Spec {
+            ram: &ram,
+            mmio: &ram[..0],
+            excluded: &excluded,
+        })
+        .unwrap();
+        assert!(s2.leaves().is_empty());
+    }
+
+    #[test]
+    fn errors() {
+        let too_high = [Region::new(IPA_LIMIT - 0x1000, IPA_LIMIT + 0x1000)];
+        assert_eq!(
+            HostStage2::build(&HostS2Spec {
+                ram: &too_high,
+                mmio: &[],
+                excluded: &[]
+            })
+            .unwrap_err(),
+            HostS2Error::OutOfRange(IPA_LIMIT + 0x1000)
+        );
+        let ram = [Region::new(0x4000_0000, 0x8000_0000)];
+        let mmio = [Region::new(0x3000_0000, 0x5000_0000)];
+        assert_eq!(
+            HostStage2::build(&HostS2Spec {
+                ram: &ram,
+                mmio: &mmio,
+                excluded: &[]
+            })
+            .unwrap_err(),
+            HostS2Error::RamOverlapsMmio(0x4000_0000)
+        );
+    }
+
+    #[test]
+    fn subtract_cases() {
+        let r = Region::new(0x1000, 0x9000);
+        assert_eq!(subtract(r, &[]), [r]);
+        assert_eq!(
+            subtract(r, &[Region::new(0x3000, 0x4000)]),
+            [Region::new(0x1000, 0x3000), Region::new(0x4000, 0x9000)]
+        );
+        assert_eq!(
+            subtract(r, &[Region::new(0, 0x2000)]),
+            [Region::new(0x2000, 0x9000)]
+        );
+        assert_eq!(
+            subtract(r, &[Region::new(0x8000, 0xa000)]),
+            [Region::new(0x1000, 0x8000)]
+        );
+        assert!(subtract(r, &[Region::new(0, 0xa000)]).is_empty());
+        assert_eq!(
+            subtract(
+                r,
+                &[Region::new(0x2000, 0x3000), Region::new(0x5000, 0x6000)]
+            ),
+            [
+                Region::new(0x1000, 0x2000),
+                Region::new(0x3000, 0x5000),
+                Region::new(0x6000, 0x9000)
+            ]
+        );
+    }
+
+    #[test]
+    fn vtcr_encoding() {
+        // PARange 52 bits (6) is capped to 48 bits (5).
+        let v = vtcr(6).unwrap();
+        assert_eq!(v & 0x3f, 16, "T0SZ");
+        assert_eq!((v >> 6) & 3, 2, "SL0 = level 0");
+        assert_eq!((v >> 14) & 3, 0, "TG0 = 4K");
+        assert_eq!((v >> 16) & 7, 5, "PS = 48 bits");
+        assert_eq!(v >> 31 & 1, 1, "RES1");
+        assert_eq!(v, 0x8005_3590);
+        assert_eq!(vtcr(5), Some(v));
+        assert_eq!(vtcr(2), None);
+    }
+
+    #[test]
+    fn root_pa_is_page_aligned() {
+        assert_eq!(virt().root_pa() % PAGE_SIZE, 0);
+    }
+}

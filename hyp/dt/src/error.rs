@@ -136,8 +136,9 @@ pub enum DtError {
         /// The offending value.
         value: u64,
     },
-    /// `#address-cells`/`#size-cells` values this crate cannot decode for that node (addresses
-    /// wider than 64 bits).
+    /// `#address-cells`/`#size-cells` values this crate cannot use for that node: addresses or sizes
+    /// wider than 64 bits, zero address cells, a value that does not fit the cells, or a
+    /// `/reserved-memory` whose cells differ from the root's (Linux would ignore it).
     #[error(
         "{path}: unsupported cell counts (#address-cells {address_cells}, #size-cells {size_cells})"
     )]

@@ -11,6 +11,15 @@
 //! let platform = warden_dt::parse(dtb)?;
 //! let uart = platform.uart.as_ref().expect("QEMU virt has a PL011");
 //! assert_eq!(uart.reg.base, 0x0900_0000);
+//!
+//! // The hyp keeps its carve-out and takes the SMMU; the compatible comes from `warden-abi`.
+//! let edits = warden_dt::HostDtEdits {
+//!     reserved_no_map: vec![(0x4000_0000, 0x1e0_0000)],
+//!     smmu_compatible: "example,paravirt-smmu",
+//! };
+//! let host_dtb = warden_dt::rewrite_for_host(dtb, &edits)?;
+//! warden_dt::check_fits(&host_dtb, 2 << 20)?;
+//! assert!(warden_dt::parse(&host_dtb)?.smmus.is_empty());
 //! # Ok::<(), warden_dt::DtError>(())
 //! ```
 

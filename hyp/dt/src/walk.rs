@@ -61,9 +61,9 @@ pub(crate) fn open(dtb: &[u8]) -> Result<Fdt<'_>, DtError> {
 /// A window of a `ranges` property: child-bus `[child, child + size)` is CPU `[cpu, cpu + size)`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Window {
-    child: u64,
-    cpu: u64,
-    size: u64,
+    pub(crate) child: u64,
+    pub(crate) cpu: u64,
+    pub(crate) size: u64,
 }
 
 /// How addresses on a bus map to CPU physical addresses.

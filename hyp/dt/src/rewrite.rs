@@ -202,7 +202,7 @@ fn add_reserved(
     let rm = model
         .find_node_mut(&path)
         .ok_or(DtError::MissingNode("/reserved-memory"))?;
-    if (&*rm).property("ranges").is_none() {
+    if rm.property("ranges").is_none() {
         rm.add_property(DeviceTreeProperty::new_unchecked("ranges", &[] as &[u8]));
     }
     for &(base, size) in regions {

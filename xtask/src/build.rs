@@ -1,0 +1,271 @@
+//! `cargo xtask build`: the hypervisor image, the uncompressed kernel `Image`, the C modules, the guest programs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use warden_core::layout::{HOST_KERNEL_PA, RAM_BASE};
+
+use crate::Ws;
+use crate::deps::{CROSS_GCC, CROSS_PREFIX, HYP_TARGET};
+use crate::guest::Guest;
+use crate::util::{self, step};
+
+/// Where QEMU's `virt` loader puts the initrd for a Linux-style image with ≥ 256 MiB of RAM: RAM base + 128 MiB
+/// (QEMU hw/arm/boot.c). The host kernel must end below it.
+pub const QEMU_INITRD_PA: u64 = RAM_BASE + 128 * 1024 * 1024;
+
+/// Offset of the arm64 Image header's `image_size` field (little-endian u64).
+const IMAGE_SIZE_OFFSET: usize = 0x10;
+/// Offset of the arm64 Image header's magic.
+const IMAGE_MAGIC_OFFSET: usize = 0x38;
+/// The arm64 Image magic, "ARM\x64".
+const IMAGE_MAGIC: &[u8; 4] = b"ARM\x64";
+
+/// What `build` produced.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The flat hypervisor image (`target/warden/warden.bin`), if it was built.
+    pub hyp_bin: Option<PathBuf>,
+    /// The uncompressed kernel `Image` (`target/warden/Image`), for `-device loader` under the hypervisor.
+    pub image: PathBuf,
+    /// The kernel as shipped, for `-kernel` in native runs.
+    pub vmlinuz: PathBuf,
+    /// The project's kernel modules (`*.ko`).
+    pub modules: Vec<PathBuf>,
+    /// The guest programs built from `tests/guest/src/*.c`.
+    pub programs: Vec<PathBuf>,
+}
+
+/// Builds everything; `hyp` says whether the hypervisor image is needed (native runs do without it).
+pub fn build(ws: &Ws, guest: &Guest, hyp: bool) -> Result<Built> {
+    let _lock = util::Lock::take(&ws.out, "build")?;
+    let hyp_bin = if hyp { Some(hyp_image(ws)?) } else { None };
+    let image = kernel_image(ws, guest)?;
+    let modules = modules(ws, guest)?;
+    let programs = programs(ws)?;
+    Ok(Built { hyp_bin, image, vmlinuz: guest.vmlinuz(), modules, programs })
+}
+
+/// `cargo xtask build`: everything, hypervisor included.
+pub fn build_all(ws: &Ws, guest: &Guest) -> Result<Built> {
+    let b = build(ws, guest, true)?;
+    step("build done");
+    for p in b.hyp_bin.iter().chain([&b.image]).chain(&b.modules).chain(&b.programs) {
+        eprintln!("    {}", p.display());
+    }
+    Ok(b)
+}
+
+/// The path of the hypervisor ELF (cargo's target dir is set explicitly so this is fixed).
+pub fn hyp_elf(ws: &Ws) -> PathBuf {
+    ws.root.join("target").join(HYP_TARGET).join("release/warden")
+}
+
+fn hyp_image(ws: &Ws) -> Result<PathBuf> {
+    step(format!("building the hypervisor (warden-el2, {HYP_TARGET}, release)"));
+    util::run(
+        Command::new("cargo")
+            .current_dir(&ws.root)
+            .env("CARGO_TARGET_DIR", ws.root.join("target"))
+            .args(["build", "-p", "warden-el2", "--release", "--target", HYP_TARGET]),
+    )
+    .context("the hypervisor image did not build (hyp/el2)")?;
+    let elf = hyp_elf(ws);
+    let bin = ws.out.join("warden.bin");
+    let tmp = ws.out.join(format!(".warden.bin.{}", std::process::id()));
+    fs::create_dir_all(&ws.out)?;
+    util::run(Command::new(llvm_objcopy(ws)?).args(["-O", "binary"]).arg(&elf).arg(&tmp))?;
+    fs::rename(&tmp, &bin)?;
+    let header = fs::read(&bin)?;
+    if header.get(IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4) != Some(&IMAGE_MAGIC[..]) {
+        eprintln!("    warning: {} has no arm64 Image header magic; QEMU will not enter it at EL2", bin.display());
+    }
+    Ok(bin)
+}
+
+/// rustup's `llvm-objcopy` (component llvm-tools), under `$(rustc --print sysroot)/lib/rustlib/*/bin/`.
+fn llvm_objcopy(ws: &Ws) -> Result<PathBuf> {
+    let sysroot = util::output(Command::new("rustc").current_dir(&ws.root).args(["--print", "sysroot"]))?;
+    let rustlib = Path::new(sysroot.trim()).join("lib/rustlib");
+    for e in fs::read_dir(&rustlib).with_context(|| format!("listing {}", rustlib.display()))? {
+        let p = e?.path().join("bin/llvm-objcopy");
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("llvm-objcopy not found under {}: run `rustup component add llvm-tools`", rustlib.display())
+}
+
+/// Checks an arm64 Image header and returns its `image_size` (the memory the kernel occupies from its load
+/// address, bss included).
+pub fn check_image_header(header: &[u8]) -> Result<u64> {
+    if header.get(IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4) != Some(&IMAGE_MAGIC[..]) {
+        bail!("not an arm64 Image (no \"ARM\\x64\" magic at 0x38)");
+    }
+    let size = u64::from_le_bytes(header[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].try_into()?);
+    if size == 0 {
+        bail!("the Image header has image_size 0 (a pre-3.17 kernel): cannot check that it fits");
+    }
+    let end = HOST_KERNEL_PA.checked_add(size).context("image_size overflows")?;
+    if end > QEMU_INITRD_PA {
+        bail!(
+            "the kernel at {HOST_KERNEL_PA:#x} with image_size {size:#x} ends at {end:#x}, above where QEMU puts the \
+             initrd ({QEMU_INITRD_PA:#x})"
+        );
+    }
+    Ok(size)
+}
+
+/// The uncompressed `Image` (Debian's arm64 `vmlinuz` may be gzip), checked to fit below the initrd.
+fn kernel_image(ws: &Ws, guest: &Guest) -> Result<PathBuf> {
+    let src = guest.vmlinuz();
+    let dst = ws.out.join("Image");
+    let fresh = match (fs::metadata(&src).and_then(|m| m.modified()), fs::metadata(&dst).and_then(|m| m.modified())) {
+        (Ok(s), Ok(d)) => d >= s,
+        _ => false,
+    };
+    if !fresh {
+        let raw = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+        let image = if raw.starts_with(&[0x1f, 0x8b]) {
+            step(format!("decompressing {}", src.display()));
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out)
+                .with_context(|| format!("gunzip {}", src.display()))?;
+            out
+        } else {
+            raw
+        };
+        util::write_atomic(&dst, &image)?;
+    }
+    let mut header = vec![0u8; 64];
+    std::io::Read::read_exact(&mut fs::File::open(&dst)?, &mut header)?;
+    check_image_header(&header).with_context(|| format!("kernel {}", dst.display()))?;
+    Ok(dst)
+}
+
+/// Module source directories: `host-shim/` once it has a Kbuild file, and each `tests/guest/modules/*/`.
+fn module_dirs(ws: &Ws) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    let shim = ws.root.join("host-shim");
+    if shim.join("Kbuild").is_file() {
+        dirs.push(shim);
+    }
+    let tests = ws.root.join("tests/guest/modules");
+    if let Ok(rd) = fs::read_dir(&tests) {
+        let mut more: Vec<PathBuf> =
+            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("Kbuild").is_file()).collect();
+        more.sort();
+        dirs.extend(more);
+    }
+    Ok(dirs)
+}
+
+/// Whether `name` is a kbuild output rather than a source (those are not copied to the build directory).
+fn is_build_output(name: &str) -> bool {
+    name.ends_with(".o")
+        || name.ends_with(".ko")
+        || name.ends_with(".cmd")
+        || name.contains(".mod")
+        || name == "modules.order"
+        || name == "Module.symvers"
+}
+
+/// Builds each module directory in a copy under `target/warden/modules/<name>/` (the source tree stays clean).
+fn modules(ws: &Ws, guest: &Guest) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for src in module_dirs(ws)? {
+        let name = src.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let dir = ws.out.join("modules").join(&name);
+        for rel in util::walk(&src)? {
+            let fname = rel.file_name().unwrap_or_default().to_string_lossy();
+            if !is_build_output(&fname) {
+                util::copy_if_changed(&src.join(&rel), &dir.join(&rel))?;
+            }
+        }
+        step(format!("building module {name} ({})", src.display()));
+        util::run(
+            Command::new("make")
+                .arg("-s")
+                .arg("-C")
+                .arg(guest.headers())
+                .arg(format!("M={}", dir.display()))
+                .args(["ARCH=arm64", &format!("CROSS_COMPILE={CROSS_PREFIX}"), "CONFIG_DEBUG_INFO_BTF_MODULES="])
+                .arg("modules"),
+        )
+        .with_context(|| format!("module {name} did not build"))?;
+        let mut kos: Vec<PathBuf> = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "ko"))
+            .collect();
+        if kos.is_empty() {
+            bail!("module {name} built no .ko in {}", dir.display());
+        }
+        kos.sort();
+        out.extend(kos);
+    }
+    Ok(out)
+}
+
+/// Builds each `tests/guest/src/<name>.c` into a static, freestanding arm64 program `<name>` (no libc: raw
+/// syscalls), so it needs nothing from the guest but the kernel.
+fn programs(ws: &Ws) -> Result<Vec<PathBuf>> {
+    let src_dir = ws.root.join("tests/guest/src");
+    let Ok(rd) = fs::read_dir(&src_dir) else { return Ok(Vec::new()) };
+    let mut srcs: Vec<PathBuf> =
+        rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "c")).collect();
+    srcs.sort();
+    let dir = ws.out.join("programs");
+    fs::create_dir_all(&dir)?;
+    let mut out = Vec::new();
+    for src in srcs {
+        let stem = src.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let bin = dir.join(&stem);
+        util::run(
+            Command::new(CROSS_GCC)
+                .args(["-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-O2", "-Wall", "-Werror"])
+                .arg("-o")
+                .arg(&bin)
+                .arg(&src),
+        )
+        .with_context(|| format!("guest program {} did not build", src.display()))?;
+        out.push(bin);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(size: u64, magic: &[u8; 4]) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].copy_from_slice(&size.to_le_bytes());
+        h[IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4].copy_from_slice(magic);
+        h
+    }
+
+    #[test]
+    fn image_header_checks() {
+        // Debian 6.12 cloud-arm64: image_size 0x2230000.
+        assert_eq!(check_image_header(&header(0x223_0000, IMAGE_MAGIC)).unwrap(), 0x223_0000);
+        assert!(check_image_header(&header(0x223_0000, b"MZ\0\0")).is_err());
+        assert!(check_image_header(&header(0, IMAGE_MAGIC)).is_err());
+        let too_big = QEMU_INITRD_PA - HOST_KERNEL_PA + 1;
+        assert!(check_image_header(&header(too_big, IMAGE_MAGIC)).is_err());
+        assert!(check_image_header(&header(too_big - 1, IMAGE_MAGIC)).is_ok());
+        assert!(check_image_header(&header(u64::MAX, IMAGE_MAGIC)).is_err());
+        assert!(check_image_header(&[0u8; 16]).is_err(), "short input is an error, not a panic");
+    }
+
+    #[test]
+    fn build_outputs_are_not_copied() {
+        for f in ["a.o", "a.ko", ".a.o.cmd", "a.mod.c", "a.mod", "modules.order", "Module.symvers"] {
+            assert!(is_build_output(f), "{f}");
+        }
+        for f in ["a.c", "a.h", "Kbuild", "Makefile", "warden_abi.h"] {
+            assert!(!is_build_output(f), "{f}");
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! `cargo xtask run`: the QEMU machine, and the runner that streams the serial console, watches for the init's
+//! markers and for panics, and enforces the timeout. `test` and `bench` boot through the same [`boot`].
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use warden_core::layout::HOST_KERNEL_PA;
+
+use crate::Ws;
+use crate::build::Built;
+use crate::guest::Guest;
+use crate::initramfs::{self, EXIT_MARKER, USERSPACE_MARKER};
+use crate::util::{self, step};
+
+/// Size of each scratch disk (sparse, recreated empty for every boot).
+const SCRATCH_DISK_BYTES: u64 = 512 * 1024 * 1024;
+/// How long the guest may take to power off after its script finished.
+const POWEROFF_GRACE: Duration = Duration::from_secs(30);
+/// How much longer the console is read after a panic line (to capture the trace).
+const PANIC_GRACE: Duration = Duration::from_secs(5);
+
+/// With or without the hypervisor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Warden at EL2, Linux at EL1 behind the host stage-2.
+    #[default]
+    Hyp,
+    /// Linux alone (entered at EL1, virtualization off): Linux's own arm-smmu-v3 drives the SMMU.
+    Native,
+}
+
+impl Mode {
+    /// `hyp` or `native` (also what the guest sees as `WARDEN_MODE`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Hyp => "hyp",
+            Mode::Native => "native",
+        }
+    }
+}
+
+/// Options of one boot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOpts {
+    /// Script to run as root in the guest (interactive shell when absent).
+    pub script: Option<PathBuf>,
+    /// Limit for a `--script` run.
+    pub timeout: Duration,
+    /// With or without the hypervisor.
+    pub mode: Mode,
+    /// Do not load `warden.ko` at boot.
+    pub no_shim: bool,
+    /// Number of CPUs.
+    pub smp: u32,
+    /// Extra QEMU arguments (after `--`).
+    pub qemu_args: Vec<String>,
+}
+
+impl Default for RunOpts {
+    fn default() -> Self {
+        RunOpts {
+            script: None,
+            timeout: Duration::from_secs(300),
+            mode: Mode::Hyp,
+            no_shim: false,
+            smp: 2,
+            qemu_args: Vec::new(),
+        }
+    }
+}
+
+/// How a scripted boot ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The script finished with this status and the guest powered off.
+    Exited(i32),
+    /// The script finished with this status but the guest did not power off within the grace period.
+    NoPoweroff(i32),
+    /// Linux panicked (the line).
+    GuestPanic(String),
+    /// The hypervisor panicked (the line).
+    HypPanic(String),
+    /// QEMU exited before the script finished (its exit code, if any).
+    QemuExited(Option<i32>),
+    /// The timeout expired; QEMU was killed.
+    Timeout,
+}
+
+/// The result of a scripted boot.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// How it ended.
+    pub verdict: Verdict,
+    /// Everything QEMU printed (serial console and QEMU's own messages).
+    pub log: String,
+    /// Time from starting QEMU to the init's first output.
+    pub userspace: Option<Duration>,
+    /// Time from starting QEMU to its exit.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// The exit code xtask reports: the script's status, or 1 for any failure of the machine.
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict {
+            Verdict::Exited(s) => u8::try_from(s).unwrap_or(1),
+            _ => 1,
+        }
+    }
+
+    /// A one-line description for humans.
+    pub fn describe(&self) -> String {
+        match &self.verdict {
+            Verdict::Exited(s) => format!("script exited with status {s}"),
+            Verdict::NoPoweroff(s) => format!(
+                "script exited with status {s} but the guest did not power off within {} s",
+                POWEROFF_GRACE.as_secs()
+            ),
+            Verdict::GuestPanic(l) => format!("Linux panicked: {l}"),
+            Verdict::HypPanic(l) => format!("the hypervisor panicked: {l}"),
+            Verdict::QemuExited(c) => format!(
+                "QEMU exited ({}) before the script finished",
+                c.map_or("killed by a signal".to_string(), |c| format!("status {c}"))
+            ),
+            Verdict::Timeout => "timed out; QEMU killed".to_string(),
+        }
+    }
+}
+
+/// Watches console lines for the init's markers and for panics.
+#[derive(Debug, Default)]
+pub struct Watcher {
+    /// The script's exit status, once seen.
+    pub exit: Option<i32>,
+    /// The first panic line seen (guest or hypervisor).
+    pub panic: Option<Verdict>,
+    /// Whether the init's first line was seen.
+    pub userspace: bool,
+}
+
+impl Watcher {
+    /// Feeds one console line (without the line end).
+    pub fn line(&mut self, line: &str) {
+        let line = line.trim_end_matches('\r');
+        if line.contains(USERSPACE_MARKER) {
+            self.userspace = true;
+        }
+        if let Some(rest) = line.split(EXIT_MARKER).nth(1)
+            && self.exit.is_none()
+        {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(s) = digits.parse() {
+                self.exit = Some(s);
+            }
+        }
+        if self.panic.is_none() {
+            if line.starts_with("warden: PANIC") {
+                self.panic = Some(Verdict::HypPanic(line.to_string()));
+            } else if line.contains("Kernel panic") {
+                self.panic = Some(Verdict::GuestPanic(line.trim().to_string()));
+            }
+        }
+    }
+}
+
+/// Everything a boot needs that does not change between boots: built outputs and the initramfs contents.
+pub struct Machine {
+    built: Built,
+    release: String,
+    busybox: Vec<u8>,
+    kmods: Vec<crate::kmod::KMod>,
+    modules_dep: String,
+    extra: Vec<(String, Vec<u8>)>,
+    programs: Vec<(String, Vec<u8>)>,
+    tests: Vec<(String, Vec<u8>, bool)>,
+    run_root: PathBuf,
+}
+
+fn read_named(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
+    paths
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            Ok((name, fs::read(p).with_context(|| format!("reading {}", p.display()))?))
+        })
+        .collect()
+}
+
+impl Machine {
+    /// Runs deps and build (the hypervisor only if `hyp`), and loads the initramfs contents.
+    pub fn prepare(ws: &Ws, hyp: bool) -> Result<Machine> {
+        let guest: Guest = crate::deps::ensure(ws)?;
+        let built = crate::build::build(ws, &guest, hyp)?;
+        let busybox = fs::read(guest.busybox())?;
+        let (kmods, modules_dep) = crate::kmod::collect(&guest.modules())?;
+        let extra = read_named(&built.modules)?;
+        let programs = read_named(&built.programs)?;
+        let tests_dir = ws.root.join("tests/guest");
+        let mut tests = Vec::new();
+        if tests_dir.is_dir() {
+            use std::os::unix::fs::PermissionsExt;
+            for rel in util::walk(&tests_dir)? {
+                // Module and program sources are built, not copied.
+                if rel.starts_with("modules") || rel.starts_with("src") {
+                    continue;
+                }
+                let p = tests_dir.join(&rel);
+                let exec = fs::metadata(&p)?.permissions().mode() & 0o111 != 0;
+                tests.push((rel.to_string_lossy().into_owned(), fs::read(&p)?, exec));
+            }
+        }
+        Ok(Machine {
+            built,
+            release: guest.release,
+            busybox,
+            kmods,
+            modules_dep,
+            extra,
+            programs,
+            tests,
+            run_root: ws.out.join("run"),
+        })
+    }
+
+    fn initramfs(&self, script: Option<&[u8]>) -> Result<Vec<u8>> {
+        initramfs::build(&initramfs::Contents {
+            release: &self.release,
+            busybox: &self.busybox,
+            kmods: &self.kmods,
+            modules_dep: &self.modules_dep,
+            extra: &self.extra,
+            programs: &self.programs,
+            tests: &self.tests,
+            script,
+        })
+    }
+
+    /// The QEMU command line for one boot whose per-boot files live in `dir`.
+    pub fn qemu_args(&self, o: &RunOpts, dir: &Path) -> Result<Vec<String>> {
+        let d = |f: &str| dir.join(f).display().to_string();
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        let virt = if o.mode == Mode::Hyp { "on" } else { "off" };
+        push(&["-M", &format!("virt,virtualization={virt},gic-version=3,iommu=smmuv3")]);
+        push(&["-cpu", "max", "-smp", &o.smp.to_string(), "-m", "1G", "-nographic", "-no-reboot"]);
+        match o.mode {
+            Mode::Hyp => {
+                let hyp = self.built.hyp_bin.as_ref().context("the hypervisor image was not built")?;
+                push(&["-kernel", &hyp.display().to_string()]);
+                push(&[
+                    "-device",
+                    &format!("loader,file={},addr={HOST_KERNEL_PA:#x},force-raw=on", self.built.image.display()),
+                ]);
+            }
+            Mode::Native => push(&["-kernel", &self.built.vmlinuz.display().to_string()]),
+        }
+        push(&["-initrd", &d("initramfs.cpio.gz")]);
+        let mut cmdline = format!("console=ttyAMA0 panic=-1 warden.mode={}", o.mode.name());
+        // Without the hypervisor the shim has nothing to talk to.
+        if o.no_shim || o.mode == Mode::Native {
+            cmdline.push_str(" warden.noshim");
+        }
+        push(&["-append", &cmdline]);
+        push(&["-drive", &format!("if=none,id=scratch-vblk,format=raw,file={}", d("virtio-blk.img"))]);
+        push(&["-device", "virtio-blk-pci,drive=scratch-vblk,iommu_platform=on,disable-legacy=on"]);
+        push(&["-drive", &format!("if=none,id=scratch-nvme,format=raw,file={}", d("nvme.img"))]);
+        push(&["-device", "nvme,drive=scratch-nvme,serial=warden-nvme"]);
+        push(&["-device", "edu,dma_mask=0xffffffffffff"]);
+        a.extend(o.qemu_args.iter().cloned());
+        Ok(a)
+    }
+
+    /// Creates the per-boot directory: initramfs (with the script) and empty sparse scratch disks.
+    fn boot_dir(&self, o: &RunOpts) -> Result<BootDir> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.run_root.join(format!("{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let script = match &o.script {
+            Some(p) => Some(fs::read(p).with_context(|| format!("reading script {}", p.display()))?),
+            None => None,
+        };
+        fs::write(dir.join("initramfs.cpio.gz"), self.initramfs(script.as_deref())?)?;
+        for disk in ["virtio-blk.img", "nvme.img"] {
+            let f = fs::File::create(dir.join(disk))?;
+            f.set_len(SCRATCH_DISK_BYTES)?;
+        }
+        Ok(BootDir(dir))
+    }
+
+    /// Boots with `o.script` and watches the console until the script's exit, a panic, QEMU's exit or the
+    /// timeout. `echo` streams the console to stdout as it comes.
+    pub fn boot(&self, o: &RunOpts, echo: bool) -> Result<Outcome> {
+        let dir = self.boot_dir(o)?;
+        let args = self.qemu_args(o, &dir.0)?;
+        let mut child = Command::new("qemu-system-aarch64")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start qemu-system-aarch64 (run `cargo xtask deps`)")?;
+        let start = Instant::now();
+        let (tx, rx) = mpsc::channel::<Option<Vec<u8>>>();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = vec![0u8; 8192];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || tx.send(Some(buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+                let _ = tx.send(None);
+            });
+        }
+        drop(tx);
+
+        let mut log: Vec<u8> = Vec::new();
+        let mut scanned = 0;
+        let mut w = Watcher::default();
+        let mut userspace = None;
+        let mut deadline = start + o.timeout;
+        let mut open_streams = 2;
+        let mut killed = false;
+        let mut stdout = std::io::stdout();
+        while open_streams > 0 {
+            let now = Instant::now();
+            if now >= deadline && !killed {
+                let _ = child.kill();
+                killed = true;
+                deadline = now + Duration::from_secs(5);
+                continue;
+            }
+            match rx.recv_timeout(deadline.saturating_duration_since(now).min(Duration::from_millis(500))) {
+                Ok(Some(bytes)) => {
+                    if echo {
+                        let _ = stdout.write_all(&bytes);
+                        let _ = stdout.flush();
+                    }
+                    log.extend_from_slice(&bytes);
+                    while let Some(nl) = log[scanned..].iter().position(|&b| b == b'\n') {
+                        let line = String::from_utf8_lossy(&log[scanned..scanned + nl]).into_owned();
+                        scanned += nl + 1;
+                        let (had_exit, had_panic) = (w.exit.is_some(), w.panic.is_some());
+                        w.line(&line);
+                        if w.userspace && userspace.is_none() {
+                            userspace = Some(start.elapsed());
+                        }
+                        if !killed && !had_exit && w.exit.is_some() {
+                            deadline = deadline.min(Instant::now() + POWEROFF_GRACE);
+                        }
+                        if !killed && !had_panic && w.panic.is_some() {
+                            deadline = deadline.min(Instant::now() + PANIC_GRACE);
+                        }
+                    }
+                }
+                Ok(None) => open_streams -= 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if killed && Instant::now() >= deadline {
+                break; // the streams did not close after the kill; give up on them
+            }
+        }
+        let status = child.wait()?;
+        let elapsed = start.elapsed();
+        let verdict = match (w.panic, w.exit) {
+            (Some(p), _) => p,
+            (None, Some(s)) if killed => Verdict::NoPoweroff(s),
+            (None, Some(s)) => Verdict::Exited(s),
+            (None, None) if killed => Verdict::Timeout,
+            (None, None) => Verdict::QemuExited(status.code()),
+        };
+        Ok(Outcome { verdict, log: String::from_utf8_lossy(&log).into_owned(), userspace, elapsed })
+    }
+
+    /// Boots interactively: QEMU owns the terminal; returns QEMU's exit status.
+    pub fn interactive(&self, o: &RunOpts) -> Result<u8> {
+        let dir = self.boot_dir(o)?;
+        let args = self.qemu_args(o, &dir.0)?;
+        step("booting; a root shell follows on the serial console ('poweroff -f' to leave, Ctrl-A X kills QEMU)");
+        let status =
+            Command::new("qemu-system-aarch64").args(&args).status().context("cannot start qemu-system-aarch64")?;
+        Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+    }
+}
+
+/// A per-boot directory, removed when the boot is over.
+struct BootDir(PathBuf);
+
+impl Drop for BootDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `cargo xtask run`.
+pub fn run_command(ws: &Ws, o: &RunOpts) -> Result<u8> {
+    if let Some(s) = &o.script
+        && !s.is_file()
+    {
+        anyhow::bail!("script {} does not exist", s.display());
+    }
+    let m = Machine::prepare(ws, o.mode == Mode::Hyp)?;
+    if o.script.is_none() {
+        return m.interactive(o);
+    }
+    step(format!(
+        "booting ({}, {} CPUs) to run {} (timeout {} s)",
+        o.mode.name(),
+        o.smp,
+        o.script.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        o.timeout.as_secs()
+    ));
+    let out = m.boot(o, true)?;
+    let log = ws.out.join("logs").join(format!("run-{}.log", o.mode.name()));
+    fs::create_dir_all(log.parent().unwrap_or(&ws.out))?;
+    fs::write(&log, &out.log)?;
+    let code = out.exit_code();
+    let msg = format!("{} after {:.1} s (serial log: {})", out.describe(), out.elapsed.as_secs_f64(), log.display());
+    if matches!(out.verdict, Verdict::Exited(_)) {
+        step(msg);
+    } else {
+        eprintln!("xtask: error: {msg}");
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watcher_exit_and_markers() {
+        let mut w = Watcher::default();
+        w.line("[    1.0] Freeing unused kernel memory");
+        assert!(!w.userspace);
+        w.line("WARDEN-INIT: userspace (1.23 s after kernel start)\r");
+        assert!(w.userspace);
+        w.line("[ 5.1] random: crng init done WARDEN-SCRIPT-EXIT: 3");
+        assert_eq!(w.exit, Some(3));
+        w.line("WARDEN-SCRIPT-EXIT: 0");
+        assert_eq!(w.exit, Some(3), "first exit line wins");
+        assert_eq!(w.panic, None);
+    }
+
+    #[test]
+    fn watcher_panics() {
+        let mut w = Watcher::default();
+        w.line("warden: PANIC: out of page-table memory");
+        w.line("[    2.0] Kernel panic - not syncing: Attempted to kill init!");
+        assert_eq!(w.panic, Some(Verdict::HypPanic("warden: PANIC: out of page-table memory".into())));
+        let mut w = Watcher::default();
+        w.line("[    2.0] Kernel panic - not syncing: VFS: Unable to mount root fs");
+        assert!(matches!(w.panic, Some(Verdict::GuestPanic(_))));
+        let mut w = Watcher::default();
+        w.line("the word warden: PANIC in the middle is a script's own output");
+        w.line("WARDEN-SCRIPT-EXIT: x");
+        assert_eq!((w.panic, w.exit), (None, None));
+    }
+
+    #[test]
+    fn exit_codes() {
+        let o = |v| Outcome { verdict: v, log: String::new(), userspace: None, elapsed: Duration::ZERO };
+        assert_eq!(o(Verdict::Exited(0)).exit_code(), 0);
+        assert_eq!(o(Verdict::Exited(7)).exit_code(), 7);
+        assert_eq!(o(Verdict::Exited(300)).exit_code(), 1);
+        assert_eq!(o(Verdict::Timeout).exit_code(), 1);
+        assert_eq!(o(Verdict::NoPoweroff(0)).exit_code(), 1);
+        assert_eq!(o(Verdict::QemuExited(Some(0))).exit_code(), 1);
+    }
+}

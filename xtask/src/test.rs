@@ -1,0 +1,321 @@
+//! `cargo xtask test`: host checks (fmt, clippy, unit tests), deps + build, then the QEMU integration tests.
+//!
+//! A QEMU test is a guest script `tests/qemu/<name>.sh`, run exactly as `cargo xtask run --script` runs it. Its
+//! leading comment block says how:
+//!
+//! ```text
+//! # modes: hyp native                      (required: boot under the hypervisor, natively, or both)
+//! # timeout: 120                           (seconds, default 300)
+//! # expect-log(hyp): warden: host stage-2 fault
+//!                                          (the serial log of that mode's boot must contain the text;
+//!                                           `expect-log:` without a mode applies to every mode)
+//! ```
+//!
+//! A test passes when the script exits 0, the guest powers off, and every expected log text was printed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::Ws;
+use crate::deps::HYP_TARGET;
+use crate::qemu::{Machine, Mode, RunOpts, Verdict};
+
+/// Options of `cargo xtask test`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestOpts {
+    /// Run fmt, clippy and the host unit tests.
+    pub host: bool,
+    /// Run the QEMU tests.
+    pub qemu: bool,
+    /// Only QEMU tests whose name contains this.
+    pub filter: Option<String>,
+}
+
+/// A host-side check: a named command that must exit 0.
+pub struct HostCheck {
+    /// Shown in the PASS/FAIL line.
+    pub name: &'static str,
+    /// The command (run in the workspace root).
+    pub cmd: Command,
+}
+
+impl HostCheck {
+    fn cargo(name: &'static str, args: &[&str]) -> Self {
+        let mut cmd = Command::new("cargo");
+        cmd.args(args);
+        HostCheck { name, cmd }
+    }
+}
+
+/// The host checks, in order. Add new repository-wide checks here (for example an ABI header drift check as
+/// `HostCheck::cargo("abi header", &["xtask", "gen-header", "--check"])`).
+pub fn host_checks() -> Vec<HostCheck> {
+    vec![
+        HostCheck::cargo("cargo fmt --check", &["fmt", "--all", "--check"]),
+        HostCheck::cargo(
+            "cargo clippy (host)",
+            &["clippy", "--workspace", "--exclude", "warden-el2", "--all-targets", "--", "-D", "warnings"],
+        ),
+        HostCheck::cargo(
+            "cargo clippy (warden-el2)",
+            &["clippy", "-p", "warden-el2", "--target", HYP_TARGET, "--", "-D", "warnings"],
+        ),
+        HostCheck::cargo("cargo test (host unit tests)", &["test", "--workspace", "--exclude", "warden-el2"]),
+    ]
+}
+
+/// One QEMU integration test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QemuTest {
+    /// File stem.
+    pub name: String,
+    /// The guest script.
+    pub path: PathBuf,
+    /// Modes it runs in.
+    pub modes: Vec<Mode>,
+    /// Timeout per boot.
+    pub timeout: Duration,
+    /// Texts the serial log must contain: (mode or every mode, text).
+    pub expect_log: Vec<(Option<Mode>, String)>,
+}
+
+fn parse_mode(s: &str) -> Result<Mode> {
+    match s {
+        "hyp" => Ok(Mode::Hyp),
+        "native" => Ok(Mode::Native),
+        other => bail!("unknown mode `{other}` (expected hyp or native)"),
+    }
+}
+
+/// Parses a test script's header comment.
+pub fn parse_header(name: &str, path: &Path, text: &str) -> Result<QemuTest> {
+    let mut t = QemuTest {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        modes: Vec::new(),
+        timeout: Duration::from_secs(300),
+        expect_log: Vec::new(),
+    };
+    for line in text.lines().skip_while(|l| l.starts_with("#!")) {
+        let Some(c) = line.strip_prefix('#') else { break };
+        let Some((key, value)) = c.trim().split_once(':') else { continue };
+        let value = value.trim();
+        match key.trim() {
+            "modes" => {
+                t.modes = value.split_whitespace().map(parse_mode).collect::<Result<_>>()?;
+            }
+            "timeout" => {
+                t.timeout = Duration::from_secs(value.parse().with_context(|| format!("bad timeout `{value}`"))?);
+            }
+            k if k == "expect-log" || k.starts_with("expect-log(") => {
+                let mode = match k.strip_prefix("expect-log(").and_then(|m| m.strip_suffix(')')) {
+                    Some(m) => Some(parse_mode(m)?),
+                    None if k == "expect-log" => None,
+                    None => bail!("bad key `{k}`"),
+                };
+                if value.is_empty() {
+                    bail!("empty `{k}`");
+                }
+                t.expect_log.push((mode, value.to_string()));
+            }
+            _ => {}
+        }
+    }
+    if t.modes.is_empty() {
+        bail!("no `# modes: hyp|native ...` line in the header");
+    }
+    Ok(t)
+}
+
+/// The QEMU tests under `tests/qemu/`, sorted by name.
+pub fn discover(ws: &Ws) -> Result<Vec<QemuTest>> {
+    let dir = ws.root.join("tests/qemu");
+    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let name = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let text = fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            parse_header(&name, p, &text).with_context(|| format!("{}", p.display()))
+        })
+        .collect()
+}
+
+/// The tally printed at the end.
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, name: &str, ok: bool, took: Duration, why: &str) {
+        let secs = took.as_secs_f64();
+        if ok {
+            println!("PASS {name} ({secs:.1} s)");
+            self.passed += 1;
+        } else {
+            println!("FAIL {name} ({secs:.1} s): {why}");
+            self.failed.push(name.to_string());
+        }
+    }
+}
+
+/// Why a finished boot fails its test, or `None` if it passes.
+pub fn judge(t: &QemuTest, mode: Mode, verdict: &Verdict, log: &str) -> Option<String> {
+    let mut why = Vec::new();
+    match verdict {
+        Verdict::Exited(0) => {}
+        Verdict::Exited(s) => why.push(format!("script exited with status {s}")),
+        other => why.push(format!("{other:?}")),
+    }
+    for (m, text) in &t.expect_log {
+        if m.is_none_or(|m| m == mode) && !log.contains(text.as_str()) {
+            why.push(format!("serial log lacks `{text}`"));
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// `cargo xtask test`; returns the exit code.
+pub fn run(ws: &Ws, o: &TestOpts) -> Result<u8> {
+    let mut tally = Tally::default();
+    if o.host {
+        for mut c in host_checks() {
+            crate::util::step(format!("{} ({})", c.name, crate::util::show(&c.cmd)));
+            let t0 = Instant::now();
+            let res = c.cmd.current_dir(&ws.root).status();
+            let ok = res.as_ref().is_ok_and(|s| s.success());
+            let why = match res {
+                Ok(s) => format!("{s}"),
+                Err(e) => format!("cannot run: {e}"),
+            };
+            tally.record(c.name, ok, t0.elapsed(), &why);
+        }
+    }
+    if o.qemu {
+        qemu_tests(ws, o, &mut tally)?;
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed.len());
+    if !tally.failed.is_empty() {
+        println!("failed: {}", tally.failed.join(", "));
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn qemu_tests(ws: &Ws, o: &TestOpts, tally: &mut Tally) -> Result<()> {
+    let tests: Vec<QemuTest> = discover(ws)?
+        .into_iter()
+        .filter(|t| o.filter.as_ref().is_none_or(|f| t.name.contains(f.as_str())))
+        .collect();
+    let need_hyp = tests.iter().any(|t| t.modes.contains(&Mode::Hyp));
+    let t0 = Instant::now();
+    crate::util::step("deps + build");
+    // A hypervisor that does not build fails the hyp tests only; native tests still run.
+    let mut hyp_ok = need_hyp;
+    let prepared = match Machine::prepare(ws, need_hyp) {
+        Err(e) if need_hyp => {
+            tally.record("build (hyp)", false, t0.elapsed(), &format!("{e:#}"));
+            hyp_ok = false;
+            Machine::prepare(ws, false)
+        }
+        other => other,
+    };
+    let machine = match prepared {
+        Ok(m) => m,
+        Err(e) => {
+            tally.record("deps + build", false, t0.elapsed(), &format!("{e:#}"));
+            return Ok(());
+        }
+    };
+    tally.record("deps + build", true, t0.elapsed(), "");
+    let logs = ws.out.join("logs");
+    fs::create_dir_all(&logs)?;
+    for t in &tests {
+        for &mode in &t.modes {
+            let name = format!("{}[{}]", t.name, mode.name());
+            if mode == Mode::Hyp && !hyp_ok {
+                tally.record(&name, false, Duration::ZERO, "the hypervisor did not build");
+                continue;
+            }
+            let opts = RunOpts { script: Some(t.path.clone()), timeout: t.timeout, mode, ..RunOpts::default() };
+            let t1 = Instant::now();
+            let out = match machine.boot(&opts, false) {
+                Ok(out) => out,
+                Err(e) => {
+                    tally.record(&name, false, t1.elapsed(), &format!("{e:#}"));
+                    continue;
+                }
+            };
+            let log_path = logs.join(format!("{}-{}.log", t.name, mode.name()));
+            fs::write(&log_path, &out.log)?;
+            match judge(t, mode, &out.verdict, &out.log) {
+                None => tally.record(&name, true, out.elapsed, ""),
+                Some(why) => {
+                    let tail: Vec<&str> = out.log.lines().rev().take(25).collect();
+                    println!("---- last lines of {} ----", log_path.display());
+                    for l in tail.iter().rev() {
+                        println!("| {}", l.trim_end_matches('\r'));
+                    }
+                    tally.record(&name, false, out.elapsed, &why);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_parsing() {
+        let text = "#!/bin/sh\n# Reads hyp memory.\n# modes: hyp native\n# timeout: 60\n\
+                    # expect-log(hyp): warden: host stage-2 fault\n# expect-log: WARDEN-INIT\nset -e\n# modes: x\n";
+        let t = parse_header("probe", Path::new("p.sh"), text).unwrap();
+        assert_eq!(t.modes, vec![Mode::Hyp, Mode::Native]);
+        assert_eq!(t.timeout, Duration::from_secs(60));
+        assert_eq!(
+            t.expect_log,
+            vec![(Some(Mode::Hyp), "warden: host stage-2 fault".to_string()), (None, "WARDEN-INIT".to_string())]
+        );
+    }
+
+    #[test]
+    fn header_errors() {
+        let p = Path::new("x.sh");
+        assert!(parse_header("x", p, "#!/bin/sh\necho\n").is_err(), "modes are required");
+        assert!(parse_header("x", p, "# modes: kvm\n").is_err());
+        assert!(parse_header("x", p, "# modes: hyp\n# timeout: soon\n").is_err());
+        assert!(parse_header("x", p, "# modes: hyp\n# expect-log(vm): y\n").is_err());
+        assert!(parse_header("x", p, "# modes: hyp\n# expect-log(hyp):\n").is_err());
+    }
+
+    #[test]
+    fn judging() {
+        let t = parse_header("x", Path::new("x.sh"), "# modes: hyp native\n# expect-log(hyp): FAULT\n").unwrap();
+        assert_eq!(judge(&t, Mode::Hyp, &Verdict::Exited(0), "..FAULT.."), None);
+        assert!(judge(&t, Mode::Hyp, &Verdict::Exited(0), "nothing").is_some());
+        assert_eq!(judge(&t, Mode::Native, &Verdict::Exited(0), "nothing"), None);
+        assert!(judge(&t, Mode::Native, &Verdict::Exited(1), "").is_some());
+        assert!(judge(&t, Mode::Hyp, &Verdict::Timeout, "FAULT").is_some());
+    }
+
+    #[test]
+    fn the_repository_tests_parse() {
+        let ws = Ws { root: Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().into(), out: "/nonexistent".into() };
+        let tests = discover(&ws).unwrap();
+        assert!(!tests.is_empty());
+    }
+}

@@ -1,5 +1,543 @@
 //! Warden hypercall ABI: function IDs, error codes, prot bits, limits (single source of truth).
+//!
+//! The host talks to Warden with SMCCC **vendor-specific hypervisor service** calls (owning entity 6), SMC64
+//! fast calls, issued with the SMCCC conduit (SMC or HVC). Arguments go in `x1..x6`; results come back in
+//! `x0..x3`. `x0` is [`SUCCESS`] (0) or a negative [`Error`] code; the other result registers are defined per
+//! call (see `docs/abi.md`). The standard SMCCC discovery calls of the range ([`VENDOR_HYP_CALL_UID`],
+//! [`VENDOR_HYP_REVISION`]) are SMC32 fast calls, as SMCCC defines them.
+//!
+//! Everything here is also emitted as a C header for the Linux shim by [`write_c_header`]
+//! (`cargo xtask gen-header` writes `host-shim/warden_abi.h`; a unit test fails when the checked-in copy drifts).
+//!
+//! ```
+//! use warden_abi::{Function, Error, fid};
+//! assert_eq!(fid(Function::MapPages), 0xC600_0005);
+//! assert_eq!(Function::from_fid(0xC600_0005), Some(Function::MapPages));
+//! assert_eq!(Error::from_code(-14), Some(Error::NoMem));
+//! ```
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+
+mod header;
+
+pub use header::write_c_header;
+
+/// ABI major version: bumped on any incompatible change. A shim refuses to run on a major it does not know.
+pub const ABI_VERSION_MAJOR: u16 = 1;
+/// ABI minor version: bumped on compatible additions (new calls, new feature bits, new stat ids).
+pub const ABI_VERSION_MINOR: u16 = 0;
+
+/// The name of the Linux module that speaks this ABI.
+pub const MODULE_NAME: &str = "warden";
+/// The `compatible` the hypervisor gives the SMMU node in the device tree it hands to the host (the node keeps
+/// its phandle, so `iommu-map`s still point at it; Linux's own arm-smmu-v3 driver never binds to it).
+pub const DT_COMPATIBLE: &str = "warden,smmu-v3-pv";
+
+/// The Warden UUID returned by [`VENDOR_HYP_CALL_UID`]: `7f71637a-ecfe-47e6-b67a-d3a1af022896`.
+pub const UUID: [u8; 16] = [
+    0x7f, 0x71, 0x63, 0x7a, 0xec, 0xfe, 0x47, 0xe6, 0xb6, 0x7a, 0xd3, 0xa1, 0xaf, 0x02, 0x28, 0x96,
+];
+/// [`UUID`] as the four 32-bit words SMCCC returns in `w0..w3` (bytes 4i..4i+3, little-endian).
+pub const UUID_WORDS: [u32; 4] = [
+    u32::from_le_bytes([UUID[0], UUID[1], UUID[2], UUID[3]]),
+    u32::from_le_bytes([UUID[4], UUID[5], UUID[6], UUID[7]]),
+    u32::from_le_bytes([UUID[8], UUID[9], UUID[10], UUID[11]]),
+    u32::from_le_bytes([UUID[12], UUID[13], UUID[14], UUID[15]]),
+];
+
+/// SMCCC function-ID bit 31: fast call.
+pub const SMCCC_FAST_CALL: u32 = 1 << 31;
+/// SMCCC function-ID bit 30: SMC64/HVC64 calling convention.
+pub const SMCCC_64: u32 = 1 << 30;
+/// Shift of the owning-entity number (bits 29:24) in a function ID.
+pub const SMCCC_OWNER_SHIFT: u32 = 24;
+/// Mask of the owning-entity number after shifting.
+pub const SMCCC_OWNER_MASK: u32 = 0x3f;
+/// Owning entity 6: vendor-specific hypervisor service calls.
+pub const SMCCC_OWNER_VENDOR_HYP: u32 = 6;
+/// Mask of the function number (bits 15:0).
+pub const SMCCC_FUNC_MASK: u32 = 0xffff;
+
+/// SMCCC vendor-hyp "Call UID query" (SMC32 fast): returns [`UUID_WORDS`] in `w0..w3`.
+pub const VENDOR_HYP_CALL_UID: u32 = 0x8600_ff01;
+/// SMCCC vendor-hyp "Revision query" (SMC32 fast): returns [`ABI_VERSION_MAJOR`] in `w0`, minor in `w1`.
+pub const VENDOR_HYP_REVISION: u32 = 0x8600_ff03;
+/// Base of Warden's calls: SMC64 fast call, owning entity 6, function number 0.
+pub const FID_BASE: u32 =
+    SMCCC_FAST_CALL | SMCCC_64 | (SMCCC_OWNER_VENDOR_HYP << SMCCC_OWNER_SHIFT);
+
+/// Result of every successful call in `x0`.
+pub const SUCCESS: i64 = 0;
+
+/// Defines a fieldless enum with explicit discriminants, an `ALL` table, and the C name of each variant.
+macro_rules! abi_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident : $repr:ty, prefix $prefix:literal {
+            $( $(#[doc = $doc:literal])* $variant:ident = $value:expr => $cname:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Eq, PartialEq, Ord, PartialOrd, Hash)]
+        #[repr($repr)]
+        $vis enum $name {
+            $( $(#[doc = $doc])* $variant = $value, )*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            /// Prefix of the C names of this enum's values.
+            pub const C_PREFIX: &'static str = $prefix;
+
+            /// The C name of this value, without [`Self::C_PREFIX`].
+            #[must_use]
+            pub const fn c_name(self) -> &'static str {
+                match self { $($name::$variant => $cname,)* }
+            }
+
+            /// The first line of the value's documentation.
+            #[must_use]
+            pub const fn doc(self) -> &'static str {
+                match self { $($name::$variant => abi_enum!(@first $($doc)*),)* }
+            }
+
+            /// The raw value.
+            #[must_use]
+            pub const fn value(self) -> $repr {
+                self as $repr
+            }
+
+            /// The variant with raw value `v`, if any.
+            #[must_use]
+            pub const fn from_value(v: $repr) -> Option<Self> {
+                $( if v == $value { return Some($name::$variant); } )*
+                None
+            }
+        }
+    };
+    (@first $first:literal $($rest:literal)*) => { $first };
+    (@first) => { "" };
+}
+
+abi_enum! {
+    /// Warden's calls: the function number (bits 15:0) of each SMC64 fast call under [`FID_BASE`].
+    pub enum Function: u32, prefix "WARDEN_FN_" {
+        /// Version and features: x1 = version and feature bits, x2 = page sizes, x3 = limits.
+        Version = 0x00 => "VERSION",
+        /// Allocate a domain of kind x1 ([`DomainKind`]): x1 = new domain ID.
+        DomainAlloc = 0x01 => "DOMAIN_ALLOC",
+        /// Free domain x1 (must not be attached to any StreamID).
+        DomainFree = 0x02 => "DOMAIN_FREE",
+        /// Attach StreamID x1 to domain x2 (replaces its current domain).
+        Attach = 0x03 => "ATTACH",
+        /// Detach StreamID x1: it goes back to the host-identity domain.
+        Detach = 0x04 => "DETACH",
+        /// Map x5 pages of size x4 at IOVA x2 to PA x3 in domain x1 with prot x6: x1 = bytes mapped.
+        MapPages = 0x05 => "MAP_PAGES",
+        /// Unmap x4 pages of size x3 at IOVA x2 in domain x1: x1 = bytes unmapped.
+        UnmapPages = 0x06 => "UNMAP_PAGES",
+        /// Translate IOVA x2 in domain x1: x1 = PA.
+        IovaToPhys = 0x07 => "IOVA_TO_PHYS",
+        /// Read one fault record: x0 = 1 (record in x1, x2) or 0 (none); x3 = records lost so far.
+        ReadEvent = 0x08 => "READ_EVENT",
+        /// Donate x2 pages at PA x1 to the page-table pool.
+        Donate = 0x09 => "DONATE",
+        /// Reclaim x2 donated, unused pages at PA x1.
+        Reclaim = 0x0a => "RECLAIM",
+        /// Read statistic x1 ([`Stat`]): x1 = value.
+        Stat = 0x0b => "STAT",
+    }
+}
+
+impl Function {
+    /// The full SMCCC function ID of this call.
+    #[must_use]
+    pub const fn fid(self) -> u32 {
+        FID_BASE | self as u32
+    }
+
+    /// The call a full function ID names, if it is one of Warden's SMC64 fast calls.
+    #[must_use]
+    pub const fn from_fid(fid: u32) -> Option<Self> {
+        if fid & !SMCCC_FUNC_MASK != FID_BASE {
+            return None;
+        }
+        Self::from_value(fid & SMCCC_FUNC_MASK)
+    }
+}
+
+/// The full SMCCC function ID of `f` (same as [`Function::fid`]).
+#[must_use]
+pub const fn fid(f: Function) -> u32 {
+    f.fid()
+}
+
+abi_enum! {
+    /// Error codes, returned as negative values in `x0`. Each has exactly one meaning.
+    pub enum Error: i64, prefix "WARDEN_E_" {
+        /// Unknown function ID or unsupported call (SMCCC NOT_SUPPORTED).
+        NotSupported = -1 => "NOT_SUPPORTED",
+        /// A reserved argument value or reserved bits set (e.g. a field wider than it may be).
+        InvalidParameter = -3 => "INVALID_PARAMETER",
+        /// The domain ID names no live domain (never allocated, freed, or stale).
+        BadDomain = -4 => "BAD_DOMAIN",
+        /// The StreamID is not one the device tree's iommu-map gives this SMMU.
+        BadSid = -5 => "BAD_SID",
+        /// An IOVA, PA or size is not aligned to the page size it goes with.
+        Misaligned = -6 => "MISALIGNED",
+        /// A size computation or an address range wraps around 2^64.
+        Overflow = -7 => "OVERFLOW",
+        /// The IOVA range does not fit in the domain's input address size.
+        OutOfRangeIova = -8 => "OUT_OF_RANGE_IOVA",
+        /// The PA range does not fit in the SMMU's output address size.
+        OutOfRangePa = -9 => "OUT_OF_RANGE_PA",
+        /// The PA range is not host memory (a hole, or MMIO that devices may not reach).
+        NotHostMemory = -10 => "NOT_HOST_MEMORY",
+        /// The PA range includes memory that belongs to the hypervisor.
+        HypMemory = -11 => "HYP_MEMORY",
+        /// The PA range includes memory the host donated to the hypervisor.
+        DonatedMemory = -12 => "DONATED_MEMORY",
+        /// The object is in use: a domain still attached, or memory still DMA-mapped or used as page table.
+        Busy = -13 => "BUSY",
+        /// The page-table pool is short: x1 = how many more pages the host should donate.
+        NoMem = -14 => "NOMEM",
+        /// Part of the IOVA range is not mapped (nothing was changed).
+        NotMapped = -15 => "NOT_MAPPED",
+        /// Part of the IOVA range is already mapped (nothing was changed).
+        AlreadyMapped = -16 => "ALREADY_MAPPED",
+        /// The prot argument has unknown bits, no access bit, or does not fit the memory type.
+        BadProt = -17 => "BAD_PROT",
+        /// The page size is not one of the supported sizes (4 KiB, 2 MiB, 1 GiB).
+        BadPgsize = -18 => "BAD_PGSIZE",
+        /// The SMMU did not complete a command in time (the hyp keeps the affected memory pinned).
+        Timeout = -19 => "TIMEOUT",
+        /// The domain kind is not one of [`DomainKind`].
+        BadKind = -20 => "BAD_KIND",
+        /// The page is not donated memory (reclaim of something never donated).
+        NotDonated = -21 => "NOT_DONATED",
+        /// A page's DMA mapping count would overflow.
+        CountOverflow = -22 => "COUNT_OVERFLOW",
+        /// A page count of zero, or larger than the call allows.
+        BadCount = -23 => "BAD_COUNT",
+        /// The SMMU reported an error other than a timeout.
+        HwError = -24 => "HW_ERROR",
+        /// The statistic ID is unknown.
+        BadStat = -25 => "BAD_STAT",
+        /// The host-identity domain cannot be freed, mapped or unmapped by the host.
+        ImmutableDomain = -26 => "IMMUTABLE_DOMAIN",
+        /// The operation needs a paging domain (map, unmap, iova_to_phys on a blocked domain).
+        WrongDomainKind = -27 => "WRONG_DOMAIN_KIND",
+        /// A hypervisor limit would be exceeded (number of domains, donated pages).
+        Limit = -28 => "LIMIT",
+        /// An internal invariant check failed; the call changed nothing it could undo. Please report.
+        Internal = -29 => "INTERNAL",
+    }
+}
+
+impl Error {
+    /// The error with code `code`, if any.
+    #[must_use]
+    pub const fn from_code(code: i64) -> Option<Self> {
+        Self::from_value(code)
+    }
+
+    /// The code as the 64-bit register value placed in `x0`.
+    #[must_use]
+    pub const fn to_reg(self) -> u64 {
+        self as i64 as u64
+    }
+}
+
+abi_enum! {
+    /// Domain kinds for [`Function::DomainAlloc`].
+    pub enum DomainKind: u64, prefix "WARDEN_DOMAIN_" {
+        /// A translating domain: starts empty, filled with map/unmap.
+        Paging = 0 => "PAGING",
+        /// A blocking domain: every DMA of an attached StreamID aborts (and is reported).
+        Blocked = 1 => "BLOCKED",
+    }
+}
+
+/// The ID of the built-in host-identity domain (all host RAM 1:1, nothing of the hyp). Every StreamID starts
+/// attached to it; [`Function::Detach`] returns a StreamID to it. The host cannot free, map or unmap it.
+pub const DOMAIN_ID_HOST_IDENTITY: u64 = 0;
+
+/// prot: the device may read.
+pub const PROT_READ: u64 = 1 << 0;
+/// prot: the device may write.
+pub const PROT_WRITE: u64 = 1 << 1;
+/// prot: cacheable, coherent memory (Normal write-back); without it, Normal non-cacheable.
+pub const PROT_CACHE: u64 = 1 << 2;
+/// prot: the device may not fetch instructions (stage-2 XN).
+pub const PROT_NOEXEC: u64 = 1 << 3;
+/// prot: the PA is an MMIO region devices may write (an MSI doorbell); Device-nGnRE. Not with [`PROT_CACHE`].
+pub const PROT_MMIO: u64 = 1 << 4;
+/// prot: privileged accesses only (accepted and ignored: stage 2 has no privilege distinction).
+pub const PROT_PRIV: u64 = 1 << 5;
+/// Every defined prot bit (the values equal Linux's `IOMMU_*`); any other bit is [`Error::BadProt`].
+pub const PROT_ALL: u64 = PROT_READ | PROT_WRITE | PROT_CACHE | PROT_NOEXEC | PROT_MMIO | PROT_PRIV;
+
+/// 4 KiB page.
+pub const PGSIZE_4K: u64 = 1 << 12;
+/// 2 MiB block.
+pub const PGSIZE_2M: u64 = 1 << 21;
+/// 1 GiB block.
+pub const PGSIZE_1G: u64 = 1 << 30;
+/// Bitmap of supported page sizes (Linux's `pgsize_bitmap`).
+pub const PGSIZE_BITMAP: u64 = PGSIZE_4K | PGSIZE_2M | PGSIZE_1G;
+/// The granule of ownership tracking, donation and reclaim.
+pub const PAGE_SIZE: u64 = PGSIZE_4K;
+
+/// Version call, x1 bits 15:0: ABI minor.
+pub const VERSION_MINOR_SHIFT: u32 = 0;
+/// Version call, x1 bits 31:16: ABI major.
+pub const VERSION_MAJOR_SHIFT: u32 = 16;
+/// Version call, x1 bits 63:32: feature bits (`FEAT_*`).
+pub const VERSION_FEATURES_SHIFT: u32 = 32;
+/// Feature: the SMMU invalidates IOVA ranges with one command (range invalidation, IDR3.RIL).
+pub const FEAT_RANGE_INVALIDATION: u64 = 1 << 0;
+/// Feature: faults are recorded and readable with [`Function::ReadEvent`].
+pub const FEAT_EVENTS: u64 = 1 << 1;
+/// Feature: unmap splits blocks when asked for part of one.
+pub const FEAT_SPLIT_UNMAP: u64 = 1 << 2;
+/// Version call, x3 bits 15:0: maximum number of allocatable domains (host-identity not counted).
+pub const LIMITS_MAX_DOMAINS_SHIFT: u32 = 0;
+/// Version call, x3 bits 23:16: IOVA bits of a paging domain (IOVAs are below 2^bits).
+pub const LIMITS_IOVA_BITS_SHIFT: u32 = 16;
+/// Version call, x3 bits 31:24: PA bits the SMMU can output.
+pub const LIMITS_PA_BITS_SHIFT: u32 = 24;
+/// Version call, x3 bits 39:32: VMID bits of the SMMU.
+pub const LIMITS_VMID_BITS_SHIFT: u32 = 32;
+/// Version call, x3 bits 63:40: maximum number of pages the host may have donated at once.
+pub const LIMITS_MAX_DONATED_SHIFT: u32 = 40;
+/// Mask of an 8-bit limits field after shifting.
+pub const LIMITS_MASK_8: u64 = 0xff;
+/// Mask of the 16-bit max-domains field after shifting.
+pub const LIMITS_MASK_16: u64 = 0xffff;
+/// Mask of the 24-bit max-donated field after shifting.
+pub const LIMITS_MASK_24: u64 = 0xff_ffff;
+
+/// Packs the version call's x1.
+#[must_use]
+pub const fn pack_version(major: u16, minor: u16, features: u32) -> u64 {
+    ((features as u64) << VERSION_FEATURES_SHIFT)
+        | ((major as u64) << VERSION_MAJOR_SHIFT)
+        | ((minor as u64) << VERSION_MINOR_SHIFT)
+}
+
+/// The limits the version call reports in x3.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct Limits {
+    /// Maximum number of allocatable domains (host-identity not counted).
+    pub max_domains: u16,
+    /// IOVA bits of a paging domain.
+    pub iova_bits: u8,
+    /// PA bits the SMMU outputs.
+    pub pa_bits: u8,
+    /// VMID bits of the SMMU.
+    pub vmid_bits: u8,
+    /// Maximum number of pages donated at once (saturates at 2^24 - 1).
+    pub max_donated_pages: u32,
+}
+
+impl Limits {
+    /// Packs into the version call's x3.
+    #[must_use]
+    pub const fn pack(&self) -> u64 {
+        let donated = if self.max_donated_pages as u64 > LIMITS_MASK_24 {
+            LIMITS_MASK_24
+        } else {
+            self.max_donated_pages as u64
+        };
+        ((self.max_domains as u64) << LIMITS_MAX_DOMAINS_SHIFT)
+            | ((self.iova_bits as u64) << LIMITS_IOVA_BITS_SHIFT)
+            | ((self.pa_bits as u64) << LIMITS_PA_BITS_SHIFT)
+            | ((self.vmid_bits as u64) << LIMITS_VMID_BITS_SHIFT)
+            | (donated << LIMITS_MAX_DONATED_SHIFT)
+    }
+
+    /// Unpacks the version call's x3.
+    #[must_use]
+    pub const fn unpack(x3: u64) -> Self {
+        Self {
+            max_domains: ((x3 >> LIMITS_MAX_DOMAINS_SHIFT) & LIMITS_MASK_16) as u16,
+            iova_bits: ((x3 >> LIMITS_IOVA_BITS_SHIFT) & LIMITS_MASK_8) as u8,
+            pa_bits: ((x3 >> LIMITS_PA_BITS_SHIFT) & LIMITS_MASK_8) as u8,
+            vmid_bits: ((x3 >> LIMITS_VMID_BITS_SHIFT) & LIMITS_MASK_8) as u8,
+            max_donated_pages: ((x3 >> LIMITS_MAX_DONATED_SHIFT) & LIMITS_MASK_24) as u32,
+        }
+    }
+}
+
+/// Read-event call, x2 bits 31:0: StreamID of the faulting device.
+pub const EVENT_SID_SHIFT: u32 = 0;
+/// Read-event call, x2 bits 39:32: reason (`EVENT_REASON_*`, the SMMUv3 event type number).
+pub const EVENT_REASON_SHIFT: u32 = 32;
+/// Read-event call, x2 bits 63:48: flags (`EVENT_FLAG_*`).
+pub const EVENT_FLAGS_SHIFT: u32 = 48;
+/// Event flag: the access was a write (else a read).
+pub const EVENT_FLAG_WRITE: u64 = 1 << 0;
+/// Event flag: the access was an instruction fetch.
+pub const EVENT_FLAG_INSTR: u64 = 1 << 1;
+/// Event flag: the access was privileged.
+pub const EVENT_FLAG_PRIV: u64 = 1 << 2;
+/// Event flag: the fault was raised by stage-2 translation.
+pub const EVENT_FLAG_STAGE2: u64 = 1 << 3;
+/// Event flag: x1 holds a valid IOVA.
+pub const EVENT_FLAG_IOVA_VALID: u64 = 1 << 4;
+/// Event reason (SMMUv3 C_BAD_STREAMID): a StreamID outside the stream table.
+pub const EVENT_REASON_BAD_STREAMID: u64 = 0x02;
+/// Event reason (SMMUv3 C_BAD_STE): an invalid stream table entry.
+pub const EVENT_REASON_BAD_STE: u64 = 0x04;
+/// Event reason (SMMUv3 F_STREAM_DISABLED): the StreamID is set to abort (blocked domain, unknown device).
+pub const EVENT_REASON_STREAM_DISABLED: u64 = 0x06;
+/// Event reason (SMMUv3 F_TRANSLATION): no mapping for the IOVA.
+pub const EVENT_REASON_TRANSLATION: u64 = 0x10;
+/// Event reason (SMMUv3 F_ADDR_SIZE): the IOVA is beyond the domain's input size.
+pub const EVENT_REASON_ADDR_SIZE: u64 = 0x11;
+/// Event reason (SMMUv3 F_ACCESS): access flag fault.
+pub const EVENT_REASON_ACCESS: u64 = 0x12;
+/// Event reason (SMMUv3 F_PERMISSION): the mapping forbids the access.
+pub const EVENT_REASON_PERMISSION: u64 = 0x13;
+/// Event reason: the hyp's SMMU driver saw a global error (GERROR) and recovered.
+pub const EVENT_REASON_GERROR: u64 = 0xff;
+
+abi_enum! {
+    /// Statistic IDs for [`Function::Stat`]. IDs from [`STAT_CALLS_BASE`] count calls per function.
+    pub enum Stat: u64, prefix "WARDEN_STAT_" {
+        /// Allocated domains (host-identity not counted).
+        DomainsInUse = 0 => "DOMAINS_IN_USE",
+        /// Maximum number of allocatable domains.
+        DomainsMax = 1 => "DOMAINS_MAX",
+        /// Pages in the page-table pool (hyp carve-out part plus donated pages).
+        PoolTotalPages = 2 => "POOL_TOTAL_PAGES",
+        /// Free pages in the page-table pool.
+        PoolFreePages = 3 => "POOL_FREE_PAGES",
+        /// Pages the host has donated and not reclaimed.
+        DonatedPages = 4 => "DONATED_PAGES",
+        /// Donated pages not in use as page tables (reclaimable).
+        DonatedFreePages = 5 => "DONATED_FREE_PAGES",
+        /// StreamIDs attached to a domain other than host-identity.
+        AttachedSids = 6 => "ATTACHED_SIDS",
+        /// Fault records dropped because the event ring was full.
+        EventsLost = 7 => "EVENTS_LOST",
+        /// SMMU commands issued (from the SMMU driver).
+        SmmuCommands = 8 => "SMMU_COMMANDS",
+        /// SMMU CMD_SYNCs issued (from the SMMU driver).
+        SmmuSyncs = 9 => "SMMU_SYNCS",
+        /// TLB invalidations requested (range or VMID-wide, each with its sync).
+        Invalidations = 10 => "INVALIDATIONS",
+        /// Warden calls handled (all functions).
+        CallsTotal = 11 => "CALLS_TOTAL",
+        /// Warden calls that returned an error.
+        ErrorsTotal = 12 => "ERRORS_TOTAL",
+        /// 4 KiB pages currently DMA-mapped, summed over paging domains.
+        MappedPages = 13 => "MAPPED_PAGES",
+        /// Page-table pages in use by domains (including host-identity).
+        TablePagesInUse = 14 => "TABLE_PAGES_IN_USE",
+    }
+}
+
+/// Stat ID `STAT_CALLS_BASE + n` counts calls of function number `n` ([`Function`]).
+pub const STAT_CALLS_BASE: u64 = 0x100;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_ids_round_trip() {
+        for &f in Function::ALL {
+            assert_eq!(Function::from_fid(f.fid()), Some(f));
+            assert_eq!(f.fid() >> 24, 0xC6);
+        }
+        assert_eq!(Function::from_fid(0xC600_00FF), None);
+        assert_eq!(
+            Function::from_fid(0x8600_0005),
+            None,
+            "SMC32 form is not a Warden call"
+        );
+        assert_eq!(Function::from_fid(0xC500_0005), None);
+    }
+
+    #[test]
+    fn error_codes_distinct_and_negative() {
+        for (i, a) in Error::ALL.iter().enumerate() {
+            assert!(a.value() < 0);
+            assert_eq!(Error::from_code(a.value()), Some(*a));
+            for b in &Error::ALL[i + 1..] {
+                assert_ne!(a.value(), b.value());
+                assert_ne!(a.c_name(), b.c_name());
+            }
+        }
+        assert_eq!(Error::NotSupported.value(), -1);
+        assert_eq!(Error::NoMem.to_reg(), (-14i64) as u64);
+    }
+
+    #[test]
+    fn uuid_words_match_smccc_layout() {
+        assert_eq!(
+            UUID_WORDS,
+            [0x7a63_717f, 0xe647_feec, 0xa1d3_7ab6, 0x9628_02af]
+        );
+    }
+
+    #[test]
+    fn limits_round_trip() {
+        let l = Limits {
+            max_domains: 1024,
+            iova_bits: 39,
+            pa_bits: 44,
+            vmid_bits: 16,
+            max_donated_pages: 16384,
+        };
+        assert_eq!(Limits::unpack(l.pack()), l);
+        let big = Limits {
+            max_donated_pages: u32::MAX,
+            ..l
+        };
+        assert_eq!(Limits::unpack(big.pack()).max_donated_pages, 0xff_ffff);
+    }
+
+    #[test]
+    fn prot_matches_linux() {
+        assert_eq!(
+            (
+                PROT_READ,
+                PROT_WRITE,
+                PROT_CACHE,
+                PROT_NOEXEC,
+                PROT_MMIO,
+                PROT_PRIV
+            ),
+            (1, 2, 4, 8, 16, 32)
+        );
+    }
+
+    #[test]
+    fn checked_in_header_is_current() {
+        let mut s = String::new();
+        write_c_header(&mut s).unwrap();
+        let checked_in = include_str!("../../../host-shim/warden_abi.h");
+        assert!(
+            s == checked_in,
+            "host-shim/warden_abi.h is stale: run `cargo xtask gen-header` (or the test `regenerate_header` with \
+             WARDEN_REGEN_HEADER=1)"
+        );
+    }
+
+    /// With `WARDEN_REGEN_HEADER=1`, rewrites the checked-in header (a fallback for `cargo xtask gen-header`).
+    #[test]
+    fn regenerate_header() {
+        if std::env::var_os("WARDEN_REGEN_HEADER").is_none() {
+            return;
+        }
+        let mut s = String::new();
+        write_c_header(&mut s).unwrap();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../host-shim/warden_abi.h");
+        std::fs::write(path, s).unwrap();
+    }
+}

@@ -1,0 +1,300 @@
+//! The C header for the Linux shim, generated from this crate without allocation.
+
+use core::fmt::{self, Write};
+
+use crate::*;
+
+/// Writes `warden_abi.h`: every constant of this crate as a `#define`, with an include guard and a
+/// "generated, do not edit" banner. `cargo xtask gen-header` writes the result to `host-shim/warden_abi.h`.
+///
+/// # Errors
+///
+/// Only those of `w`.
+pub fn write_c_header(w: &mut impl Write) -> fmt::Result {
+    writeln!(w, "/* SPDX-License-Identifier: MIT OR Apache-2.0 */")?;
+    writeln!(w, "/*")?;
+    writeln!(
+        w,
+        " * warden_abi.h - the Warden hypercall ABI for the host shim."
+    )?;
+    writeln!(w, " *")?;
+    writeln!(
+        w,
+        " * GENERATED from hyp/abi (crate warden-abi) by `cargo xtask gen-header`. DO NOT EDIT."
+    )?;
+    writeln!(w, " * Documentation: docs/abi.md.")?;
+    writeln!(w, " */")?;
+    writeln!(w, "#ifndef WARDEN_ABI_H")?;
+    writeln!(w, "#define WARDEN_ABI_H")?;
+    writeln!(w)?;
+
+    section(w, "ABI version, names")?;
+    def(
+        w,
+        "WARDEN_ABI_VERSION_MAJOR",
+        u64::from(ABI_VERSION_MAJOR),
+        "",
+    )?;
+    def(
+        w,
+        "WARDEN_ABI_VERSION_MINOR",
+        u64::from(ABI_VERSION_MINOR),
+        "",
+    )?;
+    writeln!(w, "#define WARDEN_MODULE_NAME \"{MODULE_NAME}\"")?;
+    writeln!(w, "#define WARDEN_DT_COMPATIBLE \"{DT_COMPATIBLE}\"")?;
+    write!(w, "/* UUID ")?;
+    for (i, b) in UUID.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            write!(w, "-")?;
+        }
+        write!(w, "{b:02x}")?;
+    }
+    writeln!(
+        w,
+        ", as returned in w0..w3 by the vendor-hyp Call UID query */"
+    )?;
+    for (i, word) in UUID_WORDS.iter().enumerate() {
+        writeln!(w, "#define WARDEN_UUID_W{i} 0x{word:08x}U")?;
+    }
+    writeln!(w)?;
+
+    section(w, "SMCCC function IDs")?;
+    hex32(
+        w,
+        "WARDEN_SMCCC_VENDOR_HYP_CALL_UID",
+        VENDOR_HYP_CALL_UID,
+        "SMC32: UUID in w0..w3",
+    )?;
+    hex32(
+        w,
+        "WARDEN_SMCCC_VENDOR_HYP_REVISION",
+        VENDOR_HYP_REVISION,
+        "SMC32: w0 = major, w1 = minor",
+    )?;
+    hex32(
+        w,
+        "WARDEN_FID_BASE",
+        FID_BASE,
+        "SMC64 fast call, owner 6 (vendor hyp)",
+    )?;
+    for &f in Function::ALL {
+        comment(w, f.doc())?;
+        writeln!(
+            w,
+            "#define {}{} 0x{:04x}",
+            Function::C_PREFIX,
+            f.c_name(),
+            f.value()
+        )?;
+        writeln!(w, "#define WARDEN_FID_{} 0x{:08x}U", f.c_name(), f.fid())?;
+    }
+    writeln!(w)?;
+
+    section(
+        w,
+        "Results: x0 = WARDEN_SUCCESS or a negative WARDEN_E_* code",
+    )?;
+    def(w, "WARDEN_SUCCESS", 0, "")?;
+    for &e in Error::ALL {
+        comment(w, e.doc())?;
+        writeln!(
+            w,
+            "#define {}{} ({})",
+            Error::C_PREFIX,
+            e.c_name(),
+            e.value()
+        )?;
+    }
+    writeln!(w)?;
+
+    section(w, "Domains")?;
+    for &k in DomainKind::ALL {
+        comment(w, k.doc())?;
+        writeln!(
+            w,
+            "#define {}{} {}",
+            DomainKind::C_PREFIX,
+            k.c_name(),
+            k.value()
+        )?;
+    }
+    def(
+        w,
+        "WARDEN_DOMAIN_ID_HOST_IDENTITY",
+        DOMAIN_ID_HOST_IDENTITY,
+        "built in, fixed",
+    )?;
+    writeln!(w)?;
+
+    section(w, "prot bits (same values as Linux's IOMMU_*)")?;
+    def(w, "WARDEN_PROT_READ", PROT_READ, "")?;
+    def(w, "WARDEN_PROT_WRITE", PROT_WRITE, "")?;
+    def(w, "WARDEN_PROT_CACHE", PROT_CACHE, "")?;
+    def(w, "WARDEN_PROT_NOEXEC", PROT_NOEXEC, "")?;
+    def(
+        w,
+        "WARDEN_PROT_MMIO",
+        PROT_MMIO,
+        "MSI doorbells only; not with CACHE",
+    )?;
+    def(w, "WARDEN_PROT_PRIV", PROT_PRIV, "accepted, ignored")?;
+    def(w, "WARDEN_PROT_ALL", PROT_ALL, "")?;
+    writeln!(w)?;
+
+    section(w, "Page sizes")?;
+    hex64(w, "WARDEN_PGSIZE_4K", PGSIZE_4K)?;
+    hex64(w, "WARDEN_PGSIZE_2M", PGSIZE_2M)?;
+    hex64(w, "WARDEN_PGSIZE_1G", PGSIZE_1G)?;
+    hex64(w, "WARDEN_PGSIZE_BITMAP", PGSIZE_BITMAP)?;
+    hex64(w, "WARDEN_PAGE_SIZE", PAGE_SIZE)?;
+    writeln!(w)?;
+
+    section(
+        w,
+        "VERSION call: x1 = version | features, x2 = WARDEN_PGSIZE_BITMAP, x3 = limits",
+    )?;
+    def(
+        w,
+        "WARDEN_VERSION_MINOR_SHIFT",
+        u64::from(VERSION_MINOR_SHIFT),
+        "16 bits",
+    )?;
+    def(
+        w,
+        "WARDEN_VERSION_MAJOR_SHIFT",
+        u64::from(VERSION_MAJOR_SHIFT),
+        "16 bits",
+    )?;
+    def(
+        w,
+        "WARDEN_VERSION_FEATURES_SHIFT",
+        u64::from(VERSION_FEATURES_SHIFT),
+        "32 bits",
+    )?;
+    hex64(w, "WARDEN_FEAT_RANGE_INVALIDATION", FEAT_RANGE_INVALIDATION)?;
+    hex64(w, "WARDEN_FEAT_EVENTS", FEAT_EVENTS)?;
+    hex64(w, "WARDEN_FEAT_SPLIT_UNMAP", FEAT_SPLIT_UNMAP)?;
+    def(
+        w,
+        "WARDEN_LIMITS_MAX_DOMAINS_SHIFT",
+        u64::from(LIMITS_MAX_DOMAINS_SHIFT),
+        "16 bits",
+    )?;
+    def(
+        w,
+        "WARDEN_LIMITS_IOVA_BITS_SHIFT",
+        u64::from(LIMITS_IOVA_BITS_SHIFT),
+        "8 bits",
+    )?;
+    def(
+        w,
+        "WARDEN_LIMITS_PA_BITS_SHIFT",
+        u64::from(LIMITS_PA_BITS_SHIFT),
+        "8 bits",
+    )?;
+    def(
+        w,
+        "WARDEN_LIMITS_VMID_BITS_SHIFT",
+        u64::from(LIMITS_VMID_BITS_SHIFT),
+        "8 bits",
+    )?;
+    def(
+        w,
+        "WARDEN_LIMITS_MAX_DONATED_SHIFT",
+        u64::from(LIMITS_MAX_DONATED_SHIFT),
+        "24 bits",
+    )?;
+    hex64(w, "WARDEN_LIMITS_MASK_8", LIMITS_MASK_8)?;
+    hex64(w, "WARDEN_LIMITS_MASK_16", LIMITS_MASK_16)?;
+    hex64(w, "WARDEN_LIMITS_MASK_24", LIMITS_MASK_24)?;
+    writeln!(w)?;
+
+    section(
+        w,
+        "READ_EVENT call: x0 = 1 (record) or 0, x1 = IOVA, x2 = sid | reason | flags, x3 = lost",
+    )?;
+    def(
+        w,
+        "WARDEN_EVENT_SID_SHIFT",
+        u64::from(EVENT_SID_SHIFT),
+        "32 bits",
+    )?;
+    def(
+        w,
+        "WARDEN_EVENT_REASON_SHIFT",
+        u64::from(EVENT_REASON_SHIFT),
+        "8 bits",
+    )?;
+    def(
+        w,
+        "WARDEN_EVENT_FLAGS_SHIFT",
+        u64::from(EVENT_FLAGS_SHIFT),
+        "16 bits",
+    )?;
+    hex64(w, "WARDEN_EVENT_FLAG_WRITE", EVENT_FLAG_WRITE)?;
+    hex64(w, "WARDEN_EVENT_FLAG_INSTR", EVENT_FLAG_INSTR)?;
+    hex64(w, "WARDEN_EVENT_FLAG_PRIV", EVENT_FLAG_PRIV)?;
+    hex64(w, "WARDEN_EVENT_FLAG_STAGE2", EVENT_FLAG_STAGE2)?;
+    hex64(w, "WARDEN_EVENT_FLAG_IOVA_VALID", EVENT_FLAG_IOVA_VALID)?;
+    hex64(
+        w,
+        "WARDEN_EVENT_REASON_BAD_STREAMID",
+        EVENT_REASON_BAD_STREAMID,
+    )?;
+    hex64(w, "WARDEN_EVENT_REASON_BAD_STE", EVENT_REASON_BAD_STE)?;
+    hex64(
+        w,
+        "WARDEN_EVENT_REASON_STREAM_DISABLED",
+        EVENT_REASON_STREAM_DISABLED,
+    )?;
+    hex64(
+        w,
+        "WARDEN_EVENT_REASON_TRANSLATION",
+        EVENT_REASON_TRANSLATION,
+    )?;
+    hex64(w, "WARDEN_EVENT_REASON_ADDR_SIZE", EVENT_REASON_ADDR_SIZE)?;
+    hex64(w, "WARDEN_EVENT_REASON_ACCESS", EVENT_REASON_ACCESS)?;
+    hex64(w, "WARDEN_EVENT_REASON_PERMISSION", EVENT_REASON_PERMISSION)?;
+    hex64(w, "WARDEN_EVENT_REASON_GERROR", EVENT_REASON_GERROR)?;
+    writeln!(w)?;
+
+    section(w, "STAT call: x1 = stat id, result in x1")?;
+    for &s in Stat::ALL {
+        comment(w, s.doc())?;
+        writeln!(w, "#define {}{} {}", Stat::C_PREFIX, s.c_name(), s.value())?;
+    }
+    hex64(w, "WARDEN_STAT_CALLS_BASE", STAT_CALLS_BASE)?;
+    writeln!(w)?;
+
+    writeln!(w, "#endif /* WARDEN_ABI_H */")
+}
+
+/// Writes `doc` as a one-line C comment: trimmed, rustdoc link brackets dropped.
+fn comment(w: &mut impl Write, doc: &str) -> fmt::Result {
+    write!(w, "/* ")?;
+    for c in doc.trim().chars().filter(|c| !matches!(c, '[' | ']')) {
+        w.write_char(c)?;
+    }
+    writeln!(w, " */")
+}
+
+fn section(w: &mut impl Write, title: &str) -> fmt::Result {
+    writeln!(w, "/* ---- {title} ---- */")
+}
+
+fn def(w: &mut impl Write, name: &str, value: u64, comment: &str) -> fmt::Result {
+    if comment.is_empty() {
+        writeln!(w, "#define {name} {value}")
+    } else {
+        writeln!(w, "#define {name} {value} /* {comment} */")
+    }
+}
+
+fn hex32(w: &mut impl Write, name: &str, value: u32, comment: &str) -> fmt::Result {
+    writeln!(w, "#define {name} 0x{value:08x}U /* {comment} */")
+}
+
+fn hex64(w: &mut impl Write, name: &str, value: u64) -> fmt::Result {
+    writeln!(w, "#define {name} 0x{value:x}ULL")
+}

@@ -1,0 +1,191 @@
+//! Stream table management: lazily allocated level-2 tables and safe STE updates (IHI 0070 §3.21.3
+//! "Configuration structure update procedure", §5.1 "Level 1 Stream Table Descriptor").
+
+use super::init::{alloc, write_ste_raw};
+use super::{Smmu, StreamTable};
+use crate::cmd::Command;
+use crate::regs::RegisterAccess;
+use crate::ste::{STE_DWORDS, STE_SIZE, Ste, SteKind};
+use crate::{DmaMemory, Error, StreamId};
+
+/// All dwords of an STE, as a `used_dwords` mask.
+const ALL_DWORDS: u8 = 0xFF;
+
+impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
+    /// The STE of `sid` as it is in memory ([`Ste::INVALID`] for a StreamID whose level-2 table does not exist
+    /// yet).
+    pub fn ste(&mut self, sid: StreamId) -> Result<Ste, Error> {
+        match self.ste_pa(sid, false)? {
+            Some(pa) => Ok(self.read_ste(pa)),
+            None => Ok(Ste::INVALID),
+        }
+    }
+
+    /// Installs `target` as the STE of `sid`, never letting the SMMU see a mix of old and new fields.
+    ///
+    /// With `used` = the dwords the current configuration interprets (abort: 0; bypass: 0–1; stage 2: 0–3):
+    /// 1. dwords of `target` the current STE does not use are written (invisible to the SMMU), `CFGI_STE` +
+    ///    `CMD_SYNC`;
+    /// 2. if at most one dword used by both configurations differs, it is written with a single 64-bit store
+    ///    (the atomic switch), `CFGI_STE` + `CMD_SYNC`; from abort/invalid this is dword 0 with `V`, i.e. the
+    ///    architecture's order "dwords 1..7, CFGI_STE + SYNC, dword 0, CFGI_STE + SYNC";
+    /// 3. leftover dwords that `target` does not use are cleaned up, `CFGI_STE` + `CMD_SYNC`.
+    ///
+    /// When two or more used dwords differ (e.g. stage 2 → stage 2 with another VMID and table), dword 0 is
+    /// first switched to ABORT (one store, `CFGI_STE` + `CMD_SYNC`): the device's transactions are terminated,
+    /// without events, for that short window, then the STE is built from abort as above. This is the
+    /// "intermediate abort STE" sequence, strictly safer than Linux's `V = 0` break (which records `C_BAD_STE`).
+    /// Rewriting an identical STE issues no command.
+    pub fn write_ste(&mut self, sid: StreamId, target: &Ste) -> Result<(), Error> {
+        let pa = self.ste_pa(sid, true)?.ok_or(Error::InvalidStreamId(sid.0))?;
+        self.counters.ste_writes += 1;
+        let mut current = self.read_ste(pa);
+        if current == *target {
+            return Ok(());
+        }
+        if critical_dwords(&current, target).count_ones() > 1 {
+            let abort = Ste::abort();
+            self.mem.write64(pa, abort.0[0]);
+            current.0[0] = abort.0[0];
+            self.sync_ste(sid)?;
+        }
+        // Step 1: dwords the live configuration ignores.
+        let unused = !current.used_dwords();
+        if self.write_dwords(pa, &mut current, target, unused & !1) {
+            self.sync_ste(sid)?;
+        }
+        // Step 2: the single critical dword (atomic switch).
+        let critical = critical_dwords(&current, target);
+        if self.write_dwords(pa, &mut current, target, critical) {
+            self.sync_ste(sid)?;
+        }
+        // Step 3: cleanup of dwords the new configuration ignores.
+        if self.write_dwords(pa, &mut current, target, ALL_DWORDS) {
+            self.sync_ste(sid)?;
+        }
+        debug_assert_eq!(current, *target);
+        Ok(())
+    }
+
+    /// Sets `count` StreamIDs from `first` to `target`, batching the invalidations when every one of them is
+    /// currently invalid or abort (the boot-time case: two `CFGI_ALL` + `CMD_SYNC` batches in all, instead of
+    /// two per StreamID); otherwise one [`Smmu::write_ste`] each.
+    pub fn write_ste_range(&mut self, first: StreamId, count: u32, target: &Ste) -> Result<(), Error> {
+        let end = first.0.checked_add(count).ok_or(Error::InvalidStreamId(u32::MAX))?;
+        if count == 0 {
+            return Ok(());
+        }
+        if u64::from(end - 1) >> self.sid_bits() != 0 {
+            return Err(Error::InvalidStreamId(end - 1));
+        }
+        let mut all_idle = true;
+        for sid in first.0..end {
+            let ste = self.ste(StreamId(sid))?;
+            all_idle &= matches!(ste.kind(), SteKind::Invalid | SteKind::Abort);
+        }
+        if !all_idle {
+            for sid in first.0..end {
+                self.write_ste(StreamId(sid), target)?;
+            }
+            return Ok(());
+        }
+        let mut pas = alloc::vec::Vec::with_capacity(count as usize);
+        for sid in first.0..end {
+            let pa = self.ste_pa(StreamId(sid), true)?.ok_or(Error::InvalidStreamId(sid))?;
+            pas.push(pa);
+        }
+        self.counters.ste_writes += u64::from(count);
+        for &pa in &pas {
+            for i in 1..STE_DWORDS {
+                self.mem.write64(pa + 8 * i as u64, target.0[i]);
+            }
+        }
+        self.submit([Command::cfgi_all()])?;
+        for &pa in &pas {
+            self.mem.write64(pa, target.0[0]);
+        }
+        self.submit([Command::cfgi_all()])
+    }
+
+    /// Writes the dwords of `target` selected by `mask` that differ from `current`, dword 0 last; returns
+    /// whether anything was written.
+    fn write_dwords(&mut self, pa: u64, current: &mut Ste, target: &Ste, mask: u8) -> bool {
+        let mut wrote = false;
+        for i in (1..STE_DWORDS).chain([0]) {
+            if mask & (1 << i) != 0 && current.0[i] != target.0[i] {
+                self.mem.write64(pa + 8 * i as u64, target.0[i]);
+                current.0[i] = target.0[i];
+                wrote = true;
+            }
+        }
+        wrote
+    }
+
+    /// `CFGI_STE` (leaf: the level-1 descriptor was invalidated when installed) + `CMD_SYNC` for `sid`.
+    fn sync_ste(&mut self, sid: StreamId) -> Result<(), Error> {
+        self.submit([Command::cfgi_ste(sid, true)])
+    }
+
+    fn read_ste(&mut self, pa: u64) -> Ste {
+        let mut ste = Ste::INVALID;
+        for (i, dword) in ste.0.iter_mut().enumerate() {
+            *dword = self.mem.read64(pa + 8 * i as u64);
+        }
+        ste
+    }
+
+    /// Physical address of `sid`'s STE; with `create`, allocates (all-abort) and installs its level-2 table
+    /// first (then `CFGI_STE_RANGE` over the leaf + `CMD_SYNC`, so no stale copy of the invalid level-1
+    /// descriptor survives). `Ok(None)`: no level-2 table and `create` is false.
+    fn ste_pa(&mut self, sid: StreamId, create: bool) -> Result<Option<u64>, Error> {
+        let ste_size = STE_SIZE as u64;
+        match &mut self.strtab {
+            StreamTable::Linear { pa, sid_bits } => {
+                if u64::from(sid.0) >> *sid_bits != 0 {
+                    return Err(Error::InvalidStreamId(sid.0));
+                }
+                Ok(Some(*pa + u64::from(sid.0) * ste_size))
+            }
+            StreamTable::TwoLevel { l1_pa, sid_bits, split, leaves } => {
+                if u64::from(sid.0) >> *sid_bits != 0 {
+                    return Err(Error::InvalidStreamId(sid.0));
+                }
+                let (l1_pa, split) = (*l1_pa, *split);
+                let l1_index = (sid.0 >> split) as usize;
+                let offset = u64::from(sid.0 & ((1 << split) - 1)) * ste_size;
+                if let Some(l2) = leaves[l1_index] {
+                    return Ok(Some(l2 + offset));
+                }
+                if !create {
+                    return Ok(None);
+                }
+                // Install the leaf: fill it with abort STEs, then publish it through the L1 descriptor (one
+                // 64-bit store), then invalidate the range it covers.
+                let l2 = alloc(&mut self.mem, STE_SIZE << split)?;
+                for i in 0..1u64 << split {
+                    write_ste_raw(&mut self.mem, l2 + i * ste_size, &Ste::abort());
+                }
+                self.mem.write64(l1_pa + 8 * l1_index as u64, Self::l1_desc(l2, split));
+                if let StreamTable::TwoLevel { leaves, .. } = &mut self.strtab {
+                    leaves[l1_index] = Some(l2);
+                }
+                self.counters.l2_tables += 1;
+                let first = StreamId((l1_index as u32) << split);
+                self.submit([Command::cfgi_ste_range(first, (split - 1) as u8)])?;
+                Ok(Some(l2 + offset))
+            }
+        }
+    }
+}
+
+/// Dwords used by both `current` and `target` whose values differ: what cannot be written invisibly.
+fn critical_dwords(current: &Ste, target: &Ste) -> u8 {
+    let both = current.used_dwords() & target.used_dwords();
+    let mut mask = 0;
+    for i in 0..STE_DWORDS {
+        if both & (1 << i) != 0 && current.0[i] != target.0[i] {
+            mask |= 1 << i;
+        }
+    }
+    mask
+}

@@ -1,0 +1,133 @@
+//! Fake DMA memory: host allocations named by their host addresses.
+
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use crate::DmaMemory;
+
+/// One allocation: `words` backs `[base, base + len)`, starting `skip` words into the vector (for alignment).
+#[derive(Debug)]
+struct Region {
+    base: u64,
+    len: u64,
+    skip: usize,
+    words: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    regions: Vec<Region>,
+    write_log: Option<Vec<(u64, u64)>>,
+}
+
+/// Shared fake DMA memory: clones are handles to the same memory (the driver and the fake SMMU each hold one).
+///
+/// Physical addresses are the host addresses of the backing buffers, so they are unique and aligned as asked.
+/// Accesses outside every allocation return `None` from the `try_` methods (the fake SMMU turns them into
+/// external aborts) and panic through [`DmaMemory`] (a driver bug).
+#[derive(Clone, Debug, Default)]
+pub struct FakeMemory {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl FakeMemory {
+    /// Empty memory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Allocates `size` zeroed bytes aligned to `align` (a power of two) and returns the address.
+    pub fn alloc(&self, size: usize, align: usize) -> u64 {
+        let align = align.max(8) as u64;
+        let len = (size as u64).next_multiple_of(8).max(8);
+        let words = vec![0u64; ((len + align) / 8) as usize];
+        let host = words.as_ptr() as u64;
+        let base = host.next_multiple_of(align);
+        let skip = ((base - host) / 8) as usize;
+        self.inner.borrow_mut().regions.push(Region { base, len, skip, words });
+        base
+    }
+
+    /// Reads the word at `pa`, or `None` outside every allocation or unaligned.
+    pub fn try_read64(&self, pa: u64) -> Option<u64> {
+        let inner = self.inner.borrow();
+        let (region, index) = locate(&inner.regions, pa)?;
+        Some(inner.regions[region].words[index])
+    }
+
+    /// Writes the word at `pa`; returns false outside every allocation or unaligned.
+    pub fn try_write64(&self, pa: u64, value: u64) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        let Some((region, index)) = locate(&inner.regions, pa) else {
+            return false;
+        };
+        inner.regions[region].words[index] = value;
+        if let Some(log) = &mut inner.write_log {
+            log.push((pa, value));
+        }
+        true
+    }
+
+    /// Starts recording every write (address, value) made through this memory.
+    pub fn start_write_log(&self) {
+        self.inner.borrow_mut().write_log = Some(Vec::new());
+    }
+
+    /// Stops recording and returns the writes recorded since [`FakeMemory::start_write_log`].
+    pub fn take_write_log(&self) -> Vec<(u64, u64)> {
+        self.inner.borrow_mut().write_log.take().unwrap_or_default()
+    }
+
+    /// Total bytes allocated.
+    pub fn allocated(&self) -> u64 {
+        self.inner.borrow().regions.iter().map(|r| r.len).sum()
+    }
+}
+
+fn locate(regions: &[Region], pa: u64) -> Option<(usize, usize)> {
+    if pa % 8 != 0 {
+        return None;
+    }
+    regions.iter().enumerate().find_map(|(i, r)| {
+        (pa >= r.base && pa < r.base + r.len).then(|| (i, r.skip + ((pa - r.base) / 8) as usize))
+    })
+}
+
+impl DmaMemory for FakeMemory {
+    fn alloc_zeroed(&mut self, size: usize, align: usize) -> Option<u64> {
+        Some(self.alloc(size, align))
+    }
+
+    fn read64(&mut self, pa: u64) -> u64 {
+        self.try_read64(pa).unwrap_or_else(|| panic!("driver read outside its memory: {pa:#x}"))
+    }
+
+    fn write64(&mut self, pa: u64, value: u64) {
+        assert!(self.try_write64(pa, value), "driver write outside its memory: {pa:#x}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_identity_addresses() {
+        let mem = FakeMemory::new();
+        let a = mem.alloc(100, 4096);
+        let b = mem.alloc(16 << 10, 16 << 10);
+        assert_eq!(a % 4096, 0);
+        assert_eq!(b % (16 << 10), 0);
+        assert_eq!(mem.try_read64(a), Some(0));
+        assert!(mem.try_write64(a + 96, 7));
+        assert_eq!(mem.try_read64(a + 96), Some(7));
+        assert_eq!(mem.try_read64(a + 104), None);
+        assert_eq!(mem.try_read64(a + 4), None);
+        assert!(!mem.try_write64(8, 1));
+        mem.start_write_log();
+        mem.clone().write64(b, 5);
+        assert_eq!(mem.take_write_log(), [(b, 5)]);
+    }
+}

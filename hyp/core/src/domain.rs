@@ -1,1 +1,774 @@
-//! DMA domains: stage-2 translations for devices, VMID allocation.
+//! DMA domains: stage-2 translations for devices, and the page-table pool they allocate from.
+//!
+//! A [`PagingDomain`] is an aarch64-paging [`Mapping`] in the [`Stage2`] regime whose tables come from the
+//! [`PagePool`] (hyp carve-out pages plus pages the host donated). It is never marked active, so aarch64-paging
+//! issues no CPU TLB maintenance: the SMMU's TLBs are invalidated by the caller ([`crate::dispatch`]) through the
+//! SMMU driver, and table pages freed by an update are **quarantined** until that invalidation completed
+//! (an SMMU walk could still be reading them).
+//!
+//! # Geometry (what the STE needs)
+//!
+//! 4 KiB granule, input size [`IOVA_BITS`] = 39 bits, walk starting at level 1 ([`ROOT_LEVEL`]): one 4 KiB root
+//! table, three levels, 1 GiB / 2 MiB / 4 KiB leaves. STE fields: `S2T0SZ` = [`S2_T0SZ`] (25), `S2SL0` =
+//! [`S2_SL0`] (1 = start at level 1 for 4 KiB), `S2TG` = 0 (4 KiB), `S2PS` from the SMMU's OAS
+//! ([`pa_size_encoding`]). 39 bits fits any SMMUv3 (IAS ≥ 40 whenever stage 2 is implemented, and QEMU's OAS is
+//! 44), needs no concatenated root tables (which aarch64-paging does not build) and keeps walks at three levels.
+//! The host-identity domain uses the same geometry, so RAM must lie below 512 GiB.
+//!
+//! # Locking
+//!
+//! A domain has no lock of its own here: [`crate::dispatch`] keeps each in a `spin::Mutex` slot. The pool has one
+//! `spin::Mutex`, always taken last (inside a domain lock, never the other way round), held only for O(1) list
+//! operations (plus O(n) for reclaim).
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+
+use aarch64_paging::Mapping;
+use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
+use aarch64_paging::paging::{Constraints, MemoryRegion, PageTable, Stage2, Translation};
+use spin::Mutex;
+use warden_abi as abi;
+use warden_dt::PhysRange;
+
+static_assertions::const_assert_eq!(core::mem::size_of::<usize>(), 8);
+
+/// Input address bits of every domain (IOVAs are below 2^39).
+pub const IOVA_BITS: u32 = 39;
+/// The level of the root table.
+pub const ROOT_LEVEL: usize = 1;
+/// `S2T0SZ` for the STE (64 - [`IOVA_BITS`]).
+pub const S2_T0SZ: u8 = 64 - IOVA_BITS as u8;
+/// `S2SL0` for the STE: 1 = the walk starts at level 1 (4 KiB granule).
+pub const S2_SL0: u8 = 1;
+/// Page size.
+pub const PAGE_SIZE: u64 = 4096;
+/// Pages a map must leave free in the pool, for unmap splits and for donation/reclaim edits of the
+/// host-identity domain (each needs at most 4).
+pub const POOL_RESERVE: usize = 16;
+const LEAF_LEVEL: usize = 3;
+
+/// Size covered by one entry at `level`.
+#[must_use]
+pub const fn granule(level: usize) -> u64 {
+    PAGE_SIZE << ((LEAF_LEVEL - level) * 9)
+}
+
+/// The `S2PS`/`OAS` encoding of a PA width (32, 36, 40, 42, 44, 48, 52 bits); `None` for other widths.
+#[must_use]
+pub const fn pa_size_encoding(pa_bits: u8) -> Option<u8> {
+    match pa_bits {
+        32 => Some(0),
+        36 => Some(1),
+        40 => Some(2),
+        42 => Some(3),
+        44 => Some(4),
+        48 => Some(5),
+        52 => Some(6),
+        _ => None,
+    }
+}
+
+/// Everything an SMMU stage-2 STE needs for a domain.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct S2Config {
+    /// The domain's VMID.
+    pub vmid: u16,
+    /// Physical address of the root table (`S2TTB`), 4 KiB aligned.
+    pub root_pa: u64,
+    /// `S2T0SZ`.
+    pub t0sz: u8,
+    /// `S2SL0`.
+    pub sl0: u8,
+    /// `S2PS` (the SMMU's OAS encoding, see [`pa_size_encoding`]).
+    pub ps: u8,
+}
+
+/// Errors of domain and pool operations.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum DomainError {
+    /// The pool lacks this many pages.
+    #[error("page-table pool short by {0} pages")]
+    NoMem(usize),
+    /// Part of the range is mapped.
+    #[error("IOVA {0:#x} already mapped")]
+    AlreadyMapped(u64),
+    /// Part of the range is not mapped.
+    #[error("IOVA {0:#x} not mapped")]
+    NotMapped(u64),
+    /// A donated page is in use as a page table, or needed to keep reservations.
+    #[error("page {0:#x} in use")]
+    Busy(u64),
+    /// The donation capacity would be exceeded.
+    #[error("donation limit")]
+    Limit,
+    /// aarch64-paging refused an update (broken invariant: arguments were validated before).
+    #[error("page-table update failed")]
+    Internal,
+}
+
+/// The page-table pool: hyp carve-out pages plus donated pages.
+///
+/// Pages are identified by PA; the hyp accesses them at `PA + phys_offset` (EL2 maps all RAM at a fixed
+/// offset, 0 for an identity map).
+pub struct PagePool {
+    inner: Mutex<PoolInner>,
+    phys_offset: u64,
+}
+
+struct PoolInner {
+    hyp_ranges: Vec<PhysRange>,
+    free_hyp: Vec<u64>,
+    free_donated: Vec<u64>,
+    /// Pages freed by a domain update, waiting for the SMMU invalidation of their domain (tag = domain slot).
+    quarantine: Vec<(u64, u16)>,
+    reserved: usize,
+    hyp_total: usize,
+    donated_total: usize,
+    max_donated: usize,
+}
+
+impl PoolInner {
+    fn free(&self) -> usize {
+        self.free_hyp.len() + self.free_donated.len()
+    }
+
+    fn put(&mut self, pa: u64) {
+        if self.hyp_ranges.iter().any(|r| r.contains(pa)) {
+            self.free_hyp.push(pa);
+        } else {
+            self.free_donated.push(pa);
+        }
+    }
+}
+
+/// Pool counters.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct PoolStats {
+    /// All pages (carve-out part + donated).
+    pub total: usize,
+    /// Free pages (reserved ones included).
+    pub free: usize,
+    /// Donated pages.
+    pub donated: usize,
+    /// Donated pages that are free.
+    pub donated_free: usize,
+    /// Pages waiting in quarantine.
+    pub quarantined: usize,
+}
+
+impl PagePool {
+    /// A pool of the pages of `ranges` (hyp memory, page aligned), able to take up to `max_donated` donated
+    /// pages. Its bookkeeping is allocated here, once.
+    #[must_use]
+    pub fn new(ranges: &[PhysRange], max_donated: usize, phys_offset: u64) -> Self {
+        let mut free_hyp = Vec::new();
+        for r in ranges {
+            let first = r.base.next_multiple_of(PAGE_SIZE);
+            let mut pa = first;
+            while pa.checked_add(PAGE_SIZE).is_some_and(|e| e <= r.end()) {
+                free_hyp.push(pa);
+                pa += PAGE_SIZE;
+            }
+        }
+        // Hand out low addresses first.
+        free_hyp.reverse();
+        let hyp_total = free_hyp.len();
+        let inner = PoolInner {
+            hyp_ranges: ranges.to_vec(),
+            free_hyp,
+            free_donated: Vec::with_capacity(max_donated),
+            quarantine: Vec::with_capacity(hyp_total + max_donated),
+            reserved: 0,
+            hyp_total,
+            donated_total: 0,
+            max_donated,
+        };
+        Self {
+            inner: Mutex::new(inner),
+            phys_offset,
+        }
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> PoolStats {
+        let p = self.inner.lock();
+        PoolStats {
+            total: p.hyp_total + p.donated_total,
+            free: p.free(),
+            donated: p.donated_total,
+            donated_free: p.free_donated.len(),
+            quarantined: p.quarantine.len(),
+        }
+    }
+
+    /// Reserves `n` pages, leaving at least `keep` unreserved free pages; `Err(short)` says how many pages the
+    /// pool lacks.
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::NoMem`] with the shortfall.
+    pub fn reserve(&self, n: usize, keep: usize) -> Result<(), DomainError> {
+        let mut p = self.inner.lock();
+        let available = p.free().saturating_sub(p.reserved);
+        let want = n.saturating_add(keep);
+        if available < want {
+            return Err(DomainError::NoMem(want - available));
+        }
+        p.reserved += n;
+        Ok(())
+    }
+
+    /// Gives back `n` reserved pages that were not used.
+    pub fn unreserve(&self, n: usize) {
+        let mut p = self.inner.lock();
+        p.reserved = p.reserved.saturating_sub(n);
+    }
+
+    /// Takes one reserved page, zeroed. Panics if nothing was reserved (a broken invariant: callers reserve
+    /// the exact or a larger number of pages an update needs).
+    fn take_reserved(&self) -> u64 {
+        let pa = {
+            let mut p = self.inner.lock();
+            assert!(p.reserved > 0, "page-table allocation without reservation");
+            p.reserved -= 1;
+            let pa = p.free_hyp.pop().or_else(|| p.free_donated.pop());
+            pa.expect("reserved page missing from pool")
+        };
+        let va = self.virt(pa);
+        // SAFETY: `pa` was a free pool page: hyp-owned (carve-out or donated, unmapped from the host and from
+        // every device), mapped at `va` for the hyp, and referenced by nothing else until we return it.
+        unsafe { core::ptr::write_bytes(va.as_ptr(), 0, PAGE_SIZE as usize) };
+        pa
+    }
+
+    fn virt(&self, pa: u64) -> NonNull<u8> {
+        NonNull::new(pa.wrapping_add(self.phys_offset) as *mut u8).expect("pool page at VA 0")
+    }
+
+    fn quarantine(&self, pa: u64, tag: u16) {
+        self.inner.lock().quarantine.push((pa, tag));
+    }
+
+    /// Returns the pages quarantined for domain slot `tag` to the free lists (after its invalidation completed).
+    pub fn release_quarantine(&self, tag: u16) {
+        let mut p = self.inner.lock();
+        let mut i = 0;
+        while i < p.quarantine.len() {
+            if p.quarantine[i].1 == tag {
+                let (pa, _) = p.quarantine.swap_remove(i);
+                p.put(pa);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Adds donated pages (already checked, unmapped from the host and from devices) to the pool.
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::Limit`] if the pool would hold more than its donation capacity.
+    pub fn add_donated(&self, pa: u64, pages: usize) -> Result<(), DomainError> {
+        let mut p = self.inner.lock();
+        if p.donated_total.saturating_add(pages) > p.max_donated {
+            return Err(DomainError::Limit);
+        }
+        p.donated_total += pages;
+        for i in 0..pages as u64 {
+            p.free_donated.push(pa + i * PAGE_SIZE);
+        }
+        Ok(())
+    }
+
+    /// Whether `pages` more donated pages fit.
+    #[must_use]
+    pub fn can_take_donation(&self, pages: usize) -> bool {
+        let p = self.inner.lock();
+        p.donated_total.saturating_add(pages) <= p.max_donated
+    }
+
+    /// Removes donated pages from the pool (all or nothing): each must be free, and reservations must stay
+    /// covered.
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::Busy`] naming the first page that is in use (or needed for a reservation).
+    pub fn remove_donated(&self, pa: u64, pages: usize) -> Result<(), DomainError> {
+        let mut p = self.inner.lock();
+        p.free_donated.sort_unstable();
+        for i in 0..pages as u64 {
+            let page = pa + i * PAGE_SIZE;
+            if p.free_donated.binary_search(&page).is_err() {
+                return Err(DomainError::Busy(page));
+            }
+        }
+        if p.free() - pages < p.reserved {
+            return Err(DomainError::Busy(pa));
+        }
+        let end = pa + pages as u64 * PAGE_SIZE;
+        p.free_donated.retain(|&x| x < pa || x >= end);
+        p.donated_total -= pages;
+        Ok(())
+    }
+}
+
+/// aarch64-paging [`Translation`] over the pool: allocation takes reserved pages, deallocation quarantines.
+pub struct PoolTranslation {
+    pool: Arc<PagePool>,
+    tag: u16,
+    freed: usize,
+    in_use: usize,
+}
+
+impl Translation<Stage2Attributes> for PoolTranslation {
+    fn allocate_table(&mut self) -> (NonNull<PageTable<Stage2Attributes>>, PhysicalAddress) {
+        let pa = self.pool.take_reserved();
+        self.in_use += 1;
+        (self.pool.virt(pa).cast(), PhysicalAddress(pa as usize))
+    }
+
+    unsafe fn deallocate_table(&mut self, page_table: NonNull<PageTable<Stage2Attributes>>) {
+        let pa = (page_table.as_ptr() as u64).wrapping_sub(self.pool.phys_offset);
+        self.freed += 1;
+        self.in_use -= 1;
+        self.pool.quarantine(pa, self.tag);
+    }
+
+    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<Stage2Attributes>> {
+        self.pool.virt(pa.0 as u64).cast()
+    }
+}
+
+/// Stage-2 attributes for a validated prot.
+#[must_use]
+pub fn attributes(prot: u64) -> Stage2Attributes {
+    let mut a = Stage2Attributes::VALID | Stage2Attributes::ACCESS_FLAG;
+    a |= match (prot & abi::PROT_READ != 0, prot & abi::PROT_WRITE != 0) {
+        (true, true) => Stage2Attributes::S2AP_ACCESS_RW,
+        (true, false) => Stage2Attributes::S2AP_ACCESS_RO,
+        (false, true) => Stage2Attributes::S2AP_ACCESS_WO,
+        (false, false) => Stage2Attributes::S2AP_ACCESS_NONE,
+    };
+    if prot & abi::PROT_MMIO != 0 {
+        a |= Stage2Attributes::MEMATTR_DEVICE_nGnRE;
+    } else if prot & abi::PROT_CACHE != 0 {
+        a |= Stage2Attributes::MEMATTR_NORMAL_OUTER_WB
+            | Stage2Attributes::MEMATTR_NORMAL_INNER_WB
+            | Stage2Attributes::SH_INNER;
+    } else {
+        a |= Stage2Attributes::MEMATTR_NORMAL_OUTER_NC | Stage2Attributes::MEMATTR_NORMAL_INNER_NC;
+    }
+    if prot & abi::PROT_NOEXEC != 0 {
+        a |= Stage2Attributes::XN;
+    }
+    a
+}
+
+/// One leaf of a walk: `len` bytes at `iova` translate to `pa` through an entry at `level`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Leaf {
+    /// First IOVA (inside the walked range).
+    pub iova: u64,
+    /// Its PA.
+    pub pa: u64,
+    /// Bytes (inside the walked range).
+    pub len: u64,
+    /// Level of the entry (1 = 1 GiB block, 2 = 2 MiB block, 3 = page).
+    pub level: usize,
+}
+
+/// What an unmap did to the tables.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct ClearOutcome {
+    /// Whether table pages were detached (a walk-cache invalidation is needed, not just leaves).
+    pub tables_freed: bool,
+}
+
+/// Calls `f` for each chunk of `[start, end)` cut at multiples of `gran`.
+fn chunks(start: u64, end: u64, gran: u64, mut f: impl FnMut(u64, u64)) {
+    let mut s = start;
+    while s < end {
+        let e = end.min((s & !(gran - 1)) + gran);
+        f(s, e);
+        s = e;
+    }
+}
+
+fn is_block(start: u64, end: u64, level: usize) -> bool {
+    (start | end) & (granule(level) - 1) == 0
+}
+
+/// Pages a map of the invalid entry at `level` covering `[start, end)` to `pa` allocates (aarch64-paging's
+/// `map_range` decisions: a block where range and PA are aligned, else a new subtable).
+fn map_need_entry(level: usize, start: u64, end: u64, pa: u64) -> usize {
+    if level == LEAF_LEVEL || (is_block(start, end, level) && pa % granule(level) == 0) {
+        return 0;
+    }
+    let mut n = 1;
+    chunks(start, end, granule(level + 1), |s, e| {
+        n += map_need_entry(level + 1, s, e, pa + (s - start))
+    });
+    n
+}
+
+/// Pages an unmap of `[start, end)` inside the valid block at `level` allocates (splits).
+fn split_need(level: usize, start: u64, end: u64) -> usize {
+    if level == LEAF_LEVEL || is_block(start, end, level) {
+        return 0;
+    }
+    let mut n = 1;
+    chunks(start, end, granule(level + 1), |s, e| {
+        n += split_need(level + 1, s, e)
+    });
+    n
+}
+
+fn region(iova: u64, len: u64) -> MemoryRegion {
+    MemoryRegion::new(iova as usize, (iova + len) as usize)
+}
+
+/// A stage-2 translation for devices.
+pub struct PagingDomain {
+    map: Mapping<PoolTranslation, Stage2>,
+    vmid: u16,
+}
+
+impl core::fmt::Debug for PagingDomain {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PagingDomain")
+            .field("vmid", &self.vmid)
+            .field("root", &self.root_pa())
+            .finish()
+    }
+}
+
+impl PagingDomain {
+    /// A new, empty domain with VMID `vmid` whose tables come from `pool` (quarantine tag `tag`).
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::NoMem`] if the pool cannot give the root table (keeping `keep` pages free).
+    pub fn new(pool: Arc<PagePool>, tag: u16, vmid: u16, keep: usize) -> Result<Self, DomainError> {
+        pool.reserve(1, keep)?;
+        let t = PoolTranslation {
+            pool,
+            tag,
+            freed: 0,
+            in_use: 0,
+        };
+        Ok(Self {
+            map: Mapping::new(t, ROOT_LEVEL, Stage2),
+            vmid,
+        })
+    }
+
+    /// The VMID.
+    #[must_use]
+    pub fn vmid(&self) -> u16 {
+        self.vmid
+    }
+
+    /// Physical address of the root table.
+    #[must_use]
+    pub fn root_pa(&self) -> u64 {
+        self.map.root_address().0 as u64
+    }
+
+    /// The STE parameters, for an SMMU that outputs `pa_bits` (must have an encoding, see
+    /// [`pa_size_encoding`]; else 48 bits is used).
+    #[must_use]
+    pub fn s2_config(&self, pa_bits: u8) -> S2Config {
+        S2Config {
+            vmid: self.vmid,
+            root_pa: self.root_pa(),
+            t0sz: S2_T0SZ,
+            sl0: S2_SL0,
+            ps: pa_size_encoding(pa_bits).unwrap_or(5),
+        }
+    }
+
+    /// Table pages this domain holds.
+    #[must_use]
+    pub fn table_pages(&self) -> usize {
+        self.map.translation().in_use
+    }
+
+    /// Calls `f` for every leaf (valid or not) covering `[iova, iova + len)`; the range must be page aligned and
+    /// inside [`IOVA_BITS`].
+    fn walk(
+        &self,
+        iova: u64,
+        len: u64,
+        mut f: impl FnMut(u64, u64, Option<u64>, usize) -> Result<(), ()>,
+    ) -> bool {
+        self.map
+            .walk_range(&region(iova, len), &mut |mr, d, level| {
+                let s = mr.start().0 as u64;
+                let e = mr.end().0 as u64;
+                let pa = d
+                    .is_valid()
+                    .then(|| d.output_address().0 as u64 + (s & (granule(level) - 1)));
+                f(s, e, pa, level)
+            })
+            .is_ok()
+    }
+
+    /// Pages a map of `[iova, iova + len)` to `pa` needs.
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::AlreadyMapped`] for the first mapped IOVA in the range.
+    pub fn map_need(&self, iova: u64, pa: u64, len: u64) -> Result<usize, DomainError> {
+        let mut need = 0;
+        let mut mapped = None;
+        self.walk(iova, len, |s, e, leaf_pa, level| {
+            if leaf_pa.is_some() {
+                mapped = Some(s);
+                return Err(());
+            }
+            need += map_need_entry(level, s, e, pa + (s - iova));
+            Ok(())
+        });
+        match mapped {
+            Some(at) => Err(DomainError::AlreadyMapped(at)),
+            None => Ok(need),
+        }
+    }
+
+    /// Maps `[iova, iova + len)` to `pa` with the largest blocks that fit. The caller checked the range is
+    /// unmapped and reserved [`Self::map_need`] pages.
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::Internal`] if aarch64-paging refuses (arguments out of its range: a broken invariant).
+    pub fn map(
+        &mut self,
+        iova: u64,
+        pa: u64,
+        len: u64,
+        attrs: Stage2Attributes,
+    ) -> Result<(), DomainError> {
+        self.map
+            .map_range(
+                &region(iova, len),
+                PhysicalAddress(pa as usize),
+                attrs,
+                Constraints::empty(),
+            )
+            .map_err(|_| DomainError::Internal)
+    }
+
+    /// Pages an unmap of `[iova, iova + len)` needs (block splits at the ends).
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::NotMapped`] for the first unmapped IOVA in the range.
+    pub fn unmap_need(&self, iova: u64, len: u64) -> Result<usize, DomainError> {
+        let mut need = 0;
+        let mut hole = None;
+        self.walk(iova, len, |s, e, leaf_pa, level| {
+            if leaf_pa.is_none() {
+                hole = Some(s);
+                return Err(());
+            }
+            need += split_need(level, s, e);
+            Ok(())
+        });
+        match hole {
+            Some(at) => Err(DomainError::NotMapped(at)),
+            None => Ok(need),
+        }
+    }
+
+    /// Calls `f` with each leaf in `[iova, iova + len)` (mapped or not: `pa` is `None` for a hole).
+    pub fn leaves(&self, iova: u64, len: u64, mut f: impl FnMut(u64, Option<u64>, u64, usize)) {
+        self.walk(iova, len, |s, e, pa, level| {
+            f(s, pa, e - s, level);
+            Ok(())
+        });
+    }
+
+    /// Clears every entry of `[iova, iova + len)` (splitting blocks at the ends; the caller reserved
+    /// [`Self::unmap_need`] pages). Detached tables go to quarantine until [`PagePool::release_quarantine`].
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::Internal`] if aarch64-paging refuses (a broken invariant).
+    pub fn clear(&mut self, iova: u64, len: u64) -> Result<ClearOutcome, DomainError> {
+        let before = self.map.translation().freed;
+        // Pass pa = iova so that aarch64-paging's alignment test for whole blocks follows the IOVA.
+        self.map
+            .map_range(
+                &region(iova, len),
+                PhysicalAddress(iova as usize),
+                Stage2Attributes::empty(),
+                Constraints::empty(),
+            )
+            .map_err(|_| DomainError::Internal)?;
+        Ok(ClearOutcome {
+            tables_freed: self.map.translation().freed != before,
+        })
+    }
+
+    /// The PA `iova` translates to, if mapped.
+    #[must_use]
+    pub fn translate(&self, iova: u64) -> Option<u64> {
+        if iova >> IOVA_BITS != 0 {
+            return None;
+        }
+        let page = iova & !(PAGE_SIZE - 1);
+        let mut out = None;
+        self.walk(page, PAGE_SIZE, |_, _, pa, _| {
+            out = pa;
+            Ok(())
+        });
+        out.map(|pa| pa + (iova & (PAGE_SIZE - 1)))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use alloc::alloc::{Layout, alloc_zeroed};
+
+    /// A pool backed by real host memory: `pages` pages at fake PA `pa_base`.
+    pub(crate) fn backed_pool(
+        pa_base: u64,
+        pages: usize,
+        max_donated: usize,
+        backing_pages: usize,
+    ) -> Arc<PagePool> {
+        let layout =
+            Layout::from_size_align(backing_pages * PAGE_SIZE as usize, PAGE_SIZE as usize)
+                .unwrap();
+        // SAFETY: the layout has a non-zero size. The memory is leaked on purpose (tests only).
+        let va = unsafe { alloc_zeroed(layout) } as u64;
+        assert_ne!(va, 0);
+        let offset = va.wrapping_sub(pa_base);
+        Arc::new(PagePool::new(
+            &[PhysRange {
+                base: pa_base,
+                size: pages as u64 * PAGE_SIZE,
+            }],
+            max_donated,
+            offset,
+        ))
+    }
+
+    const RW: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_CACHE;
+
+    fn domain(pool_pages: usize) -> (Arc<PagePool>, PagingDomain) {
+        let pool = backed_pool(0x4000_0000, pool_pages, 0, pool_pages);
+        let d = PagingDomain::new(pool.clone(), 1, 2, 0).unwrap();
+        (pool, d)
+    }
+
+    fn map(d: &mut PagingDomain, pool: &PagePool, iova: u64, pa: u64, len: u64) -> usize {
+        let need = d.map_need(iova, pa, len).unwrap();
+        pool.reserve(need, 0).unwrap();
+        let before = d.table_pages();
+        d.map(iova, pa, len, attributes(RW)).unwrap();
+        let used = d.table_pages() - before;
+        assert_eq!(used, need, "need computation must be exact for fresh maps");
+        need
+    }
+
+    #[test]
+    fn geometry() {
+        assert_eq!(S2_T0SZ, 25);
+        assert_eq!(granule(1), 1 << 30);
+        assert_eq!(granule(2), 1 << 21);
+        assert_eq!(granule(3), 1 << 12);
+        assert_eq!(pa_size_encoding(44), Some(4));
+        assert_eq!(pa_size_encoding(45), None);
+    }
+
+    #[test]
+    fn largest_blocks_and_exact_need() {
+        let (pool, mut d) = domain(64);
+        // 1 GiB aligned in IOVA and PA: one level-1 block, no table.
+        assert_eq!(map(&mut d, &pool, 1 << 30, 0x80_0000_0000, 1 << 30), 0);
+        let mut levels = Vec::new();
+        d.leaves(1 << 30, 1 << 30, |_, _, _, l| levels.push(l));
+        assert_eq!(levels, [1]);
+        // 2 MiB + 4 KiB: one L2 table (2M block) and one L3 table (the page).
+        assert_eq!(
+            map(&mut d, &pool, 0x4000_0000 * 3, 0x1_0000_0000, 0x20_1000),
+            2
+        );
+        assert_eq!(d.translate(0xc000_0000 + 0x20_0123), Some(0x1_0020_0123));
+        // PA misaligned for blocks: pages only.
+        assert_eq!(
+            map(&mut d, &pool, 0x8000_0000, 0x1_0000_1000, 0x40_0000),
+            1 + 2
+        );
+        assert_eq!(d.translate(0x8000_0000), Some(0x1_0000_1000));
+        assert_eq!(d.translate(0x8000_0000 + 0x3f_f000), Some(0x1_0040_0000));
+        assert_eq!(d.translate(0x8040_0000), None);
+        assert_eq!(d.translate(1 << 39), None);
+        assert_eq!(
+            d.map_need(0x8000_0000, 0, 0x1000),
+            Err(DomainError::AlreadyMapped(0x8000_0000))
+        );
+    }
+
+    #[test]
+    fn unmap_splits_blocks() {
+        let (pool, mut d) = domain(64);
+        map(&mut d, &pool, 1 << 30, 0x80_0000_0000, 1 << 30);
+        // Unmap one page in the middle of the 1 GiB block: split into an L2 table, then an L3 table.
+        let iova = (1 << 30) + 0x20_3000;
+        assert_eq!(d.unmap_need(iova, 0x1000), Ok(2));
+        pool.reserve(2, 0).unwrap();
+        let out = d.clear(iova, 0x1000).unwrap();
+        assert!(!out.tables_freed);
+        assert_eq!(d.translate(iova), None);
+        assert_eq!(d.translate(iova - 0x1000), Some(0x80_0020_2000));
+        assert_eq!(d.translate(iova + 0x1000), Some(0x80_0020_4000));
+        assert_eq!(d.translate(1 << 30), Some(0x80_0000_0000));
+        assert_eq!(
+            d.unmap_need(iova, 0x1000),
+            Err(DomainError::NotMapped(iova))
+        );
+        assert_eq!(d.unmap_need(1 << 30, 0x20_3000), Ok(0));
+        // Clearing part of a table keeps the table; clearing the whole entry range frees both tables.
+        assert!(!d.clear(1 << 30, 0x20_3000).unwrap().tables_freed);
+        assert_eq!(d.table_pages(), 3);
+        let out = d.clear(1 << 30, 1 << 30).unwrap();
+        assert!(out.tables_freed);
+        assert_eq!(d.table_pages(), 1);
+        assert_eq!(pool.stats().quarantined, 2);
+        let free_before = pool.stats().free;
+        pool.release_quarantine(1);
+        assert_eq!(pool.stats().free, free_before + 2);
+    }
+
+    #[test]
+    fn reserve_reports_shortfall() {
+        let pool = backed_pool(0x4000_0000, 4, 2, 8);
+        assert_eq!(pool.reserve(3, 2), Err(DomainError::NoMem(1)));
+        pool.reserve(2, 2).unwrap();
+        assert_eq!(pool.reserve(1, 2), Err(DomainError::NoMem(1)));
+        pool.unreserve(2);
+        pool.add_donated(0x4000_4000, 2).unwrap();
+        assert_eq!(pool.add_donated(0x4000_6000, 1), Err(DomainError::Limit));
+        assert_eq!(
+            pool.stats(),
+            PoolStats {
+                total: 6,
+                free: 6,
+                donated: 2,
+                donated_free: 2,
+                quarantined: 0
+            }
+        );
+        pool.remove_donated(0x4000_4000, 2).unwrap();
+        assert_eq!(
+            pool.remove_donated(0x4000_4000, 1),
+            Err(DomainError::Busy(0x4000_4000))
+        );
+    }
+}

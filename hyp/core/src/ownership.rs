@@ -1,1 +1,628 @@
 //! Page ownership and per-page DMA mapping counts.
+//!
+//! Every 4 KiB page of RAM the device tree describes has one state, kept in one `AtomicU32` so that a
+//! state change and a count change are a single compare-and-swap (no lock, no torn state):
+//!
+//! | word | state |
+//! |---|---|
+//! | `0..=MAX_DMA_COUNT` | [`PageState::Host`]: host-owned, with that many DMA mappings in paging domains |
+//! | [`WORD_HYP`] | [`PageState::Hyp`]: the hypervisor's carve-out, never mappable |
+//! | [`WORD_DONATED`] | [`PageState::Donated`]: given to the hyp's page-table pool by the host, never mappable |
+//!
+//! MMIO pages devices may be granted (MSI doorbells) are tracked the same way in regions of kind
+//! [`MemKind::Mmio`]; everything else ([`PageState::None`]: holes, other MMIO) is never mappable.
+//!
+//! Rules (each enforced here, per page, atomically):
+//! - only `Host` pages of the expected [`MemKind`] can gain a DMA mapping; counts never wrap
+//!   ([`OwnershipError::CountOverflow`]);
+//! - a page is donated only from `Host` with count 0 ([`OwnershipError::Busy`] otherwise), so a page a
+//!   device can reach is never donated, and a donated page is never mapped;
+//! - range operations are all-or-nothing: on the first failing page, the pages already changed are rolled back.
+//!
+//! The host-identity domain maps all host RAM without counting; donation removes pages from it (see
+//! [`crate::dispatch`]).
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use warden_dt::PhysRange;
+
+/// log2 of the tracking granule.
+pub const PAGE_SHIFT: u32 = 12;
+/// The tracking granule (4 KiB).
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// Word value of a hypervisor-owned page.
+pub const WORD_HYP: u32 = u32::MAX;
+/// Word value of a donated page.
+pub const WORD_DONATED: u32 = u32::MAX - 1;
+/// The largest DMA mapping count a page can have.
+pub const MAX_DMA_COUNT: u32 = u32::MAX - 16;
+
+/// What kind of physical memory a region is.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum MemKind {
+    /// RAM from a DT `memory` node.
+    Ram,
+    /// MMIO that devices may be granted DMA access to (an MSI doorbell frame).
+    Mmio,
+}
+
+/// The state of one page.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum PageState {
+    /// Host-owned, with this many DMA mappings in paging domains.
+    Host {
+        /// RAM or a doorbell.
+        kind: MemKind,
+        /// DMA mapping count.
+        count: u32,
+    },
+    /// Hypervisor-owned (carve-out).
+    Hyp,
+    /// Donated by the host to the hypervisor's page-table pool.
+    Donated,
+    /// Not tracked memory: a hole or MMIO devices may not reach.
+    None,
+}
+
+/// Why an ownership operation failed.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum OwnershipError {
+    /// A page is not tracked memory.
+    #[error("page {0:#x} is not host memory")]
+    NotHostMemory(u64),
+    /// A page belongs to the hypervisor.
+    #[error("page {0:#x} belongs to the hypervisor")]
+    HypMemory(u64),
+    /// A page was donated to the hypervisor.
+    #[error("page {0:#x} is donated")]
+    DonatedMemory(u64),
+    /// A page is RAM where MMIO was asked for, or the reverse.
+    #[error("page {0:#x} is not of the expected memory kind")]
+    WrongKind(u64),
+    /// A page still has DMA mappings.
+    #[error("page {0:#x} is DMA-mapped")]
+    Busy(u64),
+    /// A page is not donated (reclaim).
+    #[error("page {0:#x} is not donated")]
+    NotDonated(u64),
+    /// A page's DMA count would exceed [`MAX_DMA_COUNT`].
+    #[error("page {0:#x}: DMA count overflow")]
+    CountOverflow(u64),
+    /// A decrement found a page without mappings (broken invariant).
+    #[error("page {0:#x}: DMA count underflow")]
+    CountUnderflow(u64),
+    /// The range is not page aligned or wraps.
+    #[error("bad range {0:#x}")]
+    BadRange(u64),
+}
+
+/// Why building the ownership map failed.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum OwnershipInitError {
+    /// A range is not page aligned or is empty.
+    #[error("range {0:?} is not page aligned or empty")]
+    Unaligned(PhysRange),
+    /// Two tracked ranges overlap.
+    #[error("ranges overlap at {0:?}")]
+    Overlap(PhysRange),
+    /// A hypervisor range is not inside RAM.
+    #[error("hypervisor range {0:?} is not RAM")]
+    HypNotRam(PhysRange),
+}
+
+struct Region {
+    base: u64,
+    pages: u64,
+    kind: MemKind,
+    words: Vec<AtomicU32>,
+}
+
+impl Region {
+    fn end(&self) -> u64 {
+        self.base + (self.pages << PAGE_SHIFT)
+    }
+}
+
+/// The page-state map of all RAM (and DMA-reachable MMIO).
+pub struct Ownership {
+    regions: Vec<Region>,
+    donated: AtomicU64,
+    mapped: AtomicU64,
+}
+
+impl core::fmt::Debug for Ownership {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ownership")
+            .field("regions", &self.regions.len())
+            .field("donated", &self.donated_pages())
+            .field("mapped", &self.mapped_pages())
+            .finish()
+    }
+}
+
+fn aligned(r: &PhysRange) -> bool {
+    r.size != 0
+        && r.base % PAGE_SIZE == 0
+        && r.size % PAGE_SIZE == 0
+        && r.base.checked_add(r.size).is_some()
+}
+
+impl Ownership {
+    /// Builds the map: `ram` (DT memory) starts host-owned, except `hyp` ranges (which must lie inside RAM);
+    /// `mmio` are the doorbell frames devices may be granted.
+    ///
+    /// # Errors
+    ///
+    /// Unaligned or empty ranges, overlapping ranges, hyp ranges outside RAM.
+    pub fn new(
+        ram: &[PhysRange],
+        mmio: &[PhysRange],
+        hyp: &[PhysRange],
+    ) -> Result<Self, OwnershipInitError> {
+        let mut regions = Vec::with_capacity(ram.len() + mmio.len());
+        for (list, kind) in [(ram, MemKind::Ram), (mmio, MemKind::Mmio)] {
+            for r in list {
+                if !aligned(r) {
+                    return Err(OwnershipInitError::Unaligned(*r));
+                }
+                let pages = r.size >> PAGE_SHIFT;
+                let mut words = Vec::with_capacity(pages as usize);
+                words.resize_with(pages as usize, || AtomicU32::new(0));
+                regions.push(Region {
+                    base: r.base,
+                    pages,
+                    kind,
+                    words,
+                });
+            }
+        }
+        regions.sort_unstable_by_key(|r| r.base);
+        for w in regions.windows(2) {
+            if w[0].end() > w[1].base {
+                return Err(OwnershipInitError::Overlap(PhysRange {
+                    base: w[1].base,
+                    size: w[1].pages << PAGE_SHIFT,
+                }));
+            }
+        }
+        let own = Self {
+            regions,
+            donated: AtomicU64::new(0),
+            mapped: AtomicU64::new(0),
+        };
+        for h in hyp {
+            if !aligned(h) {
+                return Err(OwnershipInitError::Unaligned(*h));
+            }
+            let mut pa = h.base;
+            while pa < h.end() {
+                match own.word(pa) {
+                    Some((w, MemKind::Ram)) => w.store(WORD_HYP, Ordering::Relaxed),
+                    _ => return Err(OwnershipInitError::HypNotRam(*h)),
+                }
+                pa += PAGE_SIZE;
+            }
+        }
+        Ok(own)
+    }
+
+    fn region(&self, pa: u64) -> Option<&Region> {
+        let i = self.regions.partition_point(|r| r.base <= pa);
+        let r = self.regions.get(i.checked_sub(1)?)?;
+        (pa < r.end()).then_some(r)
+    }
+
+    fn word(&self, pa: u64) -> Option<(&AtomicU32, MemKind)> {
+        let r = self.region(pa)?;
+        let idx = ((pa - r.base) >> PAGE_SHIFT) as usize;
+        Some((&r.words[idx], r.kind))
+    }
+
+    /// The state of the page containing `pa`.
+    #[must_use]
+    pub fn state(&self, pa: u64) -> PageState {
+        match self.word(pa) {
+            None => PageState::None,
+            Some((w, kind)) => match w.load(Ordering::Acquire) {
+                WORD_HYP => PageState::Hyp,
+                WORD_DONATED => PageState::Donated,
+                count => PageState::Host { kind, count },
+            },
+        }
+    }
+
+    /// Applies `f` to each page of `[pa, pa + pages * 4K)` with a CAS; on the first error, applies `undo` to the
+    /// pages already changed (in reverse) and returns the error.
+    fn apply(
+        &self,
+        pa: u64,
+        pages: u64,
+        f: impl Fn(u64, u32, MemKind) -> Result<u32, OwnershipError>,
+        undo: impl Fn(u32) -> u32,
+    ) -> Result<(), OwnershipError> {
+        let len = pages
+            .checked_mul(PAGE_SIZE)
+            .ok_or(OwnershipError::BadRange(pa))?;
+        if pa % PAGE_SIZE != 0 || pa.checked_add(len).is_none() {
+            return Err(OwnershipError::BadRange(pa));
+        }
+        let mut done = 0u64;
+        let mut result = Ok(());
+        while done < pages {
+            let page = pa + (done << PAGE_SHIFT);
+            let Some((w, kind)) = self.word(page) else {
+                result = Err(OwnershipError::NotHostMemory(page));
+                break;
+            };
+            let r = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                f(page, old, kind).ok()
+            });
+            if let Err(old) = r {
+                // Recompute the error for the value we saw.
+                result = Err(f(page, old, kind)
+                    .err()
+                    .unwrap_or(OwnershipError::BadRange(page)));
+                break;
+            }
+            done += 1;
+        }
+        if result.is_err() {
+            for i in (0..done).rev() {
+                let page = pa + (i << PAGE_SHIFT);
+                if let Some((w, _)) = self.word(page) {
+                    let _ =
+                        w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| Some(undo(old)));
+                }
+            }
+        }
+        result
+    }
+
+    /// Adds one DMA mapping to every page of the range (all or nothing). `kind` is the memory the caller's prot
+    /// asks for.
+    ///
+    /// # Errors
+    ///
+    /// The first page that is not host memory of `kind`, or whose count would overflow.
+    pub fn inc_range(&self, pa: u64, pages: u64, kind: MemKind) -> Result<(), OwnershipError> {
+        self.apply(
+            pa,
+            pages,
+            |page, old, k| match old {
+                WORD_HYP => Err(OwnershipError::HypMemory(page)),
+                WORD_DONATED => Err(OwnershipError::DonatedMemory(page)),
+                _ if k != kind => Err(OwnershipError::WrongKind(page)),
+                c if c >= MAX_DMA_COUNT => Err(OwnershipError::CountOverflow(page)),
+                c => Ok(c + 1),
+            },
+            |c| c - 1,
+        )?;
+        self.mapped.fetch_add(pages, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes one DMA mapping from every page of the range (all or nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnershipError::CountUnderflow`] (a broken invariant) or a page that is not host memory.
+    pub fn dec_range(&self, pa: u64, pages: u64) -> Result<(), OwnershipError> {
+        self.apply(
+            pa,
+            pages,
+            |page, old, _| match old {
+                WORD_HYP => Err(OwnershipError::HypMemory(page)),
+                WORD_DONATED => Err(OwnershipError::DonatedMemory(page)),
+                0 => Err(OwnershipError::CountUnderflow(page)),
+                c => Ok(c - 1),
+            },
+            |c| c + 1,
+        )?;
+        self.mapped.fetch_sub(pages, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Marks host RAM pages with no DMA mapping as donated (all or nothing).
+    ///
+    /// # Errors
+    ///
+    /// A page that is hyp memory, already donated, MMIO or a hole, or DMA-mapped ([`OwnershipError::Busy`]).
+    pub fn donate_range(&self, pa: u64, pages: u64) -> Result<(), OwnershipError> {
+        self.apply(
+            pa,
+            pages,
+            |page, old, k| match old {
+                WORD_HYP => Err(OwnershipError::HypMemory(page)),
+                WORD_DONATED => Err(OwnershipError::DonatedMemory(page)),
+                _ if k != MemKind::Ram => Err(OwnershipError::NotHostMemory(page)),
+                0 => Ok(WORD_DONATED),
+                _ => Err(OwnershipError::Busy(page)),
+            },
+            |_| 0,
+        )?;
+        self.donated.fetch_add(pages, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Returns donated pages to the host (all or nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnershipError::NotDonated`] for the first page that is not donated.
+    pub fn reclaim_range(&self, pa: u64, pages: u64) -> Result<(), OwnershipError> {
+        self.apply(
+            pa,
+            pages,
+            |page, old, _| {
+                if old == WORD_DONATED {
+                    Ok(0)
+                } else {
+                    Err(OwnershipError::NotDonated(page))
+                }
+            },
+            |_| WORD_DONATED,
+        )?;
+        self.donated.fetch_sub(pages, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Checks that every page of the range is donated, without changing anything.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnershipError::NotDonated`] for the first page that is not donated.
+    pub fn check_donated(&self, pa: u64, pages: u64) -> Result<(), OwnershipError> {
+        for i in 0..pages {
+            let page = pa
+                .checked_add(i << PAGE_SHIFT)
+                .ok_or(OwnershipError::BadRange(pa))?;
+            if self.state(page) != PageState::Donated {
+                return Err(OwnershipError::NotDonated(page));
+            }
+        }
+        Ok(())
+    }
+
+    /// Pages currently donated.
+    #[must_use]
+    pub fn donated_pages(&self) -> u64 {
+        self.donated.load(Ordering::Relaxed)
+    }
+
+    /// Sum of the DMA counts of all pages.
+    #[must_use]
+    pub fn mapped_pages(&self) -> u64 {
+        self.mapped.load(Ordering::Relaxed)
+    }
+
+    /// The maximal runs of host-owned pages of `kind` (any count), in address order: what the host-identity
+    /// domain maps.
+    pub fn host_runs(&self, kind: MemKind, mut f: impl FnMut(u64, u64)) {
+        for r in self.regions.iter().filter(|r| r.kind == kind) {
+            let mut run: Option<(u64, u64)> = None;
+            for (i, w) in r.words.iter().enumerate() {
+                let pa = r.base + ((i as u64) << PAGE_SHIFT);
+                let host = !matches!(w.load(Ordering::Acquire), WORD_HYP | WORD_DONATED);
+                run = match (run, host) {
+                    (Some((b, n)), true) => Some((b, n + 1)),
+                    (None, true) => Some((pa, 1)),
+                    (Some((b, n)), false) => {
+                        f(b, n << PAGE_SHIFT);
+                        None
+                    }
+                    (None, false) => None,
+                };
+            }
+            if let Some((b, n)) = run {
+                f(b, n << PAGE_SHIFT);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAM: u64 = 0x4000_0000;
+
+    fn r(base: u64, size: u64) -> PhysRange {
+        PhysRange { base, size }
+    }
+
+    fn own() -> Ownership {
+        Ownership::new(
+            &[r(RAM, 0x40_0000)],
+            &[r(0x0809_0000, 0x1_0000)],
+            &[r(RAM, 0x10_0000)],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn initial_states() {
+        let o = own();
+        assert_eq!(o.state(RAM), PageState::Hyp);
+        assert_eq!(o.state(RAM + 0xf_f000), PageState::Hyp);
+        assert_eq!(
+            o.state(RAM + 0x10_0000),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: 0
+            }
+        );
+        assert_eq!(o.state(RAM + 0x40_0000), PageState::None);
+        assert_eq!(
+            o.state(0x0809_0000),
+            PageState::Host {
+                kind: MemKind::Mmio,
+                count: 0
+            }
+        );
+        assert_eq!(o.state(0), PageState::None);
+        assert_eq!(o.state(u64::MAX), PageState::None);
+        let mut runs = Vec::new();
+        o.host_runs(MemKind::Ram, |b, s| runs.push((b, s)));
+        assert_eq!(runs, [(RAM + 0x10_0000, 0x30_0000)]);
+    }
+
+    #[test]
+    fn init_errors() {
+        assert!(matches!(
+            Ownership::new(&[r(RAM, 0x1001)], &[], &[]),
+            Err(OwnershipInitError::Unaligned(_))
+        ));
+        assert!(matches!(
+            Ownership::new(&[r(RAM, 0x2000), r(RAM + 0x1000, 0x2000)], &[], &[]),
+            Err(OwnershipInitError::Overlap(_))
+        ));
+        assert!(matches!(
+            Ownership::new(&[r(RAM, 0x2000)], &[], &[r(0, 0x1000)]),
+            Err(OwnershipInitError::HypNotRam(_))
+        ));
+    }
+
+    #[test]
+    fn inc_is_all_or_nothing() {
+        let o = own();
+        let host = RAM + 0x10_0000;
+        // The range runs from host memory into a hole past the end of RAM: nothing changes.
+        assert_eq!(
+            o.inc_range(RAM + 0x3f_e000, 4, MemKind::Ram),
+            Err(OwnershipError::NotHostMemory(RAM + 0x40_0000))
+        );
+        assert_eq!(
+            o.state(RAM + 0x3f_e000),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: 0
+            }
+        );
+        // Into hyp memory.
+        assert_eq!(
+            o.inc_range(RAM + 0xf_f000, 2, MemKind::Ram),
+            Err(OwnershipError::HypMemory(RAM + 0xf_f000))
+        );
+        assert_eq!(
+            o.state(host),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: 0
+            }
+        );
+        o.inc_range(host, 3, MemKind::Ram).unwrap();
+        o.inc_range(host, 1, MemKind::Ram).unwrap();
+        assert_eq!(
+            o.state(host),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: 2
+            }
+        );
+        assert_eq!(o.mapped_pages(), 4);
+        assert_eq!(
+            o.inc_range(host, 1, MemKind::Mmio),
+            Err(OwnershipError::WrongKind(host))
+        );
+        assert_eq!(
+            o.inc_range(0x0809_0000, 1, MemKind::Ram),
+            Err(OwnershipError::WrongKind(0x0809_0000))
+        );
+        o.inc_range(0x0809_0000, 16, MemKind::Mmio).unwrap();
+        o.dec_range(host, 3).unwrap();
+        assert_eq!(
+            o.dec_range(host + 0x1000, 1),
+            Err(OwnershipError::CountUnderflow(host + 0x1000))
+        );
+        assert_eq!(
+            o.state(host),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: 1
+            }
+        );
+        assert_eq!(
+            o.inc_range(host + 1, 1, MemKind::Ram),
+            Err(OwnershipError::BadRange(host + 1))
+        );
+        assert_eq!(
+            o.inc_range(u64::MAX - 0xfff, 2, MemKind::Ram),
+            Err(OwnershipError::BadRange(u64::MAX - 0xfff))
+        );
+        assert_eq!(
+            o.inc_range(host, u64::MAX, MemKind::Ram),
+            Err(OwnershipError::BadRange(host))
+        );
+    }
+
+    #[test]
+    fn count_never_wraps() {
+        let o = own();
+        let host = RAM + 0x20_0000;
+        let (w, _) = o.word(host + 0x1000).unwrap();
+        w.store(MAX_DMA_COUNT, Ordering::Relaxed);
+        assert_eq!(
+            o.inc_range(host, 2, MemKind::Ram),
+            Err(OwnershipError::CountOverflow(host + 0x1000))
+        );
+        assert_eq!(
+            o.state(host),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: 0
+            }
+        );
+        assert_eq!(
+            o.state(host + 0x1000),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: MAX_DMA_COUNT
+            }
+        );
+    }
+
+    #[test]
+    fn donate_and_reclaim_rules() {
+        let o = own();
+        let host = RAM + 0x20_0000;
+        o.inc_range(host + 0x2000, 1, MemKind::Ram).unwrap();
+        assert_eq!(
+            o.donate_range(host, 4),
+            Err(OwnershipError::Busy(host + 0x2000))
+        );
+        assert_eq!(
+            o.state(host),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: 0
+            }
+        );
+        o.donate_range(host, 2).unwrap();
+        assert_eq!(o.donated_pages(), 2);
+        assert_eq!(
+            o.inc_range(host, 1, MemKind::Ram),
+            Err(OwnershipError::DonatedMemory(host))
+        );
+        assert_eq!(
+            o.donate_range(host + 0x1000, 1),
+            Err(OwnershipError::DonatedMemory(host + 0x1000))
+        );
+        assert_eq!(o.donate_range(RAM, 1), Err(OwnershipError::HypMemory(RAM)));
+        assert_eq!(
+            o.donate_range(0x0809_0000, 1),
+            Err(OwnershipError::NotHostMemory(0x0809_0000))
+        );
+        assert_eq!(
+            o.reclaim_range(host, 3),
+            Err(OwnershipError::NotDonated(host + 0x2000))
+        );
+        assert_eq!(o.check_donated(host, 2), Ok(()));
+        o.reclaim_range(host, 2).unwrap();
+        assert_eq!(o.donated_pages(), 0);
+        assert_eq!(
+            o.reclaim_range(RAM, 1),
+            Err(OwnershipError::NotDonated(RAM))
+        );
+    }
+}

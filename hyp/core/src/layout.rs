@@ -27,3 +27,27 @@ pub const HOST_KERNEL_PA: u64 = HOST_DTB_PA + HOST_DTB_MAX_SIZE;
 static_assertions::const_assert_eq!(HOST_KERNEL_PA % BLOCK_2M, 0);
 static_assertions::const_assert!(HYP_LOAD_PA >= HYP_CARVEOUT_PA);
 static_assertions::const_assert!(HYP_LOAD_PA < HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE);
+
+/// Maximum number of CPUs the hypervisor brings up (one EL2 stack each).
+pub const HYP_MAX_CPUS: usize = 8;
+/// Size of each CPU's EL2 stack.
+pub const HYP_STACK_SIZE: u64 = 0x1_0000;
+/// Base of the per-CPU EL2 stacks, at the bottom of the carve-out (below the image): CPU `n`'s stack is
+/// `[HYP_STACKS_PA + n * HYP_STACK_SIZE, HYP_STACKS_PA + (n + 1) * HYP_STACK_SIZE)`.
+pub const HYP_STACKS_PA: u64 = HYP_CARVEOUT_PA;
+/// The most the hypervisor image (text, data, bss) may occupy from [`HYP_LOAD_PA`] (the linker script checks).
+pub const HYP_IMAGE_MAX_SIZE: u64 = 3 * BLOCK_2M;
+/// Start of the hypervisor heap (page tables, stream table, queues, device-tree copies): the rest of the
+/// carve-out after the image.
+pub const HYP_HEAP_PA: u64 = HYP_LOAD_PA + HYP_IMAGE_MAX_SIZE;
+/// Size of the hypervisor heap.
+pub const HYP_HEAP_SIZE: u64 = HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE - HYP_HEAP_PA;
+/// Where the PL011 is on QEMU's `virt` machine: used only for the very first messages, before the device
+/// tree is read.
+pub const EARLY_UART_PA: u64 = 0x0900_0000;
+
+static_assertions::const_assert!(
+    HYP_STACKS_PA + HYP_MAX_CPUS as u64 * HYP_STACK_SIZE <= HYP_LOAD_PA
+);
+static_assertions::const_assert_eq!(HYP_HEAP_PA % BLOCK_2M, 0);
+static_assertions::const_assert!(HYP_HEAP_SIZE >= 16 << 20);

@@ -1,9 +1,268 @@
 //! The Warden EL2 image.
+//!
+//! QEMU enters [`entry`] at EL2 with the MMU off and x0 = the DTB. The assembly sets up a stack, the vectors
+//! and a boot identity map, clears `.bss` and calls [`warden_main`], which:
+//! 1. starts the heap and the console, reads the DTB with `warden-dt`;
+//! 2. builds the EL2 stage-1 ([`mmu`]) and the host stage-2 (`warden_core::host_s2`);
+//! 3. writes the rewritten DTB for the host at `layout::HOST_DTB_PA` and checks the Linux `Image` at
+//!    `layout::HOST_KERNEL_PA`;
+//! 4. sets up EL2 for the host ([`sysregs`]) and ERETs to Linux at EL1h with x0 = the host DTB.
+//!
+//! From then on the hypervisor runs only on exceptions ([`traps`]): PSCI relay (secondary CPUs come in
+//! through [`warden_secondary_main`]), host stage-2 faults, and the Warden hypercalls.
 
 #![no_std]
 #![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
+
+mod console;
+mod entry;
+mod firmware;
+mod mmio;
+mod mmu;
+mod percpu;
+mod sysregs;
+mod traps;
+mod vectors;
+
+use aarch64_cpu::registers::{MPIDR_EL1, Readable};
+use alloc::vec::Vec;
+use buddy_system_allocator::LockedHeap;
+use spin::Once;
+use warden_core::host_s2::{self, HostS2Spec, HostStage2, Region};
+use warden_core::layout;
+
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+
+/// The host stage-2, built once by the boot CPU and shared by every CPU.
+static HOST_S2: Once<HostStage2> = Once::new();
+
+/// Where the boot map (see [`entry`]) maps normal memory: the DTB must lie there to be read.
+const BOOT_MAP_RAM: Region = Region::new(1 << 30, 4 << 30);
+/// Offset of the magic in an arm64 Linux `Image` header.
+const IMAGE_MAGIC_OFFSET: u64 = 0x38;
+/// The arm64 `Image` magic, "ARM\x64" little-endian.
+const IMAGE_MAGIC: u32 = 0x644d_5241;
+/// The largest boot DTB the hypervisor reads.
+const DTB_MAX_SIZE: usize = 2 << 20;
+
+/// Whether `pa` is host RAM (for the PSCI `CPU_ON` entry-point check).
+pub fn host_is_ram(pa: u64) -> bool {
+    HOST_S2.get().is_some_and(|s2| s2.is_host_ram(pa))
+}
+
+/// The boot CPU's Rust entry, called by the assembly with the MMU (boot map) on.
+#[unsafe(no_mangle)]
+extern "C" fn warden_main(dtb_pa: u64) -> ! {
+    log!(
+        "Warden hypervisor {} starting at EL2 (DTB at {dtb_pa:#x})",
+        env!("CARGO_PKG_VERSION")
+    );
+    // SAFETY: The heap range is inside the carve-out, mapped read/write by the boot map and the final map,
+    // used for nothing else, and handed to the allocator once.
+    unsafe {
+        HEAP.lock()
+            .init(layout::HYP_HEAP_PA as usize, layout::HYP_HEAP_SIZE as usize);
+    }
+
+    let dtb = boot_dtb(dtb_pa);
+    let platform = match warden_dt::parse(dtb) {
+        Ok(p) => p,
+        Err(e) => panic!("cannot parse the boot DTB: {e}"),
+    };
+    if let Some(uart) = &platform.uart {
+        console::set_base(uart.reg.base);
+    }
+    let ram: Vec<Region> = platform
+        .memory
+        .iter()
+        .map(|r| Region::with_size(r.base, r.size))
+        .collect();
+    let smmus: Vec<Region> = platform
+        .smmus
+        .iter()
+        .map(|s| Region::with_size(s.reg.base, s.reg.size))
+        .collect();
+    log!(
+        "{} MiB RAM, {} CPUs, {} SMMU(s), {} PCI host(s), UART at {:#x}",
+        platform.memory_size() >> 20,
+        platform.cpus.len(),
+        smmus.len(),
+        platform.pci_hosts.len(),
+        console::base()
+    );
+
+    // EL2 stage-1.
+    let mut devices = smmus.clone();
+    devices.push(Region::with_size(console::base(), 0x1000));
+    mmu::init(&mmu::El2MapSpec {
+        ram: &ram,
+        devices: &devices,
+    });
+    log!("EL2 stage-1 MMU on");
+
+    // Host stage-2: RAM minus the carve-out; MMIO below RAM, device nodes and PCI windows, minus the SMMUs.
+    let lowest_ram = ram
+        .iter()
+        .map(|r| r.start)
+        .min()
+        .unwrap_or(layout::RAM_BASE);
+    let mut mmio: Vec<Region> = Vec::new();
+    mmio.push(Region::new(0, lowest_ram));
+    mmio.extend(
+        platform
+            .device_ranges()
+            .iter()
+            .map(|r| Region::with_size(r.base, r.size))
+            .filter(|r| !ram.iter().any(|m| m.overlaps(r))),
+    );
+    mmio.extend(
+        platform
+            .pci_hosts
+            .iter()
+            .map(|h| Region::with_size(h.ecam.base, h.ecam.size)),
+    );
+    let mut excluded = smmus.clone();
+    excluded.push(Region::with_size(
+        layout::HYP_CARVEOUT_PA,
+        layout::HYP_CARVEOUT_SIZE,
+    ));
+    let mut s2 = match HostStage2::build(&HostS2Spec {
+        ram: &ram,
+        mmio: &mmio,
+        excluded: &excluded,
+    }) {
+        Ok(s2) => s2,
+        Err(e) => panic!("cannot build the host stage-2: {e}"),
+    };
+    let Some(vtcr) = host_s2::vtcr(sysregs::parange()) else {
+        panic!("the CPU has fewer than 48 physical address bits")
+    };
+    // SAFETY: VTCR_EL2 is programmed with `vtcr` before HCR_EL2.VM is set (enable_host_stage2 below), the
+    // table lives in HOST_S2 forever, and it maps all host RAM and MMIO.
+    unsafe { s2.activate() };
+    let root = s2.root_pa();
+    HOST_S2.call_once(|| s2);
+    log!(
+        "host stage-2 built (root {root:#x}); hyp carve-out and {} SMMU frame(s) unmapped",
+        smmus.len()
+    );
+
+    // The device tree for the host.
+    let edits = warden_dt::HostDtEdits {
+        reserved_no_map: alloc::vec![(layout::HYP_CARVEOUT_PA, layout::HYP_CARVEOUT_SIZE)],
+        smmu_compatible: warden_abi::DT_COMPATIBLE,
+    };
+    let host_dtb = match warden_dt::rewrite_for_host(dtb, &edits) {
+        Ok(d) => d,
+        Err(e) => panic!("cannot rewrite the DTB for the host: {e}"),
+    };
+    if host_dtb.len() as u64 > layout::HOST_DTB_MAX_SIZE {
+        panic!(
+            "host DTB is {} bytes, more than the {} byte slot",
+            host_dtb.len(),
+            layout::HOST_DTB_MAX_SIZE
+        );
+    }
+    // SAFETY: HOST_DTB_PA..+HOST_DTB_MAX_SIZE is host RAM reserved for this by the boot protocol, mapped
+    // read/write in the EL2 stage-1, not overlapping the boot DTB slice (QEMU puts that at RAM + 128 MiB)
+    // nor anything Rust owns.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            host_dtb.as_ptr(),
+            layout::HOST_DTB_PA as *mut u8,
+            host_dtb.len(),
+        );
+    }
+    mmu::clean_dcache_to_poc(layout::HOST_DTB_PA, host_dtb.len() as u64);
+    log!(
+        "host DTB written at {:#x} ({} bytes)",
+        layout::HOST_DTB_PA,
+        host_dtb.len()
+    );
+
+    // The Linux Image.
+    // SAFETY: HOST_KERNEL_PA is host RAM, mapped in the EL2 stage-1; an aligned 4-byte read.
+    let magic = unsafe {
+        core::ptr::read_volatile((layout::HOST_KERNEL_PA + IMAGE_MAGIC_OFFSET) as *const u32)
+    };
+    if magic != IMAGE_MAGIC {
+        panic!(
+            "no arm64 Linux Image at {:#x} (magic {magic:#x}); load one with -device loader,file=Image,addr={:#x},force-raw=on",
+            layout::HOST_KERNEL_PA,
+            layout::HOST_KERNEL_PA
+        );
+    }
+
+    percpu::init(platform.cpus.iter().map(|c| c.mpidr.0));
+    let me = percpu::index_of(MPIDR_EL1.get()).unwrap_or(0);
+    percpu::set_current_index(me);
+    sysregs::init_el2_for_host();
+    sysregs::enable_host_stage2(vtcr, root);
+    VTCR.call_once(|| vtcr);
+    log!(
+        "entering Linux at {:#x} (EL1h, x0 = {:#x})",
+        layout::HOST_KERNEL_PA,
+        layout::HOST_DTB_PA
+    );
+    // SAFETY: EL2 is set up for the host (system registers, stage-2), the Image is at HOST_KERNEL_PA and the
+    // DTB at HOST_DTB_PA, cleaned to the point of coherency.
+    unsafe { vectors::enter_el1(layout::HOST_KERNEL_PA, layout::HOST_DTB_PA) }
+}
+
+/// `VTCR_EL2`, as computed by the boot CPU, for the secondaries.
+static VTCR: Once<u64> = Once::new();
+
+/// A secondary CPU's Rust entry (from [`entry`], boot map on, x0 = its logical index).
+#[unsafe(no_mangle)]
+extern "C" fn warden_secondary_main(cpu: usize) -> ! {
+    percpu::set_current_index(cpu);
+    mmu::switch_secondary();
+    let (Some(s2), Some(&vtcr)) = (HOST_S2.get(), VTCR.get()) else {
+        panic!("CPU {cpu} started before the host stage-2 exists");
+    };
+    sysregs::init_el2_for_host();
+    sysregs::enable_host_stage2(vtcr, s2.root_pa());
+    let (entry, context) = percpu::boot_args(cpu);
+    log!("CPU {cpu} up, entering the host at {entry:#x}");
+    // SAFETY: EL2 is set up for the host on this CPU; `entry` is host RAM (checked when CPU_ON was relayed).
+    unsafe { vectors::enter_el1(entry, context) }
+}
+
+/// The boot DTB as a slice, after checking it lies in the boot map's RAM.
+fn boot_dtb(pa: u64) -> &'static [u8] {
+    if !BOOT_MAP_RAM.contains(pa) || !BOOT_MAP_RAM.contains(pa + warden_dt::MIN_HEADER_SIZE as u64)
+    {
+        panic!("DTB at {pa:#x} is outside the boot map");
+    }
+    // SAFETY: The header lies in RAM mapped by the boot map; QEMU wrote it and nothing else writes there.
+    let header =
+        unsafe { core::slice::from_raw_parts(pa as *const u8, warden_dt::MIN_HEADER_SIZE) };
+    let size = match warden_dt::dtb_total_size(header) {
+        Ok(s) if s <= DTB_MAX_SIZE && BOOT_MAP_RAM.contains(pa + s as u64 - 1) => s,
+        Ok(s) => panic!("DTB at {pa:#x} has an unusable size {s:#x}"),
+        Err(e) => panic!("no DTB at {pa:#x}: {e}"),
+    };
+    // SAFETY: As above, for the whole blob; it stays untouched for the hypervisor's lifetime (host RAM the
+    // host is never told about as a DTB, and only read here during boot).
+    unsafe { core::slice::from_raw_parts(pa as *const u8, size) }
+}
 
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    match info.location() {
+        Some(l) => console::log_line_forced(format_args!(
+            "PANIC: {} (CPU {}, {}:{})",
+            info.message(),
+            percpu::current_index_or_max(),
+            l.file(),
+            l.line()
+        )),
+        None => console::log_line_forced(format_args!("PANIC: {}", info.message())),
+    }
+    firmware::system_off()
 }

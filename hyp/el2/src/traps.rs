@@ -1,0 +1,144 @@
+//! Exception handling at EL2: host HVC/SMC (PSCI relay, Warden hypercalls), host stage-2 faults (logged
+//! and answered with an injected external abort), and everything unexpected (register dump, power off).
+
+use aarch64_cpu::registers::{
+    ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, HPFAR_EL2, Readable, SCTLR_EL1, SPSR_EL1,
+    VBAR_EL1, Writeable,
+};
+use core::sync::atomic::{AtomicU64, Ordering};
+use warden_core::host_s2::{self, Stage2Fault};
+use warden_core::psci::{self, Action};
+use warden_core::smccc;
+
+use crate::console::log_line_forced;
+use crate::vectors::{self, TrapFrame};
+use crate::{firmware, log, percpu};
+
+/// Exception class of an HVC from AArch64.
+const EC_HVC64: u64 = 0x16;
+/// Exception class of a trapped SMC from AArch64.
+const EC_SMC64: u64 = 0x17;
+/// Size of the trapped SMC instruction (the preferred return address of a trapped SMC is the SMC itself).
+const SMC_INSN_SIZE: u64 = 4;
+
+/// Host stage-2 faults handled since boot (all CPUs).
+pub static STAGE2_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// Called by the vector assembly with the saved frame and the vector index.
+#[unsafe(no_mangle)]
+extern "C" fn warden_exception(frame: &mut TrapFrame, kind: u64) {
+    if kind != vectors::LOWER_A64_SYNC {
+        fatal(frame, kind, "unexpected exception");
+    }
+    let esr = ESR_EL2.get();
+    match (esr >> host_s2::ESR_EC_SHIFT) & 0x3f {
+        EC_HVC64 => host_call(frame),
+        EC_SMC64 => {
+            frame.elr = frame.elr.wrapping_add(SMC_INSN_SIZE);
+            host_call(frame);
+        }
+        host_s2::EC_IABT_LOW | host_s2::EC_DABT_LOW => stage2_abort(frame, esr),
+        _ => fatal(frame, kind, "unexpected exception from the host"),
+    }
+}
+
+/// A host SMC or HVC: PSCI relay, SMCCC architecture calls, Warden hypercalls.
+fn host_call(frame: &mut TrapFrame) {
+    let regs = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
+    let action = {
+        let cpus = percpu::mpidrs();
+        psci::decide(regs, cpus, crate::host_is_ram)
+    };
+    match action {
+        Action::Return(x0) => frame.x[0] = x0,
+        Action::Forward => {
+            let r = firmware::smc(regs);
+            frame.x[..4].copy_from_slice(&r);
+        }
+        Action::CpuOn {
+            cpu,
+            target,
+            entry,
+            context,
+        } => {
+            percpu::set_boot_args(cpu, entry, context);
+            let r = firmware::smc([
+                u64::from(psci::CPU_ON_64),
+                target,
+                crate::entry::secondary_entry_pa(),
+                cpu as u64,
+            ]);
+            frame.x[0] = r[0];
+        }
+        // The hypercall dispatcher (warden_core::dispatch) is not there yet: NOT_SUPPORTED.
+        Action::VendorHyp => frame.x[0] = smccc::ret(smccc::NOT_SUPPORTED),
+    }
+}
+
+/// A host access to an IPA its stage-2 does not map: log it and inject a synchronous external abort.
+fn stage2_abort(frame: &mut TrapFrame, esr: u64) {
+    let far = FAR_EL2.get();
+    let Some(fault) = Stage2Fault::decode(esr, far, HPFAR_EL2.get()) else {
+        fatal(frame, vectors::LOWER_A64_SYNC, "undecodable abort");
+    };
+    STAGE2_FAULTS.fetch_add(1, Ordering::Relaxed);
+    log!(
+        "host stage-2 fault: {} IPA {:#x} (ELR {:#x}, ESR {:#x}) -> external abort injected",
+        if fault.write { 'W' } else { 'R' },
+        fault.ipa,
+        frame.elr,
+        esr
+    );
+    let inj = host_s2::inject_external_abort(
+        esr,
+        far,
+        frame.elr,
+        frame.spsr,
+        VBAR_EL1.get(),
+        SCTLR_EL1.get(),
+    );
+    ESR_EL1.set(inj.esr_el1);
+    FAR_EL1.set(inj.far_el1);
+    ELR_EL1.set(inj.elr_el1);
+    SPSR_EL1.set(inj.spsr_el1);
+    frame.elr = inj.elr_el2;
+    frame.spsr = inj.spsr_el2;
+}
+
+/// Prints a full register dump and powers the machine off. Never returns.
+pub fn fatal(frame: &TrapFrame, kind: u64, what: &str) -> ! {
+    let name = vectors::VECTOR_NAMES
+        .get(kind as usize)
+        .copied()
+        .unwrap_or("?");
+    log_line_forced(format_args!(
+        "PANIC: {what}: {name} on CPU {}",
+        percpu::current_index_or_max()
+    ));
+    log_line_forced(format_args!(
+        "ESR_EL2 {:#018x}  ELR_EL2 {:#018x}  FAR_EL2 {:#018x}",
+        ESR_EL2.get(),
+        frame.elr,
+        FAR_EL2.get()
+    ));
+    log_line_forced(format_args!(
+        "SPSR_EL2 {:#018x}  HPFAR_EL2 {:#018x}",
+        frame.spsr,
+        HPFAR_EL2.get()
+    ));
+    for i in (0..31).step_by(3) {
+        match i {
+            30 => log_line_forced(format_args!("x30 {:#018x}", frame.x[30])),
+            _ => log_line_forced(format_args!(
+                "x{:<2} {:#018x}  x{:<2} {:#018x}  x{:<2} {:#018x}",
+                i,
+                frame.x[i],
+                i + 1,
+                frame.x[i + 1],
+                i + 2,
+                frame.x[i + 2]
+            )),
+        }
+    }
+    firmware::system_off()
+}

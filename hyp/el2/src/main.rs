@@ -50,6 +50,20 @@ const IMAGE_MAGIC: u32 = 0x644d_5241;
 /// The largest boot DTB the hypervisor reads.
 const DTB_MAX_SIZE: usize = 2 << 20;
 
+/// Kernel command-line word that makes the hypervisor take a deliberate data abort at EL2 during boot, to
+/// exercise the unexpected-exception path (register dump, then power-off).
+const EL2_FAULT_TEST: &str = "warden.test=el2-fault";
+/// An address no EL2 stage-1 map covers (just below the top of the 48-bit VA space).
+const UNMAPPED_VA: u64 = 0xffff_ffff_f000;
+
+/// Reads [`UNMAPPED_VA`]: the vectors dump the registers and power the machine off.
+fn el2_fault_test() -> ! {
+    log!("{EL2_FAULT_TEST}: reading unmapped address {UNMAPPED_VA:#x} at EL2");
+    // SAFETY: Deliberately faulting: the read never completes, the exception handler never returns.
+    let v = unsafe { core::ptr::read_volatile(UNMAPPED_VA as *const u64) };
+    panic!("read of an unmapped address returned {v:#x}");
+}
+
 /// Whether `pa` is host RAM (for the PSCI `CPU_ON` entry-point check).
 pub fn host_is_ram(pa: u64) -> bool {
     HOST_S2.get().is_some_and(|s2| s2.is_host_ram(pa))
@@ -104,6 +118,14 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         devices: &devices,
     });
     log!("EL2 stage-1 MMU on");
+    if platform
+        .chosen
+        .bootargs
+        .as_deref()
+        .is_some_and(|a| a.split(' ').any(|w| w == EL2_FAULT_TEST))
+    {
+        el2_fault_test();
+    }
 
     // Host stage-2: RAM minus the carve-out; MMIO below RAM, device nodes and PCI windows, minus the SMMUs.
     let lowest_ram = ram

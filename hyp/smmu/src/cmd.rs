@@ -2,7 +2,9 @@
 
 mod plan;
 
-pub use plan::{InvalidationPlan, InvalidationPolicy, LeafSize, RangeMode, S2Invalidation, plan_s2_invalidation};
+pub use plan::{
+    InvalidationPlan, InvalidationPolicy, LeafSize, RangeMode, S2Invalidation, plan_s2_invalidation,
+};
 
 use crate::regs::{field64, mask64, prep64};
 use crate::types::{StreamId, Vmid};
@@ -110,7 +112,11 @@ pub struct TlbiS2Ipa {
 impl TlbiS2Ipa {
     /// Number of bytes this command invalidates from `ipa` (4 KiB for a non-range command).
     pub const fn span(&self) -> u64 {
-        if self.tg == 0 { 1 << 12 } else { ((self.num as u64) + 1) << (self.scale as u32 + 12) }
+        if self.tg == 0 {
+            1 << 12
+        } else {
+            ((self.num as u64) + 1) << (self.scale as u32 + 12)
+        }
     }
 }
 
@@ -169,7 +175,10 @@ impl Command {
 
     /// `CMD_PREFETCH_CONFIG` for `sid` (a hint; never required for correctness).
     pub const fn prefetch_config(sid: StreamId) -> Self {
-        Self([op(opcode::PREFETCH_CONFIG) | prep64(sid.0 as u64, SID_SHIFT, SID_WIDTH), 0])
+        Self([
+            op(opcode::PREFETCH_CONFIG) | prep64(sid.0 as u64, SID_SHIFT, SID_WIDTH),
+            0,
+        ])
     }
 
     /// `CMD_CFGI_STE`: invalidate cached copies of `sid`'s STE (with `leaf` false also its level-1
@@ -210,7 +219,10 @@ impl Command {
 
     /// `CMD_TLBI_S12_VMALL`: every stage-1 and stage-2 entry of `vmid`.
     pub const fn tlbi_s12_vmall(vmid: Vmid) -> Self {
-        Self([op(opcode::TLBI_S12_VMALL) | prep64(vmid.0 as u64, TLBI_VMID_SHIFT, TLBI_VMID_WIDTH), 0])
+        Self([
+            op(opcode::TLBI_S12_VMALL) | prep64(vmid.0 as u64, TLBI_VMID_SHIFT, TLBI_VMID_WIDTH),
+            0,
+        ])
     }
 
     /// `CMD_TLBI_NSNH_ALL`: every non-secure, non-hyp entry.
@@ -254,10 +266,14 @@ impl Command {
         let sid = StreamId(field64(d0, SID_SHIFT, SID_WIDTH) as u32);
         match self.opcode() {
             opcode::PREFETCH_CONFIG => CommandKind::PrefetchConfig { sid },
-            opcode::CFGI_STE => CommandKind::CfgiSte { sid, leaf: d1 & CFGI_LEAF != 0 },
-            opcode::CFGI_STE_RANGE => {
-                CommandKind::CfgiSteRange { sid, range: field64(d1, 0, CFGI_RANGE_WIDTH) as u8 }
-            }
+            opcode::CFGI_STE => CommandKind::CfgiSte {
+                sid,
+                leaf: d1 & CFGI_LEAF != 0,
+            },
+            opcode::CFGI_STE_RANGE => CommandKind::CfgiSteRange {
+                sid,
+                range: field64(d1, 0, CFGI_RANGE_WIDTH) as u8,
+            },
             opcode::TLBI_S2_IPA => CommandKind::TlbiS2Ipa(TlbiS2Ipa {
                 vmid: Vmid(field64(d0, TLBI_VMID_SHIFT, TLBI_VMID_WIDTH) as u16),
                 ipa: d1 & mask64(TLBI_IPA_HI, TLBI_IPA_LO),
@@ -267,9 +283,9 @@ impl Command {
                 num: field64(d0, TLBI_NUM_SHIFT, TLBI_NUM_WIDTH) as u8,
                 scale: field64(d0, TLBI_SCALE_SHIFT, TLBI_SCALE_WIDTH) as u8,
             }),
-            opcode::TLBI_S12_VMALL => {
-                CommandKind::TlbiS12Vmall { vmid: Vmid(field64(d0, TLBI_VMID_SHIFT, TLBI_VMID_WIDTH) as u16) }
-            }
+            opcode::TLBI_S12_VMALL => CommandKind::TlbiS12Vmall {
+                vmid: Vmid(field64(d0, TLBI_VMID_SHIFT, TLBI_VMID_WIDTH) as u16),
+            },
             opcode::TLBI_NSNH_ALL => CommandKind::TlbiNsnhAll,
             opcode::TLBI_EL2_ALL => CommandKind::TlbiEl2All,
             opcode::CMD_SYNC => CommandKind::Sync(match field64(d0, SYNC_CS_SHIFT, 2) {
@@ -314,19 +330,39 @@ mod tests {
     /// Encodings checked field by field against IHI 0070 §4.
     #[test]
     fn known_encodings() {
-        assert_eq!(Command::cfgi_ste(StreamId(0x0010), true).0, [0x0000_0010_0000_0003, 1]);
+        assert_eq!(
+            Command::cfgi_ste(StreamId(0x0010), true).0,
+            [0x0000_0010_0000_0003, 1]
+        );
         assert_eq!(Command::cfgi_all().0, [0x04, 31]);
-        assert_eq!(Command::tlbi_s12_vmall(Vmid(5)).0, [0x0000_0005_0000_0028, 0]);
+        assert_eq!(
+            Command::tlbi_s12_vmall(Vmid(5)).0,
+            [0x0000_0005_0000_0028, 0]
+        );
         assert_eq!(Command::tlbi_nsnh_all().0, [0x30, 0]);
         assert_eq!(Command::tlbi_el2_all().0, [0x20, 0]);
         assert_eq!(Command::sync(SyncCompletion::None).0, [0x46, 0]);
         assert_eq!(Command::sync(SyncCompletion::Sev).0, [0x2046, 0]);
-        let t = TlbiS2Ipa { vmid: Vmid(7), ipa: 0x8000_1000, leaf: true, tg: TG_4K, ttl: 3, num: 31, scale: 4 };
+        let t = TlbiS2Ipa {
+            vmid: Vmid(7),
+            ipa: 0x8000_1000,
+            leaf: true,
+            tg: TG_4K,
+            ttl: 3,
+            num: 31,
+            scale: 4,
+        };
         // dword0: NUM[16:12] = 31, SCALE[24:20] = 4, VMID[47:32] = 7, opcode 0x2a.
         // dword1: LEAF[0], TTL[9:8] = 3, TG[11:10] = 1, IPA[51:12].
-        assert_eq!(Command::tlbi_s2_ipa(t).0, [0x0000_0007_0041_F02A, 0x8000_1000 | 0x700 | 1]);
+        assert_eq!(
+            Command::tlbi_s2_ipa(t).0,
+            [0x0000_0007_0041_F02A, 0x8000_1000 | 0x700 | 1]
+        );
         assert_eq!(t.span(), 32 << 16);
-        let msi = Command::sync(SyncCompletion::Irq { msi_addr: 0x4000_0008, msi_data: 0xabcd });
+        let msi = Command::sync(SyncCompletion::Irq {
+            msi_addr: 0x4000_0008,
+            msi_data: 0xabcd,
+        });
         assert_eq!(msi.0[1], 0x4000_0008);
         assert_eq!(msi.0[0] >> 32, 0xabcd);
     }
@@ -334,28 +370,45 @@ mod tests {
     fn any_kind() -> impl Strategy<Value = CommandKind> {
         prop_oneof![
             any::<u32>().prop_map(|s| CommandKind::PrefetchConfig { sid: StreamId(s) }),
-            (any::<u32>(), any::<bool>()).prop_map(|(s, leaf)| CommandKind::CfgiSte { sid: StreamId(s), leaf }),
-            (any::<u32>(), 0u8..32).prop_map(|(s, range)| CommandKind::CfgiSteRange { sid: StreamId(s), range }),
-            (any::<u16>(), 0u64..(1 << 40), any::<bool>(), 0u8..4, 0u8..4, 0u8..32, 0u8..32).prop_map(
-                |(v, page, leaf, tg, ttl, num, scale)| CommandKind::TlbiS2Ipa(TlbiS2Ipa {
-                    vmid: Vmid(v),
-                    ipa: page << 12,
-                    leaf,
-                    tg,
-                    ttl,
-                    num,
-                    scale
-                })
-            ),
+            (any::<u32>(), any::<bool>()).prop_map(|(s, leaf)| CommandKind::CfgiSte {
+                sid: StreamId(s),
+                leaf
+            }),
+            (any::<u32>(), 0u8..32).prop_map(|(s, range)| CommandKind::CfgiSteRange {
+                sid: StreamId(s),
+                range
+            }),
+            (
+                any::<u16>(),
+                0u64..(1 << 40),
+                any::<bool>(),
+                0u8..4,
+                0u8..4,
+                0u8..32,
+                0u8..32
+            )
+                .prop_map(|(v, page, leaf, tg, ttl, num, scale)| {
+                    CommandKind::TlbiS2Ipa(TlbiS2Ipa {
+                        vmid: Vmid(v),
+                        ipa: page << 12,
+                        leaf,
+                        tg,
+                        ttl,
+                        num,
+                        scale,
+                    })
+                }),
             any::<u16>().prop_map(|v| CommandKind::TlbiS12Vmall { vmid: Vmid(v) }),
             Just(CommandKind::TlbiNsnhAll),
             Just(CommandKind::TlbiEl2All),
             Just(CommandKind::Sync(SyncCompletion::None)),
             Just(CommandKind::Sync(SyncCompletion::Sev)),
-            (0u64..(1 << 50), any::<u32>()).prop_map(|(a, d)| CommandKind::Sync(SyncCompletion::Irq {
-                msi_addr: a << 2,
-                msi_data: d
-            })),
+            (0u64..(1 << 50), any::<u32>()).prop_map(|(a, d)| CommandKind::Sync(
+                SyncCompletion::Irq {
+                    msi_addr: a << 2,
+                    msi_data: d
+                }
+            )),
         ]
     }
 

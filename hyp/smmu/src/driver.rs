@@ -139,7 +139,12 @@ enum StreamTable {
     /// `2^sid_bits` STEs at `pa`.
     Linear { pa: u64, sid_bits: u32 },
     /// Level-1 table at `l1_pa`; `leaves[i]` is the level-2 table of StreamIDs `i << split ..`.
-    TwoLevel { l1_pa: u64, sid_bits: u32, split: u32, leaves: alloc::vec::Vec<Option<u64>> },
+    TwoLevel {
+        l1_pa: u64,
+        sid_bits: u32,
+        split: u32,
+        leaves: alloc::vec::Vec<Option<u64>>,
+    },
 }
 
 /// An initialised, enabled SMMUv3.
@@ -188,13 +193,18 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
 
     /// Replaces the invalidation policy (range invalidation can only be enabled if the SMMU has it).
     pub fn set_invalidation_policy(&mut self, policy: InvalidationPolicy) {
-        self.policy = InvalidationPolicy { range: policy.range && self.features.range_invalidation, ..policy };
+        self.policy = InvalidationPolicy {
+            range: policy.range && self.features.range_invalidation,
+            ..policy
+        };
     }
 
     /// Number of StreamID bits the stream table covers.
     pub fn sid_bits(&self) -> u32 {
         match self.strtab {
-            StreamTable::Linear { sid_bits, .. } | StreamTable::TwoLevel { sid_bits, .. } => sid_bits,
+            StreamTable::Linear { sid_bits, .. } | StreamTable::TwoLevel { sid_bits, .. } => {
+                sid_bits
+            }
         }
     }
 

@@ -88,7 +88,14 @@ impl EventKind {
 
     /// Whether this is a translation-stage fault (the record carries an input address and an IPA).
     pub const fn is_translation_fault(self) -> bool {
-        matches!(self, Self::Translation | Self::AddressSize | Self::Access | Self::Permission | Self::WalkAbort)
+        matches!(
+            self,
+            Self::Translation
+                | Self::AddressSize
+                | Self::Access
+                | Self::Permission
+                | Self::WalkAbort
+        )
     }
 }
 
@@ -146,12 +153,24 @@ impl Event {
             kind,
             id,
             sid: StreamId(field64(raw[0], SID_SHIFT, 32) as u32),
-            ssid: if raw[0] & SSV != 0 { Some(field64(raw[0], SSID_SHIFT, SSID_WIDTH) as u32) } else { None },
+            ssid: if raw[0] & SSV != 0 {
+                Some(field64(raw[0], SSID_SHIFT, SSID_WIDTH) as u32)
+            } else {
+                None
+            },
             input_addr: if fault { raw[2] } else { 0 },
-            ipa: if fault { raw[3] & crate::regs::mask64(51, 12) } else { 0 },
+            ipa: if fault {
+                raw[3] & crate::regs::mask64(51, 12)
+            } else {
+                0
+            },
             read: fault && raw[1] & RNW != 0,
             stage2: fault && raw[1] & S2 != 0,
-            class: if fault { field64(raw[1], CLASS_SHIFT, 2) as u8 } else { 0 },
+            class: if fault {
+                field64(raw[1], CLASS_SHIFT, 2) as u8
+            } else {
+                0
+            },
             instruction: fault && raw[1] & IND != 0,
             privileged: fault && raw[1] & PNU != 0,
             stall: fault && raw[1] & STALL != 0,
@@ -160,7 +179,14 @@ impl Event {
     }
 
     /// Encodes a fault record the way an SMMU writes it (used by the fake; fields as [`Event::decode`] reads).
-    pub const fn encode_fault(id: u8, sid: StreamId, input_addr: u64, ipa: u64, read: bool, class: u8) -> [u64; 4] {
+    pub const fn encode_fault(
+        id: u8,
+        sid: StreamId,
+        input_addr: u64,
+        ipa: u64,
+        read: bool,
+        class: u8,
+    ) -> [u64; 4] {
         [
             id as u64 | (sid.0 as u64) << SID_SHIFT,
             if read { RNW } else { 0 } | S2 | ((class as u64 & 3) << CLASS_SHIFT),
@@ -188,7 +214,12 @@ impl<const N: usize> Default for EventRing<N> {
 impl<const N: usize> EventRing<N> {
     /// An empty ring.
     pub const fn new() -> Self {
-        Self { slots: [None; N], head: 0, len: 0, dropped: 0 }
+        Self {
+            slots: [None; N],
+            head: 0,
+            len: 0,
+            dropped: 0,
+        }
     }
 
     /// Appends `event`, or counts it as dropped when the ring is full. Returns whether it was kept.
@@ -235,14 +266,32 @@ mod tests {
 
     #[test]
     fn decode_translation_fault() {
-        let raw = Event::encode_fault(event_id::F_TRANSLATION, StreamId(0x18), 0x1234_5678, 0x1234_5000, true, 2);
+        let raw = Event::encode_fault(
+            event_id::F_TRANSLATION,
+            StreamId(0x18),
+            0x1234_5678,
+            0x1234_5000,
+            true,
+            2,
+        );
         let e = Event::decode(raw);
         assert_eq!(e.kind, EventKind::Translation);
         assert_eq!(e.sid, StreamId(0x18));
-        assert_eq!((e.input_addr, e.ipa, e.read, e.stage2, e.class), (0x1234_5678, 0x1234_5000, true, true, 2));
+        assert_eq!(
+            (e.input_addr, e.ipa, e.read, e.stage2, e.class),
+            (0x1234_5678, 0x1234_5000, true, true, 2)
+        );
         assert_eq!(e.ssid, None);
-        let e = Event::decode([event_id::C_BAD_STE as u64 | 7 << 32 | SSV | 5 << 12, u64::MAX, 9, 9]);
-        assert_eq!((e.kind, e.sid, e.ssid, e.input_addr, e.read), (EventKind::BadSte, StreamId(7), Some(5), 0, false));
+        let e = Event::decode([
+            event_id::C_BAD_STE as u64 | 7 << 32 | SSV | 5 << 12,
+            u64::MAX,
+            9,
+            9,
+        ]);
+        assert_eq!(
+            (e.kind, e.sid, e.ssid, e.input_addr, e.read),
+            (EventKind::BadSte, StreamId(7), Some(5), 0, false)
+        );
         assert_eq!(Event::decode([0x13, 0, 0, 0]).kind, EventKind::Permission);
         assert_eq!(Event::decode([0x12, 0, 0, 0]).kind, EventKind::Access);
         assert_eq!(Event::decode([0x11, 0, 0, 0]).kind, EventKind::AddressSize);

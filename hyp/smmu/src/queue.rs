@@ -17,7 +17,13 @@ pub const MAX_LOG2SIZE: u32 = 19;
 impl Queue {
     /// A queue of `2^log2size` entries; `log2size` is clamped to [`MAX_LOG2SIZE`].
     pub const fn new(log2size: u32) -> Self {
-        Self { log2size: if log2size > MAX_LOG2SIZE { MAX_LOG2SIZE } else { log2size } }
+        Self {
+            log2size: if log2size > MAX_LOG2SIZE {
+                MAX_LOG2SIZE
+            } else {
+                log2size
+            },
+        }
     }
 
     /// log2 of the number of entries.
@@ -57,7 +63,8 @@ impl Queue {
 
     /// Number of entries between `cons` and `prod` (written and not yet consumed).
     pub const fn used(self, prod: u32, cons: u32) -> u32 {
-        (prod & self.position_mask()).wrapping_sub(cons & self.position_mask()) & self.position_mask()
+        (prod & self.position_mask()).wrapping_sub(cons & self.position_mask())
+            & self.position_mask()
     }
 
     /// Number of free entries.

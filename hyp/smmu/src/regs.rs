@@ -9,9 +9,13 @@ mod idr;
 mod queue_regs;
 
 pub(crate) use control::l1_descriptor;
-pub use control::{Cr0, Cr1, Cr2, GBPA_ABORT, GBPA_UPDATE, Gbpa, Gerror, IrqCtrl, StrtabBase, StrtabBaseCfg};
+pub use control::{
+    Cr0, Cr1, Cr2, GBPA_ABORT, GBPA_UPDATE, Gbpa, Gerror, IrqCtrl, StrtabBase, StrtabBaseCfg,
+};
 pub use idr::{Idr0, Idr1, Idr3, Idr5, StallModel, TtEndian, pa_range_bits};
-pub use queue_regs::{CMDQ_CONS_ERR_MASK, CMDQ_CONS_ERR_SHIFT, CmdqError, Q_OVERFLOW_FLAG, QueueBase};
+pub use queue_regs::{
+    CMDQ_CONS_ERR_MASK, CMDQ_CONS_ERR_SHIFT, CmdqError, Q_OVERFLOW_FLAG, QueueBase,
+};
 
 /// Register access for the SMMU's MMIO frame.
 ///

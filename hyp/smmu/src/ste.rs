@@ -156,7 +156,7 @@ impl S2Config {
         if self.ps > oas_encoding {
             return Err(S2ConfigError::OutputSize);
         }
-        if self.ttb % PAGE_SIZE != 0 || self.ttb >> out_bits != 0 {
+        if !self.ttb.is_multiple_of(PAGE_SIZE) || self.ttb >> out_bits != 0 {
             return Err(S2ConfigError::TableAddress);
         }
         if self.ir0 > 3 || self.or0 > 3 || self.sh0 == 1 || self.sh0 > 3 {
@@ -319,20 +319,67 @@ mod tests {
     fn validation() {
         assert_eq!(cfg().validate(4, 44), Ok(()));
         assert_eq!(cfg().start_level(), 1);
-        assert_eq!(S2Config { t0sz: 15, ..cfg() }.validate(4, 48), Err(S2ConfigError::InputSize));
-        assert_eq!(S2Config::new_4k(Vmid(1), 0, 48, 1, 4).validate(4, 44), Err(S2ConfigError::InputSize));
+        assert_eq!(
+            S2Config { t0sz: 15, ..cfg() }.validate(4, 48),
+            Err(S2ConfigError::InputSize)
+        );
+        assert_eq!(
+            S2Config::new_4k(Vmid(1), 0, 48, 1, 4).validate(4, 44),
+            Err(S2ConfigError::InputSize)
+        );
         // 48-bit input from level 1 would need 512 concatenated tables.
-        assert_eq!(S2Config::new_4k(Vmid(1), 0, 48, 1, 4).validate(4, 48), Err(S2ConfigError::StartLevel));
+        assert_eq!(
+            S2Config::new_4k(Vmid(1), 0, 48, 1, 4).validate(4, 48),
+            Err(S2ConfigError::StartLevel)
+        );
         // 30-bit input starting at level 0 wastes a level: rejected.
-        assert_eq!(S2Config::new_4k(Vmid(1), 0, 30, 0, 4).validate(4, 48), Err(S2ConfigError::StartLevel));
-        assert_eq!(S2Config::new_4k(Vmid(1), 0, 48, 0, 4).validate(4, 48), Ok(()));
-        assert_eq!(S2Config::new_4k(Vmid(1), 0, 39, 1, 4).validate(4, 48), Ok(()));
-        assert_eq!(S2Config::new_4k(Vmid(1), 0, 43, 1, 4).validate(4, 48), Ok(()));
-        assert_eq!(S2Config { ps: 5, ..cfg() }.validate(4, 44), Err(S2ConfigError::OutputSize));
-        assert_eq!(S2Config { ps: 7, ..cfg() }.validate(7, 44), Err(S2ConfigError::OutputSize));
-        assert_eq!(S2Config { ttb: 0x4080_0800, ..cfg() }.validate(4, 44), Err(S2ConfigError::TableAddress));
-        assert_eq!(S2Config { ttb: 1 << 44, ..cfg() }.validate(4, 44), Err(S2ConfigError::TableAddress));
-        assert_eq!(S2Config { sh0: 1, ..cfg() }.validate(4, 44), Err(S2ConfigError::Attributes));
-        assert_eq!(S2Config { sl0: 3, ..cfg() }.validate(4, 44), Err(S2ConfigError::StartLevel));
+        assert_eq!(
+            S2Config::new_4k(Vmid(1), 0, 30, 0, 4).validate(4, 48),
+            Err(S2ConfigError::StartLevel)
+        );
+        assert_eq!(
+            S2Config::new_4k(Vmid(1), 0, 48, 0, 4).validate(4, 48),
+            Ok(())
+        );
+        assert_eq!(
+            S2Config::new_4k(Vmid(1), 0, 39, 1, 4).validate(4, 48),
+            Ok(())
+        );
+        assert_eq!(
+            S2Config::new_4k(Vmid(1), 0, 43, 1, 4).validate(4, 48),
+            Ok(())
+        );
+        assert_eq!(
+            S2Config { ps: 5, ..cfg() }.validate(4, 44),
+            Err(S2ConfigError::OutputSize)
+        );
+        assert_eq!(
+            S2Config { ps: 7, ..cfg() }.validate(7, 44),
+            Err(S2ConfigError::OutputSize)
+        );
+        assert_eq!(
+            S2Config {
+                ttb: 0x4080_0800,
+                ..cfg()
+            }
+            .validate(4, 44),
+            Err(S2ConfigError::TableAddress)
+        );
+        assert_eq!(
+            S2Config {
+                ttb: 1 << 44,
+                ..cfg()
+            }
+            .validate(4, 44),
+            Err(S2ConfigError::TableAddress)
+        );
+        assert_eq!(
+            S2Config { sh0: 1, ..cfg() }.validate(4, 44),
+            Err(S2ConfigError::Attributes)
+        );
+        assert_eq!(
+            S2Config { sl0: 3, ..cfg() }.validate(4, 44),
+            Err(S2ConfigError::StartLevel)
+        );
     }
 }

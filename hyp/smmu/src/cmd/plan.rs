@@ -88,7 +88,11 @@ impl InvalidationPolicy {
 
     /// The default policy for an SMMU with (`ril` = true) or without range invalidation.
     pub const fn new(ril: bool) -> Self {
-        Self { range: ril, range_mode: RangeMode::Single, vmall_threshold: Self::DEFAULT_VMALL_THRESHOLD }
+        Self {
+            range: ril,
+            range_mode: RangeMode::Single,
+            vmall_threshold: Self::DEFAULT_VMALL_THRESHOLD,
+        }
     }
 }
 
@@ -143,8 +147,16 @@ pub fn plan_s2_invalidation(req: &S2Invalidation, policy: &InvalidationPolicy) -
     }
     let step = req.leaf_size.bytes();
     let start = req.iova & !(step - 1);
-    let end = req.iova.saturating_add(req.size).min(IPA_LIMIT).next_multiple_of(step);
-    let ttl = if req.leaf_only { req.leaf_size.ttl() } else { 0 };
+    let end = req
+        .iova
+        .saturating_add(req.size)
+        .min(IPA_LIMIT)
+        .next_multiple_of(step);
+    let ttl = if req.leaf_only {
+        req.leaf_size.ttl()
+    } else {
+        0
+    };
     if policy.range {
         let pages = (end - start) >> PAGE_SHIFT;
         let plan = InvalidationPlan::Range {
@@ -165,10 +177,19 @@ pub fn plan_s2_invalidation(req: &S2Invalidation, policy: &InvalidationPolicy) -
     } else {
         let count = (end - start) / step;
         if count <= policy.vmall_threshold {
-            return InvalidationPlan::PerGranule { vmid: req.vmid, leaf: req.leaf_only, next: start, step, count };
+            return InvalidationPlan::PerGranule {
+                vmid: req.vmid,
+                leaf: req.leaf_only,
+                next: start,
+                step,
+                count,
+            };
         }
     }
-    InvalidationPlan::Vmall { vmid: req.vmid, pending: true }
+    InvalidationPlan::Vmall {
+        vmid: req.vmid,
+        pending: true,
+    }
 }
 
 /// Largest page count one range command can cover: 32 * 2^31.
@@ -214,7 +235,13 @@ impl Iterator for InvalidationPlan {
                     None
                 }
             }
-            Self::PerGranule { vmid, leaf, next, step, count } => {
+            Self::PerGranule {
+                vmid,
+                leaf,
+                next,
+                step,
+                count,
+            } => {
                 if *count == 0 {
                     return None;
                 }
@@ -231,7 +258,14 @@ impl Iterator for InvalidationPlan {
                 *count -= 1;
                 Some(cmd)
             }
-            Self::Range { vmid, leaf, ttl, next, remaining, mode } => {
+            Self::Range {
+                vmid,
+                leaf,
+                ttl,
+                next,
+                remaining,
+                mode,
+            } => {
                 if *remaining == 0 {
                     return None;
                 }
@@ -267,17 +301,25 @@ mod tests {
     const VMID: Vmid = Vmid(3);
 
     fn req(iova: u64, size: u64, leaf_size: LeafSize) -> S2Invalidation {
-        S2Invalidation { vmid: VMID, iova, size, leaf_size, leaf_only: true }
+        S2Invalidation {
+            vmid: VMID,
+            iova,
+            size,
+            leaf_size,
+            leaf_only: true,
+        }
     }
 
-    /// The byte ranges a plan's commands invalidate, or `None` for a VMID-wide command.
-    fn ranges(plan: InvalidationPlan) -> Option<Vec<(u64, u64)>> {
+    /// The byte ranges a plan's commands invalidate (a non-range command: the `leaf`-sized entry at its
+    /// address), or `None` for a VMID-wide command.
+    fn ranges_of(plan: InvalidationPlan, leaf: LeafSize) -> Option<Vec<(u64, u64)>> {
         let mut out = Vec::new();
         for cmd in plan {
             match cmd.decode() {
                 CommandKind::TlbiS2Ipa(t) => {
                     assert_eq!(t.vmid, VMID);
-                    out.push((t.ipa, t.ipa + t.span()));
+                    let span = if t.tg == 0 { leaf.bytes() } else { t.span() };
+                    out.push((t.ipa, t.ipa + span));
                 }
                 CommandKind::TlbiS12Vmall { vmid } => {
                     assert_eq!(vmid, VMID);
@@ -287,6 +329,10 @@ mod tests {
             }
         }
         Some(out)
+    }
+
+    fn ranges(plan: InvalidationPlan) -> Option<Vec<(u64, u64)>> {
+        ranges_of(plan, LeafSize::Page4K)
     }
 
     /// Whether the sorted union of `r` is exactly `[start, end)` with no gap.
@@ -316,7 +362,11 @@ mod tests {
                 assert_eq!(s, base);
                 assert!(e >= base + (pages << 12));
                 // Overshoot stays below 1/16 of the range (+ rounding of one page).
-                assert!(e - base - (pages << 12) <= (pages << 12) / 16, "pages {pages}: overshoot {}", e - s);
+                assert!(
+                    e - base - (pages << 12) <= (pages << 12) / 16,
+                    "pages {pages}: overshoot {}",
+                    e - s
+                );
                 if pages <= 32 || pages.is_power_of_two() {
                     assert_eq!(e, base + (pages << 12), "exact when representable");
                 }
@@ -326,12 +376,23 @@ mod tests {
 
     #[test]
     fn ril_exact_mode_covers_exactly() {
-        let policy = InvalidationPolicy { range_mode: RangeMode::Exact, ..InvalidationPolicy::new(true) };
+        let policy = InvalidationPolicy {
+            range_mode: RangeMode::Exact,
+            ..InvalidationPolicy::new(true)
+        };
         for pages in 1..=4096u64 {
             let base = 0x1234_5000;
-            let r = ranges(plan_s2_invalidation(&req(base, pages << 12, LeafSize::Page4K), &policy)).unwrap();
+            let r = ranges(plan_s2_invalidation(
+                &req(base, pages << 12, LeafSize::Page4K),
+                &policy,
+            ))
+            .unwrap();
             assert!(r.len() <= 3, "pages {pages}: {} commands", r.len());
-            assert_eq!(contiguous_union(r), Some((base, base + (pages << 12))), "pages {pages}");
+            assert_eq!(
+                contiguous_union(r),
+                Some((base, base + (pages << 12))),
+                "pages {pages}"
+            );
         }
     }
 
@@ -340,7 +401,11 @@ mod tests {
         let policy = InvalidationPolicy::new(false);
         for pages in 1..=512u64 {
             let base = 0x8000_0000 + 0x3000;
-            let r = ranges(plan_s2_invalidation(&req(base, pages << 12, LeafSize::Page4K), &policy)).unwrap();
+            let r = ranges(plan_s2_invalidation(
+                &req(base, pages << 12, LeafSize::Page4K),
+                &policy,
+            ))
+            .unwrap();
             assert_eq!(r.len() as u64, pages);
             assert_eq!(contiguous_union(r), Some((base, base + (pages << 12))));
         }
@@ -350,19 +415,28 @@ mod tests {
         let plan = plan_s2_invalidation(&req(0x4000_0000, 8 << 21, LeafSize::Block2M), &policy);
         let cmds: Vec<_> = plan.collect();
         assert_eq!(cmds.len(), 8);
-        assert!(cmds.iter().all(|c| matches!(c.decode(), CommandKind::TlbiS2Ipa(t) if t.tg == 0 && t.ttl == 0)));
+        assert!(
+            cmds.iter().all(
+                |c| matches!(c.decode(), CommandKind::TlbiS2Ipa(t) if t.tg == 0 && t.ttl == 0)
+            )
+        );
     }
 
     #[test]
     fn ttl_and_leaf_hints() {
         let policy = InvalidationPolicy::new(true);
         let mut r = req(0x4000_0000, 1 << 21, LeafSize::Block2M);
-        let CommandKind::TlbiS2Ipa(t) = plan_s2_invalidation(&r, &policy).next().unwrap().decode() else {
+        let CommandKind::TlbiS2Ipa(t) = plan_s2_invalidation(&r, &policy).next().unwrap().decode()
+        else {
             panic!()
         };
-        assert_eq!((t.tg, t.ttl, t.leaf, t.num, t.scale), (TG_4K, 2, true, 0, 9));
+        assert_eq!(
+            (t.tg, t.ttl, t.leaf, t.num, t.scale),
+            (TG_4K, 2, true, 31, 4)
+        );
         r.leaf_only = false;
-        let CommandKind::TlbiS2Ipa(t) = plan_s2_invalidation(&r, &policy).next().unwrap().decode() else {
+        let CommandKind::TlbiS2Ipa(t) = plan_s2_invalidation(&r, &policy).next().unwrap().decode()
+        else {
             panic!()
         };
         assert_eq!((t.ttl, t.leaf), (0, false));
@@ -371,10 +445,20 @@ mod tests {
     #[test]
     fn degenerate_inputs() {
         let policy = InvalidationPolicy::new(true);
-        assert_eq!(plan_s2_invalidation(&req(0x1000, 0, LeafSize::Page4K), &policy), InvalidationPlan::Empty);
-        assert_eq!(plan_s2_invalidation(&req(1 << 52, 4096, LeafSize::Page4K), &policy), InvalidationPlan::Empty);
+        assert_eq!(
+            plan_s2_invalidation(&req(0x1000, 0, LeafSize::Page4K), &policy),
+            InvalidationPlan::Empty
+        );
+        assert_eq!(
+            plan_s2_invalidation(&req(1 << 52, 4096, LeafSize::Page4K), &policy),
+            InvalidationPlan::Empty
+        );
         // Unaligned start and size round outwards to pages.
-        let r = ranges(plan_s2_invalidation(&req(0x1fff, 2, LeafSize::Page4K), &policy)).unwrap();
+        let r = ranges(plan_s2_invalidation(
+            &req(0x1fff, 2, LeafSize::Page4K),
+            &policy,
+        ))
+        .unwrap();
         assert_eq!(contiguous_union(r), Some((0x1000, 0x3000)));
         // The whole 52-bit space: still one command with RIL (32 * 2^31 pages = 2^48 bytes is not enough, so
         // the VMID-wide command takes over rather than several huge ranges).
@@ -397,7 +481,7 @@ mod tests {
             let policy = InvalidationPolicy { range_mode: mode, ..InvalidationPolicy::new(ril) };
             let step = leaf.bytes();
             let (start, end) = (iova & !(step - 1), (iova + size).next_multiple_of(step));
-            match ranges(plan_s2_invalidation(&req(iova, size, leaf), &policy)) {
+            match ranges_of(plan_s2_invalidation(&req(iova, size, leaf), &policy), leaf) {
                 None => prop_assert!(!ril && (end - start) / step > policy.vmall_threshold),
                 Some(r) => {
                     prop_assert!(!r.is_empty());

@@ -1,9 +1,9 @@
 //! Event queue draining (IHI 0070 §3.5, §7.3; overflow: §3.5.4 "Queue overflow").
 
 use super::Smmu;
+use crate::DmaMemory;
 use crate::event::{EVT_DWORDS, EVT_SIZE, Event};
 use crate::regs::{self, Q_OVERFLOW_FLAG, RegisterAccess};
-use crate::DmaMemory;
 
 impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
     /// Moves every record in the event queue into the driver's ring (decoded), returns how many were read.

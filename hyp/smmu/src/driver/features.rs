@@ -98,7 +98,11 @@ impl Features {
             evtq_log2max: idr1.evtqs(),
             oas_bits,
             oas_encoding: idr5.oas_encoding(),
-            ias_bits: if idr0.ttf_aarch32() { oas.max(AARCH32_IAS) } else { oas },
+            ias_bits: if idr0.ttf_aarch32() {
+                oas.max(AARCH32_IAS)
+            } else {
+                oas
+            },
             gran4k: idr5.gran4k(),
             gran16k: idr5.gran16k(),
             gran64k: idr5.gran64k(),
@@ -111,20 +115,36 @@ impl Features {
 
     /// Checks that everything this driver needs is present.
     pub fn check_required(&self) -> Result<(), Error> {
-        let missing = |ok: bool, feature| if ok { Ok(()) } else { Err(Error::MissingFeature(feature)) };
+        let missing = |ok: bool, feature| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::MissingFeature(feature))
+            }
+        };
         missing(self.stage2, Feature::Stage2)?;
         missing(self.aarch64_tables, Feature::AArch64Tables)?;
-        missing(matches!(self.ttendian, TtEndian::Mixed | TtEndian::Little), Feature::LittleEndian)?;
+        missing(
+            matches!(self.ttendian, TtEndian::Mixed | TtEndian::Little),
+            Feature::LittleEndian,
+        )?;
         missing(self.coherent, Feature::Coherent)?;
         missing(self.gran4k, Feature::Granule4K)?;
         missing(self.oas_bits.is_some(), Feature::OutputAddressSize)?;
-        missing(!self.idr1.tables_preset() && !self.idr1.queues_preset(), Feature::ProgrammableBases)?;
+        missing(
+            !self.idr1.tables_preset() && !self.idr1.queues_preset(),
+            Feature::ProgrammableBases,
+        )?;
         Ok(())
     }
 
     /// Largest VMID value.
     pub fn max_vmid(&self) -> u16 {
-        if self.vmid16 { u16::MAX } else { u8::MAX as u16 }
+        if self.vmid16 {
+            u16::MAX
+        } else {
+            u8::MAX as u16
+        }
     }
 }
 

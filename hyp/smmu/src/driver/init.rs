@@ -7,7 +7,9 @@ use super::{CmdQueue, Config, EvtQueue, Features, Smmu, StreamTable};
 use crate::cmd::{CMD_SIZE, Command, InvalidationPolicy};
 use crate::event::EVT_SIZE;
 use crate::queue::Queue;
-use crate::regs::{self, Cr0, Cr1, Cr2, GBPA_ABORT, GBPA_UPDATE, Gerror, QueueBase, RegisterAccess, StrtabBase};
+use crate::regs::{
+    self, Cr0, Cr1, Cr2, GBPA_ABORT, GBPA_UPDATE, Gerror, QueueBase, RegisterAccess, StrtabBase,
+};
 use crate::regs::{StrtabBaseCfg, l1_descriptor};
 use crate::ste::{STE_SIZE, Ste};
 use crate::{DmaMemory, Error, Feature, Wait};
@@ -28,13 +30,28 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
     pub fn init(mut regs: R, mut mem: M, config: Config) -> Result<Self, Error> {
         let limit = config.poll_limit.max(1);
         // 1. Abort everything while we work (before reading or writing any other register).
-        poll(&mut regs, limit, |r| r.read32(regs::GBPA) & GBPA_UPDATE == 0, Wait::GbpaUpdate)?;
+        poll(
+            &mut regs,
+            limit,
+            |r| r.read32(regs::GBPA) & GBPA_UPDATE == 0,
+            Wait::GbpaUpdate,
+        )?;
         let gbpa = regs.read32(regs::GBPA);
         regs.write32(regs::GBPA, gbpa | GBPA_ABORT | GBPA_UPDATE);
-        poll(&mut regs, limit, |r| r.read32(regs::GBPA) & GBPA_UPDATE == 0, Wait::GbpaUpdate)?;
+        poll(
+            &mut regs,
+            limit,
+            |r| r.read32(regs::GBPA) & GBPA_UPDATE == 0,
+            Wait::GbpaUpdate,
+        )?;
         // 2. Disable.
         regs.write32(regs::CR0, Cr0::NONE.0);
-        poll(&mut regs, limit, |r| r.read32(regs::CR0ACK) == Cr0::NONE.0, Wait::Cr0Ack)?;
+        poll(
+            &mut regs,
+            limit,
+            |r| r.read32(regs::CR0ACK) == Cr0::NONE.0,
+            Wait::Cr0Ack,
+        )?;
         // 3. Probe.
         let features = Features::from_idrs(
             regs.read32(regs::IDR0),
@@ -57,13 +74,26 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
             for sid in 0..1u64 << sid_bits {
                 write_ste_raw(&mut mem, pa + sid * STE_SIZE as u64, &Ste::abort());
             }
-            (StreamTable::Linear { pa, sid_bits }, StrtabBase::new(pa), StrtabBaseCfg::linear(sid_bits))
+            (
+                StreamTable::Linear { pa, sid_bits },
+                StrtabBase::new(pa),
+                StrtabBaseCfg::linear(sid_bits),
+            )
         } else {
             let split = config.split.clamp(1, sid_bits);
             let l1_entries = 1usize << (sid_bits - split);
             let l1_pa = alloc(&mut mem, l1_entries * L1_DESC_SIZE)?;
-            let table = StreamTable::TwoLevel { l1_pa, sid_bits, split, leaves: vec![None; l1_entries] };
-            (table, StrtabBase::new(l1_pa), StrtabBaseCfg::two_level(sid_bits, split))
+            let table = StreamTable::TwoLevel {
+                l1_pa,
+                sid_bits,
+                split,
+                leaves: vec![None; l1_entries],
+            };
+            (
+                table,
+                StrtabBase::new(l1_pa),
+                StrtabBaseCfg::two_level(sid_bits, split),
+            )
         };
         // 5. Program (SMMU disabled: no ordering constraints between these).
         let stale = regs.read32(regs::GERROR);
@@ -75,7 +105,10 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         regs.write32(regs::CR2, Cr2::PTM.0 | Cr2::RECINVSID.0);
         regs.write64(regs::STRTAB_BASE, strtab_base.0);
         regs.write32(regs::STRTAB_BASE_CFG, strtab_cfg.0);
-        regs.write64(regs::CMDQ_BASE, QueueBase::new(cmdq_pa, cmdq_q.log2size()).0);
+        regs.write64(
+            regs::CMDQ_BASE,
+            QueueBase::new(cmdq_pa, cmdq_q.log2size()).0,
+        );
         regs.write32(regs::CMDQ_PROD, 0);
         regs.write32(regs::CMDQ_CONS, 0);
         let mut policy = InvalidationPolicy::new(features.range_invalidation);
@@ -87,8 +120,17 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
             features,
             config,
             policy,
-            cmdq: CmdQueue { pa: cmdq_pa, q: cmdq_q, prod: 0, cons: 0 },
-            evtq: EvtQueue { pa: evtq_pa, q: evtq_q, cons: 0 },
+            cmdq: CmdQueue {
+                pa: cmdq_pa,
+                q: cmdq_q,
+                prod: 0,
+                cons: 0,
+            },
+            evtq: EvtQueue {
+                pa: evtq_pa,
+                q: evtq_q,
+                cons: 0,
+            },
             strtab,
             events: crate::event::EventRing::new(),
             counters: super::Counters::default(),
@@ -96,16 +138,29 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         // 6. Command queue on, then forget whatever the SMMU may have cached.
         smmu.set_cr0(Cr0::CMDQEN)?;
         let el2 = smmu.features.hyp.then_some(Command::tlbi_el2_all());
-        smmu.submit([Command::cfgi_all()].into_iter().chain(el2).chain([Command::tlbi_nsnh_all()]))?;
+        smmu.submit(
+            [Command::cfgi_all()]
+                .into_iter()
+                .chain(el2)
+                .chain([Command::tlbi_nsnh_all()]),
+        )?;
         // 7. Event queue on.
-        smmu.regs.write64(regs::EVTQ_BASE, QueueBase::new(evtq_pa, evtq_q.log2size()).0);
+        smmu.regs.write64(
+            regs::EVTQ_BASE,
+            QueueBase::new(evtq_pa, evtq_q.log2size()).0,
+        );
         smmu.regs.write32(regs::EVTQ_PROD, 0);
         smmu.regs.write32(regs::EVTQ_CONS, 0);
         smmu.set_cr0(Cr0::CMDQEN.union(Cr0::EVTQEN))?;
         // 8. No interrupts: events and errors are polled by the hyp.
         smmu.regs.write32(regs::IRQ_CTRL, 0);
         let limit = smmu.config.poll_limit;
-        poll(&mut smmu.regs, limit, |r| r.read32(regs::IRQ_CTRLACK) == 0, Wait::IrqCtrlAck)?;
+        poll(
+            &mut smmu.regs,
+            limit,
+            |r| r.read32(regs::IRQ_CTRLACK) == 0,
+            Wait::IrqCtrlAck,
+        )?;
         // 9. Translate.
         smmu.set_cr0(Cr0::CMDQEN.union(Cr0::EVTQEN).union(Cr0::SMMUEN))?;
         Ok(smmu)
@@ -114,7 +169,12 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
     /// Writes CR0 and waits for CR0ACK to match.
     fn set_cr0(&mut self, value: Cr0) -> Result<(), Error> {
         self.regs.write32(regs::CR0, value.0);
-        self.poll(Wait::Cr0Ack, |r| r.read32(regs::CR0ACK), |ack| *ack == value.0).map(|_| ())
+        self.poll(
+            Wait::Cr0Ack,
+            |r| r.read32(regs::CR0ACK),
+            |ack| *ack == value.0,
+        )
+        .map(|_| ())
     }
 
     /// Level-1 descriptor for a level-2 table at `l2_pa` holding `2^split` STEs.
@@ -126,7 +186,8 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
 /// Allocates `size` bytes aligned to their size (queues and tables must be), at least [`MIN_ALIGN`].
 pub(super) fn alloc<M: DmaMemory>(mem: &mut M, size: usize) -> Result<u64, Error> {
     let align = size.next_power_of_two().max(MIN_ALIGN);
-    mem.alloc_zeroed(size, align).ok_or(Error::OutOfMemory(size))
+    mem.alloc_zeroed(size, align)
+        .ok_or(Error::OutOfMemory(size))
 }
 
 /// Writes all eight dwords of an STE that no device can be using yet.

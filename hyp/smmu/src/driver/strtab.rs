@@ -37,7 +37,9 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
     /// "intermediate abort STE" sequence, strictly safer than Linux's `V = 0` break (which records `C_BAD_STE`).
     /// Rewriting an identical STE issues no command.
     pub fn write_ste(&mut self, sid: StreamId, target: &Ste) -> Result<(), Error> {
-        let pa = self.ste_pa(sid, true)?.ok_or(Error::InvalidStreamId(sid.0))?;
+        let pa = self
+            .ste_pa(sid, true)?
+            .ok_or(Error::InvalidStreamId(sid.0))?;
         self.counters.ste_writes += 1;
         let mut current = self.read_ste(pa);
         if current == *target {
@@ -70,8 +72,16 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
     /// Sets `count` StreamIDs from `first` to `target`, batching the invalidations when every one of them is
     /// currently invalid or abort (the boot-time case: two `CFGI_ALL` + `CMD_SYNC` batches in all, instead of
     /// two per StreamID); otherwise one [`Smmu::write_ste`] each.
-    pub fn write_ste_range(&mut self, first: StreamId, count: u32, target: &Ste) -> Result<(), Error> {
-        let end = first.0.checked_add(count).ok_or(Error::InvalidStreamId(u32::MAX))?;
+    pub fn write_ste_range(
+        &mut self,
+        first: StreamId,
+        count: u32,
+        target: &Ste,
+    ) -> Result<(), Error> {
+        let end = first
+            .0
+            .checked_add(count)
+            .ok_or(Error::InvalidStreamId(u32::MAX))?;
         if count == 0 {
             return Ok(());
         }
@@ -91,7 +101,9 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         }
         let mut pas = alloc::vec::Vec::with_capacity(count as usize);
         for sid in first.0..end {
-            let pa = self.ste_pa(StreamId(sid), true)?.ok_or(Error::InvalidStreamId(sid))?;
+            let pa = self
+                .ste_pa(StreamId(sid), true)?
+                .ok_or(Error::InvalidStreamId(sid))?;
             pas.push(pa);
         }
         self.counters.ste_writes += u64::from(count);
@@ -146,7 +158,12 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
                 }
                 Ok(Some(*pa + u64::from(sid.0) * ste_size))
             }
-            StreamTable::TwoLevel { l1_pa, sid_bits, split, leaves } => {
+            StreamTable::TwoLevel {
+                l1_pa,
+                sid_bits,
+                split,
+                leaves,
+            } => {
                 if u64::from(sid.0) >> *sid_bits != 0 {
                     return Err(Error::InvalidStreamId(sid.0));
                 }
@@ -165,7 +182,8 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
                 for i in 0..1u64 << split {
                     write_ste_raw(&mut self.mem, l2 + i * ste_size, &Ste::abort());
                 }
-                self.mem.write64(l1_pa + 8 * l1_index as u64, Self::l1_desc(l2, split));
+                self.mem
+                    .write64(l1_pa + 8 * l1_index as u64, Self::l1_desc(l2, split));
                 if let StreamTable::TwoLevel { leaves, .. } = &mut self.strtab {
                     leaves[l1_index] = Some(l2);
                 }

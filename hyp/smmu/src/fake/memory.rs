@@ -46,7 +46,12 @@ impl FakeMemory {
         let host = words.as_ptr() as u64;
         let base = host.next_multiple_of(align);
         let skip = ((base - host) / 8) as usize;
-        self.inner.borrow_mut().regions.push(Region { base, len, skip, words });
+        self.inner.borrow_mut().regions.push(Region {
+            base,
+            len,
+            skip,
+            words,
+        });
         base
     }
 
@@ -87,7 +92,7 @@ impl FakeMemory {
 }
 
 fn locate(regions: &[Region], pa: u64) -> Option<(usize, usize)> {
-    if pa % 8 != 0 {
+    if !pa.is_multiple_of(8) {
         return None;
     }
     regions.iter().enumerate().find_map(|(i, r)| {
@@ -101,11 +106,15 @@ impl DmaMemory for FakeMemory {
     }
 
     fn read64(&mut self, pa: u64) -> u64 {
-        self.try_read64(pa).unwrap_or_else(|| panic!("driver read outside its memory: {pa:#x}"))
+        self.try_read64(pa)
+            .unwrap_or_else(|| panic!("driver read outside its memory: {pa:#x}"))
     }
 
     fn write64(&mut self, pa: u64, value: u64) {
-        assert!(self.try_write64(pa, value), "driver write outside its memory: {pa:#x}");
+        assert!(
+            self.try_write64(pa, value),
+            "driver write outside its memory: {pa:#x}"
+        );
     }
 }
 

@@ -6,11 +6,12 @@ use alloc::vec::Vec;
 use super::FakeMemory;
 use super::qemu;
 use super::translate::TlbEntry;
-use crate::cmd::{CMD_SIZE, CFGI_RANGE_ALL, Command, CommandKind};
+use crate::cmd::{CFGI_RANGE_ALL, CMD_SIZE, Command, CommandKind};
 use crate::event::{EVT_DWORDS, EVT_SIZE};
 use crate::queue::Queue;
 use crate::regs::{
-    self, CMDQ_CONS_ERR_SHIFT, CmdqError, Cr0, GBPA_UPDATE, Gerror, Q_OVERFLOW_FLAG, QueueBase, RegisterAccess,
+    self, CMDQ_CONS_ERR_SHIFT, CmdqError, Cr0, GBPA_UPDATE, Gerror, Q_OVERFLOW_FLAG, QueueBase,
+    RegisterAccess,
 };
 use crate::ste::Ste;
 
@@ -169,7 +170,9 @@ impl FakeSmmu {
 
     /// Consumes up to `budget` commands.
     fn process_cmdq(&mut self, budget: u32) {
-        if !self.enabled(Cr0::CMDQEN) || Gerror(self.gerror).active(self.gerrorn) & Gerror::CMDQ_ERR != 0 {
+        if !self.enabled(Cr0::CMDQEN)
+            || Gerror(self.gerror).active(self.gerrorn) & Gerror::CMDQ_ERR != 0
+        {
             return;
         }
         let base = QueueBase(self.cmdq_base);
@@ -177,7 +180,8 @@ impl FakeSmmu {
         let mut done = 0;
         while done < budget && !q.is_empty(self.cmdq_prod, self.cmdq_cons) {
             let slot = base.addr() + (q.index(self.cmdq_cons) as usize * CMD_SIZE) as u64;
-            let (Some(d0), Some(d1)) = (self.mem.try_read64(slot), self.mem.try_read64(slot + 8)) else {
+            let (Some(d0), Some(d1)) = (self.mem.try_read64(slot), self.mem.try_read64(slot + 8))
+            else {
                 self.command_error(CmdqError::Abort);
                 return;
             };
@@ -202,8 +206,10 @@ impl FakeSmmu {
 
     /// Stops the queue on the command at CONS with `error` (IHI 0070 §7.1).
     fn command_error(&mut self, error: CmdqError) {
-        self.cmdq_cons = (self.cmdq_cons & !(0x7F << CMDQ_CONS_ERR_SHIFT)) | error.code() << CMDQ_CONS_ERR_SHIFT;
-        self.gerror = (self.gerror & !Gerror::CMDQ_ERR) | ((self.gerrorn ^ Gerror::CMDQ_ERR) & Gerror::CMDQ_ERR);
+        self.cmdq_cons =
+            (self.cmdq_cons & !(0x7F << CMDQ_CONS_ERR_SHIFT)) | error.code() << CMDQ_CONS_ERR_SHIFT;
+        self.gerror = (self.gerror & !Gerror::CMDQ_ERR)
+            | ((self.gerrorn ^ Gerror::CMDQ_ERR) & Gerror::CMDQ_ERR);
     }
 
     fn execute(&mut self, kind: CommandKind) {
@@ -217,18 +223,22 @@ impl FakeSmmu {
                 } else {
                     let span = 1u64 << (range + 1);
                     let first = u64::from(sid.0) & !(span - 1);
-                    self.ste_cache.retain(|s, _| !(first..first + span).contains(&u64::from(*s)));
+                    self.ste_cache
+                        .retain(|s, _| !(first..first + span).contains(&u64::from(*s)));
                 }
             }
             CommandKind::TlbiS2Ipa(t) => {
                 let first = t.ipa >> crate::PAGE_SHIFT;
                 let pages = t.span() >> crate::PAGE_SHIFT;
                 let vmid = t.vmid.0;
-                self.tlb.retain(|(v, page), _| !(*v == vmid && *page >= first && *page - first < pages));
+                self.tlb.retain(|(v, page), _| {
+                    !(*v == vmid && *page >= first && *page - first < pages)
+                });
             }
             CommandKind::TlbiS12Vmall { vmid } => self.tlb.retain(|(v, _), _| *v != vmid.0),
             CommandKind::TlbiNsnhAll => self.tlb.clear(),
-            CommandKind::TlbiEl2All | CommandKind::PrefetchConfig { .. } | CommandKind::Sync(_) => {}
+            CommandKind::TlbiEl2All | CommandKind::PrefetchConfig { .. } | CommandKind::Sync(_) => {
+            }
             CommandKind::Other { .. } => {}
         }
     }
@@ -306,7 +316,11 @@ impl FakeSmmu {
             regs::CR1 => self.cr1 = v32,
             regs::CR2 => self.cr2 = v32,
             regs::GBPA => {
-                self.gbpa = if self.gbpa_stuck { v32 | GBPA_UPDATE } else { v32 & !GBPA_UPDATE };
+                self.gbpa = if self.gbpa_stuck {
+                    v32 | GBPA_UPDATE
+                } else {
+                    v32 & !GBPA_UPDATE
+                };
             }
             regs::IRQ_CTRL => {
                 self.irq_ctrl = v32;
@@ -348,23 +362,39 @@ impl FakeSmmu {
 impl RegisterAccess for FakeSmmu {
     fn read32(&mut self, offset: usize) -> u32 {
         let value = self.read(offset) as u32;
-        self.accesses.push(RegAccess { write: false, offset, value: value.into() });
+        self.accesses.push(RegAccess {
+            write: false,
+            offset,
+            value: value.into(),
+        });
         value
     }
 
     fn write32(&mut self, offset: usize, value: u32) {
-        self.accesses.push(RegAccess { write: true, offset, value: value.into() });
+        self.accesses.push(RegAccess {
+            write: true,
+            offset,
+            value: value.into(),
+        });
         self.write(offset, value.into());
     }
 
     fn read64(&mut self, offset: usize) -> u64 {
         let value = self.read(offset);
-        self.accesses.push(RegAccess { write: false, offset, value });
+        self.accesses.push(RegAccess {
+            write: false,
+            offset,
+            value,
+        });
         value
     }
 
     fn write64(&mut self, offset: usize, value: u64) {
-        self.accesses.push(RegAccess { write: true, offset, value });
+        self.accesses.push(RegAccess {
+            write: true,
+            offset,
+            value,
+        });
         self.write(offset, value);
     }
 }

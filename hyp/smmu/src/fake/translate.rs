@@ -51,7 +51,11 @@ impl FakeSmmu {
     /// external-abort faults, recorded when `STE.S2R` is set.
     pub fn translate(&mut self, sid: StreamId, iova: u64, write: bool) -> Translation {
         if !self.enabled(Cr0::SMMUEN) {
-            return if crate::regs::Gbpa(self.gbpa()).abort() { Translation::Aborted } else { Translation::Ok(iova) };
+            return if crate::regs::Gbpa(self.gbpa()).abort() {
+                Translation::Aborted
+            } else {
+                Translation::Ok(iova)
+            };
         }
         let ste = match self.fetch_ste(sid) {
             Ok(ste) => ste,
@@ -60,14 +64,19 @@ impl FakeSmmu {
         match ste.kind() {
             SteKind::Abort => Translation::Aborted,
             SteKind::Bypass => Translation::Ok(iova),
-            SteKind::Invalid | SteKind::Other => self.fault(event_id::C_BAD_STE, sid, iova, write, true),
+            SteKind::Invalid | SteKind::Other => {
+                self.fault(event_id::C_BAD_STE, sid, iova, write, true)
+            }
             SteKind::Stage2 => self.translate_s2(&ste, sid, iova, write),
         }
     }
 
     fn translate_s2(&mut self, ste: &Ste, sid: StreamId, iova: u64, write: bool) -> Translation {
         let record = ste.s2_records_faults();
-        let Some(cfg) = ste.s2_config().filter(|_| ste.s2_supported_format() && ste.s2_tg() == S2TG_4K) else {
+        let Some(cfg) = ste
+            .s2_config()
+            .filter(|_| ste.s2_supported_format() && ste.s2_tg() == S2TG_4K)
+        else {
             return self.fault(event_id::C_BAD_STE, sid, iova, write, true);
         };
         let page = iova >> crate::PAGE_SHIFT;
@@ -110,7 +119,10 @@ impl FakeSmmu {
             if desc & DESC_AF == 0 {
                 return self.fault(event_id::F_ACCESS, sid, iova, write, record);
             }
-            let perm = Perm { read: desc & S2AP_READ != 0, write: desc & S2AP_WRITE != 0 };
+            let perm = Perm {
+                read: desc & S2AP_READ != 0,
+                write: desc & S2AP_WRITE != 0,
+            };
             if !allowed(perm, write) {
                 return self.fault(event_id::F_PERMISSION, sid, iova, write, record);
             }
@@ -118,7 +130,13 @@ impl FakeSmmu {
             if pa >> out_bits != 0 {
                 return self.fault(event_id::F_ADDR_SIZE, sid, iova, write, record);
             }
-            self.tlb.insert((cfg.vmid.0, page), TlbEntry { pa_page: pa >> crate::PAGE_SHIFT, perm });
+            self.tlb.insert(
+                (cfg.vmid.0, page),
+                TlbEntry {
+                    pa_page: pa >> crate::PAGE_SHIFT,
+                    perm,
+                },
+            );
             return Translation::Ok(pa);
         }
     }
@@ -136,7 +154,10 @@ impl FakeSmmu {
         }
         let ste_pa = if cfg.fmt() == StrtabBaseCfg::FMT_2LVL {
             let split = cfg.split();
-            let l1 = self.mem.try_read64(base + 8 * (sid64 >> split)).ok_or(event_id::F_STE_FETCH)?;
+            let l1 = self
+                .mem
+                .try_read64(base + 8 * (sid64 >> split))
+                .ok_or(event_id::F_STE_FETCH)?;
             let span = (l1 & 0x1F) as u32;
             let l2_index = sid64 & ((1 << split) - 1);
             if span == 0 || l2_index >> (span - 1) != 0 {
@@ -148,7 +169,10 @@ impl FakeSmmu {
         };
         let mut ste = Ste::INVALID;
         for i in 0..STE_DWORDS {
-            ste.0[i] = self.mem.try_read64(ste_pa + 8 * i as u64).ok_or(event_id::F_STE_FETCH)?;
+            ste.0[i] = self
+                .mem
+                .try_read64(ste_pa + 8 * i as u64)
+                .ok_or(event_id::F_STE_FETCH)?;
         }
         if ste.valid() {
             self.ste_cache.insert(sid.0, ste);
@@ -156,7 +180,14 @@ impl FakeSmmu {
         Ok(ste)
     }
 
-    fn fault(&mut self, id: u8, sid: StreamId, iova: u64, write: bool, record: bool) -> Translation {
+    fn fault(
+        &mut self,
+        id: u8,
+        sid: StreamId,
+        iova: u64,
+        write: bool,
+        record: bool,
+    ) -> Translation {
         /// `CLASS` = IN: the fault is on the input address.
         const CLASS_IN: u8 = 2;
         if record {

@@ -55,6 +55,28 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         plan_s2_invalidation(req, &self.policy)
     }
 
+    /// Plans and submits several stage-2 invalidations as ONE batch (one `CMD_SYNC`, one `CMDQ_PROD` update),
+    /// e.g. the discontiguous pieces of one unmap hypercall.
+    pub fn invalidate_s2_many(&mut self, reqs: &[S2Invalidation]) -> Result<(), Error> {
+        let policy = self.policy;
+        self.submit(
+            reqs.iter()
+                .flat_map(|req| plan_s2_invalidation(req, &policy)),
+        )
+    }
+
+    /// Checks `GERROR` outside a batch (e.g. from a periodic poll): acknowledges whatever is active and reports
+    /// it as `Err(GlobalError(bits))` (a pending command error also skips the offending command).
+    pub fn check_global_errors(&mut self) -> Result<(), Error> {
+        let mut errors = BatchErrors::default();
+        self.check_gerror(&mut errors);
+        match errors.command {
+            Some((opcode, error)) => Err(Error::CommandError { opcode, error }),
+            None if errors.global != 0 => Err(Error::GlobalError(errors.global)),
+            None => Ok(()),
+        }
+    }
+
     /// Invalidates every TLB entry of `vmid` (`TLBI_S12_VMALL` + `CMD_SYNC`), e.g. before reusing a VMID.
     pub fn invalidate_vmid(&mut self, vmid: Vmid) -> Result<(), Error> {
         self.submit([Command::tlbi_s12_vmall(vmid)])

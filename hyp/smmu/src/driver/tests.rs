@@ -763,3 +763,65 @@ fn bad_stream_ids_and_configs_are_errors() {
         "reading never allocates or invalidates"
     );
 }
+
+#[test]
+fn several_ranges_in_one_batch() {
+    let (mut smmu, _) = init();
+    let reqs = [
+        unmap_req(1, 0x1000, 0x3000),
+        unmap_req(1, 0x40_0000, 0x20_0000),
+        unmap_req(2, 0, 0x1000),
+    ];
+    smmu.invalidate_s2_many(&reqs).unwrap();
+    let cmds = kinds(&smmu.regs_mut().take_executed());
+    assert_eq!(cmds.len(), 4);
+    assert!(
+        cmds[..3]
+            .iter()
+            .all(|c| matches!(c, CommandKind::TlbiS2Ipa(t) if t.tg == TG_4K))
+    );
+    assert_eq!(cmds[3], SYNC);
+    assert_eq!(smmu.counters().tlbi_s2_ipa_range, 3);
+}
+
+#[test]
+fn global_errors_outside_batches_are_acknowledged() {
+    let (mut smmu, _) = init();
+    assert_eq!(smmu.check_global_errors(), Ok(()));
+    smmu.regs_mut().poke(regs::GERROR, Gerror::EVTQ_ABT_ERR);
+    assert_eq!(
+        smmu.check_global_errors(),
+        Err(Error::GlobalError(Gerror::EVTQ_ABT_ERR))
+    );
+    assert_eq!(smmu.check_global_errors(), Ok(()));
+    assert_eq!(smmu.counters().global_errors, 1);
+    // The SMMU toggling the bit again is a new occurrence of the error.
+    smmu.regs_mut().poke(regs::GERROR, 0);
+    assert_eq!(
+        smmu.check_global_errors(),
+        Err(Error::GlobalError(Gerror::EVTQ_ABT_ERR))
+    );
+}
+
+#[test]
+fn ste_updates_reach_the_smmu_despite_its_ste_cache() {
+    let (mut smmu, mem) = init();
+    let table = S2Table::new(&mem);
+    table.map(0x3000, 0x7000);
+    let sid = StreamId(0x21);
+    smmu.write_ste(sid, &Ste::bypass()).unwrap();
+    assert_eq!(
+        smmu.regs_mut().translate(sid, 0x3000, false),
+        Translation::Ok(0x3000)
+    ); // now cached
+    smmu.write_ste(sid, &Ste::stage2(&table.config(4))).unwrap();
+    assert_eq!(
+        smmu.regs_mut().translate(sid, 0x3000, false),
+        Translation::Ok(0x7000)
+    );
+    smmu.write_ste(sid, &Ste::abort()).unwrap();
+    assert_eq!(
+        smmu.regs_mut().translate(sid, 0x3000, false),
+        Translation::Aborted
+    );
+}

@@ -4,7 +4,7 @@
 //! - Initialisation sets `GBPA.ABORT` (with the `Update` handshake) before touching anything else, so no DMA
 //!   bypasses the SMMU between reset and enable; every StreamID starts as ABORT (linear table filled with abort
 //!   STEs; 2-level leaves filled with abort STEs when allocated; StreamIDs with no leaf are rejected by the SMMU
-//!   as `C_BAD_STE`).
+//!   with a `C_BAD_STREAMID` event, recorded because `CR2.RECINVSID` is set).
 //! - Every poll is bounded by [`Config::poll_limit`]; running out is `Err(Error::Timeout)`, never a hang.
 //! - A batch writes its commands, one `CMD_SYNC`, then updates `CMDQ_PROD` once and waits for `CMDQ_CONS` to
 //!   pass the sync. A batch larger than the free space publishes what fits and waits (bounded) for room.

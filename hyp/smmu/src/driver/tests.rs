@@ -147,10 +147,10 @@ fn init_gbpa_abort_first_then_disable_then_enable() {
 #[test]
 fn unknown_streams_abort() {
     let (mut smmu, _) = init();
-    // 2-level table, no leaf: C_BAD_STE event; the device never gets through.
+    // 2-level table, no leaf: C_BAD_STREAMID event; the device never gets through.
     assert_eq!(
         smmu.regs_mut().translate(StreamId(0x42), 0x1000, false),
-        Translation::Fault(0x04)
+        Translation::Fault(0x02)
     );
     // Installing a neighbour's leaf makes 0x42 a valid abort STE: silently aborted.
     smmu.write_ste(StreamId(0x40), &Ste::bypass()).unwrap();
@@ -165,7 +165,7 @@ fn unknown_streams_abort() {
     assert_eq!(smmu.drain_events(), 1);
     assert_eq!(
         smmu.pop_event().map(|e| (e.kind, e.sid)),
-        Some((EventKind::BadSte, StreamId(0x42)))
+        Some((EventKind::BadStreamId, StreamId(0x42)))
     );
 }
 

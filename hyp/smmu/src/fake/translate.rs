@@ -160,8 +160,9 @@ impl FakeSmmu {
                 .ok_or(event_id::F_STE_FETCH)?;
             let span = (l1 & 0x1F) as u32;
             let l2_index = sid64 & ((1 << split) - 1);
+            // SPAN = 0: no level-2 table (QEMU 10 and IHI 0070 §5.1 report C_BAD_STREAMID).
             if span == 0 || l2_index >> (span - 1) != 0 {
-                return Err(event_id::C_BAD_STE);
+                return Err(event_id::C_BAD_STREAMID);
             }
             (l1 & mask64(51, 6)) + l2_index * STE_SIZE as u64
         } else {

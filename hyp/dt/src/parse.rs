@@ -3,7 +3,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use dtoolkit::{Node, Property, ToCellInt};
+use dtoolkit::{Property, ToCellInt};
 
 use crate::error::{DtError, DtPath};
 use crate::platform::{
@@ -190,7 +190,7 @@ fn stdout_node(tree: &Tree<'_>, stdout_path: &str) -> Result<Option<usize>, DtEr
         return Ok(None);
     };
     let a = &tree.nodes[aliases];
-    match a.node.property(path) {
+    match a.property(path) {
         None => Ok(None),
         Some(p) => {
             let target = p
@@ -317,7 +317,7 @@ fn pci_host(tree: &Tree<'_>, idx: usize) -> Result<PciHost, DtError> {
 /// Decodes a PCI host's `ranges` (child address = 3 cells) into CPU-physical windows.
 fn pci_windows(tree: &Tree<'_>, idx: usize) -> Result<Vec<PciWindow>, DtError> {
     let n = &tree.nodes[idx];
-    let Some(prop) = n.node.property("ranges") else {
+    let Some(prop) = n.property("ranges") else {
         return Ok(Vec::new());
     };
     let parent_ac = tree.own_bus(idx).map_or(0, |b| b.address_cells);

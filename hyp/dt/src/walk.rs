@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use dtoolkit::fdt::{Fdt, FdtNode};
+use dtoolkit::fdt::{Fdt, FdtNode, FdtProperty};
 use dtoolkit::{Node, Property, ToCellInt};
 
 use crate::error::{DtError, DtPath};
@@ -115,6 +115,8 @@ impl Bus {
 #[derive(Debug)]
 pub(crate) struct NodeInfo<'a> {
     pub(crate) node: FdtNode<'a>,
+    /// The node's properties, read once (lookups scan this instead of re-walking the blob).
+    props: Vec<FdtProperty<'a>>,
     /// Full path (`/` for the root).
     pub(crate) path: String,
     /// Index of the parent in [`Tree::nodes`] (`None` for the root).
@@ -136,16 +138,20 @@ impl<'a> NodeInfo<'a> {
         self.node.name_without_address()
     }
 
+    /// Property `name`.
+    pub(crate) fn property(&self, name: &str) -> Option<FdtProperty<'a>> {
+        self.props.iter().find(|p| p.name() == name).copied()
+    }
+
     /// The raw value of property `name`.
     pub(crate) fn prop(&self, name: &str) -> Option<&'a [u8]> {
-        self.node
-            .property(name)
+        self.property(name)
             .map(|p| p.value_as::<&'a [u8]>().unwrap_or_default())
     }
 
     /// Property `name` as one `u32` cell; `Ok(None)` if absent.
     pub(crate) fn prop_u32(&self, name: &'static str) -> Result<Option<u32>, DtError> {
-        match self.node.property(name) {
+        match self.property(name) {
             None => Ok(None),
             Some(p) => p
                 .value_as::<u32>()
@@ -281,7 +287,7 @@ impl<'a> Tree<'a> {
             }
             path.push('/');
             path.push_str(child.name());
-            if stack.len() >= MAX_DEPTH {
+            if stack.len() > MAX_DEPTH {
                 return Err(DtError::TooDeep {
                     path: DtPath::new(&path),
                     limit: MAX_DEPTH,
@@ -303,6 +309,7 @@ impl<'a> Tree<'a> {
         let idx = self.nodes.len();
         let mut info = NodeInfo {
             node,
+            props: node.properties().collect(),
             path,
             parent,
             child_bus: Bus {
@@ -386,7 +393,7 @@ impl<'a> Tree<'a> {
     /// `reg` of node `idx` as raw bus (address, size) pairs, untranslated; `Ok(None)` if absent.
     pub(crate) fn raw_reg(&self, idx: usize) -> Result<Option<Vec<(u64, u64)>>, DtError> {
         let info = &self.nodes[idx];
-        let Some(prop) = info.node.property("reg") else {
+        let Some(prop) = info.property("reg") else {
             return Ok(None);
         };
         let Some(bus) = self.own_bus(idx) else {
@@ -478,7 +485,7 @@ fn child_xlate(info: &NodeInfo<'_>, own_bus: &Bus) -> Result<Xlate, DtError> {
     if matches!(own_bus.xlate, Xlate::Opaque) || info.device_type_is("pci") {
         return Ok(Xlate::Opaque);
     }
-    let Some(prop) = info.node.property("ranges") else {
+    let Some(prop) = info.property("ranges") else {
         return Ok(Xlate::Opaque);
     };
     if prop.value().is_empty() {

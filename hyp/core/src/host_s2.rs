@@ -399,6 +399,60 @@ pub const fn vtcr(parange: u64) -> Option<u64> {
     )
 }
 
+/// The inputs of [`HostStage2::build`] for a platform, owned.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct HostS2Layout {
+    /// RAM banks.
+    pub ram: Vec<Region>,
+    /// MMIO the host may use.
+    pub mmio: Vec<Region>,
+    /// Never mapped for the host.
+    pub excluded: Vec<Region>,
+}
+
+impl HostS2Layout {
+    /// The host stage-2 layout of a platform: all RAM; as MMIO everything below the lowest RAM bank, every
+    /// device `reg` and PCI window outside RAM ([`warden_dt::Platform::device_ranges`]) and every PCI host's
+    /// ECAM; excluded the hypervisor `carveout` and every SMMU's register frames.
+    pub fn from_platform(platform: &warden_dt::Platform, carveout: Region) -> Self {
+        let ram: Vec<Region> = platform
+            .memory
+            .iter()
+            .map(|r| Region::with_size(r.base, r.size))
+            .collect();
+        let lowest_ram = ram.iter().map(|r| r.start).min().unwrap_or(0);
+        let mut mmio = alloc::vec![Region::new(0, lowest_ram)];
+        mmio.extend(
+            platform
+                .device_ranges()
+                .iter()
+                .chain(platform.pci_hosts.iter().map(|h| &h.ecam))
+                .map(|r| Region::with_size(r.base, r.size))
+                .filter(|r| !r.is_empty() && !ram.iter().any(|m| m.overlaps(r))),
+        );
+        let mut excluded: Vec<Region> = platform
+            .smmus
+            .iter()
+            .map(|s| Region::with_size(s.reg.base, s.reg.size))
+            .collect();
+        excluded.push(carveout);
+        Self {
+            ram,
+            mmio,
+            excluded,
+        }
+    }
+
+    /// The borrowed form [`HostStage2::build`] takes.
+    pub fn spec(&self) -> HostS2Spec<'_> {
+        HostS2Spec {
+            ram: &self.ram,
+            mmio: &self.mmio,
+            excluded: &self.excluded,
+        }
+    }
+}
+
 /// `ESR_ELx.EC` shift (bits 31:26).
 pub const ESR_EC_SHIFT: u64 = 26;
 /// `ESR_ELx.IL`: the trapped instruction was 32 bits wide.
@@ -894,5 +948,60 @@ mod tests {
         let i = inject_external_abort(iabt | ESR_WNR, 0, 0, SPSR_MODE_EL1H, vbar, 0);
         assert_eq!(i.esr_el1 & ESR_WNR, 0);
         assert_eq!(i.esr_el1 & 0x3f, FSC_SEA);
+    }
+
+    /// The QEMU `virt` DTBs checked in by warden-dt (1 GiB / 2 CPUs and 2 GiB / 4 CPUs).
+    const VIRT_DTBS: [&[u8]; 2] = [
+        include_bytes!("../../dt/tests/data/virt-smp2-1g.dtb"),
+        include_bytes!("../../dt/tests/data/virt-smp4-2g.dtb"),
+    ];
+
+    #[test]
+    fn real_qemu_dtbs() {
+        let carveout = Region::with_size(
+            crate::layout::HYP_CARVEOUT_PA,
+            crate::layout::HYP_CARVEOUT_SIZE,
+        );
+        for dtb in VIRT_DTBS {
+            let platform = warden_dt::parse(dtb).unwrap();
+            let layout = HostS2Layout::from_platform(&platform, carveout);
+            let s2 = HostStage2::build(&layout.spec()).unwrap();
+            let smmu = platform.smmus[0].reg;
+            let smmu = Region::with_size(smmu.base, smmu.size);
+            assert_eq!(smmu, SMMU);
+            for leaf in s2.leaves() {
+                assert!(!leaf.ipa.overlaps(&carveout), "{leaf:?}");
+                assert!(!leaf.ipa.overlaps(&smmu), "{leaf:?}");
+            }
+            // Every RAM byte outside the carve-out is host RAM, mapped as RAM.
+            let ram_end = 0x4000_0000 + platform.memory_size();
+            let mapped: u64 = s2
+                .leaves()
+                .iter()
+                .filter(|l| l.kind == MemKind::Ram)
+                .map(|l| l.ipa.end - l.ipa.start)
+                .sum();
+            assert_eq!(mapped, ram_end - carveout.end);
+            assert_eq!(s2.translate(ram_end - 1).unwrap().kind, MemKind::Ram);
+            // The host reaches its devices: PL011, GIC distributor, PCI ECAM and both PCI memory windows.
+            let uart = platform.uart.as_ref().unwrap().reg.base;
+            let gicd = platform.gic.as_ref().unwrap().distributor.base;
+            assert_eq!(s2.translate(uart).unwrap().kind, MemKind::Device);
+            assert_eq!(s2.translate(gicd).unwrap().kind, MemKind::Device);
+            let host = &platform.pci_hosts[0];
+            assert_eq!(s2.translate(host.ecam.base).unwrap().kind, MemKind::Device);
+            for w in &host.windows {
+                assert_eq!(
+                    s2.translate(w.cpu.base).unwrap().kind,
+                    MemKind::Device,
+                    "{w:?}"
+                );
+                assert_eq!(
+                    s2.translate(w.cpu.base + w.cpu.size - 1).unwrap().kind,
+                    MemKind::Device,
+                    "{w:?}"
+                );
+            }
+        }
     }
 }

@@ -32,7 +32,7 @@ use aarch64_cpu::registers::{MPIDR_EL1, Readable};
 use alloc::vec::Vec;
 use buddy_system_allocator::LockedHeap;
 use spin::Once;
-use warden_core::host_s2::{self, HostS2Spec, HostStage2, Region};
+use warden_core::host_s2::{self, HostS2Layout, HostStage2, Region};
 use warden_core::layout;
 
 #[global_allocator]
@@ -128,36 +128,9 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     }
 
     // Host stage-2: RAM minus the carve-out; MMIO below RAM, device nodes and PCI windows, minus the SMMUs.
-    let lowest_ram = ram
-        .iter()
-        .map(|r| r.start)
-        .min()
-        .unwrap_or(layout::RAM_BASE);
-    let mut mmio: Vec<Region> = Vec::new();
-    mmio.push(Region::new(0, lowest_ram));
-    mmio.extend(
-        platform
-            .device_ranges()
-            .iter()
-            .map(|r| Region::with_size(r.base, r.size))
-            .filter(|r| !ram.iter().any(|m| m.overlaps(r))),
-    );
-    mmio.extend(
-        platform
-            .pci_hosts
-            .iter()
-            .map(|h| Region::with_size(h.ecam.base, h.ecam.size)),
-    );
-    let mut excluded = smmus.clone();
-    excluded.push(Region::with_size(
-        layout::HYP_CARVEOUT_PA,
-        layout::HYP_CARVEOUT_SIZE,
-    ));
-    let mut s2 = match HostStage2::build(&HostS2Spec {
-        ram: &ram,
-        mmio: &mmio,
-        excluded: &excluded,
-    }) {
+    let carveout = Region::with_size(layout::HYP_CARVEOUT_PA, layout::HYP_CARVEOUT_SIZE);
+    let s2_layout = HostS2Layout::from_platform(&platform, carveout);
+    let mut s2 = match HostStage2::build(&s2_layout.spec()) {
         Ok(s2) => s2,
         Err(e) => panic!("cannot build the host stage-2: {e}"),
     };

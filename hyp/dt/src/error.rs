@@ -186,7 +186,7 @@ pub enum DtError {
         /// The phandle.
         phandle: u32,
     },
-    /// A region asked of [`crate::rewrite_for_host`] is empty or wraps around.
+    /// A region asked of [`crate::rewrite_for_host`] is empty, wraps around, or overlaps another.
     #[error("bad reserved region {base:#x} size {size:#x}")]
     BadRegion {
         /// Start of the region.

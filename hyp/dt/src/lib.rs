@@ -3,8 +3,9 @@
 //!
 //! Built on Google's [`dtoolkit`]: its validating reader ([`dtoolkit::fdt::Fdt`]) checks the blob,
 //! its model ([`dtoolkit::model::DeviceTree`]) serialises the rewrite. The DTB is treated as input:
-//! a bad or hostile blob yields a [`DtError`], never a panic, and the walk is iterative with a
-//! bounded depth ([`MAX_DEPTH`]), so nothing recurses on input.
+//! a bad or hostile blob yields a [`DtError`], never a panic. The walk is iterative and refuses
+//! nesting deeper than [`MAX_DEPTH`] before anything that recurses (dtoolkit's model) sees the
+//! tree, so stack use is bounded whatever the input.
 //!
 //! ```
 //! # let dtb = include_bytes!("../tests/data/virt-smp2-1g.dtb");

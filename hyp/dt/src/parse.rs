@@ -381,6 +381,7 @@ fn interrupts(tree: &Tree<'_>, idx: usize) -> Result<Vec<IrqSpec>, DtError> {
 
 fn smmus(tree: &Tree<'_>) -> Result<Vec<SmmuV3>, DtError> {
     compatible_nodes(tree, SMMUV3_COMPATIBLE)
+        .filter(|&i| tree.nodes[i].enabled())
         .map(|idx| {
             let n = &tree.nodes[idx];
             Ok(SmmuV3 {

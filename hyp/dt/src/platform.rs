@@ -6,8 +6,9 @@ use core::fmt;
 
 /// A physical address range `[base, base + size)` in the CPU's physical address space.
 ///
-/// Built only by this crate after checking that `base + size` does not overflow, so [`PhysRange::end`]
-/// never wraps.
+/// Every range [`crate::parse`] returns has been checked not to wrap past 2^64 (build your own with
+/// [`PhysRange::new`] to get the same check); [`PhysRange::end`] saturates rather than wrap for a
+/// hand-built one.
 #[derive(Clone, Copy, Eq, PartialEq, Ord, PartialOrd, Hash)]
 pub struct PhysRange {
     /// First byte of the range.
@@ -77,9 +78,9 @@ pub struct Platform {
     pub uart: Option<Pl011>,
     /// The GICv3 (`arm,gic-v3`), if any.
     pub gic: Option<GicV3>,
-    /// Every `pci-host-ecam-generic` host bridge.
+    /// Every enabled `pci-host-ecam-generic` host bridge.
     pub pci_hosts: Vec<PciHost>,
-    /// Every `arm,smmu-v3` node.
+    /// Every enabled `arm,smmu-v3` node.
     pub smmus: Vec<SmmuV3>,
     /// Every node with an `iommus` property (platform devices behind an IOMMU).
     pub iommu_clients: Vec<IommuClient>,

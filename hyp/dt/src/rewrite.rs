@@ -8,6 +8,7 @@ use dtoolkit::Node;
 use dtoolkit::fdt::Fdt;
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 
+use crate::PhysRange;
 use crate::error::{DtError, DtPath};
 use crate::parse::SMMUV3_COMPATIBLE;
 use crate::walk::{Tree, Xlate, open};
@@ -49,7 +50,8 @@ pub struct HostDtEdits<'a> {
 ///
 /// # Errors
 ///
-/// [`DtError::BadRegion`] / [`DtError::BadCompatible`] for bad edits, [`DtError::BadCells`] if a
+/// [`DtError::BadRegion`] for an empty, wrapping or overlapping region, [`DtError::BadCompatible`]
+/// for an empty string or one with a NUL, [`DtError::BadCells`] if a
 /// region does not fit an existing `/reserved-memory`'s cells, [`DtError::DuplicateNode`] if two
 /// sibling nodes share a name (the model could not keep both), and any error of reading the input.
 pub fn rewrite_for_host(dtb: &[u8], edits: &HostDtEdits<'_>) -> Result<Vec<u8>, DtError> {
@@ -57,8 +59,15 @@ pub fn rewrite_for_host(dtb: &[u8], edits: &HostDtEdits<'_>) -> Result<Vec<u8>, 
     if compatible.is_empty() || compatible.contains('\0') {
         return Err(DtError::BadCompatible);
     }
-    for &(base, size) in &edits.reserved_no_map {
-        if size == 0 || base.checked_add(size).is_none() {
+    for (i, &(base, size)) in edits.reserved_no_map.iter().enumerate() {
+        let Some(range) = PhysRange::new(base, size).filter(|r| r.size != 0) else {
+            return Err(DtError::BadRegion { base, size });
+        };
+        // Overlapping regions would be ambiguous (and equal bases would collide on the node name).
+        let overlaps = edits.reserved_no_map[..i]
+            .iter()
+            .any(|&(b, s)| PhysRange::new(b, s).is_some_and(|other| other.overlaps(&range)));
+        if overlaps {
             return Err(DtError::BadRegion { base, size });
         }
     }

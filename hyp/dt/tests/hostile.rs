@@ -446,6 +446,23 @@ fn psci_method() {
 }
 
 #[test]
+fn disabled_smmu_not_listed_but_relabelled() {
+    let dtb = edited(|m| node(m, "/smmuv3@9050000").add_property(prop("status", "disabled")));
+    let p = parse(&dtb).unwrap();
+    assert!(p.smmus.is_empty());
+    // The rewrite still hides it from the host's driver.
+    let out = rewrite_for_host(&dtb, &edits()).unwrap();
+    let fdt = dtoolkit::fdt::Fdt::new(&out).unwrap();
+    let compat: Vec<&str> = fdt
+        .find_node("/smmuv3@9050000")
+        .unwrap()
+        .compatible()
+        .unwrap()
+        .collect();
+    assert_eq!(compat, ["warden,test"]);
+}
+
+#[test]
 fn disabled_devices_flagged() {
     let dtb = edited(|m| node(m, "/pl031@9010000").add_property(prop("status", "disabled")));
     let p = parse(&dtb).unwrap();

@@ -290,6 +290,22 @@ fn bad_edits() {
             size: 2
         })
     );
+    assert_eq!(
+        bad(vec![(0x4000_0000, 0x2000), (0x4000_1000, 0x1000)], PV_SMMU),
+        Err(DtError::BadRegion {
+            base: 0x4000_1000,
+            size: 0x1000
+        })
+    );
+    assert_eq!(
+        bad(vec![(0x4000_0000, 0x1000), (0x4000_0000, 0x1000)], PV_SMMU),
+        Err(DtError::BadRegion {
+            base: 0x4000_0000,
+            size: 0x1000
+        })
+    );
+    // Touching is fine.
+    assert!(bad(vec![(0x4000_0000, 0x1000), (0x4000_1000, 0x1000)], PV_SMMU).is_ok());
     assert_eq!(bad(vec![CARVE_OUT], ""), Err(DtError::BadCompatible));
     assert_eq!(bad(vec![CARVE_OUT], "a\0b"), Err(DtError::BadCompatible));
 }

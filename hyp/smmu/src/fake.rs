@@ -1,8 +1,8 @@
 //! A behavioural, register-level fake SMMUv3 and fake DMA memory, for host tests of this crate and its users
 //! (feature `fake`).
 //!
-//! [`FakeMemory`] hands out host memory whose host addresses serve as physical addresses (identity, as at
-//! EL2); [`FakeSmmu`] implements [`crate::RegisterAccess`] with the behaviour the driver relies on: the
+//! [`FakeMemory`] hands out memory named by physical addresses (synthetic ones from QEMU's RAM base, or the
+//! host addresses, as EL2's identity map); [`FakeSmmu`] implements [`crate::RegisterAccess`] with the behaviour the driver relies on: the
 //! `GBPA.Update`, `CR0ACK` and `IRQ_CTRLACK` handshakes; a command queue consumed from memory on every
 //! `CMDQ_PROD` write (wrap handled), every executed command recorded; `CMD_SYNC` completion by `CMDQ_CONS`
 //! moving past it; a TLB keyed by (VMID, IPA page) that the `TLBI_*` commands invalidate; an STE cache that the
@@ -15,7 +15,7 @@ mod memory;
 mod smmu;
 mod translate;
 
-pub use memory::FakeMemory;
+pub use memory::{FAKE_RAM_BASE, FakeMemory};
 pub use smmu::{FakeSmmu, RegAccess};
 pub use translate::{Perm, Translation};
 

@@ -36,7 +36,11 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
     /// without events, for that short window, then the STE is built from abort as above. This is the
     /// "intermediate abort STE" sequence, strictly safer than Linux's `V = 0` break (which records `C_BAD_STE`).
     /// Rewriting an identical STE issues no command.
+    ///
+    /// A stage-2 `target` is validated first (`Err(InvalidVmid)` beyond the SMMU's VMID width,
+    /// `Err(InvalidS2Config)` for fields the SMMU cannot take); nothing is written then.
     pub fn write_ste(&mut self, sid: StreamId, target: &Ste) -> Result<(), Error> {
+        self.check_ste(target)?;
         let pa = self
             .ste_pa(sid, true)?
             .ok_or(Error::InvalidStreamId(sid.0))?;
@@ -78,6 +82,7 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         count: u32,
         target: &Ste,
     ) -> Result<(), Error> {
+        self.check_ste(target)?;
         let end = first
             .0
             .checked_add(count)
@@ -117,6 +122,18 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
             self.mem.write64(pa, target.0[0]);
         }
         self.submit([Command::cfgi_all()])
+    }
+
+    /// Rejects stage-2 STEs this SMMU cannot take.
+    fn check_ste(&self, target: &Ste) -> Result<(), Error> {
+        if let Some(cfg) = target.s2_config() {
+            if cfg.vmid.0 > self.features.max_vmid() {
+                return Err(Error::InvalidVmid(cfg.vmid.0));
+            }
+            cfg.validate(self.features.oas_encoding as u8, self.features.ias_bits)
+                .map_err(Error::InvalidS2Config)?;
+        }
+        Ok(())
     }
 
     /// Writes the dwords of `target` selected by `mask` that differ from `current`, dword 0 last; returns

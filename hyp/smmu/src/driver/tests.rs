@@ -825,3 +825,38 @@ fn ste_updates_reach_the_smmu_despite_its_ste_cache() {
         Translation::Aborted
     );
 }
+
+#[test]
+fn stage2_parameters_are_validated_before_any_write() {
+    let (mut smmu, mem) = init();
+    let table = S2Table::new(&mem);
+    let bad_ps = S2Config {
+        ps: 5,
+        ..table.config(1)
+    }; // 48-bit output on a 44-bit SMMU
+    assert_eq!(
+        smmu.write_ste(StreamId(1), &Ste::stage2(&bad_ps)),
+        Err(Error::InvalidS2Config(crate::S2ConfigError::OutputSize))
+    );
+    let too_wide = S2Config::new_4k(Vmid(1), table.root, 48, 0, 4); // IAS 48 > 44
+    assert_eq!(
+        smmu.write_ste_range(StreamId(1), 4, &Ste::stage2(&too_wide)),
+        Err(Error::InvalidS2Config(crate::S2ConfigError::InputSize))
+    );
+    assert!(smmu.regs_mut().take_executed().is_empty());
+    assert_eq!(smmu.ste(StreamId(1)), Ok(Ste::INVALID));
+    // 8-bit VMIDs: 256 is out of range.
+    let idr0 = qemu::IDR0 & !(1 << 18);
+    let (mut smmu, _) = init_with(
+        |m| FakeSmmu::with_ids(m, idr0, qemu::IDR1, qemu::IDR3, qemu::IDR5),
+        config(),
+    );
+    let big = S2Config {
+        vmid: Vmid(256),
+        ..table.config(1)
+    };
+    assert_eq!(
+        smmu.write_ste(StreamId(1), &Ste::stage2(&big)),
+        Err(Error::InvalidVmid(256))
+    );
+}

@@ -20,11 +20,16 @@ struct Region {
 struct Inner {
     regions: Vec<Region>,
     write_log: Option<Vec<(u64, u64)>>,
+    /// Next free synthetic physical address; `None` in host-identity mode.
+    next_pa: Option<u64>,
 }
 
 /// Shared fake DMA memory: clones are handles to the same memory (the driver and the fake SMMU each hold one).
 ///
-/// Physical addresses are the host addresses of the backing buffers, so they are unique and aligned as asked.
+/// [`FakeMemory::new`] names allocations by synthetic physical addresses from [`FAKE_RAM_BASE`] upwards
+/// (QEMU virt's RAM base), so they fit the 44-bit output size of QEMU's SMMU as real RAM does;
+/// [`FakeMemory::host_identity`] names them by their host addresses instead (as EL2's VA == PA), which can
+/// exceed a 44-bit OAS on a 48-bit host. Either way nothing is dereferenced: the words live in host vectors.
 /// Accesses outside every allocation return `None` from the `try_` methods (the fake SMMU turns them into
 /// external aborts) and panic through [`DmaMemory`] (a driver bug).
 #[derive(Clone, Debug, Default)]
@@ -32,9 +37,23 @@ pub struct FakeMemory {
     inner: Rc<RefCell<Inner>>,
 }
 
+/// First synthetic physical address handed out by [`FakeMemory::new`].
+pub const FAKE_RAM_BASE: u64 = 0x4000_0000;
+
 impl FakeMemory {
-    /// Empty memory.
+    /// Empty memory with synthetic physical addresses from [`FAKE_RAM_BASE`].
     pub fn new() -> Self {
+        let inner = Inner {
+            next_pa: Some(FAKE_RAM_BASE),
+            ..Inner::default()
+        };
+        Self {
+            inner: Rc::new(RefCell::new(inner)),
+        }
+    }
+
+    /// Empty memory whose physical addresses are the host addresses of the backing buffers.
+    pub fn host_identity() -> Self {
         Self::default()
     }
 
@@ -42,11 +61,24 @@ impl FakeMemory {
     pub fn alloc(&self, size: usize, align: usize) -> u64 {
         let align = align.max(8) as u64;
         let len = (size as u64).next_multiple_of(8).max(8);
+        let mut inner = self.inner.borrow_mut();
+        if let Some(next) = inner.next_pa {
+            let base = next.next_multiple_of(align);
+            inner.next_pa = Some(base + len);
+            let words = vec![0; (len / 8) as usize];
+            inner.regions.push(Region {
+                base,
+                len,
+                skip: 0,
+                words,
+            });
+            return base;
+        }
         let words = vec![0u64; ((len + align) / 8) as usize];
         let host = words.as_ptr() as u64;
         let base = host.next_multiple_of(align);
         let skip = ((base - host) / 8) as usize;
-        self.inner.borrow_mut().regions.push(Region {
+        inner.regions.push(Region {
             base,
             len,
             skip,
@@ -123,8 +155,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn aligned_identity_addresses() {
+    fn synthetic_addresses() {
         let mem = FakeMemory::new();
+        let a = mem.alloc(100, 64);
+        let b = mem.alloc(8, 4096);
+        assert_eq!((a, b), (FAKE_RAM_BASE, FAKE_RAM_BASE + 4096));
+        assert!(mem.try_write64(b, 3));
+        assert_eq!(
+            (mem.try_read64(b), mem.try_read64(a + 96)),
+            (Some(3), Some(0))
+        );
+        assert_eq!(mem.try_read64(a + 104), None);
+    }
+
+    #[test]
+    fn aligned_identity_addresses() {
+        let mem = FakeMemory::host_identity();
         let a = mem.alloc(100, 4096);
         let b = mem.alloc(16 << 10, 16 << 10);
         assert_eq!(a % 4096, 0);

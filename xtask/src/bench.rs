@@ -23,7 +23,11 @@ pub fn stats(xs: &mut [f64]) -> Option<(f64, f64, f64)> {
     }
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
-    let median = if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 };
+    let median = if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    };
     Some((xs[0], median, xs[n - 1]))
 }
 
@@ -37,14 +41,30 @@ pub fn boot(ws: &Ws, runs: usize) -> Result<()> {
     let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for i in 0..runs {
         for (k, mode) in [Mode::Hyp, Mode::Native].into_iter().enumerate() {
-            let o = RunOpts { script: Some(script.clone()), timeout: Duration::from_secs(180), mode, ..RunOpts::default() };
+            let o = RunOpts {
+                script: Some(script.clone()),
+                timeout: Duration::from_secs(180),
+                mode,
+                ..RunOpts::default()
+            };
             let out = m.boot(&o, false)?;
             let (Verdict::Exited(0), Some(t)) = (&out.verdict, out.userspace) else {
                 let log = dir.join(format!("failed-{}.log", mode.name()));
                 fs::write(&log, &out.log)?;
-                bail!("{} boot {} failed: {} (serial log: {})", mode.name(), i + 1, out.describe(), log.display());
+                bail!(
+                    "{} boot {} failed: {} (serial log: {})",
+                    mode.name(),
+                    i + 1,
+                    out.describe(),
+                    log.display()
+                );
             };
-            step(format!("boot {}/{runs} {:>6}: userspace after {:.2} s", i + 1, mode.name(), t.as_secs_f64()));
+            step(format!(
+                "boot {}/{runs} {:>6}: userspace after {:.2} s",
+                i + 1,
+                mode.name(),
+                t.as_secs_f64()
+            ));
             times[k].push(t.as_secs_f64());
         }
     }
@@ -57,7 +77,11 @@ pub fn boot(ws: &Ws, runs: usize) -> Result<()> {
         println!("{:<8} {lo:>8.2} {med:>8.2} {hi:>8.2}", mode.name());
     }
     let ratio = medians[0] / medians[1];
-    let verdict = if ratio <= GOAL_RATIO { "meets" } else { "misses" };
+    let verdict = if ratio <= GOAL_RATIO {
+        "meets"
+    } else {
+        "misses"
+    };
     println!("ratio hyp/native (medians): {ratio:.3} ({verdict} the goal of <= {GOAL_RATIO})");
     Ok(())
 }

@@ -45,14 +45,26 @@ pub fn build(ws: &Ws, guest: &Guest, hyp: bool) -> Result<Built> {
     let image = kernel_image(ws, guest)?;
     let modules = modules(ws, guest)?;
     let programs = programs(ws)?;
-    Ok(Built { hyp_bin, image, vmlinuz: guest.vmlinuz(), modules, programs })
+    Ok(Built {
+        hyp_bin,
+        image,
+        vmlinuz: guest.vmlinuz(),
+        modules,
+        programs,
+    })
 }
 
 /// `cargo xtask build`: everything, hypervisor included.
 pub fn build_all(ws: &Ws, guest: &Guest) -> Result<Built> {
     let b = build(ws, guest, true)?;
     step("build done");
-    for p in b.hyp_bin.iter().chain([&b.image]).chain(&b.modules).chain(&b.programs) {
+    for p in b
+        .hyp_bin
+        .iter()
+        .chain([&b.image])
+        .chain(&b.modules)
+        .chain(&b.programs)
+    {
         eprintln!("    {}", p.display());
     }
     Ok(b)
@@ -60,34 +72,61 @@ pub fn build_all(ws: &Ws, guest: &Guest) -> Result<Built> {
 
 /// The path of the hypervisor ELF (cargo's target dir is set explicitly so this is fixed).
 pub fn hyp_elf(ws: &Ws) -> PathBuf {
-    ws.root.join("target").join(HYP_TARGET).join("release/warden")
+    ws.root
+        .join("target")
+        .join(HYP_TARGET)
+        .join("release/warden")
 }
 
 fn hyp_image(ws: &Ws) -> Result<PathBuf> {
-    step(format!("building the hypervisor (warden-el2, {HYP_TARGET}, release)"));
+    step(format!(
+        "building the hypervisor (warden-el2, {HYP_TARGET}, release)"
+    ));
     util::run(
         Command::new("cargo")
             .current_dir(&ws.root)
             .env("CARGO_TARGET_DIR", ws.root.join("target"))
-            .args(["build", "-p", "warden-el2", "--release", "--target", HYP_TARGET]),
+            .args([
+                "build",
+                "-p",
+                "warden-el2",
+                "--release",
+                "--target",
+                HYP_TARGET,
+            ]),
     )
     .context("the hypervisor image did not build (hyp/el2)")?;
     let elf = hyp_elf(ws);
     let bin = ws.out.join("warden.bin");
     let tmp = ws.out.join(format!(".warden.bin.{}", std::process::id()));
     fs::create_dir_all(&ws.out)?;
-    util::run(Command::new(llvm_objcopy(ws)?).args(["-O", "binary"]).arg(&elf).arg(&tmp))?;
-    fs::rename(&tmp, &bin)?;
-    let header = fs::read(&bin)?;
+    util::run(
+        Command::new(llvm_objcopy(ws)?)
+            .args(["-O", "binary"])
+            .arg(&elf)
+            .arg(&tmp),
+    )?;
+    let header = fs::read(&tmp)?;
     if header.get(IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4) != Some(&IMAGE_MAGIC[..]) {
-        eprintln!("    warning: {} has no arm64 Image header magic; QEMU will not enter it at EL2", bin.display());
+        let _ = fs::remove_file(&tmp);
+        bail!(
+            "the hypervisor image ({} bytes from {}) has no arm64 Image header (magic at 0x38): QEMU would not \
+             load it as a kernel entered at EL2",
+            header.len(),
+            elf.display()
+        );
     }
+    fs::rename(&tmp, &bin)?;
     Ok(bin)
 }
 
 /// rustup's `llvm-objcopy` (component llvm-tools), under `$(rustc --print sysroot)/lib/rustlib/*/bin/`.
 fn llvm_objcopy(ws: &Ws) -> Result<PathBuf> {
-    let sysroot = util::output(Command::new("rustc").current_dir(&ws.root).args(["--print", "sysroot"]))?;
+    let sysroot = util::output(
+        Command::new("rustc")
+            .current_dir(&ws.root)
+            .args(["--print", "sysroot"]),
+    )?;
     let rustlib = Path::new(sysroot.trim()).join("lib/rustlib");
     for e in fs::read_dir(&rustlib).with_context(|| format!("listing {}", rustlib.display()))? {
         let p = e?.path().join("bin/llvm-objcopy");
@@ -95,7 +134,10 @@ fn llvm_objcopy(ws: &Ws) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!("llvm-objcopy not found under {}: run `rustup component add llvm-tools`", rustlib.display())
+    bail!(
+        "llvm-objcopy not found under {}: run `rustup component add llvm-tools`",
+        rustlib.display()
+    )
 }
 
 /// Checks an arm64 Image header and returns its `image_size` (the memory the kernel occupies from its load
@@ -108,7 +150,9 @@ pub fn check_image_header(header: &[u8]) -> Result<u64> {
     if size == 0 {
         bail!("the Image header has image_size 0 (a pre-3.17 kernel): cannot check that it fits");
     }
-    let end = HOST_KERNEL_PA.checked_add(size).context("image_size overflows")?;
+    let end = HOST_KERNEL_PA
+        .checked_add(size)
+        .context("image_size overflows")?;
     if end > QEMU_INITRD_PA {
         bail!(
             "the kernel at {HOST_KERNEL_PA:#x} with image_size {size:#x} ends at {end:#x}, above where QEMU puts the \
@@ -122,7 +166,10 @@ pub fn check_image_header(header: &[u8]) -> Result<u64> {
 fn kernel_image(ws: &Ws, guest: &Guest) -> Result<PathBuf> {
     let src = guest.vmlinuz();
     let dst = ws.out.join("Image");
-    let fresh = match (fs::metadata(&src).and_then(|m| m.modified()), fs::metadata(&dst).and_then(|m| m.modified())) {
+    let fresh = match (
+        fs::metadata(&src).and_then(|m| m.modified()),
+        fs::metadata(&dst).and_then(|m| m.modified()),
+    ) {
         (Ok(s), Ok(d)) => d >= s,
         _ => false,
     };
@@ -154,8 +201,10 @@ fn module_dirs(ws: &Ws) -> Result<Vec<PathBuf>> {
     }
     let tests = ws.root.join("tests/guest/modules");
     if let Ok(rd) = fs::read_dir(&tests) {
-        let mut more: Vec<PathBuf> =
-            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("Kbuild").is_file()).collect();
+        let mut more: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("Kbuild").is_file())
+            .collect();
         more.sort();
         dirs.extend(more);
     }
@@ -176,7 +225,11 @@ fn is_build_output(name: &str) -> bool {
 fn modules(ws: &Ws, guest: &Guest) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for src in module_dirs(ws)? {
-        let name = src.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = src
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let dir = ws.out.join("modules").join(&name);
         for rel in util::walk(&src)? {
             let fname = rel.file_name().unwrap_or_default().to_string_lossy();
@@ -191,7 +244,11 @@ fn modules(ws: &Ws, guest: &Guest) -> Result<Vec<PathBuf>> {
                 .arg("-C")
                 .arg(guest.headers())
                 .arg(format!("M={}", dir.display()))
-                .args(["ARCH=arm64", &format!("CROSS_COMPILE={CROSS_PREFIX}"), "CONFIG_DEBUG_INFO_BTF_MODULES="])
+                .args([
+                    "ARCH=arm64",
+                    &format!("CROSS_COMPILE={CROSS_PREFIX}"),
+                    "CONFIG_DEBUG_INFO_BTF_MODULES=",
+                ])
                 .arg("modules"),
         )
         .with_context(|| format!("module {name} did not build"))?;
@@ -212,19 +269,35 @@ fn modules(ws: &Ws, guest: &Guest) -> Result<Vec<PathBuf>> {
 /// syscalls), so it needs nothing from the guest but the kernel.
 fn programs(ws: &Ws) -> Result<Vec<PathBuf>> {
     let src_dir = ws.root.join("tests/guest/src");
-    let Ok(rd) = fs::read_dir(&src_dir) else { return Ok(Vec::new()) };
-    let mut srcs: Vec<PathBuf> =
-        rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "c")).collect();
+    let Ok(rd) = fs::read_dir(&src_dir) else {
+        return Ok(Vec::new());
+    };
+    let mut srcs: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
     srcs.sort();
     let dir = ws.out.join("programs");
     fs::create_dir_all(&dir)?;
     let mut out = Vec::new();
     for src in srcs {
-        let stem = src.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let stem = src
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let bin = dir.join(&stem);
         util::run(
             Command::new(CROSS_GCC)
-                .args(["-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-O2", "-Wall", "-Werror"])
+                .args([
+                    "-static",
+                    "-nostdlib",
+                    "-ffreestanding",
+                    "-fno-stack-protector",
+                    "-O2",
+                    "-Wall",
+                    "-Werror",
+                ])
                 .arg("-o")
                 .arg(&bin)
                 .arg(&src),
@@ -249,19 +322,33 @@ mod tests {
     #[test]
     fn image_header_checks() {
         // Debian 6.12 cloud-arm64: image_size 0x2230000.
-        assert_eq!(check_image_header(&header(0x223_0000, IMAGE_MAGIC)).unwrap(), 0x223_0000);
+        assert_eq!(
+            check_image_header(&header(0x223_0000, IMAGE_MAGIC)).unwrap(),
+            0x223_0000
+        );
         assert!(check_image_header(&header(0x223_0000, b"MZ\0\0")).is_err());
         assert!(check_image_header(&header(0, IMAGE_MAGIC)).is_err());
         let too_big = QEMU_INITRD_PA - HOST_KERNEL_PA + 1;
         assert!(check_image_header(&header(too_big, IMAGE_MAGIC)).is_err());
         assert!(check_image_header(&header(too_big - 1, IMAGE_MAGIC)).is_ok());
         assert!(check_image_header(&header(u64::MAX, IMAGE_MAGIC)).is_err());
-        assert!(check_image_header(&[0u8; 16]).is_err(), "short input is an error, not a panic");
+        assert!(
+            check_image_header(&[0u8; 16]).is_err(),
+            "short input is an error, not a panic"
+        );
     }
 
     #[test]
     fn build_outputs_are_not_copied() {
-        for f in ["a.o", "a.ko", ".a.o.cmd", "a.mod.c", "a.mod", "modules.order", "Module.symvers"] {
+        for f in [
+            "a.o",
+            "a.ko",
+            ".a.o.cmd",
+            "a.mod.c",
+            "a.mod",
+            "modules.order",
+            "Module.symvers",
+        ] {
             assert!(is_build_output(f), "{f}");
         }
         for f in ["a.c", "a.h", "Kbuild", "Makefile", "warden_abi.h"] {

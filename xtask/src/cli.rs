@@ -50,12 +50,16 @@ fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'
 }
 
 fn number<T: std::str::FromStr>(s: &str, flag: &str) -> Result<T> {
-    s.parse().ok().with_context(|| format!("{flag}: `{s}` is not a valid number"))
+    s.parse()
+        .ok()
+        .with_context(|| format!("{flag}: `{s}` is not a valid number"))
 }
 
 /// Parses the arguments after `cargo xtask`.
 pub fn parse(args: &[String]) -> Result<Cmd> {
-    let Some((cmd, rest)) = args.split_first() else { bail!("no command given") };
+    let Some((cmd, rest)) = args.split_first() else {
+        bail!("no command given")
+    };
     let mut it = rest.iter();
     match cmd.as_str() {
         "deps" | "build" => {
@@ -87,12 +91,18 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             Ok(Cmd::Run(o))
         }
         "test" => {
-            let mut o = crate::test::TestOpts { host: true, qemu: true, filter: None };
+            let mut o = crate::test::TestOpts {
+                host: true,
+                qemu: true,
+                filter: None,
+            };
             for a in it {
                 match a.as_str() {
                     "--no-host" => o.host = false,
                     "--no-qemu" => o.qemu = false,
-                    f if !f.starts_with('-') && o.filter.is_none() => o.filter = Some(f.to_string()),
+                    f if !f.starts_with('-') && o.filter.is_none() => {
+                        o.filter = Some(f.to_string())
+                    }
                     other => bail!("unknown option for test: `{other}`"),
                 }
             }
@@ -151,7 +161,9 @@ mod tests {
 
     #[test]
     fn run_options() {
-        let Cmd::Run(o) = p("run --script t.sh --timeout 20 --native --no-shim --smp 4 -- -s -S").unwrap() else {
+        let Cmd::Run(o) =
+            p("run --script t.sh --timeout 20 --native --no-shim --smp 4 -- -s -S").unwrap()
+        else {
             panic!("not a run")
         };
         assert_eq!(o.script, Some(PathBuf::from("t.sh")));
@@ -164,7 +176,9 @@ mod tests {
 
     #[test]
     fn run_defaults() {
-        let Cmd::Run(o) = p("run").unwrap() else { panic!("not a run") };
+        let Cmd::Run(o) = p("run").unwrap() else {
+            panic!("not a run")
+        };
         assert_eq!(o, RunOpts::default());
         assert_eq!(o.timeout, Duration::from_secs(300));
         assert_eq!(o.smp, 2);
@@ -173,7 +187,16 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        for bad in ["", "frobnicate", "run --smp", "run --smp x", "run --smp 0", "run --bogus", "deps x", "bench"] {
+        for bad in [
+            "",
+            "frobnicate",
+            "run --smp",
+            "run --smp x",
+            "run --smp 0",
+            "run --bogus",
+            "deps x",
+            "bench",
+        ] {
             assert!(p(bad).is_err(), "{bad:?} should not parse");
         }
     }
@@ -182,8 +205,15 @@ mod tests {
     fn test_and_bench() {
         assert_eq!(
             p("test --no-host boot").unwrap(),
-            Cmd::Test(crate::test::TestOpts { host: false, qemu: true, filter: Some("boot".into()) })
+            Cmd::Test(crate::test::TestOpts {
+                host: false,
+                qemu: true,
+                filter: Some("boot".into())
+            })
         );
-        assert_eq!(p("bench --boot --runs 5").unwrap(), Cmd::BenchBoot { runs: 5 });
+        assert_eq!(
+            p("bench --boot --runs 5").unwrap(),
+            Cmd::BenchBoot { runs: 5 }
+        );
     }
 }

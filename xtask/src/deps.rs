@@ -40,12 +40,20 @@ fn rustup(ws: &Ws) -> Result<()> {
         );
     }
     let list = |what: &str| -> Result<String> {
-        util::output(Command::new("rustup").current_dir(&ws.root).args([what, "list", "--installed"]))
+        util::output(Command::new("rustup").current_dir(&ws.root).args([
+            what,
+            "list",
+            "--installed",
+        ]))
     };
     let targets = list("target")?;
     if !targets.lines().any(|l| l.trim() == HYP_TARGET) {
         step(format!("rustup: adding target {HYP_TARGET}"));
-        util::run(Command::new("rustup").current_dir(&ws.root).args(["target", "add", HYP_TARGET]))?;
+        util::run(
+            Command::new("rustup")
+                .current_dir(&ws.root)
+                .args(["target", "add", HYP_TARGET]),
+        )?;
     }
     let comps = list("component")?;
     for want in ["rust-src", "llvm-tools"] {
@@ -55,7 +63,11 @@ fn rustup(ws: &Ws) -> Result<()> {
         });
         if !have {
             step(format!("rustup: adding component {want}"));
-            util::run(Command::new("rustup").current_dir(&ws.root).args(["component", "add", want]))?;
+            util::run(Command::new("rustup").current_dir(&ws.root).args([
+                "component",
+                "add",
+                want,
+            ]))?;
         }
     }
     Ok(())
@@ -78,10 +90,22 @@ struct Tool {
 /// Host tools besides QEMU. The kernel's prebuilt kbuild tools (fixdep, modpost, genksyms from the amd64
 /// `linux-kbuild` package) need only libc; sign-file (unused: modules stay unsigned) would need libssl3.
 const TOOLS: &[Tool] = &[
-    Tool { program: CROSS_GCC, package: "gcc-aarch64-linux-gnu" },
-    Tool { program: "make", package: "make" },
-    Tool { program: "dpkg-deb", package: "dpkg" },
-    Tool { program: "apt-get", package: "apt" },
+    Tool {
+        program: CROSS_GCC,
+        package: "gcc-aarch64-linux-gnu",
+    },
+    Tool {
+        program: "make",
+        package: "make",
+    },
+    Tool {
+        program: "dpkg-deb",
+        package: "dpkg",
+    },
+    Tool {
+        program: "apt-get",
+        package: "apt",
+    },
 ];
 
 fn host_packages(ws: &Ws) -> Result<()> {
@@ -90,7 +114,10 @@ fn host_packages(ws: &Ws) -> Result<()> {
 
     let missing: Vec<&Tool> = TOOLS.iter().filter(|t| !util::on_path(t.program)).collect();
     let qemu = util::probe("qemu-system-aarch64", &["--version"]);
-    let qemu_ok = qemu.as_deref().and_then(qemu_major).is_some_and(|m| m >= QEMU_MIN_MAJOR);
+    let qemu_ok = qemu
+        .as_deref()
+        .and_then(qemu_major)
+        .is_some_and(|m| m >= QEMU_MIN_MAJOR);
     if missing.is_empty() && qemu_ok {
         return Ok(());
     }
@@ -109,19 +136,25 @@ fn host_packages(ws: &Ws) -> Result<()> {
     let mut updated = false;
 
     if !qemu_ok {
-        let codename = codename.context("cannot tell the Debian release (no VERSION_CODENAME in /etc/os-release)")?;
+        let codename = codename
+            .context("cannot tell the Debian release (no VERSION_CODENAME in /etc/os-release)")?;
         match qemu.as_deref() {
             Some(v) => step(format!(
                 "QEMU is too old ({}); installing qemu-system-arm from {codename}-backports",
                 v.lines().next().unwrap_or("").trim()
             )),
-            None => step(format!("QEMU is missing; installing qemu-system-arm from {codename}-backports")),
+            None => step(format!(
+                "QEMU is missing; installing qemu-system-arm from {codename}-backports"
+            )),
         }
         ensure_backports(ws, root, &codename)?;
         root.run(&["apt-get", "update"], &env)?;
         updated = true;
         let suite = format!("{codename}-backports");
-        root.run(&["apt-get", "install", "-y", "-t", &suite, "qemu-system-arm"], &env)?;
+        root.run(
+            &["apt-get", "install", "-y", "-t", &suite, "qemu-system-arm"],
+            &env,
+        )?;
         let v = util::probe("qemu-system-aarch64", &["--version"]).unwrap_or_default();
         if qemu_major(&v).is_none_or(|m| m < QEMU_MIN_MAJOR) {
             bail!(
@@ -159,8 +192,16 @@ fn ensure_backports(ws: &Ws, root: Root, codename: &str) -> Result<()> {
         )
     })?;
     let file = etc.join("sources.list.d/warden-backports.sources");
-    step(format!("adding apt source {} ({suite} from {})", file.display(), mirror.uri));
-    root.write_file(&file, &sources::backports_stanza(mirror, codename), &ws.out.join("tmp"))
+    step(format!(
+        "adding apt source {} ({suite} from {})",
+        file.display(),
+        mirror.uri
+    ));
+    root.write_file(
+        &file,
+        &sources::backports_stanza(mirror, codename),
+        &ws.out.join("tmp"),
+    )
 }
 
 #[cfg(test)]
@@ -169,8 +210,14 @@ mod tests {
 
     #[test]
     fn qemu_versions() {
-        assert_eq!(qemu_major("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\n"), Some(10));
-        assert_eq!(qemu_major("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u13)"), Some(7));
+        assert_eq!(
+            qemu_major("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\n"),
+            Some(10)
+        );
+        assert_eq!(
+            qemu_major("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u13)"),
+            Some(7)
+        );
         assert_eq!(qemu_major("QEMU emulator version 9.0.0"), Some(9));
         assert_eq!(qemu_major("nonsense"), None);
     }

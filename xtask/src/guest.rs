@@ -28,11 +28,15 @@ pub struct Guest {
 impl Guest {
     /// The kernel as Debian ships it (an arm64 `Image`, possibly gzip-compressed).
     pub fn vmlinuz(&self) -> PathBuf {
-        self.root.join("boot").join(format!("vmlinuz-{}", self.release))
+        self.root
+            .join("boot")
+            .join(format!("vmlinuz-{}", self.release))
     }
     /// The kbuild tree for out-of-tree modules.
     pub fn headers(&self) -> PathBuf {
-        self.root.join("usr/src").join(format!("linux-headers-{}", self.release))
+        self.root
+            .join("usr/src")
+            .join(format!("linux-headers-{}", self.release))
     }
     /// The kernel's module tree.
     pub fn modules(&self) -> PathBuf {
@@ -56,7 +60,10 @@ pub fn abi_from_depends(text: &str, flavour: &str) -> Option<String> {
 
 /// Points the arm64 headers' Makefile (`include /usr/src/linux-headers-<abi>-common/Makefile`) at the unpacked copy.
 pub fn patch_headers_makefile(text: &str, root: &Path) -> String {
-    text.replace("include /usr/src/", &format!("include {}/usr/src/", root.display()))
+    text.replace(
+        "include /usr/src/",
+        &format!("include {}/usr/src/", root.display()),
+    )
 }
 
 /// Returns the guest packages, fetching and unpacking them on first use.
@@ -65,8 +72,12 @@ pub fn ensure(ws: &Ws) -> Result<Guest> {
     let stamp = dir.join("release");
     let root = dir.join("root");
     if let Ok(release) = fs::read_to_string(&stamp) {
-        let g = Guest { release: release.trim().to_string(), root: root.clone() };
-        if g.vmlinuz().is_file() && g.headers().join("Makefile").is_file() && g.busybox().is_file() {
+        let g = Guest {
+            release: release.trim().to_string(),
+            root: root.clone(),
+        };
+        if g.vmlinuz().is_file() && g.headers().join("Makefile").is_file() && g.busybox().is_file()
+        {
             return Ok(g);
         }
     }
@@ -82,7 +93,10 @@ pub fn ensure(ws: &Ws) -> Result<Guest> {
         .context("`dpkg --print-architecture` failed: this needs a Debian system")?;
 
     let apt = AptRoot::create(&ws.out.join("apt"), mirror, &codename, &host_arch)?;
-    step(format!("guest packages: updating the private apt root {} ({GUEST_ARCH}, {host_arch})", apt.dir.display()));
+    step(format!(
+        "guest packages: updating the private apt root {} ({GUEST_ARCH}, {host_arch})",
+        apt.dir.display()
+    ));
     util::run(apt.cmd("apt-get").arg("update"))?;
     let depends = util::output(apt.cmd("apt-cache").args([
         "-t",
@@ -101,32 +115,60 @@ pub fn ensure(ws: &Ws) -> Result<Guest> {
         format!("linux-kbuild-{abi}:{host_arch}"),
         "busybox-static".to_string(),
     ];
-    step(format!("guest packages: downloading kernel {release}, headers, kbuild, busybox-static"));
+    step(format!(
+        "guest packages: downloading kernel {release}, headers, kbuild, busybox-static"
+    ));
     let debs = apt.dir.join("debs");
     let _ = fs::remove_dir_all(&debs);
     fs::create_dir_all(&debs)?;
-    util::run(apt.cmd("apt-get").current_dir(&debs).arg("download").args(&pkgs))?;
+    util::run(
+        apt.cmd("apt-get")
+            .current_dir(&debs)
+            .arg("download")
+            .args(&pkgs),
+    )?;
 
     step(format!("guest packages: unpacking into {}", root.display()));
     let _ = fs::remove_file(&stamp);
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root)?;
-    let mut files: Vec<PathBuf> = fs::read_dir(&debs)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut files: Vec<PathBuf> = fs::read_dir(&debs)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     files.sort();
     if files.len() != pkgs.len() {
-        bail!("expected {} packages in {}, found {}", pkgs.len(), debs.display(), files.len());
+        bail!(
+            "expected {} packages in {}, found {}",
+            pkgs.len(),
+            debs.display(),
+            files.len()
+        );
     }
     for deb in &files {
-        eprintln!("    {}", deb.file_name().unwrap_or_default().to_string_lossy());
+        eprintln!(
+            "    {}",
+            deb.file_name().unwrap_or_default().to_string_lossy()
+        );
         util::run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root))?;
     }
-    let g = Guest { release: release.clone(), root: root.clone() };
+    let g = Guest {
+        release: release.clone(),
+        root: root.clone(),
+    };
     let mk = g.headers().join("Makefile");
     let text = fs::read_to_string(&mk).with_context(|| format!("reading {}", mk.display()))?;
     fs::write(&mk, patch_headers_makefile(&text, &root))?;
-    for (what, p) in [("kernel", g.vmlinuz()), ("busybox", g.busybox()), ("kernel modules", g.modules())] {
+    for (what, p) in [
+        ("kernel", g.vmlinuz()),
+        ("busybox", g.busybox()),
+        ("kernel modules", g.modules()),
+    ] {
         if !p.exists() {
-            bail!("the unpacked packages lack the {what} ({}); delete {} and retry", p.display(), dir.display());
+            bail!(
+                "the unpacked packages lack the {what} ({}); delete {} and retry",
+                p.display(),
+                dir.display()
+            );
         }
     }
     fs::write(&stamp, &release)?;
@@ -140,8 +182,18 @@ struct AptRoot {
 }
 
 impl AptRoot {
-    fn create(dir: &Path, mirror: &sources::Source, codename: &str, host_arch: &str) -> Result<Self> {
-        for d in ["state/lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
+    fn create(
+        dir: &Path,
+        mirror: &sources::Source,
+        codename: &str,
+        host_arch: &str,
+    ) -> Result<Self> {
+        for d in [
+            "state/lists/partial",
+            "cache/archives/partial",
+            "sources.list.d",
+            "preferences.d",
+        ] {
             fs::create_dir_all(dir.join(d))?;
         }
         let status = dir.join("state/status");
@@ -177,7 +229,10 @@ impl AptRoot {
             // Files in a root-owned private directory cannot be written by apt's `_apt` sandbox user.
             options.push("APT::Sandbox::User=root".into());
         }
-        Ok(AptRoot { dir: dir.to_path_buf(), options })
+        Ok(AptRoot {
+            dir: dir.to_path_buf(),
+            options,
+        })
     }
 
     fn cmd(&self, prog: &str) -> Command {
@@ -196,9 +251,21 @@ mod tests {
     #[test]
     fn abi_from_metapackage() {
         let out = "linux-image-cloud-arm64\n  Depends: linux-image-6.12.95+deb12-cloud-arm64\n";
-        assert_eq!(abi_from_depends(out, "cloud-arm64").as_deref(), Some("6.12.95+deb12"));
-        assert_eq!(abi_from_depends("linux-image-cloud-arm64\n", "cloud-arm64"), None);
-        assert_eq!(abi_from_depends("  Depends: linux-image-cloud-arm64-cloud-arm64\n", "cloud-arm64"), None);
+        assert_eq!(
+            abi_from_depends(out, "cloud-arm64").as_deref(),
+            Some("6.12.95+deb12")
+        );
+        assert_eq!(
+            abi_from_depends("linux-image-cloud-arm64\n", "cloud-arm64"),
+            None
+        );
+        assert_eq!(
+            abi_from_depends(
+                "  Depends: linux-image-cloud-arm64-cloud-arm64\n",
+                "cloud-arm64"
+            ),
+            None
+        );
     }
 
     #[test]

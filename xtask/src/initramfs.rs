@@ -58,8 +58,31 @@ poweroff -f
 
 /// Applets every script may rely on; the build fails if busybox lacks one.
 pub const REQUIRED_APPLETS: &[&str] = &[
-    "sh", "mount", "insmod", "rmmod", "modprobe", "lsmod", "poweroff", "devmem", "dd", "sha256sum", "cat", "grep",
-    "cut", "setsid", "cttyhack", "sleep", "dmesg", "echo", "ls", "uname", "nproc", "awk", "sed", "head", "tail",
+    "sh",
+    "mount",
+    "insmod",
+    "rmmod",
+    "modprobe",
+    "lsmod",
+    "poweroff",
+    "devmem",
+    "dd",
+    "sha256sum",
+    "cat",
+    "grep",
+    "cut",
+    "setsid",
+    "cttyhack",
+    "sleep",
+    "dmesg",
+    "echo",
+    "ls",
+    "uname",
+    "nproc",
+    "awk",
+    "sed",
+    "head",
+    "tail",
 ];
 
 /// The applet names compiled into a busybox binary, read from its name table (`[`, `[[`, `acpid`, ...), since
@@ -74,16 +97,28 @@ pub fn busybox_applets(binary: &[u8]) -> Result<Vec<String>> {
         if raw.is_empty() {
             break;
         }
-        let ok = raw.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"[_.-".contains(&b));
+        let ok = raw
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"[_.-".contains(&b));
         if !ok || raw.len() > 32 {
-            bail!("unexpected entry {:?} in busybox's applet table", String::from_utf8_lossy(raw));
+            bail!(
+                "unexpected entry {:?} in busybox's applet table",
+                String::from_utf8_lossy(raw)
+            );
         }
         names.push(String::from_utf8_lossy(raw).into_owned());
     }
     let have: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-    let missing: Vec<&str> = REQUIRED_APPLETS.iter().copied().filter(|a| !have.contains(a)).collect();
+    let missing: Vec<&str> = REQUIRED_APPLETS
+        .iter()
+        .copied()
+        .filter(|a| !have.contains(a))
+        .collect();
     if !missing.is_empty() {
-        bail!("busybox lacks applets the guest needs: {}", missing.join(", "));
+        bail!(
+            "busybox lacks applets the guest needs: {}",
+            missing.join(", ")
+        );
     }
     Ok(names)
 }
@@ -104,7 +139,11 @@ const S_IFCHR: u32 = 0o020000;
 impl Cpio {
     /// An empty archive.
     pub fn new() -> Self {
-        Cpio { buf: Vec::new(), ino: 1, seen: BTreeSet::new() }
+        Cpio {
+            buf: Vec::new(),
+            ino: 1,
+            seen: BTreeSet::new(),
+        }
     }
 
     fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
@@ -137,7 +176,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -221,7 +260,18 @@ pub struct Contents<'a> {
 pub fn build(c: &Contents<'_>) -> Result<Vec<u8>> {
     let applets = busybox_applets(c.busybox)?;
     let mut a = Cpio::new();
-    for d in ["bin", "dev", "proc", "sys", "tmp", "root", "etc", "mnt", "warden/bin", "warden/tests"] {
+    for d in [
+        "bin",
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "root",
+        "etc",
+        "mnt",
+        "warden/bin",
+        "warden/tests",
+    ] {
         a.dir(d);
     }
     a.chardev("dev/console", 0o600, 5, 1);
@@ -242,7 +292,11 @@ pub fn build(c: &Contents<'_>) -> Result<Vec<u8>> {
     for m in c.kmods {
         a.file(&format!("{mods}/{}", m.rel), 0o644, &m.data);
     }
-    a.file(&format!("{mods}/modules.dep"), 0o644, c.modules_dep.as_bytes());
+    a.file(
+        &format!("{mods}/modules.dep"),
+        0o644,
+        c.modules_dep.as_bytes(),
+    );
     for (name, data) in c.extra {
         a.file(&format!("{mods}/extra/{name}"), 0o644, data);
     }
@@ -250,7 +304,11 @@ pub fn build(c: &Contents<'_>) -> Result<Vec<u8>> {
         a.file(&format!("warden/bin/{name}"), 0o755, data);
     }
     for (rel, data, exec) in c.tests {
-        a.file(&format!("warden/tests/{rel}"), if *exec { 0o755 } else { 0o644 }, data);
+        a.file(
+            &format!("warden/tests/{rel}"),
+            if *exec { 0o755 } else { 0o644 },
+            data,
+        );
     }
     a.file("warden/layout.env", 0o644, layout_env().as_bytes());
     if let Some(s) = c.script {
@@ -308,7 +366,18 @@ mod tests {
         a.entry("TRAILER!!!", 0, (0, 0), &[]);
         let recs = parse(a.bytes());
         let names: Vec<&str> = recs.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(names, ["warden", "warden/tests", "warden/tests/x.sh", "bin", "bin/sh", "dev", "dev/console"]);
+        assert_eq!(
+            names,
+            [
+                "warden",
+                "warden/tests",
+                "warden/tests/x.sh",
+                "bin",
+                "bin/sh",
+                "dev",
+                "dev/console"
+            ]
+        );
         assert_eq!(recs[2].1, S_IFREG | 0o755);
         assert_eq!(recs[2].2, b"echo hi\n");
         assert_eq!(recs[4].1, S_IFLNK | 0o777);
@@ -335,7 +404,10 @@ mod tests {
     #[test]
     fn applet_table_errors() {
         assert!(busybox_applets(b"no table").is_err());
-        assert!(busybox_applets(b"[\0[[\0sh\0\0").is_err(), "required applets missing");
+        assert!(
+            busybox_applets(b"[\0[[\0sh\0\0").is_err(),
+            "required applets missing"
+        );
         assert!(busybox_applets(b"[\0[[\0Bad Name\0\0").is_err());
     }
 
@@ -343,7 +415,10 @@ mod tests {
     fn layout_for_scripts() {
         let env = layout_env();
         assert!(env.contains("HYP_CARVEOUT_PA=0x40000000\n"), "{env}");
-        assert!(env.lines().all(|l| l.split_once('=').is_some_and(|(_, v)| v.starts_with("0x"))));
+        assert!(
+            env.lines()
+                .all(|l| l.split_once('=').is_some_and(|(_, v)| v.starts_with("0x")))
+        );
     }
 
     #[test]

@@ -22,14 +22,18 @@ pub struct KMod {
 
 /// The module name for a file name (`vfio-pci.ko.xz` → `vfio_pci`), as the kernel spells it.
 pub fn name_of(file: &str) -> Option<String> {
-    let stem = file.strip_suffix(".ko.xz").or_else(|| file.strip_suffix(".ko"))?;
+    let stem = file
+        .strip_suffix(".ko.xz")
+        .or_else(|| file.strip_suffix(".ko"))?;
     Some(stem.replace('-', "_"))
 }
 
 /// The `depends=` list of a module's `.modinfo` (NUL-separated `key=value` strings).
 pub fn modinfo_depends(ko: &[u8]) -> Vec<String> {
     const KEY: &[u8] = b"\0depends=";
-    let Some(pos) = ko.windows(KEY.len()).position(|w| w == KEY) else { return Vec::new() };
+    let Some(pos) = ko.windows(KEY.len()).position(|w| w == KEY) else {
+        return Vec::new();
+    };
     let rest = &ko[pos + KEY.len()..];
     let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
     String::from_utf8_lossy(&rest[..end])
@@ -55,8 +59,14 @@ fn load(path: &Path) -> Result<Vec<u8>> {
 /// `modules.dep` for them.
 pub fn collect(modules_dir: &Path) -> Result<(Vec<KMod>, String)> {
     let mut index = BTreeMap::new();
-    for rel in crate::util::walk(modules_dir).with_context(|| format!("listing {}", modules_dir.display()))? {
-        let file = rel.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    for rel in crate::util::walk(modules_dir)
+        .with_context(|| format!("listing {}", modules_dir.display()))?
+    {
+        let file = rel
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if let Some(name) = name_of(&file) {
             index.insert(name, rel);
         }
@@ -68,7 +78,10 @@ pub fn collect(modules_dir: &Path) -> Result<(Vec<KMod>, String)> {
             continue;
         }
         let Some(rel) = index.get(&name) else {
-            bail!("kernel module `{name}` is not in {} (is it built in?)", modules_dir.display())
+            bail!(
+                "kernel module `{name}` is not in {} (is it built in?)",
+                modules_dir.display()
+            )
         };
         let data = load(&modules_dir.join(rel))?;
         let deps = modinfo_depends(&data);
@@ -76,10 +89,15 @@ pub fn collect(modules_dir: &Path) -> Result<(Vec<KMod>, String)> {
         let rel = rel.to_string_lossy().trim_end_matches(".xz").to_string();
         loaded.insert(name, (rel, deps, data));
     }
-    let graph: BTreeMap<String, (String, Vec<String>)> =
-        loaded.iter().map(|(n, (rel, deps, _))| (n.clone(), (rel.clone(), deps.clone()))).collect();
+    let graph: BTreeMap<String, (String, Vec<String>)> = loaded
+        .iter()
+        .map(|(n, (rel, deps, _))| (n.clone(), (rel.clone(), deps.clone())))
+        .collect();
     let dep = modules_dep(&graph);
-    let mods = loaded.into_values().map(|(rel, _, data)| KMod { rel, data }).collect();
+    let mods = loaded
+        .into_values()
+        .map(|(rel, _, data)| KMod { rel, data })
+        .collect();
     Ok((mods, dep))
 }
 
@@ -107,7 +125,11 @@ pub fn modules_dep(graph: &BTreeMap<String, (String, Vec<String>)>) -> String {
         let mut order = Vec::new();
         post_order(name, graph, &mut BTreeSet::new(), &mut order);
         order.pop(); // the module itself comes last in post order
-        let deps: Vec<&str> = order.iter().rev().filter_map(|d| graph.get(d).map(|(r, _)| r.as_str())).collect();
+        let deps: Vec<&str> = order
+            .iter()
+            .rev()
+            .filter_map(|d| graph.get(d).map(|(r, _)| r.as_str()))
+            .collect();
         text.push_str(&format!("{rel}:"));
         for d in deps {
             text.push(' ');
@@ -140,14 +162,28 @@ mod tests {
     #[test]
     fn dep_lines_deepest_last() {
         let mut g = BTreeMap::new();
-        let e = |rel: &str, deps: &[&str]| (rel.to_string(), deps.iter().map(|s| s.to_string()).collect());
-        g.insert("vfio_pci".to_string(), e("k/vfio-pci.ko", &["vfio_pci_core", "vfio"]));
-        g.insert("vfio_pci_core".to_string(), e("k/vfio-pci-core.ko", &["vfio", "irqbypass"]));
+        let e = |rel: &str, deps: &[&str]| {
+            (
+                rel.to_string(),
+                deps.iter().map(|s| s.to_string()).collect(),
+            )
+        };
+        g.insert(
+            "vfio_pci".to_string(),
+            e("k/vfio-pci.ko", &["vfio_pci_core", "vfio"]),
+        );
+        g.insert(
+            "vfio_pci_core".to_string(),
+            e("k/vfio-pci-core.ko", &["vfio", "irqbypass"]),
+        );
         g.insert("vfio".to_string(), e("k/vfio.ko", &["iommufd"]));
         g.insert("iommufd".to_string(), e("k/iommufd.ko", &[]));
         g.insert("irqbypass".to_string(), e("k/irqbypass.ko", &[]));
         let text = modules_dep(&g);
-        let line = text.lines().find(|l| l.starts_with("k/vfio-pci.ko:")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("k/vfio-pci.ko:"))
+            .unwrap();
         let deps: Vec<&str> = line.split_whitespace().skip(1).collect();
         assert_eq!(deps.len(), 4, "{line}");
         // Every module comes before what it depends on (modprobe loads from the end).

@@ -179,14 +179,23 @@ pub struct Machine {
     programs: Vec<(String, Vec<u8>)>,
     tests: Vec<(String, Vec<u8>, bool)>,
     run_root: PathBuf,
+    /// This process's snapshot of the hypervisor image and kernel `Image` (see [`Machine::prepare`]).
+    _snapshot: BootDir,
 }
 
 fn read_named(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
     paths
         .iter()
         .map(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            Ok((name, fs::read(p).with_context(|| format!("reading {}", p.display()))?))
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            Ok((
+                name,
+                fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+            ))
         })
         .collect()
 }
@@ -195,7 +204,18 @@ impl Machine {
     /// Runs deps and build (the hypervisor only if `hyp`), and loads the initramfs contents.
     pub fn prepare(ws: &Ws, hyp: bool) -> Result<Machine> {
         let guest: Guest = crate::deps::ensure(ws)?;
-        let built = crate::build::build(ws, &guest, hyp)?;
+        let mut built = crate::build::build(ws, &guest, hyp)?;
+        // Another xtask process (another engineer, or `test` next to `run`) may rebuild the shared outputs while
+        // this one boots: every boot of this process uses a snapshot of what this process built. The outputs are
+        // replaced by rename, never rewritten in place, so a hard link is a stable snapshot.
+        let run_root = ws.out.join("run");
+        let snapshot = BootDir(run_root.join(format!("{}-images", std::process::id())));
+        let _ = fs::remove_dir_all(&snapshot.0);
+        fs::create_dir_all(&snapshot.0)?;
+        if let Some(h) = &built.hyp_bin {
+            built.hyp_bin = Some(link_or_copy(h, &snapshot.0.join("warden.bin"))?);
+        }
+        built.image = link_or_copy(&built.image, &snapshot.0.join("Image"))?;
         let busybox = fs::read(guest.busybox())?;
         let (kmods, modules_dep) = crate::kmod::collect(&guest.modules())?;
         let extra = read_named(&built.modules)?;
@@ -223,7 +243,8 @@ impl Machine {
             extra,
             programs,
             tests,
-            run_root: ws.out.join("run"),
+            run_root,
+            _snapshot: snapshot,
         })
     }
 
@@ -246,15 +267,34 @@ impl Machine {
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         let virt = if o.mode == Mode::Hyp { "on" } else { "off" };
-        push(&["-M", &format!("virt,virtualization={virt},gic-version=3,iommu=smmuv3")]);
-        push(&["-cpu", "max", "-smp", &o.smp.to_string(), "-m", "1G", "-nographic", "-no-reboot"]);
+        push(&[
+            "-M",
+            &format!("virt,virtualization={virt},gic-version=3,iommu=smmuv3"),
+        ]);
+        push(&[
+            "-cpu",
+            "max",
+            "-smp",
+            &o.smp.to_string(),
+            "-m",
+            "1G",
+            "-nographic",
+            "-no-reboot",
+        ]);
         match o.mode {
             Mode::Hyp => {
-                let hyp = self.built.hyp_bin.as_ref().context("the hypervisor image was not built")?;
+                let hyp = self
+                    .built
+                    .hyp_bin
+                    .as_ref()
+                    .context("the hypervisor image was not built")?;
                 push(&["-kernel", &hyp.display().to_string()]);
                 push(&[
                     "-device",
-                    &format!("loader,file={},addr={HOST_KERNEL_PA:#x},force-raw=on", self.built.image.display()),
+                    &format!(
+                        "loader,file={},addr={HOST_KERNEL_PA:#x},force-raw=on",
+                        self.built.image.display()
+                    ),
                 ]);
             }
             Mode::Native => push(&["-kernel", &self.built.vmlinuz.display().to_string()]),
@@ -266,11 +306,25 @@ impl Machine {
             cmdline.push_str(" warden.noshim");
         }
         push(&["-append", &cmdline]);
-        push(&["-drive", &format!("if=none,id=scratch-vblk,format=raw,file={}", d("virtio-blk.img"))]);
-        push(&["-device", "virtio-blk-pci,drive=scratch-vblk,iommu_platform=on,disable-legacy=on"]);
-        push(&["-drive", &format!("if=none,id=scratch-nvme,format=raw,file={}", d("nvme.img"))]);
+        push(&[
+            "-drive",
+            &format!(
+                "if=none,id=scratch-vblk,format=raw,file={}",
+                d("virtio-blk.img")
+            ),
+        ]);
+        push(&[
+            "-device",
+            "virtio-blk-pci,drive=scratch-vblk,iommu_platform=on,disable-legacy=on",
+        ]);
+        push(&[
+            "-drive",
+            &format!("if=none,id=scratch-nvme,format=raw,file={}", d("nvme.img")),
+        ]);
         push(&["-device", "nvme,drive=scratch-nvme,serial=warden-nvme"]);
         push(&["-device", "edu,dma_mask=0xffffffffffff"]);
+        // No default network card: the machine is exactly the devices above.
+        push(&["-nic", "none"]);
         a.extend(o.qemu_args.iter().cloned());
         Ok(a)
     }
@@ -283,10 +337,15 @@ impl Machine {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         let script = match &o.script {
-            Some(p) => Some(fs::read(p).with_context(|| format!("reading script {}", p.display()))?),
+            Some(p) => {
+                Some(fs::read(p).with_context(|| format!("reading script {}", p.display()))?)
+            }
             None => None,
         };
-        fs::write(dir.join("initramfs.cpio.gz"), self.initramfs(script.as_deref())?)?;
+        fs::write(
+            dir.join("initramfs.cpio.gz"),
+            self.initramfs(script.as_deref())?,
+        )?;
         for disk in ["virtio-blk.img", "nvme.img"] {
             let f = fs::File::create(dir.join(disk))?;
             f.set_len(SCRATCH_DISK_BYTES)?;
@@ -309,8 +368,14 @@ impl Machine {
         let start = Instant::now();
         let (tx, rx) = mpsc::channel::<Option<Vec<u8>>>();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -345,7 +410,11 @@ impl Machine {
                 deadline = now + Duration::from_secs(5);
                 continue;
             }
-            match rx.recv_timeout(deadline.saturating_duration_since(now).min(Duration::from_millis(500))) {
+            match rx.recv_timeout(
+                deadline
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(500)),
+            ) {
                 Ok(Some(bytes)) => {
                     if echo {
                         let _ = stdout.write_all(&bytes);
@@ -353,7 +422,8 @@ impl Machine {
                     }
                     log.extend_from_slice(&bytes);
                     while let Some(nl) = log[scanned..].iter().position(|&b| b == b'\n') {
-                        let line = String::from_utf8_lossy(&log[scanned..scanned + nl]).into_owned();
+                        let line =
+                            String::from_utf8_lossy(&log[scanned..scanned + nl]).into_owned();
                         scanned += nl + 1;
                         let (had_exit, had_panic) = (w.exit.is_some(), w.panic.is_some());
                         w.line(&line);
@@ -385,21 +455,42 @@ impl Machine {
             (None, None) if killed => Verdict::Timeout,
             (None, None) => Verdict::QemuExited(status.code()),
         };
-        Ok(Outcome { verdict, log: String::from_utf8_lossy(&log).into_owned(), userspace, elapsed })
+        Ok(Outcome {
+            verdict,
+            log: String::from_utf8_lossy(&log).into_owned(),
+            userspace,
+            elapsed,
+        })
     }
 
     /// Boots interactively: QEMU owns the terminal; returns QEMU's exit status.
     pub fn interactive(&self, o: &RunOpts) -> Result<u8> {
         let dir = self.boot_dir(o)?;
         let args = self.qemu_args(o, &dir.0)?;
-        step("booting; a root shell follows on the serial console ('poweroff -f' to leave, Ctrl-A X kills QEMU)");
-        let status =
-            Command::new("qemu-system-aarch64").args(&args).status().context("cannot start qemu-system-aarch64")?;
-        Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+        step(
+            "booting; a root shell follows on the serial console ('poweroff -f' to leave, Ctrl-A X kills QEMU)",
+        );
+        let status = Command::new("qemu-system-aarch64")
+            .args(&args)
+            .status()
+            .context("cannot start qemu-system-aarch64")?;
+        Ok(status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(1))
     }
 }
 
-/// A per-boot directory, removed when the boot is over.
+/// Hard-links `from` to `to` (a copy where linking is impossible); returns `to`.
+fn link_or_copy(from: &Path, to: &Path) -> Result<PathBuf> {
+    if fs::hard_link(from, to).is_err() {
+        fs::copy(from, to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    Ok(to.to_path_buf())
+}
+
+/// A per-boot (or per-process) directory, removed when dropped.
 struct BootDir(PathBuf);
 
 impl Drop for BootDir {
@@ -423,15 +514,26 @@ pub fn run_command(ws: &Ws, o: &RunOpts) -> Result<u8> {
         "booting ({}, {} CPUs) to run {} (timeout {} s)",
         o.mode.name(),
         o.smp,
-        o.script.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        o.script
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         o.timeout.as_secs()
     ));
     let out = m.boot(o, true)?;
-    let log = ws.out.join("logs").join(format!("run-{}.log", o.mode.name()));
+    let log = ws
+        .out
+        .join("logs")
+        .join(format!("run-{}.log", o.mode.name()));
     fs::create_dir_all(log.parent().unwrap_or(&ws.out))?;
     fs::write(&log, &out.log)?;
     let code = out.exit_code();
-    let msg = format!("{} after {:.1} s (serial log: {})", out.describe(), out.elapsed.as_secs_f64(), log.display());
+    let msg = format!(
+        "{} after {:.1} s (serial log: {})",
+        out.describe(),
+        out.elapsed.as_secs_f64(),
+        log.display()
+    );
     if matches!(out.verdict, Verdict::Exited(_)) {
         step(msg);
     } else {
@@ -463,7 +565,12 @@ mod tests {
         let mut w = Watcher::default();
         w.line("warden: PANIC: out of page-table memory");
         w.line("[    2.0] Kernel panic - not syncing: Attempted to kill init!");
-        assert_eq!(w.panic, Some(Verdict::HypPanic("warden: PANIC: out of page-table memory".into())));
+        assert_eq!(
+            w.panic,
+            Some(Verdict::HypPanic(
+                "warden: PANIC: out of page-table memory".into()
+            ))
+        );
         let mut w = Watcher::default();
         w.line("[    2.0] Kernel panic - not syncing: VFS: Unable to mount root fs");
         assert!(matches!(w.panic, Some(Verdict::GuestPanic(_))));
@@ -475,7 +582,12 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        let o = |v| Outcome { verdict: v, log: String::new(), userspace: None, elapsed: Duration::ZERO };
+        let o = |v| Outcome {
+            verdict: v,
+            log: String::new(),
+            userspace: None,
+            elapsed: Duration::ZERO,
+        };
         assert_eq!(o(Verdict::Exited(0)).exit_code(), 0);
         assert_eq!(o(Verdict::Exited(7)).exit_code(), 7);
         assert_eq!(o(Verdict::Exited(300)).exit_code(), 1);

@@ -24,9 +24,17 @@ pub fn parse_deb822(text: &str) -> Vec<Source> {
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut flush = |fields: &mut Vec<(String, String)>| {
         let get = |k: &str| {
-            fields.iter().rev().find(|(f, _)| f.eq_ignore_ascii_case(k)).map(|(_, v)| v.trim().to_string())
+            fields
+                .iter()
+                .rev()
+                .find(|(f, _)| f.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.trim().to_string())
         };
-        let words = |k: &str| get(k).map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default();
+        let words = |k: &str| {
+            get(k)
+                .map(|v| v.split_whitespace().map(String::from).collect())
+                .unwrap_or_default()
+        };
         let types: Vec<String> = words("Types");
         let enabled = get("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
         let signed_by = get("Signed-By").filter(|v| v.starts_with('/') && !v.contains('\n'));
@@ -66,11 +74,18 @@ pub fn parse_one_line(text: &str) -> Vec<Source> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
-        let Some(rest) = line.strip_prefix("deb ").or_else(|| line.strip_prefix("deb\t")) else { continue };
+        let Some(rest) = line
+            .strip_prefix("deb ")
+            .or_else(|| line.strip_prefix("deb\t"))
+        else {
+            continue;
+        };
         let mut rest = rest.trim_start();
         let mut signed_by = None;
         if let Some(opts) = rest.strip_prefix('[') {
-            let Some((opts, after)) = opts.split_once(']') else { continue };
+            let Some((opts, after)) = opts.split_once(']') else {
+                continue;
+            };
             for opt in opts.split_whitespace() {
                 if let Some(v) = opt.strip_prefix("signed-by=") {
                     signed_by = Some(v.to_string());
@@ -79,7 +94,9 @@ pub fn parse_one_line(text: &str) -> Vec<Source> {
             rest = after;
         }
         let mut words = rest.split_whitespace();
-        let (Some(uri), Some(suite)) = (words.next(), words.next()) else { continue };
+        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
+            continue;
+        };
         out.push(Source {
             uri: uri.trim_end_matches('/').to_string(),
             suites: vec![suite.to_string()],
@@ -101,7 +118,9 @@ pub fn system_sources(etc_apt: &Path) -> Vec<Source> {
         .unwrap_or_default();
     files.sort();
     for f in files {
-        let Ok(t) = fs::read_to_string(&f) else { continue };
+        let Ok(t) = fs::read_to_string(&f) else {
+            continue;
+        };
         match f.extension().and_then(|e| e.to_str()) {
             Some("sources") => out.extend(parse_deb822(&t)),
             Some("list") => out.extend(parse_one_line(&t)),
@@ -114,9 +133,9 @@ pub fn system_sources(etc_apt: &Path) -> Vec<Source> {
 /// The source that serves the distribution's own `codename` suite with `main`: the mirror to use for
 /// `<codename>-backports` and for the arm64 packages.
 pub fn mirror_for<'a>(sources: &'a [Source], codename: &str) -> Option<&'a Source> {
-    sources
-        .iter()
-        .find(|s| s.suites.iter().any(|x| x == codename) && s.components.iter().any(|c| c == "main"))
+    sources.iter().find(|s| {
+        s.suites.iter().any(|x| x == codename) && s.components.iter().any(|c| c == "main")
+    })
 }
 
 /// Whether some source already serves `suite` (e.g. `bookworm-backports`).
@@ -126,7 +145,10 @@ pub fn has_suite(sources: &[Source], suite: &str) -> bool {
 
 /// The deb822 stanza that adds `<codename>-backports main` from `mirror`.
 pub fn backports_stanza(mirror: &Source, codename: &str) -> String {
-    let mut s = format!("Types: deb\nURIs: {}\nSuites: {codename}-backports\nComponents: main\n", mirror.uri);
+    let mut s = format!(
+        "Types: deb\nURIs: {}\nSuites: {codename}-backports\nComponents: main\n",
+        mirror.uri
+    );
     if let Some(k) = &mirror.signed_by {
         s.push_str(&format!("Signed-By: {k}\n"));
     }
@@ -136,7 +158,10 @@ pub fn backports_stanza(mirror: &Source, codename: &str) -> String {
 /// `VERSION_CODENAME` from os-release text.
 pub fn codename(os_release: &str) -> Option<String> {
     os_release.lines().find_map(|l| {
-        let v = l.strip_prefix("VERSION_CODENAME=")?.trim().trim_matches('"');
+        let v = l
+            .strip_prefix("VERSION_CODENAME=")?
+            .trim()
+            .trim_matches('"');
         (!v.is_empty()).then(|| v.to_string())
     })
 }
@@ -172,9 +197,15 @@ Components: main
         assert_eq!(s.len(), 2, "deb-src is skipped: {s:?}");
         assert_eq!(s[0].uri, "http://mirror.example/debian");
         assert_eq!(s[0].suites, vec!["bookworm", "bookworm-updates"]);
-        assert_eq!(s[0].signed_by.as_deref(), Some("/usr/share/keyrings/debian-archive-keyring.gpg"));
+        assert_eq!(
+            s[0].signed_by.as_deref(),
+            Some("/usr/share/keyrings/debian-archive-keyring.gpg")
+        );
         let m = mirror_for(&s, "bookworm").unwrap();
-        assert_eq!(m.uri, "http://mirror.example/debian", "not the security archive");
+        assert_eq!(
+            m.uri, "http://mirror.example/debian",
+            "not the security archive"
+        );
         assert!(!has_suite(&s, "bookworm-backports"));
         assert!(has_suite(&s, "bookworm-security"));
     }
@@ -185,9 +216,18 @@ Components: main
                     Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n -----END PGP PUBLIC KEY BLOCK-----\n\n\
                     Enabled: no\nTypes: deb\nURIs: http://c.example/d\nSuites: trixie-backports\nComponents: main\n";
         let s = parse_deb822(text);
-        assert_eq!(s.iter().map(|x| x.uri.as_str()).collect::<Vec<_>>(), ["http://a.example/d", "http://b.example/d"]);
-        assert_eq!(s[0].signed_by, None, "an inline key cannot be reused as a path");
-        assert!(!has_suite(&s, "trixie-backports"), "disabled stanza ignored");
+        assert_eq!(
+            s.iter().map(|x| x.uri.as_str()).collect::<Vec<_>>(),
+            ["http://a.example/d", "http://b.example/d"]
+        );
+        assert_eq!(
+            s[0].signed_by, None,
+            "an inline key cannot be reused as a path"
+        );
+        assert!(
+            !has_suite(&s, "trixie-backports"),
+            "disabled stanza ignored"
+        );
     }
 
     #[test]
@@ -202,7 +242,10 @@ Components: main
         assert_eq!(s[0].signed_by.as_deref(), Some("/k.gpg"));
         assert_eq!(s[0].components, vec!["main", "non-free"]);
         assert_eq!(s[1].suites, vec!["bookworm-security"]);
-        assert_eq!(mirror_for(&s, "bookworm").unwrap().uri, "http://mirror.example/debian");
+        assert_eq!(
+            mirror_for(&s, "bookworm").unwrap().uri,
+            "http://mirror.example/debian"
+        );
     }
 
     #[test]
@@ -227,8 +270,14 @@ Components: main
 
     #[test]
     fn os_release_codename() {
-        assert_eq!(codename("NAME=\"Debian\"\nVERSION_CODENAME=bookworm\n").as_deref(), Some("bookworm"));
-        assert_eq!(codename("VERSION_CODENAME=\"trixie\"").as_deref(), Some("trixie"));
+        assert_eq!(
+            codename("NAME=\"Debian\"\nVERSION_CODENAME=bookworm\n").as_deref(),
+            Some("bookworm")
+        );
+        assert_eq!(
+            codename("VERSION_CODENAME=\"trixie\"").as_deref(),
+            Some("trixie")
+        );
         assert_eq!(codename("VERSION_CODENAME=\nID=x"), None);
     }
 }

@@ -58,13 +58,34 @@ pub fn host_checks() -> Vec<HostCheck> {
         HostCheck::cargo("cargo fmt --check", &["fmt", "--all", "--check"]),
         HostCheck::cargo(
             "cargo clippy (host)",
-            &["clippy", "--workspace", "--exclude", "warden-el2", "--all-targets", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "warden-el2",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
         ),
         HostCheck::cargo(
             "cargo clippy (warden-el2)",
-            &["clippy", "-p", "warden-el2", "--target", HYP_TARGET, "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "-p",
+                "warden-el2",
+                "--target",
+                HYP_TARGET,
+                "--",
+                "-D",
+                "warnings",
+            ],
         ),
-        HostCheck::cargo("cargo test (host unit tests)", &["test", "--workspace", "--exclude", "warden-el2"]),
+        HostCheck::cargo(
+            "cargo test (host unit tests)",
+            &["test", "--workspace", "--exclude", "warden-el2"],
+        ),
     ]
 }
 
@@ -101,18 +122,32 @@ pub fn parse_header(name: &str, path: &Path, text: &str) -> Result<QemuTest> {
         expect_log: Vec::new(),
     };
     for line in text.lines().skip_while(|l| l.starts_with("#!")) {
-        let Some(c) = line.strip_prefix('#') else { break };
-        let Some((key, value)) = c.trim().split_once(':') else { continue };
+        let Some(c) = line.strip_prefix('#') else {
+            break;
+        };
+        let Some((key, value)) = c.trim().split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         match key.trim() {
             "modes" => {
-                t.modes = value.split_whitespace().map(parse_mode).collect::<Result<_>>()?;
+                t.modes = value
+                    .split_whitespace()
+                    .map(parse_mode)
+                    .collect::<Result<_>>()?;
             }
             "timeout" => {
-                t.timeout = Duration::from_secs(value.parse().with_context(|| format!("bad timeout `{value}`"))?);
+                t.timeout = Duration::from_secs(
+                    value
+                        .parse()
+                        .with_context(|| format!("bad timeout `{value}`"))?,
+                );
             }
             k if k == "expect-log" || k.starts_with("expect-log(") => {
-                let mode = match k.strip_prefix("expect-log(").and_then(|m| m.strip_suffix(')')) {
+                let mode = match k
+                    .strip_prefix("expect-log(")
+                    .and_then(|m| m.strip_suffix(')'))
+                {
                     Some(m) => Some(parse_mode(m)?),
                     None if k == "expect-log" => None,
                     None => bail!("bad key `{k}`"),
@@ -143,7 +178,11 @@ pub fn discover(ws: &Ws) -> Result<Vec<QemuTest>> {
     paths
         .iter()
         .map(|p| {
-            let name = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let name = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let text = fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             parse_header(&name, p, &text).with_context(|| format!("{}", p.display()))
         })
@@ -216,7 +255,11 @@ pub fn run(ws: &Ws, o: &TestOpts) -> Result<u8> {
 fn qemu_tests(ws: &Ws, o: &TestOpts, tally: &mut Tally) -> Result<()> {
     let tests: Vec<QemuTest> = discover(ws)?
         .into_iter()
-        .filter(|t| o.filter.as_ref().is_none_or(|f| t.name.contains(f.as_str())))
+        .filter(|t| {
+            o.filter
+                .as_ref()
+                .is_none_or(|f| t.name.contains(f.as_str()))
+        })
         .collect();
     let need_hyp = tests.iter().any(|t| t.modes.contains(&Mode::Hyp));
     let t0 = Instant::now();
@@ -248,7 +291,12 @@ fn qemu_tests(ws: &Ws, o: &TestOpts, tally: &mut Tally) -> Result<()> {
                 tally.record(&name, false, Duration::ZERO, "the hypervisor did not build");
                 continue;
             }
-            let opts = RunOpts { script: Some(t.path.clone()), timeout: t.timeout, mode, ..RunOpts::default() };
+            let opts = RunOpts {
+                script: Some(t.path.clone()),
+                timeout: t.timeout,
+                mode,
+                ..RunOpts::default()
+            };
             let t1 = Instant::now();
             let out = match machine.boot(&opts, false) {
                 Ok(out) => out,
@@ -288,14 +336,20 @@ mod tests {
         assert_eq!(t.timeout, Duration::from_secs(60));
         assert_eq!(
             t.expect_log,
-            vec![(Some(Mode::Hyp), "warden: host stage-2 fault".to_string()), (None, "WARDEN-INIT".to_string())]
+            vec![
+                (Some(Mode::Hyp), "warden: host stage-2 fault".to_string()),
+                (None, "WARDEN-INIT".to_string())
+            ]
         );
     }
 
     #[test]
     fn header_errors() {
         let p = Path::new("x.sh");
-        assert!(parse_header("x", p, "#!/bin/sh\necho\n").is_err(), "modes are required");
+        assert!(
+            parse_header("x", p, "#!/bin/sh\necho\n").is_err(),
+            "modes are required"
+        );
         assert!(parse_header("x", p, "# modes: kvm\n").is_err());
         assert!(parse_header("x", p, "# modes: hyp\n# timeout: soon\n").is_err());
         assert!(parse_header("x", p, "# modes: hyp\n# expect-log(vm): y\n").is_err());
@@ -304,17 +358,31 @@ mod tests {
 
     #[test]
     fn judging() {
-        let t = parse_header("x", Path::new("x.sh"), "# modes: hyp native\n# expect-log(hyp): FAULT\n").unwrap();
+        let t = parse_header(
+            "x",
+            Path::new("x.sh"),
+            "# modes: hyp native\n# expect-log(hyp): FAULT\n",
+        )
+        .unwrap();
         assert_eq!(judge(&t, Mode::Hyp, &Verdict::Exited(0), "..FAULT.."), None);
         assert!(judge(&t, Mode::Hyp, &Verdict::Exited(0), "nothing").is_some());
-        assert_eq!(judge(&t, Mode::Native, &Verdict::Exited(0), "nothing"), None);
+        assert_eq!(
+            judge(&t, Mode::Native, &Verdict::Exited(0), "nothing"),
+            None
+        );
         assert!(judge(&t, Mode::Native, &Verdict::Exited(1), "").is_some());
         assert!(judge(&t, Mode::Hyp, &Verdict::Timeout, "FAULT").is_some());
     }
 
     #[test]
     fn the_repository_tests_parse() {
-        let ws = Ws { root: Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().into(), out: "/nonexistent".into() };
+        let ws = Ws {
+            root: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap()
+                .into(),
+            out: "/nonexistent".into(),
+        };
         let tests = discover(&ws).unwrap();
         assert!(!tests.is_empty());
     }

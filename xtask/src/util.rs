@@ -30,7 +30,9 @@ pub fn show(cmd: &Command) -> String {
 
 /// Runs `cmd` with inherited stdio; fails unless it exits 0.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot start `{}`", show(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{}`", show(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", show(cmd));
     }
@@ -51,8 +53,14 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 
 /// Stdout of `prog args`, or `None` if it cannot run or fails (for probing tools that may be absent).
 pub fn probe<S: AsRef<OsStr>>(prog: &str, args: &[S]) -> Option<String> {
-    let out = Command::new(prog).args(args).stderr(std::process::Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(prog)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Whether `prog` is an executable on `PATH`.
@@ -64,7 +72,9 @@ pub fn on_path(prog: &str) -> bool {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// How to run a command as root: directly when we are root, through `sudo` when it exists.
@@ -109,7 +119,10 @@ impl Root {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        eprintln!("    $ {}{shown}", if self == Root::Sudo { "sudo " } else { "" });
+        eprintln!(
+            "    $ {}{shown}",
+            if self == Root::Sudo { "sudo " } else { "" }
+        );
         run(&mut cmd).with_context(|| format!("could not run `{shown}` as root; try it by hand"))
     }
 
@@ -128,7 +141,11 @@ impl Root {
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().context("path without a parent")?;
     fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())

@@ -80,6 +80,7 @@ fn phandle(tree: &Tree<'_>, idx: usize) -> Result<Option<Phandle>, DtError> {
     Ok(tree.nodes[idx].phandle()?.map(Phandle))
 }
 
+/// RAM: `reg` of the enabled root-level `device_type = "memory"` nodes, sorted, empty ones dropped.
 fn memory(tree: &Tree<'_>) -> Result<Vec<PhysRange>, DtError> {
     let mut ranges = Vec::new();
     for idx in 1..tree.nodes.len() {
@@ -97,6 +98,7 @@ fn memory(tree: &Tree<'_>) -> Result<Vec<PhysRange>, DtError> {
     Ok(ranges)
 }
 
+/// The `/memreserve/` block plus the static children of `/reserved-memory`.
 fn reserved(tree: &Tree<'_>) -> Result<Vec<ReservedRegion>, DtError> {
     let mut out = Vec::new();
     for r in tree.fdt.memory_reservations() {
@@ -128,6 +130,7 @@ fn reserved(tree: &Tree<'_>) -> Result<Vec<ReservedRegion>, DtError> {
     Ok(out)
 }
 
+/// The `cpu` children of `/cpus`, MPIDR from `reg` (in `/cpus`'s cells).
 fn cpus(tree: &Tree<'_>) -> Result<Vec<Cpu>, DtError> {
     let cpus_idx = tree
         .root_child("cpus")
@@ -208,6 +211,7 @@ fn stdout_node(tree: &Tree<'_>, stdout_path: &str) -> Result<Option<usize>, DtEr
     }
 }
 
+/// The PL011 `stdout-path` names, else the first enabled one.
 fn uart(tree: &Tree<'_>, stdout_path: Option<&str>) -> Result<Option<Pl011>, DtError> {
     let stdout = match stdout_path {
         Some(p) => stdout_node(tree, p)?,
@@ -226,6 +230,7 @@ fn uart(tree: &Tree<'_>, stdout_path: Option<&str>) -> Result<Option<Pl011>, DtE
         .transpose()
 }
 
+/// The first enabled GICv3 and its ITS children.
 fn gic(tree: &Tree<'_>) -> Result<Option<GicV3>, DtError> {
     let Some(idx) = compatible_nodes(tree, GICV3_COMPATIBLE).find(|&i| tree.nodes[i].enabled())
     else {
@@ -262,6 +267,7 @@ fn gic(tree: &Tree<'_>) -> Result<Option<GicV3>, DtError> {
     }))
 }
 
+/// Every enabled ECAM host bridge.
 fn pci_hosts(tree: &Tree<'_>) -> Result<Vec<PciHost>, DtError> {
     compatible_nodes(tree, PCI_ECAM_COMPATIBLE)
         .filter(|&i| tree.nodes[i].enabled())
@@ -269,6 +275,7 @@ fn pci_hosts(tree: &Tree<'_>) -> Result<Vec<PciHost>, DtError> {
         .collect()
 }
 
+/// One ECAM host bridge: ECAM, bus-range, windows, `iommu-map`.
 fn pci_host(tree: &Tree<'_>, idx: usize) -> Result<PciHost, DtError> {
     let n = &tree.nodes[idx];
     let path = DtPath::new(&n.path);
@@ -379,6 +386,7 @@ fn interrupts(tree: &Tree<'_>, idx: usize) -> Result<Vec<IrqSpec>, DtError> {
         .collect())
 }
 
+/// Every enabled SMMUv3.
 fn smmus(tree: &Tree<'_>) -> Result<Vec<SmmuV3>, DtError> {
     compatible_nodes(tree, SMMUV3_COMPATIBLE)
         .filter(|&i| tree.nodes[i].enabled())
@@ -404,6 +412,7 @@ fn smmus(tree: &Tree<'_>) -> Result<Vec<SmmuV3>, DtError> {
         .collect()
 }
 
+/// Every node with `iommus`, split with each target's `#iommu-cells`.
 fn iommu_clients(tree: &Tree<'_>) -> Result<Vec<IommuClient>, DtError> {
     let mut out = Vec::new();
     for idx in 0..tree.nodes.len() {
@@ -435,6 +444,7 @@ fn iommu_clients(tree: &Tree<'_>) -> Result<Vec<IommuClient>, DtError> {
     Ok(out)
 }
 
+/// `/chosen`: bootargs, stdout-path, initrd (32- or 64-bit cells each).
 fn chosen(tree: &Tree<'_>) -> Result<Chosen, DtError> {
     let Some(idx) = tree.root_child("chosen") else {
         return Ok(Chosen::default());
@@ -475,6 +485,7 @@ fn chosen(tree: &Tree<'_>) -> Result<Chosen, DtError> {
     })
 }
 
+/// `/psci` (or a root node compatible with a PSCI binding).
 fn psci(tree: &Tree<'_>) -> Result<Option<Psci>, DtError> {
     let found = tree.root_child("psci").or_else(|| {
         (1..tree.nodes.len()).find(|&i| {
@@ -509,6 +520,7 @@ fn psci(tree: &Tree<'_>) -> Result<Option<Psci>, DtError> {
     }))
 }
 
+/// Every translatable device `reg` (RAM, `/reserved-memory` and non-memory-mapped buses left out).
 fn mmio(tree: &Tree<'_>) -> Result<Vec<MmioRegion>, DtError> {
     let reserved_memory = tree.root_child("reserved-memory");
     let mut out = Vec::new();

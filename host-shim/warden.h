@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR MIT */
+/*
+ * warden.h - the shim's internal types, shared by warden_main.c (discovery, platform driver, lifecycle,
+ * faults, debugfs) and warden_iommu.c (iommu_ops, domains, masters, page donation).
+ */
+#ifndef WARDEN_H
+#define WARDEN_H
+
+#include <linux/atomic.h>
+#include <linux/iommu.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/workqueue.h>
+
+#include "warden_abi.h"
+#include "warden_hvc.h"
+
+/* The IOVA window iommu-dma uses for MSI doorbells (IOMMU_RESV_SW_MSI), as Linux's own SMMU drivers do. */
+#define WARDEN_MSI_IOVA_BASE 0x8000000UL
+#define WARDEN_MSI_IOVA_LENGTH 0x100000UL
+
+/* Page donation: at most this many top-up rounds per call, each donating at most this many 4 KiB pages. */
+#define WARDEN_TOPUP_RETRIES 8
+#define WARDEN_TOPUP_MAX_PAGES 1024UL
+/* Largest block (as an allocation order) one donation allocates; smaller orders are tried on failure. */
+#define WARDEN_TOPUP_MAX_ORDER 4
+
+/** struct warden_info - what the VERSION call reported. */
+struct warden_info {
+	u16 major;
+	u16 minor;
+	u32 features;
+	/* Page sizes the hyp maps (WARDEN_PGSIZE_* bits), intersected with what this module knows. */
+	u64 pgsize_bitmap;
+	u16 max_domains;
+	u8 iova_bits;
+	u8 pa_bits;
+	u8 vmid_bits;
+	u32 max_donated_pages;
+};
+
+/** struct warden_chunk - one run of physically contiguous pages donated to the hyp. */
+struct warden_chunk {
+	struct list_head node;
+	unsigned long pfn;
+	/* Kernel pages in the run (each split to order 0, so each can be freed on its own). */
+	unsigned int nr_pages;
+};
+
+/** struct warden_smmu - the one paravirtual SMMU instance (the platform device). */
+struct warden_smmu {
+	struct device *dev;
+	struct iommu_device iommu;
+	/* iommu_device_sysfs_add / iommu_device_register done and not yet undone. */
+	bool sysfs_added;
+	bool registered;
+	/* DMA to this SMMU's masters is cache coherent (the node's dma-coherent). */
+	bool coherent;
+
+	/* The hyp BLOCKED domain all blocked masters share (allocated at probe). */
+	u64 blocked_id;
+	bool have_blocked;
+
+	/* Protects @masters and each master's @domain. Taken inside the iommu core's group mutex. */
+	struct mutex lock;
+	struct list_head masters;
+
+	/* Protects @donations and the page counters (taken in atomic context by map/unmap). */
+	spinlock_t donate_lock;
+	struct list_head donations;
+	unsigned long donated_pages; /* 4 KiB hyp pages currently donated by this instance */
+	unsigned long leaked_pages;  /* hyp pages that could not be reclaimed at teardown (never freed) */
+
+	atomic_t live_domains;        /* paging domains allocated in the hyp and not freed */
+	atomic64_t map_calls;
+	atomic64_t unmap_calls;
+	atomic64_t topups;
+
+	/* Fault reporting: a delayed work drains READ_EVENT; the event IRQ (if any) only kicks it. */
+	struct delayed_work event_work;
+	bool events_enabled;
+	bool stopping;
+	int event_irq;
+	u64 events_lost_seen;
+	atomic64_t faults_reported;
+
+	struct dentry *debugfs;
+};
+
+/** struct warden_master - one device behind the SMMU (dev_iommu_priv). */
+struct warden_master {
+	struct list_head node; /* in warden_smmu.masters */
+	struct device *dev;
+	struct warden_smmu *smmu;
+	/* The domain the hyp has this master's SIDs in (identity, blocked, or a warden_domain). */
+	struct iommu_domain *domain;
+	/* A driver was bound (doing direct DMA through host-identity) when the shim first saw the device. */
+	bool bound_at_probe;
+	unsigned int num_sids;
+	u32 sids[] __counted_by(num_sids);
+};
+
+/** struct warden_domain - a paging domain, backed by a hyp PAGING domain. */
+struct warden_domain {
+	struct iommu_domain domain;
+	struct warden_smmu *smmu;
+	u64 id;
+};
+
+/* warden_main.c */
+extern struct warden_info warden_info;
+extern struct warden_smmu *warden_smmu_instance;
+
+/* warden_iommu.c */
+extern const struct iommu_ops warden_iommu_ops;
+extern struct iommu_domain warden_identity_domain;
+extern struct iommu_domain warden_blocked_domain;
+int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp);
+void warden_reclaim_all(struct warden_smmu *smmu);
+int warden_alloc_hyp_domain(struct warden_smmu *smmu, u64 kind, u64 *id);
+int warden_free_hyp_domain(struct warden_smmu *smmu, u64 id);
+
+#endif /* WARDEN_H */

@@ -1,0 +1,588 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/*
+ * warden_main.c - warden.ko: makes the Warden hypervisor the kernel's IOMMU.
+ *
+ * Load: find Warden through SMCCC (vendor-hyp Call UID = the Warden UUID, VERSION major = the ABI major this
+ * module speaks) or refuse with -ENODEV; then bind the platform driver to the device-tree node the hyp
+ * relabelled WARDEN_DT_COMPATIBLE (the SMMU node: same phandle, so every iommu-map still points at it) and
+ * register an iommu_device for it (warden_iommu.c holds the iommu_ops).
+ *
+ * Faults: a delayed work drains the hyp's event ring (READ_EVENT) every fault_poll_ms, sooner when the node's
+ * "eventq" interrupt fires, and reports each record with report_iommu_fault() and a rate-limited log line.
+ *
+ * Unload: every probed device holds a reference on this module (the iommu core's try_module_get(ops->owner)),
+ * so rmmod is refused while the iommu_device is registered. Writing 1 to /sys/module/warden/parameters/release
+ * unregisters it: every device goes back to host-identity and every domain is freed; it is refused (-EBUSY,
+ * naming the devices) while a device with a driver bound is in a translated or blocked domain, or a group is
+ * owned by VFIO. After that, rmmod reclaims the donated pages and frees the blocked domain. See README.md.
+ */
+#define pr_fmt(fmt) "warden: " fmt
+
+#include <linux/arm-smccc.h>
+#include <linux/debugfs.h>
+#include <linux/device.h>
+#include <linux/interrupt.h>
+#include <linux/iommu.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/of.h>
+#include <linux/of_address.h>
+#include <linux/platform_device.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+
+#include "warden.h"
+
+enum arm_smccc_conduit warden_conduit = SMCCC_CONDUIT_NONE;
+struct warden_info warden_info;
+struct warden_smmu *warden_smmu_instance;
+
+static unsigned int fault_poll_ms = 100;
+module_param(fault_poll_ms, uint, 0644);
+MODULE_PARM_DESC(fault_poll_ms, "How often to drain the hypervisor's fault records, in ms (0: only on IRQ)");
+
+static bool event_irq = true;
+module_param(event_irq, bool, 0444);
+MODULE_PARM_DESC(event_irq, "Also drain fault records when the SMMU node's \"eventq\" interrupt fires");
+
+/* Serialises release against probe/remove (module parameter writes already hold the parameter lock). */
+static DEFINE_MUTEX(warden_lifecycle_lock);
+
+/* ---- discovery ---- */
+
+/* KVM's vendor-hyp UID (28b46fb6-2ec5-11e9-a9ca-4b564d003a74), to say which hypervisor was found instead. */
+static const u32 kvm_uid[4] = { 0xb66fb428U, 0xe911c52eU, 0x564bcaa9U, 0x743a004dU };
+static const u32 warden_uid[4] = { WARDEN_UUID_W0, WARDEN_UUID_W1, WARDEN_UUID_W2, WARDEN_UUID_W3 };
+
+static int warden_discover(void)
+{
+	struct warden_ret r;
+	u32 uid[4];
+	u64 limits;
+
+	warden_conduit = arm_smccc_1_1_get_conduit();
+	if (warden_conduit == SMCCC_CONDUIT_NONE) {
+		pr_err("no SMCCC 1.1 conduit (firmware SMCCC version %#x): this kernel is not running under the Warden hypervisor; refusing to load\n",
+		       arm_smccc_get_version());
+		return -ENODEV;
+	}
+	r = warden_call0(WARDEN_SMCCC_VENDOR_HYP_CALL_UID);
+	uid[0] = (u32)r.status;
+	uid[1] = (u32)r.x1;
+	uid[2] = (u32)r.x2;
+	uid[3] = (u32)r.x3;
+	if (memcmp(uid, warden_uid, sizeof(uid))) {
+		if (r.status == WARDEN_E_NOT_SUPPORTED || uid[0] == (u32)SMCCC_RET_NOT_SUPPORTED)
+			pr_err("the vendor-hyp Call UID query is not supported (%s conduit): this kernel is not running under the Warden hypervisor; refusing to load\n",
+			       warden_conduit == SMCCC_CONDUIT_HVC ? "HVC" : "SMC");
+		else
+			pr_err("vendor-hyp UID is %08x %08x %08x %08x%s, not Warden's %08x %08x %08x %08x: this kernel is not running under the Warden hypervisor; refusing to load\n",
+			       uid[0], uid[1], uid[2], uid[3],
+			       memcmp(uid, kvm_uid, sizeof(uid)) ? "" : " (KVM)",
+			       warden_uid[0], warden_uid[1], warden_uid[2], warden_uid[3]);
+		return -ENODEV;
+	}
+	r = warden_call0(WARDEN_FID_VERSION);
+	if (r.status != WARDEN_SUCCESS) {
+		pr_err("running under Warden, but its VERSION call failed (%s); refusing to load\n",
+		       warden_strerror(r.status));
+		return -ENODEV;
+	}
+	warden_info.major = (r.x1 >> WARDEN_VERSION_MAJOR_SHIFT) & 0xffff;
+	warden_info.minor = (r.x1 >> WARDEN_VERSION_MINOR_SHIFT) & 0xffff;
+	warden_info.features = (u32)(r.x1 >> WARDEN_VERSION_FEATURES_SHIFT);
+	if (warden_info.major != WARDEN_ABI_VERSION_MAJOR) {
+		pr_err("the hypervisor speaks Warden ABI %u.%u, this module speaks %u.%u (majors differ); refusing to load\n",
+		       warden_info.major, warden_info.minor, WARDEN_ABI_VERSION_MAJOR, WARDEN_ABI_VERSION_MINOR);
+		return -ENODEV;
+	}
+	warden_info.pgsize_bitmap = r.x2 & WARDEN_PGSIZE_BITMAP;
+	limits = r.x3;
+	warden_info.max_domains = (limits >> WARDEN_LIMITS_MAX_DOMAINS_SHIFT) & WARDEN_LIMITS_MASK_16;
+	warden_info.iova_bits = (limits >> WARDEN_LIMITS_IOVA_BITS_SHIFT) & WARDEN_LIMITS_MASK_8;
+	warden_info.pa_bits = (limits >> WARDEN_LIMITS_PA_BITS_SHIFT) & WARDEN_LIMITS_MASK_8;
+	warden_info.vmid_bits = (limits >> WARDEN_LIMITS_VMID_BITS_SHIFT) & WARDEN_LIMITS_MASK_8;
+	warden_info.max_donated_pages = (limits >> WARDEN_LIMITS_MAX_DONATED_SHIFT) & WARDEN_LIMITS_MASK_24;
+	if (!(warden_info.pgsize_bitmap & WARDEN_PGSIZE_4K) || warden_info.iova_bits < 32 ||
+	    warden_info.iova_bits > 52) {
+		pr_err("Warden ABI %u.%u reports unusable limits (page sizes %#llx, %u IOVA bits); refusing to load\n",
+		       warden_info.major, warden_info.minor, r.x2, warden_info.iova_bits);
+		return -ENODEV;
+	}
+	pr_info("Warden hypervisor found: ABI %u.%u (module %u.%u), features %#x, page sizes %#llx, %u IOVA bits, %u PA bits, %u domains, %u donated pages max\n",
+		warden_info.major, warden_info.minor, WARDEN_ABI_VERSION_MAJOR, WARDEN_ABI_VERSION_MINOR,
+		warden_info.features, warden_info.pgsize_bitmap, warden_info.iova_bits, warden_info.pa_bits,
+		warden_info.max_domains, warden_info.max_donated_pages);
+	return 0;
+}
+
+/* ---- faults ---- */
+
+static const char *warden_reason_str(u64 reason)
+{
+	switch (reason) {
+	case WARDEN_EVENT_REASON_BAD_STREAMID: return "bad StreamID";
+	case WARDEN_EVENT_REASON_BAD_STE: return "bad stream table entry";
+	case WARDEN_EVENT_REASON_STREAM_DISABLED: return "stream disabled (blocked)";
+	case WARDEN_EVENT_REASON_TRANSLATION: return "translation fault (not mapped)";
+	case WARDEN_EVENT_REASON_ADDR_SIZE: return "address size fault (beyond the domain)";
+	case WARDEN_EVENT_REASON_ACCESS: return "access flag fault";
+	case WARDEN_EVENT_REASON_PERMISSION: return "permission fault";
+	case WARDEN_EVENT_REASON_GERROR: return "SMMU global error";
+	default: return "unknown event";
+	}
+}
+
+static void warden_report_event(struct warden_smmu *smmu, u64 iova, u64 info)
+{
+	u32 sid = (u32)(info >> WARDEN_EVENT_SID_SHIFT);
+	u64 reason = (info >> WARDEN_EVENT_REASON_SHIFT) & 0xff;
+	u64 flags = (info >> WARDEN_EVENT_FLAGS_SHIFT) & 0xffff;
+	bool iova_valid = flags & WARDEN_EVENT_FLAG_IOVA_VALID;
+	const char *access = flags & WARDEN_EVENT_FLAG_INSTR ? "fetch" :
+			     (flags & WARDEN_EVENT_FLAG_WRITE ? "write" : "read");
+	struct warden_master *master, *found = NULL;
+	unsigned int i;
+
+	atomic64_inc(&smmu->faults_reported);
+	if (reason == WARDEN_EVENT_REASON_GERROR) {
+		dev_err_ratelimited(smmu->dev, "DMA fault: %s (info %#llx)\n", warden_reason_str(reason), info);
+		return;
+	}
+	/* The lock keeps the master and its domain alive while the fault is reported. */
+	mutex_lock(&smmu->lock);
+	list_for_each_entry(master, &smmu->masters, node) {
+		for (i = 0; i < master->num_sids && master->sids[i] != sid; i++)
+			;
+		if (i < master->num_sids) {
+			found = master;
+			break;
+		}
+	}
+	if (!found) {
+		mutex_unlock(&smmu->lock);
+		dev_err_ratelimited(smmu->dev, "DMA fault: unknown device (SID %#x): %s %s at IOVA %#llx%s\n",
+				    sid, warden_reason_str(reason), access, iova, iova_valid ? "" : " (not valid)");
+		return;
+	}
+	dev_err_ratelimited(found->dev, "DMA fault: SID %#x, %s domain: %s %s at IOVA %#llx%s\n", sid,
+			    found->domain == &warden_identity_domain ? "host-identity" :
+			    (found->domain == &warden_blocked_domain ? "blocked" : "paging"),
+			    warden_reason_str(reason), access, iova, iova_valid ? "" : " (not valid)");
+	if (found->domain)
+		report_iommu_fault(found->domain, found->dev, iova_valid ? iova : 0,
+				   flags & WARDEN_EVENT_FLAG_WRITE ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ);
+	mutex_unlock(&smmu->lock);
+}
+
+/* Records drained per run before the work yields (and requeues itself at once). */
+#define WARDEN_EVENT_BATCH 64
+
+static void warden_event_work(struct work_struct *work)
+{
+	struct warden_smmu *smmu = container_of(to_delayed_work(work), struct warden_smmu, event_work);
+	unsigned int n;
+
+	for (n = 0; n < WARDEN_EVENT_BATCH; n++) {
+		struct warden_ret r = warden_call0(WARDEN_FID_READ_EVENT);
+
+		if (r.status < 0) {
+			dev_err(smmu->dev, "READ_EVENT failed (%s): fault reporting stops\n",
+				warden_strerror(r.status));
+			smmu->events_enabled = false;
+			return;
+		}
+		if (r.x3 > smmu->events_lost_seen) {
+			dev_warn_ratelimited(smmu->dev, "%llu fault records lost (the hyp's event ring was full), %llu in all\n",
+					     r.x3 - smmu->events_lost_seen, r.x3);
+			smmu->events_lost_seen = r.x3;
+		}
+		if (r.status == 0)
+			break;
+		warden_report_event(smmu, r.x1, r.x2);
+	}
+	if (READ_ONCE(smmu->stopping))
+		return;
+	if (n == WARDEN_EVENT_BATCH)
+		queue_delayed_work(system_wq, &smmu->event_work, 1);
+	else if (fault_poll_ms)
+		queue_delayed_work(system_wq, &smmu->event_work, msecs_to_jiffies(fault_poll_ms));
+}
+
+static irqreturn_t warden_event_irq(int irq, void *data)
+{
+	struct warden_smmu *smmu = data;
+
+	if (smmu->events_enabled && !READ_ONCE(smmu->stopping))
+		mod_delayed_work(system_wq, &smmu->event_work, 0);
+	return IRQ_HANDLED;
+}
+
+/* ---- debugfs: /sys/kernel/debug/warden/stats ---- */
+
+static const char *const warden_stat_names[] = {
+	[WARDEN_STAT_DOMAINS_IN_USE] = "domains_in_use",
+	[WARDEN_STAT_DOMAINS_MAX] = "domains_max",
+	[WARDEN_STAT_POOL_TOTAL_PAGES] = "pool_total_pages",
+	[WARDEN_STAT_POOL_FREE_PAGES] = "pool_free_pages",
+	[WARDEN_STAT_DONATED_PAGES] = "donated_pages",
+	[WARDEN_STAT_DONATED_FREE_PAGES] = "donated_free_pages",
+	[WARDEN_STAT_ATTACHED_SIDS] = "attached_sids",
+	[WARDEN_STAT_EVENTS_LOST] = "events_lost",
+	[WARDEN_STAT_SMMU_COMMANDS] = "smmu_commands",
+	[WARDEN_STAT_SMMU_SYNCS] = "smmu_syncs",
+	[WARDEN_STAT_INVALIDATIONS] = "invalidations",
+	[WARDEN_STAT_CALLS_TOTAL] = "calls_total",
+	[WARDEN_STAT_ERRORS_TOTAL] = "errors_total",
+	[WARDEN_STAT_MAPPED_PAGES] = "mapped_pages",
+	[WARDEN_STAT_TABLE_PAGES_IN_USE] = "table_pages_in_use",
+};
+
+static const char *const warden_fn_names[] = {
+	[WARDEN_FN_VERSION] = "version",
+	[WARDEN_FN_DOMAIN_ALLOC] = "domain_alloc",
+	[WARDEN_FN_DOMAIN_FREE] = "domain_free",
+	[WARDEN_FN_ATTACH] = "attach",
+	[WARDEN_FN_DETACH] = "detach",
+	[WARDEN_FN_MAP_PAGES] = "map_pages",
+	[WARDEN_FN_UNMAP_PAGES] = "unmap_pages",
+	[WARDEN_FN_IOVA_TO_PHYS] = "iova_to_phys",
+	[WARDEN_FN_READ_EVENT] = "read_event",
+	[WARDEN_FN_DONATE] = "donate",
+	[WARDEN_FN_RECLAIM] = "reclaim",
+	[WARDEN_FN_STAT] = "stat",
+};
+
+static void warden_show_stat(struct seq_file *s, const char *prefix, const char *name, u64 id)
+{
+	struct warden_ret r = warden_call1(WARDEN_FID_STAT, id);
+
+	if (r.status == WARDEN_SUCCESS)
+		seq_printf(s, "%s%s %llu\n", prefix, name, r.x1);
+	else
+		seq_printf(s, "%s%s error:%s\n", prefix, name, warden_strerror(r.status));
+}
+
+/* "hyp.<stat> <value>" for each hyp statistic, "hyp.calls.<fn> <n>", then the shim's own counters. */
+static int warden_stats_show(struct seq_file *s, void *unused)
+{
+	struct warden_smmu *smmu = s->private;
+	unsigned long flags, donated, leaked;
+	unsigned int i, masters = 0;
+	struct warden_master *m;
+
+	for (i = 0; i < ARRAY_SIZE(warden_stat_names); i++)
+		warden_show_stat(s, "hyp.", warden_stat_names[i], i);
+	for (i = 0; i < ARRAY_SIZE(warden_fn_names); i++)
+		warden_show_stat(s, "hyp.calls.", warden_fn_names[i], WARDEN_STAT_CALLS_BASE + i);
+	spin_lock_irqsave(&smmu->donate_lock, flags);
+	donated = smmu->donated_pages;
+	leaked = smmu->leaked_pages;
+	spin_unlock_irqrestore(&smmu->donate_lock, flags);
+	mutex_lock(&smmu->lock);
+	list_for_each_entry(m, &smmu->masters, node)
+		masters++;
+	mutex_unlock(&smmu->lock);
+	seq_printf(s, "shim.registered %d\n", smmu->registered);
+	seq_printf(s, "shim.masters %u\n", masters);
+	seq_printf(s, "shim.paging_domains %d\n", atomic_read(&smmu->live_domains));
+	seq_printf(s, "shim.donated_pages %lu\n", donated);
+	seq_printf(s, "shim.leaked_pages %lu\n", leaked);
+	seq_printf(s, "shim.topups %lld\n", (long long)atomic64_read(&smmu->topups));
+	seq_printf(s, "shim.map_calls %lld\n", (long long)atomic64_read(&smmu->map_calls));
+	seq_printf(s, "shim.unmap_calls %lld\n", (long long)atomic64_read(&smmu->unmap_calls));
+	seq_printf(s, "shim.faults_reported %lld\n", (long long)atomic64_read(&smmu->faults_reported));
+	seq_printf(s, "shim.events_lost %llu\n", smmu->events_lost_seen);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(warden_stats);
+
+/* "<device> <SIDs> <domain>" for each master. */
+static int warden_masters_show(struct seq_file *s, void *unused)
+{
+	struct warden_smmu *smmu = s->private;
+	struct warden_master *m;
+	unsigned int i;
+
+	mutex_lock(&smmu->lock);
+	list_for_each_entry(m, &smmu->masters, node) {
+		seq_printf(s, "%s", dev_name(m->dev));
+		for (i = 0; i < m->num_sids; i++)
+			seq_printf(s, "%s%#x", i ? "," : " sid=", m->sids[i]);
+		if (m->domain == &warden_identity_domain)
+			seq_puts(s, " domain=host-identity");
+		else if (m->domain == &warden_blocked_domain)
+			seq_puts(s, " domain=blocked");
+		else
+			seq_printf(s, " domain=paging:%llu",
+				   container_of(m->domain, struct warden_domain, domain)->id);
+		seq_printf(s, "%s\n", m->bound_at_probe ? " bound-at-probe" : "");
+	}
+	mutex_unlock(&smmu->lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(warden_masters);
+
+/* ---- release (the step before rmmod) ---- */
+
+/*
+ * Refuses (-EBUSY) while a master with a driver bound is outside host-identity (its driver holds IOVAs that
+ * would turn into physical addresses) or its group is owned by a user such as VFIO. Core calls are made with
+ * smmu->lock dropped (the core takes the group mutex, which ranks above it).
+ */
+static int warden_check_releasable(struct warden_smmu *smmu)
+{
+	struct warden_master *m;
+	struct device **devs;
+	bool *translated;
+	unsigned int n = 0, i, busy = 0;
+
+	mutex_lock(&smmu->lock);
+	list_for_each_entry(m, &smmu->masters, node)
+		n++;
+	devs = kcalloc(n ?: 1, sizeof(*devs), GFP_KERNEL);
+	translated = kcalloc(n ?: 1, sizeof(*translated), GFP_KERNEL);
+	if (!devs || !translated) {
+		mutex_unlock(&smmu->lock);
+		kfree(devs);
+		kfree(translated);
+		return -ENOMEM;
+	}
+	i = 0;
+	list_for_each_entry(m, &smmu->masters, node) {
+		devs[i] = get_device(m->dev);
+		translated[i] = m->domain != &warden_identity_domain;
+		i++;
+	}
+	mutex_unlock(&smmu->lock);
+
+	for (i = 0; i < n; i++) {
+		struct iommu_group *group = iommu_group_get(devs[i]);
+		bool owned = group && iommu_group_dma_owner_claimed(group);
+
+		if (owned) {
+			dev_err(devs[i], "cannot release: its IOMMU group is owned by a user (VFIO?); close it first\n");
+			busy++;
+		} else if (translated[i] && READ_ONCE(devs[i]->driver)) {
+			dev_err(devs[i], "cannot release: driver %s is bound and uses a translated domain; unbind it first\n",
+				devs[i]->driver->name);
+			busy++;
+		}
+		iommu_group_put(group);
+		put_device(devs[i]);
+	}
+	kfree(devs);
+	kfree(translated);
+	return busy ? -EBUSY : 0;
+}
+
+/*
+ * Unregisters the iommu_device: the core releases every master (release_device → host-identity) and frees
+ * every default domain. Caller holds warden_lifecycle_lock.
+ */
+static void warden_unregister(struct warden_smmu *smmu)
+{
+	if (smmu->registered) {
+		iommu_device_unregister(&smmu->iommu);
+		smmu->registered = false;
+	}
+	if (smmu->sysfs_added) {
+		iommu_device_sysfs_remove(&smmu->iommu);
+		smmu->sysfs_added = false;
+	}
+}
+
+static int warden_release_set(const char *val, const struct kernel_param *kp)
+{
+	struct warden_smmu *smmu;
+	bool yes;
+	int ret;
+
+	ret = kstrtobool(val, &yes);
+	if (ret)
+		return ret;
+	if (!yes)
+		return 0;
+	mutex_lock(&warden_lifecycle_lock);
+	smmu = warden_smmu_instance;
+	if (!smmu) {
+		ret = -ENODEV;
+	} else if (!smmu->registered) {
+		ret = 0;
+	} else {
+		ret = warden_check_releasable(smmu);
+		if (!ret) {
+			warden_unregister(smmu);
+			dev_info(smmu->dev, "released: every device is back in host-identity; rmmod warden may proceed\n");
+		}
+	}
+	mutex_unlock(&warden_lifecycle_lock);
+	return ret;
+}
+
+static int warden_release_get(char *buf, const struct kernel_param *kp)
+{
+	struct warden_smmu *smmu = warden_smmu_instance;
+
+	return sysfs_emit(buf, "%d\n", smmu && !smmu->registered);
+}
+
+static const struct kernel_param_ops warden_release_ops = {
+	.set = warden_release_set,
+	.get = warden_release_get,
+};
+module_param_cb(release, &warden_release_ops, NULL, 0644);
+MODULE_PARM_DESC(release, "Write 1 to hand every device back to host-identity (needed before rmmod)");
+
+/* ---- platform driver ---- */
+
+static void warden_teardown(struct warden_smmu *smmu)
+{
+	WRITE_ONCE(smmu->stopping, true);
+	if (smmu->event_irq > 0)
+		free_irq(smmu->event_irq, smmu);
+	cancel_delayed_work_sync(&smmu->event_work);
+	debugfs_remove_recursive(smmu->debugfs);
+	warden_unregister(smmu);
+	if (atomic_read(&smmu->live_domains))
+		dev_err(smmu->dev, "%d paging domains still allocated at teardown\n",
+			atomic_read(&smmu->live_domains));
+	if (smmu->have_blocked && !warden_free_hyp_domain(smmu, smmu->blocked_id))
+		smmu->have_blocked = false;
+	warden_reclaim_all(smmu);
+	warden_smmu_instance = NULL;
+}
+
+static int warden_probe(struct platform_device *pdev)
+{
+	struct device *dev = &pdev->dev;
+	struct warden_smmu *smmu;
+	int ret;
+
+	mutex_lock(&warden_lifecycle_lock);
+	if (warden_smmu_instance) {
+		dev_err(dev, "a second %s node: only one paravirtual SMMU is supported\n", WARDEN_DT_COMPATIBLE);
+		ret = -EBUSY;
+		goto out_unlock;
+	}
+	smmu = kzalloc(sizeof(*smmu), GFP_KERNEL);
+	if (!smmu) {
+		ret = -ENOMEM;
+		goto out_unlock;
+	}
+	smmu->dev = dev;
+	mutex_init(&smmu->lock);
+	INIT_LIST_HEAD(&smmu->masters);
+	spin_lock_init(&smmu->donate_lock);
+	INIT_LIST_HEAD(&smmu->donations);
+	INIT_DELAYED_WORK(&smmu->event_work, warden_event_work);
+	smmu->coherent = of_dma_is_coherent(dev->of_node);
+	platform_set_drvdata(pdev, smmu);
+
+	ret = warden_alloc_hyp_domain(smmu, WARDEN_DOMAIN_BLOCKED, &smmu->blocked_id);
+	if (ret) {
+		dev_err(dev, "cannot allocate the hyp's blocked domain (%d)\n", ret);
+		goto err_free;
+	}
+	smmu->have_blocked = true;
+	warden_smmu_instance = smmu;
+
+	ret = iommu_device_sysfs_add(&smmu->iommu, dev, NULL, "warden");
+	if (ret)
+		goto err_teardown;
+	smmu->sysfs_added = true;
+	/* Probes every device whose fwspec names this node (none before the first client driver binds). */
+	ret = iommu_device_register(&smmu->iommu, &warden_iommu_ops, dev);
+	if (ret) {
+		dev_err(dev, "iommu_device_register failed (%d)\n", ret);
+		goto err_teardown;
+	}
+	smmu->registered = true;
+
+	smmu->debugfs = debugfs_create_dir("warden", NULL);
+	debugfs_create_file("stats", 0444, smmu->debugfs, smmu, &warden_stats_fops);
+	debugfs_create_file("masters", 0444, smmu->debugfs, smmu, &warden_masters_fops);
+
+	smmu->events_enabled = warden_info.features & WARDEN_FEAT_EVENTS;
+	if (smmu->events_enabled) {
+		int irq = event_irq ? platform_get_irq_byname_optional(pdev, "eventq") : -ENXIO;
+
+		if (irq > 0 && !request_irq(irq, warden_event_irq, 0, "warden-eventq", smmu))
+			smmu->event_irq = irq;
+		queue_delayed_work(system_wq, &smmu->event_work, 0);
+	}
+	dev_info(dev, "Warden paravirtual SMMU: IOMMU registered (%s DMA, faults: %s%s)\n",
+		 smmu->coherent ? "coherent" : "non-coherent",
+		 !smmu->events_enabled ? "not reported by this hyp" :
+		 (smmu->event_irq > 0 ? "eventq IRQ + polling" : "polling"),
+		 smmu->events_enabled && !fault_poll_ms && smmu->event_irq <= 0 ? " (fault_poll_ms=0: none!)" : "");
+	mutex_unlock(&warden_lifecycle_lock);
+	return 0;
+
+err_teardown:
+	warden_teardown(smmu);
+err_free:
+	platform_set_drvdata(pdev, NULL);
+	kfree(smmu);
+out_unlock:
+	mutex_unlock(&warden_lifecycle_lock);
+	return ret;
+}
+
+static void warden_remove(struct platform_device *pdev)
+{
+	struct warden_smmu *smmu = platform_get_drvdata(pdev);
+
+	if (!smmu)
+		return;
+	/*
+	 * Reached from rmmod only (bind attributes are suppressed), and rmmod only gets here with no module
+	 * reference left, i.e. no master probed: unregistering cannot pull a domain from under a driver.
+	 */
+	mutex_lock(&warden_lifecycle_lock);
+	warden_teardown(smmu);
+	mutex_unlock(&warden_lifecycle_lock);
+	platform_set_drvdata(pdev, NULL);
+	kfree(smmu);
+}
+
+static const struct of_device_id warden_of_match[] = {
+	{ .compatible = WARDEN_DT_COMPATIBLE },
+	{ }
+};
+MODULE_DEVICE_TABLE(of, warden_of_match);
+
+static struct platform_driver warden_driver = {
+	.driver = {
+		.name = WARDEN_MODULE_NAME,
+		.of_match_table = warden_of_match,
+		.suppress_bind_attrs = true,
+	},
+	.remove = warden_remove,
+};
+
+static int __init warden_init(void)
+{
+	int ret = warden_discover();
+
+	if (ret)
+		return ret;
+	/* Synchronous, no deferral: the module refuses to load when the node is missing or probing fails. */
+	ret = platform_driver_probe(&warden_driver, warden_probe);
+	if (ret == -ENODEV)
+		pr_err("Warden found, but no usable \"%s\" node in the device tree; refusing to load\n",
+		       WARDEN_DT_COMPATIBLE);
+	return ret;
+}
+
+static void __exit warden_exit(void)
+{
+	platform_driver_unregister(&warden_driver);
+}
+
+module_init(warden_init);
+module_exit(warden_exit);
+
+MODULE_DESCRIPTION("Warden hypervisor paravirtual IOMMU (host shim)");
+MODULE_AUTHOR("The Warden authors");
+MODULE_LICENSE("Dual MIT/GPL");

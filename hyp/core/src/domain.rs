@@ -290,8 +290,8 @@ impl PagePool {
         p.donated_total.saturating_add(pages) <= p.max_donated
     }
 
-    /// Removes donated pages from the pool (all or nothing): each must be free, and reservations must stay
-    /// covered.
+    /// Removes donated pages from the pool (all or nothing) and zeroes them: each must be free, and
+    /// reservations must stay covered.
     ///
     /// # Errors
     ///
@@ -311,6 +311,14 @@ impl PagePool {
         let end = pa + pages as u64 * PAGE_SIZE;
         p.free_donated.retain(|&x| x < pa || x >= end);
         p.donated_total -= pages;
+        drop(p);
+        for i in 0..pages as u64 {
+            let va = self.virt(pa + i * PAGE_SIZE);
+            // SAFETY: the page was a free pool page (hyp-owned, mapped at `va`, referenced by nothing); it was
+            // just removed from the free list under the lock, so nothing else can take it. Zeroing it keeps old
+            // page-table contents from reaching the host.
+            unsafe { core::ptr::write_bytes(va.as_ptr(), 0, PAGE_SIZE as usize) };
+        }
         Ok(())
     }
 }
@@ -404,7 +412,7 @@ fn is_block(start: u64, end: u64, level: usize) -> bool {
 /// Pages a map of the invalid entry at `level` covering `[start, end)` to `pa` allocates (aarch64-paging's
 /// `map_range` decisions: a block where range and PA are aligned, else a new subtable).
 fn map_need_entry(level: usize, start: u64, end: u64, pa: u64) -> usize {
-    if level == LEAF_LEVEL || (is_block(start, end, level) && pa % granule(level) == 0) {
+    if level == LEAF_LEVEL || (is_block(start, end, level) && pa.is_multiple_of(granule(level))) {
         return 0;
     }
     let mut n = 1;
@@ -583,11 +591,20 @@ impl PagingDomain {
         }
     }
 
-    /// Calls `f` with each leaf in `[iova, iova + len)` (mapped or not: `pa` is `None` for a hole).
-    pub fn leaves(&self, iova: u64, len: u64, mut f: impl FnMut(u64, Option<u64>, u64, usize)) {
+    /// Calls `f(iova, pa, len, level)` with each leaf in `[iova, iova + len)` in order (mapped or not: `pa` is
+    /// `None` for a hole) until `f` returns `false`.
+    pub fn leaves(
+        &self,
+        iova: u64,
+        len: u64,
+        mut f: impl FnMut(u64, Option<u64>, u64, usize) -> bool,
+    ) {
         self.walk(iova, len, |s, e, pa, level| {
-            f(s, pa, e - s, level);
-            Ok(())
+            if f(s, pa, e - s, level) {
+                Ok(())
+            } else {
+                Err(())
+            }
         });
     }
 
@@ -692,7 +709,10 @@ pub(crate) mod tests {
         // 1 GiB aligned in IOVA and PA: one level-1 block, no table.
         assert_eq!(map(&mut d, &pool, 1 << 30, 0x80_0000_0000, 1 << 30), 0);
         let mut levels = Vec::new();
-        d.leaves(1 << 30, 1 << 30, |_, _, _, l| levels.push(l));
+        d.leaves(1 << 30, 1 << 30, |_, _, _, l| {
+            levels.push(l);
+            true
+        });
         assert_eq!(levels, [1]);
         // 2 MiB + 4 KiB: one L2 table (2M block) and one L3 table (the page).
         assert_eq!(

@@ -143,8 +143,8 @@ impl core::fmt::Debug for Ownership {
 
 fn aligned(r: &PhysRange) -> bool {
     r.size != 0
-        && r.base % PAGE_SIZE == 0
-        && r.size % PAGE_SIZE == 0
+        && r.base.is_multiple_of(PAGE_SIZE)
+        && r.size.is_multiple_of(PAGE_SIZE)
         && r.base.checked_add(r.size).is_some()
 }
 
@@ -244,7 +244,7 @@ impl Ownership {
         let len = pages
             .checked_mul(PAGE_SIZE)
             .ok_or(OwnershipError::BadRange(pa))?;
-        if pa % PAGE_SIZE != 0 || pa.checked_add(len).is_none() {
+        if !pa.is_multiple_of(PAGE_SIZE) || pa.checked_add(len).is_none() {
             return Err(OwnershipError::BadRange(pa));
         }
         let mut done = 0u64;

@@ -40,8 +40,8 @@ pub use error::{DT_PATH_CAPACITY, DtError, DtPath};
 pub use parse::parse;
 pub use platform::{
     Chosen, Cpu, EnableMethod, GicIts, GicV3, IommuClient, IommuMapEntry, IommuSpecifier, IrqSpec,
-    MmioRegion, Mpidr, PciHost, PciSpace, PciWindow, Phandle, PhysRange, Pl011, Platform, Psci,
-    PsciMethod, ReservedRegion, SmmuV3, merge_ranges,
+    MmioRegion, Mpidr, MsiMapEntry, PciHost, PciSpace, PciWindow, Phandle, PhysRange, Pl011,
+    Platform, Psci, PsciMethod, ReservedRegion, SmmuV3, merge_ranges,
 };
 pub use rewrite::{HostDtEdits, check_fits, rewrite_for_host};
 

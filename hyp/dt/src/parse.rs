@@ -8,8 +8,8 @@ use dtoolkit::{Property, ToCellInt};
 use crate::error::{DtError, DtPath};
 use crate::platform::{
     Chosen, Cpu, EnableMethod, GicIts, GicV3, IommuClient, IommuMapEntry, IommuSpecifier, IrqSpec,
-    MmioRegion, Mpidr, PciHost, PciSpace, PciWindow, Phandle, PhysRange, Pl011, Platform, Psci,
-    PsciMethod, ReservedRegion, SmmuV3,
+    MmioRegion, Mpidr, MsiMapEntry, PciHost, PciSpace, PciWindow, Phandle, PhysRange, Pl011,
+    Platform, Psci, PsciMethod, ReservedRegion, SmmuV3,
 };
 use crate::walk::{NodeInfo, Tree, open};
 
@@ -33,9 +33,9 @@ const PCI_SPACE_MASK: u32 = 0b11;
 const PCI_PREFETCHABLE: u32 = 1 << 30;
 /// Highest PCI bus number.
 const PCI_MAX_BUS: u32 = 0xff;
-/// Cells in one `iommu-map` entry: rid-base, phandle, one specifier cell, length (as Linux's
-/// `of_map_id` reads it).
-const IOMMU_MAP_ENTRY_CELLS: usize = 4;
+/// Cells in one `iommu-map`/`msi-map` entry: rid-base, phandle, one specifier cell, length (as
+/// Linux's `of_map_id` reads it).
+const ID_MAP_ENTRY_CELLS: usize = 4;
 
 /// Parses the boot DTB into a [`Platform`].
 ///
@@ -295,22 +295,24 @@ fn pci_host(tree: &Tree<'_>, idx: usize) -> Result<PciHost, DtError> {
         },
     };
     let windows = pci_windows(tree, idx)?;
-    let mut iommu_map = Vec::new();
-    if let Some(cells) = n.prop_cells("iommu-map")? {
-        if cells.len() % IOMMU_MAP_ENTRY_CELLS != 0 {
-            return Err(n.bad("iommu-map", n.prop("iommu-map").unwrap_or_default()));
-        }
-        for e in cells.chunks_exact(IOMMU_MAP_ENTRY_CELLS) {
-            // The IOMMU must exist (its StreamIDs are configured from this map).
-            tree.by_phandle(e[1], idx)?;
-            iommu_map.push(IommuMapEntry {
-                rid_base: e[0],
-                iommu: Phandle(e[1]),
-                sid_base: e[2],
-                length: e[3],
-            });
-        }
-    }
+    let iommu_map = id_map(tree, idx, "iommu-map")?
+        .into_iter()
+        .map(|[rid_base, iommu, sid_base, length]| IommuMapEntry {
+            rid_base,
+            iommu: Phandle(iommu),
+            sid_base,
+            length,
+        })
+        .collect();
+    let msi_map = id_map(tree, idx, "msi-map")?
+        .into_iter()
+        .map(|[rid_base, ctrl, msi_base, length]| MsiMapEntry {
+            rid_base,
+            msi_controller: Phandle(ctrl),
+            msi_base,
+            length,
+        })
+        .collect();
     Ok(PciHost {
         path: n.path.clone(),
         ecam,
@@ -318,7 +320,28 @@ fn pci_host(tree: &Tree<'_>, idx: usize) -> Result<PciHost, DtError> {
         windows,
         iommu_map,
         iommu_map_mask: n.prop_u32("iommu-map-mask")?,
+        msi_map,
+        msi_map_mask: n.prop_u32("msi-map-mask")?,
     })
+}
+
+/// An `iommu-map`/`msi-map` style property: entries of `<rid-base phandle id-base length>` (one
+/// specifier cell, as Linux's `of_map_id` reads them), each phandle checked to name a node.
+fn id_map(tree: &Tree<'_>, idx: usize, name: &'static str) -> Result<Vec<[u32; 4]>, DtError> {
+    let n = &tree.nodes[idx];
+    let Some(cells) = n.prop_cells(name)? else {
+        return Ok(Vec::new());
+    };
+    if cells.len() % ID_MAP_ENTRY_CELLS != 0 {
+        return Err(n.bad(name, n.prop(name).unwrap_or_default()));
+    }
+    cells
+        .chunks_exact(ID_MAP_ENTRY_CELLS)
+        .map(|e| {
+            tree.by_phandle(e[1], idx)?;
+            Ok([e[0], e[1], e[2], e[3]])
+        })
+        .collect()
 }
 
 /// Decodes a PCI host's `ranges` (child address = 3 cells) into CPU-physical windows.

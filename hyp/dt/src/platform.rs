@@ -224,6 +224,29 @@ pub struct GicIts {
     pub reg: PhysRange,
 }
 
+impl GicIts {
+    /// Offset of the ITS translation register frame (GITS_TRANSLATER's 64 KiB page) from the ITS base
+    /// (Arm GICv3/v4 architecture specification, ITS register map).
+    pub const TRANSLATION_FRAME_OFFSET: u64 = 0x1_0000;
+    /// Offset of GITS_TRANSLATER, the MSI doorbell devices write, from the ITS base.
+    pub const GITS_TRANSLATER_OFFSET: u64 = 0x1_0040;
+    /// Size of the translation register frame.
+    pub const TRANSLATION_FRAME_SIZE: u64 = 0x1_0000;
+
+    /// The 64 KiB frame holding GITS_TRANSLATER: what a DMA domain must map for MSIs to reach this
+    /// ITS. `None` if `reg` is too small to contain it.
+    #[must_use]
+    pub fn translation_frame(&self) -> Option<PhysRange> {
+        if self.reg.size < Self::TRANSLATION_FRAME_OFFSET + Self::TRANSLATION_FRAME_SIZE {
+            return None;
+        }
+        PhysRange::new(
+            self.reg.base.checked_add(Self::TRANSLATION_FRAME_OFFSET)?,
+            Self::TRANSLATION_FRAME_SIZE,
+        )
+    }
+}
+
 /// The address space a PCI `ranges` entry maps (bits 25:24 of its `phys.hi` cell).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum PciSpace {
@@ -277,6 +300,20 @@ impl IommuMapEntry {
     }
 }
 
+/// One `msi-map` entry: requester IDs `[rid_base, rid_base + length)` reach `msi_controller` (an
+/// ITS) as DeviceIDs `[msi_base, msi_base + length)` (after masking with `msi-map-mask`).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct MsiMapEntry {
+    /// First requester ID.
+    pub rid_base: u32,
+    /// The MSI controller.
+    pub msi_controller: Phandle,
+    /// DeviceID of `rid_base`.
+    pub msi_base: u32,
+    /// How many IDs.
+    pub length: u32,
+}
+
 /// A `pci-host-ecam-generic` host bridge.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct PciHost {
@@ -292,6 +329,10 @@ pub struct PciHost {
     pub iommu_map: Vec<IommuMapEntry>,
     /// `iommu-map-mask`, if present.
     pub iommu_map_mask: Option<u32>,
+    /// The decoded `msi-map` (empty if absent).
+    pub msi_map: Vec<MsiMapEntry>,
+    /// `msi-map-mask`, if present.
+    pub msi_map_mask: Option<u32>,
 }
 
 impl PciHost {
@@ -475,6 +516,8 @@ mod tests {
             windows: vec![],
             iommu_map: vec![e],
             iommu_map_mask: Some(0xff0f),
+            msi_map: vec![],
+            msi_map_mask: None,
         };
         assert_eq!(host.stream_id(0x1f5), Some((Phandle(7), 0x1005)));
     }

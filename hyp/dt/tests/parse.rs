@@ -1,7 +1,8 @@
 //! `parse` against DTBs dumped by QEMU 10.0.2's virt machine (`tests/data/`, see its README).
 
 use warden_dt::{
-    EnableMethod, IommuMapEntry, Mpidr, PciSpace, Phandle, PhysRange, PsciMethod, parse,
+    EnableMethod, IommuMapEntry, Mpidr, MsiMapEntry, PciSpace, Phandle, PhysRange, PsciMethod,
+    parse,
 };
 
 const SMP2_1G: &[u8] = include_bytes!("data/virt-smp2-1g.dtb");
@@ -48,6 +49,11 @@ fn uart_gic_psci() {
     assert_eq!(gic.its.len(), 1);
     assert_eq!(gic.its[0].reg, r(0x0808_0000, 0x2_0000));
     assert_eq!(gic.its[0].phandle, Some(Phandle(0x8004)));
+    // GITS_TRANSLATER lives at ITS base + 0x10040, in the second 64 KiB frame.
+    assert_eq!(
+        gic.its[0].translation_frame(),
+        Some(r(0x0809_0000, 0x1_0000))
+    );
 
     let psci = p.psci.as_ref().unwrap();
     assert_eq!(psci.method, PsciMethod::Smc);
@@ -100,6 +106,17 @@ fn smmu_and_pci() {
         }]
     );
     assert_eq!(pci.iommu_map_mask, None);
+    // msi-map = <0 &its 0 0x10000>: DeviceID = RID at the ITS.
+    assert_eq!(
+        pci.msi_map,
+        [MsiMapEntry {
+            rid_base: 0,
+            msi_controller: Phandle(0x8004),
+            msi_base: 0,
+            length: 0x1_0000
+        }]
+    );
+    assert_eq!(pci.msi_map_mask, None);
     assert_eq!(pci.stream_id(0x0108), Some((Phandle(0x8005), 0x0108)));
     assert!(p.smmu_by_phandle(pci.iommu_map[0].iommu).is_some());
 

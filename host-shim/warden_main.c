@@ -326,57 +326,6 @@ DEFINE_SHOW_ATTRIBUTE(warden_masters);
 /* ---- release (the step before rmmod) ---- */
 
 /*
- * Refuses (-EBUSY) while a master with a driver bound is outside host-identity (its driver holds IOVAs that
- * would turn into physical addresses) or its group is owned by a user such as VFIO. Core calls are made with
- * smmu->lock dropped (the core takes the group mutex, which ranks above it).
- */
-static int warden_check_releasable(struct warden_smmu *smmu)
-{
-	struct warden_master *m;
-	struct device **devs;
-	bool *translated;
-	unsigned int n = 0, i, busy = 0;
-
-	mutex_lock(&smmu->lock);
-	list_for_each_entry(m, &smmu->masters, node)
-		n++;
-	devs = kcalloc(n ?: 1, sizeof(*devs), GFP_KERNEL);
-	translated = kcalloc(n ?: 1, sizeof(*translated), GFP_KERNEL);
-	if (!devs || !translated) {
-		mutex_unlock(&smmu->lock);
-		kfree(devs);
-		kfree(translated);
-		return -ENOMEM;
-	}
-	i = 0;
-	list_for_each_entry(m, &smmu->masters, node) {
-		devs[i] = get_device(m->dev);
-		translated[i] = m->domain != &warden_identity_domain;
-		i++;
-	}
-	mutex_unlock(&smmu->lock);
-
-	for (i = 0; i < n; i++) {
-		struct iommu_group *group = iommu_group_get(devs[i]);
-		bool owned = group && iommu_group_dma_owner_claimed(group);
-
-		if (owned) {
-			dev_err(devs[i], "cannot release: its IOMMU group is owned by a user (VFIO?); close it first\n");
-			busy++;
-		} else if (translated[i] && READ_ONCE(devs[i]->driver)) {
-			dev_err(devs[i], "cannot release: driver %s is bound and uses a translated domain; unbind it first\n",
-				devs[i]->driver->name);
-			busy++;
-		}
-		iommu_group_put(group);
-		put_device(devs[i]);
-	}
-	kfree(devs);
-	kfree(translated);
-	return busy ? -EBUSY : 0;
-}
-
-/*
  * Unregisters the iommu_device: the core releases every master (release_device → host-identity) and frees
  * every default domain. Caller holds warden_lifecycle_lock.
  */
@@ -390,6 +339,77 @@ static void warden_unregister(struct warden_smmu *smmu)
 		iommu_device_sysfs_remove(&smmu->iommu);
 		smmu->sysfs_added = false;
 	}
+}
+
+/*
+ * Releases every master unless one is in use: refused (-EBUSY, naming the device) while a master outside
+ * host-identity has a driver bound (the driver holds IOVAs that would turn into physical addresses) or is
+ * being bound or unbound right now, or while its group is owned by a user such as VFIO.
+ *
+ * The device lock of every translated master is held (trylock: never waits, so no lock-order problem) from
+ * the check until the masters are released, so no driver can bind to one of them in between. Core calls are
+ * made with smmu->lock dropped (the core's group mutex ranks above it). Caller holds warden_lifecycle_lock.
+ */
+static int warden_release(struct warden_smmu *smmu)
+{
+	struct warden_master *m;
+	struct device **devs;
+	u8 *state; /* bit 0: translated, bit 1: device lock held */
+	unsigned int n = 0, i, busy = 0;
+
+	mutex_lock(&smmu->lock);
+	list_for_each_entry(m, &smmu->masters, node)
+		n++;
+	devs = kcalloc(n ?: 1, sizeof(*devs), GFP_KERNEL);
+	state = kcalloc(n ?: 1, sizeof(*state), GFP_KERNEL);
+	if (!devs || !state) {
+		mutex_unlock(&smmu->lock);
+		kfree(devs);
+		kfree(state);
+		return -ENOMEM;
+	}
+	i = 0;
+	list_for_each_entry(m, &smmu->masters, node) {
+		devs[i] = get_device(m->dev);
+		state[i] = m->domain != &warden_identity_domain;
+		i++;
+	}
+	mutex_unlock(&smmu->lock);
+
+	for (i = 0; i < n; i++) {
+		struct iommu_group *group;
+
+		if (state[i] & 1) {
+			if (!device_trylock(devs[i])) {
+				dev_err(devs[i], "cannot release: a driver is being bound or unbound; retry\n");
+				busy++;
+				continue;
+			}
+			state[i] |= 2;
+			if (devs[i]->driver) {
+				dev_err(devs[i], "cannot release: driver %s is bound and uses a translated domain; unbind it first\n",
+					devs[i]->driver->name);
+				busy++;
+				continue;
+			}
+		}
+		group = iommu_group_get(devs[i]);
+		if (group && iommu_group_dma_owner_claimed(group)) {
+			dev_err(devs[i], "cannot release: its IOMMU group is owned by a user (VFIO?); close it first\n");
+			busy++;
+		}
+		iommu_group_put(group);
+	}
+	if (!busy)
+		warden_unregister(smmu);
+	for (i = 0; i < n; i++) {
+		if (state[i] & 2)
+			device_unlock(devs[i]);
+		put_device(devs[i]);
+	}
+	kfree(devs);
+	kfree(state);
+	return busy ? -EBUSY : 0;
 }
 
 static int warden_release_set(const char *val, const struct kernel_param *kp)
@@ -410,11 +430,9 @@ static int warden_release_set(const char *val, const struct kernel_param *kp)
 	} else if (!smmu->registered) {
 		ret = 0;
 	} else {
-		ret = warden_check_releasable(smmu);
-		if (!ret) {
-			warden_unregister(smmu);
+		ret = warden_release(smmu);
+		if (!ret)
 			dev_info(smmu->dev, "released: every device is back in host-identity; rmmod warden may proceed\n");
-		}
 	}
 	mutex_unlock(&warden_lifecycle_lock);
 	return ret;
@@ -479,13 +497,13 @@ static int warden_probe(struct platform_device *pdev)
 	smmu->coherent = of_dma_is_coherent(dev->of_node);
 	platform_set_drvdata(pdev, smmu);
 
+	warden_smmu_instance = smmu;
 	ret = warden_alloc_hyp_domain(smmu, WARDEN_DOMAIN_BLOCKED, &smmu->blocked_id);
 	if (ret) {
 		dev_err(dev, "cannot allocate the hyp's blocked domain (%d)\n", ret);
-		goto err_free;
+		goto err_teardown;
 	}
 	smmu->have_blocked = true;
-	warden_smmu_instance = smmu;
 
 	ret = iommu_device_sysfs_add(&smmu->iommu, dev, NULL, "warden");
 	if (ret)
@@ -521,7 +539,6 @@ static int warden_probe(struct platform_device *pdev)
 
 err_teardown:
 	warden_teardown(smmu);
-err_free:
 	platform_set_drvdata(pdev, NULL);
 	kfree(smmu);
 out_unlock:

@@ -106,6 +106,19 @@ pub trait Backend: Sync {
     /// A timeout or another SMMU failure.
     fn install_ste(&self, sid: u32, config: SteConfig) -> Result<(), HwError>;
 
+    /// Points `count` StreamIDs from `first` at the same configuration (boot: every StreamID of an `iommu-map`
+    /// goes to host-identity). The default writes them one by one with [`Backend::install_ste`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::install_ste`].
+    fn install_ste_range(&self, first: u32, count: u32, config: SteConfig) -> Result<(), HwError> {
+        for i in 0..count {
+            self.install_ste(first.wrapping_add(i), config)?;
+        }
+        Ok(())
+    }
+
     /// Invalidates every cached translation of `[iova, iova + len)` in `vmid` (walk caches too unless
     /// `hint.leaf_only`) and waits for completion (one CMD_SYNC).
     ///
@@ -480,9 +493,7 @@ impl<B: Backend> Warden<B> {
         };
         let identity_ste = w.identity_ste();
         for r in &w.sid_ranges {
-            for sid in r.base..=r.base + (r.count - 1) {
-                w.backend.install_ste(sid, identity_ste)?;
-            }
+            w.backend.install_ste_range(r.base, r.count, identity_ste)?;
         }
         Ok(w)
     }

@@ -297,7 +297,10 @@ static int warden_attach_dev(struct iommu_domain *domain, struct device *dev)
 
 	if (!master)
 		return -ENODEV;
-	if (domain->type & __IOMMU_DOMAIN_PAGING && to_warden_domain(domain)->smmu != master->smmu)
+	/* Only the two static domains and this driver's paging domains (same default ops) can be attached. */
+	if (domain != &warden_identity_domain && domain != &warden_blocked_domain &&
+	    (domain->ops != warden_iommu_ops.default_domain_ops ||
+	     to_warden_domain(domain)->smmu != master->smmu))
 		return -EINVAL;
 	mutex_lock(&master->smmu->lock);
 	ret = warden_master_set_domain(master, domain);

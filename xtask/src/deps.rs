@@ -32,7 +32,7 @@ pub fn ensure(ws: &Ws) -> Result<Guest> {
 }
 
 /// Checks the rustup target and components (rust-toolchain.toml lists them; rustup may not have installed them).
-fn rustup(ws: &Ws) -> Result<()> {
+pub fn rustup(ws: &Ws) -> Result<()> {
     if !util::on_path("rustup") {
         bail!(
             "rustup is not on PATH: install it (https://rustup.rs) so that xtask can add the \

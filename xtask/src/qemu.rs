@@ -209,6 +209,7 @@ impl Machine {
         // this one boots: every boot of this process uses a snapshot of what this process built. The outputs are
         // replaced by rename, never rewritten in place, so a hard link is a stable snapshot.
         let run_root = ws.out.join("run");
+        remove_stale_runs(&run_root);
         let snapshot = BootDir(run_root.join(format!("{}-images", std::process::id())));
         let _ = fs::remove_dir_all(&snapshot.0);
         fs::create_dir_all(&snapshot.0)?;
@@ -481,6 +482,22 @@ impl Machine {
     }
 }
 
+/// Removes per-boot directories left behind by xtask processes that no longer exist (killed by Ctrl-C, say).
+fn remove_stale_runs(run_root: &Path) {
+    let Ok(rd) = fs::read_dir(run_root) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Hard-links `from` to `to` (a copy where linking is impossible); returns `to`.
 fn link_or_copy(from: &Path, to: &Path) -> Result<PathBuf> {
     if fs::hard_link(from, to).is_err() {
@@ -529,7 +546,7 @@ pub fn run_command(ws: &Ws, o: &RunOpts) -> Result<u8> {
     fs::write(&log, &out.log)?;
     let code = out.exit_code();
     let msg = format!(
-        "{} after {:.1} s (serial log: {})",
+        "{} ({:.1} s; serial log: {})",
         out.describe(),
         out.elapsed.as_secs_f64(),
         log.display()

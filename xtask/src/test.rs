@@ -228,6 +228,15 @@ pub fn judge(t: &QemuTest, mode: Mode, verdict: &Verdict, log: &str) -> Option<S
 /// `cargo xtask test`; returns the exit code.
 pub fn run(ws: &Ws, o: &TestOpts) -> Result<u8> {
     let mut tally = Tally::default();
+    // clippy for the hypervisor needs its rustup target, which `deps` would only add later.
+    if let Err(e) = crate::deps::rustup(ws) {
+        tally.record(
+            "rustup target and components",
+            false,
+            Duration::ZERO,
+            &format!("{e:#}"),
+        );
+    }
     if o.host {
         for mut c in host_checks() {
             crate::util::step(format!("{} ({})", c.name, crate::util::show(&c.cmd)));

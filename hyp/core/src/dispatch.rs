@@ -97,7 +97,8 @@ pub struct SmmuCounters {
 
 /// What [`Warden`] needs from the hardware. Implemented by EL2 over warden-smmu's driver and the host
 /// stage-2, and by mocks in tests. Every method must return (timeouts become [`HwError::Timeout`]).
-pub trait Backend: Sync {
+/// `Warden<B>` is `Sync` (shareable by all CPUs) exactly when `B` is.
+pub trait Backend {
     /// Writes the STE of `sid` so that the device never sees a half-written entry, and waits for the SMMU to
     /// observe it (CFGI_STE + CMD_SYNC). While the SMMU is still disabled (boot), the backend may skip commands.
     ///

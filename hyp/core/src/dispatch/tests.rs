@@ -944,6 +944,7 @@ proptest! {
     }
 }
 
+mod e2e;
 mod model;
 
 static_assertions::assert_impl_all!(Warden<Mock>: Sync, Send);

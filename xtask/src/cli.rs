@@ -25,7 +25,8 @@ commands:
                         fmt, clippy, host unit tests, deps + build, then the QEMU tests in tests/qemu/
                         (FILTER: only QEMU tests whose name contains it)
   bench --boot [--runs N]
-                        boot-to-userspace time under the hyp and natively (N boots each, default 3)";
+                        boot-to-userspace time under the hyp and natively (N boots each, default 3)
+  gen-header [--check]  write host-shim/warden_abi.h from warden-abi (--check: fail if it is stale)";
 
 /// A parsed command line.
 #[derive(Debug, PartialEq)]
@@ -38,6 +39,11 @@ pub enum Cmd {
     Run(RunOpts),
     /// `test ...`
     Test(crate::test::TestOpts),
+    /// `gen-header [--check]`
+    GenHeader {
+        /// Only compare, do not write.
+        check: bool,
+    },
     /// `bench --boot ...`
     BenchBoot {
         /// Boots per configuration.
@@ -125,6 +131,17 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             }
             Ok(Cmd::BenchBoot { runs })
         }
+        "gen-header" => {
+            let check = match it.next().map(String::as_str) {
+                None => false,
+                Some("--check") => true,
+                Some(other) => bail!("unknown option for gen-header: `{other}`"),
+            };
+            if let Some(extra) = it.next() {
+                bail!("unexpected argument `{extra}`");
+            }
+            Ok(Cmd::GenHeader { check })
+        }
         other => bail!("unknown command `{other}`"),
     }
 }
@@ -143,6 +160,10 @@ pub fn dispatch(ws: &Ws, cmd: Cmd) -> Result<u8> {
         }
         Cmd::Run(o) => crate::qemu::run_command(ws, &o),
         Cmd::Test(o) => crate::test::run(ws, &o),
+        Cmd::GenHeader { check } => {
+            crate::header::run(ws, check)?;
+            Ok(0)
+        }
         Cmd::BenchBoot { runs } => {
             crate::bench::boot(ws, runs)?;
             Ok(0)

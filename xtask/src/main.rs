@@ -6,12 +6,14 @@
 //! - `run`: boots the stack in QEMU (interactive, or `--script FILE` for tests).
 //! - `test`: formatting, clippy, host unit tests, then the QEMU integration tests in `tests/qemu/`.
 //! - `bench --boot`: boot time under the hypervisor against a native boot.
+//! - `gen-header [--check]`: `host-shim/warden_abi.h` from the `warden-abi` crate.
 
 mod bench;
 mod build;
 mod cli;
 mod deps;
 mod guest;
+mod header;
 mod initramfs;
 mod kmod;
 mod qemu;

@@ -51,11 +51,11 @@ impl HostCheck {
     }
 }
 
-/// The host checks, in order. Add new repository-wide checks here (for example an ABI header drift check as
-/// `HostCheck::cargo("abi header", &["xtask", "gen-header", "--check"])`).
+/// The host checks, in order. Add new repository-wide checks here.
 pub fn host_checks() -> Vec<HostCheck> {
     vec![
         HostCheck::cargo("cargo fmt --check", &["fmt", "--all", "--check"]),
+        HostCheck::cargo("ABI header up to date", &["xtask", "gen-header", "--check"]),
         HostCheck::cargo(
             "cargo clippy (host)",
             &[

@@ -1,0 +1,65 @@
+# Helpers for the host-shim scripts (tests/guest/shim/*.sh, run with `cargo xtask run --script ...`):
+# `. /warden/tests/shim/lib.sh` after `. /warden/tests/lib.sh`.
+
+SHIM_KO=/lib/modules/$(uname -r)/extra/warden.ko
+SHIM_STATS=/sys/kernel/debug/warden/stats
+
+# shim_loaded: status 0 when warden.ko is loaded.
+shim_loaded() {
+    grep -q "^warden " /proc/modules
+}
+
+# shim_stat NAME: print one value of /sys/kernel/debug/warden/stats (e.g. hyp.domains_in_use).
+shim_stat() {
+    awk -v k="$1" '$1 == k { print $2 }' "$SHIM_STATS"
+}
+
+# shim_unload: release every device back to host-identity, then rmmod (fails if a device is still in use).
+shim_unload() {
+    echo 1 > /sys/module/warden/parameters/release || return 1
+    rmmod warden
+}
+
+# shim_load: insmod warden.ko.
+shim_load() {
+    insmod "$SHIM_KO"
+}
+
+# pci_driver_devs DRIVER: the PCI addresses bound to DRIVER (e.g. nvme, virtio-pci).
+pci_driver_devs() {
+    for d in /sys/bus/pci/drivers/$1/0000:*; do
+        [ -e "$d" ] && echo "${d##*/}"
+    done
+}
+
+# iommu_type BDF: the type of the device's IOMMU group (DMA, DMA-FQ, identity, blocked, unmanaged) or "none".
+iommu_type() {
+    if [ -e /sys/bus/pci/devices/$1/iommu_group/type ]; then
+        cat /sys/bus/pci/devices/$1/iommu_group/type
+    else
+        echo none
+    fi
+}
+
+# pci_unbind DRIVER BDF / pci_bind DRIVER BDF
+pci_unbind() {
+    echo "$2" > /sys/bus/pci/drivers/$1/unbind
+}
+pci_bind() {
+    echo "$2" > /sys/bus/pci/drivers/$1/bind
+}
+
+# disk_check DEV MIB: write MIB MiB of pseudo-random data to /dev/DEV with O_DIRECT, drop caches, read it back
+# with O_DIRECT and buffered, and compare checksums.
+disk_check() {
+    dd if=/dev/urandom of=/tmp/disk_data bs=1M count="$2" 2>/dev/null || return 1
+    want=$(sha256sum < /tmp/disk_data | cut -d' ' -f1)
+    dd if=/tmp/disk_data of=/dev/$1 bs=1M oflag=direct 2>/dev/null || { echo "write to /dev/$1 failed"; return 1; }
+    echo 3 > /proc/sys/vm/drop_caches
+    got=$(dd if=/dev/$1 bs=1M count="$2" iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+    [ "$got" = "$want" ] || { echo "/dev/$1: O_DIRECT read-back differs"; return 1; }
+    echo 3 > /proc/sys/vm/drop_caches
+    got=$(dd if=/dev/$1 bs=1M count="$2" 2>/dev/null | sha256sum | cut -d' ' -f1)
+    [ "$got" = "$want" ] || { echo "/dev/$1: buffered read-back differs"; return 1; }
+    rm -f /tmp/disk_data
+}

@@ -2,7 +2,7 @@
 # Boot to userspace with both CPUs of the default machine online (under the hypervisor: secondaries come up
 # through the hyp's PSCI CPU_ON relay).
 # modes: hyp native
-# timeout: 240
+# timeout: 120
 . /warden/tests/lib.sh
 echo "mode $WARDEN_MODE, kernel $(uname -r)"
 online=$(cat /sys/devices/system/cpu/online)

@@ -3,7 +3,7 @@
 # stage-2 does not map it: the hyp logs the fault and injects an external abort, the process dies of SIGBUS, and
 # the system keeps running. Natively the same read simply succeeds (which shows the probe itself works).
 # modes: hyp native
-# timeout: 240
+# timeout: 120
 # expect-log(hyp): warden: host stage-2 fault
 . /warden/tests/lib.sh
 insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"

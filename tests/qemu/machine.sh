@@ -2,7 +2,7 @@
 # The default machine scripts rely on: virtio-blk and NVMe scratch disks (512 MiB, empty, writable), QEMU's edu
 # device, busybox with devmem/dd/sha256sum, and the project's modules under /lib/modules/$(uname -r)/extra/.
 # modes: hyp native
-# timeout: 240
+# timeout: 120
 . /warden/tests/lib.sh
 for app in devmem dd sha256sum; do
     command -v $app >/dev/null || fail "busybox lacks $app"

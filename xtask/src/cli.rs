@@ -21,6 +21,7 @@ commands:
       --native          boot the kernel directly, without the hypervisor (Linux's own arm-smmu-v3)
       --no-shim         do not load warden.ko at boot
       --smp N           number of CPUs (default 2)
+      --append ARGS     extra kernel command-line arguments (e.g. \"iommu.strict=0\")
   test [--no-host] [--no-qemu] [FILTER]
                         fmt, clippy, host unit tests, deps + build, then the QEMU tests in tests/qemu/
                         (FILTER: only QEMU tests whose name contains it)
@@ -87,6 +88,10 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
                         if !(1..=8).contains(&o.smp) {
                             bail!("--smp must be between 1 and 8");
                         }
+                    }
+                    "--append" => {
+                        o.append
+                            .extend(value(&mut it, a)?.split_whitespace().map(String::from));
                     }
                     "--" => {
                         o.qemu_args = it.by_ref().cloned().collect();
@@ -183,7 +188,7 @@ mod tests {
     #[test]
     fn run_options() {
         let Cmd::Run(o) =
-            p("run --script t.sh --timeout 20 --native --no-shim --smp 4 -- -s -S").unwrap()
+            p("run --script t.sh --timeout 20 --native --no-shim --smp 4 --append iommu.strict=0 -- -s -S").unwrap()
         else {
             panic!("not a run")
         };
@@ -192,6 +197,7 @@ mod tests {
         assert_eq!(o.mode, Mode::Native);
         assert!(o.no_shim);
         assert_eq!(o.smp, 4);
+        assert_eq!(o.append, vec!["iommu.strict=0"]);
         assert_eq!(o.qemu_args, vec!["-s", "-S"]);
     }
 

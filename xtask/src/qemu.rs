@@ -57,6 +57,8 @@ pub struct RunOpts {
     pub no_shim: bool,
     /// Number of CPUs.
     pub smp: u32,
+    /// Extra kernel command-line arguments (`--append`), after xtask's own.
+    pub append: Vec<String>,
     /// Extra QEMU arguments (after `--`).
     pub qemu_args: Vec<String>,
 }
@@ -69,6 +71,7 @@ impl Default for RunOpts {
             mode: Mode::Hyp,
             no_shim: false,
             smp: 2,
+            append: Vec::new(),
             qemu_args: Vec::new(),
         }
     }
@@ -305,6 +308,10 @@ impl Machine {
         // Without the hypervisor the shim has nothing to talk to.
         if o.no_shim || o.mode == Mode::Native {
             cmdline.push_str(" warden.noshim");
+        }
+        for extra in &o.append {
+            cmdline.push(' ');
+            cmdline.push_str(extra);
         }
         push(&["-append", &cmdline]);
         push(&[

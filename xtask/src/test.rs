@@ -6,6 +6,8 @@
 //! ```text
 //! # modes: hyp native                      (required: boot under the hypervisor, natively, or both)
 //! # timeout: 120                           (seconds, default 300)
+//! # smp: 4                                 (CPUs, default 2)
+//! # append: iommu.strict=0                 (extra kernel command-line arguments)
 //! # expect-log(hyp): warden: host stage-2 fault
 //!                                          (the serial log of that mode's boot must contain the text;
 //!                                           `expect-log:` without a mode applies to every mode)
@@ -100,6 +102,10 @@ pub struct QemuTest {
     pub modes: Vec<Mode>,
     /// Timeout per boot.
     pub timeout: Duration,
+    /// CPUs.
+    pub smp: u32,
+    /// Extra kernel command-line arguments.
+    pub append: Vec<String>,
     /// Texts the serial log must contain: (mode or every mode, text).
     pub expect_log: Vec<(Option<Mode>, String)>,
 }
@@ -119,6 +125,8 @@ pub fn parse_header(name: &str, path: &Path, text: &str) -> Result<QemuTest> {
         path: path.to_path_buf(),
         modes: Vec::new(),
         timeout: Duration::from_secs(300),
+        smp: 2,
+        append: Vec::new(),
         expect_log: Vec::new(),
     };
     for line in text.lines().skip_while(|l| l.starts_with("#!")) {
@@ -143,6 +151,14 @@ pub fn parse_header(name: &str, path: &Path, text: &str) -> Result<QemuTest> {
                         .with_context(|| format!("bad timeout `{value}`"))?,
                 );
             }
+            "smp" => {
+                t.smp = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=8).contains(n))
+                    .with_context(|| format!("bad smp `{value}`"))?;
+            }
+            "append" => t.append.extend(value.split_whitespace().map(String::from)),
             k if k == "expect-log" || k.starts_with("expect-log(") => {
                 let mode = match k
                     .strip_prefix("expect-log(")
@@ -338,11 +354,13 @@ mod tests {
 
     #[test]
     fn header_parsing() {
-        let text = "#!/bin/sh\n# Reads hyp memory.\n# modes: hyp native\n# timeout: 60\n\
+        let text = "#!/bin/sh\n# Reads hyp memory.\n# modes: hyp native\n# timeout: 60\n# smp: 4\n# append: a=1 b\n\
                     # expect-log(hyp): warden: host stage-2 fault\n# expect-log: WARDEN-INIT\nset -e\n# modes: x\n";
         let t = parse_header("probe", Path::new("p.sh"), text).unwrap();
         assert_eq!(t.modes, vec![Mode::Hyp, Mode::Native]);
         assert_eq!(t.timeout, Duration::from_secs(60));
+        assert_eq!(t.smp, 4);
+        assert_eq!(t.append, vec!["a=1", "b"]);
         assert_eq!(
             t.expect_log,
             vec![
@@ -361,6 +379,7 @@ mod tests {
         );
         assert!(parse_header("x", p, "# modes: kvm\n").is_err());
         assert!(parse_header("x", p, "# modes: hyp\n# timeout: soon\n").is_err());
+        assert!(parse_header("x", p, "# modes: hyp\n# smp: 0\n").is_err());
         assert!(parse_header("x", p, "# modes: hyp\n# expect-log(vm): y\n").is_err());
         assert!(parse_header("x", p, "# modes: hyp\n# expect-log(hyp):\n").is_err());
     }

@@ -63,3 +63,36 @@ disk_check() {
     [ "$got" = "$want" ] || { echo "/dev/$1: buffered read-back differs"; return 1; }
     rm -f /tmp/disk_data
 }
+
+# pci_find VENDOR DEVICE: the PCI address of the first device with these IDs (e.g. 0x1234 0x11e8 for edu).
+pci_find() {
+    for d in /sys/bus/pci/devices/*; do
+        if [ "$(cat $d/vendor)" = "$1" ] && [ "$(cat $d/device)" = "$2" ]; then
+            echo "${d##*/}"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# pci_enable_master BDF: set Memory Space and Bus Master in the command register (through sysfs config).
+pci_enable_master() {
+    cfg=/sys/bus/pci/devices/$1/config
+    cmd=$(dd if=$cfg bs=1 skip=4 count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+    cmd=$((cmd | 6))
+    printf "\\$(printf '%03o' $cmd)" | dd of=$cfg bs=1 seek=4 count=1 conv=notrunc 2>/dev/null
+}
+
+# edu_dma BAR0 SRC DST COUNT DIR: run one edu DMA (DIR 0: RAM -> device, 1: device -> RAM) and wait for it.
+edu_dma() {
+    devmem $(($1 + 0x80)) 64 $2
+    devmem $(($1 + 0x88)) 64 $3
+    devmem $(($1 + 0x90)) 64 $4
+    devmem $(($1 + 0x98)) 64 $((1 | ($5 << 1)))
+    n=0
+    while [ $(($(devmem $(($1 + 0x98)) 64) & 1)) -ne 0 ]; do
+        n=$((n + 1))
+        [ $n -gt 100 ] && return 1
+        sleep 0.1
+    done
+}

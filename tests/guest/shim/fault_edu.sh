@@ -1,0 +1,43 @@
+#!/bin/sh
+# Fault path: QEMU's edu device, bound to vfio-pci but not opened (so it sits in its group's empty default DMA
+# domain), DMAs from an unmapped IOVA. The IOMMU driver reports exactly that fault, naming the device and the
+# IOVA (the shim: "DMA fault: SID ..., translation fault ... at IOVA 0x5000"; natively Linux's arm-smmu-v3:
+# "event 0x10 received" with the StreamID and IOVA), and the system keeps running.
+# modes: hyp native
+# timeout: 240
+. /warden/tests/lib.sh
+. /warden/tests/shim/lib.sh
+iova=0x5000
+edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
+modprobe vfio-pci || fail "modprobe vfio-pci"
+echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override
+echo $edu > /sys/bus/pci/drivers_probe
+[ "$(basename $(readlink /sys/bus/pci/devices/$edu/driver))" = vfio-pci ] || fail "edu is not bound to vfio-pci"
+t=$(iommu_type $edu)
+echo "edu $edu: iommu group type $t"
+case "$t" in DMA|DMA-FQ) ;; *) fail "edu is not in a translated domain ($t)" ;; esac
+bar0=$(head -n 1 /sys/bus/pci/devices/$edu/resource | cut -d' ' -f1)
+pci_enable_master $edu
+[ "$(devmem $bar0 32)" = 0x010000ED ] || fail "edu BAR0 at $bar0 does not read its ident ($(devmem $bar0 32))"
+before=0
+[ "$WARDEN_MODE" = hyp ] && before=$(shim_stat shim.faults_reported)
+dmesg -c > /dev/null
+# 4 bytes: QEMU performs a larger edu DMA as several 4-byte accesses, each faulting on its own.
+edu_dma $bar0 $iova 0x40000 4 0 || fail "the edu DMA did not complete"
+sleep 1 # the shim polls the hyp's event ring every 100 ms
+dmesg > /tmp/fault.log
+cat /tmp/fault.log
+if [ "$WARDEN_MODE" = hyp ]; then
+    n=$(grep -c "$edu: DMA fault: .*translation fault.* at IOVA $iova" /tmp/fault.log)
+    [ "$n" = 1 ] || fail "expected exactly one shim fault line for $edu at IOVA $iova, got $n"
+    after=$(shim_stat shim.faults_reported)
+    [ $((after - before)) = 1 ] || fail "faults_reported went $before -> $after, expected +1"
+else
+    n=$(grep -c "event 0x10 received" /tmp/fault.log)
+    [ "$n" = 1 ] || fail "expected exactly one F_TRANSLATION event from arm-smmu-v3, got $n"
+    grep -q "0x0*5000" /tmp/fault.log || fail "the event does not name IOVA $iova"
+fi
+# The system keeps running, and the device is still there.
+[ "$(devmem $bar0 32)" = 0x010000ED ] || fail "edu stopped answering"
+no_oops
+echo "fault path OK"

@@ -54,6 +54,7 @@ while [ $i -le "$cycles" ]; do
     i=$((i + 1))
 done
 cat $SHIM_STATS
-[ "$(shim_stat shim.leaked_pages)" = 0 ] || fail "donated pages leaked"
+# Each rmmod reclaims the pages its instance donated; a page the hyp kept is logged (and never freed).
+dmesg | grep "could not be reclaimed" && fail "an unload left donated pages with the hyp"
 no_oops
 echo "lifecycle OK ($cycles cycles)"

@@ -634,6 +634,52 @@ fn unmap_errors_and_partial_block() {
 }
 
 #[test]
+fn fragmented_unmap_invalidates_before_each_batch_of_counts() {
+    let h = harness();
+    let w = &h.w;
+    let d = alloc_paging(w);
+    // 100 consecutive IOVA pages backed by every other PA page: 100 discontiguous runs.
+    for i in 0..100u64 {
+        res(
+            w,
+            Function::MapPages,
+            &[d, 0x40_0000 + i * K4, host(2 * i * K4), K4, 1, RW],
+        )
+        .unwrap();
+    }
+    w.backend().invals.lock().unwrap().clear();
+    assert_eq!(
+        res(w, Function::UnmapPages, &[d, 0x40_0000, K4, 100]),
+        Ok(100 * K4)
+    );
+    let invals = w.backend().invals.lock().unwrap().clone();
+    let ranges: Vec<(u64, u64)> = invals
+        .iter()
+        .map(|i| match *i {
+            Inval::Range { iova, len, .. } => (iova, len),
+            Inval::Vmid(_) => panic!("unexpected VMID invalidation"),
+        })
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            (0x40_0000, UNMAP_RUNS as u64 * K4),
+            (
+                0x40_0000 + UNMAP_RUNS as u64 * K4,
+                (100 - UNMAP_RUNS as u64) * K4
+            )
+        ]
+    );
+    assert_eq!(stat(w, Stat::MappedPages), 0);
+    for i in 0..100u64 {
+        assert_eq!(
+            res(w, Function::IovaToPhys, &[d, 0x40_0000 + i * K4]),
+            Err(Error::NotMapped)
+        );
+    }
+}
+
+#[test]
 fn unmap_timeout_keeps_pages_pinned() {
     let h = harness();
     let w = &h.w;

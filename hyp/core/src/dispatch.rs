@@ -949,12 +949,14 @@ impl<B: Backend> Warden<B> {
 
     fn donate(&self, pa: u64, count: u64) -> CallResult {
         let len = self.check_page_range(pa, count)?;
-        if !self.pool.can_take_donation(count as usize) {
-            return Err(Error::Limit.into());
+        self.pool.begin_donation(count as usize)?;
+        if let Err(e) = self.own.donate_range(pa, count) {
+            self.pool.release_donation(count as usize);
+            return Err(e.into());
         }
-        self.own.donate_range(pa, count)?;
         if let Err(e) = self.backend.host_unmap(pa, len) {
             let _ = self.own.reclaim_range(pa, count);
+            self.pool.release_donation(count as usize);
             return Err(e.into());
         }
         let r = self.with_identity(|d| -> Result<(), CallError> {
@@ -971,18 +973,20 @@ impl<B: Backend> Warden<B> {
             Err(CallError::NoMem(n)) => {
                 let _ = self.backend.host_map(pa, len);
                 let _ = self.own.reclaim_range(pa, count);
+                self.pool.release_donation(count as usize);
                 return Err(CallError::NoMem(n));
             }
-            // An invalidation failed: the pages stay donated but outside the pool (never used).
+            // An invalidation failed: the pages stay donated (and counted) but outside the pool, never used.
             Err(e) => return Err(e),
         }
-        self.pool.add_donated(pa, count as usize)?;
+        self.pool.finish_donation(pa, count as usize);
         Ok([0; 3])
     }
 
     fn reclaim(&self, pa: u64, count: u64) -> CallResult {
         let len = self.check_page_range(pa, count)?;
         self.own.check_donated(pa, count)?;
+        // Takes the pages off the free list (still counted as donated until the end).
         self.pool.remove_donated(pa, count as usize)?;
         let r = self.with_identity(|d| -> Result<(), CallError> {
             let need = d.map_need(pa, pa, len)?;
@@ -998,11 +1002,11 @@ impl<B: Backend> Warden<B> {
             r.map_err(CallError::from)
         });
         if let Err(e) = r {
-            // Back into the pool (capacity is unchanged: they were counted as donated all along).
-            let _ = self.pool.add_donated(pa, count as usize);
+            self.pool.finish_donation(pa, count as usize);
             return Err(e);
         }
         self.own.reclaim_range(pa, count)?;
+        self.pool.release_donation(count as usize);
         Ok([0; 3])
     }
 

@@ -266,32 +266,51 @@ impl PagePool {
         }
     }
 
-    /// Adds donated pages (already checked, unmapped from the host and from devices) to the pool.
+    /// Claims donation capacity for `pages` pages (counted as donated from now on), before the pages are made
+    /// safe; [`Self::finish_donation`] or [`Self::release_donation`] follows.
     ///
     /// # Errors
     ///
     /// [`DomainError::Limit`] if the pool would hold more than its donation capacity.
-    pub fn add_donated(&self, pa: u64, pages: usize) -> Result<(), DomainError> {
+    pub fn begin_donation(&self, pages: usize) -> Result<(), DomainError> {
         let mut p = self.inner.lock();
         if p.donated_total.saturating_add(pages) > p.max_donated {
             return Err(DomainError::Limit);
         }
         p.donated_total += pages;
-        for i in 0..pages as u64 {
-            p.free_donated.push(pa + i * PAGE_SIZE);
-        }
         Ok(())
     }
 
-    /// Whether `pages` more donated pages fit.
-    #[must_use]
-    pub fn can_take_donation(&self, pages: usize) -> bool {
-        let p = self.inner.lock();
-        p.donated_total.saturating_add(pages) <= p.max_donated
+    /// Releases donation capacity: pages that did not come after [`Self::begin_donation`], or pages that left
+    /// for good after [`Self::remove_donated`].
+    pub fn release_donation(&self, pages: usize) {
+        let mut p = self.inner.lock();
+        p.donated_total = p.donated_total.saturating_sub(pages);
     }
 
-    /// Removes donated pages from the pool (all or nothing) and zeroes them: each must be free, and
-    /// reservations must stay covered.
+    /// Puts donated pages whose capacity is claimed (already checked, unmapped from the host and from every
+    /// device) on the free list.
+    pub fn finish_donation(&self, pa: u64, pages: usize) {
+        let mut p = self.inner.lock();
+        for i in 0..pages as u64 {
+            p.free_donated.push(pa + i * PAGE_SIZE);
+        }
+    }
+
+    /// [`Self::begin_donation`] and [`Self::finish_donation`] in one step.
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::Limit`] if the pool would hold more than its donation capacity.
+    pub fn add_donated(&self, pa: u64, pages: usize) -> Result<(), DomainError> {
+        self.begin_donation(pages)?;
+        self.finish_donation(pa, pages);
+        Ok(())
+    }
+
+    /// Removes donated pages from the free list (all or nothing) and zeroes them: each must be free, and
+    /// reservations must stay covered. They still count as donated until [`Self::release_donation`]; a caller
+    /// that fails later puts them back with [`Self::finish_donation`].
     ///
     /// # Errors
     ///
@@ -310,7 +329,6 @@ impl PagePool {
         }
         let end = pa + pages as u64 * PAGE_SIZE;
         p.free_donated.retain(|&x| x < pa || x >= end);
-        p.donated_total -= pages;
         drop(p);
         for i in 0..pages as u64 {
             let va = self.virt(pa + i * PAGE_SIZE);

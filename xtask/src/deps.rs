@@ -28,7 +28,52 @@ pub fn ensure(ws: &Ws) -> Result<Guest> {
     let _lock = util::Lock::take(&ws.out, "deps")?;
     rustup(ws)?;
     host_packages(ws)?;
-    crate::guest::ensure(ws)
+    let guest = crate::guest::ensure(ws)?;
+    kernel_compiler(&guest)?;
+    Ok(guest)
+}
+
+/// The compiler the guest kernel's headers name (`CC = ... $(CROSS_COMPILE)gcc-12` in Debian's
+/// `.kernelvariables`), e.g. `gcc-12`.
+pub fn kbuild_compiler(kernelvariables: &str) -> Option<String> {
+    kernelvariables.lines().find_map(|l| {
+        let (key, value) = l.split_once('=')?;
+        if key.trim() != "CC" {
+            return None;
+        }
+        let cc = value.trim().rsplit_once("$(CROSS_COMPILE)")?.1.trim();
+        (!cc.is_empty() && !cc.contains(char::is_whitespace)).then(|| cc.to_string())
+    })
+}
+
+/// Installs the exact cross compiler the guest kernel's headers use (e.g. `gcc-12-aarch64-linux-gnu`), if missing.
+fn kernel_compiler(guest: &Guest) -> Result<()> {
+    let vars = guest.headers().join(".kernelvariables");
+    let Some(cc) = fs::read_to_string(&vars)
+        .ok()
+        .as_deref()
+        .and_then(kbuild_compiler)
+    else {
+        return Ok(()); // headers without Debian's variables file use plain `$(CROSS_COMPILE)gcc`
+    };
+    let program = format!("{CROSS_PREFIX}{cc}");
+    if util::on_path(&program) {
+        return Ok(());
+    }
+    // Debian names the package after the compiler: gcc-12 -> gcc-12-aarch64-linux-gnu.
+    let package = format!("{cc}-{}", CROSS_PREFIX.trim_end_matches('-'));
+    step(format!(
+        "the guest kernel's modules are built with {program}: installing {package}"
+    ));
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    let root = Root::detect();
+    root.run(&["apt-get", "install", "-y", &package], &env)
+        .with_context(|| {
+            format!(
+                "{program} is needed to build modules for the guest kernel ({})",
+                guest.release
+            )
+        })
 }
 
 /// Checks the rustup target and components (rust-toolchain.toml lists them; rustup may not have installed them).
@@ -207,6 +252,16 @@ fn ensure_backports(ws: &Ws, root: Root, codename: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compiler_from_kernelvariables() {
+        let text = "override ARCH = arm64\nCCACHE = ccache\n\
+                    CC = $(if $(DEBIAN_KERNEL_USE_CCACHE),$(CCACHE)) $(CROSS_COMPILE)gcc-12\n";
+        assert_eq!(kbuild_compiler(text).as_deref(), Some("gcc-12"));
+        assert_eq!(kbuild_compiler("CC = gcc\n"), None);
+        assert_eq!(kbuild_compiler("CCACHE = $(CROSS_COMPILE)x\n"), None);
+        assert_eq!(kbuild_compiler(""), None);
+    }
 
     #[test]
     fn qemu_versions() {

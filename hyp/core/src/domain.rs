@@ -15,6 +15,14 @@
 //! 44), needs no concatenated root tables (which aarch64-paging does not build) and keeps walks at three levels.
 //! The host-identity domain uses the same geometry, so RAM must lie below 512 GiB.
 //!
+//! # Live updates
+//!
+//! Maps only fill invalid entries, so the SMMU needs no invalidation for them. Unmap clears entries; a block
+//! that an unmap cuts is replaced in place by a table holding the rest of the block (as Linux's io-pgtable did
+//! before it dropped splitting), without break-before-make: this relies on the SMMU tolerating the block→table
+//! change (QEMU's does; hardware reports its level in `IDR3.BBML`). The following range invalidation uses the
+//! old block's size as its TTL hint, so the stale block leaves the TLB.
+//!
 //! # Locking
 //!
 //! A domain has no lock of its own here: [`crate::dispatch`] keeps each in a `spin::Mutex` slot. The pool has one

@@ -8,10 +8,11 @@
 
 extern crate alloc;
 
-pub mod layout;
+pub mod dispatch;
+pub mod domain;
 pub mod host_s2;
+pub mod layout;
+pub mod ownership;
 pub mod psci;
 pub mod smccc;
-pub mod domain;
-pub mod ownership;
-pub mod dispatch;
+pub mod smmu_backend;

@@ -1,0 +1,757 @@
+//! End-to-end tests: `Warden<SmmuBackend<..>>` over warden-smmu's behavioural fake SMMU, booted from QEMU
+//! virt's real DTB. Device accesses go through `FakeSmmu::translate`, which fetches the STEs the driver wrote
+//! and walks the page tables the dispatcher built; exact command sequences come from `FakeSmmu::executed`.
+//!
+//! Memory model: `FakeMemory::host_identity` names memory by host addresses, as EL2's identity map does, so the
+//! page-table pool is a `FakeMemory` allocation the dispatcher writes through `phys_offset` 0 and the fake
+//! walks. Host addresses need 47 bits, so the fake SMMU reports a 48-bit OAS (QEMU's is 44); RAM for DMA is a
+//! synthetic range at QEMU's RAM base (never dereferenced: only its page tables are).
+
+use super::*;
+use alloc::vec;
+use std::sync::Mutex as StdMutex;
+use warden_abi::{DomainKind, Error, Function, Stat};
+use warden_smmu::event::event_id;
+use warden_smmu::fake::{FakeMemory, FakeSmmu, Translation, qemu};
+use warden_smmu::regs::GERROR;
+use warden_smmu::{Command, CommandKind};
+
+const DTB: &[u8] = include_bytes!("../../../dt/tests/data/virt-smp2-1g.dtb");
+
+const RAM: u64 = 0x4000_0000;
+const RAM_SIZE: u64 = 64 << 20;
+const CARVEOUT_SIZE: u64 = 2 << 20;
+const POOL_SIZE: u64 = 2 << 20;
+/// StreamIDs the test machine's `iommu-map` covers (shortened from QEMU's 0x10000 to keep tests fast): three
+/// level-2 tables, the last one half used.
+const SIDS: u32 = 0x280;
+/// QEMU virt's ITS translation frame (GITS_TRANSLATER at +0x40).
+const ITS_FRAME: u64 = 0x0809_0000;
+const RW: u64 = abi::PROT_READ | abi::PROT_WRITE;
+const K4: u64 = abi::PGSIZE_4K;
+const M2: u64 = abi::PGSIZE_2M;
+/// `IDR3.RIL`.
+const IDR3_RIL: u32 = 1 << 10;
+/// `IDR5.OAS` = 48 bits (encoding 5).
+const IDR5_OAS48: u32 = (qemu::IDR5 & !0x7) | 5;
+
+/// Records host stage-2 calls: (map?, pa, len); fails them all when `fail` is set.
+#[derive(Default)]
+struct MockHost {
+    calls: StdMutex<Vec<(bool, u64, u64)>>,
+    fail: core::sync::atomic::AtomicBool,
+}
+
+impl MockHost {
+    fn record(&self, map: bool, pa: u64, len: u64) -> Result<(), HwError> {
+        self.calls.lock().unwrap().push((map, pa, len));
+        if self.fail.load(core::sync::atomic::Ordering::Relaxed) {
+            return Err(HwError::Failed);
+        }
+        Ok(())
+    }
+}
+
+impl HostStage2Ops for MockHost {
+    fn unmap(&self, pa: u64, len: u64) -> Result<(), HwError> {
+        self.record(false, pa, len)
+    }
+    fn map(&self, pa: u64, len: u64) -> Result<(), HwError> {
+        self.record(true, pa, len)
+    }
+}
+
+type Fake = SmmuBackend<FakeSmmu, FakeMemory, MockHost>;
+
+struct Harness {
+    w: Warden<Fake>,
+    /// Commands executed during bring-up.
+    boot_cmds: Vec<Command>,
+    /// Keeps the memory (the page-table pool in particular) alive until the Warden is gone: `Warden` drops its
+    /// backend, and the backend's handle on this memory, before its domains walk their tables to free them.
+    _mem: FakeMemory,
+}
+
+fn platform(sids: u32) -> Platform {
+    let mut p = warden_dt::parse(DTB).unwrap();
+    p.pci_hosts[0].iommu_map[0].length = sids;
+    p
+}
+
+fn boot_with(ril: bool, sids: u32, budget: u64) -> Result<Harness, BootError> {
+    let p = platform(sids);
+    let mem = FakeMemory::host_identity();
+    let pool_pa = mem.alloc(POOL_SIZE as usize, 4096);
+    let idr3 = if ril {
+        qemu::IDR3
+    } else {
+        qemu::IDR3 & !IDR3_RIL
+    };
+    let fake = FakeSmmu::with_ids(mem.clone(), qemu::IDR0, qemu::IDR1, idr3, IDR5_OAS48);
+    let ram = [
+        PhysRange {
+            base: RAM,
+            size: RAM_SIZE,
+        },
+        PhysRange {
+            base: pool_pa,
+            size: POOL_SIZE,
+        },
+    ];
+    let hyp = [
+        PhysRange {
+            base: RAM,
+            size: CARVEOUT_SIZE,
+        },
+        PhysRange {
+            base: pool_pa,
+            size: POOL_SIZE,
+        },
+    ];
+    let pool = [hyp[1]];
+    let config = BootConfig {
+        ram: &ram,
+        hyp: &hyp,
+        pool: &pool,
+        max_domains: 8,
+        max_donated_pages: 64,
+        event_ring: 16,
+        phys_offset: 0,
+        strtab_budget: budget,
+        driver: warden_smmu::Config::default(),
+    };
+    let w = bring_up(
+        &p,
+        &p.smmus[0],
+        fake,
+        mem.clone(),
+        MockHost::default(),
+        &config,
+    )?;
+    let boot_cmds = w.backend().with_smmu(|s| s.regs_mut().take_executed());
+    Ok(Harness {
+        w,
+        boot_cmds,
+        _mem: mem,
+    })
+}
+
+fn boot(ril: bool) -> Harness {
+    boot_with(ril, SIDS, 4 << 20).unwrap()
+}
+
+impl Harness {
+    fn call(&self, f: Function, args: &[u64]) -> [u64; 4] {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        self.w.handle(f.fid(), a)
+    }
+
+    fn ok(&self, f: Function, args: &[u64]) -> [u64; 4] {
+        let r = self.call(f, args);
+        assert_eq!(r[0], 0, "{f:?}{args:x?} failed: {}", r[0] as i64);
+        r
+    }
+
+    fn translate(&self, sid: u32, iova: u64, write: bool) -> Translation {
+        self.w
+            .backend()
+            .with_smmu(|s| s.regs_mut().translate(StreamId(sid), iova, write))
+    }
+
+    fn take_cmds(&self) -> Vec<CommandKind> {
+        self.w
+            .backend()
+            .with_smmu(|s| s.regs_mut().take_executed())
+            .iter()
+            .map(Command::decode)
+            .collect()
+    }
+
+    fn paging_domain(&self) -> u64 {
+        self.ok(Function::DomainAlloc, &[DomainKind::Paging.value()])[1]
+    }
+}
+
+fn is_sync(c: &CommandKind) -> bool {
+    matches!(c, CommandKind::Sync(_))
+}
+
+#[test]
+fn boot_sequence_and_commands() {
+    let h = boot(true);
+    let kinds: Vec<CommandKind> = h.boot_cmds.iter().map(Command::decode).collect();
+    let sync = kinds.iter().copied().find(is_sync).unwrap();
+    let all = CommandKind::CfgiSteRange {
+        sid: StreamId(0),
+        range: 31,
+    };
+    let leaf = |first: u32| CommandKind::CfgiSteRange {
+        sid: StreamId(first),
+        range: 7,
+    };
+    // init: CFGI_ALL + TLBI_NSNH_ALL + sync; three leaves (one CFGI_STE_RANGE + sync each); the run: dwords
+    // 1..7, CFGI_ALL + sync; dword 0, CFGI_ALL + sync. No per-StreamID command.
+    assert_eq!(
+        kinds,
+        [
+            all,
+            CommandKind::TlbiNsnhAll,
+            sync,
+            leaf(0),
+            sync,
+            leaf(0x100),
+            sync,
+            leaf(0x200),
+            sync,
+            all,
+            sync,
+            all,
+            sync,
+        ]
+    );
+    let c = h.w.backend().driver_counters();
+    assert_eq!(
+        (c.ste_writes, c.cfgi_ste, c.l2_tables),
+        (u64::from(SIDS), 0, 3)
+    );
+    // The features line for the boot log.
+    let line = alloc::format!("{}", h.w.backend().features());
+    assert!(line.contains("RIL yes"), "{line}");
+}
+
+#[test]
+fn host_identity_after_boot() {
+    let h = boot(true);
+    for sid in [0, 8, 0x1ff, SIDS - 1] {
+        assert_eq!(h.w.sid_domain(sid), Some(abi::DOMAIN_ID_HOST_IDENTITY));
+        // Host RAM 1:1, reads and writes, first and last page.
+        for pa in [RAM + CARVEOUT_SIZE, RAM + 0x123_4568, RAM + RAM_SIZE - 8] {
+            assert_eq!(
+                h.translate(sid, pa, true),
+                Translation::Ok(pa),
+                "sid {sid:#x} pa {pa:#x}"
+            );
+            assert_eq!(h.translate(sid, pa, false), Translation::Ok(pa));
+        }
+        // The MSI doorbell.
+        assert_eq!(
+            h.translate(sid, ITS_FRAME + 0x40, true),
+            Translation::Ok(ITS_FRAME + 0x40)
+        );
+        // The carve-out and anything beyond RAM fault (recorded).
+        for pa in [RAM, RAM + CARVEOUT_SIZE - 8, RAM + RAM_SIZE, 0x0905_0000] {
+            assert_eq!(
+                h.translate(sid, pa, true),
+                Translation::Fault(event_id::F_TRANSLATION),
+                "sid {sid:#x} pa {pa:#x}"
+            );
+        }
+    }
+    // StreamIDs the DT does not name: aborted (in an existing level-2 table) or C_BAD_STREAMID (no table).
+    assert_eq!(
+        h.translate(SIDS, RAM + CARVEOUT_SIZE, true),
+        Translation::Aborted
+    );
+    assert_eq!(
+        h.translate(0x2ff, RAM + CARVEOUT_SIZE, true),
+        Translation::Aborted
+    );
+    assert_eq!(
+        h.translate(0x300, RAM + CARVEOUT_SIZE, true),
+        Translation::Fault(event_id::C_BAD_STREAMID)
+    );
+    // Faults reach READ_EVENT in order: the first carve-out write of StreamID 0.
+    let r = h.call(Function::ReadEvent, &[]);
+    assert_eq!(r[0], 1);
+    assert_eq!(r[1], RAM);
+    assert_eq!(r[2] & 0xffff_ffff, 0);
+    assert_eq!(
+        (r[2] >> abi::EVENT_REASON_SHIFT) & 0xff,
+        abi::EVENT_REASON_TRANSLATION
+    );
+}
+
+#[test]
+fn paging_domain_map_translate_unmap_fault() {
+    let h = boot(true);
+    let d = h.paging_domain();
+    let sid = 8;
+    let iova = 0x10_0000;
+    let pa = RAM + (8 << 20);
+    assert_eq!(
+        h.ok(Function::MapPages, &[d, iova, pa, K4, 4, RW])[1],
+        4 * K4
+    );
+    // Mapped but not attached: the device still sees host-identity.
+    assert_eq!(h.translate(sid, pa, false), Translation::Ok(pa));
+    h.ok(Function::Attach, &[sid as u64, d]);
+    assert_eq!(h.w.sid_domain(sid), Some(d));
+    assert_eq!(
+        h.translate(sid, iova + 0x1234, true),
+        Translation::Ok(pa + 0x1234)
+    );
+    assert_eq!(
+        h.translate(sid, iova + 3 * K4, false),
+        Translation::Ok(pa + 3 * K4)
+    );
+    // Identity is gone for this device (the page at `pa` is not mapped at IOVA `pa`).
+    assert_eq!(
+        h.translate(sid, pa, false),
+        Translation::Fault(event_id::F_TRANSLATION)
+    );
+    // Other devices are untouched.
+    assert_eq!(h.translate(9, pa, true), Translation::Ok(pa));
+    assert_eq!(
+        h.ok(Function::IovaToPhys, &[d, iova + 0x1234])[1],
+        pa + 0x1234
+    );
+    while h.call(Function::ReadEvent, &[])[0] == 1 {}
+
+    // Unmap: the TLB entries the walks above filled are invalidated, so the device faults at once.
+    assert_eq!(h.ok(Function::UnmapPages, &[d, iova, K4, 4])[1], 4 * K4);
+    assert_eq!(
+        h.translate(sid, iova + 0x1234, true),
+        Translation::Fault(event_id::F_TRANSLATION)
+    );
+    let r = h.call(Function::ReadEvent, &[]);
+    assert_eq!(r[0], 1, "no fault record");
+    assert_eq!(r[1], iova + 0x1234);
+    assert_eq!(r[2] & 0xffff_ffff, u64::from(sid));
+    assert_eq!(
+        (r[2] >> abi::EVENT_REASON_SHIFT) & 0xff,
+        abi::EVENT_REASON_TRANSLATION
+    );
+    let flags = r[2] >> abi::EVENT_FLAGS_SHIFT;
+    assert_eq!(
+        flags,
+        abi::EVENT_FLAG_WRITE | abi::EVENT_FLAG_STAGE2 | abi::EVENT_FLAG_IOVA_VALID
+    );
+    assert_eq!(r[3], 0, "nothing lost");
+    assert_eq!(h.call(Function::ReadEvent, &[])[0], 0);
+    assert_eq!(
+        h.call(Function::IovaToPhys, &[d, iova])[0],
+        Error::NotMapped.to_reg()
+    );
+
+    // Detach: back to host-identity; the domain can be freed.
+    h.ok(Function::Detach, &[sid as u64]);
+    assert_eq!(h.translate(sid, pa, true), Translation::Ok(pa));
+    h.ok(Function::DomainFree, &[d]);
+}
+
+/// Maps `count` pages of `pgsize` at a fresh IOVA, fills the TLB through the device, unmaps in one call and
+/// returns the commands the unmap issued (after checking the device faults afterwards).
+fn unmap_commands(h: &Harness, pgsize: u64, count: u64) -> Vec<CommandKind> {
+    let len = pgsize * count;
+    unmap_commands_at(h, pgsize, count, RAM + (16 << 20), &[0, len / 2, len - K4])
+}
+
+/// [`unmap_commands`] of memory at `pa`, with the device touching only the given offsets.
+fn unmap_commands_at(
+    h: &Harness,
+    pgsize: u64,
+    count: u64,
+    pa: u64,
+    probes: &[u64],
+) -> Vec<CommandKind> {
+    let d = h.paging_domain();
+    let sid = 16;
+    let iova = 0x4000_0000;
+    h.ok(Function::MapPages, &[d, iova, pa, pgsize, count, RW]);
+    h.ok(Function::Attach, &[sid, d]);
+    for &off in probes {
+        assert_eq!(
+            h.translate(sid as u32, iova + off, false),
+            Translation::Ok(pa + off)
+        );
+    }
+    h.take_cmds();
+    h.ok(Function::UnmapPages, &[d, iova, pgsize, count]);
+    let cmds = h.take_cmds();
+    for &off in probes {
+        assert_eq!(
+            h.translate(sid as u32, iova + off, false),
+            Translation::Fault(event_id::F_TRANSLATION),
+            "{count} x {pgsize:#x}: stale translation at +{off:#x} after unmap"
+        );
+    }
+    h.ok(Function::Detach, &[sid]);
+    h.ok(Function::DomainFree, &[d]);
+    while h.call(Function::ReadEvent, &[])[0] == 1 {}
+    cmds
+}
+
+#[test]
+fn unmap_with_ril_is_one_tlbi_and_one_sync() {
+    let h = boot(true);
+    for (pgsize, count) in [(K4, 1), (K4, 16), (M2, 1), (K4, 512), (M2, 2)] {
+        let cmds = unmap_commands(&h, pgsize, count);
+        assert_eq!(cmds.len(), 2, "{count} x {pgsize:#x}: {cmds:x?}");
+        let CommandKind::TlbiS2Ipa(t) = cmds[0] else {
+            panic!("{count} x {pgsize:#x}: not a TLBI_S2_IPA: {cmds:x?}")
+        };
+        assert_ne!(t.tg, 0, "not a range TLBI");
+        assert!(t.ipa <= 0x4000_0000 && t.ipa + t.span() >= 0x4000_0000 + pgsize * count);
+        assert!(is_sync(&cmds[1]));
+    }
+    let c = h.w.backend().driver_counters();
+    assert_eq!(c.tlbi_s2_ipa, 0);
+    // The hypercall-visible counters are the driver's.
+    assert_eq!(
+        h.ok(Function::Stat, &[Stat::SmmuCommands.value()])[1],
+        c.commands
+    );
+    assert_eq!(h.ok(Function::Stat, &[Stat::SmmuSyncs.value()])[1], c.syncs);
+    assert_ne!(
+        h.ok(Function::Version, &[])[1] & (abi::FEAT_RANGE_INVALIDATION << 32),
+        0,
+        "RIL advertised"
+    );
+}
+
+#[test]
+fn unmap_without_ril_is_per_granule_then_vmall() {
+    let h = boot(false);
+    let count_tlbi = |cmds: &[CommandKind]| {
+        cmds.iter()
+            .filter(|c| matches!(c, CommandKind::TlbiS2Ipa(t) if t.tg == 0))
+            .count()
+    };
+    // A 2 MiB block takes one non-range TLBI at its base. Architecturally (and in QEMU) that removes the whole
+    // cached block; warden-smmu's fake caches blocks per 4 KiB page and invalidates only the page addressed,
+    // so the device touches only the block's first page here.
+    let cmds = unmap_commands_at(&h, M2, 1, RAM + (16 << 20), &[0]);
+    assert!(
+        matches!(cmds[..], [CommandKind::TlbiS2Ipa(t), CommandKind::Sync(_)] if t.tg == 0),
+        "{cmds:x?}"
+    );
+    // 512 4 KiB pages at 2 MiB-aligned IOVA and PA are one block too.
+    let cmds = unmap_commands_at(&h, K4, 512, RAM + (16 << 20), &[0]);
+    assert_eq!(count_tlbi(&cmds), 1);
+    for (pgsize, count, tlbis) in [(K4, 1, 1), (K4, 16, 16)] {
+        let cmds = unmap_commands(&h, pgsize, count);
+        assert_eq!(count_tlbi(&cmds), tlbis, "{count} x {pgsize:#x}");
+        assert_eq!(cmds.len(), tlbis + 1, "{count} x {pgsize:#x}: one sync");
+        assert!(is_sync(cmds.last().unwrap()));
+    }
+    // 4 KiB leaves (the PA is not 2 MiB aligned): 512 of them are still one TLBI each ...
+    let pa = RAM + (16 << 20) + K4;
+    let cmds = unmap_commands_at(&h, K4, 512, pa, &[0, 511 * K4]);
+    assert_eq!((count_tlbi(&cmds), cmds.len()), (512, 513));
+    // ... but past the threshold (512 commands) it is one VMID-wide invalidation.
+    let cmds = unmap_commands_at(&h, K4, 1024, pa, &[0, 512 * K4, 1023 * K4]);
+    assert!(
+        matches!(
+            cmds[..],
+            [CommandKind::TlbiS12Vmall { .. }, CommandKind::Sync(_)]
+        ),
+        "{cmds:x?}"
+    );
+    assert_eq!(
+        h.ok(Function::Version, &[])[1] & (abi::FEAT_RANGE_INVALIDATION << 32),
+        0
+    );
+}
+
+#[test]
+fn attach_issues_the_ste_sequence() {
+    let h = boot(true);
+    let d = h.paging_domain();
+    let sid = 0x42u32;
+    h.take_cmds();
+    let ste = |s: u32| CommandKind::CfgiSte {
+        sid: StreamId(s),
+        leaf: true,
+    };
+    // Identity (S2, VMID 1) -> paging (S2, other VMID and table): two used dwords differ, so through an
+    // intermediate ABORT: three CFGI_STE + sync batches.
+    h.ok(Function::Attach, &[u64::from(sid), d]);
+    let cmds = h.take_cmds();
+    assert_eq!(cmds.len(), 6, "{cmds:x?}");
+    for pair in cmds.chunks(2) {
+        assert_eq!(pair[0], ste(sid));
+        assert!(is_sync(&pair[1]));
+    }
+    // Re-attaching to the same domain does nothing.
+    h.ok(Function::Attach, &[u64::from(sid), d]);
+    assert!(h.take_cmds().is_empty());
+    // The STE in memory is the domain's.
+    let w = &h.w;
+    let ste_now = w.backend().with_smmu(|s| s.ste(StreamId(sid)).unwrap());
+    assert_eq!(ste_now.s2_config().unwrap().vmid, Vmid(2));
+
+    // Blocked: stage 2 through the empty table, and the DMA is reported.
+    let b = h.ok(Function::DomainAlloc, &[DomainKind::Blocked.value()])[1];
+    h.ok(Function::Attach, &[u64::from(sid), b]);
+    let cmds = h.take_cmds();
+    assert!(
+        cmds.chunks(2).all(|p| p[0] == ste(sid) && is_sync(&p[1])),
+        "{cmds:x?}"
+    );
+    assert_eq!(
+        w.backend().with_smmu(|s| s.ste(StreamId(sid)).unwrap()),
+        w.backend().blocked_ste()
+    );
+    assert_eq!(
+        h.translate(sid, RAM + CARVEOUT_SIZE, true),
+        Translation::Fault(event_id::F_TRANSLATION)
+    );
+    let r = h.call(Function::ReadEvent, &[]);
+    assert_eq!(
+        (r[0], r[1], r[2] & 0xffff_ffff),
+        (1, RAM + CARVEOUT_SIZE, u64::from(sid))
+    );
+    h.ok(Function::Detach, &[u64::from(sid)]);
+    assert_eq!(
+        h.translate(sid, RAM + CARVEOUT_SIZE, true),
+        Translation::Ok(RAM + CARVEOUT_SIZE)
+    );
+}
+
+/// Donation and reclaim reach the host stage-2 operations. (Successful donation hands the pages to the
+/// page-table pool, which writes them: this harness's RAM is synthetic, so dispatch's own end-to-end tests,
+/// which back RAM with host memory, cover that path.)
+#[test]
+fn donate_reaches_host_stage2_and_rolls_back() {
+    let h = boot(true);
+    let page = RAM + (32 << 20);
+    assert_eq!(h.translate(3, page, true), Translation::Ok(page));
+    h.w.backend()
+        .host()
+        .fail
+        .store(true, core::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        h.call(Function::Donate, &[page, 2])[0],
+        Error::HwError.to_reg()
+    );
+    assert_eq!(
+        *h.w.backend().host().calls.lock().unwrap(),
+        [(false, page, 2 * K4)]
+    );
+    // Nothing changed: still host memory, still mapped for devices, not donated.
+    assert_eq!(h.translate(3, page + K4, true), Translation::Ok(page + K4));
+    assert_eq!(h.ok(Function::Stat, &[Stat::DonatedPages.value()])[1], 0);
+    assert_eq!(
+        h.call(Function::Reclaim, &[page, 2])[0],
+        Error::NotDonated.to_reg()
+    );
+    assert_eq!(h.w.backend().host().calls.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn smmu_failures_become_errors() {
+    let h = boot(true);
+    let d = h.paging_domain();
+    h.ok(Function::MapPages, &[d, 0, RAM + (4 << 20), K4, 1, RW]);
+    h.w.backend()
+        .with_smmu(|s| s.regs_mut().set_sync_stall(true));
+    assert_eq!(
+        h.call(Function::UnmapPages, &[d, 0, K4, 1])[0],
+        Error::Timeout.to_reg()
+    );
+    // The page stays pinned (counted) after a failed invalidation.
+    assert_ne!(h.w.ownership().mapped_pages(), 0);
+    h.w.backend()
+        .with_smmu(|s| s.regs_mut().set_sync_stall(false));
+
+    // A global error shows up as a GERROR record, then normal operation resumes.
+    let h = boot(true);
+    h.w.backend()
+        .with_smmu(|s| s.regs_mut().poke(GERROR, 1 << 2));
+    let r = h.call(Function::ReadEvent, &[]);
+    assert_eq!(r[0], 1);
+    assert_eq!(
+        (r[2] >> abi::EVENT_REASON_SHIFT) & 0xff,
+        abi::EVENT_REASON_GERROR
+    );
+    assert_eq!(r[1], 1 << 2);
+    assert_eq!(h.call(Function::ReadEvent, &[])[0], 0);
+}
+
+#[test]
+fn stream_ids_from_the_qemu_dtb() {
+    let p = warden_dt::parse(DTB).unwrap();
+    let smmu = &p.smmus[0];
+    let sids = stream_ids(&p, smmu, 16);
+    assert_eq!(
+        sids,
+        [SidRange {
+            base: 0,
+            count: 0x1_0000
+        }]
+    );
+    // The whole map: 256 level-2 tables of 16 KiB.
+    assert_eq!(stream_table_bytes(&sids, Some(8)), 4 << 20);
+    assert_eq!(stream_table_bytes(&sids, None), 0);
+    // Clipped to a smaller stream table.
+    assert_eq!(
+        stream_ids(&p, smmu, 8),
+        [SidRange {
+            base: 0,
+            count: 0x100
+        }]
+    );
+    assert_eq!(
+        msi_doorbells(&p),
+        [PhysRange {
+            base: ITS_FRAME,
+            size: 0x1_0000
+        }]
+    );
+}
+
+#[test]
+fn stream_ids_merge_and_filter() {
+    let mut p = warden_dt::parse(DTB).unwrap();
+    let smmu = p.smmus[0].clone();
+    let phandle = smmu.phandle.unwrap();
+    let entry = p.pci_hosts[0].iommu_map[0];
+    p.pci_hosts[0].iommu_map = vec![
+        warden_dt::IommuMapEntry {
+            sid_base: 0x500,
+            length: 0x10,
+            ..entry
+        },
+        warden_dt::IommuMapEntry {
+            sid_base: 0x100,
+            length: 0x10,
+            ..entry
+        },
+        warden_dt::IommuMapEntry {
+            sid_base: 0x108,
+            length: 0x10,
+            ..entry
+        },
+        warden_dt::IommuMapEntry {
+            sid_base: 0x118,
+            length: 0x8,
+            ..entry
+        },
+        warden_dt::IommuMapEntry {
+            sid_base: 0x900,
+            length: 0x8,
+            iommu: Phandle(phandle.0 + 1000),
+            ..entry
+        },
+    ];
+    p.iommu_clients.push(warden_dt::IommuClient {
+        path: "/dma@0".into(),
+        iommus: vec![warden_dt::IommuSpecifier {
+            iommu: phandle,
+            ids: vec![0x7000],
+        }],
+    });
+    assert_eq!(
+        stream_ids(&p, &smmu, 16),
+        [
+            SidRange {
+                base: 0x100,
+                count: 0x20
+            },
+            SidRange {
+                base: 0x500,
+                count: 0x10
+            },
+            SidRange {
+                base: 0x7000,
+                count: 1
+            },
+        ]
+    );
+    // 0x100..0x120 and 0x500..0x510 share no leaf with 256 STEs each; three tables.
+    assert_eq!(
+        stream_table_bytes(&stream_ids(&p, &smmu, 16), Some(8)),
+        3 << 14
+    );
+}
+
+#[test]
+fn boot_refuses_past_the_strtab_budget() {
+    let r = boot_with(true, 0x1_0000, 1 << 20);
+    assert!(
+        matches!(r, Err(BootError::StreamTableBudget { need, budget }) if need == 4 << 20 && budget == 1 << 20),
+        "{:?}",
+        r.err()
+    );
+}
+
+#[test]
+fn translation_helpers() {
+    let hint = |leaf_only, leaf_size| InvalidateHint {
+        leaf_only,
+        leaf_size,
+    };
+    assert_eq!(
+        invalidation_for(3, 0x1000, 0x2000, hint(true, Some(K4))).leaf_size,
+        LeafSize::Page4K
+    );
+    assert_eq!(
+        invalidation_for(3, 0, M2, hint(true, Some(M2))).leaf_size,
+        LeafSize::Block2M
+    );
+    assert_eq!(
+        invalidation_for(3, 0, 1 << 30, hint(false, Some(1 << 30))).leaf_size,
+        LeafSize::Block1G
+    );
+    let r = invalidation_for(7, 0x5000, 0x3000, hint(false, None));
+    assert_eq!(
+        r,
+        S2Invalidation {
+            vmid: Vmid(7),
+            iova: 0x5000,
+            size: 0x3000,
+            leaf_size: LeafSize::Mixed,
+            leaf_only: false
+        }
+    );
+    assert_eq!(
+        hw_error(warden_smmu::Error::Timeout(warden_smmu::Wait::CmdSync)),
+        HwError::Timeout
+    );
+    assert_eq!(
+        hw_error(warden_smmu::Error::OutOfMemory(4096)),
+        HwError::Failed
+    );
+    assert_eq!(
+        hw_error(warden_smmu::Error::InvalidVmid(300)),
+        HwError::Failed
+    );
+    let cfg = domain::S2Config {
+        vmid: 5,
+        root_pa: 0x4123_4000,
+        t0sz: 25,
+        sl0: 1,
+        ps: 4,
+    };
+    assert_eq!(
+        stage2_ste(&cfg),
+        Ste::stage2(&S2Config::new_4k(Vmid(5), 0x4123_4000, 39, 1, 4))
+    );
+    // A read fault of a privileged instruction fetch, and a configuration error without an address.
+    let raw = warden_smmu::Event::encode_fault(
+        event_id::F_PERMISSION,
+        StreamId(9),
+        0x7000,
+        0x7000,
+        true,
+        2,
+    );
+    let rec = fault_record(&Event::decode(raw));
+    assert_eq!(rec.sid, 9);
+    assert_eq!(rec.iova, 0x7000);
+    assert_eq!(u64::from(rec.reason), abi::EVENT_REASON_PERMISSION);
+    assert_eq!(
+        u64::from(rec.flags),
+        abi::EVENT_FLAG_IOVA_VALID | abi::EVENT_FLAG_STAGE2
+    );
+    let raw = [
+        u64::from(event_id::C_BAD_STREAMID) | (0x300u64 << 32),
+        0,
+        0,
+        0,
+    ];
+    let rec = fault_record(&Event::decode(raw));
+    assert_eq!((rec.sid, rec.iova, rec.flags), (0x300, 0, 0));
+    assert_eq!(u64::from(rec.reason), abi::EVENT_REASON_BAD_STREAMID);
+}

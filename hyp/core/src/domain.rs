@@ -212,13 +212,17 @@ impl PagePool {
         }
     }
 
-    /// Reserves `n` pages, leaving at least `keep` unreserved free pages; `Err(short)` says how many pages the
-    /// pool lacks.
+    /// Reserves `n` pages, leaving at least `keep` unreserved free pages (nothing to check when `n` is 0);
+    /// `Err(short)` says how many pages the pool lacks.
     ///
     /// # Errors
     ///
     /// [`DomainError::NoMem`] with the shortfall.
     pub fn reserve(&self, n: usize, keep: usize) -> Result<(), DomainError> {
+        if n == 0 {
+            // Nothing will be allocated: no need to keep anything free (and no lock on the fast path).
+            return Ok(());
+        }
         let mut p = self.inner.lock();
         let available = p.free().saturating_sub(p.reserved);
         let want = n.saturating_add(keep);
@@ -231,6 +235,9 @@ impl PagePool {
 
     /// Gives back `n` reserved pages that were not used.
     pub fn unreserve(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
         let mut p = self.inner.lock();
         p.reserved = p.reserved.saturating_sub(n);
     }
@@ -796,6 +803,7 @@ pub(crate) mod tests {
     fn reserve_reports_shortfall() {
         let pool = backed_pool(0x4000_0000, 4, 2, 8);
         assert_eq!(pool.reserve(3, 2), Err(DomainError::NoMem(1)));
+        assert_eq!(pool.reserve(0, 100), Ok(()));
         pool.reserve(2, 2).unwrap();
         assert_eq!(pool.reserve(1, 2), Err(DomainError::NoMem(1)));
         pool.unreserve(2);

@@ -630,6 +630,13 @@ impl<B: Backend> Warden<B> {
         s.kind = match kind {
             DomainKind::Blocked => SlotKind::Blocked,
             DomainKind::Paging => {
+                if self.pool.has_quarantine(slot) {
+                    // The previous domain of this slot was freed without a confirmed VMID invalidation: the
+                    // SMMU may still cache its translations under the VMID this domain would reuse.
+                    self.invalidations.fetch_add(1, Ordering::Relaxed);
+                    self.backend.invalidate_vmid(slot + 1)?;
+                    self.pool.release_quarantine(slot);
+                }
                 // VMID = slot + 1 (slot 0, host-identity, has VMID 1).
                 let d = PagingDomain::new(self.pool.clone(), slot, slot + 1, POOL_RESERVE)?;
                 SlotKind::Paging(d)

@@ -267,6 +267,12 @@ impl PagePool {
         self.inner.lock().quarantine.push((pa, tag));
     }
 
+    /// Whether pages of domain slot `tag` wait in quarantine (an earlier invalidation of its VMID failed).
+    #[must_use]
+    pub fn has_quarantine(&self, tag: u16) -> bool {
+        self.inner.lock().quarantine.iter().any(|&(_, t)| t == tag)
+    }
+
     /// Returns the pages quarantined for domain slot `tag` to the free lists (after its invalidation completed).
     pub fn release_quarantine(&self, tag: u16) {
         let mut p = self.inner.lock();

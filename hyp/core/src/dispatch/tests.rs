@@ -697,8 +697,21 @@ fn unmap_timeout_keeps_pages_pinned() {
     );
     assert_eq!(res(w, Function::Donate, &[host(0), 1]), Err(Error::Busy));
     assert_eq!(res(w, Function::DomainFree, &[d]), Err(Error::Timeout));
-    w.backend().fail_invalidate.store(false, Ordering::Relaxed);
     assert_eq!(stat(w, Stat::DomainsInUse), 0);
+    // The slot's VMID must be invalidated before it is reused; while that fails, paging allocation fails.
+    assert_eq!(res(w, Function::DomainAlloc, &[0]), Err(Error::Timeout));
+    w.backend().fail_invalidate.store(false, Ordering::Relaxed);
+    let d2 = alloc_paging(w);
+    assert_eq!(d2 & 0xffff, d & 0xffff, "same slot, same VMID");
+    assert_eq!(
+        w.backend().invals.lock().unwrap().last(),
+        Some(&Inval::Vmid((d & 0xffff) as u16 + 1))
+    );
+    assert_eq!(
+        stat(w, Stat::MappedPages),
+        2,
+        "the pages a failed invalidation pinned stay pinned"
+    );
 }
 
 #[test]

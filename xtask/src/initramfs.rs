@@ -3,7 +3,7 @@
 //! Layout: busybox-static at `/bin/busybox` with one symlink per applet, `/init` ([`INIT`]), distribution modules
 //! under `/lib/modules/<release>/kernel/...` with a `modules.dep`, the project's modules under
 //! `/lib/modules/<release>/extra/`, `tests/guest/` under `/warden/tests/`, the guest programs under `/warden/bin/`,
-//! and the `--script` file at `/warden/script`.
+//! the layout addresses in `/warden/layout.env`, and the `--script` file at `/warden/script`.
 
 use std::collections::BTreeSet;
 use std::io::Write;

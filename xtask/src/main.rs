@@ -11,6 +11,7 @@
 mod bench;
 mod build;
 mod cli;
+mod console;
 mod deps;
 mod guest;
 mod header;

@@ -1,0 +1,38 @@
+#!/bin/sh
+# VFIO on top of the IOMMU driver: edu bound to vfio-pci (type1v2 backend); the vfio_edu program maps buffers
+# with VFIO_IOMMU_MAP_DMA, has edu DMA through them and checks the data, then unmaps one and checks the device
+# can no longer write it. The IOMMU driver reports exactly that one write fault at IOVA 0x20000 for edu.
+# Needs the vfio_edu program (tests/guest/shim/vfio_edu.c), built like tests/guest/src/*.c.
+# modes: hyp native
+# timeout: 240
+. /warden/tests/lib.sh
+. /warden/tests/shim/lib.sh
+prog=$(command -v vfio_edu || echo /warden/tests/shim/vfio_edu.bin)
+[ -x "$prog" ] || fail "no vfio_edu program (is tests/guest/shim/vfio_edu.c built?)"
+edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
+modprobe vfio-pci || fail "modprobe vfio-pci"
+modprobe vfio_iommu_type1 || fail "modprobe vfio_iommu_type1"
+echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override
+echo $edu > /sys/bus/pci/drivers_probe
+[ "$(basename $(readlink /sys/bus/pci/devices/$edu/driver))" = vfio-pci ] || fail "edu is not bound to vfio-pci"
+group=$(basename $(readlink /sys/bus/pci/devices/$edu/iommu_group)) || fail "edu has no iommu group"
+echo "edu $edu in iommu group $group ($(iommu_type $edu))"
+before=0
+[ "$WARDEN_MODE" = hyp ] && before=$(shim_stat shim.faults_reported)
+dmesg -c > /dev/null
+"$prog" $edu $group || fail "vfio_edu failed (status $?)"
+sleep 1 # the shim polls the hyp's event ring every 100 ms
+dmesg > /tmp/fault.log
+cat /tmp/fault.log
+if [ "$WARDEN_MODE" = hyp ]; then
+    n=$(grep -c "$edu: DMA fault: .* write at IOVA 0x20000" /tmp/fault.log)
+    [ "$n" = 1 ] || fail "expected exactly one shim fault line for $edu writing IOVA 0x20000, got $n"
+    after=$(shim_stat shim.faults_reported)
+    [ $((after - before)) = 1 ] || fail "faults_reported went $before -> $after, expected +1"
+else
+    n=$(grep -c "event 0x10 received" /tmp/fault.log)
+    [ "$n" = 1 ] || fail "expected exactly one F_TRANSLATION event from arm-smmu-v3, got $n"
+    grep -q "0x0*20000\$" /tmp/fault.log || fail "the event does not name IOVA 0x20000"
+fi
+no_oops
+echo "VFIO OK"

@@ -4,9 +4,10 @@
 //! and a boot identity map, clears `.bss` and calls [`warden_main`], which:
 //! 1. starts the heap and the console, reads the DTB with `warden-dt`;
 //! 2. builds the EL2 stage-1 ([`mmu`]) and the host stage-2 (`warden_core::host_s2`);
-//! 3. writes the rewritten DTB for the host at `layout::HOST_DTB_PA` and checks the Linux `Image` at
+//! 3. takes the SMMU ([`smmu`]): abort first, then every DT StreamID in the host-identity domain;
+//! 4. writes the rewritten DTB for the host at `layout::HOST_DTB_PA` and checks the Linux `Image` at
 //!    `layout::HOST_KERNEL_PA`;
-//! 4. sets up EL2 for the host ([`sysregs`]) and ERETs to Linux at EL1h with x0 = the host DTB.
+//! 5. sets up EL2 for the host ([`sysregs`]) and ERETs to Linux at EL1h with x0 = the host DTB.
 //!
 //! From then on the hypervisor runs only on exceptions ([`traps`]): PSCI relay (secondary CPUs come in
 //! through [`warden_secondary_main`]), host stage-2 faults, and the Warden hypercalls.
@@ -24,6 +25,7 @@ mod firmware;
 mod mmio;
 mod mmu;
 mod percpu;
+mod smmu;
 mod sysregs;
 mod traps;
 mod vectors;
@@ -146,6 +148,13 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         "host stage-2 built (root {root:#x}); hyp carve-out and {} SMMU frame(s) unmapped",
         smmus.len()
     );
+
+    // The SMMU: aborting from the first register write, then every StreamID of the DT in host-identity.
+    if platform.smmus.is_empty() {
+        log!("no SMMU in the device tree: DMA is not confined");
+    } else if let Err(e) = smmu::bring_up(&platform) {
+        panic!("cannot take the SMMU: {e}");
+    }
 
     // The device tree for the host.
     let edits = warden_dt::HostDtEdits {

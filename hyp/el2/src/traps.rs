@@ -8,7 +8,6 @@ use aarch64_cpu::registers::{
 use core::sync::atomic::{AtomicU64, Ordering};
 use warden_core::host_s2::{self, Stage2Fault};
 use warden_core::psci::{self, Action};
-use warden_core::smccc;
 
 use crate::console::log_line_forced;
 use crate::vectors::{self, TrapFrame};
@@ -70,8 +69,12 @@ fn host_call(frame: &mut TrapFrame) {
             ]);
             frame.x[0] = r[0];
         }
-        // The hypercall dispatcher (warden_core::dispatch) is not there yet: NOT_SUPPORTED.
-        Action::VendorHyp => frame.x[0] = smccc::ret(smccc::NOT_SUPPORTED),
+        Action::VendorHyp => {
+            let mut x = [0u64; 7];
+            x.copy_from_slice(&frame.x[..7]);
+            let r = crate::smmu::hypercall(&x);
+            frame.x[..4].copy_from_slice(&r);
+        }
     }
 }
 

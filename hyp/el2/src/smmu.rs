@@ -1,0 +1,288 @@
+//! The SMMU at EL2: real register access and DMA memory for warden-smmu's driver, and the boot-time bring-up
+//! that hands the SMMU to the hypercall dispatcher (`warden_core::smmu_backend::bring_up`).
+//!
+//! - [`SmmuRegs`]: the register frame through single `ldr`/`str` instructions (no Rust references to device
+//!   memory, no `read_volatile`), ordered as Linux's `writel`/`readl`: `dsb st` before each store (queue
+//!   entries and STEs written to memory are visible to the SMMU before the `CMDQ_PROD` write that publishes
+//!   them), `dsb ld` after each load (event records are read after the `EVTQ_PROD` load that announced them).
+//! - [`CarveoutDma`]: a bump allocator over one region of the carve-out (taken from the hyp heap once, never
+//!   freed, never mapped for the host or any device), VA == PA, volatile 64-bit accesses. The SMMU is coherent
+//!   (`IDR0.COHACC`, checked by the driver), so no cache maintenance.
+//! - [`bring_up`]: `GBPA.ABORT` first, probe (the features line is logged), enable with every StreamID aborting,
+//!   the host-identity domain for every StreamID the DT's `iommu-map`s name; the result lives in a `static`.
+
+use alloc::alloc::{Layout, alloc_zeroed};
+use core::arch::asm;
+use spin::Once;
+use warden_core::dispatch::{HwError, Warden};
+use warden_core::layout;
+use warden_core::smmu_backend::{self, BootConfig, BootError, HostStage2Ops, SmmuBackend};
+use warden_dt::{PhysRange, Platform};
+use warden_smmu::{DmaMemory, RegisterAccess};
+
+use crate::log;
+
+/// Bytes of carve-out given to the SMMU's stream table and queues: the level-2 tables of QEMU virt's whole
+/// `iommu-map` (256 × 16 KiB = 4 MiB), the level-1 table, the queues and the blocked domain's empty table.
+const SMMU_DMA_SIZE: usize = (4 << 20) + (256 << 10);
+/// Of which level-2 stream tables may take at most this much (checked before any is allocated).
+const STRTAB_BUDGET: u64 = 4 << 20;
+/// Bytes of carve-out given to the DMA page-table pool (4 KiB pages; the host-identity domain of 1 GiB takes
+/// a handful, each translated domain a few per mapped 1 GiB of IOVA).
+const POOL_SIZE: usize = 4 << 20;
+/// Allocatable DMA domains.
+const MAX_DOMAINS: u16 = 1024;
+/// Pages the host may have donated at once.
+const MAX_DONATED_PAGES: usize = 4096;
+/// Capacity of the dispatcher's fault ring.
+const EVENT_RING: usize = 256;
+
+/// The SMMUv3 register frame (pages 0 and 1), at its physical address (= EL2 virtual address).
+pub struct SmmuRegs {
+    base: u64,
+}
+
+impl SmmuRegs {
+    /// Register access to the SMMU frame at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `[base, base + warden_smmu::regs::FRAME_SIZE)` must be the SMMU's register frame, mapped as device
+    /// memory in the EL2 stage-1 on every CPU that uses the value, and used by nothing else (one driver).
+    pub unsafe fn new(base: u64) -> Self {
+        Self { base }
+    }
+
+    fn addr(&self, offset: usize, width: usize) -> u64 {
+        assert!(
+            offset.is_multiple_of(width) && offset + width <= warden_smmu::regs::FRAME_SIZE,
+            "SMMU register offset {offset:#x} outside the frame"
+        );
+        self.base + offset as u64
+    }
+}
+
+impl RegisterAccess for SmmuRegs {
+    fn read32(&mut self, offset: usize) -> u32 {
+        let addr = self.addr(offset, 4);
+        let value: u32;
+        // SAFETY: `addr` is an aligned register inside the SMMU frame, mapped as device memory (promised to
+        // `SmmuRegs::new`); the driver owns the frame. `dsb ld` orders later memory reads after this load.
+        unsafe {
+            asm!("ldr {v:w}, [{a}]", "dsb ld", v = out(reg) value, a = in(reg) addr,
+                 options(nostack, preserves_flags));
+        }
+        value
+    }
+
+    fn write32(&mut self, offset: usize, value: u32) {
+        let addr = self.addr(offset, 4);
+        // SAFETY: As for `read32`; `dsb st` makes earlier memory writes (queue entries, STEs) visible first.
+        unsafe {
+            asm!("dsb st", "str {v:w}, [{a}]", v = in(reg) value, a = in(reg) addr,
+                 options(nostack, preserves_flags));
+        }
+    }
+
+    fn read64(&mut self, offset: usize) -> u64 {
+        let addr = self.addr(offset, 8);
+        let value: u64;
+        // SAFETY: As for `read32`, for an aligned 64-bit register.
+        unsafe {
+            asm!("ldr {v}, [{a}]", "dsb ld", v = out(reg) value, a = in(reg) addr,
+                 options(nostack, preserves_flags));
+        }
+        value
+    }
+
+    fn write64(&mut self, offset: usize, value: u64) {
+        let addr = self.addr(offset, 8);
+        // SAFETY: As for `write32`, for an aligned 64-bit register.
+        unsafe {
+            asm!("dsb st", "str {v}, [{a}]", v = in(reg) value, a = in(reg) addr,
+                 options(nostack, preserves_flags));
+        }
+    }
+}
+
+/// The SMMU's memory: a bump allocator over `[base, end)` of the carve-out (identity-mapped normal memory).
+pub struct CarveoutDma {
+    base: u64,
+    next: u64,
+    end: u64,
+}
+
+impl CarveoutDma {
+    /// Takes `size` bytes from the hyp heap (inside the carve-out) for the SMMU, for good.
+    ///
+    /// # Panics
+    ///
+    /// If the heap cannot provide them (a boot-time configuration error).
+    pub fn take_from_heap(size: usize) -> Self {
+        let base = leak_zeroed(size, 64 << 10);
+        Self {
+            base,
+            next: base,
+            end: base + size as u64,
+        }
+    }
+
+    /// The region (for the boot log).
+    pub fn region(&self) -> PhysRange {
+        PhysRange {
+            base: self.base,
+            size: self.end - self.base,
+        }
+    }
+
+    /// Bytes handed out so far.
+    pub fn used(&self) -> u64 {
+        self.next - self.base
+    }
+
+    fn check(&self, pa: u64) {
+        assert!(
+            pa.is_multiple_of(8) && pa >= self.base && pa < self.next,
+            "SMMU driver access outside its memory: {pa:#x}"
+        );
+    }
+}
+
+impl DmaMemory for CarveoutDma {
+    fn alloc_zeroed(&mut self, size: usize, align: usize) -> Option<u64> {
+        let start = self.next.checked_next_multiple_of(align as u64)?;
+        let end = start.checked_add(size as u64)?;
+        if end > self.end {
+            return None;
+        }
+        self.next = end;
+        // The region came zeroed from the heap and is handed out once: nothing to clear.
+        Some(start)
+    }
+
+    fn read64(&mut self, pa: u64) -> u64 {
+        self.check(pa);
+        // SAFETY: `pa` is an aligned word of this region (checked): carve-out memory mapped read/write at
+        // VA == PA, owned by the driver. Volatile: the SMMU writes event records concurrently.
+        unsafe { core::ptr::read_volatile(pa as *const u64) }
+    }
+
+    fn write64(&mut self, pa: u64, value: u64) {
+        self.check(pa);
+        // SAFETY: As for `read64`. Volatile and single-copy-atomic: the SMMU reads STEs and commands concurrently.
+        unsafe { core::ptr::write_volatile(pa as *mut u64, value) }
+    }
+}
+
+/// Host stage-2 edits for donation and reclaim. `warden_core::host_s2::HostStage2` cannot change a live
+/// stage-2 yet, so both fail ([`HwError::Failed`]): the host gets `WARDEN_E_HW_ERROR` for DONATE/RECLAIM and
+/// the page-table pool is the carve-out part only ([`POOL_SIZE`]).
+pub struct NoHostStage2Edits;
+
+impl HostStage2Ops for NoHostStage2Edits {
+    fn unmap(&self, _pa: u64, _len: u64) -> Result<(), HwError> {
+        Err(HwError::Failed)
+    }
+
+    fn map(&self, _pa: u64, _len: u64) -> Result<(), HwError> {
+        Err(HwError::Failed)
+    }
+}
+
+/// The dispatcher type of this image.
+pub type El2Warden = Warden<SmmuBackend<SmmuRegs, CarveoutDma, NoHostStage2Edits>>;
+
+static WARDEN: Once<El2Warden> = Once::new();
+
+/// Zeroed, `align`-aligned memory from the hyp heap, never freed; returns its address (VA == PA).
+fn leak_zeroed(size: usize, align: usize) -> u64 {
+    let Ok(layout) = Layout::from_size_align(size, align) else {
+        panic!("bad layout {size:#x}/{align:#x}");
+    };
+    // SAFETY: `layout` has a non-zero size; the block is never freed (leaked on purpose).
+    let p = unsafe { alloc_zeroed(layout) };
+    if p.is_null() {
+        panic!("hyp heap cannot provide {size:#x} bytes");
+    }
+    p as u64
+}
+
+/// Takes the first SMMU of `platform` (the EL2 stage-1 must map its frame as device memory) and builds the
+/// dispatcher with every StreamID the DT routes to it in the host-identity domain. Call once, on the boot
+/// CPU, before the host runs.
+///
+/// # Errors
+///
+/// No SMMU in the DT, or what `smmu_backend::bring_up` reports (missing feature, timeout, memory).
+pub fn bring_up(platform: &Platform) -> Result<&'static El2Warden, BootError> {
+    let Some(node) = platform.smmus.first() else {
+        return Err(BootError::NoPhandle);
+    };
+    if (node.reg.size as usize) < warden_smmu::regs::FRAME_SIZE {
+        panic!(
+            "SMMU frame at {:#x} is only {:#x} bytes",
+            node.reg.base, node.reg.size
+        );
+    }
+    // SAFETY: The DT's SMMU frame; `mmu::init` mapped it as device memory for EL2 and the host stage-2 does
+    // not map it; this is the only driver.
+    let regs = unsafe { SmmuRegs::new(node.reg.base) };
+    let mem = CarveoutDma::take_from_heap(SMMU_DMA_SIZE);
+    let dma_region = mem.region();
+    let pool_pa = leak_zeroed(POOL_SIZE, 4096);
+    let hyp = [PhysRange {
+        base: layout::HYP_CARVEOUT_PA,
+        size: layout::HYP_CARVEOUT_SIZE,
+    }];
+    let pool = [PhysRange {
+        base: pool_pa,
+        size: POOL_SIZE as u64,
+    }];
+    let config = BootConfig {
+        ram: &platform.memory,
+        hyp: &hyp,
+        pool: &pool,
+        max_domains: MAX_DOMAINS,
+        max_donated_pages: MAX_DONATED_PAGES,
+        event_ring: EVENT_RING,
+        phys_offset: 0,
+        strtab_budget: STRTAB_BUDGET,
+        driver: warden_smmu::Config::default(),
+    };
+    let sids = smmu_backend::stream_ids(platform, node, 32);
+    let w = smmu_backend::bring_up(platform, node, regs, mem, NoHostStage2Edits, &config)?;
+    log!("{}", w.backend().features());
+    let c = w.backend().driver_counters();
+    let (used, strtab_sids) = w
+        .backend()
+        .with_smmu(|s| (s.memory_mut().used(), s.sid_bits()));
+    let total: u64 = sids.iter().map(|r| u64::from(r.count)).sum();
+    log!(
+        "SMMU at {:#x}: host-identity domain for {total} StreamID(s) in {} range(s) ({} level-2 tables, \
+         {} KiB of {} KiB at {:#x}, {strtab_sids}-bit stream table), other StreamIDs abort; \
+         {} commands, {} syncs so far",
+        node.reg.base,
+        sids.len(),
+        c.l2_tables,
+        used >> 10,
+        dma_region.size >> 10,
+        dma_region.base,
+        c.commands,
+        c.syncs
+    );
+    Ok(WARDEN.call_once(|| w))
+}
+
+/// A Warden hypercall (SMCCC owner 6) from the host: `x` = the caller's x0..x6; returns x0..x3. Without a
+/// dispatcher (no SMMU), `NOT_SUPPORTED`.
+pub fn hypercall(x: &[u64; 7]) -> [u64; 4] {
+    match WARDEN.get() {
+        Some(w) => w.handle(x[0] as u32, [x[1], x[2], x[3], x[4], x[5], x[6]]),
+        None => [
+            warden_core::smccc::ret(warden_core::smccc::NOT_SUPPORTED),
+            0,
+            0,
+            0,
+        ],
+    }
+}

@@ -34,7 +34,7 @@ pub struct Built {
     pub vmlinuz: PathBuf,
     /// The project's kernel modules (`*.ko`).
     pub modules: Vec<PathBuf>,
-    /// The guest programs built from `tests/guest/src/*.c`.
+    /// The guest programs built from the C files under `tests/guest/` (outside `modules/`).
     pub programs: Vec<PathBuf>,
 }
 
@@ -265,18 +265,29 @@ fn modules(ws: &Ws, guest: &Guest) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Builds each `tests/guest/src/<name>.c` into a static, freestanding arm64 program `<name>` (no libc: raw
-/// syscalls), so it needs nothing from the guest but the kernel.
+/// Builds each C file under `tests/guest/` (outside `modules/`), e.g. `tests/guest/src/peek.c`, into a static,
+/// freestanding arm64 program named after the file (no libc: raw syscalls), so it needs nothing from the guest
+/// but the kernel. The initramfs puts them in `/warden/bin/`.
 fn programs(ws: &Ws) -> Result<Vec<PathBuf>> {
-    let src_dir = ws.root.join("tests/guest/src");
-    let Ok(rd) = fs::read_dir(&src_dir) else {
+    let guest_dir = ws.root.join("tests/guest");
+    if !guest_dir.is_dir() {
         return Ok(Vec::new());
-    };
-    let mut srcs: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+    }
+    let srcs: Vec<PathBuf> = util::walk(&guest_dir)?
+        .into_iter()
+        .filter(|p| !p.starts_with("modules") && p.extension().is_some_and(|e| e == "c"))
+        .map(|p| guest_dir.join(p))
         .collect();
-    srcs.sort();
+    let mut stems = std::collections::BTreeSet::new();
+    for src in &srcs {
+        if !stems.insert(src.file_stem().unwrap_or_default().to_owned()) {
+            bail!(
+                "two guest programs would be named {:?} (rename {})",
+                src.file_stem().unwrap_or_default(),
+                src.display()
+            );
+        }
+    }
     let dir = ws.out.join("programs");
     fs::create_dir_all(&dir)?;
     let mut out = Vec::new();

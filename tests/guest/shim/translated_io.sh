@@ -1,9 +1,9 @@
 #!/bin/sh
 # Under Warden with warden.ko loaded by /init (before the deferred probe timeout): the shim is the kernel's
-# IOMMU, NVMe and virtio-blk sit in translated (DMA) domains, and 64 MiB of pseudo-random data written to each
-# disk reads back intact with O_DIRECT and buffered I/O, with map/unmap hypercalls counted by the hyp.
+# IOMMU, NVMe and virtio-blk sit in translated (DMA) domains, and 256 MiB (SHIM_IO_MIB) of pseudo-random data
+# written to each disk reads back intact with O_DIRECT and buffered I/O, with map/unmap hypercalls counted by the hyp.
 # modes: hyp
-# timeout: 300
+# timeout: 600
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
 shim_loaded || fail "warden.ko is not loaded"
@@ -20,10 +20,11 @@ for drv in nvme virtio-pci; do
         case "$t" in DMA|DMA-FQ) ;; *) fail "$bdf ($drv) is not in a translated domain ($t)" ;; esac
     done
 done
+mib=${SHIM_IO_MIB:-256}
 maps0=$(shim_stat hyp.calls.map_pages)
 for d in vda nvme0n1; do
-    disk_check $d 64 || fail "/dev/$d data check failed"
-    echo "/dev/$d: 64 MiB O_DIRECT + buffered read-back OK"
+    disk_check $d $mib || fail "/dev/$d data check failed"
+    echo "/dev/$d: $mib MiB O_DIRECT + buffered read-back OK"
 done
 maps1=$(shim_stat hyp.calls.map_pages)
 echo "hyp map_pages calls: $maps0 -> $maps1"

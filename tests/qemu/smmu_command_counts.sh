@@ -23,4 +23,6 @@ for bs in 4k 64k 2M; do
     [ "$syncs" -eq "$unmaps" ] || fail "bs=$bs: $syncs syncs for $unmaps unmaps, want 1 each"
 done
 no_oops
+# For a cross-check against QEMU's trace (`-- -trace smmuv3_cmdq_consume`): the total since boot.
+echo "hyp.smmu_commands total: $(shim_stat hyp.smmu_commands)"
 echo "SMMU command counts OK"

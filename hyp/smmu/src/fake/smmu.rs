@@ -231,9 +231,10 @@ impl FakeSmmu {
                 let first = t.ipa >> crate::PAGE_SHIFT;
                 let pages = t.span() >> crate::PAGE_SHIFT;
                 let vmid = t.vmid.0;
-                self.tlb.retain(|(v, page), _| {
-                    !(*v == vmid && *page >= first && *page - first < pages)
-                });
+                // Drops every cached page whose leaf overlaps the range: a non-range TLBI of one address
+                // inside a 2 MiB or 1 GiB block removes the whole block (the fake caches it page by page).
+                self.tlb
+                    .retain(|(v, _), e| !(*v == vmid && e.leaf_overlaps(first, pages)));
             }
             CommandKind::TlbiS12Vmall { vmid } => self.tlb.retain(|(v, _), _| *v != vmid.0),
             CommandKind::TlbiNsnhAll => self.tlb.clear(),

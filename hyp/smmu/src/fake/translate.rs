@@ -6,11 +6,24 @@ use crate::event::{Event, event_id};
 use crate::regs::{Cr0, StrtabBase, StrtabBaseCfg, mask64};
 use crate::ste::{S2TG_4K, STE_DWORDS, STE_SIZE, Ste, SteKind};
 
-/// A cached stage-2 translation of one 4 KiB page.
+/// A cached stage-2 translation of one 4 KiB page, remembering the leaf (page or block) it came from: the
+/// TLB is keyed by page, but a TLBI of any address inside a block drops the whole block, as on hardware.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(super) struct TlbEntry {
     pa_page: u64,
     perm: Perm,
+    /// First page number (IPA >> 12) of the leaf this translation came from.
+    leaf_first: u64,
+    /// Pages the leaf covers (1 for a page, 512 for a 2 MiB block, 512 × 512 for 1 GiB).
+    leaf_pages: u64,
+}
+
+impl TlbEntry {
+    /// Whether this entry's leaf overlaps the `pages` pages from page number `first`.
+    pub(super) fn leaf_overlaps(&self, first: u64, pages: u64) -> bool {
+        self.leaf_first < first.saturating_add(pages)
+            && first < self.leaf_first.saturating_add(self.leaf_pages)
+    }
 }
 
 /// Stage-2 access permissions of a leaf (`S2AP`, descriptor bits [7:6]).
@@ -135,6 +148,8 @@ impl FakeSmmu {
                 TlbEntry {
                     pa_page: pa >> crate::PAGE_SHIFT,
                     perm,
+                    leaf_first: (iova & !((1 << shift) - 1)) >> crate::PAGE_SHIFT,
+                    leaf_pages: 1 << (shift - crate::PAGE_SHIFT),
                 },
             );
             return Translation::Ok(pa);
@@ -200,4 +215,107 @@ impl FakeSmmu {
 
 fn allowed(perm: Perm, write: bool) -> bool {
     if write { perm.write } else { perm.read }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::TlbiS2Ipa;
+    use crate::fake::{FakeMemory, FakeSmmu, Translation};
+    use crate::ste::{S2Config, Ste};
+    use crate::{Command, Config, Smmu, StreamId, Vmid};
+
+    const AF: u64 = 1 << 10;
+    const S2AP_RW: u64 = 0b11 << 6;
+    const TABLE: u64 = 0b11;
+    const BLOCK: u64 = 0b01;
+    const MIB2: u64 = 2 << 20;
+
+    /// A driver over the fake with `sid` translated by a 40-bit, level-1-rooted table in which IOVA
+    /// `[2 MiB, 4 MiB)` is one 2 MiB block to PA 0x4040_0000 and IOVA `[4 MiB, 4 MiB + 4 KiB)` one page.
+    fn setup(sid: StreamId, vmid: u16) -> (Smmu<FakeSmmu, FakeMemory>, FakeMemory, u64) {
+        let mem = FakeMemory::new();
+        let config = Config {
+            poll_limit: 1000,
+            ..Config::default()
+        };
+        let mut smmu = Smmu::init(FakeSmmu::qemu(mem.clone()), mem.clone(), config).unwrap();
+        // Two concatenated level-1 tables (40-bit IPA from level 1), one level-2 table, one level-3 table.
+        let root = mem.alloc(8192, 8192);
+        let l2 = mem.alloc(4096, 4096);
+        let l3 = mem.alloc(4096, 4096);
+        assert!(mem.try_write64(root, l2 | TABLE));
+        assert!(mem.try_write64(l2 + 8, 0x4040_0000 | BLOCK | AF | S2AP_RW));
+        assert!(mem.try_write64(l2 + 16, l3 | TABLE));
+        assert!(mem.try_write64(l3, 0x4100_0000 | TABLE | AF | S2AP_RW));
+        let cfg = S2Config::new_4k(Vmid(vmid), root, 40, 1, 4);
+        smmu.write_ste(sid, &Ste::stage2(&cfg)).unwrap();
+        (smmu, mem, l2)
+    }
+
+    fn tlbi(vmid: u16, ipa: u64, tg: u8, num: u8, scale: u8) -> Command {
+        Command::tlbi_s2_ipa(TlbiS2Ipa {
+            vmid: Vmid(vmid),
+            ipa,
+            leaf: true,
+            tg,
+            ttl: 0,
+            num,
+            scale,
+        })
+    }
+
+    #[test]
+    fn non_range_tlbi_inside_a_block_drops_the_whole_block() {
+        let sid = StreamId(3);
+        let (mut smmu, mem, l2) = setup(sid, 9);
+        // Warm the TLB with pages from both ends of the block and the separate page.
+        for iova in [MIB2, MIB2 + 0x1000, MIB2 + 0x1f_f008, 2 * MIB2] {
+            assert!(matches!(
+                smmu.regs_mut().translate(sid, iova, false),
+                Translation::Ok(_)
+            ));
+        }
+        assert_eq!(
+            smmu.regs_mut().translate(sid, MIB2 + 0x1f_f008, true),
+            Translation::Ok(0x405f_f008)
+        );
+        assert_eq!(smmu.regs_mut().tlb_len(), 4);
+        // Another VMID's TLBI touches nothing.
+        smmu.submit([tlbi(8, MIB2 + 0x5000, 0, 0, 0)]).unwrap();
+        assert_eq!(smmu.regs_mut().tlb_len(), 4);
+        // A non-range TLBI of one page in the middle of the block (none of the cached pages).
+        smmu.submit([tlbi(9, MIB2 + 0x5000, 0, 0, 0)]).unwrap();
+        assert_eq!(
+            smmu.regs_mut().tlb_len(),
+            1,
+            "every page of the block is dropped, the separate page stays"
+        );
+        // The walk sees the table as it is now: clear the block, its pages fault.
+        assert!(mem.try_write64(l2 + 8, 0));
+        assert_eq!(
+            smmu.regs_mut().translate(sid, MIB2 + 0x1000, false),
+            Translation::Fault(0x10)
+        );
+        // A page TLBI does not reach beyond its page's leaf.
+        smmu.submit([tlbi(9, 2 * MIB2 + 0x1000, 0, 0, 0)]).unwrap();
+        assert_eq!(smmu.regs_mut().tlb_len(), 1);
+        smmu.submit([tlbi(9, 2 * MIB2, 0, 0, 0)]).unwrap();
+        assert_eq!(smmu.regs_mut().tlb_len(), 0);
+    }
+
+    #[test]
+    fn range_tlbi_overlapping_part_of_a_block_drops_the_whole_block() {
+        let sid = StreamId(4);
+        let (mut smmu, _, _) = setup(sid, 5);
+        for iova in [MIB2, MIB2 + 0x10_0000, 2 * MIB2] {
+            assert!(matches!(
+                smmu.regs_mut().translate(sid, iova, false),
+                Translation::Ok(_)
+            ));
+        }
+        // Two 4 KiB granules at the block's last page: the block goes, the page after it stays.
+        smmu.submit([tlbi(5, 2 * MIB2 - 0x2000, crate::cmd::TG_4K, 1, 0)])
+            .unwrap();
+        assert_eq!(smmu.regs_mut().tlb_len(), 1);
+    }
 }

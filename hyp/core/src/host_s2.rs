@@ -124,6 +124,12 @@ pub enum HostS2Error {
     RamOverlapsMmio(u64),
     /// The page-table library refused a mapping (e.g. out of memory); carries the start of the region.
     Map(u64),
+    /// A runtime edit's start or length is not page aligned, or its length is zero or overflows; carries
+    /// the start.
+    Misaligned(u64),
+    /// A runtime edit reaches outside the host RAM this stage-2 was built with (the carve-out, an SMMU
+    /// frame, MMIO, beyond RAM); carries the start.
+    NotHostRam(u64),
 }
 
 impl core::fmt::Display for HostS2Error {
@@ -135,6 +141,8 @@ impl core::fmt::Display for HostS2Error {
             ),
             Self::RamOverlapsMmio(start) => write!(f, "RAM at {start:#x} overlaps an MMIO window"),
             Self::Map(start) => write!(f, "mapping the region at {start:#x} failed"),
+            Self::Misaligned(start) => write!(f, "range at {start:#x} is not a page-aligned range"),
+            Self::NotHostRam(start) => write!(f, "range at {start:#x} is not host RAM"),
         }
     }
 }
@@ -172,6 +180,15 @@ pub struct Translation {
     pub kind: MemKind,
     /// Level of the leaf descriptor.
     pub level: usize,
+}
+
+/// CPU TLB maintenance for a live edit of the host stage-2 (see [`HostStage2::unmap_range`]).
+pub trait HostS2Tlb {
+    /// Called after descriptors covering `region` changed: must return only once no CPU's TLB (stage-2
+    /// entries and combined stage-1+2 entries of VMID 0) can hold a translation of `region` made from the old
+    /// descriptors. At EL2: `DSB ISHST`; `TLBI IPAS2E1IS` for each page of `region` (or one
+    /// `TLBI VMALLS12E1IS` for large regions); `DSB ISH`; `TLBI VMALLE1IS`; `DSB ISH`; `ISB`.
+    fn invalidate(&mut self, region: Region);
 }
 
 /// The host's stage-2 translation (VMID 0).
@@ -331,6 +348,182 @@ impl HostStage2 {
             })
             .ok()?;
         found
+    }
+
+    /// The page-aligned host RAM range `[pa, pa + len)`, checked: non-empty, inside one RAM range this
+    /// stage-2 was built with (so never the carve-out, an SMMU frame or MMIO).
+    fn check_ram_range(&self, pa: u64, len: u64) -> Result<Region, HostS2Error> {
+        let end = pa.checked_add(len).ok_or(HostS2Error::Misaligned(pa))?;
+        if len == 0 || !pa.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(HostS2Error::Misaligned(pa));
+        }
+        let range = Region::new(pa, end);
+        if !self
+            .ram
+            .iter()
+            .any(|r| r.start <= range.start && range.end <= r.end)
+        {
+            return Err(HostS2Error::NotHostRam(pa));
+        }
+        Ok(range)
+    }
+
+    /// The valid leaves of the table that intersect `range`, each with its whole extent (a block is
+    /// reported once, not clipped to `range`).
+    fn leaves_in(&self, range: Region) -> Vec<Leaf> {
+        let mut leaves: Vec<Leaf> = Vec::new();
+        let mr = MemoryRegion::new(range.start as usize, range.end as usize);
+        self.map
+            .walk_range(&mr, &mut |mr, desc, level| {
+                if desc.is_valid() {
+                    let size = granule(level);
+                    let start = mr.start().0 as u64 & !(size - 1);
+                    leaves.push(Leaf {
+                        ipa: Region::new(start, start + size),
+                        pa: desc.output_address().0 as u64,
+                        level,
+                        kind: if desc
+                            .flags()
+                            .contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB)
+                        {
+                            MemKind::Ram
+                        } else {
+                            MemKind::Device
+                        },
+                        attributes: desc.flags(),
+                    });
+                }
+                Ok(())
+            })
+            .expect("walking host RAM of a well-formed table cannot fail");
+        leaves
+    }
+
+    /// Writes invalid descriptors over `r`, which must be exactly covered by whole valid leaves or
+    /// invalid entries (no block is split). Never allocates.
+    fn clear(&mut self, r: Region) -> Result<(), HostS2Error> {
+        let range = MemoryRegion::new(r.start as usize, r.end as usize);
+        self.map
+            .map_range(&range, Stage2Attributes::empty())
+            .map_err(|_| HostS2Error::Map(r.start))
+    }
+
+    /// Removes the host RAM range `[pa, pa + len)` (page aligned) from the live stage-2, splitting the
+    /// blocks that straddle its ends; every other address keeps its translation. On return every CPU's
+    /// TLBs are clean of the range (`tlb` ran for it after the last descriptor change).
+    ///
+    /// # Break-before-make
+    ///
+    /// Replacing a live block by a table of pages is a change of block size, which the architecture allows
+    /// in place only with `FEAT_BBM` level 1 or 2 (and even then TLB conflict aborts are possible at level
+    /// 1). This code never relies on it, so it is correct on every CPU: for each straddling block it
+    /// 1. writes an invalid descriptor over the whole block (*break*),
+    /// 2. calls `tlb.invalidate(block)`, which completes the TLB invalidation on every CPU
+    ///    (`DSB ISHST`; `TLBI IPAS2E1IS` per page or `VMALLS12E1IS`; `DSB ISH`; `TLBI VMALLE1IS`;
+    ///    `DSB ISH`; `ISB`),
+    /// 3. maps the block's part outside the range again (*make*): a new table filled before it is linked
+    ///    (the library links it with a release store), then pages or smaller blocks.
+    ///
+    /// Then the leaves wholly inside the range are invalidated (valid → invalid needs no break) and `tlb`
+    /// runs for the range. Another CPU touching the rest of a block during steps 1–3 takes a stage-2
+    /// translation fault: the EL2 fault handler must take the same lock as the caller of this function and
+    /// check [`HostStage2::translate`] again before treating it as a host error (after the edit the address
+    /// translates, and returning retries the access).
+    ///
+    /// At most two blocks are split per call (one at each end), each costing one or two new tables (a
+    /// 1 GiB block becomes 2 MiB blocks plus one table of pages).
+    ///
+    /// # Errors
+    ///
+    /// [`HostS2Error::Misaligned`] or [`HostS2Error::NotHostRam`] before anything changed;
+    /// [`HostS2Error::Map`] if the page-table library refuses an edit (a broken invariant: the sequence above
+    /// never violates its rules).
+    pub fn unmap_range(
+        &mut self,
+        pa: u64,
+        len: u64,
+        tlb: &mut impl HostS2Tlb,
+    ) -> Result<(), HostS2Error> {
+        let range = self.check_ram_range(pa, len)?;
+        let straddling: Vec<Leaf> = self
+            .leaves_in(range)
+            .into_iter()
+            .filter(|l| l.ipa.start < range.start || l.ipa.end > range.end)
+            .collect();
+        for block in &straddling {
+            // Break.
+            self.clear(block.ipa)?;
+            tlb.invalidate(block.ipa);
+            // Make: the block's attributes again, outside the range.
+            let attributes = block.attributes & !Stage2Attributes::TABLE_OR_PAGE;
+            for part in subtract(block.ipa, &[range]) {
+                self.map_identity(part, attributes)?;
+            }
+        }
+        // What is left in the range are whole leaves: clear them in runs.
+        let mut run: Option<Region> = None;
+        for leaf in self.leaves_in(range) {
+            debug_assert!(leaf.ipa.start >= range.start && leaf.ipa.end <= range.end);
+            run = match run {
+                Some(r) if r.end == leaf.ipa.start => Some(Region::new(r.start, leaf.ipa.end)),
+                Some(r) => {
+                    self.clear(r)?;
+                    Some(leaf.ipa)
+                }
+                None => Some(leaf.ipa),
+            };
+        }
+        if let Some(r) = run {
+            self.clear(r)?;
+        }
+        tlb.invalidate(range);
+        Ok(())
+    }
+
+    /// Maps the host RAM range `[pa, pa + len)` (page aligned) back into the live stage-2 as identity
+    /// normal memory, with the attributes the boot build gave RAM. Only invalid entries change (invalid →
+    /// valid needs no break-before-make); pages already mapped stay as they are. `tlb` runs for the range
+    /// afterwards (not needed for correctness, since invalid entries are never cached, but it publishes the
+    /// new descriptors with a `DSB` before the host runs again).
+    ///
+    /// The carve-out, SMMU frames, MMIO and addresses outside RAM can never be mapped through this: the
+    /// range must lie inside the host RAM the stage-2 was built with.
+    ///
+    /// # Errors
+    ///
+    /// [`HostS2Error::Misaligned`] or [`HostS2Error::NotHostRam`] before anything changed;
+    /// [`HostS2Error::Map`] if the page-table library refuses the edit.
+    pub fn map_range(
+        &mut self,
+        pa: u64,
+        len: u64,
+        tlb: &mut impl HostS2Tlb,
+    ) -> Result<(), HostS2Error> {
+        let range = self.check_ram_range(pa, len)?;
+        self.map_identity(range, RAM_ATTRIBUTES)?;
+        tlb.invalidate(range);
+        Ok(())
+    }
+
+    /// Whether every page of `[pa, pa + len)` translates (identity) for the host.
+    pub fn is_mapped(&self, pa: u64, len: u64) -> bool {
+        let Some(end) = pa.checked_add(len) else {
+            return false;
+        };
+        let mut covered = pa & !(PAGE_SIZE - 1);
+        for leaf in self.leaves_in(Region::new(covered, end.max(covered + 1))) {
+            if leaf.ipa.start > covered {
+                return false;
+            }
+            covered = covered.max(leaf.ipa.end);
+        }
+        covered >= end
+    }
+
+    /// Marks the table live for the page-table library's break-before-make checks (tests: as at EL2).
+    #[cfg(test)]
+    fn mark_live(&mut self) {
+        self.map.mark_active();
     }
 
     /// Marks the table live, so that later changes are checked against break-before-make rules, and (on
@@ -1003,5 +1196,343 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+/// Runtime edits of a live host stage-2 (donation and reclaim).
+#[cfg(test)]
+mod edit_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIB2: u64 = 2 << 20;
+    const GIB: u64 = 1 << 30;
+    const CARVEOUT: Region = Region::new(0x4000_0000, 0x41e0_0000);
+    const SMMU: Region = Region::new(0x0905_0000, 0x0907_0000);
+
+    /// Records every TLB maintenance request, in order.
+    #[derive(Default)]
+    struct Tlb(Vec<Region>);
+
+    impl HostS2Tlb for Tlb {
+        fn invalidate(&mut self, region: Region) {
+            self.0.push(region);
+        }
+    }
+
+    /// A host stage-2 marked live (no CPU uses it: marked inactive again before the library's drop check).
+    struct Live(HostStage2);
+
+    impl core::ops::Deref for Live {
+        type Target = HostStage2;
+        fn deref(&self) -> &HostStage2 {
+            &self.0
+        }
+    }
+
+    impl core::ops::DerefMut for Live {
+        fn deref_mut(&mut self) -> &mut HostStage2 {
+            &mut self.0
+        }
+    }
+
+    impl Drop for Live {
+        fn drop(&mut self) {
+            self.0.map.mark_inactive();
+        }
+    }
+
+    /// A live host stage-2 with RAM `[1 GiB, ram_end)`, the carve-out and the SMMU frames excluded.
+    fn live(ram_end: u64) -> Live {
+        let ram = [Region::new(0x4000_0000, ram_end)];
+        let mmio = [Region::new(0, 0x4000_0000)];
+        let mut s2 = HostStage2::build(&HostS2Spec {
+            ram: &ram,
+            mmio: &mmio,
+            excluded: &[CARVEOUT, SMMU],
+        })
+        .unwrap();
+        s2.mark_live();
+        Live(s2)
+    }
+
+    fn identity_ram(s2: &HostStage2, pa: u64) -> bool {
+        s2.translate(pa)
+            .is_some_and(|t| t.pa == pa && t.kind == MemKind::Ram)
+    }
+
+    /// Leaves of `level` inside `r`.
+    fn leaves_at(s2: &HostStage2, level: usize, r: Region) -> usize {
+        s2.leaves()
+            .iter()
+            .filter(|l| l.level == level && r.overlaps(&l.ipa))
+            .count()
+    }
+
+    #[test]
+    fn unmap_one_page_splits_only_its_block() {
+        let mut s2 = live(0x8000_0000);
+        let before = s2.leaves();
+        let block = Region::new(0x4220_0000, 0x4240_0000);
+        let pa = 0x4220_3000;
+        let mut tlb = Tlb::default();
+        s2.unmap_range(pa, PAGE_SIZE, &mut tlb).unwrap();
+        assert_eq!(s2.translate(pa), None);
+        assert_eq!(s2.translate(pa + 0xfff), None);
+        assert!(identity_ram(&s2, pa - 1));
+        assert!(identity_ram(&s2, pa + PAGE_SIZE));
+        assert!(identity_ram(&s2, block.start));
+        assert!(identity_ram(&s2, block.end - 1));
+        // The block became 511 pages; every other leaf is untouched.
+        assert_eq!(leaves_at(&s2, 3, block), 511);
+        assert_eq!(
+            leaves_at(&s2, 3, Region::new(0x4000_0000, 0x8000_0000)),
+            511
+        );
+        let others = |l: &Vec<Leaf>| -> Vec<Leaf> {
+            l.iter()
+                .filter(|l| !block.overlaps(&l.ipa))
+                .copied()
+                .collect()
+        };
+        assert_eq!(others(&s2.leaves()), others(&before));
+        for l in s2.leaves().iter().filter(|l| block.overlaps(&l.ipa)) {
+            assert_eq!(
+                l.attributes & !Stage2Attributes::TABLE_OR_PAGE,
+                RAM_ATTRIBUTES
+            );
+            assert_eq!(l.pa, l.ipa.start);
+        }
+        // Break (the whole block) is invalidated before the make, then the range.
+        assert_eq!(tlb.0, [block, Region::new(pa, pa + PAGE_SIZE)]);
+        assert!(!s2.is_mapped(pa, PAGE_SIZE));
+        assert!(s2.is_mapped(block.start, pa - block.start));
+    }
+
+    #[test]
+    fn unmap_aligned_blocks_splits_nothing() {
+        let mut s2 = live(0x8000_0000);
+        let mut tlb = Tlb::default();
+        let r = Region::new(0x4400_0000, 0x4400_0000 + 3 * MIB2);
+        s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        assert!(
+            s2.leaves()
+                .iter()
+                .all(|l| l.level != 3 || l.kind == MemKind::Device)
+        );
+        assert_eq!(tlb.0, [r]);
+        assert_eq!(s2.translate(r.start), None);
+        assert_eq!(s2.translate(r.end - 1), None);
+        assert!(identity_ram(&s2, r.start - 1));
+        assert!(identity_ram(&s2, r.end));
+    }
+
+    #[test]
+    fn unmap_across_blocks_splits_both_ends_only() {
+        let mut s2 = live(0x8000_0000);
+        let mut tlb = Tlb::default();
+        // From 1 MiB into one block to 1 MiB into the block three further on.
+        let r = Region::new(0x4210_0000, 0x4210_0000 + 3 * MIB2);
+        s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        let first = Region::new(0x4200_0000, 0x4220_0000);
+        let last = Region::new(0x4260_0000, 0x4280_0000);
+        assert_eq!(leaves_at(&s2, 3, first), 256);
+        assert_eq!(leaves_at(&s2, 3, last), 256);
+        assert_eq!(
+            leaves_at(&s2, 3, Region::new(0x4000_0000, 0x8000_0000)),
+            512
+        );
+        assert_eq!(tlb.0, [first, last, r]);
+        let mut a = first.start;
+        while a < last.end {
+            assert_eq!(s2.translate(a).is_none(), r.contains(a), "{a:#x}");
+            a += PAGE_SIZE;
+        }
+    }
+
+    #[test]
+    fn gib_block_is_split_into_blocks_and_one_table_of_pages() {
+        let mut s2 = live(0x1_0000_0000);
+        let gib = Region::new(0x8000_0000, 0xc000_0000);
+        assert_eq!(s2.translate(gib.start).unwrap().level, 1);
+        let pa = 0x8123_4000;
+        let mut tlb = Tlb::default();
+        s2.unmap_range(pa, PAGE_SIZE, &mut tlb).unwrap();
+        assert_eq!(s2.translate(pa), None);
+        assert_eq!(leaves_at(&s2, 1, gib), 0);
+        assert_eq!(leaves_at(&s2, 2, gib), 511);
+        assert_eq!(leaves_at(&s2, 3, gib), 511);
+        assert_eq!(tlb.0, [gib, Region::new(pa, pa + PAGE_SIZE)]);
+        assert!(identity_ram(&s2, gib.start));
+        assert!(identity_ram(&s2, gib.end - 1));
+        assert!(identity_ram(&s2, pa - 1));
+        assert!(identity_ram(&s2, pa + PAGE_SIZE));
+        // The neighbouring 1 GiB block is untouched.
+        assert_eq!(s2.translate(0xc000_0000).unwrap().level, 1);
+        s2.map_range(pa, PAGE_SIZE, &mut tlb).unwrap();
+        assert!(identity_ram(&s2, pa));
+    }
+
+    #[test]
+    fn map_restores_identity() {
+        let mut s2 = live(0x8000_0000);
+        let before: u64 = ram_bytes(&s2);
+        let mut tlb = Tlb::default();
+        let r = Region::new(0x4330_1000, 0x4350_5000);
+        s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        assert_eq!(ram_bytes(&s2), before - (r.end - r.start));
+        tlb.0.clear();
+        s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        assert_eq!(tlb.0, [r]);
+        assert_eq!(ram_bytes(&s2), before);
+        for l in s2.leaves().iter().filter(|l| l.kind == MemKind::Ram) {
+            assert_eq!(l.pa, l.ipa.start);
+            assert_eq!(
+                l.attributes & !Stage2Attributes::TABLE_OR_PAGE,
+                RAM_ATTRIBUTES
+            );
+        }
+        let mut a = r.start - MIB2;
+        while a < r.end + MIB2 {
+            assert!(identity_ram(&s2, a), "{a:#x}");
+            a += PAGE_SIZE;
+        }
+        // Mapping what is mapped changes nothing; unmapping twice is harmless.
+        s2.map_range(r.start, PAGE_SIZE, &mut tlb).unwrap();
+        assert_eq!(ram_bytes(&s2), before);
+        s2.unmap_range(r.start, PAGE_SIZE, &mut tlb).unwrap();
+        s2.unmap_range(r.start, PAGE_SIZE, &mut tlb).unwrap();
+        assert_eq!(ram_bytes(&s2), before - PAGE_SIZE);
+    }
+
+    fn ram_bytes(s2: &HostStage2) -> u64 {
+        s2.leaves()
+            .iter()
+            .filter(|l| l.kind == MemKind::Ram)
+            .map(|l| l.ipa.end - l.ipa.start)
+            .sum()
+    }
+
+    #[test]
+    fn carveout_smmu_mmio_and_beyond_ram_can_never_be_mapped() {
+        let mut s2 = live(0x8000_0000);
+        let before = s2.leaves();
+        let mut tlb = Tlb::default();
+        let cases = [
+            (
+                CARVEOUT.start,
+                PAGE_SIZE,
+                HostS2Error::NotHostRam(CARVEOUT.start),
+            ),
+            (
+                CARVEOUT.end - PAGE_SIZE,
+                2 * PAGE_SIZE,
+                HostS2Error::NotHostRam(CARVEOUT.end - PAGE_SIZE),
+            ),
+            (0x4080_0000, MIB2, HostS2Error::NotHostRam(0x4080_0000)),
+            (SMMU.start, PAGE_SIZE, HostS2Error::NotHostRam(SMMU.start)),
+            (0x0900_0000, PAGE_SIZE, HostS2Error::NotHostRam(0x0900_0000)),
+            (0x8000_0000, PAGE_SIZE, HostS2Error::NotHostRam(0x8000_0000)),
+            (
+                0x7fff_f000,
+                2 * PAGE_SIZE,
+                HostS2Error::NotHostRam(0x7fff_f000),
+            ),
+            (
+                0x4_0000_0000,
+                PAGE_SIZE,
+                HostS2Error::NotHostRam(0x4_0000_0000),
+            ),
+            (0x4200_0800, PAGE_SIZE, HostS2Error::Misaligned(0x4200_0800)),
+            (0x4200_0000, 0x800, HostS2Error::Misaligned(0x4200_0000)),
+            (0x4200_0000, 0, HostS2Error::Misaligned(0x4200_0000)),
+            (
+                0x4200_0000,
+                u64::MAX - 0xfff,
+                HostS2Error::Misaligned(0x4200_0000),
+            ),
+            (!0xfff_u64, PAGE_SIZE, HostS2Error::Misaligned(!0xfff_u64)),
+        ];
+        for (pa, len, err) in cases {
+            assert_eq!(
+                s2.map_range(pa, len, &mut tlb),
+                Err(err),
+                "map {pa:#x}+{len:#x}"
+            );
+            assert_eq!(
+                s2.unmap_range(pa, len, &mut tlb),
+                Err(err),
+                "unmap {pa:#x}+{len:#x}"
+            );
+        }
+        assert!(tlb.0.is_empty());
+        assert_eq!(s2.leaves(), before);
+        for r in [CARVEOUT, SMMU] {
+            assert_eq!(s2.translate(r.start), None);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Random donations and reclaims inside 8 MiB of RAM (blocks, pages, ranges across blocks) agree
+        /// with a page-set model; everything outside the window keeps its boot translation.
+        #[test]
+        fn random_edits_match_a_page_model(
+            ops in proptest::collection::vec((any::<bool>(), 0u64..2048, 1u64..1100), 1..12)
+        ) {
+            const BASE: u64 = 0x4400_0000;
+            const PAGES: u64 = 2048;
+            let mut s2 = live(0x8000_0000);
+            let outside_before: Vec<Leaf> = s2
+                .leaves()
+                .into_iter()
+                .filter(|l| !Region::new(BASE, BASE + PAGES * PAGE_SIZE).overlaps(&l.ipa))
+                .collect();
+            let mut mapped = alloc::vec![true; PAGES as usize];
+            let mut tlb = Tlb::default();
+            for (unmap, first, count) in ops {
+                let count = count.min(PAGES - first);
+                let (pa, len) = (BASE + first * PAGE_SIZE, count * PAGE_SIZE);
+                if unmap {
+                    s2.unmap_range(pa, len, &mut tlb).unwrap();
+                } else {
+                    s2.map_range(pa, len, &mut tlb).unwrap();
+                }
+                for m in &mut mapped[first as usize..(first + count) as usize] {
+                    *m = !unmap;
+                }
+                prop_assert_eq!(tlb.0.last().copied(), Some(Region::new(pa, pa + len)));
+            }
+            for (i, m) in mapped.iter().enumerate() {
+                let a = BASE + i as u64 * PAGE_SIZE;
+                prop_assert_eq!(identity_ram(&s2, a), *m, "{:#x}", a);
+            }
+            let outside: Vec<Leaf> = s2
+                .leaves()
+                .into_iter()
+                .filter(|l| !Region::new(BASE, BASE + PAGES * PAGE_SIZE).overlaps(&l.ipa))
+                .collect();
+            prop_assert_eq!(outside, outside_before);
+            prop_assert!(!s2.leaves().iter().any(|l| l.ipa.overlaps(&CARVEOUT) || l.ipa.overlaps(&SMMU)));
+        }
+    }
+
+    #[test]
+    fn live_table_refuses_an_in_place_split() {
+        // What `unmap_range` avoids: the library rejects splitting a live block without a break.
+        let mut s2 = live(0x8000_0000);
+        let page = MemoryRegion::new(0x4220_3000, 0x4220_4000);
+        assert!(matches!(
+            s2.map.map_range(&page, Stage2Attributes::empty()),
+            Err(MapError::BreakBeforeMakeViolation(_))
+        ));
+        assert!(identity_ram(&s2, 0x4220_3000));
+    }
+
+    #[test]
+    fn gib_constant_is_a_level_1_block() {
+        assert_eq!(granule(1), GIB);
+        assert_eq!(granule(2), MIB2);
     }
 }

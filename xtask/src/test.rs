@@ -320,6 +320,8 @@ fn qemu_tests(ws: &Ws, o: &TestOpts, tally: &mut Tally) -> Result<()> {
                 script: Some(t.path.clone()),
                 timeout: t.timeout,
                 mode,
+                smp: t.smp,
+                append: t.append.clone(),
                 ..RunOpts::default()
             };
             let t1 = Instant::now();

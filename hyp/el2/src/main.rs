@@ -22,6 +22,7 @@ extern crate alloc;
 mod console;
 mod entry;
 mod firmware;
+mod host_mem;
 mod mmio;
 mod mmu;
 mod percpu;
@@ -39,9 +40,6 @@ use warden_core::layout;
 
 #[global_allocator]
 static HEAP: LockedHeap<32> = LockedHeap::empty();
-
-/// The host stage-2, built once by the boot CPU and shared by every CPU.
-static HOST_S2: Once<HostStage2> = Once::new();
 
 /// Where the boot map (see [`entry`]) maps normal memory: the DTB must lie there to be read.
 const BOOT_MAP_RAM: Region = Region::new(1 << 30, 4 << 30);
@@ -66,9 +64,9 @@ fn el2_fault_test() -> ! {
     panic!("read of an unmapped address returned {v:#x}");
 }
 
-/// Whether `pa` is host RAM (for the PSCI `CPU_ON` entry-point check).
+/// Whether `pa` is host RAM the host owns now (for the PSCI `CPU_ON` entry-point check).
 pub fn host_is_ram(pa: u64) -> bool {
-    HOST_S2.get().is_some_and(|s2| s2.is_host_ram(pa))
+    host_mem::is_host_ram(pa)
 }
 
 /// The boot CPU's Rust entry, called by the assembly with the MMU (boot map) on.
@@ -140,10 +138,10 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         panic!("the CPU has fewer than 48 physical address bits")
     };
     // SAFETY: VTCR_EL2 is programmed with `vtcr` before HCR_EL2.VM is set (enable_host_stage2 below), the
-    // table lives in HOST_S2 forever, and it maps all host RAM and MMIO.
+    // table lives in `host_mem` forever, and it maps all host RAM and MMIO.
     unsafe { s2.activate() };
     let root = s2.root_pa();
-    HOST_S2.call_once(|| s2);
+    host_mem::install(s2);
     log!(
         "host stage-2 built (root {root:#x}); hyp carve-out and {} SMMU frame(s) unmapped",
         smmus.len()
@@ -226,11 +224,11 @@ static VTCR: Once<u64> = Once::new();
 extern "C" fn warden_secondary_main(cpu: usize) -> ! {
     percpu::set_current_index(cpu);
     mmu::switch_secondary();
-    let (Some(s2), Some(&vtcr)) = (HOST_S2.get(), VTCR.get()) else {
+    let (Some(root), Some(&vtcr)) = (host_mem::root_pa(), VTCR.get()) else {
         panic!("CPU {cpu} started before the host stage-2 exists");
     };
     sysregs::init_el2_for_host();
-    sysregs::enable_host_stage2(vtcr, s2.root_pa());
+    sysregs::enable_host_stage2(vtcr, root);
     let (entry, context) = percpu::boot_args(cpu);
     log!("CPU {cpu} up, entering the host at {entry:#x}");
     // SAFETY: EL2 is set up for the host on this CPU; `entry` is host RAM (checked when CPU_ON was relayed).

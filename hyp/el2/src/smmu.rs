@@ -14,12 +14,13 @@
 use alloc::alloc::{Layout, alloc_zeroed};
 use core::arch::asm;
 use spin::Once;
-use warden_core::dispatch::{HwError, Warden};
+use warden_core::dispatch::Warden;
 use warden_core::layout;
-use warden_core::smmu_backend::{self, BootConfig, BootError, HostStage2Ops, SmmuBackend};
+use warden_core::smmu_backend::{self, BootConfig, BootError, SmmuBackend};
 use warden_dt::{PhysRange, Platform};
 use warden_smmu::{DmaMemory, RegisterAccess};
 
+use crate::host_mem::El2HostStage2;
 use crate::log;
 
 /// Bytes of carve-out given to the SMMU's stream table and queues: the level-2 tables of QEMU virt's whole
@@ -174,23 +175,8 @@ impl DmaMemory for CarveoutDma {
     }
 }
 
-/// Host stage-2 edits for donation and reclaim. `warden_core::host_s2::HostStage2` cannot change a live
-/// stage-2 yet, so both fail ([`HwError::Failed`]): the host gets `WARDEN_E_HW_ERROR` for DONATE/RECLAIM and
-/// the page-table pool is the carve-out part only ([`POOL_SIZE`]).
-pub struct NoHostStage2Edits;
-
-impl HostStage2Ops for NoHostStage2Edits {
-    fn unmap(&self, _pa: u64, _len: u64) -> Result<(), HwError> {
-        Err(HwError::Failed)
-    }
-
-    fn map(&self, _pa: u64, _len: u64) -> Result<(), HwError> {
-        Err(HwError::Failed)
-    }
-}
-
 /// The dispatcher type of this image.
-pub type El2Warden = Warden<SmmuBackend<SmmuRegs, CarveoutDma, NoHostStage2Edits>>;
+pub type El2Warden = Warden<SmmuBackend<SmmuRegs, CarveoutDma, El2HostStage2>>;
 
 static WARDEN: Once<El2Warden> = Once::new();
 
@@ -250,7 +236,7 @@ pub fn bring_up(platform: &Platform) -> Result<&'static El2Warden, BootError> {
         driver: warden_smmu::Config::default(),
     };
     let sids = smmu_backend::stream_ids(platform, node, 32);
-    let w = smmu_backend::bring_up(platform, node, regs, mem, NoHostStage2Edits, &config)?;
+    let w = smmu_backend::bring_up(platform, node, regs, mem, El2HostStage2, &config)?;
     log!("{}", w.backend().features());
     let c = w.backend().driver_counters();
     let (used, strtab_sids) = w

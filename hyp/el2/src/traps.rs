@@ -1,5 +1,6 @@
 //! Exception handling at EL2: host HVC/SMC (PSCI relay, Warden hypercalls), host stage-2 faults (logged
-//! and answered with an injected external abort), and everything unexpected (register dump, power off).
+//! and answered with an injected external abort, unless the address translates again after a concurrent
+//! break-before-make edit, see `host_mem`), and everything unexpected (register dump, power off).
 
 use aarch64_cpu::registers::{
     ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, HPFAR_EL2, Readable, SCTLR_EL1, SPSR_EL1,
@@ -22,6 +23,9 @@ const SMC_INSN_SIZE: u64 = 4;
 
 /// Host stage-2 faults handled since boot (all CPUs).
 pub static STAGE2_FAULTS: AtomicU64 = AtomicU64::new(0);
+/// Host stage-2 translation faults on addresses that translated again once the host stage-2 lock was free
+/// (another CPU was splitting a block): answered by returning to the host, which retries.
+pub static STAGE2_RETRIES: AtomicU64 = AtomicU64::new(0);
 
 /// Called by the vector assembly with the saved frame and the vector index.
 #[unsafe(no_mangle)]
@@ -84,6 +88,12 @@ fn stage2_abort(frame: &mut TrapFrame, esr: u64) {
     let Some(fault) = Stage2Fault::decode(esr, far, HPFAR_EL2.get()) else {
         fatal(frame, vectors::LOWER_A64_SYNC, "undecodable abort");
     };
+    if crate::host_mem::fault_is_transient(esr, fault.ipa) {
+        // A break-before-make window of a donation or reclaim on another CPU: the address translates again,
+        // the host retries the access.
+        STAGE2_RETRIES.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     STAGE2_FAULTS.fetch_add(1, Ordering::Relaxed);
     log!(
         "host stage-2 fault: {} IPA {:#x} (ELR {:#x}, ESR {:#x}) -> external abort injected",

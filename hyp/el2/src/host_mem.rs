@@ -1,0 +1,135 @@
+//! The live host stage-2 at EL2: one table shared by every CPU, behind one lock, changed at runtime when the
+//! host donates pages to the hypervisor (`WARDEN_FN_DONATE`) and reclaims them (`WARDEN_FN_RECLAIM`).
+//!
+//! - [`HOST_S2`] holds `warden_core::host_s2::HostStage2` in a `spin::Mutex`. Edits
+//!   (`HostStage2::unmap_range`/`map_range`) run under it; so does the stage-2 fault handler's re-check
+//!   ([`fault_is_transient`]), which is what makes break-before-make safe on a live table: a CPU that
+//!   touches the rest of a block while another CPU has it broken faults to EL2, waits for the lock, sees the
+//!   address translate again and retries the access instead of getting an external abort.
+//! - [`CpuTlb`] is the TLB maintenance after each change (see [`CpuTlb::invalidate`]).
+//! - [`El2HostStage2`] is the dispatcher's `HostStage2Ops`. Page contents: the dispatcher's page pool zeroes
+//!   a donated page before the hyp uses it (`take_reserved`) and before it is reclaimed (`remove_donated`);
+//!   `map` additionally cleans the range to the point of coherency before the host sees it again, so a host
+//!   mapping it non-cacheable reads the zeroes, not stale DRAM.
+
+use core::arch::asm;
+use spin::{Mutex, Once};
+use warden_core::dispatch::HwError;
+use warden_core::host_s2::{HostS2Tlb, HostStage2, PAGE_SIZE, Region};
+use warden_core::smmu_backend::HostStage2Ops;
+
+use crate::{log, mmu};
+
+/// The host stage-2, built once by the boot CPU and shared by every CPU.
+static HOST_S2: Once<Mutex<HostStage2>> = Once::new();
+/// Its root table's address (never changes; read by secondaries without the lock).
+static ROOT: Once<u64> = Once::new();
+
+/// Above this many pages one `TLBI VMALLS12E1IS` replaces the per-page `TLBI IPAS2E1IS`.
+const TLBI_PAGE_LIMIT: u64 = 512;
+
+/// Installs the boot CPU's host stage-2 (already activated). Call once.
+pub fn install(s2: HostStage2) {
+    ROOT.call_once(|| s2.root_pa());
+    HOST_S2.call_once(|| Mutex::new(s2));
+}
+
+/// The root table address for `VTTBR_EL2`, if the host stage-2 exists.
+pub fn root_pa() -> Option<u64> {
+    ROOT.get().copied()
+}
+
+/// Whether `pa` is host RAM the host can reach now (built as host RAM and not donated).
+pub fn is_host_ram(pa: u64) -> bool {
+    HOST_S2.get().is_some_and(|s2| {
+        let s2 = s2.lock();
+        s2.is_host_ram(pa) && s2.translate(pa).is_some()
+    })
+}
+
+/// `ESR_EL2.ISS` fault status code mask (`DFSC`/`IFSC`).
+const FSC_MASK: u64 = 0x3f;
+/// Translation fault, levels 0..3: `0b0001xx`.
+const FSC_TRANSLATION: u64 = 0b00_0100;
+
+/// Whether a host stage-2 abort with syndrome `esr` at `ipa` came from a break-before-make window that has
+/// closed: a translation fault on an address that translates now. The caller returns to the host, which
+/// retries the access. Takes the host stage-2 lock, so it waits for an edit in progress to finish.
+pub fn fault_is_transient(esr: u64, ipa: u64) -> bool {
+    if esr & FSC_MASK & !0b11 != FSC_TRANSLATION {
+        return false;
+    }
+    HOST_S2
+        .get()
+        .is_some_and(|s2| s2.lock().translate(ipa).is_some())
+}
+
+/// CPU TLB maintenance for the host stage-2 (VMID 0, the VMID in `VTTBR_EL2` whenever the hyp runs).
+pub struct CpuTlb;
+
+impl HostS2Tlb for CpuTlb {
+    /// `DSB ISHST` (descriptor writes visible to every walker); `TLBI IPAS2E1IS` for each page of `region`
+    /// (stage-2 entries, any level, all CPUs of the inner-shareable domain) or one `TLBI VMALLS12E1IS` past
+    /// [`TLBI_PAGE_LIMIT`] pages; `DSB ISH`; `TLBI VMALLE1IS` (combined stage-1+2 entries, which an
+    /// IPA-based TLBI does not reach); `DSB ISH`; `ISB`.
+    fn invalidate(&mut self, region: Region) {
+        let pages = (region.end - region.start) / PAGE_SIZE;
+        // SAFETY: Barriers.
+        unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+        if pages > TLBI_PAGE_LIMIT {
+            // SAFETY: TLB invalidation of the current VMID (the host's) has no other effect.
+            unsafe { asm!("tlbi vmalls12e1is", options(nostack, preserves_flags)) };
+        } else {
+            let mut ipa = region.start;
+            while ipa < region.end {
+                // SAFETY: TLB invalidation by IPA (operand: IPA[47:12]) has no other effect.
+                unsafe {
+                    asm!("tlbi ipas2e1is, {}", in(reg) ipa >> 12, options(nostack, preserves_flags))
+                };
+                ipa += PAGE_SIZE;
+            }
+        }
+        // SAFETY: Barriers and TLB invalidation of the current VMID have no other effect.
+        unsafe {
+            asm!(
+                "dsb ish",
+                "tlbi vmalle1is",
+                "dsb ish",
+                "isb",
+                options(nostack, preserves_flags)
+            )
+        };
+    }
+}
+
+/// The dispatcher's view of the host stage-2: donated pages leave it, reclaimed pages come back.
+pub struct El2HostStage2;
+
+impl HostStage2Ops for El2HostStage2 {
+    fn unmap(&self, pa: u64, len: u64) -> Result<(), HwError> {
+        let Some(s2) = HOST_S2.get() else {
+            return Err(HwError::Failed);
+        };
+        s2.lock().unmap_range(pa, len, &mut CpuTlb).map_err(|e| {
+            log!("host stage-2: cannot unmap {pa:#x}+{len:#x}: {e}");
+            HwError::Failed
+        })
+    }
+
+    fn map(&self, pa: u64, len: u64) -> Result<(), HwError> {
+        let Some(s2) = HOST_S2.get() else {
+            return Err(HwError::Failed);
+        };
+        let mut s2 = s2.lock();
+        // Checked before touching the memory: only host RAM (never the carve-out) is cleaned and mapped.
+        if !s2.is_host_ram(pa) || !s2.is_host_ram(pa.saturating_add(len).saturating_sub(1)) {
+            return Err(HwError::Failed);
+        }
+        // The pool zeroed the pages through the hyp's cacheable mapping: push the zeroes to memory.
+        mmu::clean_dcache_to_poc(pa, len);
+        s2.map_range(pa, len, &mut CpuTlb).map_err(|e| {
+            log!("host stage-2: cannot map {pa:#x}+{len:#x}: {e}");
+            HwError::Failed
+        })
+    }
+}

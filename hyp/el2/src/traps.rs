@@ -26,6 +26,8 @@ pub static STAGE2_FAULTS: AtomicU64 = AtomicU64::new(0);
 /// Host stage-2 translation faults on addresses that translated again once the host stage-2 lock was free
 /// (another CPU was splitting a block): answered by returning to the host, which retries.
 pub static STAGE2_RETRIES: AtomicU64 = AtomicU64::new(0);
+/// How many of those are logged (they are rare: one window per block split).
+const RETRIES_LOGGED: u64 = 16;
 
 /// Called by the vector assembly with the saved frame and the vector index.
 #[unsafe(no_mangle)]
@@ -91,7 +93,14 @@ fn stage2_abort(frame: &mut TrapFrame, esr: u64) {
     if crate::host_mem::fault_is_transient(esr, fault.ipa) {
         // A break-before-make window of a donation or reclaim on another CPU: the address translates again,
         // the host retries the access.
-        STAGE2_RETRIES.fetch_add(1, Ordering::Relaxed);
+        let n = STAGE2_RETRIES.fetch_add(1, Ordering::Relaxed);
+        if n < RETRIES_LOGGED {
+            log!(
+                "host stage-2 fault: {} IPA {:#x} during a block split on another CPU -> retried",
+                if fault.write { 'W' } else { 'R' },
+                fault.ipa
+            );
+        }
         return;
     }
     STAGE2_FAULTS.fetch_add(1, Ordering::Relaxed);

@@ -27,6 +27,11 @@ static ROOT: Once<u64> = Once::new();
 
 /// Above this many pages one `TLBI VMALLS12E1IS` replaces the per-page `TLBI IPAS2E1IS`.
 const TLBI_PAGE_LIMIT: u64 = 512;
+/// Heap bytes that must be free before an edit starts. An edit allocates at most four 4 KiB tables (two
+/// block splits, 1 GiB ones needing two tables each), but the buddy heap may be fragmented: ask for much more,
+/// so that the host, which decides how many blocks get split, gets `HW_ERROR` instead of a hyp out-of-memory
+/// panic. (Split tables stay after reclaim: at most one per 2 MiB of RAM.)
+const EDIT_HEAP_MARGIN: usize = 1 << 20;
 
 /// Installs the boot CPU's host stage-2 (already activated). Call once.
 pub fn install(s2: HostStage2) {
@@ -110,6 +115,10 @@ impl HostStage2Ops for El2HostStage2 {
         let Some(s2) = HOST_S2.get() else {
             return Err(HwError::Failed);
         };
+        if !crate::heap_has_room(EDIT_HEAP_MARGIN) {
+            log!("host stage-2: hyp heap low, refusing to unmap {pa:#x}+{len:#x}");
+            return Err(HwError::Failed);
+        }
         s2.lock().unmap_range(pa, len, &mut CpuTlb).map_err(|e| {
             log!("host stage-2: cannot unmap {pa:#x}+{len:#x}: {e}");
             HwError::Failed
@@ -120,6 +129,10 @@ impl HostStage2Ops for El2HostStage2 {
         let Some(s2) = HOST_S2.get() else {
             return Err(HwError::Failed);
         };
+        if !crate::heap_has_room(EDIT_HEAP_MARGIN) {
+            log!("host stage-2: hyp heap low, refusing to map {pa:#x}+{len:#x}");
+            return Err(HwError::Failed);
+        }
         let mut s2 = s2.lock();
         // Checked before touching the memory: only host RAM (never the carve-out) is cleaned and mapped.
         if !s2.is_host_ram(pa) || !s2.is_host_ram(pa.saturating_add(len).saturating_sub(1)) {

@@ -64,6 +64,14 @@ fn el2_fault_test() -> ! {
     panic!("read of an unmapped address returned {v:#x}");
 }
 
+/// Whether the hyp heap has at least `bytes` free (a conservative check before work that allocates).
+pub fn heap_has_room(bytes: usize) -> bool {
+    let heap = HEAP.lock();
+    heap.stats_total_bytes()
+        .saturating_sub(heap.stats_alloc_actual())
+        >= bytes
+}
+
 /// Whether `pa` is host RAM the host owns now (for the PSCI `CPU_ON` entry-point check).
 pub fn host_is_ram(pa: u64) -> bool {
     host_mem::is_host_ram(pa)

@@ -41,12 +41,24 @@ iommu_type() {
     fi
 }
 
-# pci_unbind DRIVER BDF / pci_bind DRIVER BDF
+# pci_unbind DRIVER BDF
 pci_unbind() {
     echo "$2" > /sys/bus/pci/drivers/$1/unbind
 }
+
+# pci_bind DRIVER BDF: bind, retrying every second for up to 30 s. Without the shim and before the kernel's
+# deferred-probe timeout expired (10 s after the last driver registration), a bind fails with EAGAIN (the
+# iommu-map names an IOMMU that has no driver: probe deferral; a sysfs bind is not queued for a retry); once
+# the timeout expired, the bind goes ahead without IOMMU.
 pci_bind() {
-    echo "$2" > /sys/bus/pci/drivers/$1/bind
+    n=0
+    until echo "$2" > /sys/bus/pci/drivers/$1/bind 2>/dev/null; do
+        n=$((n + 1))
+        [ $n -ge 30 ] && return 1
+        sleep 1
+    done
+    [ $n -gt 0 ] && echo "bind of $2 to $1 was deferred for ${n} s (deferred-probe timeout)"
+    return 0
 }
 
 # disk_check DEV MIB: write MIB MiB of pseudo-random data to /dev/DEV with O_DIRECT, drop caches, read it back

@@ -14,11 +14,21 @@
 //! 2. `alloc` — the free list of domain slots (alloc, free);
 //! 3. one domain slot (`slots[i]`) — a domain's tables; map/unmap/iova_to_phys take only their own domain's
 //!    lock, so CPUs working in different domains do not serialise; donate/reclaim take slot 0 (host-identity);
-//! 4. the page-table pool lock (inside [`PagePool`], O(1) critical sections);
+//! 4. the page-table pool lock (inside [`PagePool`], O(1) critical sections; the host-identity domain's own
+//!    pool is a second [`PagePool`] at the same place in the order, never taken together with the first);
 //! 5. `events` — the fault ring.
 //!
 //! Page ownership ([`Ownership`]) is lock-free (one atomic per page). [`Backend`] methods are called with
 //! locks held and must not call back into [`Warden`]; the SMMU driver's own command-queue lock is innermost.
+//!
+//! # Two page-table pools
+//!
+//! The host's domains take tables from one pool: carve-out pages (`Config::pool` after the identity reserve),
+//! then pages the host DONATEs. The host-identity domain (slot 0) takes tables only from its own pool, the
+//! first [`identity_reserve_pages`] pages of `Config::pool`: the most its tables can ever take (every 2 MiB and
+//! 1 GiB block of host RAM and doorbells split). So a donation or reclaim never runs short because of
+//! host-identity, and host-identity, which never gives its tables back, never holds a donated page: after all
+//! domains are freed, every donated page is reclaimable. The `STAT` pool values describe the host's pool only.
 //!
 //! # Unmap ordering
 //!
@@ -37,7 +47,8 @@ use warden_abi::{self as abi, DomainKind, Error, Function, Stat};
 use warden_dt::PhysRange;
 
 use crate::domain::{
-    self, DomainError, IOVA_BITS, PAGE_SIZE, POOL_RESERVE, PagePool, PagingDomain, S2Config,
+    self, DomainError, IOVA_BITS, PAGE_SIZE, POOL_RESERVE, PagePool, PagingDomain, PoolStats,
+    S2Config,
 };
 use crate::ownership::{MemKind, Ownership, OwnershipError, OwnershipInitError};
 
@@ -185,7 +196,9 @@ pub struct Config<'a> {
     pub ram: &'a [PhysRange],
     /// Hypervisor memory inside RAM (the carve-out): never mapped for any device.
     pub hyp: &'a [PhysRange],
-    /// Part of `hyp` given to the page-table pool.
+    /// Part of `hyp` given to page tables. Its first [`identity_reserve_pages`] pages (in the order of
+    /// the ranges) are the host-identity domain's own pool; the rest, with donated pages, is the pool of the
+    /// host's domains (at least [`MIN_DOMAIN_POOL_PAGES`]).
     pub pool: &'a [PhysRange],
     /// MMIO frames devices may write (MSI doorbells such as the GIC ITS `GITS_TRANSLATER` frame): mapped in the
     /// host-identity domain and mappable with `PROT_MMIO`.
@@ -212,9 +225,17 @@ pub enum InitError {
     /// The memory description is inconsistent.
     #[error("memory map: {0}")]
     Ownership(#[from] OwnershipInitError),
-    /// The pool is too small for the host-identity domain.
+    /// Building the host-identity domain failed (a broken invariant: its pool is sized for the worst case).
     #[error("page-table pool: {0}")]
     Domain(#[from] DomainError),
+    /// `Config::pool` cannot hold the host-identity reserve plus [`MIN_DOMAIN_POOL_PAGES`].
+    #[error("page-table pool of {have} pages, {need} needed")]
+    PoolTooSmall {
+        /// Pages needed: the host-identity reserve plus [`MIN_DOMAIN_POOL_PAGES`].
+        need: usize,
+        /// Pages `Config::pool` holds.
+        have: usize,
+    },
     /// Host RAM or a doorbell lies beyond the IOVA size (2^39), so identity cannot map it.
     #[error("memory at {0:#x} beyond the IOVA size")]
     BeyondIova(u64),
@@ -347,6 +368,10 @@ const EVENT_DRAIN_MAX: usize = 64;
 /// invalidations).
 const UNMAP_RUNS: usize = 64;
 
+/// Carve-out pages the host's domains need at least (beyond the host-identity reserve): one domain's root and
+/// the reserve allocating calls keep for unmap splits.
+pub const MIN_DOMAIN_POOL_PAGES: usize = POOL_RESERVE + 1;
+
 /// Identity domain prot: everything host RAM, coherent.
 const IDENTITY_PROT: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_CACHE;
 const DOORBELL_PROT: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_MMIO | abi::PROT_NOEXEC;
@@ -355,7 +380,11 @@ const DOORBELL_PROT: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_MMIO | a
 pub struct Warden<B: Backend> {
     backend: B,
     own: Ownership,
+    /// Tables of the host's domains: carve-out pages, then donated pages.
     pool: Arc<PagePool>,
+    /// Tables of the host-identity domain only: carve-out pages, sized for its worst case at boot, so that
+    /// donation and reclaim never take a donated page for it (a page it would never give back).
+    identity_pool: Arc<PagePool>,
     sid_ranges: Vec<SidRange>,
     streams: Mutex<Streams>,
     alloc: Mutex<AllocState>,
@@ -387,9 +416,59 @@ fn pages(len: u64) -> u64 {
     len / PAGE_SIZE
 }
 
+/// Splits `ranges` (page-aligned parts taken in order) into their first `n` pages and the rest.
+fn split_pages(ranges: &[PhysRange], n: usize) -> (Vec<PhysRange>, Vec<PhysRange>) {
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    let mut left = n as u64;
+    for r in ranges {
+        let base = r.base.next_multiple_of(PAGE_SIZE);
+        let count = r.end().saturating_sub(base) / PAGE_SIZE;
+        let take = count.min(left);
+        left -= take;
+        if take > 0 {
+            head.push(PhysRange {
+                base,
+                size: take * PAGE_SIZE,
+            });
+        }
+        if count > take {
+            tail.push(PhysRange {
+                base: base + take * PAGE_SIZE,
+                size: (count - take) * PAGE_SIZE,
+            });
+        }
+    }
+    (head, tail)
+}
+
+/// The host-identity domain's runs: host RAM (read/write, cacheable) and the MSI doorbells.
+fn identity_runs(own: &Ownership) -> Vec<(u64, u64, u64)> {
+    let mut runs: Vec<(u64, u64, u64)> = Vec::new();
+    own.host_runs(MemKind::Ram, |b, s| runs.push((b, s, IDENTITY_PROT)));
+    own.host_runs(MemKind::Mmio, |b, s| runs.push((b, s, DOORBELL_PROT)));
+    runs
+}
+
+/// Pages of `Config::pool` the host-identity domain keeps for its tables: the most it can ever need
+/// ([`domain::identity_table_bound`] over host RAM and the doorbells, i.e. with every block of them split).
+/// [`Warden::new`] takes them from the start of `Config::pool`.
+///
+/// # Errors
+///
+/// The memory description is inconsistent.
+pub fn identity_reserve_pages(config: &Config<'_>) -> Result<usize, InitError> {
+    let own = Ownership::new(config.ram, config.msi_doorbells, config.hyp)?;
+    Ok(identity_bound(&own))
+}
+
+fn identity_bound(own: &Ownership) -> usize {
+    let runs: Vec<(u64, u64)> = identity_runs(own).iter().map(|&(b, s, _)| (b, s)).collect();
+    domain::identity_table_bound(&runs)
+}
+
 impl<B: Backend> Warden<B> {
-    /// Builds the state: the ownership map, the pool, the host-identity domain (all host RAM and the doorbells
-    /// 1:1, largest blocks), and points every valid StreamID at host-identity through `backend`.
+    /// Builds the state: the ownership map, the two pools, the host-identity domain (all host RAM and the
+    /// doorbells 1:1, largest blocks), and points every valid StreamID at host-identity through `backend`.
     ///
     /// # Errors
     ///
@@ -431,23 +510,35 @@ impl<B: Backend> Warden<B> {
         }
 
         let own = Ownership::new(config.ram, config.msi_doorbells, config.hyp)?;
+        let runs = identity_runs(&own);
+        if let Some(&(base, _, _)) = runs.iter().find(|&&(b, s, _)| b + s > 1 << IOVA_BITS) {
+            return Err(InitError::BeyondIova(base));
+        }
+        let reserve = identity_bound(&own);
+        let have: usize = config
+            .pool
+            .iter()
+            .map(|r| {
+                (r.end().saturating_sub(r.base.next_multiple_of(PAGE_SIZE)) / PAGE_SIZE) as usize
+            })
+            .sum();
+        let need = reserve + MIN_DOMAIN_POOL_PAGES;
+        if have < need {
+            return Err(InitError::PoolTooSmall { need, have });
+        }
+        let (identity_ranges, domain_ranges) = split_pages(config.pool, reserve);
+        let identity_pool = Arc::new(PagePool::new(&identity_ranges, 0, config.phys_offset));
         let pool = Arc::new(PagePool::new(
-            config.pool,
+            &domain_ranges,
             config.max_donated_pages,
             config.phys_offset,
         ));
 
-        // The host-identity domain, slot 0, VMID 1.
-        let mut identity = PagingDomain::new(pool.clone(), 0, 1, 0)?;
-        let mut runs: Vec<(u64, u64, u64)> = Vec::new();
-        own.host_runs(MemKind::Ram, |b, s| runs.push((b, s, IDENTITY_PROT)));
-        own.host_runs(MemKind::Mmio, |b, s| runs.push((b, s, DOORBELL_PROT)));
+        // The host-identity domain, slot 0, VMID 1, with tables from its own pool only.
+        let mut identity = PagingDomain::new(identity_pool.clone(), 0, 1, 0)?;
         for (base, size, prot) in runs {
-            if base + size > 1 << IOVA_BITS {
-                return Err(InitError::BeyondIova(base));
-            }
             let need = identity.map_need(base, base, size)?;
-            pool.reserve(need, 0)?;
+            identity_pool.reserve(need, 0)?;
             identity.map(base, base, size, domain::attributes(prot))?;
         }
 
@@ -470,6 +561,7 @@ impl<B: Backend> Warden<B> {
             backend,
             own,
             pool,
+            identity_pool,
             sid_ranges,
             streams: Mutex::new(Streams {
                 domain: alloc::vec![0; total_sids],
@@ -507,6 +599,11 @@ impl<B: Backend> Warden<B> {
     /// The page ownership map.
     pub fn ownership(&self) -> &Ownership {
         &self.own
+    }
+
+    /// Counters of the host-identity domain's own pool (not part of the `STAT` pool values).
+    pub fn identity_pool_stats(&self) -> PoolStats {
+        self.identity_pool.stats()
     }
 
     /// The STE configuration of the host-identity domain.
@@ -822,7 +919,7 @@ impl<B: Backend> Warden<B> {
         let need = d.unmap_need(iova, len)?;
         self.pool.reserve(need, 0)?;
         let before = d.table_pages();
-        let r = self.unmap_segments(d, slot as u16, iova, len, true);
+        let r = self.unmap_segments(d, &self.pool, slot as u16, iova, len, true);
         // Every split happened by now (they are at the ends), so whatever was not used goes back.
         let used = d.table_pages().saturating_sub(before);
         self.pool.unreserve(need.saturating_sub(used));
@@ -831,10 +928,12 @@ impl<B: Backend> Warden<B> {
     }
 
     /// Clears `[iova, iova + len)` (all mapped) in `d`, invalidates, then drops DMA counts (if `counted`) and
-    /// releases quarantined tables, in segments of at most [`UNMAP_RUNS`] PA runs.
+    /// releases quarantined tables (to `pool`, where `d`'s tables come from), in segments of at most
+    /// [`UNMAP_RUNS`] PA runs.
     fn unmap_segments(
         &self,
         d: &mut PagingDomain,
+        pool: &PagePool,
         tag: u16,
         iova: u64,
         len: u64,
@@ -885,7 +984,7 @@ impl<B: Backend> Warden<B> {
                     self.own.dec_range(pa, pages(l)).map_err(Error::from)?;
                 }
             }
-            self.pool.release_quarantine(tag);
+            pool.release_quarantine(tag);
             start = seg_end;
         }
         Ok(())
@@ -954,6 +1053,12 @@ impl<B: Backend> Warden<B> {
         }
     }
 
+    /// The host-identity pool is sized for the worst case, so it runs short only while tables wait in its
+    /// quarantine after a failed SMMU invalidation: donating cannot help, so this is `HW_ERROR`, not `NOMEM`.
+    fn identity_short(_: DomainError) -> CallError {
+        Error::HwError.into()
+    }
+
     fn donate(&self, pa: u64, count: u64) -> CallResult {
         let len = self.check_page_range(pa, count)?;
         self.pool.begin_donation(count as usize)?;
@@ -966,25 +1071,28 @@ impl<B: Backend> Warden<B> {
             self.pool.release_donation(count as usize);
             return Err(e.into());
         }
-        let r = self.with_identity(|d| -> Result<(), CallError> {
-            let need = d.unmap_need(pa, len)?;
-            self.pool.reserve(need, 0)?;
+        // Err((error, whether host-identity was already changed)).
+        let r = self.with_identity(|d| -> Result<(), (CallError, bool)> {
+            let need = d.unmap_need(pa, len).map_err(|e| (e.into(), false))?;
+            self.identity_pool
+                .reserve(need, 0)
+                .map_err(|e| (Self::identity_short(e), false))?;
             let before = d.table_pages();
-            let r = self.unmap_segments(d, 0, pa, len, false);
-            self.pool
+            let r = self.unmap_segments(d, &self.identity_pool, 0, pa, len, false);
+            self.identity_pool
                 .unreserve(need.saturating_sub(d.table_pages().saturating_sub(before)));
-            r
+            r.map_err(|e| (e, true))
         });
         match r {
             Ok(()) => {}
-            Err(CallError::NoMem(n)) => {
+            Err((e, false)) => {
                 let _ = self.backend.host_map(pa, len);
                 let _ = self.own.reclaim_range(pa, count);
                 self.pool.release_donation(count as usize);
-                return Err(CallError::NoMem(n));
+                return Err(e);
             }
             // An invalidation failed: the pages stay donated (and counted) but outside the pool, never used.
-            Err(e) => return Err(e),
+            Err((e, true)) => return Err(e),
         }
         self.pool.finish_donation(pa, count as usize);
         Ok([0; 3])
@@ -997,14 +1105,16 @@ impl<B: Backend> Warden<B> {
         self.pool.remove_donated(pa, count as usize)?;
         let r = self.with_identity(|d| -> Result<(), CallError> {
             let need = d.map_need(pa, pa, len)?;
-            self.pool.reserve(need, 0)?;
+            self.identity_pool
+                .reserve(need, 0)
+                .map_err(Self::identity_short)?;
             if let Err(e) = self.backend.host_map(pa, len) {
-                self.pool.unreserve(need);
+                self.identity_pool.unreserve(need);
                 return Err(e.into());
             }
             let before = d.table_pages();
             let r = d.map(pa, pa, len, domain::attributes(IDENTITY_PROT));
-            self.pool
+            self.identity_pool
                 .unreserve(need.saturating_sub(d.table_pages().saturating_sub(before)));
             r.map_err(CallError::from)
         });

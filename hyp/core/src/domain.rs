@@ -1,7 +1,8 @@
 //! DMA domains: stage-2 translations for devices, and the page-table pool they allocate from.
 //!
 //! A [`PagingDomain`] is an aarch64-paging [`Mapping`] in the [`Stage2`] regime whose tables come from the
-//! [`PagePool`] (hyp carve-out pages plus pages the host donated). It is never marked active, so aarch64-paging
+//! [`PagePool`] (hyp carve-out pages plus pages the host donated; the host-identity domain has a pool of
+//! carve-out pages only, [`identity_table_bound`] pages). It is never marked active, so aarch64-paging
 //! issues no CPU TLB maintenance: the SMMU's TLBs are invalidated by the caller ([`crate::dispatch`]) through the
 //! SMMU driver, and table pages freed by an update are **quarantined** until that invalidation completed
 //! (an SMMU walk could still be reading them).
@@ -52,8 +53,8 @@ pub const S2_T0SZ: u8 = 64 - IOVA_BITS as u8;
 pub const S2_SL0: u8 = 1;
 /// Page size.
 pub const PAGE_SIZE: u64 = 4096;
-/// Pages a map must leave free in the pool, for unmap splits and for donation/reclaim edits of the
-/// host-identity domain (each needs at most 4).
+/// Pages a map must leave free in the pool, for unmap splits (each end of an unmap needs at most 2). The
+/// host-identity domain has a pool of its own ([`identity_table_bound`]).
 pub const POOL_RESERVE: usize = 16;
 const LEAF_LEVEL: usize = 3;
 
@@ -473,6 +474,39 @@ fn split_need(level: usize, start: u64, end: u64) -> usize {
     n
 }
 
+/// Number of distinct `granule(level)`-sized entries that the ranges `(base, size)` touch (ranges may come in
+/// any order and share entries).
+fn entries_touched(runs: &[(u64, u64)], level: usize) -> usize {
+    let shift = granule(level).trailing_zeros();
+    let mut spans: Vec<(u64, u64)> = runs
+        .iter()
+        .filter(|&&(_, size)| size != 0)
+        .map(|&(base, size)| (base >> shift, (base + (size - 1)) >> shift))
+        .collect();
+    spans.sort_unstable();
+    let mut n = 0u64;
+    let mut next = 0u64; // first index not counted yet
+    for (first, last) in spans {
+        let first = first.max(next);
+        if first <= last {
+            n += last - first + 1;
+            next = last + 1;
+        }
+    }
+    n as usize
+}
+
+/// The most table pages a domain can ever hold if it only maps and unmaps inside `runs` (`(base, size)`,
+/// page aligned, below 2^[`IOVA_BITS`]): the root, one level-2 table per 1 GiB and one level-3 table per 2 MiB
+/// that a run touches. The host-identity domain is such a domain (host RAM and doorbell runs; donation and
+/// reclaim only cut and refill them), so a pool of this many pages can never run short for it.
+#[must_use]
+pub fn identity_table_bound(runs: &[(u64, u64)]) -> usize {
+    1 + (ROOT_LEVEL..LEAF_LEVEL)
+        .map(|level| entries_touched(runs, level))
+        .sum::<usize>()
+}
+
 fn region(iova: u64, len: u64) -> MemoryRegion {
     MemoryRegion::new(iova as usize, (iova + len) as usize)
 }
@@ -803,6 +837,61 @@ pub(crate) mod tests {
         let free_before = pool.stats().free;
         pool.release_quarantine(1);
         assert_eq!(pool.stats().free, free_before + 2);
+    }
+
+    #[test]
+    fn identity_bound_counts_distinct_tables() {
+        const G: u64 = 1 << 30;
+        const M: u64 = 1 << 21;
+        assert_eq!(identity_table_bound(&[]), 1);
+        // One page: an L2 and an L3 table.
+        assert_eq!(identity_table_bound(&[(G + 5 * M, 0x1000)]), 3);
+        // QEMU virt, 1 GiB of RAM minus the 30 MiB carve-out, the ITS doorbell frame: 497 + 1 L3 tables, two L2.
+        let virt = [(0x4000_0000 + 15 * M, G - 15 * M), (0x0809_0000, 0x1_0000)];
+        assert_eq!(identity_table_bound(&virt), 1 + 2 + 498);
+        // Runs sharing blocks count them once, in any order; a run straddling a GiB touches both.
+        assert_eq!(
+            identity_table_bound(&[(M + 0x1000, 0x1000), (M, 0x1000), (G - M, 2 * M)]),
+            1 + 2 + 3
+        );
+    }
+
+    /// The bound holds against aarch64-paging: cutting one page out of every 2 MiB block of identity runs (the
+    /// worst case) takes exactly the bound, and refilling takes nothing more.
+    #[test]
+    fn identity_bound_is_reached_and_never_exceeded() {
+        const M: u64 = 1 << 21;
+        let runs = [
+            (0x4000_0000 + 3 * M, 5 * M + 0x3000),
+            (0x0809_0000, 0x1_0000),
+            ((1 << 30) * 3 - M, 2 * M),
+        ];
+        let bound = identity_table_bound(&runs);
+        let pool = backed_pool(0x4000_0000, bound, 0, bound);
+        let mut d = PagingDomain::new(pool.clone(), 0, 1, 0).unwrap();
+        for &(base, size) in &runs {
+            map(&mut d, &pool, base, base, size);
+        }
+        for round in 0..2 {
+            for &(base, size) in &runs {
+                let mut b = base & !(M - 1);
+                while b < base + size {
+                    let page = b.max(base) + if round == 0 { 0x1000 } else { 0 };
+                    if page < base + size {
+                        let need = d.unmap_need(page, 0x1000).unwrap();
+                        pool.reserve(need, 0).unwrap();
+                        d.clear(page, 0x1000).unwrap();
+                        pool.release_quarantine(0);
+                        let need = d.map_need(page, page, 0x1000).unwrap();
+                        pool.reserve(need, 0).unwrap();
+                        d.map(page, page, 0x1000, attributes(RW)).unwrap();
+                    }
+                    b += M;
+                }
+            }
+            assert_eq!(d.table_pages(), bound);
+        }
+        assert_eq!(pool.stats().free, 0);
     }
 
     #[test]

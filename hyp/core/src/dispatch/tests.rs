@@ -12,6 +12,9 @@ pub(super) const RAM: u64 = 0x4000_0000;
 pub(super) const RAM_SIZE: u64 = 16 << 20;
 pub(super) const HYP_SIZE: u64 = 2 << 20;
 pub(super) const DOORBELL: u64 = 0x0809_0000;
+/// Host-identity's table bound for this RAM layout: root, two L2 tables (GiB 0 for the doorbell, GiB 1 for RAM),
+/// one L3 table per 2 MiB block of host RAM (7) and one for the doorbell.
+pub(super) const IDENTITY_RESERVE: u64 = 1 + 2 + 7 + 1;
 const RW: u64 = abi::PROT_READ | abi::PROT_WRITE;
 const K4: u64 = abi::PGSIZE_4K;
 const M2: u64 = abi::PGSIZE_2M;
@@ -716,13 +719,19 @@ fn unmap_timeout_keeps_pages_pinned() {
 
 #[test]
 fn nomem_topup_and_reclaim() {
-    // A 21-page pool: host-identity takes 4 (root, two L2 tables, one L3 table for the doorbell), a domain root
-    // one more, and allocations must leave POOL_RESERVE (16) free.
-    let h = harness_with(21, 4, 64);
+    // A 28-page carve-out pool: host-identity keeps IDENTITY_RESERVE (its worst case) for itself, the host's
+    // domains get 17: a domain root, and allocations must leave POOL_RESERVE (16) free.
+    let h = harness_with(IDENTITY_RESERVE + 17, 4, 64);
     let w = &h.w;
     let total = stat(w, Stat::PoolTotalPages);
     let free0 = stat(w, Stat::PoolFreePages);
-    assert_eq!((total, free0), (21, 17));
+    assert_eq!((total, free0), (17, 17));
+    let identity0 = w.identity_pool_stats();
+    assert_eq!(
+        (identity0.total, identity0.free),
+        (IDENTITY_RESERVE as usize, IDENTITY_RESERVE as usize - 4),
+        "root, two L2 tables, one L3 table for the doorbell"
+    );
     let d = alloc_paging(w);
     assert_eq!(stat(w, Stat::PoolFreePages), 16);
     // A 4 MiB map with the PA 4 KiB off block alignment needs an L2 and two L3 tables: 3 + 16 - 16 short.
@@ -761,8 +770,10 @@ fn nomem_topup_and_reclaim() {
     assert_eq!(res(w, Function::Donate, &[don, 4]), Err(Error::HwError));
     w.backend().fail_host.store(false, Ordering::Relaxed);
     assert_eq!(stat(w, Stat::DonatedPages), 0);
-    // Top up with `need` pages (identity splits come out of the reserve first).
+    // Top up with `need` pages and a few more (the identity split comes out of identity's own pool).
     assert_eq!(res(w, Function::Donate, &[don, need + 4]), Ok(0));
+    assert_eq!(stat(w, Stat::PoolFreePages), 16 + need + 4);
+    assert_eq!(w.identity_pool_stats().free, identity0.free - 1);
     assert_eq!(
         res(w, Function::Donate, &[don, 1]),
         Err(Error::DonatedMemory)
@@ -839,8 +850,83 @@ fn nomem_topup_and_reclaim() {
     );
     assert!(w.backend().host_unmapped.lock().unwrap().is_empty());
     assert_eq!(stat(w, Stat::PoolTotalPages), total);
-    // Back to baseline, but for the two L3 tables host-identity keeps from splitting blocks at donation.
-    assert_eq!(stat(w, Stat::PoolFreePages), free0 - 2);
+    assert_eq!(stat(w, Stat::PoolFreePages), free0);
+    assert_eq!(stat(w, Stat::TablePagesInUse), 0);
+    // Host-identity keeps the two L3 tables it split blocks into, in its own pool.
+    assert_eq!(w.identity_pool_stats().free, identity0.free - 2);
+}
+
+/// Top-up after the carve-out part of the pool is exhausted, then donations that split host-identity blocks:
+/// host-identity must never keep a donated page as a table, so every donation is reclaimable once the domains
+/// are freed, and the pool is back at its baseline.
+#[test]
+fn identity_splits_never_pin_donated_pages() {
+    let h = harness_with(40, 48, 256);
+    let w = &h.w;
+    let baseline = [
+        Stat::PoolTotalPages,
+        Stat::PoolFreePages,
+        Stat::DonatedPages,
+        Stat::DonatedFreePages,
+        Stat::TablePagesInUse,
+    ]
+    .map(|s| stat(w, s));
+    // Allocate every domain slot, donating what NOMEM asks for (contiguous pages of host block 3).
+    let mut next = host(6 << 20);
+    let mut donations = Vec::new();
+    let mut doms = Vec::new();
+    loop {
+        let r = call(w, Function::DomainAlloc, &[0]);
+        if r[0] == Error::Limit.to_reg() {
+            break;
+        }
+        if r[0] == Error::NoMem.to_reg() {
+            assert_eq!(res(w, Function::Donate, &[next, r[1]]), Ok(0));
+            donations.push((next, r[1]));
+            next += r[1] * K4;
+            continue;
+        }
+        assert_eq!(r[0], 0);
+        doms.push(r[1]);
+    }
+    assert_eq!(doms.len(), 48);
+    assert!(!donations.is_empty(), "the carve-out pool never ran short");
+    assert!(
+        stat(w, Stat::DonatedFreePages) < stat(w, Stat::DonatedPages),
+        "domains hold donated pages: the carve-out part is exhausted"
+    );
+    // Donations inside distinct 2 MiB blocks each split a host-identity block.
+    for b in [1u64, 2, 4, 5] {
+        let pa = host((b << 21) + 0x3000);
+        assert_eq!(res(w, Function::Donate, &[pa, 1]), Ok(0), "block {b}");
+        assert_eq!(
+            res(w, Function::IovaToPhys, &[0, pa]),
+            Err(Error::NotMapped)
+        );
+        assert_eq!(res(w, Function::IovaToPhys, &[0, pa + K4]), Ok(pa + K4));
+        donations.push((pa, 1));
+    }
+    for d in doms {
+        assert_eq!(res(w, Function::DomainFree, &[d]), Ok(0));
+    }
+    for &(pa, n) in &donations {
+        assert_eq!(
+            res(w, Function::Reclaim, &[pa, n]),
+            Ok(0),
+            "reclaim {pa:#x}+{n}"
+        );
+        assert_eq!(res(w, Function::IovaToPhys, &[0, pa]), Ok(pa));
+    }
+    let after = [
+        Stat::PoolTotalPages,
+        Stat::PoolFreePages,
+        Stat::DonatedPages,
+        Stat::DonatedFreePages,
+        Stat::TablePagesInUse,
+    ]
+    .map(|s| stat(w, s));
+    assert_eq!(after, baseline, "pool stats back at baseline");
+    assert!(w.backend().host_unmapped.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -895,7 +981,136 @@ fn stats() {
     let calls = abi::STAT_CALLS_BASE + u64::from(Function::Stat.value());
     let before = res(w, Function::Stat, &[calls]).unwrap();
     assert_eq!(res(w, Function::Stat, &[calls]).unwrap(), before + 1);
-    assert!(stat(w, Stat::TablePagesInUse) >= 3);
+    // Host-identity's tables are in its own pool, outside the STAT pool values.
+    assert_eq!(stat(w, Stat::TablePagesInUse), 0);
+    assert_eq!(stat(w, Stat::PoolTotalPages), 256 - IDENTITY_RESERVE);
+    let ip = w.identity_pool_stats();
+    assert_eq!(
+        (ip.total, ip.total - ip.free),
+        (IDENTITY_RESERVE as usize, 4)
+    );
+    let d = alloc_paging(w);
+    assert_eq!(stat(w, Stat::TablePagesInUse), 1);
+    assert_eq!(res(w, Function::DomainFree, &[d]), Ok(0));
+    assert_eq!(stat(w, Stat::TablePagesInUse), 0);
+}
+
+#[test]
+fn pool_must_hold_the_identity_reserve() {
+    let ram = [PhysRange {
+        base: RAM,
+        size: RAM_SIZE,
+    }];
+    let hyp = [PhysRange {
+        base: RAM,
+        size: HYP_SIZE,
+    }];
+    let doorbells = [PhysRange {
+        base: DOORBELL,
+        size: 0x1_0000,
+    }];
+    let mem = Backing::new();
+    let need = IDENTITY_RESERVE as usize + MIN_DOMAIN_POOL_PAGES;
+    // Two pool ranges: the reserve is taken from the first pages across them.
+    let pool = |pages: u64| {
+        [
+            PhysRange {
+                base: RAM,
+                size: 5 * PAGE_SIZE,
+            },
+            PhysRange {
+                base: RAM + 0x10_0000,
+                size: (pages - 5) * PAGE_SIZE,
+            },
+        ]
+    };
+    let config = |pool| Config {
+        ram: &ram,
+        hyp: &hyp,
+        pool,
+        msi_doorbells: &doorbells,
+        sids: &[],
+        max_domains: 4,
+        vmid_bits: 16,
+        pa_bits: 44,
+        max_donated_pages: 8,
+        phys_offset: (mem.ptr as u64).wrapping_sub(RAM),
+        event_ring: 1,
+    };
+    let short = pool(need as u64 - 1);
+    assert_eq!(
+        identity_reserve_pages(&config(&short)),
+        Ok(IDENTITY_RESERVE as usize)
+    );
+    assert_eq!(
+        Warden::new(&config(&short), Mock::default()).err(),
+        Some(InitError::PoolTooSmall {
+            need,
+            have: need - 1
+        })
+    );
+    let exact = pool(need as u64);
+    let w = Warden::new(&config(&exact), Mock::default()).unwrap();
+    assert_eq!(stat(&w, Stat::PoolTotalPages), MIN_DOMAIN_POOL_PAGES as u64);
+    // One domain fits; the next is NOMEM (the reserve for unmap splits stays free).
+    let d = alloc_paging(&w);
+    assert_eq!(
+        call(&w, Function::DomainAlloc, &[0])[..2],
+        [Error::NoMem.to_reg(), 1]
+    );
+    // Host-identity's root is the first pool page.
+    let SteConfig::Translate(c) = w.identity_ste() else {
+        panic!()
+    };
+    assert_eq!(c.root_pa, RAM);
+    assert_eq!(res(&w, Function::DomainFree, &[d]), Ok(0));
+    drop(w);
+}
+
+/// The worst case for host-identity (one page donated out of every 2 MiB block of host RAM, then everything
+/// reclaimed, twice) fits its reserve exactly; the host's domain pool is untouched.
+#[test]
+fn identity_reserve_covers_every_split() {
+    let h = harness();
+    let w = &h.w;
+    let pool0 = [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s));
+    for off in [0x1000, 0] {
+        let mut blocks = Vec::new();
+        let mut b = host(0);
+        while b < RAM + RAM_SIZE {
+            assert_eq!(res(w, Function::Donate, &[b + off, 1]), Ok(0));
+            blocks.push(b + off);
+            b += M2;
+        }
+        assert_eq!(
+            w.identity_pool_stats().free,
+            0,
+            "every table of the bound in use"
+        );
+        assert_eq!(
+            [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s)),
+            [
+                pool0[0] + blocks.len() as u64,
+                pool0[1] + blocks.len() as u64
+            ]
+        );
+        for pa in blocks {
+            assert_eq!(res(w, Function::Reclaim, &[pa, 1]), Ok(0));
+        }
+    }
+    assert_eq!(
+        [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s)),
+        pool0
+    );
+    // A whole 2 MiB block donated: its L3 table goes back to identity's pool; reclaimed, it is a block again.
+    assert_eq!(res(w, Function::Donate, &[host(0), 512]), Ok(0));
+    assert_eq!(w.identity_pool_stats().free, 1);
+    assert_eq!(res(w, Function::Reclaim, &[host(0), 512]), Ok(0));
+    assert_eq!(w.identity_pool_stats().free, 1);
+    assert_eq!(
+        res(w, Function::IovaToPhys, &[0, host(0x1000)]),
+        Ok(host(0x1000))
+    );
 }
 
 #[test]
@@ -962,11 +1177,14 @@ fn bad_configs_are_refused() {
             "{c:?}"
         );
     }
-    // An empty pool cannot even hold the identity root table.
-    assert!(matches!(
+    // An empty pool cannot even hold the identity reserve (16 MiB of RAM: root, one L2, eight L3).
+    assert_eq!(
         Warden::new(&base, Mock::default()).err(),
-        Some(InitError::Domain(DomainError::NoMem(_)))
-    ));
+        Some(InitError::PoolTooSmall {
+            need: 10 + MIN_DOMAIN_POOL_PAGES,
+            have: 0
+        })
+    );
 }
 
 proptest! {

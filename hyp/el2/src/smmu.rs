@@ -28,9 +28,14 @@ use crate::log;
 const SMMU_DMA_SIZE: usize = (4 << 20) + (256 << 10);
 /// Of which level-2 stream tables may take at most this much (checked before any is allocated).
 const STRTAB_BUDGET: u64 = 4 << 20;
-/// Bytes of carve-out given to the DMA page-table pool (4 KiB pages; the host-identity domain of 1 GiB takes
-/// a handful, each translated domain a few per mapped 1 GiB of IOVA).
+/// Bytes of carve-out given to the page tables of the host's DMA domains (4 KiB pages: each translated domain
+/// takes a root and a few more per mapped 1 GiB of IOVA; 1024 of them and the 16-page split reserve exceed it,
+/// so a full set of domains needs donations). Host-identity's reserve comes on top ([`identity_reserve`]).
 const POOL_SIZE: usize = 4 << 20;
+/// The most carve-out the host-identity domain's table reserve may take (its worst case, computed from the DT
+/// by `warden_core::dispatch::identity_reserve_pages`, is about 2 MiB per GiB of host RAM: 501 pages for QEMU
+/// virt's 1 GiB). Bigger machines fail to boot with a clear message rather than eat the heap.
+const IDENTITY_RESERVE_MAX: usize = 8 << 20;
 /// Allocatable DMA domains.
 const MAX_DOMAINS: u16 = 1024;
 /// Pages the host may have donated at once.
@@ -180,6 +185,37 @@ pub type El2Warden = Warden<SmmuBackend<SmmuRegs, CarveoutDma, El2HostStage2>>;
 
 static WARDEN: Once<El2Warden> = Once::new();
 
+/// The host-identity domain's table reserve: carve-out bytes (a power of two, as the buddy heap would round
+/// the request up anyway; the pages beyond the worst case go to the host's domains).
+fn identity_reserve(platform: &Platform, hyp: &[PhysRange]) -> usize {
+    let doorbells = smmu_backend::msi_doorbells(platform);
+    let config = warden_core::dispatch::Config {
+        ram: &platform.memory,
+        hyp,
+        pool: &[],
+        msi_doorbells: &doorbells,
+        sids: &[],
+        max_domains: MAX_DOMAINS,
+        vmid_bits: 16,
+        pa_bits: 48,
+        max_donated_pages: MAX_DONATED_PAGES,
+        phys_offset: 0,
+        event_ring: EVENT_RING,
+    };
+    let pages = match warden_core::dispatch::identity_reserve_pages(&config) {
+        Ok(p) => p,
+        Err(e) => panic!("host-identity table reserve: {e}"),
+    };
+    let bytes = (pages * 4096).next_power_of_two();
+    if bytes > IDENTITY_RESERVE_MAX {
+        panic!(
+            "host-identity needs {pages} table pages, more than the {} KiB the hyp heap can spare",
+            IDENTITY_RESERVE_MAX >> 10
+        );
+    }
+    bytes
+}
+
 /// Zeroed, `align`-aligned memory from the hyp heap, never freed; returns its address (VA == PA).
 fn leak_zeroed(size: usize, align: usize) -> u64 {
     let Ok(layout) = Layout::from_size_align(size, align) else {
@@ -215,15 +251,22 @@ pub fn bring_up(platform: &Platform) -> Result<&'static El2Warden, BootError> {
     let regs = unsafe { SmmuRegs::new(node.reg.base) };
     let mem = CarveoutDma::take_from_heap(SMMU_DMA_SIZE);
     let dma_region = mem.region();
-    let pool_pa = leak_zeroed(POOL_SIZE, 4096);
     let hyp = [PhysRange {
         base: layout::HYP_CARVEOUT_PA,
         size: layout::HYP_CARVEOUT_SIZE,
     }];
-    let pool = [PhysRange {
-        base: pool_pa,
-        size: POOL_SIZE as u64,
-    }];
+    // Host-identity's reserve first: `Warden::new` takes its tables from the first pages of the pool.
+    let reserve = identity_reserve(platform, &hyp);
+    let pool = [
+        PhysRange {
+            base: leak_zeroed(reserve, 4096),
+            size: reserve as u64,
+        },
+        PhysRange {
+            base: leak_zeroed(POOL_SIZE, 4096),
+            size: POOL_SIZE as u64,
+        },
+    ];
     let config = BootConfig {
         ram: &platform.memory,
         hyp: &hyp,
@@ -255,6 +298,18 @@ pub fn bring_up(platform: &Platform) -> Result<&'static El2Warden, BootError> {
         dma_region.base,
         c.commands,
         c.syncs
+    );
+    let ip = w.identity_pool_stats();
+    let heap_free_mib = (1..=32)
+        .take_while(|m| crate::heap_has_room(m << 20))
+        .last();
+    log!(
+        "page tables: host-identity reserve {} pages ({} in use), host domains {} KiB of carve-out + donations; \
+         hyp heap >= {} MiB free",
+        ip.total,
+        ip.total - ip.free,
+        (pool[0].size + pool[1].size) / 1024 - ip.total as u64 * 4,
+        heap_free_mib.unwrap_or(0)
     );
     Ok(WARDEN.call_once(|| w))
 }

@@ -29,9 +29,10 @@ const SMMU_DMA_SIZE: usize = (4 << 20) + (256 << 10);
 /// Of which level-2 stream tables may take at most this much (checked before any is allocated).
 const STRTAB_BUDGET: u64 = 4 << 20;
 /// Bytes of carve-out given to the page tables of the host's DMA domains (4 KiB pages: each translated domain
-/// takes a root and a few more per mapped 1 GiB of IOVA; 1024 of them and the 16-page split reserve exceed it,
-/// so a full set of domains needs donations). Host-identity's reserve comes on top ([`identity_reserve`]).
-const POOL_SIZE: usize = 4 << 20;
+/// takes a root and a few more per mapped 1 GiB of IOVA; beyond that the host donates pages on `NOMEM`, so a
+/// full set of 1024 domains needs donations). Host-identity's reserve comes on top ([`identity_reserve`]): 2 MiB
+/// for QEMU virt's 1 GiB, so page tables take 4 MiB of carve-out in all, as much as the single pool did before.
+const POOL_SIZE: usize = 2 << 20;
 /// The most carve-out the host-identity domain's table reserve may take (its worst case, computed from the DT
 /// by `warden_core::dispatch::identity_reserve_pages`, is about 2 MiB per GiB of host RAM: 501 pages for QEMU
 /// virt's 1 GiB). Bigger machines fail to boot with a clear message rather than eat the heap.

@@ -23,6 +23,8 @@
 /* Page donation: at most this many top-up rounds per call, each donating at most this many 4 KiB pages. */
 #define WARDEN_TOPUP_RETRIES 8
 #define WARDEN_TOPUP_MAX_PAGES 1024UL
+/* Pages donated per top-up at least (the hyp usually asks for 1-3): amortises the NOMEM round trips. */
+#define WARDEN_TOPUP_MIN_PAGES 16UL
 /* Largest block (as an allocation order) one donation allocates; smaller orders are tried on failure. */
 #define WARDEN_TOPUP_MAX_ORDER 4
 

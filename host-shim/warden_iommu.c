@@ -48,7 +48,8 @@ static void warden_free_run(unsigned long pfn, unsigned int nr_pages)
 }
 
 /**
- * warden_topup() - donate at least @need 4 KiB pages (capped at WARDEN_TOPUP_MAX_PAGES) to the hyp's pool.
+ * warden_topup() - donate @need 4 KiB pages (capped at WARDEN_TOPUP_MAX_PAGES) to the hyp's pool, and more,
+ *                  up to WARDEN_TOPUP_MIN_PAGES, if memory allows (fewer NOMEM round trips).
  * @smmu: the instance that records the donation.
  * @need: pages the hyp asked for (the x1 of its NOMEM).
  * @gfp: how the pages may be allocated (map_pages passes the caller's; atomic callers get GFP_ATOMIC).
@@ -61,11 +62,13 @@ static void warden_free_run(unsigned long pfn, unsigned int nr_pages)
  */
 int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp)
 {
-	unsigned long pages, flags;
+	unsigned long pages, required, donated = 0, flags;
 	gfp_t alloc_gfp = gfpflags_allow_blocking(gfp) ? GFP_KERNEL : GFP_ATOMIC;
 
 	need = clamp_t(u64, need, 1, WARDEN_TOPUP_MAX_PAGES);
-	pages = DIV_ROUND_UP(need, WARDEN_HYP_PAGES_PER_PAGE);
+	/* What the hyp asked for must be donated; up to WARDEN_TOPUP_MIN_PAGES is extra, best effort. */
+	required = DIV_ROUND_UP(need, WARDEN_HYP_PAGES_PER_PAGE);
+	pages = max_t(unsigned long, required, DIV_ROUND_UP(WARDEN_TOPUP_MIN_PAGES, WARDEN_HYP_PAGES_PER_PAGE));
 	atomic64_inc(&smmu->topups);
 	while (pages) {
 		unsigned int order = min_t(unsigned int, ilog2(pages), WARDEN_TOPUP_MAX_ORDER);
@@ -80,11 +83,11 @@ int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp)
 			order--;
 		}
 		if (!page)
-			return -ENOMEM;
+			return donated >= required ? 0 : -ENOMEM;
 		chunk = kmalloc(sizeof(*chunk), alloc_gfp);
 		if (!chunk) {
 			__free_pages(page, order);
-			return -ENOMEM;
+			return donated >= required ? 0 : -ENOMEM;
 		}
 		if (order)
 			split_page(page, order);
@@ -96,6 +99,8 @@ int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp)
 			/* The hyp changed nothing: the pages are still ours. */
 			warden_free_run(chunk->pfn, chunk->nr_pages);
 			kfree(chunk);
+			if (donated >= required)
+				return 0;
 			pr_warn_ratelimited("donating %u pages failed: %s\n",
 					    1U << order, warden_strerror(r.status));
 			return warden_errno(r.status);
@@ -104,6 +109,7 @@ int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp)
 		list_add_tail(&chunk->node, &smmu->donations);
 		smmu->donated_pages += (unsigned long)chunk->nr_pages * WARDEN_HYP_PAGES_PER_PAGE;
 		spin_unlock_irqrestore(&smmu->donate_lock, flags);
+		donated += chunk->nr_pages;
 		pages -= min_t(unsigned long, pages, chunk->nr_pages);
 	}
 	return 0;

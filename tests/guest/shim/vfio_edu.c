@@ -3,13 +3,17 @@
  * vfio_edu: DMA through VFIO (type1 IOMMU backend, on top of whatever IOMMU driver the kernel has: warden.ko
  * under the hypervisor, arm-smmu-v3 natively) with QEMU's edu device.
  *
- *   vfio_edu <pci-address> <iommu-group-number>
+ *   vfio_edu <pci-address> <iommu-group-number> [<scatter-pages>]
  *
  * 1. Opens the VFIO container and group, sets the type1v2 IOMMU, gets the device, enables bus mastering.
  * 2. Maps buffer A at IOVA 0x10000 (device reads it) and buffer B at IOVA 0x20000 (device writes it) with
  *    VFIO_IOMMU_MAP_DMA; edu copies A -> its buffer -> B; checks B == A (4 KiB, a pseudo-random pattern).
  * 3. Unmaps B with VFIO_IOMMU_UNMAP_DMA, refills B with a marker, has edu write 4 bytes to IOVA 0x20000
  *    again: the write must fault (the script checks the IOMMU driver reported it) and B must be unchanged.
+ *
+ * 4. With <scatter-pages> N: maps N separate 4 KiB pages at IOVAs 2 MiB apart from 1 GiB up (one page table per
+ *    page: enough to drain the hypervisor's page-table pool and make the IOMMU driver donate memory), checks
+ *    edu reads the last one, and unmaps them all.
  *
  * Prints one line per step; exit 0 on success, 1 when a check fails, 2 on bad usage, 3 when a VFIO call fails.
  * Built freestanding (no libc): raw Linux syscalls only, like tests/guest/src/peek.c.
@@ -232,13 +236,27 @@ static void region(long dev, u32 index, long *off, const char *what)
 	*off = (long)info.offset;
 }
 
-static unsigned char *buffer(void)
+static unsigned char *buffer_of(unsigned long size)
 {
-	long p = syscall6(SYS_mmap, 0, BUF_SIZE, PROT_RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+	long p = syscall6(SYS_mmap, 0, (long)size, PROT_RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
 
 	if (p < 0 && p > -4096)
 		die("mmap of a buffer", p, 3);
 	return (unsigned char *)p;
+}
+
+static unsigned char *buffer(void)
+{
+	return buffer_of(BUF_SIZE);
+}
+
+static u64 parse_dec(const char *s)
+{
+	u64 v = 0;
+
+	for (; *s >= '0' && *s <= '9'; s++)
+		v = v * 10 + (u64)(*s - '0');
+	return v;
 }
 
 static void dma_map(long container, unsigned char *buf, u64 iova, u32 flags)
@@ -266,8 +284,8 @@ __attribute__((used)) void start_c(long *sp)
 	u16 cmd;
 	unsigned long i, n;
 
-	if (argc != 3 || len(argv[2]) > 20) {
-		put("usage: vfio_edu <pci-address> <iommu-group-number>\n");
+	if ((argc != 3 && argc != 4) || len(argv[2]) > 20) {
+		put("usage: vfio_edu <pci-address> <iommu-group-number> [<scatter-pages>]\n");
 		quit(2);
 	}
 	for (i = 0, n = len(path); argv[2][i]; i++)
@@ -348,6 +366,32 @@ __attribute__((used)) void start_c(long *sp)
 		}
 	}
 	put("vfio_edu: after VFIO_IOMMU_UNMAP_DMA the device no longer reaches IOVA 0x20000 (buffer unchanged)\n");
+	if (argc == 4) {
+		u64 pages = parse_dec(argv[3]), iova = 0x40000000UL, stride = 0x200000UL;
+		unsigned char *s = buffer_of(pages * BUF_SIZE);
+		u32 word = 0;
+
+		if (!pages || pages > 65536)
+			die("scatter-pages must be 1..65536", (long)pages, 2);
+		for (i = 0; i < pages; i++) {
+			s[i * BUF_SIZE] = (unsigned char)(i + 1);
+			dma_map(container, s + i * BUF_SIZE, iova + i * stride, VFIO_DMA_MAP_FLAG_READ);
+		}
+		edu_dma(dev, iova + (pages - 1) * stride, EDU_BUFFER, 4, 0);
+		dma_map(container, b, IOVA_B, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+		edu_dma(dev, EDU_BUFFER, IOVA_B, 4, 1);
+		word = b[0];
+		if (word != (unsigned char)pages)
+			die("edu did not read the last scattered page", (long)word, 1);
+		unmap.argsz = sizeof(unmap);
+		unmap.flags = 0;
+		unmap.iova = iova;
+		unmap.size = pages * stride;
+		xioctl(container, VFIO_IOMMU_UNMAP_DMA, &unmap, "VFIO_IOMMU_UNMAP_DMA (scattered)");
+		put("vfio_edu: ");
+		put_hex(pages);
+		put(" scattered pages mapped 2 MiB apart, the last one read by edu, all unmapped\n");
+	}
 	quit(0);
 }
 

@@ -2,13 +2,12 @@
 # VFIO on top of the IOMMU driver: edu bound to vfio-pci (type1v2 backend); the vfio_edu program maps buffers
 # with VFIO_IOMMU_MAP_DMA, has edu DMA through them and checks the data, then unmaps one and checks the device
 # can no longer write it. The IOMMU driver reports exactly that one write fault at IOVA 0x20000 for edu.
-# Needs the vfio_edu program (tests/guest/shim/vfio_edu.c), built like tests/guest/src/*.c.
+# The vfio_edu program is built by xtask from tests/guest/shim/vfio_edu.c into /warden/bin.
 # modes: hyp native
 # timeout: 240
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-prog=$(command -v vfio_edu || echo /warden/tests/shim/vfio_edu.bin)
-[ -x "$prog" ] || fail "no vfio_edu program (is tests/guest/shim/vfio_edu.c built?)"
+prog=$(command -v vfio_edu) || fail "no vfio_edu program in /warden/bin"
 edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
 modprobe vfio-pci || fail "modprobe vfio-pci"
 modprobe vfio_iommu_type1 || fail "modprobe vfio_iommu_type1"

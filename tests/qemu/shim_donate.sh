@@ -3,13 +3,12 @@
 # holds), so the shim must answer NOMEM with DONATE; edu reads the last page. The release is refused while
 # vfio-pci holds edu in a translated domain; after unbinding, release + rmmod reclaim every donated page
 # (the hyp reports 0 donated pages after a reload, and no page was leaked).
-# Needs the vfio_edu program (tests/guest/shim/vfio_edu.c), like vfio_edu.sh.
+# The vfio_edu program is built by xtask from tests/guest/shim/vfio_edu.c into /warden/bin.
 # modes: hyp
 # timeout: 300
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-prog=$(command -v vfio_edu || echo /warden/tests/shim/vfio_edu.bin)
-[ -x "$prog" ] || fail "no vfio_edu program (is tests/guest/shim/vfio_edu.c built?)"
+prog=$(command -v vfio_edu) || fail "no vfio_edu program in /warden/bin"
 edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
 modprobe vfio-pci && modprobe vfio_iommu_type1 || fail "modprobe vfio"
 echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override

@@ -85,6 +85,18 @@ pub fn host_checks() -> Vec<HostCheck> {
             ],
         ),
         HostCheck::cargo(
+            "cargo doc (no broken links)",
+            &[
+                "doc",
+                "--no-deps",
+                "--workspace",
+                "--exclude",
+                "warden-el2",
+                "--config",
+                "build.rustdocflags=[\"-D\", \"warnings\"]",
+            ],
+        ),
+        HostCheck::cargo(
             "cargo test (host unit tests)",
             &["test", "--workspace", "--exclude", "warden-el2"],
         ),

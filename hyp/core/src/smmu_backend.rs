@@ -1,4 +1,4 @@
-//! [`dispatch::Backend`] over warden-smmu's driver, and the boot sequence that hands the SMMU to [`Warden`].
+//! [`Backend`] over warden-smmu's driver, and the boot sequence that hands the SMMU to [`Warden`].
 //!
 //! [`SmmuBackend`] owns the [`Smmu`] behind one `spin::Mutex` (the innermost lock: [`Warden`] calls the backend
 //! with its domain and stream locks held, never the other way round) and forwards the host stage-2 half of

@@ -1,7 +1,7 @@
 //! The EL2 exception vector table and the saved-register frame.
 //!
 //! Every vector saves x0-x30, `ELR_EL2` and `SPSR_EL2` on the EL2 stack and calls
-//! [`crate::traps::warden_exception`] with the frame and the vector's index (0-15). On return the
+//! `traps::warden_exception` with the frame and the vector's index (0-15). On return the
 //! (possibly modified) frame is restored and the assembly ERETs.
 
 use core::arch::global_asm;

@@ -1,4 +1,4 @@
-//! Command queue entries (IHI 0070 §4 "Commands"): 16 bytes, opcode in bits [7:0] of the first dword.
+//! Command queue entries (IHI 0070 §4 "Commands"): 16 bytes, opcode in bits \[7:0\] of the first dword.
 
 mod plan;
 
@@ -95,7 +95,7 @@ pub enum SyncCompletion {
 pub struct TlbiS2Ipa {
     /// VMID whose entries are invalidated.
     pub vmid: Vmid,
-    /// First IPA (4 KiB aligned; bits [51:12] are encoded).
+    /// First IPA (4 KiB aligned; bits \[51:12\] are encoded).
     pub ipa: u64,
     /// Only leaf entries (not walk caches) need invalidating.
     pub leaf: bool,
@@ -317,7 +317,7 @@ impl From<CommandKind> for Command {
     }
 }
 
-/// The opcode in bits [7:0] of dword 0.
+/// The opcode in bits \[7:0\] of dword 0.
 const fn op(opcode: u8) -> u64 {
     opcode as u64
 }

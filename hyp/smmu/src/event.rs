@@ -8,7 +8,7 @@ pub const EVT_SIZE: usize = 32;
 /// Size of one event record in 64-bit words.
 pub const EVT_DWORDS: usize = EVT_SIZE / 8;
 
-/// Event type codes, bits [7:0] of dword 0 (IHI 0070 §7.3, Table 7-3).
+/// Event type codes, bits \[7:0\] of dword 0 (IHI 0070 §7.3, Table 7-3).
 pub mod event_id {
     /// `F_UUT`: unsupported upstream transaction.
     pub const F_UUT: u8 = 0x01;
@@ -117,21 +117,21 @@ const CLASS_SHIFT: u32 = 40;
 pub struct Event {
     /// Classification of [`Event::id`].
     pub kind: EventKind,
-    /// Raw event type code (dword 0 bits [7:0]).
+    /// Raw event type code (dword 0 bits \[7:0\]).
     pub id: u8,
-    /// StreamID of the faulting transaction (dword 0 bits [63:32]).
+    /// StreamID of the faulting transaction (dword 0 bits \[63:32\]).
     pub sid: StreamId,
     /// SubstreamID when `SSV` (bit 11) is set.
     pub ssid: Option<u32>,
     /// Input address of the transaction (dword 2) for translation faults, else 0.
     pub input_addr: u64,
-    /// IPA of a stage-2 fault (dword 3 bits [51:12]) for translation faults, else 0.
+    /// IPA of a stage-2 fault (dword 3 bits \[51:12\]) for translation faults, else 0.
     pub ipa: u64,
     /// The transaction was a read (`RnW`, dword 1 bit 35); only meaningful for translation faults.
     pub read: bool,
     /// Stage-2 fault (`S2`, dword 1 bit 39).
     pub stage2: bool,
-    /// `CLASS` (dword 1 bits [41:40]): 0 = CD fetch, 1 = table walk, 2 = input address.
+    /// `CLASS` (dword 1 bits \[41:40\]): 0 = CD fetch, 1 = table walk, 2 = input address.
     pub class: u8,
     /// Instruction fetch (`InD`, bit 34).
     pub instruction: bool,

@@ -2,7 +2,7 @@
 //!
 //! The driver ([`Smmu`]) is written against two traits the caller implements:
 //! - [`RegisterAccess`]: 32/64-bit reads and writes at byte offsets of the SMMU's register frame (real MMIO in
-//!   `warden-el2`; the behavioural [`fake::FakeSmmu`] in tests);
+//!   `warden-el2`; the behavioural `fake::FakeSmmu` (feature `fake`) in tests);
 //! - [`DmaMemory`]: zeroed, aligned memory for the stream table and queues, named by physical address, with
 //!   64-bit reads and writes (at EL2, VA == PA and the accesses are volatile).
 //!

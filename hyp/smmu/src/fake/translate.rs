@@ -26,7 +26,7 @@ impl TlbEntry {
     }
 }
 
-/// Stage-2 access permissions of a leaf (`S2AP`, descriptor bits [7:6]).
+/// Stage-2 access permissions of a leaf (`S2AP`, descriptor bits \[7:6\]).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct Perm {
     /// `S2AP[0]` (bit 6): reads allowed.

@@ -58,7 +58,7 @@ impl Cr1 {
     const TABLE_OC_SHIFT: u32 = 8;
     const TABLE_SH_SHIFT: u32 = 10;
 
-    /// Builds CR1 from the queue (`QUEUE_IC/OC/SH`, bits [5:0]) and table (`TABLE_IC/OC/SH`, bits [11:6])
+    /// Builds CR1 from the queue (`QUEUE_IC/OC/SH`, bits \[5:0\]) and table (`TABLE_IC/OC/SH`, bits \[11:6\])
     /// attributes: (inner cacheability, outer cacheability, shareability).
     pub const fn new(queue: (u32, u32, u32), table: (u32, u32, u32)) -> Self {
         Self(
@@ -168,7 +168,7 @@ pub struct StrtabBase(pub u64);
 impl StrtabBase {
     /// Bit 62 `RA`: read-allocate hint.
     pub const RA: u64 = 1 << 62;
-    /// Bits [51:6] `ADDR`.
+    /// Bits \[51:6\] `ADDR`.
     pub const ADDR_MASK: u64 = mask64(51, 6);
 
     /// A base value for a table at `pa` (64-byte aligned at least), with read-allocate.
@@ -207,22 +207,22 @@ impl StrtabBaseCfg {
                 | Self::FMT_2LVL << Self::FMT_SHIFT,
         )
     }
-    /// Bits [5:0] `LOG2SIZE`.
+    /// Bits \[5:0\] `LOG2SIZE`.
     pub const fn log2size(self) -> u32 {
         self.0 & 0x3F
     }
-    /// Bits [10:6] `SPLIT`.
+    /// Bits \[10:6\] `SPLIT`.
     pub const fn split(self) -> u32 {
         (self.0 >> Self::SPLIT_SHIFT) & 0x1F
     }
-    /// Bits [17:16] `FMT`.
+    /// Bits \[17:16\] `FMT`.
     pub const fn fmt(self) -> u32 {
         (self.0 >> Self::FMT_SHIFT) & 3
     }
 }
 
-/// Level-1 stream table descriptor (IHI 0070 §5.1 "Level 1 Stream Table Descriptor"): `SPAN` bits [4:0]
-/// (`2^(SPAN-1)` STEs in the level-2 table; 0 = invalid) and `L2Ptr` bits [51:6].
+/// Level-1 stream table descriptor (IHI 0070 §5.1 "Level 1 Stream Table Descriptor"): `SPAN` bits \[4:0\]
+/// (`2^(SPAN-1)` STEs in the level-2 table; 0 = invalid) and `L2Ptr` bits \[51:6\].
 pub(crate) const fn l1_descriptor(l2_pa: u64, split: u32) -> u64 {
     prep64(split as u64 + 1, 0, 5) | (l2_pa & mask64(51, 6))
 }

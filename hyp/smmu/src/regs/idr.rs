@@ -7,7 +7,7 @@ use super::field32;
 #[repr(transparent)]
 pub struct Idr0(pub u32);
 
-/// `SMMU_IDR0.STALL_MODEL` (bits [25:24]).
+/// `SMMU_IDR0.STALL_MODEL` (bits \[25:24\]).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum StallModel {
     /// 0b00: stall and terminate models supported.
@@ -20,7 +20,7 @@ pub enum StallModel {
     Reserved,
 }
 
-/// `SMMU_IDR0.TTENDIAN` (bits [22:21]): endianness of translation table walks.
+/// `SMMU_IDR0.TTENDIAN` (bits \[22:21\]): endianness of translation table walks.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum TtEndian {
     /// 0b00: both endiannesses (per STE/CD).
@@ -42,11 +42,11 @@ impl Idr0 {
     pub const fn s1p(self) -> bool {
         self.0 & (1 << 1) != 0
     }
-    /// Bits [3:2] `TTF`: bit 1 of the field set means AArch64 tables are supported (0b10, 0b11).
+    /// Bits \[3:2\] `TTF`: bit 1 of the field set means AArch64 tables are supported (0b10, 0b11).
     pub const fn ttf_aarch64(self) -> bool {
         field32(self.0, 2, 2) & 0b10 != 0
     }
-    /// Bits [3:2] `TTF`: bit 0 of the field set means AArch32 (LPAE) tables are supported.
+    /// Bits \[3:2\] `TTF`: bit 0 of the field set means AArch32 (LPAE) tables are supported.
     pub const fn ttf_aarch32(self) -> bool {
         field32(self.0, 2, 2) & 0b01 != 0
     }
@@ -54,7 +54,7 @@ impl Idr0 {
     pub const fn cohacc(self) -> bool {
         self.0 & (1 << 4) != 0
     }
-    /// Bits [7:6] `HTTU`: hardware access/dirty flag update (0 none, 1 access, 2 access and dirty).
+    /// Bits \[7:6\] `HTTU`: hardware access/dirty flag update (0 none, 1 access, 2 access and dirty).
     pub const fn httu(self) -> u32 {
         field32(self.0, 6, 2)
     }
@@ -90,7 +90,7 @@ impl Idr0 {
     pub const fn cd2l(self) -> bool {
         self.0 & (1 << 19) != 0
     }
-    /// Bits [22:21] `TTENDIAN`.
+    /// Bits \[22:21\] `TTENDIAN`.
     pub const fn ttendian(self) -> TtEndian {
         match field32(self.0, 21, 2) {
             0 => TtEndian::Mixed,
@@ -99,7 +99,7 @@ impl Idr0 {
             _ => TtEndian::Big,
         }
     }
-    /// Bits [25:24] `STALL_MODEL`.
+    /// Bits \[25:24\] `STALL_MODEL`.
     pub const fn stall_model(self) -> StallModel {
         match field32(self.0, 24, 2) {
             0 => StallModel::StallAndTerminate,
@@ -112,7 +112,7 @@ impl Idr0 {
     pub const fn term_model(self) -> bool {
         self.0 & (1 << 26) != 0
     }
-    /// Bits [28:27] `ST_LEVEL`: 0b01 = 2-level stream tables supported.
+    /// Bits \[28:27\] `ST_LEVEL`: 0b01 = 2-level stream tables supported.
     pub const fn two_level_strtab(self) -> bool {
         field32(self.0, 27, 2) == 1
     }
@@ -124,23 +124,23 @@ impl Idr0 {
 pub struct Idr1(pub u32);
 
 impl Idr1 {
-    /// Bits [5:0] `SIDSIZE`: number of StreamID bits.
+    /// Bits \[5:0\] `SIDSIZE`: number of StreamID bits.
     pub const fn sidsize(self) -> u32 {
         field32(self.0, 0, 6)
     }
-    /// Bits [10:6] `SSIDSIZE`: number of SubstreamID bits.
+    /// Bits \[10:6\] `SSIDSIZE`: number of SubstreamID bits.
     pub const fn ssidsize(self) -> u32 {
         field32(self.0, 6, 5)
     }
-    /// Bits [15:11] `PRIQS`: log2 of the maximum PRI queue entries.
+    /// Bits \[15:11\] `PRIQS`: log2 of the maximum PRI queue entries.
     pub const fn priqs(self) -> u32 {
         field32(self.0, 11, 5)
     }
-    /// Bits [20:16] `EVENTQS`: log2 of the maximum event queue entries.
+    /// Bits \[20:16\] `EVENTQS`: log2 of the maximum event queue entries.
     pub const fn evtqs(self) -> u32 {
         field32(self.0, 16, 5)
     }
-    /// Bits [25:21] `CMDQS`: log2 of the maximum command queue entries.
+    /// Bits \[25:21\] `CMDQS`: log2 of the maximum command queue entries.
     pub const fn cmdqs(self) -> u32 {
         field32(self.0, 21, 5)
     }
@@ -180,7 +180,7 @@ impl Idr3 {
     pub const fn ril(self) -> bool {
         self.0 & (1 << 10) != 0
     }
-    /// Bits [12:11] `BBML`: break-before-make level (0, 1 or 2).
+    /// Bits \[12:11\] `BBML`: break-before-make level (0, 1 or 2).
     pub const fn bbml(self) -> u32 {
         field32(self.0, 11, 2)
     }
@@ -192,11 +192,11 @@ impl Idr3 {
 pub struct Idr5(pub u32);
 
 impl Idr5 {
-    /// Bits [2:0] `OAS`, raw encoding (0 = 32 bits … 6 = 52 bits), the same as `VTCR.PS`/`STE.S2PS`.
+    /// Bits \[2:0\] `OAS`, raw encoding (0 = 32 bits … 6 = 52 bits), the same as `VTCR.PS`/`STE.S2PS`.
     pub const fn oas_encoding(self) -> u32 {
         field32(self.0, 0, 3)
     }
-    /// Bits [2:0] `OAS` as a number of address bits (`None` for a reserved encoding).
+    /// Bits \[2:0\] `OAS` as a number of address bits (`None` for a reserved encoding).
     pub const fn oas_bits(self) -> Option<u32> {
         pa_range_bits(self.oas_encoding())
     }
@@ -212,11 +212,11 @@ impl Idr5 {
     pub const fn gran64k(self) -> bool {
         self.0 & (1 << 6) != 0
     }
-    /// Bits [11:10] `VAX`: 52-bit VAs for stage 1.
+    /// Bits \[11:10\] `VAX`: 52-bit VAs for stage 1.
     pub const fn vax(self) -> u32 {
         field32(self.0, 10, 2)
     }
-    /// Bits [31:16] `STALL_MAX`: maximum outstanding stalled transactions.
+    /// Bits \[31:16\] `STALL_MAX`: maximum outstanding stalled transactions.
     pub const fn stall_max(self) -> u32 {
         field32(self.0, 16, 16)
     }

@@ -10,9 +10,9 @@ pub struct QueueBase(pub u64);
 impl QueueBase {
     /// Bit 62 `RA`/`WA`: read- (command queue) or write- (event queue) allocate hint.
     pub const ALLOC_HINT: u64 = 1 << 62;
-    /// Bits [51:5] `ADDR`.
+    /// Bits \[51:5\] `ADDR`.
     pub const ADDR_MASK: u64 = mask64(51, 5);
-    /// Bits [4:0] `LOG2SIZE`: log2 of the number of entries.
+    /// Bits \[4:0\] `LOG2SIZE`: log2 of the number of entries.
     pub const LOG2SIZE_MASK: u64 = 0x1F;
 
     /// A queue of `2^log2size` entries at `pa` (aligned to the queue's size, at least 32 bytes).
@@ -33,7 +33,7 @@ impl QueueBase {
 /// by software to match) (IHI 0070 §6.3.29, §6.3.30).
 pub const Q_OVERFLOW_FLAG: u32 = 1 << 31;
 
-/// Shift of `SMMU_CMDQ_CONS.ERR`, bits [30:24] (IHI 0070 §6.3.27).
+/// Shift of `SMMU_CMDQ_CONS.ERR`, bits \[30:24\] (IHI 0070 §6.3.27).
 pub const CMDQ_CONS_ERR_SHIFT: u32 = 24;
 /// Mask (after shifting) of `SMMU_CMDQ_CONS.ERR`.
 pub const CMDQ_CONS_ERR_MASK: u32 = 0x7F;

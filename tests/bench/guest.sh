@@ -1,0 +1,75 @@
+# Guest side of `cargo xtask bench` (xtask prepends `#!/bin/sh` and the variables below, then this file).
+#   BENCH_CONFIG   configuration name (passthrough, strict, lazy, warden)
+#   BENCH_MICRO    microbenchmark workloads, "THREADS:SIZE:SG" separated by spaces
+#   BENCH_DUR_MS   duration of each microbenchmark run
+#   BENCH_IO       I/O workloads, "DISK:KIND:BS:COUNT" (DISK vda or nvme0n1; KIND read or write)
+# Output, one parseable line per result (everything else is commentary):
+#   @micro op=map threads=1 size=4096 sg=0 calls=.. mean_ns=.. p50_ns=.. p99_ns=.. ops_per_s=.. hc_total=..
+#          hc_map=.. hc_unmap=.. cmds=.. syncs=..      (hyp counters over the whole run; "na" without the shim)
+#   @io disk=vda kind=read bs=4096 count=.. ms=.. hc_total=.. cmds=.. syncs=..
+. /warden/tests/lib.sh
+STATS=/sys/kernel/debug/warden/stats
+KO=/lib/modules/$(uname -r)/extra/warden_bench.ko
+# Keep the kernel off the console: its lines would interleave with ours.
+echo 1 > /proc/sys/kernel/printk
+
+stat() {
+    if [ -r $STATS ]; then
+        awk -v k="$1" '$1 == k { print $2 }' $STATS
+    else
+        echo na
+    fi
+}
+hcalls() {
+    if [ -r $STATS ]; then
+        awk '$1 ~ /^hyp\.calls\./ && $1 != "hyp.calls.stat" { n += $2 } END { print n }' $STATS
+    else
+        echo na
+    fi
+}
+diff_() { if [ "$1" = na ] || [ "$2" = na ]; then echo na; else echo $(($2 - $1)); fi; }
+snap() { h=$(hcalls); m=$(stat hyp.calls.map_pages); u=$(stat hyp.calls.unmap_pages); c=$(stat hyp.smmu_commands); s=$(stat hyp.smmu_syncs); echo "$h $m $u $c $s"; }
+counters() {
+    set -- $1 $2
+    echo "hc_total=$(diff_ $1 $6) hc_map=$(diff_ $2 $7) hc_unmap=$(diff_ $3 $8) cmds=$(diff_ $4 $9) syncs=$(diff_ $5 ${10})"
+}
+now_cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
+
+wait_for /dev/nvme0n1 30 || fail "no NVMe disk"
+wait_for /dev/vda 30 || fail "no virtio-blk disk"
+[ -e $STATS ] && echo "config $BENCH_CONFIG: shim statistics present" || echo "config $BENCH_CONFIG: no shim"
+for b in $(ls /sys/bus/pci/devices); do echo "pci $b iommu $(cat /sys/bus/pci/devices/$b/iommu_group/type 2>/dev/null || echo none)"; done
+echo "cmdline: $(cat /proc/cmdline)"
+
+for w in $BENCH_MICRO; do
+    IFS=: read t s g <<W
+$w
+W
+    dmesg -c > /dev/null
+    a=$(snap)
+    insmod $KO threads=$t size=$s sg=$g duration_ms=$BENCH_DUR_MS || { dmesg | tail -5; fail "warden_bench $w failed"; }
+    b=$(snap)
+    rmmod warden_bench
+    cnt=$(counters "$a" "$b")
+    dmesg | sed -n 's/.*warden_bench: result /@micro /p' | while read -r line; do echo "$line $cnt"; done
+done
+
+for w in $BENCH_IO; do
+    IFS=: read d k bs n <<W
+$w
+W
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    a=$(snap)
+    t0=$(now_cs)
+    if [ "$k" = read ]; then
+        dd if=/dev/$d of=/dev/null bs=$bs count=$n iflag=direct 2>/dev/null || fail "dd $w failed"
+    else
+        dd if=/dev/zero of=/dev/$d bs=$bs count=$n oflag=direct 2>/dev/null || fail "dd $w failed"
+    fi
+    t1=$(now_cs)
+    b=$(snap)
+    echo "@io disk=$d kind=$k bs=$bs count=$n ms=$(( (t1 - t0) * 10 )) $(counters "$a" "$b")"
+done
+no_oops
+echo "bench guest done"

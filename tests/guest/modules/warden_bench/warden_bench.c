@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * warden_bench: a DMA API map/unmap microbenchmark with the semantics of Linux's dma_map_benchmark (which the
+ * guest kernel is built without). Everything happens at insmod; one line per result goes to the kernel log:
+ *
+ *   insmod warden_bench.ko [dev=0000:00:03.0] [threads=1] [size=4096] [sg=0] [duration_ms=1000]
+ *   -> "warden_bench: result op=map threads=1 size=4096 sg=0 calls=N mean_ns=.. p50_ns=.. p99_ns=.. ops_per_s=.."
+ *      and the same for op=unmap; then rmmod warden_bench.
+ *
+ * dev: a PCI device bound to a driver (default: the first NVMe controller). Each of `threads` kernel threads
+ * owns its buffers and loops, for `duration_ms`, dma_map_single + dma_unmap_single of one `size`-byte buffer
+ * (DMA_BIDIRECTIONAL), or with sg=1 dma_map_sg + dma_unmap_sg of a 16-entry scatterlist whose entries are 16
+ * separate `size`-byte buffers. Each call is timed with ktime_get_ns(); means are over every call, p50/p99 over a
+ * per-thread reservoir sample of up to WB_SAMPLES calls. ops_per_s counts map+unmap pairs of all threads.
+ */
+#define pr_fmt(fmt) "warden_bench: " fmt
+
+#include <linux/completion.h>
+#include <linux/delay.h>
+#include <linux/dma-mapping.h>
+#include <linux/kthread.h>
+#include <linux/module.h>
+#include <linux/pci.h>
+#include <linux/random.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+#include <linux/sort.h>
+#include <linux/timekeeping.h>
+#include <linux/vmalloc.h>
+
+#define WB_MAX_THREADS 8
+#define WB_SG_NENTS 16
+#define WB_SAMPLES 32768
+#define WB_MAX_SIZE (2UL << 20)
+
+static char *dev;
+module_param(dev, charp, 0444);
+MODULE_PARM_DESC(dev, "PCI device (e.g. 0000:00:03.0) bound to a driver; default: the first NVMe controller");
+static int threads = 1;
+module_param(threads, int, 0444);
+MODULE_PARM_DESC(threads, "number of threads (1..8)");
+static unsigned long size = 4096;
+module_param(size, ulong, 0444);
+MODULE_PARM_DESC(size, "buffer size in bytes (4096..2097152, a multiple of 4096)");
+static int sg;
+module_param(sg, int, 0444);
+MODULE_PARM_DESC(sg, "1: dma_map_sg of 16 entries of `size` bytes each instead of dma_map_single");
+static int duration_ms = 1000;
+module_param(duration_ms, int, 0444);
+MODULE_PARM_DESC(duration_ms, "how long each thread loops (10..60000 ms)");
+
+/* One operation's timings in one thread. */
+struct wb_op {
+	u64 calls;
+	u64 total_ns;
+	u32 *samples;	/* reservoir of up to WB_SAMPLES call times */
+	u32 nsamples;
+};
+
+struct wb_thread {
+	struct device *dev;
+	void *bufs[WB_SG_NENTS];
+	unsigned int order;
+	u64 deadline;
+	int err;
+	struct wb_op map, unmap;
+	struct completion done;
+};
+
+static void wb_record(struct wb_op *op, u64 ns)
+{
+	u32 v = ns > U32_MAX ? U32_MAX : (u32)ns;
+
+	op->calls++;
+	op->total_ns += ns;
+	if (op->nsamples < WB_SAMPLES) {
+		op->samples[op->nsamples++] = v;
+	} else {
+		/* Reservoir sampling: every call has the same chance to be in the sample. */
+		u64 j = get_random_u64() % op->calls;
+
+		if (j < WB_SAMPLES)
+			op->samples[j] = v;
+	}
+}
+
+static int wb_loop_single(struct wb_thread *t)
+{
+	while (ktime_get_ns() < t->deadline) {
+		u64 t0, t1, t2;
+		dma_addr_t a;
+
+		t0 = ktime_get_ns();
+		a = dma_map_single(t->dev, t->bufs[0], size, DMA_BIDIRECTIONAL);
+		t1 = ktime_get_ns();
+		if (dma_mapping_error(t->dev, a))
+			return -ENOMEM;
+		dma_unmap_single(t->dev, a, size, DMA_BIDIRECTIONAL);
+		t2 = ktime_get_ns();
+		wb_record(&t->map, t1 - t0);
+		wb_record(&t->unmap, t2 - t1);
+		cond_resched();
+	}
+	return 0;
+}
+
+static int wb_loop_sg(struct wb_thread *t)
+{
+	struct scatterlist sgl[WB_SG_NENTS];
+	int i;
+
+	sg_init_table(sgl, WB_SG_NENTS);
+	for (i = 0; i < WB_SG_NENTS; i++)
+		sg_set_buf(&sgl[i], t->bufs[i], size);
+	while (ktime_get_ns() < t->deadline) {
+		u64 t0, t1, t2;
+		int n;
+
+		t0 = ktime_get_ns();
+		n = dma_map_sg(t->dev, sgl, WB_SG_NENTS, DMA_BIDIRECTIONAL);
+		t1 = ktime_get_ns();
+		if (n <= 0)
+			return -ENOMEM;
+		dma_unmap_sg(t->dev, sgl, WB_SG_NENTS, DMA_BIDIRECTIONAL);
+		t2 = ktime_get_ns();
+		wb_record(&t->map, t1 - t0);
+		wb_record(&t->unmap, t2 - t1);
+		cond_resched();
+	}
+	return 0;
+}
+
+static int wb_thread_fn(void *arg)
+{
+	struct wb_thread *t = arg;
+
+	t->err = sg ? wb_loop_sg(t) : wb_loop_single(t);
+	complete(&t->done);
+	return 0;
+}
+
+static int wb_cmp_u32(const void *a, const void *b)
+{
+	u32 x = *(const u32 *)a, y = *(const u32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Merges the threads' samples of one operation, prints the result line. */
+static void wb_report(const char *name, struct wb_thread *ts, int n, u64 elapsed_ns)
+{
+	u64 calls = 0, total = 0, pairs_per_s;
+	u32 *all, count = 0, p50 = 0, p99 = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct wb_op *op = strcmp(name, "map") ? &ts[i].unmap : &ts[i].map;
+
+		calls += op->calls;
+		total += op->total_ns;
+	}
+	all = vmalloc(array_size(n, WB_SAMPLES * sizeof(u32)));
+	if (all) {
+		for (i = 0; i < n; i++) {
+			struct wb_op *op = strcmp(name, "map") ? &ts[i].unmap : &ts[i].map;
+
+			memcpy(all + count, op->samples, op->nsamples * sizeof(u32));
+			count += op->nsamples;
+		}
+		sort(all, count, sizeof(u32), wb_cmp_u32, NULL);
+		if (count) {
+			p50 = all[(count - 1) / 2];
+			p99 = all[div_u64((u64)(count - 1) * 99, 100)];
+		}
+		vfree(all);
+	}
+	pairs_per_s = elapsed_ns ? div64_u64(calls * NSEC_PER_SEC, elapsed_ns) : 0;
+	pr_info("result op=%s threads=%d size=%lu sg=%d calls=%llu mean_ns=%llu p50_ns=%u p99_ns=%u ops_per_s=%llu\n",
+		name, n, size, sg, calls, calls ? div64_u64(total, calls) : 0, p50, p99, pairs_per_s);
+}
+
+static struct device *wb_find_device(void)
+{
+	struct pci_dev *pdev = NULL;
+
+	if (dev && *dev) {
+		struct device *d = bus_find_device_by_name(&pci_bus_type, NULL, dev);
+
+		return d;
+	}
+	/* The first NVMe controller (class 01:08:02). */
+	pdev = pci_get_class(PCI_CLASS_STORAGE_EXPRESS, NULL);
+	return pdev ? &pdev->dev : NULL;
+}
+
+static int __init warden_bench_init(void)
+{
+	struct wb_thread *ts;
+	struct device *d;
+	unsigned int order, nbufs = sg ? WB_SG_NENTS : 1;
+	u64 start, end;
+	int i, j, err = 0;
+
+	if (threads < 1 || threads > WB_MAX_THREADS || size < PAGE_SIZE || size > WB_MAX_SIZE ||
+	    size % PAGE_SIZE || duration_ms < 10 || duration_ms > 60000) {
+		pr_err("bad parameters (threads 1..%d, size 4096..2097152 in pages, duration_ms 10..60000)\n",
+		       WB_MAX_THREADS);
+		return -EINVAL;
+	}
+	d = wb_find_device();
+	if (!d) {
+		pr_err("no such PCI device (%s)\n", dev && *dev ? dev : "first NVMe controller");
+		return -ENODEV;
+	}
+	if (!d->driver) {
+		pr_err("%s has no driver bound: its DMA is not set up\n", dev_name(d));
+		put_device(d);
+		return -ENODEV;
+	}
+	order = get_order(size);
+	ts = kcalloc(threads, sizeof(*ts), GFP_KERNEL);
+	if (!ts) {
+		put_device(d);
+		return -ENOMEM;
+	}
+	for (i = 0; i < threads && !err; i++) {
+		ts[i].dev = d;
+		ts[i].order = order;
+		init_completion(&ts[i].done);
+		ts[i].map.samples = vmalloc(WB_SAMPLES * sizeof(u32));
+		ts[i].unmap.samples = vmalloc(WB_SAMPLES * sizeof(u32));
+		if (!ts[i].map.samples || !ts[i].unmap.samples)
+			err = -ENOMEM;
+		for (j = 0; j < nbufs && !err; j++) {
+			struct page *p = alloc_pages(GFP_KERNEL, order);
+
+			if (!p)
+				err = -ENOMEM;
+			else
+				ts[i].bufs[j] = page_address(p);
+		}
+	}
+	if (err) {
+		pr_err("out of memory for %d threads of %lu-byte buffers\n", threads, size);
+		goto out;
+	}
+	pr_info("device %s (driver %s), %d threads, size %lu, sg %d, %d ms\n", dev_name(d), d->driver->name,
+		threads, size, sg, duration_ms);
+	start = ktime_get_ns();
+	for (i = 0; i < threads; i++) {
+		struct task_struct *task;
+
+		ts[i].deadline = start + (u64)duration_ms * NSEC_PER_MSEC;
+		task = kthread_run(wb_thread_fn, &ts[i], "warden_bench/%d", i);
+		if (IS_ERR(task)) {
+			ts[i].err = PTR_ERR(task);
+			complete(&ts[i].done);
+		}
+	}
+	for (i = 0; i < threads; i++) {
+		wait_for_completion(&ts[i].done);
+		if (ts[i].err && !err)
+			err = ts[i].err;
+	}
+	end = ktime_get_ns();
+	if (err) {
+		pr_err("a thread failed: %d (mapping error or no thread)\n", err);
+		goto out;
+	}
+	wb_report("map", ts, threads, end - start);
+	wb_report("unmap", ts, threads, end - start);
+out:
+	for (i = 0; i < threads; i++) {
+		for (j = 0; j < nbufs; j++)
+			if (ts[i].bufs[j])
+				free_pages((unsigned long)ts[i].bufs[j], order);
+		vfree(ts[i].map.samples);
+		vfree(ts[i].unmap.samples);
+	}
+	kfree(ts);
+	put_device(d);
+	return err;
+}
+
+static void __exit warden_bench_exit(void)
+{
+}
+
+module_init(warden_bench_init);
+module_exit(warden_bench_exit);
+MODULE_DESCRIPTION("Warden benchmark: dma_map_single/dma_map_sg map and unmap cost per call");
+MODULE_LICENSE("GPL");

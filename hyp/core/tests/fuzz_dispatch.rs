@@ -1,0 +1,1083 @@
+//! Adversarial-host fuzzing of the hypercall dispatcher, end to end on the host.
+//!
+//! `Warden::handle` runs over warden-smmu's real driver and its behavioural fake SMMU. A seeded generator
+//! issues random sequences of *any* call (including unknown function numbers) with biased-random arguments:
+//! live, stale and forged domain IDs; valid and invalid StreamIDs (also with high bits set); IOVAs at and past
+//! the 39-bit input size and near 2^64; PAs in the hyp carve-out, in donated pages, past RAM, at the MSI
+//! doorbell, misaligned or wrapping; odd page sizes, zero and huge counts, every prot bit.
+//!
+//! A reference model records what every *successful* call did. After each call:
+//! - the call did not panic, and its answer has the shape the ABI promises;
+//! - a successful call was legal: no mapping of hyp, donated or non-host memory, nothing past 2^39, no
+//!   double mapping, no donation of a mapped page, and so on;
+//! - a failing call changed nothing (domain, donation, mapping and attachment counts are unchanged).
+//!
+//! Every few calls (and at the end) the whole state is compared with the model: `IOVA_TO_PHYS` for every
+//! mapped page and random probes, ownership counts of every mapped and donated page, the STAT counters, and
+//! what a device would see: each StreamID's DMA through the fake SMMU (`translate`) lands where the model says,
+//! aborts when blocked, and never reaches the carve-out or a donated page. Finally everything is torn down and
+//! the pool, donation and mapping counts must be back at their start values.
+//!
+//! `WARDEN_FUZZ_ITERS` (calls per run, default 2500) and `WARDEN_FUZZ_RUNS` (runs with different seeds, default
+//! 4) make it longer; `WARDEN_FUZZ_SEED` replays one run. `cargo xtask fuzz` sets them.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use warden_abi::{self as abi, Error, Function, Stat};
+use warden_core::dispatch::{
+    Backend, Config, FaultRecord, HwError, InvalidateHint, SidRange, SmmuCounters, SteConfig,
+    Warden,
+};
+use warden_core::ownership::{MemKind, PageState};
+use warden_dt::PhysRange;
+use warden_smmu::fake::{FakeMemory, FakeSmmu, Translation};
+use warden_smmu::{LeafSize, S2Invalidation, Smmu, Ste, StreamId, Vmid};
+
+const RAM: u64 = 0x4000_0000;
+const RAM_SIZE: u64 = 16 << 20;
+const HYP_SIZE: u64 = 2 << 20;
+const DOORBELL: u64 = 0x0809_0000;
+const K4: u64 = abi::PGSIZE_4K;
+const M2: u64 = abi::PGSIZE_2M;
+/// Carve-out pages given to the pool (the driver's own tables and queues follow them).
+const POOL: u64 = 64 * K4;
+const IOVA_BITS: u32 = 39;
+const MAX_DOMAINS: u16 = 4;
+const MAX_DONATED: usize = 512;
+/// IOVAs used by the "plausible" generator: the first 8 MiB of the input space.
+const WINDOW: u64 = 8 << 20;
+
+// ---------------------------------------------------------------------------------------------------------
+// Backend over the real driver and the fake SMMU.
+
+fn hw(e: warden_smmu::Error) -> HwError {
+    match e {
+        warden_smmu::Error::Timeout(_) => HwError::Timeout,
+        _ => HwError::Failed,
+    }
+}
+
+fn ste(config: SteConfig) -> Ste {
+    match config {
+        SteConfig::Abort => Ste::abort(),
+        SteConfig::Translate(c) => Ste::stage2(&warden_smmu::S2Config::new_4k(
+            Vmid(c.vmid),
+            c.root_pa,
+            64 - c.t0sz,
+            2 - c.sl0,
+            c.ps,
+        )),
+    }
+}
+
+struct FakeBackend {
+    smmu: RefCell<Smmu<FakeSmmu, FakeMemory>>,
+    mem: FakeMemory,
+    host_unmapped: RefCell<BTreeSet<u64>>,
+}
+
+impl Backend for FakeBackend {
+    fn install_ste(&self, sid: u32, config: SteConfig) -> Result<(), HwError> {
+        self.smmu
+            .borrow_mut()
+            .write_ste(StreamId(sid), &ste(config))
+            .map_err(hw)
+    }
+
+    fn install_ste_range(&self, first: u32, count: u32, config: SteConfig) -> Result<(), HwError> {
+        self.smmu
+            .borrow_mut()
+            .write_ste_range(StreamId(first), count, &ste(config))
+            .map_err(hw)
+    }
+
+    fn invalidate_range(
+        &self,
+        vmid: u16,
+        iova: u64,
+        len: u64,
+        hint: InvalidateHint,
+    ) -> Result<(), HwError> {
+        let leaf_size = match hint.leaf_size {
+            Some(abi::PGSIZE_4K) => LeafSize::Page4K,
+            Some(abi::PGSIZE_2M) => LeafSize::Block2M,
+            Some(abi::PGSIZE_1G) => LeafSize::Block1G,
+            _ => LeafSize::Mixed,
+        };
+        let req = S2Invalidation {
+            vmid: Vmid(vmid),
+            iova,
+            size: len,
+            leaf_size,
+            leaf_only: hint.leaf_only,
+        };
+        self.smmu.borrow_mut().invalidate_s2(&req).map_err(hw)
+    }
+
+    fn invalidate_vmid(&self, vmid: u16) -> Result<(), HwError> {
+        self.smmu
+            .borrow_mut()
+            .invalidate_vmid(Vmid(vmid))
+            .map_err(hw)
+    }
+
+    fn next_event(&self) -> Option<FaultRecord> {
+        let mut smmu = self.smmu.borrow_mut();
+        smmu.drain_events();
+        smmu.pop_event().map(|e| FaultRecord {
+            sid: e.sid.0,
+            iova: e.input_addr,
+            reason: e.id,
+            flags: if e.read {
+                0
+            } else {
+                abi::EVENT_FLAG_WRITE as u16
+            } | abi::EVENT_FLAG_IOVA_VALID as u16,
+        })
+    }
+
+    fn host_unmap(&self, pa: u64, len: u64) -> Result<(), HwError> {
+        let mut s = self.host_unmapped.borrow_mut();
+        for p in (pa..pa + len).step_by(K4 as usize) {
+            assert!(s.insert(p), "page {p:#x} taken from the host twice");
+        }
+        Ok(())
+    }
+
+    fn host_map(&self, pa: u64, len: u64) -> Result<(), HwError> {
+        let mut s = self.host_unmapped.borrow_mut();
+        for p in (pa..pa + len).step_by(K4 as usize) {
+            assert!(s.remove(&p), "page {p:#x} given back without being taken");
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> SmmuCounters {
+        let c = self.smmu.borrow().counters();
+        SmmuCounters {
+            commands: c.commands,
+            syncs: c.syncs,
+        }
+    }
+
+    fn range_invalidation(&self) -> bool {
+        self.smmu.borrow().features().range_invalidation
+    }
+}
+
+/// Host memory standing in for RAM at fake PA [`RAM`] (the pool writes page tables into it).
+struct Backing(Vec<u64>);
+
+struct Rig {
+    // Field order: the Warden goes before the memory its pool points into.
+    w: Warden<FakeBackend>,
+    mem: Backing,
+}
+
+fn sid_ranges() -> [SidRange; 2] {
+    [
+        SidRange { base: 0, count: 16 },
+        SidRange {
+            base: 0x100,
+            count: 8,
+        },
+    ]
+}
+
+fn valid_sids() -> Vec<u32> {
+    (0..16).chain(0x100..0x108).collect()
+}
+
+impl Rig {
+    fn new() -> Self {
+        let fmem = FakeMemory::new();
+        assert_eq!(fmem.alloc(POOL as usize, 4096), RAM);
+        let smmu = Smmu::init(
+            FakeSmmu::qemu(fmem.clone()),
+            fmem.clone(),
+            warden_smmu::Config::default(),
+        )
+        .expect("driver init");
+        let host_ram = fmem.alloc((RAM_SIZE - HYP_SIZE) as usize, 2 << 20);
+        assert_eq!(
+            host_ram,
+            RAM + HYP_SIZE,
+            "driver tables must fit in the carve-out"
+        );
+        let backing = Backing(vec![0u64; (RAM_SIZE / 8) as usize]);
+        let ram = [PhysRange {
+            base: RAM,
+            size: RAM_SIZE,
+        }];
+        let hyp = [PhysRange {
+            base: RAM,
+            size: HYP_SIZE,
+        }];
+        let pool = [PhysRange {
+            base: RAM,
+            size: POOL,
+        }];
+        let doorbells = [PhysRange {
+            base: DOORBELL,
+            size: 0x1_0000,
+        }];
+        let sids = sid_ranges();
+        let config = Config {
+            ram: &ram,
+            hyp: &hyp,
+            pool: &pool,
+            msi_doorbells: &doorbells,
+            sids: &sids,
+            max_domains: MAX_DOMAINS,
+            vmid_bits: 16,
+            pa_bits: 44,
+            max_donated_pages: MAX_DONATED,
+            phys_offset: (backing.0.as_ptr() as u64).wrapping_sub(RAM),
+            event_ring: 16,
+        };
+        let backend = FakeBackend {
+            smmu: RefCell::new(smmu),
+            mem: fmem,
+            host_unmapped: RefCell::default(),
+        };
+        let w = Warden::new(&config, backend).expect("Warden::new");
+        Self { w, mem: backing }
+    }
+
+    /// Copies the pool and donated pages (the only places page tables live) into the fake's memory, as a
+    /// coherent SMMU would see them.
+    fn sync(&self, donated: &BTreeSet<u64>) {
+        let b = self.w.backend();
+        let pages = (RAM..RAM + POOL)
+            .step_by(K4 as usize)
+            .chain(donated.iter().copied());
+        for page in pages {
+            for off in (0..K4).step_by(8) {
+                let pa = page + off;
+                assert!(b.mem.try_write64(pa, self.mem.0[((pa - RAM) / 8) as usize]));
+            }
+        }
+    }
+
+    fn translate(&self, sid: u32, iova: u64, write: bool) -> Translation {
+        self.w
+            .backend()
+            .smmu
+            .borrow_mut()
+            .regs_mut()
+            .translate(StreamId(sid), iova, write)
+    }
+
+    fn raw(&self, fid: u32, args: [u64; 6]) -> [u64; 4] {
+        self.w.handle(fid, args)
+    }
+
+    fn call(&self, f: Function, args: &[u64]) -> Result<u64, Error> {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        decode(self.raw(f.fid(), a))
+    }
+
+    fn stat(&self, s: Stat) -> u64 {
+        self.call(Function::Stat, &[s.value()]).expect("STAT")
+    }
+}
+
+fn decode(r: [u64; 4]) -> Result<u64, Error> {
+    if r[0] as i64 >= 0 {
+        Ok(r[1])
+    } else {
+        Err(Error::from_code(r[0] as i64)
+            .unwrap_or_else(|| panic!("undocumented error code {:#x}", r[0])))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Seeded generator (splitmix64): no dependency, reproducible from a printed seed.
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len() as u64) as usize]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reference model.
+
+#[derive(Default)]
+struct Dom {
+    blocked: bool,
+    /// IOVA page -> PA page (4 KiB granularity, whatever page size mapped it).
+    map: BTreeMap<u64, u64>,
+    /// IOVA page -> prot of the call that mapped it.
+    prot: BTreeMap<u64, u64>,
+}
+
+#[derive(Default)]
+struct Model {
+    ids: Vec<u64>,
+    live: BTreeMap<u64, Dom>,
+    sid: BTreeMap<u32, u64>,
+    donated: BTreeSet<u64>,
+}
+
+/// Counts that no failing call may change.
+#[derive(Debug, Eq, PartialEq)]
+struct Snapshot {
+    domains: u64,
+    donated: u64,
+    attached: u64,
+    mapped: u64,
+    pool_free: u64,
+    tables: u64,
+}
+
+fn snapshot(r: &Rig) -> Snapshot {
+    Snapshot {
+        domains: r.stat(Stat::DomainsInUse),
+        donated: r.stat(Stat::DonatedPages),
+        attached: r.stat(Stat::AttachedSids),
+        mapped: r.stat(Stat::MappedPages),
+        pool_free: r.stat(Stat::PoolFreePages),
+        tables: r.stat(Stat::TablePagesInUse),
+    }
+}
+
+/// May a paging domain map this PA page? Host RAM outside the carve-out, not donated, or the doorbell.
+fn mappable(m: &Model, p: u64) -> bool {
+    let ram = (RAM + HYP_SIZE..RAM + RAM_SIZE).contains(&p) && !m.donated.contains(&p);
+    ram || (DOORBELL..DOORBELL + 0x1_0000).contains(&p)
+}
+
+fn host_ram(p: u64) -> bool {
+    (RAM + HYP_SIZE..RAM + RAM_SIZE).contains(&p)
+}
+
+impl Model {
+    fn mapped_count(&self, p: u64) -> u32 {
+        self.live
+            .values()
+            .map(|d| d.map.values().filter(|&&x| x == p).count() as u32)
+            .sum()
+    }
+
+    fn counts(&self) -> BTreeMap<u64, u32> {
+        let mut c: BTreeMap<u64, u32> = BTreeMap::new();
+        for d in self.live.values() {
+            for &pa in d.map.values() {
+                *c.entry(pa).or_default() += 1;
+            }
+        }
+        c
+    }
+}
+
+/// Biased argument generators.
+struct Gen<'a> {
+    rng: &'a mut Rng,
+    m: &'a Model,
+}
+
+impl Gen<'_> {
+    /// A map that is likely to succeed: a live paging domain, aligned host RAM, 4 KiB or 2 MiB pages.
+    fn plausible_map(&mut self) -> (u64, u64, u64, u64, u64, u64) {
+        let paging: Vec<u64> = self
+            .m
+            .live
+            .iter()
+            .filter(|(_, d)| !d.blocked)
+            .map(|(&id, _)| id)
+            .collect();
+        let id = if paging.is_empty() {
+            self.dom()
+        } else {
+            self.rng.pick(&paging)
+        };
+        let pgsize = if self.rng.chance(15) { M2 } else { K4 };
+        let count = if pgsize == M2 {
+            1
+        } else {
+            1 + self.rng.below(16)
+        };
+        let iova = self.rng.below(WINDOW) & !(pgsize - 1);
+        let pa =
+            RAM + HYP_SIZE + (self.rng.below(RAM_SIZE - HYP_SIZE - pgsize * count) & !(pgsize - 1));
+        let prot = self.rng.pick(&[
+            abi::PROT_READ | abi::PROT_WRITE,
+            abi::PROT_READ,
+            abi::PROT_WRITE | abi::PROT_NOEXEC | abi::PROT_CACHE,
+        ]);
+        (id, pgsize, count, iova, pa, prot)
+    }
+
+    fn dom(&mut self) -> u64 {
+        let ids = &self.m.ids;
+        match self.rng.below(20) {
+            0..=11 if !ids.is_empty() => ids[self.rng.below(ids.len() as u64) as usize],
+            12 => 0,
+            13 if !ids.is_empty() => {
+                // Same slot, forged generation.
+                ids[self.rng.below(ids.len() as u64) as usize] ^ (1 << (16 + self.rng.below(16)))
+            }
+            14 if !ids.is_empty() => ids[self.rng.below(ids.len() as u64) as usize] | (1 << 32),
+            15 => self.rng.below(8),
+            16 => u64::MAX,
+            17 => self.rng.next(),
+            _ => self.m.live.keys().next().copied().unwrap_or(1),
+        }
+    }
+
+    fn sid(&mut self) -> u64 {
+        match self.rng.below(12) {
+            0..=7 => u64::from(self.rng.pick(&valid_sids())),
+            8 => self.rng.pick(&[16, 0xff, 0x108, 0x1ff, 0xffff_ffff]),
+            9 => (1 << 32) | u64::from(self.rng.pick(&valid_sids())),
+            10 => u64::MAX,
+            _ => self.rng.next(),
+        }
+    }
+
+    fn pgsize(&mut self) -> u64 {
+        match self.rng.below(20) {
+            0..=13 => K4,
+            14..=16 => M2,
+            17 => abi::PGSIZE_1G,
+            18 => self
+                .rng
+                .pick(&[0, 8 << 10, 3 << 12, 1 << 13, 64 << 10, 1 << 63]),
+            _ => self.rng.next(),
+        }
+    }
+
+    fn count(&mut self, pgsize: u64) -> u64 {
+        match self.rng.below(20) {
+            0..=13 if pgsize == M2 => 1 + self.rng.below(2),
+            0..=13 => 1 + self.rng.below(24),
+            14 => 0,
+            15 => self
+                .rng
+                .pick(&[1 << 20, 1 << 27, 1 << 40, u64::MAX, u64::MAX / K4]),
+            16 => (1u64 << IOVA_BITS) / pgsize.max(1),
+            17 => 512 + self.rng.below(4),
+            _ => 1,
+        }
+    }
+
+    /// An IOVA for a map or unmap of `pgsize` pages: mostly aligned inside the window, often at the edges.
+    fn iova(&mut self, pgsize: u64) -> u64 {
+        let align = if pgsize.is_power_of_two() && pgsize >= K4 {
+            pgsize
+        } else {
+            K4
+        };
+        let top = 1u64 << IOVA_BITS;
+        match self.rng.below(24) {
+            0..=13 => {
+                // Reuse a mapped IOVA half the time so unmaps hit.
+                let mapped: Vec<u64> = self
+                    .m
+                    .live
+                    .values()
+                    .flat_map(|d| d.map.keys().copied())
+                    .collect();
+                if !mapped.is_empty() && self.rng.chance(50) {
+                    self.rng.pick(&mapped) & !(align - 1).min(M2 - 1)
+                } else {
+                    (self.rng.below(WINDOW) & !(align - 1)) % WINDOW
+                }
+            }
+            14 => top.wrapping_sub(align.wrapping_mul(1 + self.rng.below(2))),
+            15 => top,
+            16 => top.wrapping_add(align),
+            17 => 1 << 48,
+            18 => (u64::MAX - align).wrapping_add(1),
+            19 => !(K4 - 1),
+            20 => self.rng.below(WINDOW) | (1 + self.rng.below(K4 - 1)),
+            21 => 0,
+            _ => self.rng.next(),
+        }
+    }
+
+    fn pa(&mut self, pgsize: u64) -> u64 {
+        let align = if pgsize == M2 { M2 } else { K4 };
+        let host = RAM + HYP_SIZE + (self.rng.below(RAM_SIZE - HYP_SIZE) & !(align - 1));
+        match self.rng.below(30) {
+            0..=15 => host,
+            16 | 17 => RAM + (self.rng.below(HYP_SIZE) & !(align - 1)),
+            18 | 19 if !self.m.donated.is_empty() => {
+                let d: Vec<u64> = self.m.donated.iter().copied().collect();
+                self.rng.pick(&d) & !(align - 1)
+            }
+            20 => RAM + RAM_SIZE + (self.rng.below(4) * align),
+            21 => RAM + RAM_SIZE - align,
+            22 => DOORBELL,
+            23 => 0x0900_0000, // PL011
+            24 => 0x0900_0000 - K4,
+            25 => !(align - 1),
+            26 => 1 << 44,
+            27 => host | (1 + self.rng.below(K4 - 1)),
+            28 => RAM - align,
+            _ => self.rng.next(),
+        }
+    }
+
+    fn prot(&mut self) -> u64 {
+        const RW: u64 = abi::PROT_READ | abi::PROT_WRITE;
+        match self.rng.below(12) {
+            0..=5 => RW,
+            6 => abi::PROT_READ,
+            7 => abi::PROT_WRITE,
+            8 => 0,
+            9 => RW | 1 << (6 + self.rng.below(58)),
+            10 => abi::PROT_ALL,
+            _ => self.rng.next(),
+        }
+    }
+}
+
+/// Per-run tallies, for the report line.
+#[derive(Default)]
+struct Tally {
+    calls: u64,
+    ok: BTreeMap<&'static str, u64>,
+    err: BTreeMap<&'static str, u64>,
+    /// Refusals by error, all calls.
+    why: BTreeMap<String, u64>,
+    dma_checks: u64,
+    full_checks: u64,
+}
+
+/// One random call. Returns after checking it against the model and updating the model.
+fn step(r: &Rig, m: &mut Model, rng: &mut Rng, t: &mut Tally) {
+    let before = snapshot(r);
+    let kind = rng.below(100);
+    let mut g = Gen { rng, m };
+    let (name, result): (&'static str, Result<u64, Error>) = match kind {
+        0..=5 => {
+            let k = match g.rng.below(8) {
+                0..=3 => 0,
+                4..=5 => 1,
+                6 => 2,
+                _ => g.rng.next(),
+            };
+            let res = r.call(Function::DomainAlloc, &[k]);
+            if let Ok(id) = res {
+                assert!(k <= 1, "alloc of kind {k:#x} succeeded");
+                assert!(!m.ids.contains(&id), "domain ID {id:#x} reused");
+                assert!(
+                    id < 1 << 32 && id != 0,
+                    "domain ID {id:#x} out of the ABI's range"
+                );
+                assert!(
+                    m.live.len() < usize::from(MAX_DOMAINS),
+                    "more than max domains"
+                );
+                m.ids.push(id);
+                m.live.insert(
+                    id,
+                    Dom {
+                        blocked: k == 1,
+                        ..Dom::default()
+                    },
+                );
+            }
+            ("alloc", res)
+        }
+        6..=9 => {
+            let id = g.dom();
+            let res = r.call(Function::DomainFree, &[id]);
+            if res.is_ok() {
+                assert!(
+                    m.live.contains_key(&id),
+                    "freed a domain that is not live: {id:#x}"
+                );
+                assert!(
+                    !m.sid.values().any(|&d| d == id),
+                    "freed an attached domain {id:#x}"
+                );
+                m.live.remove(&id);
+            } else if id == 0 {
+                assert_eq!(res, Err(Error::ImmutableDomain));
+            }
+            ("free", res)
+        }
+        10..=19 => {
+            let (sid, id) = (g.sid(), g.dom());
+            let res = r.call(Function::Attach, &[sid, id]);
+            if res.is_ok() {
+                let s = u32::try_from(sid).expect("attach of a >32-bit StreamID succeeded");
+                assert!(valid_sids().contains(&s), "attach of invalid SID {sid:#x}");
+                assert!(
+                    id == 0 || m.live.contains_key(&id),
+                    "attach to dead domain {id:#x}"
+                );
+                if id == 0 {
+                    m.sid.remove(&s);
+                } else {
+                    m.sid.insert(s, id);
+                }
+            }
+            ("attach", res)
+        }
+        20..=24 => {
+            let sid = g.sid();
+            let res = r.call(Function::Detach, &[sid]);
+            if res.is_ok() {
+                let s = u32::try_from(sid).expect("detach of a >32-bit StreamID succeeded");
+                assert!(valid_sids().contains(&s), "detach of invalid SID {sid:#x}");
+                m.sid.remove(&s);
+            }
+            ("detach", res)
+        }
+        25..=54 => {
+            let (id, pgsize, count, iova, pa, prot) = if g.rng.chance(50) {
+                g.plausible_map()
+            } else {
+                let id = g.dom();
+                let pgsize = g.pgsize();
+                let count = g.count(pgsize);
+                (id, pgsize, count, g.iova(pgsize), g.pa(pgsize), g.prot())
+            };
+            let res = r.call(Function::MapPages, &[id, iova, pa, pgsize, count, prot]);
+            if let Ok(bytes) = res {
+                let ctx = format!(
+                    "map dom {id:#x} iova {iova:#x} pa {pa:#x} pgsize {pgsize:#x} x {count} prot {prot:#x}"
+                );
+                let len = pgsize.checked_mul(count).expect(&ctx);
+                assert_eq!(bytes, len, "{ctx}");
+                assert!([K4, M2, abi::PGSIZE_1G].contains(&pgsize), "{ctx}");
+                assert!(count > 0 && iova % pgsize == 0 && pa % pgsize == 0, "{ctx}");
+                assert!(
+                    iova.checked_add(len).is_some_and(|e| e <= 1 << IOVA_BITS),
+                    "{ctx}"
+                );
+                assert!(prot & !abi::PROT_ALL == 0, "{ctx}");
+                let d = m
+                    .live
+                    .get(&id)
+                    .unwrap_or_else(|| panic!("{ctx}: dead domain"));
+                assert!(!d.blocked, "{ctx}: blocked domain");
+                for i in 0..len / K4 {
+                    let p = pa + i * K4;
+                    assert!(
+                        mappable(m, p),
+                        "{ctx}: page {p:#x} is not the host's to map"
+                    );
+                    assert!(!d.map.contains_key(&(iova + i * K4)), "{ctx}: double map");
+                }
+                let d = m.live.get_mut(&id).unwrap();
+                for i in 0..len / K4 {
+                    d.map.insert(iova + i * K4, pa + i * K4);
+                    d.prot.insert(iova + i * K4, prot);
+                }
+            }
+            ("map", res)
+        }
+        55..=74 => {
+            let mapped: Vec<(u64, u64)> = m
+                .live
+                .iter()
+                .flat_map(|(&id, d)| d.map.keys().map(move |&i| (id, i)))
+                .collect();
+            let (id, pgsize, count, iova) = if !mapped.is_empty() && g.rng.chance(40) {
+                // Something mapped (maybe the middle of a 2 MiB block), sometimes running past its end.
+                let (id, iova) = g.rng.pick(&mapped);
+                (id, K4, 1 + g.rng.below(4), iova)
+            } else {
+                let id = g.dom();
+                let pgsize = g.pgsize();
+                let count = g.count(pgsize);
+                (id, pgsize, count, g.iova(pgsize))
+            };
+            let res = r.call(Function::UnmapPages, &[id, iova, pgsize, count]);
+            if let Ok(bytes) = res {
+                let ctx = format!("unmap dom {id:#x} iova {iova:#x} pgsize {pgsize:#x} x {count}");
+                let len = pgsize.checked_mul(count).expect(&ctx);
+                assert_eq!(bytes, len, "{ctx}");
+                let d = m
+                    .live
+                    .get_mut(&id)
+                    .unwrap_or_else(|| panic!("{ctx}: dead domain"));
+                for i in 0..len / K4 {
+                    assert!(
+                        d.map.remove(&(iova + i * K4)).is_some(),
+                        "{ctx}: page {i} was not mapped"
+                    );
+                    d.prot.remove(&(iova + i * K4));
+                }
+            }
+            ("unmap", res)
+        }
+        75..=81 => {
+            let pa = if g.rng.chance(80) {
+                RAM + HYP_SIZE + (g.rng.below(RAM_SIZE - HYP_SIZE) & !(K4 - 1))
+            } else {
+                g.pa(K4)
+            };
+            let count = match g.rng.below(10) {
+                0..=7 => 1 + g.rng.below(16),
+                8 => 0,
+                _ => g.rng.pick(&[u64::MAX, 1 << 40, 4096]),
+            };
+            let res = r.call(Function::Donate, &[pa, count]);
+            if res.is_ok() {
+                let ctx = format!("donate {pa:#x} x {count}");
+                assert!(count > 0 && pa % K4 == 0, "{ctx}");
+                assert!(
+                    m.donated.len() + count as usize <= MAX_DONATED,
+                    "{ctx}: over the limit"
+                );
+                for i in 0..count {
+                    let p = pa + i * K4;
+                    assert!(host_ram(p) && !m.donated.contains(&p), "{ctx}: {p:#x}");
+                    assert_eq!(m.mapped_count(p), 0, "{ctx}: {p:#x} is DMA-mapped");
+                }
+                m.donated.extend((0..count).map(|i| pa + i * K4));
+            }
+            ("donate", res)
+        }
+        82..=87 => {
+            let d: Vec<u64> = m.donated.iter().copied().collect();
+            let pa = if !d.is_empty() && g.rng.chance(75) {
+                g.rng.pick(&d)
+            } else {
+                g.pa(K4)
+            };
+            let span = if g.rng.chance(10) { 1 << 20 } else { 8 };
+            let count = 1 + g.rng.below(span);
+            let res = r.call(Function::Reclaim, &[pa, count]);
+            if res.is_ok() {
+                for i in 0..count {
+                    assert!(
+                        m.donated.remove(&(pa + i * K4)),
+                        "reclaim {pa:#x} x {count}: page {i} not donated"
+                    );
+                }
+            }
+            ("reclaim", res)
+        }
+        88..=91 => {
+            let id = g.dom();
+            let iova = g.iova(K4);
+            let res = r.call(Function::IovaToPhys, &[id, iova]);
+            if let Ok(pa) = res {
+                // Host-identity or a model mapping; never hyp or donated memory.
+                if id == 0 {
+                    assert_eq!(pa, iova);
+                    assert!(mappable(m, pa & !(K4 - 1)), "identity translates {iova:#x}");
+                } else {
+                    let d = &m.live[&id];
+                    assert_eq!(
+                        d.map
+                            .get(&(iova & !(K4 - 1)))
+                            .map(|p| p | (iova & (K4 - 1))),
+                        Some(pa)
+                    );
+                }
+            }
+            ("iova_to_phys", res)
+        }
+        92..=94 => {
+            let res = r.call(Function::ReadEvent, &[]);
+            ("read_event", res)
+        }
+        95..=97 => {
+            let s = if g.rng.chance(70) {
+                g.rng.below(16)
+            } else {
+                g.rng.next()
+            };
+            let res = r.call(Function::Stat, &[s]);
+            ("stat", res)
+        }
+        _ => {
+            // Unknown function numbers in Warden's range, and random argument registers.
+            let f = 0x0c + g.rng.below(0xfff4);
+            let mut a = [0u64; 6];
+            for x in &mut a {
+                *x = g.rng.next();
+            }
+            let res = decode(r.raw(abi::FID_BASE | f as u32, a));
+            assert_eq!(res, Err(Error::NotSupported), "unknown function {f:#x}");
+            ("unknown", res)
+        }
+    };
+    t.calls += 1;
+    match result {
+        Ok(_) => *t.ok.entry(name).or_default() += 1,
+        Err(e) => {
+            *t.err.entry(name).or_default() += 1;
+            *t.why.entry(format!("{name}:{e:?}")).or_default() += 1;
+            assert_eq!(
+                snapshot(r),
+                before,
+                "failing {name} ({result:?}) changed state"
+            );
+        }
+    }
+}
+
+/// Everything observable agrees with the model, including what devices see.
+fn check(r: &Rig, m: &Model, rng: &mut Rng, t: &mut Tally) {
+    t.full_checks += 1;
+    let counts = m.counts();
+    for (&id, d) in &m.live {
+        if d.blocked {
+            assert_eq!(
+                r.call(Function::IovaToPhys, &[id, 0]),
+                Err(Error::WrongDomainKind)
+            );
+            continue;
+        }
+        for (&iova, &pa) in &d.map {
+            assert_eq!(
+                r.call(Function::IovaToPhys, &[id, iova + 0x18]),
+                Ok(pa + 0x18),
+                "dom {id:#x}"
+            );
+        }
+        for _ in 0..16 {
+            let iova = rng.below(WINDOW) & !(K4 - 1);
+            let expect = d.map.get(&iova).copied().ok_or(Error::NotMapped);
+            assert_eq!(
+                r.call(Function::IovaToPhys, &[id, iova]),
+                expect,
+                "dom {id:#x} probe {iova:#x}"
+            );
+        }
+    }
+    for (&pa, &c) in &counts {
+        let kind = if host_ram(pa) {
+            MemKind::Ram
+        } else {
+            MemKind::Mmio
+        };
+        assert_eq!(
+            r.w.ownership().state(pa),
+            PageState::Host { kind, count: c },
+            "{pa:#x}"
+        );
+    }
+    for &p in &m.donated {
+        assert_eq!(r.w.ownership().state(p), PageState::Donated);
+        assert_eq!(r.call(Function::IovaToPhys, &[0, p]), Err(Error::NotMapped));
+    }
+    assert_eq!(*r.w.backend().host_unmapped.borrow(), m.donated);
+    assert_eq!(
+        r.stat(Stat::MappedPages),
+        counts.values().map(|&c| u64::from(c)).sum::<u64>()
+    );
+    assert_eq!(r.stat(Stat::DonatedPages), m.donated.len() as u64);
+    assert_eq!(r.stat(Stat::DomainsInUse), m.live.len() as u64);
+    assert_eq!(r.stat(Stat::AttachedSids), m.sid.len() as u64);
+    let pool = (r.stat(Stat::PoolFreePages), r.stat(Stat::PoolTotalPages));
+    assert!(pool.0 <= pool.1, "pool free {} > total {}", pool.0, pool.1);
+    assert!(r.stat(Stat::DonatedFreePages) <= m.donated.len() as u64);
+
+    // Devices: what each StreamID's DMA reaches.
+    r.sync(&m.donated);
+    let forbidden: Vec<u64> = [RAM, RAM + POOL, RAM + HYP_SIZE - 8]
+        .into_iter()
+        .chain(m.donated.iter().take(8).copied())
+        .collect();
+    for sid in valid_sids() {
+        let write = rng.chance(50);
+        match m.sid.get(&sid) {
+            None => {
+                assert_eq!(r.w.sid_domain(sid), Some(0));
+                for &pa in &forbidden {
+                    let tr = r.translate(sid, pa, write);
+                    assert!(
+                        !matches!(tr, Translation::Ok(_)),
+                        "identity SID {sid:#x} reached {pa:#x}: {tr:?}"
+                    );
+                }
+                let p = RAM + HYP_SIZE + (rng.below(RAM_SIZE - HYP_SIZE) & !7);
+                if !m.donated.contains(&(p & !(K4 - 1))) {
+                    assert_eq!(
+                        r.translate(sid, p, write),
+                        Translation::Ok(p),
+                        "identity SID {sid:#x}"
+                    );
+                }
+            }
+            Some(&id) => {
+                assert_eq!(r.w.sid_domain(sid), Some(id));
+                let d = &m.live[&id];
+                if d.blocked {
+                    let tr = r.translate(sid, rng.below(WINDOW), write);
+                    assert!(
+                        !matches!(tr, Translation::Ok(_)),
+                        "blocked SID {sid:#x}: {tr:?}"
+                    );
+                    continue;
+                }
+                let mut iovas: Vec<u64> = d.map.keys().copied().take(4).collect();
+                iovas.extend((0..4).map(|_| rng.below(WINDOW) & !(K4 - 1)));
+                iovas.extend(forbidden.iter().copied());
+                for iova in iovas {
+                    let tr = r.translate(sid, iova + 0x40, write);
+                    match d.map.get(&(iova & !(K4 - 1))) {
+                        Some(&pa) => {
+                            let prot = d.prot[&(iova & !(K4 - 1))];
+                            let need = if write {
+                                abi::PROT_WRITE
+                            } else {
+                                abi::PROT_READ
+                            };
+                            if prot & need != 0 {
+                                assert_eq!(
+                                    tr,
+                                    Translation::Ok(pa + 0x40),
+                                    "SID {sid:#x} iova {iova:#x}"
+                                );
+                            } else {
+                                assert!(
+                                    !matches!(tr, Translation::Ok(_)),
+                                    "SID {sid:#x} iova {iova:#x} prot {prot:#x} write {write}: {tr:?}"
+                                );
+                            }
+                        }
+                        None => assert!(
+                            !matches!(tr, Translation::Ok(_)),
+                            "SID {sid:#x} reached {tr:?} through unmapped iova {iova:#x}"
+                        ),
+                    }
+                }
+            }
+        }
+        t.dma_checks += 1;
+    }
+    // Drain the fault records the probes produced (they must decode).
+    while let Ok(1) = r.call(Function::ReadEvent, &[]) {}
+}
+
+/// Detach all, free all, reclaim all: back to the start values.
+fn teardown(r: &Rig, m: &mut Model, baseline: (u64, u64)) {
+    for sid in valid_sids() {
+        assert_eq!(r.call(Function::Detach, &[u64::from(sid)]), Ok(0));
+    }
+    m.sid.clear();
+    for id in m.live.keys().copied().collect::<Vec<_>>() {
+        assert_eq!(r.call(Function::DomainFree, &[id]), Ok(0), "free {id:#x}");
+    }
+    m.live.clear();
+    for p in std::mem::take(&mut m.donated) {
+        assert_eq!(r.call(Function::Reclaim, &[p, 1]), Ok(0), "reclaim {p:#x}");
+    }
+    assert!(r.w.backend().host_unmapped.borrow().is_empty());
+    assert_eq!(r.stat(Stat::MappedPages), 0);
+    assert_eq!(r.stat(Stat::DonatedPages), 0);
+    assert_eq!(r.stat(Stat::DomainsInUse), 0);
+    assert_eq!(r.stat(Stat::AttachedSids), 0);
+    assert_eq!(
+        (r.stat(Stat::PoolFreePages), r.stat(Stat::PoolTotalPages)),
+        baseline,
+        "pool not back to its start values"
+    );
+    for p in (RAM + HYP_SIZE..RAM + RAM_SIZE).step_by(K4 as usize) {
+        assert_eq!(
+            r.w.ownership().state(p),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: 0
+            }
+        );
+    }
+}
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn run(seed: u64, iters: u64) -> Tally {
+    let r = Rig::new();
+    let mut m = Model::default();
+    let mut rng = Rng(seed);
+    let mut t = Tally::default();
+    let baseline = (r.stat(Stat::PoolFreePages), r.stat(Stat::PoolTotalPages));
+    for i in 0..iters {
+        step(&r, &mut m, &mut rng, &mut t);
+        if i % 64 == 63 {
+            check(&r, &m, &mut rng, &mut t);
+        }
+    }
+    check(&r, &m, &mut rng, &mut t);
+    teardown(&r, &mut m, baseline);
+    t
+}
+
+#[test]
+fn hostile_call_sequences_match_model() {
+    let iters = env("WARDEN_FUZZ_ITERS", 2500);
+    let seeds: Vec<u64> = match std::env::var("WARDEN_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(s) => vec![s],
+        None => {
+            let base = env("WARDEN_FUZZ_BASE", 0x5741_5244_454e);
+            (0..env("WARDEN_FUZZ_RUNS", 4)).map(|i| base + i).collect()
+        }
+    };
+    let mut total = Tally::default();
+    for seed in seeds {
+        eprintln!("fuzz: seed {seed} ({iters} calls; replay with WARDEN_FUZZ_SEED={seed})");
+        let t = run(seed, iters);
+        total.calls += t.calls;
+        total.dma_checks += t.dma_checks;
+        total.full_checks += t.full_checks;
+        for (k, v) in t.ok {
+            *total.ok.entry(k).or_default() += v;
+        }
+        for (k, v) in t.why {
+            *total.why.entry(k).or_default() += v;
+        }
+        for (k, v) in t.err {
+            *total.err.entry(k).or_default() += v;
+        }
+    }
+    let ok: u64 = total.ok.values().sum();
+    eprintln!(
+        "FUZZ: {} calls, {} succeeded, {} refused, {} full model checks, {} StreamID DMA checks",
+        total.calls,
+        ok,
+        total.calls - ok,
+        total.full_checks,
+        total.dma_checks
+    );
+    eprintln!("FUZZ: ok {:?}", total.ok);
+    eprintln!("FUZZ: refused {:?}", total.err);
+    eprintln!("FUZZ: refusals by error {:?}", total.why);
+    // The generator must exercise the successful paths too, not only refusals.
+    for f in [
+        "alloc", "free", "attach", "detach", "map", "unmap", "donate", "reclaim",
+    ] {
+        assert!(
+            total.ok.get(f).copied().unwrap_or(0) > 0,
+            "no successful {f}"
+        );
+    }
+}

@@ -1,0 +1,76 @@
+#!/bin/sh
+# Adversarial host: a root process writes the SMMU's registers (CR0: disable translation; GBPA: bypass; the
+# stream-table base) and the hyp carve-out where the stream table and queues live, through /dev/warden_probe
+# (/warden/bin/poke). Each write must be caught by the host stage-2 (the process dies of SIGBUS, the hyp logs the
+# fault), and have no effect: afterwards the SMMU still confines DMA (edu's DMA to host RAM works, its DMA from
+# the hyp image is refused) and the hyp still answers hypercalls. Prints `ATTACK: <name>: <result>` lines.
+# modes: hyp
+# timeout: 180
+# append: warden.noshim deferred_probe_timeout=0 mem=1000M
+# expect-log(hyp): host stage-2 fault: W IPA 0x9050020
+# expect-log(hyp): host stage-2 fault: W IPA 0x41000000
+. /warden/tests/lib.sh
+. /warden/tests/shim/lib.sh
+insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot load warden_hvc.ko"
+scratch=0x7f000000
+SMMU=0x9050000
+edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
+bar0=$(head -n 1 /sys/bus/pci/devices/$edu/resource | cut -d' ' -f1)
+pci_enable_master $edu
+
+# attack NAME PA VALUE: one write by a fresh process; it must die of SIGBUS before writing.
+attack() {
+    out=$(poke "$(printf '0x%x' "$2")" "$3" 2>&1)
+    status=$?
+    echo "$out"
+    if [ "$status" -eq 135 ] && ! echo "$out" | grep -q "poke: done"; then
+        echo "ATTACK: $1: refused (SIGBUS, hyp logged the stage-2 fault)"
+    else
+        echo "ATTACK: $1: NOT REFUSED (status $status)"
+        fail "host write '$1' at $2 was not caught"
+    fi
+}
+
+# Positive control of the probe itself: a write to host RAM works.
+poke $scratch 0x12345678 | grep -q "poke: done" || fail "poke of host RAM failed"
+[ "$(devmem $scratch 32)" = 0x12345678 ] || fail "poke of host RAM did not land"
+
+attack "host writes SMMU CR0 (disable SMMU)" $((SMMU + 0x20)) 0
+attack "host writes SMMU GBPA (global bypass)" $((SMMU + 0x44)) 0
+attack "host writes SMMU STRTAB_BASE" $((SMMU + 0x80)) 0x7f000000
+attack "host writes SMMU CMDQ_PROD" $((SMMU + 0x98)) 0
+attack "host writes SMMU page 1 (EVTQ_PROD)" $((SMMU + 0x100a8)) 0
+# The stream table (boot log: "... KiB at 0x41000000") and the rest of the carve-out (heap, pool, queues).
+attack "host writes the stream table (STE of SID 0)" 0x41000000 0
+for pa in 0x40000000 0x40200000 0x40800000 0x41100000 0x41400000 0x41800000 0x41c00000 0x41dff000; do
+    attack "host writes the carve-out at $pa" $pa 0xdeadbeef
+done
+
+# No effect: the hyp answers, and the SMMU still translates and confines edu's DMA (host-identity).
+out=$(hvc 0xc6000000) || fail "hvc VERSION did not run"
+eval "$out"
+[ "$x0" -eq 0 ] || fail "hvc VERSION after the attacks: x0 = $x0"
+i=0
+while [ $i -lt 16 ]; do
+    devmem $((scratch + 4 * i)) 32 $((0x5a000000 + i))
+    devmem $((scratch + 0x1000 + 4 * i)) 32 0
+    i=$((i + 1))
+done
+edu_dma $bar0 $scratch 0x40000 64 0 || fail "edu DMA from host RAM did not complete"
+edu_dma $bar0 0x40000 $((scratch + 0x1000)) 64 1 || fail "edu DMA to host RAM did not complete"
+i=0
+while [ $i -lt 16 ]; do
+    [ "$(devmem $((scratch + 0x1000 + 4 * i)) 32)" = "$(printf '0x%08X' $((0x5a000000 + i)))" ] ||
+        fail "edu round trip word $i wrong after the attacks"
+    i=$((i + 1))
+done
+echo "ATTACK: edu DMA host RAM round trip after the register/carve-out writes: works (SMMU unharmed)"
+devmem $((scratch + 0x2038)) 32 0x11111111
+edu_dma $bar0 $HYP_LOAD_PA 0x40000 64 0 || fail "edu DMA from the carve-out did not complete"
+edu_dma $bar0 0x40000 $((scratch + 0x2000)) 64 1 || fail "edu DMA to host RAM did not complete"
+got=$(devmem $((scratch + 0x2038)) 32)
+[ "$got" = 0x644D5241 ] && fail "after the attacks edu read the hyp image (bypass/identity tampered)"
+echo "ATTACK: edu DMA from the hyp image after the attacks: refused (read back $got, not the image magic)"
+no_oops
+echo "adv smmu tamper OK"

@@ -3,6 +3,11 @@
 //! Each boot runs a script that exits at once; the time measured is from starting QEMU to the init's first line
 //! ([`crate::initramfs::USERSPACE_MARKER`]). Boots alternate between the two modes so that drift in the machine's
 //! load affects both alike. The goal (hyp/native ≤ 1.1) is reported, not asserted.
+//!
+//! `cargo xtask bench [--quick]`: the map/unmap and I/O comparison of four configurations ([`suite`]).
+
+pub mod png;
+pub mod suite;
 
 use std::fs;
 use std::time::Duration;

@@ -25,6 +25,8 @@ commands:
   test [--no-host] [--no-qemu] [FILTER]
                         fmt, clippy, host unit tests, deps + build, then the QEMU tests in tests/qemu/
                         (FILTER: only QEMU tests whose name contains it)
+  bench [--quick]       map/unmap microbenchmark and O_DIRECT I/O: passthrough, native strict, native lazy and
+                        Warden in one run; report in target/bench/ (--quick: the reduced set CI runs)
   bench --boot [--runs N]
                         boot-to-userspace time under the hyp and natively (N boots each, default 3)
   gen-header [--check]  write host-shim/warden_abi.h from warden-abi (--check: fail if it is stale)";
@@ -44,6 +46,11 @@ pub enum Cmd {
     GenHeader {
         /// Only compare, do not write.
         check: bool,
+    },
+    /// `bench [--quick]`
+    Bench {
+        /// The reduced set.
+        quick: bool,
     },
     /// `bench --boot ...`
     BenchBoot {
@@ -120,16 +127,20 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             Ok(Cmd::Test(o))
         }
         "bench" => {
-            let (mut boot, mut runs) = (false, 3);
+            let (mut boot, mut runs, mut quick) = (false, 3, false);
             while let Some(a) = it.next() {
                 match a.as_str() {
                     "--boot" => boot = true,
+                    "--quick" => quick = true,
                     "--runs" => runs = number(value(&mut it, a)?, a)?,
                     other => bail!("unknown option for bench: `{other}`"),
                 }
             }
             if !boot {
-                bail!("only `bench --boot` exists so far");
+                return Ok(Cmd::Bench { quick });
+            }
+            if quick {
+                bail!("--quick is not an option of `bench --boot`");
             }
             if runs == 0 {
                 bail!("--runs must be at least 1");
@@ -167,6 +178,10 @@ pub fn dispatch(ws: &Ws, cmd: Cmd) -> Result<u8> {
         Cmd::Test(o) => crate::test::run(ws, &o),
         Cmd::GenHeader { check } => {
             crate::header::run(ws, check)?;
+            Ok(0)
+        }
+        Cmd::Bench { quick } => {
+            crate::bench::suite::run(ws, quick)?;
             Ok(0)
         }
         Cmd::BenchBoot { runs } => {
@@ -222,7 +237,8 @@ mod tests {
             "run --smp 0",
             "run --bogus",
             "deps x",
-            "bench",
+            "bench --bogus",
+            "bench --boot --quick",
         ] {
             assert!(p(bad).is_err(), "{bad:?} should not parse");
         }
@@ -238,6 +254,8 @@ mod tests {
                 filter: Some("boot".into())
             })
         );
+        assert_eq!(p("bench").unwrap(), Cmd::Bench { quick: false });
+        assert_eq!(p("bench --quick").unwrap(), Cmd::Bench { quick: true });
         assert_eq!(
             p("bench --boot --runs 5").unwrap(),
             Cmd::BenchBoot { runs: 5 }

@@ -1,0 +1,778 @@
+//! `cargo xtask bench [--quick]`: Warden against Linux's own arm-smmu-v3 driver, side by side in one run.
+//!
+//! Four configurations of the same kernel — passthrough, native strict, native lazy, Warden + shim — each boot
+//! running the same workloads (`tests/bench/guest.sh`: the `warden_bench` map/unmap microbenchmark and
+//! O_DIRECT `dd`). Rounds alternate the configurations (one boot per configuration per round) so that drift in the
+//! machine's load affects all alike; each measurement's min/median/max is over the rounds. Results go to the
+//! terminal, `target/bench/report.json`, `target/bench/report.md` and `target/bench/cost.png`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use super::png::{Canvas, Series, panel};
+use super::stats;
+use crate::Ws;
+use crate::qemu::{Machine, Mode, RunOpts, Verdict};
+use crate::util::step;
+
+/// A spread (max − min) / median above this makes a measurement "too noisy to trust".
+const SPREAD_WARN: f64 = 0.25;
+
+/// One kernel configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Config {
+    /// Native, `iommu.passthrough=1`: no translation.
+    Passthrough,
+    /// Native, Linux's arm-smmu-v3 in strict mode (Debian's default).
+    Strict,
+    /// Native, lazy invalidation (`iommu.strict=0`).
+    Lazy,
+    /// Warden at EL2 with the shim.
+    Warden,
+}
+
+impl Config {
+    /// Every configuration, in report order.
+    pub const ALL: [Config; 4] = [
+        Config::Passthrough,
+        Config::Strict,
+        Config::Lazy,
+        Config::Warden,
+    ];
+
+    /// Short name used in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::Passthrough => "passthrough",
+            Config::Strict => "strict",
+            Config::Lazy => "lazy",
+            Config::Warden => "warden",
+        }
+    }
+
+    /// Plot colour.
+    pub fn color(self) -> [u8; 3] {
+        match self {
+            Config::Passthrough => [120, 120, 120],
+            Config::Strict => [31, 119, 180],
+            Config::Lazy => [44, 160, 44],
+            Config::Warden => [214, 39, 40],
+        }
+    }
+
+    fn opts(self) -> (Mode, Vec<String>) {
+        match self {
+            Config::Passthrough => (Mode::Native, vec!["iommu.passthrough=1".into()]),
+            Config::Strict => (Mode::Native, vec![]),
+            Config::Lazy => (Mode::Native, vec!["iommu.strict=0".into()]),
+            Config::Warden => (Mode::Hyp, vec![]),
+        }
+    }
+}
+
+/// What one run measures.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Rounds (boots per configuration).
+    pub rounds: usize,
+    /// Microbenchmark runs: (threads, size, sg).
+    pub micro: Vec<(u32, u64, bool)>,
+    /// Duration of each microbenchmark run.
+    pub dur_ms: u32,
+    /// I/O runs: (disk, read?, block size, count).
+    pub io: Vec<(&'static str, bool, u64, u64)>,
+}
+
+impl Plan {
+    /// The `--quick` plan (CI) or the full one.
+    pub fn new(quick: bool) -> Plan {
+        let sizes: &[u64] = if quick {
+            &[4096, 65536, 1 << 20]
+        } else {
+            &[4096, 16384, 65536, 262_144, 1 << 20, 2 << 20]
+        };
+        let mut micro = Vec::new();
+        for t in [1, 2] {
+            for &s in sizes {
+                micro.push((t, s, false));
+            }
+        }
+        micro.push((1, 4096, true));
+        if !quick {
+            micro.push((1, 65536, true));
+        }
+        let k = if quick { 1 } else { 3 };
+        let mut io = Vec::new();
+        for disk in ["nvme0n1", "vda"] {
+            io.push((disk, true, 4096, 2000 * k));
+            io.push((disk, true, 1 << 20, 128 * k));
+            io.push((disk, false, 1 << 20, 128 * k));
+        }
+        Plan {
+            rounds: 3,
+            micro,
+            dur_ms: if quick { 200 } else { 1000 },
+            io,
+        }
+    }
+
+    /// The guest script for `cfg`: the variables, then `tests/bench/guest.sh`.
+    fn script(&self, ws: &Ws, cfg: Config) -> Result<String> {
+        let micro: Vec<String> = self
+            .micro
+            .iter()
+            .map(|(t, s, sg)| format!("{t}:{s}:{}", u8::from(*sg)))
+            .collect();
+        let io: Vec<String> = self
+            .io
+            .iter()
+            .map(|(d, r, bs, n)| format!("{d}:{}:{bs}:{n}", if *r { "read" } else { "write" }))
+            .collect();
+        let body = fs::read_to_string(ws.root.join("tests/bench/guest.sh"))?;
+        Ok(format!(
+            "#!/bin/sh\nBENCH_CONFIG={}\nBENCH_MICRO=\"{}\"\nBENCH_DUR_MS={}\nBENCH_IO=\"{}\"\n{body}",
+            cfg.name(),
+            micro.join(" "),
+            self.dur_ms,
+            io.join(" ")
+        ))
+    }
+}
+
+/// A human label for a byte size (4K, 1M).
+pub fn size_label(b: u64) -> String {
+    if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
+        format!("{}M", b >> 20)
+    } else {
+        format!("{}K", b >> 10)
+    }
+}
+
+/// The `key=value` fields of a result line.
+pub fn fields(line: &str) -> BTreeMap<&str, &str> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
+}
+
+fn num(f: &BTreeMap<&str, &str>, k: &str) -> Option<f64> {
+    f.get(k)?.parse().ok()
+}
+
+/// One measured value of one workload in one boot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sample {
+    /// Workload name (`map 4K t1`, `unmap sg16x4K t1`, `nvme0n1 read 4K`).
+    pub workload: String,
+    /// Primary metric: ns per call for map/unmap, MB/s for I/O.
+    pub value: f64,
+    /// Unit of `value`.
+    pub unit: &'static str,
+    /// Secondary metrics (p50/p99 ns, ops/s, IOPS) and host-noise-free counts per call (hypercalls, SMMU
+    /// commands, CMD_SYNCs); counts are absent without the shim.
+    pub extra: BTreeMap<&'static str, f64>,
+    /// Lower is better (times) or higher is better (throughput).
+    pub lower_is_better: bool,
+}
+
+/// Parses the `@micro` and `@io` lines of a guest's output into samples.
+pub fn parse(log: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("@micro ") {
+            let f = fields(rest);
+            let (Some(op), Some(t), Some(size), Some(sg), Some(calls), Some(mean)) = (
+                f.get("op"),
+                f.get("threads"),
+                num(&f, "size"),
+                f.get("sg"),
+                num(&f, "calls"),
+                num(&f, "mean_ns"),
+            ) else {
+                continue;
+            };
+            if calls <= 0.0 {
+                continue;
+            }
+            let sz = size_label(size as u64);
+            let what = if *sg == "1" { format!("sg16x{sz}") } else { sz };
+            let mut extra = BTreeMap::new();
+            for (k, name) in [
+                ("p50_ns", "p50_ns"),
+                ("p99_ns", "p99_ns"),
+                ("ops_per_s", "ops_per_s"),
+            ] {
+                if let Some(v) = num(&f, k) {
+                    extra.insert(name, v);
+                }
+            }
+            extra.insert("size", size);
+            // Counts over the whole run, per call of this op (map: MAP_PAGES calls; unmap: UNMAP_PAGES calls and
+            // the SMMU commands and syncs, which only unmaps issue) and all hypercalls per map+unmap pair.
+            let own = if *op == "map" { "hc_map" } else { "hc_unmap" };
+            if let Some(v) = num(&f, own) {
+                extra.insert("hypercalls_per_call", v / calls);
+            }
+            if let Some(v) = num(&f, "hc_total") {
+                extra.insert("hypercalls_per_pair", v / calls);
+            }
+            if *op == "unmap" {
+                if let Some(v) = num(&f, "cmds") {
+                    extra.insert("smmu_cmds_per_call", v / calls);
+                }
+                if let Some(v) = num(&f, "syncs") {
+                    extra.insert("cmd_syncs_per_call", v / calls);
+                }
+            }
+            out.push(Sample {
+                workload: format!("{op} {what} t{t}"),
+                value: mean,
+                unit: "ns/call",
+                extra,
+                lower_is_better: true,
+            });
+        } else if let Some(rest) = line.strip_prefix("@io ") {
+            let f = fields(rest);
+            let (Some(disk), Some(kind), Some(bs), Some(n), Some(ms)) = (
+                f.get("disk"),
+                f.get("kind"),
+                num(&f, "bs"),
+                num(&f, "count"),
+                num(&f, "ms"),
+            ) else {
+                continue;
+            };
+            let secs = ms.max(10.0) / 1000.0;
+            let mut extra = BTreeMap::new();
+            extra.insert("iops", n / secs);
+            if let Some(v) = num(&f, "hc_total") {
+                extra.insert("hypercalls_per_io", v / n);
+            }
+            if let Some(v) = num(&f, "cmds") {
+                extra.insert("smmu_cmds_per_io", v / n);
+            }
+            out.push(Sample {
+                workload: format!("{disk} {kind} {}", size_label(bs as u64)),
+                value: n * bs / secs / 1e6,
+                unit: "MB/s",
+                extra,
+                lower_is_better: false,
+            });
+        }
+    }
+    out
+}
+
+/// Aggregated result of one configuration × workload.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Configuration.
+    pub config: Config,
+    /// Workload name.
+    pub workload: String,
+    /// Unit of the values.
+    pub unit: &'static str,
+    /// Min, median, max over the rounds.
+    pub min: f64,
+    /// Median over the rounds.
+    pub median: f64,
+    /// Max over the rounds.
+    pub max: f64,
+    /// Number of rounds measured.
+    pub n: usize,
+    /// Median of each secondary metric.
+    pub extra: BTreeMap<&'static str, f64>,
+    /// Median over native strict's median (None for strict itself or when strict is missing).
+    pub ratio: Option<f64>,
+    /// Lower is better.
+    pub lower_is_better: bool,
+}
+
+impl Record {
+    /// (max − min) / median.
+    pub fn spread(&self) -> f64 {
+        if self.median > 0.0 {
+            (self.max - self.min) / self.median
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Aggregates every (config, sample) into records with ratios to native strict.
+pub fn aggregate(samples: &[(Config, Sample)]) -> Vec<Record> {
+    let mut groups: BTreeMap<(String, Config), Vec<&Sample>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for (c, s) in samples {
+        if !order.contains(&s.workload) {
+            order.push(s.workload.clone());
+        }
+        groups.entry((s.workload.clone(), *c)).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for w in &order {
+        for c in Config::ALL {
+            let Some(v) = groups.get(&(w.clone(), c)) else {
+                continue;
+            };
+            let mut xs: Vec<f64> = v.iter().map(|s| s.value).collect();
+            let Some((min, median, max)) = stats(&mut xs) else {
+                continue;
+            };
+            let mut extra = BTreeMap::new();
+            let keys: Vec<&'static str> = v.iter().flat_map(|s| s.extra.keys().copied()).collect();
+            for k in keys {
+                let mut ys: Vec<f64> = v.iter().filter_map(|s| s.extra.get(k).copied()).collect();
+                if let Some((_, m, _)) = stats(&mut ys) {
+                    extra.insert(k, m);
+                }
+            }
+            out.push(Record {
+                config: c,
+                workload: w.clone(),
+                unit: v[0].unit,
+                min,
+                median,
+                max,
+                n: v.len(),
+                extra,
+                ratio: None,
+                lower_is_better: v[0].lower_is_better,
+            });
+        }
+    }
+    let strict: BTreeMap<String, f64> = out
+        .iter()
+        .filter(|r| r.config == Config::Strict)
+        .map(|r| (r.workload.clone(), r.median))
+        .collect();
+    for r in &mut out {
+        if r.config != Config::Strict
+            && let Some(&s) = strict.get(&r.workload)
+            && s > 0.0
+        {
+            r.ratio = Some(r.median / s);
+        }
+    }
+    out
+}
+
+/// A JSON string literal.
+fn js(s: &str) -> String {
+    let mut o = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// A JSON number (null when not finite).
+fn jn(x: f64) -> String {
+    if x.is_finite() {
+        format!("{}", (x * 1000.0).round() / 1000.0)
+    } else {
+        "null".into()
+    }
+}
+
+/// `report.json`: one object per configuration × workload.
+pub fn json(records: &[Record], meta: &str) -> String {
+    let mut o = format!("{{\"meta\": {},\n \"records\": [\n", js(meta));
+    for (i, r) in records.iter().enumerate() {
+        let extra: Vec<String> = r
+            .extra
+            .iter()
+            .map(|(k, v)| format!("{}: {}", js(k), jn(*v)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {{\"config\": {}, \"workload\": {}, \"unit\": {}, \"min\": {}, \"median\": {}, \"max\": {}, \
+             \"runs\": {}, \"spread\": {}, \"ratio_to_strict\": {}, \"lower_is_better\": {}, \"extra\": {{{}}}}}{}",
+            js(r.config.name()),
+            js(&r.workload),
+            js(r.unit),
+            jn(r.min),
+            jn(r.median),
+            jn(r.max),
+            r.n,
+            jn(r.spread()),
+            r.ratio.map(jn).unwrap_or_else(|| "null".into()),
+            r.lower_is_better,
+            extra.join(", "),
+            if i + 1 < records.len() { "," } else { "" }
+        );
+    }
+    o.push_str("]}\n");
+    o
+}
+
+fn fmt_val(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// The result table (plain text, also used inside report.md's code block).
+pub fn table(records: &[Record]) -> String {
+    let mut o = format!(
+        "{:<22} {:<12} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7}  {}\n",
+        "workload",
+        "config",
+        "min",
+        "median",
+        "max",
+        "unit",
+        "×strict",
+        "hc/call",
+        "cmd/call",
+        "note"
+    );
+    for r in records {
+        let note = if r.spread() > SPREAD_WARN {
+            format!("noisy: spread {:.0} %", r.spread() * 100.0)
+        } else {
+            String::new()
+        };
+        let hc = r
+            .extra
+            .get("hypercalls_per_call")
+            .or_else(|| r.extra.get("hypercalls_per_io"))
+            .map(|v| format!("{v:.2}"))
+            .unwrap_or_else(|| "-".into());
+        let cmd = r
+            .extra
+            .get("smmu_cmds_per_call")
+            .or_else(|| r.extra.get("smmu_cmds_per_io"))
+            .map(|v| format!("{v:.2}"))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "{:<22} {:<12} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7}  {}",
+            r.workload,
+            r.config.name(),
+            fmt_val(r.min),
+            fmt_val(r.median),
+            fmt_val(r.max),
+            r.unit,
+            r.ratio
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            hc,
+            cmd,
+            note
+        );
+    }
+    o
+}
+
+/// The issue's targets, checked against the Warden records: (target, measured, met?).
+pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    let warden: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.config == Config::Warden)
+        .collect();
+    let worst = |pred: &dyn Fn(&Record) -> bool| -> Option<(f64, String)> {
+        warden
+            .iter()
+            .filter(|r| pred(r))
+            .filter_map(|r| r.ratio.map(|x| (x, r.workload.clone())))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    if let Some((x, w)) = worst(&|r| r.workload.starts_with("unmap ")) {
+        out.push((
+            "unmap ≤ 1.0× native strict at every size".into(),
+            format!("worst {x:.2}× ({w})"),
+            x <= 1.0,
+        ));
+    }
+    if let Some((x, w)) = worst(&|r| r.workload.starts_with("map ")) {
+        out.push((
+            "map ≤ 1.5× native strict at every size".into(),
+            format!("worst {x:.2}× ({w})"),
+            x <= 1.5,
+        ));
+    }
+    let io_worst = warden
+        .iter()
+        .filter(|r| r.unit == "MB/s")
+        .filter_map(|r| r.ratio.map(|x| (x, r.workload.clone())))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((x, w)) = io_worst {
+        out.push((
+            "O_DIRECT throughput ≥ 0.95× native strict".into(),
+            format!("worst {x:.2}× ({w})"),
+            x >= 0.95,
+        ));
+    }
+    let cmds = warden
+        .iter()
+        .filter(|r| r.workload.starts_with("unmap ") && !r.workload.contains("sg16"))
+        .filter_map(|r| r.extra.get("smmu_cmds_per_call").copied())
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    if let Some(x) = cmds {
+        out.push((
+            "SMMU commands per contiguous unmap ≤ 2 (up to 2 MiB)".into(),
+            format!("max {x:.2}"),
+            x <= 2.0 + 1e-9,
+        ));
+    }
+    let sg = warden
+        .iter()
+        .filter(|r| r.workload.starts_with("map sg16"))
+        .filter_map(|r| r.extra.get("hypercalls_per_call").copied())
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    if let Some(x) = sg {
+        out.push((
+            "hypercalls per dma_map_sg of 16 segments = 1".into(),
+            format!("{x:.2}"),
+            x <= 1.0 + 1e-9,
+        ));
+    }
+    out
+}
+
+/// The PNG: mean ns per call vs buffer size at 1 thread; left panel map, right panel unmap; one line per
+/// configuration (colours in report.md).
+pub fn plot(records: &[Record]) -> Result<Vec<u8>> {
+    let mut c = Canvas::new(1000, 420);
+    for (i, op) in ["map", "unmap"].into_iter().enumerate() {
+        let mut series = Vec::new();
+        for cfg in Config::ALL {
+            let mut points: Vec<(f64, f64)> = records
+                .iter()
+                .filter(|r| {
+                    r.config == cfg
+                        && r.workload.starts_with(&format!("{op} "))
+                        && r.workload.ends_with(" t1")
+                        && !r.workload.contains("sg16")
+                })
+                .filter_map(|r| r.extra.get("size").map(|s| (*s, r.median)))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            series.push(Series {
+                color: cfg.color(),
+                points,
+            });
+        }
+        let x0 = 40 + i as i64 * 500;
+        panel(&mut c, (x0, 40, x0 + 420, 380), &series, 5000.0);
+    }
+    // Legend: one colour square per configuration, in Config::ALL order, top left.
+    for (k, cfg) in Config::ALL.into_iter().enumerate() {
+        let x = 50 + 30 * k as i64;
+        c.rect(x, 10, x + 18, 28, cfg.color());
+    }
+    c.png()
+}
+
+/// The markdown report.
+pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
+    let mut o = String::from("# Warden vs Linux's arm-smmu-v3: `cargo xtask bench`\n\n");
+    let _ = writeln!(o, "{meta}\n");
+    let _ = writeln!(
+        o,
+        "Configurations: passthrough (`--native iommu.passthrough=1`), strict (`--native`, Debian's default), \
+         lazy (`--native iommu.strict=0`), warden (hypervisor + shim). {} rounds, one boot per configuration \
+         per round, configurations alternating; min/median/max over the rounds. Microbenchmark: \
+         `warden_bench` on the NVMe controller, {} ms per run, mean ns per call (tN = N threads; sg16xS = \
+         dma_map_sg of 16 S-byte segments). I/O: busybox `dd` with O_DIRECT, sequential. ×strict = median \
+         over native strict's median. hc/call = hypercalls per call (MAP_PAGES per map, UNMAP_PAGES per unmap; \
+         per I/O: every hypercall), cmd/call = SMMU commands per unmap (per I/O) from the hyp's counters — \
+         Warden only.\n",
+        plan.rounds, plan.dur_ms
+    );
+    o.push_str("## Targets (issue 6)\n\n| target | measured | met |\n|---|---|---|\n");
+    for (t, m, ok) in targets(records) {
+        let _ = writeln!(o, "| {t} | {m} | {} |", if ok { "yes" } else { "**no**" });
+    }
+    o.push_str("\n## Results\n\n```\n");
+    o.push_str(&table(records));
+    o.push_str("```\n\n![per-call cost vs buffer size](cost.png)\n\n");
+    o.push_str(
+        "`cost.png`: mean ns per call (y, linear from 0, grid every 5 µs) against buffer size (x, log2, grid \
+         at each power of two) at 1 thread; left map, right unmap. Colours (also the legend squares, left to \
+         right): grey passthrough, blue strict, green lazy, red warden.\n",
+    );
+    o
+}
+
+/// Runs the whole benchmark.
+pub fn run(ws: &Ws, quick: bool) -> Result<()> {
+    let started = Instant::now();
+    let plan = Plan::new(quick);
+    let m = Machine::prepare(ws, true)?;
+    let dir = ws.out.join("bench");
+    fs::create_dir_all(&dir)?;
+    let out_dir = ws.root.join("target/bench");
+    fs::create_dir_all(&out_dir)?;
+    // Every script is written once, up front: the whole run measures the same workloads.
+    for cfg in Config::ALL {
+        let script = dir.join(format!("guest-{}-{}.sh", std::process::id(), cfg.name()));
+        fs::write(&script, plan.script(ws, cfg)?)?;
+    }
+    let mut samples: Vec<(Config, Sample)> = Vec::new();
+    for round in 0..plan.rounds {
+        for cfg in Config::ALL {
+            let script = dir.join(format!("guest-{}-{}.sh", std::process::id(), cfg.name()));
+            let (mode, append) = cfg.opts();
+            let o = RunOpts {
+                script: Some(script),
+                timeout: Duration::from_secs(if quick { 300 } else { 900 }),
+                mode,
+                append,
+                ..RunOpts::default()
+            };
+            let t0 = Instant::now();
+            let out = m.boot(&o, false)?;
+            let log = dir.join(format!("{}-round{}.log", cfg.name(), round + 1));
+            fs::write(&log, &out.log)?;
+            if !matches!(out.verdict, Verdict::Exited(0)) {
+                bail!(
+                    "{} round {} failed: {} (serial log: {})",
+                    cfg.name(),
+                    round + 1,
+                    out.describe(),
+                    log.display()
+                );
+            }
+            let got = parse(&out.log);
+            step(format!(
+                "round {}/{} {:<11}: {} results in {:.1} s",
+                round + 1,
+                plan.rounds,
+                cfg.name(),
+                got.len(),
+                t0.elapsed().as_secs_f64()
+            ));
+            if got.len() < 2 * plan.micro.len() + plan.io.len() {
+                bail!(
+                    "{} round {}: only {} results (serial log: {})",
+                    cfg.name(),
+                    round + 1,
+                    got.len(),
+                    log.display()
+                );
+            }
+            samples.extend(got.into_iter().map(|s| (cfg, s)));
+        }
+    }
+    let records = aggregate(&samples);
+    let meta = format!(
+        "{} run of {} rounds, {:.0} s wall (including boots), QEMU TCG, 2 vCPUs",
+        if quick { "--quick" } else { "full" },
+        plan.rounds,
+        started.elapsed().as_secs_f64()
+    );
+    let tbl = table(&records);
+    println!("{tbl}");
+    for (t, m, ok) in targets(&records) {
+        println!("target: {t}: {m} -> {}", if ok { "met" } else { "MISSED" });
+    }
+    let noisy = records.iter().filter(|r| r.spread() > SPREAD_WARN).count();
+    if noisy > 0 {
+        eprintln!(
+            "xtask: warning: {noisy} measurement(s) spread more than {:.0} % between rounds (marked `noisy`)",
+            SPREAD_WARN * 100.0
+        );
+    }
+    fs::write(out_dir.join("report.json"), json(&records, &meta))?;
+    fs::write(out_dir.join("report.md"), markdown(&records, &meta, &plan))?;
+    fs::write(out_dir.join("cost.png"), plot(&records)?)?;
+    step(format!(
+        "{meta}; reports in {}",
+        out_dir.join("report.{json,md}, cost.png").display()
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "noise\n\
+@micro op=map threads=1 size=4096 sg=0 calls=100 mean_ns=2000 p50_ns=1900 p99_ns=3000 ops_per_s=9 hc_total=300 hc_map=100 hc_unmap=100 cmds=200 syncs=100\r\n\
+@micro op=unmap threads=1 size=4096 sg=0 calls=100 mean_ns=6000 p50_ns=5000 p99_ns=9000 ops_per_s=9 hc_total=na hc_map=na hc_unmap=na cmds=na syncs=na\n\
+@micro op=map threads=1 size=4096 sg=1 calls=0 mean_ns=0\n\
+@io disk=vda kind=read bs=4096 count=1000 ms=500 hc_total=2000 cmds=2000 syncs=1000\n\
+@io disk=vda kind=read bs=4096 broken\n";
+
+    #[test]
+    fn parses_result_lines() {
+        let s = parse(LOG);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert_eq!(s[0].workload, "map 4K t1");
+        assert_eq!(s[0].value, 2000.0);
+        assert_eq!(s[0].extra["hypercalls_per_call"], 1.0);
+        assert_eq!(s[0].extra["hypercalls_per_pair"], 3.0);
+        assert!(!s[0].extra.contains_key("smmu_cmds_per_call"));
+        assert_eq!(s[1].workload, "unmap 4K t1");
+        assert!(!s[1].extra.contains_key("hypercalls_per_call"));
+        assert_eq!(s[2].workload, "vda read 4K");
+        assert!((s[2].value - 8.192).abs() < 1e-9);
+        assert_eq!(s[2].extra["iops"], 2000.0);
+        assert_eq!(s[2].extra["smmu_cmds_per_io"], 2.0);
+    }
+
+    fn sample(w: &str, v: f64) -> Sample {
+        Sample {
+            workload: w.into(),
+            value: v,
+            unit: "ns/call",
+            extra: BTreeMap::new(),
+            lower_is_better: true,
+        }
+    }
+
+    #[test]
+    fn aggregates_with_ratio_to_strict() {
+        let mut s = Vec::new();
+        for v in [10.0, 12.0, 11.0] {
+            s.push((Config::Strict, sample("unmap 4K t1", v)));
+        }
+        for v in [22.0, 31.0, 20.0] {
+            s.push((Config::Warden, sample("unmap 4K t1", v)));
+        }
+        let r = aggregate(&s);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].config, Config::Strict);
+        assert_eq!((r[0].min, r[0].median, r[0].max), (10.0, 11.0, 12.0));
+        assert_eq!(r[0].ratio, None);
+        assert_eq!(r[1].ratio, Some(2.0));
+        assert!((r[1].spread() - 0.5).abs() < 1e-9);
+        let t = targets(&r);
+        assert_eq!(t.len(), 1);
+        assert!(!t[0].2, "2× strict misses the unmap target");
+        assert!(table(&r).contains("noisy"));
+        let j = json(&r, "m\"x");
+        assert!(j.contains("\"ratio_to_strict\": 2,"), "{j}");
+        assert!(j.contains("\"meta\": \"m\\\"x\""));
+    }
+
+    #[test]
+    fn plans() {
+        let q = Plan::new(true);
+        let f = Plan::new(false);
+        assert!(q.rounds >= 2 && f.rounds >= 3);
+        assert!(q.micro.len() < f.micro.len());
+        assert!(f.micro.contains(&(2, 2 << 20, false)));
+        assert!(q.micro.iter().any(|m| m.2), "an sg run in --quick too");
+        assert_eq!(size_label(4096), "4K");
+        assert_eq!(size_label(2 << 20), "2M");
+    }
+}

@@ -3,6 +3,8 @@
 #   BENCH_MICRO    microbenchmark workloads, "THREADS:SIZE:SG" separated by spaces
 #   BENCH_DUR_MS   duration of each microbenchmark run
 #   BENCH_IO       I/O workloads, "DISK:KIND:BS:COUNT" (DISK vda or nvme0n1; KIND read or write)
+#   BENCH_MARK     1: bracket every workload with a 64-bit read of the SMMU's register page at offset 0x18 (through
+#                  warden_probe), which nothing else does, so the host can cut QEMU's smmuv3 trace into workloads
 # Output, one parseable line per result (everything else is commentary):
 #   @micro op=map threads=1 size=4096 sg=0 calls=.. mean_ns=.. p50_ns=.. p99_ns=.. ops_per_s=.. hc_total=..
 #          hc_map=.. hc_unmap=.. cmds=.. syncs=..      (hyp counters over the whole run; "na" without the shim)
@@ -34,6 +36,10 @@ counters() {
     echo "hc_total=$(diff_ $1 $6) hc_map=$(diff_ $2 $7) hc_unmap=$(diff_ $3 $8) cmds=$(diff_ $4 $9) syncs=$(diff_ $5 ${10})"
 }
 now_cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
+mark() { [ "$BENCH_MARK" = 1 ] && /warden/bin/peek 0x9050018 > /dev/null; true; }
+if [ "$BENCH_MARK" = 1 ]; then
+    insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "warden_probe did not load"
+fi
 
 wait_for /dev/nvme0n1 30 || fail "no NVMe disk"
 wait_for /dev/vda 30 || fail "no virtio-blk disk"
@@ -47,7 +53,9 @@ $w
 W
     dmesg -c > /dev/null
     a=$(snap)
+    mark
     insmod $KO threads=$t size=$s sg=$g duration_ms=$BENCH_DUR_MS || { dmesg | tail -5; fail "warden_bench $w failed"; }
+    mark
     b=$(snap)
     rmmod warden_bench
     cnt=$(counters "$a" "$b")
@@ -61,6 +69,7 @@ W
     sync
     echo 3 > /proc/sys/vm/drop_caches
     a=$(snap)
+    mark
     t0=$(now_cs)
     if [ "$k" = read ]; then
         dd if=/dev/$d of=/dev/null bs=$bs count=$n iflag=direct 2>/dev/null || fail "dd $w failed"
@@ -68,6 +77,7 @@ W
         dd if=/dev/zero of=/dev/$d bs=$bs count=$n oflag=direct 2>/dev/null || fail "dd $w failed"
     fi
     t1=$(now_cs)
+    mark
     b=$(snap)
     echo "@io disk=$d kind=$k bs=$bs count=$n ms=$(( (t1 - t0) * 10 )) $(counters "$a" "$b")"
 done

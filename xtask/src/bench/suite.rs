@@ -120,8 +120,9 @@ impl Plan {
         }
     }
 
-    /// The guest script for `cfg`: the variables, then `tests/bench/guest.sh`.
-    fn script(&self, ws: &Ws, cfg: Config) -> Result<String> {
+    /// The guest script for `cfg`: the variables, then `tests/bench/guest.sh`. `mark`: bracket each workload
+    /// with a trace marker (see [`trace_counts`]).
+    fn script(&self, ws: &Ws, cfg: Config, mark: bool) -> Result<String> {
         let micro: Vec<String> = self
             .micro
             .iter()
@@ -134,7 +135,8 @@ impl Plan {
             .collect();
         let body = fs::read_to_string(ws.root.join("tests/bench/guest.sh"))?;
         Ok(format!(
-            "#!/bin/sh\nBENCH_CONFIG={}\nBENCH_MICRO=\"{}\"\nBENCH_DUR_MS={}\nBENCH_IO=\"{}\"\n{body}",
+            "#!/bin/sh\nBENCH_MARK={}\nBENCH_CONFIG={}\nBENCH_MICRO=\"{}\"\nBENCH_DUR_MS={}\nBENCH_IO=\"{}\"\n{body}",
+            u8::from(mark),
             cfg.name(),
             micro.join(" "),
             self.dur_ms,
@@ -212,6 +214,7 @@ pub fn parse(log: &str) -> Vec<Sample> {
                 }
             }
             extra.insert("size", size);
+            extra.insert("calls", calls);
             // Counts over the whole run, per call of this op (map: MAP_PAGES calls; unmap: UNMAP_PAGES calls and
             // the SMMU commands and syncs, which only unmaps issue) and all hypercalls per map+unmap pair.
             let own = if *op == "map" { "hc_map" } else { "hc_unmap" };
@@ -250,6 +253,7 @@ pub fn parse(log: &str) -> Vec<Sample> {
             let secs = ms.max(10.0) / 1000.0;
             let mut extra = BTreeMap::new();
             extra.insert("iops", n / secs);
+            extra.insert("calls", n);
             if let Some(v) = num(&f, "hc_total") {
                 extra.insert("hypercalls_per_io", v / n);
             }
@@ -263,6 +267,64 @@ pub fn parse(log: &str) -> Vec<Sample> {
                 extra,
                 lower_is_better: false,
             });
+        }
+    }
+    out
+}
+
+/// SMMU commands and CMD_SYNCs of each workload, from QEMU's `smmuv3_cmdq_opcode` and `smmuv3_read_mmio` trace
+/// (log backend): the guest brackets every workload with a 64-bit read of SMMU register offset 0x18, which
+/// nothing else issues, so the commands between the (2k+1)-th and (2k+2)-th marker are workload k's.
+pub fn trace_counts(trace: &str) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    let (mut cmds, mut syncs) = (0, 0);
+    for line in trace.lines() {
+        if line.contains("smmuv3_read_mmio")
+            && line.contains("addr: 0x18 ")
+            && line.contains("size: 0x8")
+        {
+            if inside {
+                out.push((cmds, syncs));
+            }
+            inside = !inside;
+            (cmds, syncs) = (0, 0);
+        } else if inside && line.contains("smmuv3_cmdq_opcode") {
+            cmds += 1;
+            if line.contains("CMD_SYNC") {
+                syncs += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Per-call command counts of each native sample of a marked boot: `(workload, key, value)`. Samples come in
+/// workload order (a map line, then its unmap line; or one I/O line), one trace segment per workload.
+pub fn attribute_counts(
+    samples: &[Sample],
+    segs: &[(u64, u64)],
+) -> Vec<(String, &'static str, f64)> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    for s in samples {
+        let is_map = s.workload.starts_with("map ");
+        let Some(&(cmds, syncs)) = segs.get(k) else {
+            break;
+        };
+        let calls = s.extra.get("calls").copied().unwrap_or(0.0);
+        if calls > 0.0 && !is_map {
+            let io = s.unit == "MB/s";
+            let (ck, sk) = if io {
+                ("smmu_cmds_per_io", "cmd_syncs_per_io")
+            } else {
+                ("smmu_cmds_per_call", "cmd_syncs_per_call")
+            };
+            out.push((s.workload.clone(), ck, cmds as f64 / calls));
+            out.push((s.workload.clone(), sk, syncs as f64 / calls));
+        }
+        if !is_map {
+            k += 1;
         }
     }
     out
@@ -593,8 +655,8 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
          `warden_bench` on the NVMe controller, {} ms per run, mean ns per call (tN = N threads; sg16xS = \
          dma_map_sg of 16 S-byte segments). I/O: busybox `dd` with O_DIRECT, sequential. ×strict = median \
          over native strict's median. hc/call = hypercalls per call (MAP_PAGES per map, UNMAP_PAGES per unmap; \
-         per I/O: every hypercall), cmd/call = SMMU commands per unmap (per I/O) from the hyp's counters — \
-         Warden only.\n",
+         per I/O: every hypercall; Warden only), cmd/call = SMMU commands per unmap (per I/O): Warden from the \
+         hyp's counters, strict and lazy from QEMU's `smmuv3_cmdq_opcode` trace in one extra boot each.\n",
         plan.rounds, plan.dur_ms
     );
     o.push_str("## Targets (issue 6)\n\n| target | measured | met |\n|---|---|---|\n");
@@ -624,7 +686,19 @@ pub fn run(ws: &Ws, quick: bool) -> Result<()> {
     // Every script is written once, up front: the whole run measures the same workloads.
     for cfg in Config::ALL {
         let script = dir.join(format!("guest-{}-{}.sh", std::process::id(), cfg.name()));
-        fs::write(&script, plan.script(ws, cfg)?)?;
+        fs::write(&script, plan.script(ws, cfg, false)?)?;
+    }
+    let counts_plan = Plan {
+        dur_ms: 50,
+        ..plan.clone()
+    };
+    for cfg in [Config::Strict, Config::Lazy] {
+        let script = dir.join(format!(
+            "guest-{}-{}-mark.sh",
+            std::process::id(),
+            cfg.name()
+        ));
+        fs::write(&script, counts_plan.script(ws, cfg, true)?)?;
     }
     let mut samples: Vec<(Config, Sample)> = Vec::new();
     for round in 0..plan.rounds {
@@ -672,7 +746,66 @@ pub fn run(ws: &Ws, quick: bool) -> Result<()> {
             samples.extend(got.into_iter().map(|s| (cfg, s)));
         }
     }
-    let records = aggregate(&samples);
+    let mut records = aggregate(&samples);
+    // Native command counts: one more boot per translating native configuration, with QEMU's trace on (it
+    // slows QEMU down, so these boots' times are not used).
+    for cfg in [Config::Strict, Config::Lazy] {
+        let script = dir.join(format!(
+            "guest-{}-{}-mark.sh",
+            std::process::id(),
+            cfg.name()
+        ));
+        let trace = dir.join(format!("trace-{}-{}.log", std::process::id(), cfg.name()));
+        let _ = fs::remove_file(&trace);
+        let (mode, append) = cfg.opts();
+        let o = RunOpts {
+            script: Some(script),
+            timeout: Duration::from_secs(600),
+            mode,
+            append,
+            qemu_args: [
+                "-trace",
+                "enable=smmuv3_cmdq_opcode",
+                "-trace",
+                "enable=smmuv3_read_mmio",
+                "-D",
+                &trace.display().to_string(),
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..RunOpts::default()
+        };
+        let t0 = Instant::now();
+        let out = m.boot(&o, false)?;
+        let log = dir.join(format!("{}-counts.log", cfg.name()));
+        fs::write(&log, &out.log)?;
+        if !matches!(out.verdict, Verdict::Exited(0)) {
+            bail!(
+                "{} command-count boot failed: {} (serial log: {})",
+                cfg.name(),
+                out.describe(),
+                log.display()
+            );
+        }
+        let segs = trace_counts(&fs::read_to_string(&trace).unwrap_or_default());
+        let _ = fs::remove_file(&trace);
+        let got = parse(&out.log);
+        let counts = attribute_counts(&got, &segs);
+        step(format!(
+            "{:<11} SMMU command counts from QEMU's trace: {} workloads in {:.1} s",
+            cfg.name(),
+            segs.len(),
+            t0.elapsed().as_secs_f64()
+        ));
+        for (w, k, v) in counts {
+            if let Some(r) = records
+                .iter_mut()
+                .find(|r| r.config == cfg && r.workload == w)
+            {
+                r.extra.insert(k, v);
+            }
+        }
+    }
     let meta = format!(
         "{} run of {} rounds, {:.0} s wall (including boots), QEMU TCG, 2 vCPUs",
         if quick { "--quick" } else { "full" },
@@ -762,6 +895,33 @@ mod tests {
         let j = json(&r, "m\"x");
         assert!(j.contains("\"ratio_to_strict\": 2,"), "{j}");
         assert!(j.contains("\"meta\": \"m\\\"x\""));
+    }
+
+    #[test]
+    fn cuts_the_trace_at_markers() {
+        let trace = "smmuv3_cmdq_opcode <--- SMMU_CMD_SYNC\n\
+smmuv3_read_mmio addr: 0x18 val:0x0 size: 0x8(0)\n\
+smmuv3_cmdq_opcode <--- SMMU_CMD_TLBI_NH_VA\n\
+smmuv3_read_mmio addr: 0x1c val:0x0 size: 0x4(0)\n\
+smmuv3_cmdq_opcode <--- SMMU_CMD_SYNC\n\
+smmuv3_read_mmio addr: 0x18 val:0x0 size: 0x8(0)\n\
+smmuv3_cmdq_opcode <--- SMMU_CMD_SYNC\n\
+smmuv3_read_mmio addr: 0x18 val:0x0 size: 0x8(0)\n\
+smmuv3_read_mmio addr: 0x18 val:0x0 size: 0x8(0)\n";
+        let segs = trace_counts(trace);
+        assert_eq!(segs, vec![(2, 1), (0, 0)]);
+        let s = parse(LOG);
+        // map+unmap 4K share segment 0, the I/O line gets segment 1.
+        let c = attribute_counts(&s, &segs);
+        assert_eq!(
+            c,
+            vec![
+                ("unmap 4K t1".to_string(), "smmu_cmds_per_call", 0.02),
+                ("unmap 4K t1".to_string(), "cmd_syncs_per_call", 0.01),
+                ("vda read 4K".to_string(), "smmu_cmds_per_io", 0.0),
+                ("vda read 4K".to_string(), "cmd_syncs_per_io", 0.0),
+            ]
+        );
     }
 
     #[test]

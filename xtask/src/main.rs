@@ -8,6 +8,7 @@
 //! - `bench --boot`: boot time under the hypervisor against a native boot.
 //! - `gen-header [--check]`: `host-shim/warden_abi.h` from the `warden-abi` crate.
 
+mod attacks;
 mod bench;
 mod build;
 mod cli;

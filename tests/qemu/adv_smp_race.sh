@@ -1,8 +1,9 @@
 #!/bin/sh
 # Concurrency on 4 CPUs: 4 shell workers race raw hypercalls for a bounded time: map/unmap/IOVA_TO_PHYS in one
 # shared paging domain (each worker in its own IOVA range) and in their own domains (alloc/map/attach/detach/
-# free cycles), and attach/detach of spare StreamIDs to the shared domain. Every call's answer is checked as it
-# comes. Afterwards: every IOVA the workers left mapped translates to the PA they mapped, nothing else in their
+# free cycles), and attach/detach of spare StreamIDs to the shared domain; a fifth worker donates and reclaims
+# pages meanwhile (the pool grows and shrinks under the others' allocations), checking that a donated page
+# cannot be mapped and a mapped page cannot be donated. Every call's answer is checked as it comes. Afterwards: every IOVA the workers left mapped translates to the PA they mapped, nothing else in their
 # ranges does, and after teardown the STAT counts (domains, attached SIDs, mapped pages) are back at their start.
 # Prints `ATTACK: <name>: <result>` lines.
 # modes: hyp
@@ -12,7 +13,7 @@
 . /warden/tests/lib.sh
 insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot load warden_hvc.ko"
 ALLOC=0xc6000001 FREE=0xc6000002 ATTACH=0xc6000003 DETACH=0xc6000004 MAP=0xc6000005 UNMAP=0xc6000006
-IOVA_TO_PHYS=0xc6000007 STAT=0xc600000b
+IOVA_TO_PHYS=0xc6000007 DONATE=0xc6000009 RECLAIM=0xc600000a STAT=0xc600000b
 SECS=${ADV_SMP_SECS:-25}
 WORKERS=4
 KEEP=16
@@ -36,6 +37,7 @@ stat() {
 domains0=$(stat 0)
 attached0=$(stat 6)
 mapped0=$(stat 13)
+donated0=$(stat 4)
 eval "$(hvc alloc $((WORKERS * 4)) 0x77)"
 base=$pa
 expect 0 $ALLOC 0 || fail "alloc shared"
@@ -86,6 +88,38 @@ worker() {
     echo "worker $k: $n rounds ($((n * 8 + (n + 3) / 4 * 7)) calls) OK"
 }
 
+# Donor: 8 pages donated and reclaimed in a loop (reclaim may be BUSY while a page holds a domain's table).
+donor() {
+    eval "$(hvc alloc 8 0)"
+    dp=$pa
+    end=$(($(date +%s) + SECS))
+    n=0
+    busy=0
+    while [ "$(date +%s)" -lt $end ]; do
+        expect 0 $DONATE $dp 8 || exit 1
+        expect -12 $MAP $shared 0x7000000 $((dp + (n % 8) * 0x1000)) 0x1000 1 3 || exit 1
+        # A page mapped for DMA cannot be donated.
+        expect 0 $MAP $shared 0x7000000 $base 0x1000 1 3 || exit 1
+        expect -13 $DONATE $base 1 || exit 1
+        expect 0 $UNMAP $shared 0x7000000 0x1000 1 || exit 1
+        i=0
+        while [ $i -lt 8 ]; do
+            call $RECLAIM $((dp + i * 0x1000)) 1 || exit 1
+            if [ "$x0" -eq -13 ]; then
+                busy=$((busy + 1))
+                [ $busy -gt 200 ] && { echo "FAIL: reclaim stays BUSY"; exit 1; }
+                sleep 0.2
+                continue
+            fi
+            [ "$x0" -eq 0 ] || { echo "FAIL: reclaim page $i: $x0"; exit 1; }
+            i=$((i + 1))
+        done
+        n=$((n + 1))
+    done
+    hvc free $dp >/dev/null || exit 1
+    echo "donor: $n rounds of donate 8 / refused map / refused donate / reclaim 8 ($busy BUSY retries) OK"
+}
+donor >/tmp/worker.donor 2>&1 &
 k=1
 while [ $k -le $WORKERS ]; do
     worker $k >/tmp/worker.$k 2>&1 &
@@ -99,6 +133,8 @@ while [ $k -le $WORKERS ]; do
     grep -q "rounds .* OK" /tmp/worker.$k || bad=1
     k=$((k + 1))
 done
+cat /tmp/worker.donor
+grep -q "rounds .* OK" /tmp/worker.donor || bad=1
 [ $bad -eq 0 ] || fail "a worker saw a wrong answer"
 
 # Invariants: what each worker left mapped, and nothing else in its churn range.
@@ -122,7 +158,7 @@ done
 [ "$(stat 13)" -eq $((mapped0 + WORKERS * KEEP)) ] || fail "mapped pages $(stat 13), expected $((mapped0 + WORKERS * KEEP))"
 [ "$(stat 6)" -eq "$attached0" ] || fail "attached SIDs $(stat 6), expected $attached0"
 [ "$(stat 0)" -eq $((domains0 + 1)) ] || fail "domains $(stat 0), expected $((domains0 + 1))"
-echo "ATTACK: SMP race ($WORKERS workers x ${SECS}s, map/unmap/attach/detach/alloc/free): every answer as expected, $((WORKERS * KEEP)) kept IOVAs translate, churn ranges empty"
+echo "ATTACK: SMP race ($WORKERS workers + donor x ${SECS}s, map/unmap/attach/detach/alloc/free/donate/reclaim): every answer as expected, $((WORKERS * KEEP)) kept IOVAs translate, churn ranges empty"
 k=1
 while [ $k -le $WORKERS ]; do
     expect 0 $UNMAP $shared $((0x10000000 * k)) 0x1000 $KEEP || fail "unmap worker $k"
@@ -133,6 +169,7 @@ hvc free $base >/dev/null || fail "hvc free"
 [ "$(stat 13)" -eq "$mapped0" ] || fail "after teardown: mapped pages $(stat 13), expected $mapped0"
 [ "$(stat 0)" -eq "$domains0" ] || fail "after teardown: domains $(stat 0), expected $domains0"
 [ "$(stat 6)" -eq "$attached0" ] || fail "after teardown: attached $(stat 6), expected $attached0"
-echo "ATTACK: SMP race teardown: STAT domains/attached/mapped back to $domains0/$attached0/$mapped0"
+[ "$(stat 4)" -eq "$donated0" ] || fail "after teardown: donated pages $(stat 4), expected $donated0"
+echo "ATTACK: SMP race teardown: STAT domains/attached/mapped/donated back to $domains0/$attached0/$mapped0/$donated0"
 no_oops
 echo "adv smp race OK"

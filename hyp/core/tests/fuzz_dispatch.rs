@@ -19,7 +19,8 @@
 //! the pool, donation and mapping counts must be back at their start values.
 //!
 //! `WARDEN_FUZZ_ITERS` (calls per run, default 2500) and `WARDEN_FUZZ_RUNS` (runs with different seeds, default
-//! 4) make it longer; `WARDEN_FUZZ_SEED` replays one run. `cargo xtask fuzz` sets them.
+//! 4, seeds from `WARDEN_FUZZ_BASE` on) make it longer; `WARDEN_FUZZ_SEED` replays one run (each run prints its
+//! seed). E.g. `WARDEN_FUZZ_RUNS=400 cargo test -p warden-core --test fuzz_dispatch -- --nocapture`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -418,7 +419,14 @@ impl Gen<'_> {
         } else {
             1 + self.rng.below(16)
         };
-        let iova = self.rng.below(WINDOW) & !(pgsize - 1);
+        // Now and then anywhere in the 39-bit space: every new 1 GiB / 2 MiB region costs the pool a table, so
+        // the pool runs dry (NOMEM), donated pages become tables and reclaiming them is refused (BUSY).
+        let span = if self.rng.chance(30) {
+            1 << IOVA_BITS
+        } else {
+            WINDOW
+        };
+        let iova = self.rng.below(span) & !(pgsize - 1);
         let pa =
             RAM + HYP_SIZE + (self.rng.below(RAM_SIZE - HYP_SIZE - pgsize * count) & !(pgsize - 1));
         let prot = self.rng.pick(&[
@@ -734,7 +742,7 @@ fn step(r: &Rig, m: &mut Model, rng: &mut Rng, t: &mut Tally) {
                 g.pa(K4)
             };
             let count = match g.rng.below(10) {
-                0..=7 => 1 + g.rng.below(16),
+                0..=7 => 1 + g.rng.below(4),
                 8 => 0,
                 _ => g.rng.pick(&[u64::MAX, 1 << 40, 4096]),
             };

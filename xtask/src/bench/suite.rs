@@ -747,6 +747,7 @@ pub fn run(ws: &Ws, quick: bool) -> Result<()> {
         }
     }
     let mut records = aggregate(&samples);
+    let mut scripts: Vec<std::path::PathBuf> = Vec::new();
     // Native command counts: one more boot per translating native configuration, with QEMU's trace on (it
     // slows QEMU down, so these boots' times are not used).
     for cfg in [Config::Strict, Config::Lazy] {
@@ -755,6 +756,7 @@ pub fn run(ws: &Ws, quick: bool) -> Result<()> {
             std::process::id(),
             cfg.name()
         ));
+        scripts.push(script.clone());
         let trace = dir.join(format!("trace-{}-{}.log", std::process::id(), cfg.name()));
         let _ = fs::remove_file(&trace);
         let (mode, append) = cfg.opts();
@@ -812,6 +814,12 @@ pub fn run(ws: &Ws, quick: bool) -> Result<()> {
         plan.rounds,
         started.elapsed().as_secs_f64()
     );
+    for cfg in Config::ALL {
+        scripts.push(dir.join(format!("guest-{}-{}.sh", std::process::id(), cfg.name())));
+    }
+    for p in scripts {
+        let _ = fs::remove_file(p);
+    }
     let tbl = table(&records);
     println!("{tbl}");
     for (t, m, ok) in targets(&records) {

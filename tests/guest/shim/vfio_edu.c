@@ -16,26 +16,10 @@
  *    edu reads the last one, and unmaps them all.
  *
  * Prints one line per step; exit 0 on success, 1 when a check fails, 2 on bad usage, 3 when a VFIO call fails.
- * Built freestanding (no libc): raw Linux syscalls only, like tests/guest/src/peek.c.
+ * Built freestanding (no libc): raw Linux syscalls only, from tests/guest/include/freestanding.h.
  */
-typedef unsigned long u64;
-typedef unsigned int u32;
-typedef unsigned short u16;
+#include "../include/freestanding.h"
 
-#define SYS_ioctl 29
-#define SYS_openat 56
-#define SYS_pread64 67
-#define SYS_pwrite64 68
-#define SYS_write 64
-#define SYS_exit 93
-#define SYS_nanosleep 101
-#define SYS_mmap 222
-#define AT_FDCWD (-100)
-#define O_RDWR 2
-#define PROT_RW 3
-#define MAP_PRIVATE 2
-#define MAP_ANONYMOUS 0x20
-#define MAP_LOCKED 0x2000
 #define BUF_SIZE 4096UL
 
 /* include/uapi/linux/vfio.h: every VFIO ioctl is _IO(';', 100 + n). */
@@ -98,62 +82,12 @@ struct vfio_dma_unmap {
 #define IOVA_A 0x10000UL
 #define IOVA_B 0x20000UL
 
-static long syscall6(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
-{
-	register long x8 __asm__("x8") = nr;
-	register long x0 __asm__("x0") = a0;
-	register long x1 __asm__("x1") = a1;
-	register long x2 __asm__("x2") = a2;
-	register long x3 __asm__("x3") = a3;
-	register long x4 __asm__("x4") = a4;
-	register long x5 __asm__("x5") = a5;
-
-	__asm__ volatile("svc #0"
-			 : "+r"(x0)
-			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
-			 : "memory");
-	return x0;
-}
-
-static unsigned long len(const char *s)
-{
-	unsigned long n = 0;
-
-	while (s[n])
-		n++;
-	return n;
-}
-
-static void put(const char *s)
-{
-	syscall6(SYS_write, 1, (long)s, (long)len(s), 0, 0, 0);
-}
-
-static void put_hex(u64 v)
-{
-	char buf[19];
-	int i;
-
-	buf[0] = '0';
-	buf[1] = 'x';
-	for (i = 0; i < 16; i++)
-		buf[2 + i] = "0123456789abcdef"[(v >> (60 - 4 * i)) & 0xf];
-	buf[18] = 0;
-	put(buf);
-}
-
-static __attribute__((noreturn)) void quit(int status)
-{
-	for (;;)
-		syscall6(SYS_exit, status, 0, 0, 0, 0, 0);
-}
-
 static __attribute__((noreturn)) void die(const char *what, long err, int status)
 {
 	put("vfio_edu: FAIL: ");
 	put(what);
 	put(" (");
-	put_hex((u64)err);
+	put_hex16((u64)err);
 	put(")\n");
 	quit(status);
 }
@@ -238,9 +172,9 @@ static void region(long dev, u32 index, long *off, const char *what)
 
 static unsigned char *buffer_of(unsigned long size)
 {
-	long p = syscall6(SYS_mmap, 0, (long)size, PROT_RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+	long p = syscall6(SYS_mmap, 0, (long)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
 
-	if (p < 0 && p > -4096)
+	if (is_err(p))
 		die("mmap of a buffer", p, 3);
 	return (unsigned char *)p;
 }
@@ -292,14 +226,14 @@ __attribute__((used)) void start_c(long *sp)
 		path[n + i] = argv[2][i];
 	path[n + i] = 0;
 
-	container = syscall6(SYS_openat, AT_FDCWD, (long)"/dev/vfio/vfio", O_RDWR, 0, 0, 0);
+	container = open_rdwr("/dev/vfio/vfio");
 	if (container < 0)
 		die("open /dev/vfio/vfio", container, 3);
 	if (xioctl(container, VFIO_GET_API_VERSION, 0, "VFIO_GET_API_VERSION") != VFIO_API_VERSION)
 		die("unknown VFIO API version", 0, 3);
 	if (!syscall6(SYS_ioctl, container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU, 0, 0, 0))
 		die("no type1v2 IOMMU backend (modprobe vfio_iommu_type1?)", 0, 3);
-	group = syscall6(SYS_openat, AT_FDCWD, (long)path, O_RDWR, 0, 0, 0);
+	group = open_rdwr(path);
 	if (group < 0)
 		die("open the group", group, 3);
 	status.argsz = sizeof(status);
@@ -339,7 +273,7 @@ __attribute__((used)) void start_c(long *sp)
 	for (i = 0; i < BUF_SIZE; i++) {
 		if (a[i] != b[i]) {
 			put("vfio_edu: FAIL: buffer B differs from A at byte ");
-			put_hex(i);
+			put_hex16(i);
 			put("\n");
 			quit(1);
 		}
@@ -360,7 +294,7 @@ __attribute__((used)) void start_c(long *sp)
 	for (i = 0; i < BUF_SIZE; i++) {
 		if (b[i] != 0x5a) {
 			put("vfio_edu: FAIL: the device still wrote buffer B after the unmap, at byte ");
-			put_hex(i);
+			put_hex16(i);
 			put("\n");
 			quit(1);
 		}
@@ -389,13 +323,8 @@ __attribute__((used)) void start_c(long *sp)
 		unmap.size = pages * stride;
 		xioctl(container, VFIO_IOMMU_UNMAP_DMA, &unmap, "VFIO_IOMMU_UNMAP_DMA (scattered)");
 		put("vfio_edu: ");
-		put_hex(pages);
+		put_hex16(pages);
 		put(" scattered pages mapped 2 MiB apart, the last one read by edu, all unmapped\n");
 	}
 	quit(0);
 }
-
-__asm__(".global _start\n"
-	"_start:\n"
-	"	mov x0, sp\n"
-	"	bl start_c\n");

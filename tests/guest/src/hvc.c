@@ -11,55 +11,10 @@
  *
  * Numbers are hex with 0x or decimal. The output is meant for `eval "$(hvc ...)"` in scripts. Exit status 0
  * when the ioctl worked (whatever x0 says), 2 for bad usage, 3 when the device or the ioctl fails.
- * Built freestanding (no libc): raw Linux syscalls only, like tests/guest/src/peek.c.
+ * Built freestanding (no libc): raw Linux syscalls only, from tests/guest/include/freestanding.h.
  */
-typedef unsigned long long u64;
-
+#include "../include/freestanding.h"
 #include "../modules/warden_hvc/warden_hvc.h"
-
-#define SYS_ioctl 29
-#define SYS_openat 56
-#define SYS_write 64
-#define SYS_exit 93
-#define AT_FDCWD (-100)
-#define O_RDWR 2
-
-static long syscall6(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
-{
-	register long x8 __asm__("x8") = nr;
-	register long x0 __asm__("x0") = a0;
-	register long x1 __asm__("x1") = a1;
-	register long x2 __asm__("x2") = a2;
-	register long x3 __asm__("x3") = a3;
-	register long x4 __asm__("x4") = a4;
-	register long x5 __asm__("x5") = a5;
-
-	__asm__ volatile("svc #0"
-			 : "+r"(x0)
-			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
-			 : "memory");
-	return x0;
-}
-
-static unsigned long len(const char *s)
-{
-	unsigned long n = 0;
-
-	while (s[n])
-		n++;
-	return n;
-}
-
-static void put(const char *s)
-{
-	syscall6(SYS_write, 1, (long)s, (long)len(s), 0, 0, 0);
-}
-
-static __attribute__((noreturn)) void quit(int status)
-{
-	for (;;)
-		syscall6(SYS_exit, status, 0, 0, 0, 0, 0);
-}
 
 static int streq(const char *a, const char *b)
 {
@@ -141,7 +96,7 @@ static __attribute__((noreturn)) void usage(void)
 
 static long dev_ioctl(unsigned long cmd, void *arg)
 {
-	long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/dev/warden_hvc", O_RDWR, 0, 0, 0);
+	long fd = open_rdwr("/dev/warden_hvc");
 	long r;
 
 	if (fd < 0) {
@@ -214,8 +169,3 @@ __attribute__((used)) void start_c(long *sp)
 		quit(0);
 	}
 }
-
-__asm__(".global _start\n"
-	"_start:\n"
-	"	mov x0, sp\n"
-	"	bl start_c\n");

@@ -11,12 +11,9 @@
 # append: warden.noshim deferred_probe_timeout=0 mem=1000M
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot load warden_hvc.ko"
+. /warden/tests/hvc_lib.sh
 scratch=0x7f000000
 STRTAB=0x41000000
-ALLOC=0xc6000001 FREE=0xc6000002 ATTACH=0xc6000003 DETACH=0xc6000004 MAP=0xc6000005 UNMAP=0xc6000006
-IOVA_TO_PHYS=0xc6000007 READ_EVENT=0xc6000008 STAT=0xc600000b
-E_HYP_MEMORY=-11 E_NOT_MAPPED=-15
 edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
 bar0=$(head -n 1 /sys/bus/pci/devices/$edu/resource | cut -d' ' -f1)
 pci_enable_master $edu
@@ -25,16 +22,6 @@ bdf=${edu#*:}
 sid=$(((0x${bdf%%:*} << 8) | (0x$(echo $bdf | cut -d: -f2 | cut -d. -f1) << 3) | ${bdf##*.}))
 echo "edu $edu: StreamID $(printf '0x%x' $sid)"
 
-call() {
-    out=$(hvc "$@") || fail "hvc $* did not run: $out"
-    eval "$out"
-}
-expect() {
-    want=$1
-    shift
-    call "$@"
-    [ "$x0" -eq "$want" ] || fail "hvc $*: x0 = $x0, expected $want"
-}
 drain() {
     call $READ_EVENT
     while [ "$x0" -eq 1 ]; do call $READ_EVENT; done

@@ -12,7 +12,7 @@
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
 insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
-insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot load warden_hvc.ko"
+. /warden/tests/hvc_lib.sh
 scratch=0x7f000000
 SMMU=0x9050000
 edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"

@@ -11,9 +11,7 @@
 # smp: 4
 # append: warden.noshim
 . /warden/tests/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot load warden_hvc.ko"
-ALLOC=0xc6000001 FREE=0xc6000002 ATTACH=0xc6000003 DETACH=0xc6000004 MAP=0xc6000005 UNMAP=0xc6000006
-IOVA_TO_PHYS=0xc6000007 DONATE=0xc6000009 RECLAIM=0xc600000a STAT=0xc600000b
+. /warden/tests/hvc_lib.sh
 SECS=${ADV_SMP_SECS:-25}
 WORKERS=4
 KEEP=16

@@ -5,21 +5,7 @@
 # timeout: 180
 # append: warden.noshim
 . /warden/tests/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot load warden_hvc.ko"
-[ -c /dev/warden_hvc ] || fail "no /dev/warden_hvc"
-
-# call FID [X1..X6]: sets x0 (signed decimal) and x1..x3 (hex).
-call() {
-    out=$(hvc "$@") || fail "hvc $* did not run: $out"
-    eval "$out"
-}
-# expect X0 FID [X1..X6]: the call's x0 must be X0.
-expect() {
-    want=$1
-    shift
-    call "$@"
-    [ "$x0" -eq "$want" ] || fail "hvc $*: x0 = $x0, expected $want"
-}
+. /warden/tests/hvc_lib.sh
 
 # SMCCC Call UID (SMC32) of the vendor hypervisor service: Warden's UUID in w0..w3.
 call 0x8600ff01

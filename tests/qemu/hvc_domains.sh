@@ -6,29 +6,8 @@
 # timeout: 240
 # append: warden.noshim
 . /warden/tests/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot load warden_hvc.ko"
+. /warden/tests/hvc_lib.sh
 
-call() {
-    out=$(hvc "$@") || fail "hvc $* did not run: $out"
-    eval "$out"
-}
-expect() {
-    want=$1
-    shift
-    call "$@"
-    [ "$x0" -eq "$want" ] || fail "hvc $*: x0 = $x0, expected $want"
-}
-stat() {
-    expect 0 $STAT "$1"
-    echo $((x1))
-}
-hex() { printf '0x%x' "$1"; }
-
-ALLOC=0xc6000001 FREE=0xc6000002 ATTACH=0xc6000003 DETACH=0xc6000004 MAP=0xc6000005 UNMAP=0xc6000006
-IOVA_TO_PHYS=0xc6000007 STAT=0xc600000b
-E_BAD_DOMAIN=-4 E_BAD_SID=-5 E_MISALIGNED=-6 E_OVERFLOW=-7 E_OUT_OF_RANGE_IOVA=-8 E_OUT_OF_RANGE_PA=-9
-E_NOT_HOST_MEMORY=-10 E_HYP_MEMORY=-11 E_BUSY=-13 E_NOT_MAPPED=-15 E_ALREADY_MAPPED=-16 E_BAD_PROT=-17
-E_BAD_PGSIZE=-18 E_BAD_KIND=-20 E_BAD_COUNT=-23 E_IMMUTABLE_DOMAIN=-26 E_WRONG_DOMAIN_KIND=-27
 RW=3 PG=0x1000
 
 expect 0 0xc6000000

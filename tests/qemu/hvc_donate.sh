@@ -10,34 +10,15 @@
 # append: warden.noshim
 # expect-log(hyp): warden: host stage-2 fault: R IPA
 . /warden/tests/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot load warden_hvc.ko"
+. /warden/tests/hvc_lib.sh
 insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
 
-call() {
-    out=$(hvc "$@") || fail "hvc $* did not run: $out"
-    eval "$out"
-}
-expect() {
-    want=$1
-    shift
-    call "$@"
-    [ "$x0" -eq "$want" ] || fail "hvc $*: x0 = $x0, expected $want"
-}
-stat() {
-    expect 0 $STAT "$1"
-    echo $((x1))
-}
-hex() { printf '0x%x' "$1"; }
 # peek_value PA: the 64-bit word at PA through /dev/warden_probe (status of peek on failure).
 peek_value() {
     out=$(peek "$(hex "$1")") || return $?
     echo "$out" | sed -n 's/^peek: value //p'
 }
 
-ALLOC=0xc6000001 FREE=0xc6000002 MAP=0xc6000005 UNMAP=0xc6000006 IOVA_TO_PHYS=0xc6000007 DONATE=0xc6000009
-RECLAIM=0xc600000a STAT=0xc600000b
-E_MISALIGNED=-6 E_OVERFLOW=-7 E_OUT_OF_RANGE_PA=-9 E_NOT_HOST_MEMORY=-10 E_HYP_MEMORY=-11
-E_DONATED_MEMORY=-12 E_BUSY=-13 E_NOT_DONATED=-21 E_BAD_COUNT=-23
 RW=3 PG=0x1000 FILL=0x5a5a5a5a5a5a5a5a
 
 expect 0 0xc6000000

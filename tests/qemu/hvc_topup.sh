@@ -8,24 +8,7 @@
 # timeout: 400
 # append: warden.noshim
 . /warden/tests/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot load warden_hvc.ko"
-
-call() {
-    out=$(hvc "$@") || fail "hvc $* did not run: $out"
-    eval "$out"
-}
-expect() {
-    want=$1
-    shift
-    call "$@"
-    [ "$x0" -eq "$want" ] || fail "hvc $*: x0 = $x0, expected $want"
-}
-stat() {
-    expect 0 $STAT "$1"
-    echo $((x1))
-}
-ALLOC=0xc6000001 FREE=0xc6000002 DONATE=0xc6000009 RECLAIM=0xc600000a STAT=0xc600000b
-E_NOMEM=-14 E_LIMIT=-28
+. /warden/tests/hvc_lib.sh
 
 pool0=$(stat 2)
 free0=$(stat 3)

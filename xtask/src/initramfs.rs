@@ -311,6 +311,7 @@ pub fn build(c: &Contents<'_>) -> Result<Vec<u8>> {
         );
     }
     a.file("warden/layout.env", 0o644, layout_env().as_bytes());
+    a.file("warden/abi.env", 0o644, abi_env().as_bytes());
     if let Some(s) = c.script {
         a.file("warden/script", 0o755, s);
     }
@@ -332,9 +333,33 @@ pub fn layout_env() -> String {
     vars.iter().map(|(k, v)| format!("{k}={v:#x}\n")).collect()
 }
 
+/// `/warden/abi.env`: every Warden function ID (`FID_<NAME>`) and error code (`E_<NAME>`) from `warden_abi`, for
+/// guest scripts (`. /warden/abi.env`), so no script hard-codes the ABI.
+pub fn abi_env() -> String {
+    use warden_abi::{Error, Function};
+    let fids = Function::ALL
+        .iter()
+        .map(|f| format!("FID_{}={:#x}\n", f.c_name(), f.fid()));
+    let errors = Error::ALL
+        .iter()
+        .map(|e| format!("E_{}={}\n", e.c_name(), e.value()));
+    fids.chain(errors).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abi_env_names_every_call_and_error() {
+        let env = abi_env();
+        assert!(env.contains("FID_MAP_PAGES=0xc6000005\n"), "{env}");
+        assert!(env.contains("E_BAD_DOMAIN=-4\n"), "{env}");
+        assert_eq!(
+            env.lines().count(),
+            warden_abi::Function::ALL.len() + warden_abi::Error::ALL.len()
+        );
+    }
 
     /// Parses a newc archive back into (name, mode, data) records.
     fn parse(mut b: &[u8]) -> Vec<(String, u32, Vec<u8>)> {

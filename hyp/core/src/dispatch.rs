@@ -34,7 +34,11 @@
 //!
 //! Clear PTEs → one range invalidation with its CMD_SYNC ([`Backend::invalidate_range`]) → only then drop the
 //! pages' DMA counts and release freed table pages from quarantine. A failed invalidation keeps both pinned.
+//! An unmap of 4 KiB pages in level-3 tables it keeps ([`PagingDomain::page_runs`]) frees no table and drops
+//! the counts after releasing the domain's lock, still after the invalidation completed: a count that stays
+//! up a little longer only makes a racing donation fail with `BUSY`, and the domain's lock is held for less.
 
+mod batch;
 #[cfg(test)]
 mod tests;
 
@@ -887,6 +891,12 @@ impl<B: Backend> Warden<B> {
             SlotKind::Blocked => return Err(Error::WrongDomainKind.into()),
             SlotKind::Free | SlotKind::Identity(_) => return Err(Error::BadDomain.into()),
         };
+        if d.can_map_in_place(iova, len)? {
+            // Every page goes into a level-3 table the domain has: no allocation, no generic walk.
+            self.own.inc_range(pa, pages(len), kind)?;
+            d.map_pages_in_place(iova, pa, len, domain::attributes(prot));
+            return Ok([len, 0, 0]);
+        }
         let need = d.map_need(iova, pa, len)?;
         self.own.inc_range(pa, pages(len), kind)?;
         if let Err(e) = self.pool.reserve(need, POOL_RESERVE) {
@@ -916,6 +926,24 @@ impl<B: Backend> Warden<B> {
             SlotKind::Blocked => return Err(Error::WrongDomainKind.into()),
             SlotKind::Free | SlotKind::Identity(_) => return Err(Error::BadDomain.into()),
         };
+        let mut runs = [(0u64, 0u64); UNMAP_RUNS];
+        if let Some(n) = d.page_runs(iova, len, &mut runs)? {
+            // 4 KiB pages in level-3 tables that stay: clear them, one leaf-only invalidation, and (once the
+            // SMMU can no longer reach the pages) drop their counts outside the domain's lock.
+            d.clear_pages_in_place(iova, len);
+            self.invalidations.fetch_add(1, Ordering::Relaxed);
+            let hint = InvalidateHint {
+                leaf_only: true,
+                leaf_size: Some(PAGE_SIZE),
+            };
+            // On failure the counts stay (pages pinned: never donatable).
+            self.backend.invalidate_range(d.vmid(), iova, len, hint)?;
+            drop(s);
+            for &(pa, l) in &runs[..n] {
+                self.own.dec_range(pa, pages(l)).map_err(Error::from)?;
+            }
+            return Ok([len, 0, 0]);
+        }
         let need = d.unmap_need(iova, len)?;
         self.pool.reserve(need, 0)?;
         let before = d.table_pages();

@@ -33,6 +33,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering, fence};
 
 use aarch64_paging::Mapping;
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
@@ -507,6 +508,21 @@ pub fn identity_table_bound(runs: &[(u64, u64)]) -> usize {
         .sum::<usize>()
 }
 
+/// Descriptor bits: valid, and (with valid) table or page rather than block.
+const DESC_VALID: u64 = 1 << 0;
+const DESC_TYPE_MASK: u64 = 0b11;
+/// A valid table descriptor (levels 1 and 2).
+const DESC_TABLE: u64 = 0b11;
+/// The output-address bits of a descriptor (as aarch64-paging keeps them: bits 12..=47).
+const DESC_ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
+const TABLE_ENTRIES: usize = 512;
+const L2_GRANULE: u64 = granule(ROOT_LEVEL + 1);
+
+/// Index of the entry translating `iova` in a table at `level`.
+const fn index_at(iova: u64, level: usize) -> usize {
+    ((iova >> (PAGE_SIZE.trailing_zeros() as usize + (LEAF_LEVEL - level) * 9)) & 511) as usize
+}
+
 fn region(iova: u64, len: u64) -> MemoryRegion {
     MemoryRegion::new(iova as usize, (iova + len) as usize)
 }
@@ -640,6 +656,168 @@ impl PagingDomain {
                 Constraints::empty(),
             )
             .map_err(|_| DomainError::Internal)
+    }
+
+    /// The entry `index` of the table at `table_pa`, read directly (a relaxed 64-bit load).
+    fn entry(&self, table_pa: u64, index: usize) -> u64 {
+        // SAFETY: `table_pa` is one of this domain's table pages (the root, or the output address of one of
+        // its valid table descriptors): a pool page the hyp maps at `virt(table_pa)`, holding 512 8-byte
+        // descriptors that aarch64-paging accesses as `AtomicUsize`; `index` < 512. Reading one as an atomic
+        // of the same size races with nothing (we hold `&self`, the domain's lock is held by the caller).
+        unsafe { self.slot(table_pa, index).load(Ordering::Relaxed) as u64 }
+    }
+
+    /// The descriptor `index` of the table at `table_pa`, as the `AtomicUsize` aarch64-paging keeps it in.
+    ///
+    /// # Safety
+    ///
+    /// `table_pa` must be one of this domain's table pages and `index` < 512.
+    unsafe fn slot(&self, table_pa: u64, index: usize) -> &AtomicUsize {
+        debug_assert!(index < TABLE_ENTRIES);
+        let table = self
+            .map
+            .translation()
+            .pool
+            .virt(table_pa)
+            .cast::<AtomicUsize>();
+        // SAFETY: as promised by our caller, `table + index` is an aligned descriptor inside a live table page
+        // of this domain, which lives as long as the domain (tables are freed only through `&mut self`).
+        unsafe { &*table.as_ptr().add(index) }
+    }
+
+    /// The level-3 table that translates `iova` (PA), if the level-1 and level-2 entries on the way are
+    /// table descriptors.
+    fn l3_table(&self, iova: u64) -> Option<u64> {
+        let l1 = self.entry(self.root_pa(), index_at(iova, ROOT_LEVEL));
+        if l1 & DESC_TYPE_MASK != DESC_TABLE {
+            return None;
+        }
+        let l2 = self.entry(l1 & DESC_ADDR_MASK, index_at(iova, ROOT_LEVEL + 1));
+        (l2 & DESC_TYPE_MASK == DESC_TABLE).then_some(l2 & DESC_ADDR_MASK)
+    }
+
+    /// Checks whether a map of `[iova, iova + len)` (page aligned, inside [`IOVA_BITS`]) can go entirely into
+    /// level-3 tables the domain already has, i.e. whether [`Self::map`] would write 4 KiB pages only and
+    /// allocate nothing. `Ok(true)`: yes, and nothing in the range is mapped ([`Self::map_pages_in_place`]
+    /// may follow); `Ok(false)`: some 2 MiB piece has no level-3 table (use [`Self::map_need`] and
+    /// [`Self::map`]).
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::AlreadyMapped`] for the first mapped IOVA, when the pieces before it have tables.
+    pub fn can_map_in_place(&self, iova: u64, len: u64) -> Result<bool, DomainError> {
+        let end = iova + len;
+        let mut s = iova;
+        while s < end {
+            let e = end.min((s | (L2_GRANULE - 1)) + 1);
+            let Some(table) = self.l3_table(s) else {
+                return Ok(false);
+            };
+            let first = index_at(s, LEAF_LEVEL);
+            for i in first..first + ((e - s) / PAGE_SIZE) as usize {
+                if self.entry(table, i) & DESC_VALID != 0 {
+                    return Err(DomainError::AlreadyMapped(
+                        s + (i - first) as u64 * PAGE_SIZE,
+                    ));
+                }
+            }
+            s = e;
+        }
+        Ok(true)
+    }
+
+    /// Writes 4 KiB page entries for `[iova, iova + len)` → `pa` into the existing level-3 tables: what
+    /// [`Self::map`] does for such a range, without aarch64-paging's generic walk. The caller got `Ok(true)`
+    /// from [`Self::can_map_in_place`] for this range and changed nothing since.
+    pub fn map_pages_in_place(&mut self, iova: u64, pa: u64, len: u64, attrs: Stage2Attributes) {
+        let flags = (attrs | Stage2Attributes::TABLE_OR_PAGE).bits() as u64;
+        let end = iova + len;
+        let mut s = iova;
+        while s < end {
+            let e = end.min((s | (L2_GRANULE - 1)) + 1);
+            let table = self
+                .l3_table(s)
+                .expect("map_pages_in_place without can_map_in_place");
+            let first = index_at(s, LEAF_LEVEL);
+            let mut out = pa + (s - iova);
+            for i in first..first + ((e - s) / PAGE_SIZE) as usize {
+                // SAFETY: `table` is a level-3 table of this domain (just walked to), `i` < 512.
+                let d = unsafe { self.slot(table, i) };
+                d.store(((out & DESC_ADDR_MASK) | flags) as usize, Ordering::Relaxed);
+                out += PAGE_SIZE;
+            }
+            s = e;
+        }
+        // As aarch64-paging's release stores: the entries are visible before anything this CPU does next.
+        fence(Ordering::Release);
+    }
+
+    /// The PA runs of `[iova, iova + len)` (page aligned, inside [`IOVA_BITS`]) if it is mapped by 4 KiB pages
+    /// in level-3 tables that an unmap keeps, i.e. [`Self::clear`] would split nothing and free no table (no
+    /// 2 MiB piece is cleared whole): `Ok(Some(n))` with the runs (PA, bytes) in `runs[..n]`, in IOVA order,
+    /// contiguous PAs merged. `Ok(None)`: some piece is not such a table, or there are more runs than `runs`
+    /// holds (use [`Self::unmap_need`], [`Self::leaves`] and [`Self::clear`]).
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::NotMapped`] for the first unmapped IOVA, when the pieces before it qualify.
+    pub fn page_runs(
+        &self,
+        iova: u64,
+        len: u64,
+        runs: &mut [(u64, u64)],
+    ) -> Result<Option<usize>, DomainError> {
+        let end = iova + len;
+        let mut n = 0usize;
+        let mut s = iova;
+        while s < end {
+            let e = end.min((s | (L2_GRANULE - 1)) + 1);
+            if e - s == L2_GRANULE {
+                return Ok(None);
+            }
+            let Some(table) = self.l3_table(s) else {
+                return Ok(None);
+            };
+            let first = index_at(s, LEAF_LEVEL);
+            for i in first..first + ((e - s) / PAGE_SIZE) as usize {
+                let d = self.entry(table, i);
+                if d & DESC_VALID == 0 {
+                    return Err(DomainError::NotMapped(s + (i - first) as u64 * PAGE_SIZE));
+                }
+                let pa = d & DESC_ADDR_MASK;
+                if n > 0 && runs[n - 1].0 + runs[n - 1].1 == pa {
+                    runs[n - 1].1 += PAGE_SIZE;
+                } else if n == runs.len() {
+                    return Ok(None);
+                } else {
+                    runs[n] = (pa, PAGE_SIZE);
+                    n += 1;
+                }
+            }
+            s = e;
+        }
+        Ok(Some(n))
+    }
+
+    /// Clears the 4 KiB entries of `[iova, iova + len)`: what [`Self::clear`] does for such a range, without
+    /// the generic walk. The caller got `Ok(Some(_))` from [`Self::page_runs`] for this range and changed
+    /// nothing since (so no split and no freed table: a leaf-only invalidation of 4 KiB entries follows).
+    pub fn clear_pages_in_place(&mut self, iova: u64, len: u64) {
+        let end = iova + len;
+        let mut s = iova;
+        while s < end {
+            let e = end.min((s | (L2_GRANULE - 1)) + 1);
+            let table = self
+                .l3_table(s)
+                .expect("clear_pages_in_place without page_runs");
+            let first = index_at(s, LEAF_LEVEL);
+            for i in first..first + ((e - s) / PAGE_SIZE) as usize {
+                // SAFETY: `table` is a level-3 table of this domain (just walked to), `i` < 512.
+                unsafe { self.slot(table, i) }.store(0, Ordering::Relaxed);
+            }
+            s = e;
+        }
+        fence(Ordering::Release);
     }
 
     /// Pages an unmap of `[iova, iova + len)` needs (block splits at the ends).
@@ -929,8 +1107,17 @@ pub(crate) mod tests {
 
         #[derive(Clone, Debug)]
         enum Op {
-            Map { iova: u64, pa: u64, len: u64 },
-            Unmap { iova: u64, len: u64 },
+            Map {
+                iova: u64,
+                pa: u64,
+                len: u64,
+                fast: bool,
+            },
+            Unmap {
+                iova: u64,
+                len: u64,
+                fast: bool,
+            },
         }
 
         /// Ranges made of a unit (4K, 2M, 1G) and an offset of smaller units, so blocks and splits happen.
@@ -945,15 +1132,120 @@ pub(crate) mod tests {
 
         fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
-                (range(), 0u64..8, any::<bool>()).prop_map(|((iova, len), p, aligned)| {
-                    // Misaligned PAs only for short ranges: a misaligned GiB needs 513 tables.
-                    let aligned = aligned || len >= 1 << 30;
-                    let pa =
-                        (1 << 32) + p * (1 << 30) + if aligned { iova % (1 << 30) } else { 0x5000 };
-                    Op::Map { iova, pa, len }
+                (range(), 0u64..8, any::<bool>(), any::<bool>()).prop_map(
+                    |((iova, len), p, aligned, fast)| {
+                        // Misaligned PAs only for short ranges: a misaligned GiB needs 513 tables.
+                        let aligned = aligned || len >= 1 << 30;
+                        let pa = (1 << 32)
+                            + p * (1 << 30)
+                            + if aligned { iova % (1 << 30) } else { 0x5000 };
+                        Op::Map {
+                            iova,
+                            pa,
+                            len,
+                            fast,
+                        }
+                    }
+                ),
+                (range(), any::<bool>()).prop_map(|((iova, len), fast)| Op::Unmap {
+                    iova,
+                    len,
+                    fast
                 }),
-                range().prop_map(|(iova, len)| Op::Unmap { iova, len }),
             ]
+        }
+
+        /// Page-granular ranges in an 8 MiB window (4 level-3 tables), PAs misaligned or block aligned.
+        fn page_op() -> impl Strategy<Value = (bool, u64, u64, u64)> {
+            (
+                any::<bool>(),
+                0u64..2048,
+                prop_oneof![1u64..8, 1u64..64, 1u64..700],
+                0u64..3,
+            )
+                .prop_map(|(map, first, n, p)| {
+                    let n = n.min(2048 - first);
+                    (
+                        map,
+                        first << 12,
+                        n << 12,
+                        (1 << 32) + p * 0x20_0000 + (first << 12) + 0x1000 * (p & 1),
+                    )
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+            /// The in-place paths ([`PagingDomain::can_map_in_place`], [`PagingDomain::map_pages_in_place`],
+            /// [`PagingDomain::page_runs`], [`PagingDomain::clear_pages_in_place`]) take the same decisions and
+            /// leave the same translations as the generic ones, on a twin domain updated only generically.
+            #[test]
+            fn in_place_paths_match_generic(ops in proptest::collection::vec(page_op(), 1..60)) {
+                let pool = backed_pool(0x4000_0000, 64, 0, 64);
+                let mut fast = PagingDomain::new(pool.clone(), 1, 2, 0).unwrap();
+                let twin_pool = backed_pool(0x4000_0000, 64, 0, 64);
+                let mut twin = PagingDomain::new(twin_pool.clone(), 1, 2, 0).unwrap();
+                for (map, iova, len, pa) in ops {
+                    if map {
+                        let generic = twin.map_need(iova, pa, len);
+                        match fast.can_map_in_place(iova, len) {
+                            Ok(true) => {
+                                prop_assert_eq!(generic, Ok(0));
+                                fast.map_pages_in_place(iova, pa, len, attributes(RW));
+                            }
+                            Ok(false) => {
+                                prop_assert_eq!(fast.map_need(iova, pa, len), generic);
+                                if let Ok(need) = generic {
+                                    pool.reserve(need, 0).unwrap();
+                                    fast.map(iova, pa, len, attributes(RW)).unwrap();
+                                }
+                            }
+                            Err(e) => prop_assert_eq!(Err(e), generic),
+                        }
+                        if let Ok(need) = generic {
+                            twin_pool.reserve(need, 0).unwrap();
+                            twin.map(iova, pa, len, attributes(RW)).unwrap();
+                        }
+                    } else {
+                        let generic = twin.unmap_need(iova, len);
+                        let mut runs = [(0u64, 0u64); 8];
+                        match fast.page_runs(iova, len, &mut runs) {
+                            Ok(Some(n)) => {
+                                prop_assert_eq!(generic, Ok(0));
+                                let mut want: Vec<(u64, u64)> = Vec::new();
+                                twin.leaves(iova, len, |_, pa, l, _| {
+                                    let pa = pa.unwrap();
+                                    match want.last_mut() {
+                                        Some(r) if r.0 + r.1 == pa => r.1 += l,
+                                        _ => want.push((pa, l)),
+                                    }
+                                    true
+                                });
+                                prop_assert_eq!(&runs[..n], &want[..]);
+                                fast.clear_pages_in_place(iova, len);
+                            }
+                            Ok(None) => {
+                                prop_assert_eq!(fast.unmap_need(iova, len), generic);
+                                if let Ok(need) = generic {
+                                    pool.reserve(need, 0).unwrap();
+                                    fast.clear(iova, len).unwrap();
+                                    pool.release_quarantine(1);
+                                }
+                            }
+                            Err(e) => prop_assert_eq!(Err(e), generic),
+                        }
+                        if let Ok(need) = generic {
+                            twin_pool.reserve(need, 0).unwrap();
+                            twin.clear(iova, len).unwrap();
+                            twin_pool.release_quarantine(1);
+                        }
+                    }
+                    for page in (0..8u64 << 20).step_by(4096) {
+                        prop_assert_eq!(fast.translate(page), twin.translate(page));
+                    }
+                }
+            }
         }
 
         proptest! {
@@ -972,9 +1264,26 @@ pub(crate) mod tests {
                 let covered = |m: &Vec<(u64, u64, u64)>, a: u64| m.iter().find(|r| r.0 <= a && a < r.1).map(|r| r.2 + (a - r.0));
                 for op in ops {
                     match op {
-                        Op::Map { iova, pa, len } => {
+                        Op::Map { iova, pa, len, fast } => {
                             let overlap = model.iter().any(|r| r.0 < iova + len && iova < r.1);
-                            match d.map_need(iova, pa, len) {
+                            let in_place = d.can_map_in_place(iova, len);
+                            match (&in_place, d.map_need(iova, pa, len)) {
+                                // Both report the same first mapped IOVA (the in-place check may stop earlier).
+                                (Err(a), Err(b)) => prop_assert_eq!(*a, b),
+                                (Ok(false), _) => {}
+                                // In place means: nothing to allocate.
+                                (Ok(true), Ok(need)) => prop_assert_eq!(need, 0),
+                                (a, b) => prop_assert!(false, "in place {a:?}, need {b:?}"),
+                            }
+                            if let Ok(true) = in_place {
+                                prop_assert!(!overlap);
+                            }
+                            if fast && in_place == Ok(true) {
+                                let before = d.table_pages();
+                                d.map_pages_in_place(iova, pa, len, attributes(RW));
+                                prop_assert_eq!(d.table_pages(), before);
+                                model.push((iova, iova + len, pa));
+                            } else { match d.map_need(iova, pa, len) {
                                 Err(DomainError::AlreadyMapped(_)) => prop_assert!(overlap),
                                 Err(e) => prop_assert!(false, "{e:?}"),
                                 Ok(need) => {
@@ -985,13 +1294,44 @@ pub(crate) mod tests {
                                     prop_assert_eq!(d.table_pages() - before, need);
                                     model.push((iova, iova + len, pa));
                                 }
-                            }
+                            } }
                         }
-                        Op::Unmap { iova, len } => {
+                        Op::Unmap { iova, len, fast } => {
                             let full = (iova..iova + len).step_by(4096).all(|a| covered(&model, a).is_some());
-                            match d.unmap_need(iova, len) {
-                                Err(DomainError::NotMapped(_)) => prop_assert!(!full),
+                            let mut runs = [(0u64, 0u64); 4];
+                            let fast_runs = d.page_runs(iova, len, &mut runs);
+                            match &fast_runs {
+                                Err(DomainError::NotMapped(at)) => {
+                                    prop_assert!(!full);
+                                    prop_assert_eq!(d.unmap_need(iova, len), Err(DomainError::NotMapped(*at)));
+                                }
                                 Err(e) => prop_assert!(false, "{e:?}"),
+                                Ok(None) => {}
+                                Ok(Some(n)) => {
+                                    prop_assert!(full);
+                                    prop_assert_eq!(d.unmap_need(iova, len), Ok(0));
+                                    // The runs are the leaves, merged.
+                                    let mut want: Vec<(u64, u64)> = Vec::new();
+                                    d.leaves(iova, len, |_, pa, l, level| {
+                                        assert_eq!(level, LEAF_LEVEL);
+                                        let pa = pa.unwrap();
+                                        match want.last_mut() {
+                                            Some(r) if r.0 + r.1 == pa => r.1 += l,
+                                            _ => want.push((pa, l)),
+                                        }
+                                        true
+                                    });
+                                    prop_assert_eq!(&runs[..*n], &want[..]);
+                                }
+                            }
+                            let unmapped = if fast && matches!(fast_runs, Ok(Some(_))) {
+                                let before = d.table_pages();
+                                d.clear_pages_in_place(iova, len);
+                                prop_assert_eq!(d.table_pages(), before);
+                                true
+                            } else { match d.unmap_need(iova, len) {
+                                Err(DomainError::NotMapped(_)) => { prop_assert!(!full); false }
+                                Err(e) => { prop_assert!(false, "{e:?}"); false }
                                 Ok(need) => {
                                     prop_assert!(full);
                                     pool.reserve(need, 0).unwrap();
@@ -1001,13 +1341,16 @@ pub(crate) mod tests {
                                     prop_assert!(used <= need, "used {} > need {}", used, need);
                                     pool.unreserve(need - used);
                                     pool.release_quarantine(1);
-                                    let mut next = Vec::new();
-                                    for (s, e, p) in model {
-                                        if s < iova { next.push((s, e.min(iova), p)); }
-                                        if e > iova + len { let ns = s.max(iova + len); next.push((ns, e, p + (ns - s))); }
-                                    }
-                                    model = next;
+                                    true
                                 }
+                            } };
+                            if unmapped {
+                                let mut next = Vec::new();
+                                for (s, e, p) in model {
+                                    if s < iova { next.push((s, e.min(iova), p)); }
+                                    if e > iova + len { let ns = s.max(iova + len); next.push((ns, e, p + (ns - s))); }
+                                }
+                                model = next;
                             }
                         }
                     }

@@ -249,23 +249,49 @@ impl Ownership {
         }
         let mut done = 0u64;
         let mut result = Ok(());
-        while done < pages {
-            let page = pa + (done << PAGE_SHIFT);
-            let Some((w, kind)) = self.word(page) else {
-                result = Err(OwnershipError::NotHostMemory(page));
+        // The value the next page most likely holds (the previous page's): tried first, so that the common
+        // case is one compare-and-swap per page without a separate load.
+        let mut guess = 0u32;
+        'regions: while done < pages {
+            let start = pa + (done << PAGE_SHIFT);
+            let Some(r) = self.region(start) else {
+                result = Err(OwnershipError::NotHostMemory(start));
                 break;
             };
-            let r = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-                f(page, old, kind).ok()
-            });
-            if let Err(old) = r {
-                // Recompute the error for the value we saw.
-                result = Err(f(page, old, kind)
-                    .err()
-                    .unwrap_or(OwnershipError::BadRange(page)));
-                break;
+            // One region lookup per region the range crosses, not per page.
+            let first = ((start - r.base) >> PAGE_SHIFT) as usize;
+            let n = (pages - done).min(r.pages - first as u64) as usize;
+            for (i, w) in r.words[first..first + n].iter().enumerate() {
+                let page = start + ((i as u64) << PAGE_SHIFT);
+                let mut old = guess;
+                let step = loop {
+                    match f(page, old, r.kind) {
+                        Ok(new) => match w.compare_exchange_weak(
+                            old,
+                            new,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => break Ok(()),
+                            Err(current) => old = current,
+                        },
+                        Err(e) => {
+                            // Refused for the guessed value: decide on the page's actual value.
+                            let current = w.load(Ordering::Acquire);
+                            if current == old {
+                                break Err(e);
+                            }
+                            old = current;
+                        }
+                    }
+                };
+                if let Err(e) = step {
+                    result = Err(e);
+                    break 'regions;
+                }
+                guess = old;
+                done += 1;
             }
-            done += 1;
         }
         if result.is_err() {
             for i in (0..done).rev() {

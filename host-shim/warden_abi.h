@@ -10,7 +10,7 @@
 
 /* ---- ABI version, names ---- */
 #define WARDEN_ABI_VERSION_MAJOR 1
-#define WARDEN_ABI_VERSION_MINOR 0
+#define WARDEN_ABI_VERSION_MINOR 1
 #define WARDEN_MODULE_NAME "warden"
 #define WARDEN_DT_COMPATIBLE "warden,smmu-v3-pv"
 /* UUID 7f71637a-ecfe-47e6-b67a-d3a1af022896, as returned in w0..w3 by the vendor-hyp Call UID query */
@@ -59,6 +59,9 @@
 /* Read statistic x1 (`Stat`): x1 = value. */
 #define WARDEN_FN_STAT 0x000b
 #define WARDEN_FID_STAT 0xc600000bU
+/* Map x3 descriptors at host PA x2 in domain x1 with prot x4, all or nothing: x1 = entries, x2 = bytes. */
+#define WARDEN_FN_MAP_BATCH 0x000c
+#define WARDEN_FID_MAP_BATCH 0xc600000cU
 
 /* ---- Results: x0 = WARDEN_SUCCESS or a negative WARDEN_E_* code ---- */
 #define WARDEN_SUCCESS 0
@@ -149,6 +152,7 @@
 #define WARDEN_FEAT_RANGE_INVALIDATION 0x1ULL
 #define WARDEN_FEAT_EVENTS 0x2ULL
 #define WARDEN_FEAT_SPLIT_UNMAP 0x4ULL
+#define WARDEN_FEAT_MAP_BATCH 0x8ULL
 #define WARDEN_LIMITS_MAX_DOMAINS_SHIFT 0 /* 16 bits */
 #define WARDEN_LIMITS_IOVA_BITS_SHIFT 16 /* 8 bits */
 #define WARDEN_LIMITS_PA_BITS_SHIFT 24 /* 8 bits */
@@ -175,6 +179,12 @@
 #define WARDEN_EVENT_REASON_ACCESS 0x12ULL
 #define WARDEN_EVENT_REASON_PERMISSION 0x13ULL
 #define WARDEN_EVENT_REASON_GERROR 0xffULL
+
+/* ---- MAP_BATCH call: x1 = domain, x2 = PA of the descriptors, x3 = count, x4 = prot ---- */
+#define WARDEN_MAP_BATCH_MAX_ENTRIES 64
+#define WARDEN_MAP_BATCH_ENTRY_SIZE 24 /* u64 IOVA, PA, length */
+#define WARDEN_MAP_BATCH_ALIGN 8
+#define WARDEN_MAP_BATCH_NO_ENTRY 0xffffffffffffffffULL
 
 /* ---- STAT call: x1 = stat id, result in x1 ---- */
 /* Allocated domains (host-identity not counted). */
@@ -207,10 +217,6 @@
 #define WARDEN_STAT_MAPPED_PAGES 13
 /* Page-table pages in use by domains (including host-identity). */
 #define WARDEN_STAT_TABLE_PAGES_IN_USE 14
-/* Hash of the hyp's never-changing memory (text, rodata, canary pages), computed on each call. */
-#define WARDEN_STAT_HYP_INTEGRITY 15
-/* The HYP_INTEGRITY hash as computed at boot, once the canary pages were filled. */
-#define WARDEN_STAT_HYP_INTEGRITY_BOOT 16
 #define WARDEN_STAT_CALLS_BASE 0x100ULL
 
 #endif /* WARDEN_ABI_H */

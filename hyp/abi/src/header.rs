@@ -175,6 +175,7 @@ pub fn write_c_header(w: &mut impl Write) -> fmt::Result {
     hex64(w, "WARDEN_FEAT_RANGE_INVALIDATION", FEAT_RANGE_INVALIDATION)?;
     hex64(w, "WARDEN_FEAT_EVENTS", FEAT_EVENTS)?;
     hex64(w, "WARDEN_FEAT_SPLIT_UNMAP", FEAT_SPLIT_UNMAP)?;
+    hex64(w, "WARDEN_FEAT_MAP_BATCH", FEAT_MAP_BATCH)?;
     def(
         w,
         "WARDEN_LIMITS_MAX_DOMAINS_SHIFT",
@@ -257,6 +258,21 @@ pub fn write_c_header(w: &mut impl Write) -> fmt::Result {
     hex64(w, "WARDEN_EVENT_REASON_ACCESS", EVENT_REASON_ACCESS)?;
     hex64(w, "WARDEN_EVENT_REASON_PERMISSION", EVENT_REASON_PERMISSION)?;
     hex64(w, "WARDEN_EVENT_REASON_GERROR", EVENT_REASON_GERROR)?;
+    writeln!(w)?;
+
+    section(
+        w,
+        "MAP_BATCH call: x1 = domain, x2 = PA of the descriptors, x3 = count, x4 = prot",
+    )?;
+    def(w, "WARDEN_MAP_BATCH_MAX_ENTRIES", MAP_BATCH_MAX_ENTRIES, "")?;
+    def(
+        w,
+        "WARDEN_MAP_BATCH_ENTRY_SIZE",
+        MAP_BATCH_ENTRY_SIZE,
+        "u64 IOVA, PA, length",
+    )?;
+    def(w, "WARDEN_MAP_BATCH_ALIGN", MAP_BATCH_ALIGN, "")?;
+    hex64(w, "WARDEN_MAP_BATCH_NO_ENTRY", MAP_BATCH_NO_ENTRY)?;
     writeln!(w)?;
 
     section(w, "STAT call: x1 = stat id, result in x1")?;

@@ -27,7 +27,7 @@ pub use header::write_c_header;
 /// ABI major version: bumped on any incompatible change. A shim refuses to run on a major it does not know.
 pub const ABI_VERSION_MAJOR: u16 = 1;
 /// ABI minor version: bumped on compatible additions (new calls, new feature bits, new stat ids).
-pub const ABI_VERSION_MINOR: u16 = 0;
+pub const ABI_VERSION_MINOR: u16 = 1;
 
 /// The name of the Linux module that speaks this ABI.
 pub const MODULE_NAME: &str = "warden";
@@ -149,6 +149,13 @@ abi_enum! {
         Reclaim = 0x0a => "RECLAIM",
         /// Read statistic x1 ([`Stat`]): x1 = value.
         Stat = 0x0b => "STAT",
+        /// Map x3 descriptors at host PA x2 in domain x1 with prot x4, all or nothing: x1 = entries, x2 = bytes.
+        ///
+        /// Each descriptor ([`MAP_BATCH_ENTRY_SIZE`] bytes) is three little-endian u64: IOVA, PA, length, all
+        /// multiples of 4 KiB. The array lies in one 4 KiB page of host-owned RAM, 8-byte aligned; the hyp
+        /// reads it once. On error nothing is mapped and x2 = the index of the failing entry, or
+        /// [`MAP_BATCH_NO_ENTRY`] when the error is about the call's own arguments (or `NOMEM`).
+        MapBatch = 0x0c => "MAP_BATCH",
     }
 }
 
@@ -303,6 +310,17 @@ pub const FEAT_RANGE_INVALIDATION: u64 = 1 << 0;
 pub const FEAT_EVENTS: u64 = 1 << 1;
 /// Feature: unmap splits blocks when asked for part of one.
 pub const FEAT_SPLIT_UNMAP: u64 = 1 << 2;
+/// Feature: [`Function::MapBatch`] is implemented (ABI 1.1).
+pub const FEAT_MAP_BATCH: u64 = 1 << 3;
+
+/// Most descriptors one [`Function::MapBatch`] call takes (x3 = 1..=this).
+pub const MAP_BATCH_MAX_ENTRIES: u64 = 64;
+/// Size in bytes of one [`Function::MapBatch`] descriptor: IOVA, PA and length, each a little-endian u64.
+pub const MAP_BATCH_ENTRY_SIZE: u64 = 24;
+/// Alignment of a [`Function::MapBatch`] descriptor array (it must also lie within one 4 KiB page).
+pub const MAP_BATCH_ALIGN: u64 = 8;
+/// [`Function::MapBatch`]'s x2 on an error that is not about one descriptor (arguments, domain, `NOMEM`).
+pub const MAP_BATCH_NO_ENTRY: u64 = u64::MAX;
 /// Version call, x3 bits 15:0: maximum number of allocatable domains (host-identity not counted).
 pub const LIMITS_MAX_DOMAINS_SHIFT: u32 = 0;
 /// Version call, x3 bits 23:16: IOVA bits of a paging domain (IOVAs are below 2^bits).
@@ -438,13 +456,6 @@ abi_enum! {
         MappedPages = 13 => "MAPPED_PAGES",
         /// Page-table pages in use by domains (including host-identity).
         TablePagesInUse = 14 => "TABLE_PAGES_IN_USE",
-        /// Hash of the hyp's never-changing memory (text, rodata, canary pages), computed on each call.
-        ///
-        /// The image's text and read-only data and the canary pages the hypervisor fills at boot; 64 bits,
-        /// not cryptographic. `BAD_STAT` where the hypervisor has no such check (host unit tests).
-        HypIntegrity = 15 => "HYP_INTEGRITY",
-        /// The HYP_INTEGRITY hash as computed at boot, once the canary pages were filled.
-        HypIntegrityBoot = 16 => "HYP_INTEGRITY_BOOT",
     }
 }
 

@@ -258,6 +258,16 @@ pub enum CallError {
     Abi(Error),
     /// `x0` = [`Error::NoMem`], `x1` = pages needed.
     NoMem(u64),
+    /// A `MAP_BATCH` failure: `x0` = `error`, `x1` = `pages` (pages needed for [`Error::NoMem`], else 0),
+    /// `x2` = `index` (the failing descriptor, or [`abi::MAP_BATCH_NO_ENTRY`]).
+    Batch {
+        /// The error.
+        error: Error,
+        /// Pages to donate (NOMEM only).
+        pages: u64,
+        /// Index of the failing descriptor, or [`abi::MAP_BATCH_NO_ENTRY`].
+        index: u64,
+    },
 }
 
 impl From<Error> for CallError {
@@ -402,8 +412,8 @@ pub struct Warden<B: Backend> {
     calls_total: AtomicU64,
     errors_total: AtomicU64,
     invalidations: AtomicU64,
-    /// `STAT HYP_INTEGRITY`: the hash of the hyp's immutable memory (set by EL2) and its value at boot.
-    integrity: spin::Once<(fn() -> u64, u64)>,
+    /// EL2 reads host RAM page `pa` at `pa + phys_offset` (MAP_BATCH descriptors).
+    phys_offset: u64,
 }
 
 /// Splits a domain ID into (slot, generation).
@@ -589,7 +599,7 @@ impl<B: Backend> Warden<B> {
             calls_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
-            integrity: spin::Once::new(),
+            phys_offset: config.phys_offset,
         };
         let identity_ste = w.identity_ste();
         for r in &w.sid_ranges {
@@ -619,13 +629,6 @@ impl<B: Backend> Warden<B> {
             SlotKind::Identity(d) => SteConfig::Translate(d.s2_config(self.pa_bits)),
             _ => SteConfig::Abort,
         }
-    }
-
-    /// Installs the hash behind `STAT HYP_INTEGRITY` (EL2: the image's text and read-only data and the canary
-    /// pages) and records its current value as `HYP_INTEGRITY_BOOT`, which it returns. Only the first call
-    /// counts. Without it both stats are `BAD_STAT`.
-    pub fn set_integrity_check(&self, hash: fn() -> u64) -> u64 {
-        self.integrity.call_once(|| (hash, hash())).1
     }
 
     /// Records a fault (for EL2's event-queue interrupt handler); counted as lost when the ring is full.
@@ -672,6 +675,7 @@ impl<B: Backend> Warden<B> {
             Function::Donate => self.donate(a1, a2),
             Function::Reclaim => self.reclaim(a1, a2),
             Function::Stat => self.stat(a1).map(|v| [v, 0, 0]),
+            Function::MapBatch => self.map_batch(a1, a2, a3, a4),
         };
         match r {
             Ok([r1, r2, r3]) => [abi::SUCCESS as u64, r1, r2, r3],
@@ -680,13 +684,25 @@ impl<B: Backend> Warden<B> {
                 match e {
                     CallError::Abi(e) => [e.to_reg(), 0, 0, 0],
                     CallError::NoMem(n) => [Error::NoMem.to_reg(), n.max(1), 0, 0],
+                    CallError::Batch {
+                        error,
+                        pages,
+                        index,
+                    } => {
+                        let pages = if error == Error::NoMem {
+                            pages.max(1)
+                        } else {
+                            0
+                        };
+                        [error.to_reg(), pages, index, 0]
+                    }
                 }
             }
         }
     }
 
     fn version(&self) -> [u64; 3] {
-        let mut features = abi::FEAT_EVENTS | abi::FEAT_SPLIT_UNMAP;
+        let mut features = abi::FEAT_EVENTS | abi::FEAT_SPLIT_UNMAP | abi::FEAT_MAP_BATCH;
         if self.backend.range_invalidation() {
             features |= abi::FEAT_RANGE_INVALIDATION;
         }
@@ -1193,8 +1209,6 @@ impl<B: Backend> Warden<B> {
             Stat::ErrorsTotal => self.errors_total.load(Ordering::Relaxed),
             Stat::MappedPages => self.own.mapped_pages(),
             Stat::TablePagesInUse => (pool.total - pool.free - pool.quarantined) as u64,
-            Stat::HypIntegrity => (self.integrity.get().ok_or(Error::BadStat)?.0)(),
-            Stat::HypIntegrityBoot => self.integrity.get().ok_or(Error::BadStat)?.1,
         })
     }
 

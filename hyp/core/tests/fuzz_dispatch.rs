@@ -819,7 +819,7 @@ fn step(r: &Rig, m: &mut Model, rng: &mut Rng, t: &mut Tally) {
         }
         _ => {
             // Unknown function numbers in Warden's range, and random argument registers.
-            let f = 0x0c + g.rng.below(0xfff4);
+            let f = 0x0d + g.rng.below(0xfff3);
             let mut a = [0u64; 6];
             for x in &mut a {
                 *x = g.rng.next();

@@ -1,0 +1,202 @@
+//! `MAP_BATCH`: many IOVA ranges mapped in one domain with one call, all or nothing.
+//!
+//! The host passes the physical address of an array of descriptors (`{iova, pa, len}`, three little-endian
+//! u64 each) in its own RAM. The hypervisor pins the descriptor page (one DMA count: it cannot be donated while
+//! it is read), copies every descriptor **once** into a fixed buffer on its stack and unpins it; everything after
+//! that works on the copy, so the host changing the array during the call changes nothing. Then, without
+//! touching the domain: every descriptor is checked on its own and against the others (no two overlap); under
+//! the domain's lock: no descriptor's IOVA range is mapped, every page of every PA range takes a DMA count
+//! (undone on the first failure), the pool reserves an upper bound of the tables needed (the sum of each
+//! descriptor's need), and only then is anything mapped. So a failing call changes nothing, like `MAP_PAGES`.
+
+use super::*;
+
+/// Most descriptors per call.
+const MAX: usize = abi::MAP_BATCH_MAX_ENTRIES as usize;
+/// Bytes per descriptor.
+const ENTRY: u64 = abi::MAP_BATCH_ENTRY_SIZE;
+
+/// One descriptor, as copied from the host.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub(super) struct BatchEntry {
+    /// First IOVA.
+    pub iova: u64,
+    /// First PA.
+    pub pa: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// A failure about the call's own arguments (x2 = [`abi::MAP_BATCH_NO_ENTRY`]).
+fn whole(e: impl Into<CallError>) -> CallError {
+    match e.into() {
+        CallError::Abi(error) => CallError::Batch {
+            error,
+            pages: 0,
+            index: abi::MAP_BATCH_NO_ENTRY,
+        },
+        CallError::NoMem(pages) => CallError::Batch {
+            error: Error::NoMem,
+            pages,
+            index: abi::MAP_BATCH_NO_ENTRY,
+        },
+        b @ CallError::Batch { .. } => b,
+    }
+}
+
+/// A failure about descriptor `i`.
+fn at(i: usize, e: impl Into<CallError>) -> CallError {
+    match e.into() {
+        CallError::Abi(error) => CallError::Batch {
+            error,
+            pages: 0,
+            index: i as u64,
+        },
+        other => whole(other),
+    }
+}
+
+impl<B: Backend> Warden<B> {
+    /// `MAP_BATCH(domain, descriptors PA, count, prot)`.
+    pub(super) fn map_batch(&self, id: u64, desc: u64, count: u64, prot: u64) -> CallResult {
+        self.map_batch_with(id, desc, count, prot, |pa| self.read_host_u64(pa))
+    }
+
+    /// Reads the u64 at host PA `pa` (8-byte aligned, inside a host RAM page the caller pinned).
+    fn read_host_u64(&self, pa: u64) -> u64 {
+        let va = pa.wrapping_add(self.phys_offset) as *const u64;
+        // SAFETY: the caller checked `pa` is 8-byte aligned and holds a DMA count on its page, which
+        // `Ownership` only grants to host-owned RAM (never hyp, donated or MMIO memory) and which keeps the page
+        // from being donated until the count drops: it is ordinary RAM that EL2 maps at `pa + phys_offset`
+        // (`Config::phys_offset`). The host may write it concurrently, hence a volatile read of a plain u64
+        // (any value is valid; it is validated afterwards).
+        unsafe { core::ptr::read_volatile(va) }
+    }
+
+    /// [`Self::map_batch`] with the host-memory reader supplied (tests count and perturb the reads).
+    pub(super) fn map_batch_with(
+        &self,
+        id: u64,
+        desc: u64,
+        count: u64,
+        prot: u64,
+        mut read: impl FnMut(u64) -> u64,
+    ) -> CallResult {
+        // The call's own arguments.
+        if count == 0 || count > MAX as u64 {
+            return Err(whole(Error::BadCount));
+        }
+        let n = count as usize;
+        if !desc.is_multiple_of(abi::MAP_BATCH_ALIGN)
+            || desc % PAGE_SIZE + count * ENTRY > PAGE_SIZE
+        {
+            return Err(whole(Error::Misaligned));
+        }
+        let page = desc & !(PAGE_SIZE - 1);
+        self.check_pa_range(page, PAGE_SIZE).map_err(whole)?;
+        let kind = Self::check_prot(prot).map_err(whole)?;
+        let (slot, generation) = self.slot_of(id).map_err(whole)?;
+
+        // Copy the descriptors once, with their page pinned (host RAM only; not donatable meanwhile).
+        self.own
+            .inc_range(page, 1, MemKind::Ram)
+            .map_err(|e| match e {
+                OwnershipError::WrongKind(_) => whole(Error::NotHostMemory),
+                e => whole(e),
+            })?;
+        let mut e = [BatchEntry::default(); MAX];
+        for (i, ent) in e[..n].iter_mut().enumerate() {
+            let a = desc + i as u64 * ENTRY;
+            *ent = BatchEntry {
+                iova: read(a),
+                pa: read(a + 8),
+                len: read(a + 16),
+            };
+        }
+        self.own
+            .dec_range(page, 1)
+            .map_err(|_| whole(Error::Internal))?;
+        let e = &e[..n];
+
+        // Each descriptor on its own, then against the earlier ones.
+        let mut total = 0u64;
+        for (i, ent) in e.iter().enumerate() {
+            if ent.len == 0 {
+                return Err(at(i, Error::BadCount));
+            }
+            if !(ent.iova | ent.pa | ent.len).is_multiple_of(PAGE_SIZE) {
+                return Err(at(i, Error::Misaligned));
+            }
+            let end = ent
+                .iova
+                .checked_add(ent.len)
+                .ok_or(at(i, Error::Overflow))?;
+            if end > 1 << IOVA_BITS {
+                return Err(at(i, Error::OutOfRangeIova));
+            }
+            self.check_pa_range(ent.pa, ent.len)
+                .map_err(|err| at(i, err))?;
+            if e[..i]
+                .iter()
+                .any(|o| o.iova < end && ent.iova < o.iova + o.len)
+            {
+                return Err(at(i, Error::AlreadyMapped));
+            }
+            total += ent.len;
+        }
+
+        let mut s = self.slots[slot].lock();
+        if s.generation != generation {
+            return Err(whole(Error::BadDomain));
+        }
+        let d = match &mut s.kind {
+            SlotKind::Paging(d) => d,
+            SlotKind::Blocked => return Err(whole(Error::WrongDomainKind)),
+            SlotKind::Free | SlotKind::Identity(_) => return Err(whole(Error::BadDomain)),
+        };
+        // Nothing mapped yet in any range; an upper bound of the tables (descriptors may share new tables).
+        let mut need = 0usize;
+        for (i, ent) in e.iter().enumerate() {
+            need += d
+                .map_need(ent.iova, ent.pa, ent.len)
+                .map_err(|err| at(i, err))?;
+        }
+        // DMA counts for every PA page, undone on the first failure.
+        for (i, ent) in e.iter().enumerate() {
+            if let Err(err) = self.own.inc_range(ent.pa, pages(ent.len), kind) {
+                self.uncount(&e[..i]);
+                return Err(at(i, err));
+            }
+        }
+        if let Err(err) = self.pool.reserve(need, POOL_RESERVE) {
+            self.uncount(e);
+            return Err(whole(err));
+        }
+        let before = d.table_pages();
+        let attrs = domain::attributes(prot);
+        for (i, ent) in e.iter().enumerate() {
+            if let Err(err) = d.map(ent.iova, ent.pa, ent.len, attrs) {
+                // A broken invariant (arguments were all checked): take back what this call mapped, so that
+                // the call still changes nothing, then report it.
+                for done in &e[..i] {
+                    let _ =
+                        self.unmap_segments(d, &self.pool, slot as u16, done.iova, done.len, true);
+                }
+                self.uncount(&e[i..]);
+                let used = d.table_pages().saturating_sub(before);
+                self.pool.unreserve(need.saturating_sub(used));
+                return Err(at(i, err));
+            }
+        }
+        let used = d.table_pages().saturating_sub(before);
+        self.pool.unreserve(need.saturating_sub(used));
+        Ok([count, total, 0])
+    }
+
+    /// Drops the DMA counts [`Self::map_batch_with`] took for `entries` (nothing of them is mapped).
+    fn uncount(&self, entries: &[BatchEntry]) {
+        for ent in entries {
+            let _ = self.own.dec_range(ent.pa, pages(ent.len));
+        }
+    }
+}

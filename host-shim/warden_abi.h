@@ -217,6 +217,10 @@
 #define WARDEN_STAT_MAPPED_PAGES 13
 /* Page-table pages in use by domains (including host-identity). */
 #define WARDEN_STAT_TABLE_PAGES_IN_USE 14
+/* Hash of the hyp's never-changing memory (text, rodata, canary pages), computed on each call. */
+#define WARDEN_STAT_HYP_INTEGRITY 15
+/* The HYP_INTEGRITY hash as computed at boot, once the canary pages were filled. */
+#define WARDEN_STAT_HYP_INTEGRITY_BOOT 16
 #define WARDEN_STAT_CALLS_BASE 0x100ULL
 
 #endif /* WARDEN_ABI_H */

@@ -27,3 +27,12 @@ stat() {
     echo $((x1))
 }
 hex() { printf '0x%x' "$1"; }
+# hyp_unchanged NAME: STAT HYP_INTEGRITY (hash of the hyp's text, rodata and canary pages, computed now at EL2)
+# must equal HYP_INTEGRITY_BOOT; prints an ATTACK line for NAME saying so.
+hyp_unchanged() {
+    expect 0 $STAT $STAT_HYP_INTEGRITY_BOOT
+    boot=$x1
+    expect 0 $STAT $STAT_HYP_INTEGRITY
+    [ "$x1" = "$boot" ] || fail "$1: hyp memory changed: HYP_INTEGRITY $x1, boot value $boot"
+    echo "ATTACK: $1: hyp text, rodata and canary pages unchanged (HYP_INTEGRITY $x1 = boot value)"
+}

@@ -3,9 +3,10 @@
 # with raw hypercalls (/warden/bin/hvc, no shim). Host-identity: DMA reads and writes of the hyp image and the
 # stream table fault. Paging domain: mapping hyp PAs (image, stream table) is refused with HYP_MEMORY, a
 # legitimate mapping works, DMA at the refused IOVA faults. Blocked domain: all DMA faults, even to host RAM.
-# Every fault is reported through READ_EVENT with the edu's StreamID and the IOVA. Hyp memory cannot be read by
-# the host, so "unchanged" is shown by the SMMU's fault record for that very access (no translation: the access
-# never reached memory) and by the hyp still working afterwards. Prints `ATTACK: <name>: <result>` lines.
+# Every fault is reported through READ_EVENT with the edu's StreamID and the IOVA. The targets include the canary
+# pages the hyp filled at boot (HYP_CANARY_PA); after each domain kind's attacks STAT HYP_INTEGRITY (a hash of
+# the hyp's text, rodata and canary pages, computed at EL2) must still equal its boot value. Prints
+# `ATTACK: <name>: <result>` lines.
 # modes: hyp
 # timeout: 180
 # append: warden.noshim deferred_probe_timeout=0 mem=1000M
@@ -50,6 +51,8 @@ fill() {
 
 mapped0=$(hvc $STAT 13 | sed 's/.*x1=\([^ ]*\).*/\1/')
 drain
+CANARY=$HYP_CANARY_PA
+hyp_unchanged "before the attacks"
 
 # 1. Host-identity (the edu's domain at boot).
 edu_dma $bar0 $HYP_LOAD_PA 0x40000 4 0 || fail "edu DMA did not complete"
@@ -58,6 +61,13 @@ edu_dma $bar0 0x40000 $((HYP_LOAD_PA + 0x1000)) 4 1 || fail "edu DMA did not com
 faulted "identity: device writes the hyp image at $HYP_LOAD_PA+0x1000" $((HYP_LOAD_PA + 0x1000))
 edu_dma $bar0 0x40000 $STRTAB 4 1 || fail "edu DMA did not complete"
 faulted "identity: device writes the stream table at $STRTAB" $STRTAB
+edu_dma $bar0 $((CANARY + 0x800)) 0x40000 64 0 || fail "edu DMA did not complete"
+faulted "identity: device reads the canary at $CANARY+0x800" $((CANARY + 0x800))
+edu_dma $bar0 0x40000 $CANARY 64 1 || fail "edu DMA did not complete"
+faulted "identity: device writes the canary at $CANARY" $CANARY
+edu_dma $bar0 0x40000 $((CANARY + HYP_CANARY_SIZE - 0x1000)) 64 1 || fail "edu DMA did not complete"
+faulted "identity: device writes the last canary page" $((CANARY + HYP_CANARY_SIZE - 0x1000))
+hyp_unchanged "identity: after DMA at the hyp image, stream table and canary"
 
 # 2. A paging domain.
 expect 0 $ALLOC 0
@@ -70,7 +80,10 @@ expect $E_HYP_MEMORY $MAP $dom 0x400000 $((HYP_LOAD_PA - 0x200000)) 0x200000 1 3
 echo "ATTACK: paging: host maps a 2 MiB block of the carve-out: refused (HYP_MEMORY)"
 expect $E_HYP_MEMORY $MAP $dom 0x100000 $((HOST_DTB_PA - 0x1000)) 0x1000 2 3
 echo "ATTACK: paging: host maps a range straddling the carve-out's end: refused (HYP_MEMORY)"
+expect $E_HYP_MEMORY $MAP $dom 0x300000 $CANARY 0x1000 4 3
+echo "ATTACK: paging: host maps the canary pages into a domain: refused (HYP_MEMORY)"
 expect $E_NOT_MAPPED $IOVA_TO_PHYS $dom 0x100000
+expect $E_NOT_MAPPED $IOVA_TO_PHYS $dom 0x300000
 expect 0 $MAP $dom 0x200000 $scratch 0x1000 1 3
 expect 0 $ATTACH $sid $dom
 fill $scratch 0x5a5a5a5a
@@ -82,6 +95,11 @@ edu_dma $bar0 0x100000 0x40000 4 0 || fail "edu DMA did not complete"
 faulted "paging: device reads the IOVA whose hyp mapping was refused" 0x100000
 edu_dma $bar0 0x40000 $HYP_LOAD_PA 4 1 || fail "edu DMA did not complete"
 faulted "paging: device writes IOVA = hyp image PA (unmapped)" $HYP_LOAD_PA
+edu_dma $bar0 0x40000 0x300000 64 1 || fail "edu DMA did not complete"
+faulted "paging: device writes the IOVA whose canary mapping was refused" 0x300000
+edu_dma $bar0 0x40000 $CANARY 64 1 || fail "edu DMA did not complete"
+faulted "paging: device writes IOVA = canary PA (unmapped)" $CANARY
+hyp_unchanged "paging: after DMA at the hyp image and canary"
 
 # 3. A blocked domain: even host RAM is out of reach.
 expect 0 $ALLOC 1
@@ -95,6 +113,11 @@ faulted "blocked: device writes the hyp image" $HYP_LOAD_PA
 edu_dma $bar0 0x40000 $((scratch + 0x1000)) 4 1 || fail "edu DMA did not complete"
 faulted "blocked: device writes host RAM" $((scratch + 0x1000))
 [ "$(devmem $((scratch + 0x1000)) 32)" = 0x11111111 ] || fail "blocked: the write landed"
+edu_dma $bar0 0x40000 $CANARY 64 1 || fail "edu DMA did not complete"
+faulted "blocked: device writes the canary" $CANARY
+edu_dma $bar0 $CANARY 0x40000 64 0 || fail "edu DMA did not complete"
+faulted "blocked: device reads the canary" $CANARY
+hyp_unchanged "blocked: after DMA at the hyp image, canary and host RAM"
 
 # Back to identity, tear down; the hyp still works and counts are balanced.
 expect 0 $DETACH $sid
@@ -107,5 +130,6 @@ edu_dma $bar0 $scratch 0x40000 4 0 || fail "edu DMA did not complete"
 edu_dma $bar0 0x40000 $((scratch + 0x1800)) 4 1 || fail "edu DMA did not complete"
 [ "$(devmem $((scratch + 0x1800)) 32)" = 0x5A5A5A5A ] || fail "identity DMA broken after the attacks"
 drain
+hyp_unchanged "after all domain attacks and teardown"
 no_oops
 echo "adv edu domains OK"

@@ -3,12 +3,14 @@
 # stream-table base) and the hyp carve-out where the stream table and queues live, through /dev/warden_probe
 # (/warden/bin/poke). Each write must be caught by the host stage-2 (the process dies of SIGBUS, the hyp logs the
 # fault), and have no effect: afterwards the SMMU still confines DMA (edu's DMA to host RAM works, its DMA from
-# the hyp image is refused) and the hyp still answers hypercalls. Prints `ATTACK: <name>: <result>` lines.
+# the hyp image is refused) and the hyp still answers hypercalls; and the hyp's text, rodata and canary pages
+# hash the same as at boot (STAT HYP_INTEGRITY, computed at EL2). Prints `ATTACK: <name>: <result>` lines.
 # modes: hyp
 # timeout: 180
 # append: warden.noshim deferred_probe_timeout=0 mem=1000M
 # expect-log(hyp): host stage-2 fault: W IPA 0x9050020
 # expect-log(hyp): host stage-2 fault: W IPA 0x41000000
+# expect-log(hyp): host stage-2 fault: W IPA 0x40100000
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
 insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
@@ -32,6 +34,8 @@ attack() {
     fi
 }
 
+hyp_unchanged "before the attacks"
+
 # Positive control of the probe itself: a write to host RAM works.
 poke $scratch 0x12345678 | grep -q "poke: done" || fail "poke of host RAM failed"
 [ "$(devmem $scratch 32)" = 0x12345678 ] || fail "poke of host RAM did not land"
@@ -46,6 +50,8 @@ attack "host writes the stream table (STE of SID 0)" 0x41000000 0
 for pa in 0x40000000 0x40200000 0x40800000 0x41100000 0x41400000 0x41800000 0x41c00000 0x41dff000; do
     attack "host writes the carve-out at $pa" $pa 0xdeadbeef
 done
+attack "host writes the canary page at $HYP_CANARY_PA" $HYP_CANARY_PA 0xdeadbeef
+attack "host writes the hyp text at $HYP_LOAD_PA+0x1000" $((HYP_LOAD_PA + 0x1000)) 0xd503201f
 
 # No effect: the hyp answers, and the SMMU still translates and confines edu's DMA (host-identity).
 out=$(hvc 0xc6000000) || fail "hvc VERSION did not run"
@@ -72,5 +78,8 @@ edu_dma $bar0 0x40000 $((scratch + 0x2000)) 64 1 || fail "edu DMA to host RAM di
 got=$(devmem $((scratch + 0x2038)) 32)
 [ "$got" = 0x644D5241 ] && fail "after the attacks edu read the hyp image (bypass/identity tampered)"
 echo "ATTACK: edu DMA from the hyp image after the attacks: refused (read back $got, not the image magic)"
+edu_dma $bar0 0x40000 $HYP_CANARY_PA 64 1 || fail "edu DMA to the canary did not complete"
+edu_dma $bar0 0x40000 $((HYP_LOAD_PA + 0x1000)) 64 1 || fail "edu DMA to the hyp text did not complete"
+hyp_unchanged "after the register, carve-out, canary and text writes and DMA"
 no_oops
 echo "adv smmu tamper OK"

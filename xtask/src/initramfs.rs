@@ -329,21 +329,26 @@ pub fn layout_env() -> String {
         ("HYP_LOAD_PA", l::HYP_LOAD_PA),
         ("HOST_DTB_PA", l::HOST_DTB_PA),
         ("HOST_KERNEL_PA", l::HOST_KERNEL_PA),
+        ("HYP_CANARY_PA", l::HYP_CANARY_PA),
+        ("HYP_CANARY_SIZE", l::HYP_CANARY_SIZE),
     ];
     vars.iter().map(|(k, v)| format!("{k}={v:#x}\n")).collect()
 }
 
-/// `/warden/abi.env`: every Warden function ID (`FID_<NAME>`) and error code (`E_<NAME>`) from `warden_abi`, for
-/// guest scripts (`. /warden/abi.env`), so no script hard-codes the ABI.
+/// `/warden/abi.env`: every Warden function ID (`FID_<NAME>`), error code (`E_<NAME>`) and stat ID
+/// (`STAT_<NAME>`) from `warden_abi`, for guest scripts (`. /warden/abi.env`), so no script hard-codes the ABI.
 pub fn abi_env() -> String {
-    use warden_abi::{Error, Function};
+    use warden_abi::{Error, Function, Stat};
     let fids = Function::ALL
         .iter()
         .map(|f| format!("FID_{}={:#x}\n", f.c_name(), f.fid()));
     let errors = Error::ALL
         .iter()
         .map(|e| format!("E_{}={}\n", e.c_name(), e.value()));
-    fids.chain(errors).collect()
+    let stats = Stat::ALL
+        .iter()
+        .map(|s| format!("STAT_{}={}\n", s.c_name(), s.value()));
+    fids.chain(errors).chain(stats).collect()
 }
 
 #[cfg(test)]
@@ -355,9 +360,12 @@ mod tests {
         let env = abi_env();
         assert!(env.contains("FID_MAP_PAGES=0xc6000005\n"), "{env}");
         assert!(env.contains("E_BAD_DOMAIN=-4\n"), "{env}");
+        assert!(env.contains("STAT_MAPPED_PAGES=13\n"), "{env}");
         assert_eq!(
             env.lines().count(),
-            warden_abi::Function::ALL.len() + warden_abi::Error::ALL.len()
+            warden_abi::Function::ALL.len()
+                + warden_abi::Error::ALL.len()
+                + warden_abi::Stat::ALL.len()
         );
     }
 

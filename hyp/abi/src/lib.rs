@@ -456,6 +456,13 @@ abi_enum! {
         MappedPages = 13 => "MAPPED_PAGES",
         /// Page-table pages in use by domains (including host-identity).
         TablePagesInUse = 14 => "TABLE_PAGES_IN_USE",
+        /// Hash of the hyp's never-changing memory (text, rodata, canary pages), computed on each call.
+        ///
+        /// The image's text and read-only data and the canary pages the hypervisor fills at boot; 64 bits,
+        /// not cryptographic. `BAD_STAT` where the hypervisor has no such check (host unit tests).
+        HypIntegrity = 15 => "HYP_INTEGRITY",
+        /// The HYP_INTEGRITY hash as computed at boot, once the canary pages were filled.
+        HypIntegrityBoot = 16 => "HYP_INTEGRITY_BOOT",
     }
 }
 

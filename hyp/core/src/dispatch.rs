@@ -414,6 +414,8 @@ pub struct Warden<B: Backend> {
     invalidations: AtomicU64,
     /// EL2 reads host RAM page `pa` at `pa + phys_offset` (MAP_BATCH descriptors).
     phys_offset: u64,
+    /// `STAT HYP_INTEGRITY`: the hash of the hyp's immutable memory (set by EL2) and its value at boot.
+    integrity: spin::Once<(fn() -> u64, u64)>,
 }
 
 /// Splits a domain ID into (slot, generation).
@@ -600,6 +602,7 @@ impl<B: Backend> Warden<B> {
             errors_total: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             phys_offset: config.phys_offset,
+            integrity: spin::Once::new(),
         };
         let identity_ste = w.identity_ste();
         for r in &w.sid_ranges {
@@ -629,6 +632,13 @@ impl<B: Backend> Warden<B> {
             SlotKind::Identity(d) => SteConfig::Translate(d.s2_config(self.pa_bits)),
             _ => SteConfig::Abort,
         }
+    }
+
+    /// Installs the hash behind `STAT HYP_INTEGRITY` (EL2: the image's text and read-only data and the canary
+    /// pages) and records its current value as `HYP_INTEGRITY_BOOT`, which it returns. Only the first call
+    /// counts. Without it both stats are `BAD_STAT`.
+    pub fn set_integrity_check(&self, hash: fn() -> u64) -> u64 {
+        self.integrity.call_once(|| (hash, hash())).1
     }
 
     /// Records a fault (for EL2's event-queue interrupt handler); counted as lost when the ring is full.
@@ -1209,6 +1219,8 @@ impl<B: Backend> Warden<B> {
             Stat::ErrorsTotal => self.errors_total.load(Ordering::Relaxed),
             Stat::MappedPages => self.own.mapped_pages(),
             Stat::TablePagesInUse => (pool.total - pool.free - pool.quarantined) as u64,
+            Stat::HypIntegrity => (self.integrity.get().ok_or(Error::BadStat)?.0)(),
+            Stat::HypIntegrityBoot => self.integrity.get().ok_or(Error::BadStat)?.1,
         })
     }
 

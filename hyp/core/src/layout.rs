@@ -42,6 +42,19 @@ pub const HYP_IMAGE_MAX_SIZE: u64 = 3 * BLOCK_2M;
 pub const HYP_HEAP_PA: u64 = HYP_LOAD_PA + HYP_IMAGE_MAX_SIZE;
 /// Size of the hypervisor heap.
 pub const HYP_HEAP_SIZE: u64 = HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE - HYP_HEAP_PA;
+/// Canary pages: the hypervisor fills them at boot with [`canary_word`] and never writes them again, and
+/// `STAT HYP_INTEGRITY` hashes them (with the image's text and read-only data), so a test can aim DMA at them
+/// and check afterwards that nothing changed. They sit in the otherwise unused part of the carve-out between
+/// the EL2 stacks and the image.
+pub const HYP_CANARY_PA: u64 = HYP_CARVEOUT_PA + 0x10_0000;
+/// Size of the canary pages (four 4 KiB pages).
+pub const HYP_CANARY_SIZE: u64 = 0x4000;
+/// The 64-bit word the hypervisor writes at canary address `pa` ("WARDCANY" mixed with the address, so a
+/// copy of one canary word to another place is detected too).
+pub const fn canary_word(pa: u64) -> u64 {
+    0x5741_5244_4341_4e59 ^ pa.rotate_left(17)
+}
+
 /// Where the PL011 is on QEMU's `virt` machine: used only for the very first messages, before the device
 /// tree is read.
 pub const EARLY_UART_PA: u64 = 0x0900_0000;
@@ -49,5 +62,10 @@ pub const EARLY_UART_PA: u64 = 0x0900_0000;
 static_assertions::const_assert!(
     HYP_STACKS_PA + HYP_MAX_CPUS as u64 * HYP_STACK_SIZE <= HYP_LOAD_PA
 );
+static_assertions::const_assert!(
+    HYP_CANARY_PA >= HYP_STACKS_PA + HYP_MAX_CPUS as u64 * HYP_STACK_SIZE
+);
+static_assertions::const_assert!(HYP_CANARY_PA + HYP_CANARY_SIZE <= HYP_LOAD_PA);
+static_assertions::const_assert_eq!(HYP_CANARY_PA % 0x1000, 0);
 static_assertions::const_assert_eq!(HYP_HEAP_PA % BLOCK_2M, 0);
 static_assertions::const_assert!(HYP_HEAP_SIZE >= 16 << 20);

@@ -23,6 +23,7 @@ mod console;
 mod entry;
 mod firmware;
 mod host_mem;
+mod integrity;
 mod mmio;
 mod mmu;
 mod percpu;
@@ -158,8 +159,11 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     // The SMMU: aborting from the first register write, then every StreamID of the DT in host-identity.
     if platform.smmus.is_empty() {
         log!("no SMMU in the device tree: DMA is not confined");
-    } else if let Err(e) = smmu::bring_up(&platform) {
-        panic!("cannot take the SMMU: {e}");
+    } else {
+        match smmu::bring_up(&platform) {
+            Ok(w) => integrity::install(w, platform.chosen.bootargs.as_deref()),
+            Err(e) => panic!("cannot take the SMMU: {e}"),
+        }
     }
 
     // The device tree for the host.

@@ -965,11 +965,44 @@ fn events_ring_and_lost_count() {
     assert_eq!(stat(w, Stat::EventsLost), 2);
 }
 
+static INTEGRITY: AtomicU64 = AtomicU64::new(0x1234);
+
+fn integrity_hash() -> u64 {
+    INTEGRITY.load(Ordering::Relaxed)
+}
+
+#[test]
+fn integrity_stat() {
+    let h = harness();
+    let w = &h.w;
+    // Without EL2's check: BAD_STAT, nothing else changes.
+    assert_eq!(
+        res(w, Function::Stat, &[Stat::HypIntegrity.value()]),
+        Err(Error::BadStat)
+    );
+    assert_eq!(
+        res(w, Function::Stat, &[Stat::HypIntegrityBoot.value()]),
+        Err(Error::BadStat)
+    );
+    assert_eq!(w.set_integrity_check(integrity_hash), 0x1234);
+    assert_eq!(stat(w, Stat::HypIntegrity), 0x1234);
+    // The current value is computed on every call; the boot value stays.
+    INTEGRITY.store(0x5678, Ordering::Relaxed);
+    assert_eq!(stat(w, Stat::HypIntegrity), 0x5678);
+    assert_eq!(stat(w, Stat::HypIntegrityBoot), 0x1234);
+    // Only the first installation counts.
+    assert_eq!(w.set_integrity_check(|| 0), 0x1234);
+    assert_eq!(stat(w, Stat::HypIntegrity), 0x5678);
+}
+
 #[test]
 fn stats() {
     let h = harness();
     let w = &h.w;
     for &s in Stat::ALL {
+        if matches!(s, Stat::HypIntegrity | Stat::HypIntegrityBoot) {
+            continue;
+        }
         assert!(res(w, Function::Stat, &[s.value()]).is_ok(), "{s:?}");
     }
     assert_eq!(stat(w, Stat::SmmuCommands), 7);

@@ -79,6 +79,15 @@ fn platform(sids: u32) -> Platform {
 }
 
 fn boot_with(ril: bool, sids: u32, budget: u64) -> Result<Harness, BootError> {
+    boot_driver(ril, sids, budget, warden_smmu::Config::default())
+}
+
+fn boot_driver(
+    ril: bool,
+    sids: u32,
+    budget: u64,
+    driver: warden_smmu::Config,
+) -> Result<Harness, BootError> {
     let p = platform(sids);
     let mem = FakeMemory::host_identity();
     let pool_pa = mem.alloc(POOL_SIZE as usize, 4096);
@@ -118,7 +127,7 @@ fn boot_with(ril: bool, sids: u32, budget: u64) -> Result<Harness, BootError> {
         event_ring: 16,
         phys_offset: 0,
         strtab_budget: budget,
-        driver: warden_smmu::Config::default(),
+        driver,
     };
     let w = bring_up(
         &p,
@@ -754,4 +763,201 @@ fn translation_helpers() {
     let rec = fault_record(&Event::decode(raw));
     assert_eq!((rec.sid, rec.iova, rec.flags), (0x300, 0, 0));
     assert_eq!(u64::from(rec.reason), abi::EVENT_REASON_BAD_STREAMID);
+}
+
+// The fake SMMU's failure modes seen through the whole hyp (dispatcher + backend + driver): each is reported to
+// the host (an error code or a READ_EVENT record) and the hyp recovers (later calls work, state is consistent).
+// The driver-level tests of the same modes are in warden-smmu (`driver/tests.rs`).
+
+const EDU_SID: u32 = 0x18;
+
+fn stat_of(h: &Harness, s: Stat) -> u64 {
+    h.ok(Function::Stat, &[s.value()])[1]
+}
+
+/// CMD_SYNC never completes: the unmap answers `TIMEOUT` and its page stays pinned (docs/abi.md: never
+/// donatable, as the hyp could not confirm that no device can reach it); once syncs complete again, new calls
+/// work and freeing the domain releases everything else.
+#[test]
+fn sync_timeout_is_reported_and_recovered_by_the_hyp() {
+    let h = boot(true);
+    let d = h.paging_domain();
+    let pa = RAM + (4 << 20);
+    h.ok(Function::MapPages, &[d, 0, pa, K4, 2, RW]);
+    h.ok(Function::Attach, &[u64::from(EDU_SID), d]);
+    h.w.backend()
+        .with_smmu(|s| s.regs_mut().set_sync_stall(true));
+    assert_eq!(
+        h.call(Function::UnmapPages, &[d, 0, K4, 1])[0],
+        Error::Timeout.to_reg()
+    );
+    assert_eq!(
+        stat_of(&h, Stat::MappedPages),
+        2,
+        "pinned until invalidated"
+    );
+    assert_eq!(h.call(Function::Donate, &[pa, 1])[0], Error::Busy.to_reg());
+    h.w.backend()
+        .with_smmu(|s| s.regs_mut().set_sync_stall(false));
+    // Recovered: the rest of the domain still translates, the cleared page does not, new maps work.
+    assert_eq!(
+        h.translate(EDU_SID, 0x1008, false),
+        Translation::Ok(pa + 0x1008)
+    );
+    h.ok(Function::UnmapPages, &[d, 0x1000, K4, 1]);
+    assert_eq!(
+        h.translate(EDU_SID, 0x1008, false),
+        Translation::Fault(event_id::F_TRANSLATION)
+    );
+    h.ok(Function::Detach, &[u64::from(EDU_SID)]);
+    h.ok(Function::DomainFree, &[d]);
+    assert_eq!(stat_of(&h, Stat::DomainsInUse), 0);
+    // Only the page whose invalidation timed out stays pinned, for good (the safe direction).
+    assert_eq!(stat_of(&h, Stat::MappedPages), 1);
+    assert_eq!(h.call(Function::Donate, &[pa, 1])[0], Error::Busy.to_reg());
+    assert_eq!(h.w.backend().with_smmu(|s| s.counters().timeouts), 1);
+    let d = h.paging_domain();
+    h.ok(Function::MapPages, &[d, 0, pa, K4, 1, RW]);
+    h.ok(Function::UnmapPages, &[d, 0, K4, 1]);
+    h.ok(Function::DomainFree, &[d]);
+}
+
+/// The SMMU stops consuming commands: the queue fills; every call that needs the SMMU answers `TIMEOUT`
+/// instead of waiting forever, calls that do not need it still work, and once the SMMU consumes again the queued
+/// commands complete and the StreamID can be attached for real.
+#[test]
+fn full_command_queue_is_reported_and_recovered_by_the_hyp() {
+    let h = boot_driver(
+        true,
+        SIDS,
+        4 << 20,
+        warden_smmu::Config {
+            cmdq_log2: 3,
+            ..warden_smmu::Config::default()
+        },
+    )
+    .unwrap();
+    let d = h.paging_domain();
+    let pa = RAM + (4 << 20);
+    h.ok(Function::MapPages, &[d, 0, pa, K4, 1, RW]);
+    h.w.backend()
+        .with_smmu(|s| s.regs_mut().set_consume_budget(Some(0)));
+    let mut timeouts = 0;
+    for sid in 0x100..0x108u64 {
+        let r = h.call(Function::Attach, &[sid, d]);
+        assert_eq!(r[0], Error::Timeout.to_reg(), "SID {sid:#x}");
+        timeouts += 1;
+    }
+    // The queue is full now: the driver saw it (not only a missing sync).
+    let c = h.w.backend().with_smmu(|s| s.counters());
+    assert_eq!(c.timeouts, timeouts);
+    // Calls that do not touch the SMMU still answer.
+    assert_eq!(
+        h.call(Function::IovaToPhys, &[d, 0x10])[..2],
+        [0, pa + 0x10]
+    );
+    h.w.backend()
+        .with_smmu(|s| s.regs_mut().set_consume_budget(None));
+    // Recovered: attach works and the device translates through the domain.
+    h.ok(Function::Attach, &[u64::from(EDU_SID), d]);
+    assert_eq!(h.translate(EDU_SID, 0x10, true), Translation::Ok(pa + 0x10));
+    h.ok(Function::Detach, &[u64::from(EDU_SID)]);
+    assert_eq!(
+        h.translate(EDU_SID, RAM + CARVEOUT_SIZE, true),
+        Translation::Ok(RAM + CARVEOUT_SIZE)
+    );
+}
+
+/// The SMMU rejects a queued command (GERROR.CMDQ_ERR, as when a command in memory is corrupt): the call that
+/// waits on that batch answers `HW_ERROR`, the driver skips the command and acknowledges the error, and later
+/// calls work.
+#[test]
+fn cmdq_error_is_reported_and_recovered_by_the_hyp() {
+    let h = boot(true);
+    let d = h.paging_domain();
+    let pa = RAM + (4 << 20);
+    h.ok(Function::MapPages, &[d, 0, pa, K4, 1, RW]);
+    // Queue an attach while the SMMU is stopped, then corrupt the first unconsumed command.
+    h.w.backend()
+        .with_smmu(|s| s.regs_mut().set_consume_budget(Some(0)));
+    assert_eq!(
+        h.call(Function::Attach, &[u64::from(EDU_SID), d])[0],
+        Error::Timeout.to_reg()
+    );
+    let mut mem = h._mem.clone();
+    h.w.backend().with_smmu(|s| {
+        let base = s.regs_mut().read64(warden_smmu::regs::CMDQ_BASE);
+        let log2 = (base & 0x1f) as u32;
+        let cons = s.regs_mut().read32(warden_smmu::regs::CMDQ_CONS);
+        let slot = (base & 0x000f_ffff_ffff_ffe0) + u64::from(cons & ((1 << log2) - 1)) * 16;
+        mem.write64(slot, 0xff);
+        s.regs_mut().set_consume_budget(None);
+    });
+    let r = h.call(Function::Attach, &[u64::from(EDU_SID), d]);
+    assert_eq!(r[0], Error::HwError.to_reg());
+    let c = h.w.backend().with_smmu(|s| s.counters());
+    assert_eq!(c.cmdq_errors, 1);
+    // Acknowledged (nothing left for READ_EVENT), and the next calls work.
+    while h.call(Function::ReadEvent, &[])[0] == 1 {}
+    h.ok(Function::Attach, &[u64::from(EDU_SID), d]);
+    assert_eq!(
+        h.translate(EDU_SID, 0x10, false),
+        Translation::Ok(pa + 0x10)
+    );
+    h.ok(Function::Detach, &[u64::from(EDU_SID)]);
+    h.ok(Function::UnmapPages, &[d, 0, K4, 1]);
+    h.ok(Function::DomainFree, &[d]);
+    assert_eq!(h.w.backend().with_smmu(|s| s.counters().cmdq_errors), 1);
+}
+
+/// A device faults faster than the host reads events: the SMMU's event queue overflows. The host gets the
+/// records that fit, the hyp acknowledges the overflow (new faults are recorded again) and counts it in the
+/// driver's counters. Not reported to the host: `READ_EVENT`'s x3 and `STAT EVENTS_LOST` count only the hyp's
+/// own ring, so the SMMU's losses are invisible to it (docs/security.md, "Not yet covered").
+#[test]
+fn event_queue_overflow_is_acknowledged_and_recovered_by_the_hyp() {
+    let h = boot_driver(
+        true,
+        SIDS,
+        4 << 20,
+        warden_smmu::Config {
+            evtq_log2: 3,
+            ..warden_smmu::Config::default()
+        },
+    )
+    .unwrap();
+    let b = h.ok(Function::DomainAlloc, &[DomainKind::Blocked.value()])[1];
+    h.ok(Function::Attach, &[u64::from(EDU_SID), b]);
+    for i in 0..20u64 {
+        assert_eq!(
+            h.translate(EDU_SID, i << 12, true),
+            Translation::Fault(event_id::F_TRANSLATION)
+        );
+    }
+    assert_eq!(h.w.backend().with_smmu(|s| s.regs_mut().events_lost()), 12);
+    let mut iovas = Vec::new();
+    let lost = loop {
+        let r = h.call(Function::ReadEvent, &[]);
+        if r[0] == 0 {
+            break r[3];
+        }
+        iovas.push(r[1]);
+    };
+    // The eight that fit, in order; the hyp's own ring (16) lost none, and x3 does not count the SMMU's 12.
+    assert_eq!(iovas, (0..8u64).map(|i| i << 12).collect::<Vec<_>>());
+    assert_eq!(lost, 0);
+    assert_eq!(h.w.backend().with_smmu(|s| s.counters().evtq_overflows), 1);
+    // Recovered: new faults reach the host again.
+    assert_eq!(
+        h.translate(EDU_SID, 0x77000, false),
+        Translation::Fault(event_id::F_TRANSLATION)
+    );
+    let r = h.call(Function::ReadEvent, &[]);
+    assert_eq!(
+        (r[0], r[1], r[2] & 0xffff_ffff),
+        (1, 0x77000, u64::from(EDU_SID))
+    );
+    assert_eq!(h.call(Function::ReadEvent, &[])[0], 0);
+    h.ok(Function::Detach, &[u64::from(EDU_SID)]);
+    h.ok(Function::DomainFree, &[b]);
 }

@@ -848,7 +848,15 @@ fn full_command_queue_is_reported_and_recovered_by_the_hyp() {
         assert_eq!(r[0], Error::Timeout.to_reg(), "SID {sid:#x}");
         timeouts += 1;
     }
-    // The queue is full now: the driver saw it (not only a missing sync).
+    // The queue is full now (PROD and CONS: same index, other wrap bit), and every call timed out.
+    let (prod, cons) = h.w.backend().with_smmu(|s| {
+        let r = s.regs_mut();
+        (
+            r.read32(warden_smmu::regs::CMDQ_PROD),
+            r.read32(warden_smmu::regs::CMDQ_CONS),
+        )
+    });
+    assert_eq!((prod ^ cons) & 0xf, 1 << 3, "PROD {prod:#x} CONS {cons:#x}");
     let c = h.w.backend().with_smmu(|s| s.counters());
     assert_eq!(c.timeouts, timeouts);
     // Calls that do not touch the SMMU still answer.

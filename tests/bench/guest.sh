@@ -2,13 +2,19 @@
 #   BENCH_CONFIG   configuration name (passthrough, strict, lazy, warden)
 #   BENCH_MICRO    microbenchmark workloads, "THREADS:SIZE:SG" separated by spaces
 #   BENCH_DUR_MS   duration of each microbenchmark run
-#   BENCH_IO       I/O workloads, "DISK:KIND:BS:COUNT" (DISK vda or nvme0n1; KIND read or write)
+#   BENCH_IO       I/O workloads, "DISK:KIND:PATTERN:BS:COUNT" (DISK vda or nvme0n1; KIND read or write; PATTERN
+#                  seq or rand), each run by /warden/bin/dio (tests/guest/src/dio.c): O_DIRECT, one call at a time
+#   BENCH_IO_MAX_MS  bound on each I/O workload's time (dio stops early; count= reports the calls done)
+#   BENCH_ICOUNT   N > 0: instead of all the above, count instructions per map and unmap (warden_bench
+#                  icount_calls=N, single-threaded) for each BENCH_MICRO size at 1 thread; for a boot under QEMU's
+#                  -icount shift=0, where the PMU counts retired instructions exactly
 #   BENCH_MARK     1: bracket every workload with a 64-bit read of the SMMU's register page at offset 0x18 (through
 #                  warden_probe), which nothing else does, so the host can cut QEMU's smmuv3 trace into workloads
 # Output, one parseable line per result (everything else is commentary):
 #   @micro op=map threads=1 size=4096 sg=0 calls=.. mean_ns=.. p50_ns=.. p99_ns=.. ops_per_s=.. hc_total=..
 #          hc_map=.. hc_unmap=.. cmds=.. syncs=..      (hyp counters over the whole run; "na" without the shim)
-#   @io disk=vda kind=read bs=4096 count=.. ms=.. hc_total=.. cmds=.. syncs=..
+#   @io disk=vda kind=read pattern=rand bs=4096 count=.. ns=.. hc_total=.. cmds=.. syncs=..
+#   @icount op=map size=4096 sg=0 calls=.. instr=.. instr_nohv=..   (instr: EL1 + EL2; instr_nohv: EL1 only)
 . /warden/tests/lib.sh
 STATS=/sys/kernel/debug/warden/stats
 KO=/lib/modules/$(uname -r)/extra/warden_bench.ko
@@ -47,6 +53,22 @@ wait_for /dev/vda 30 || fail "no virtio-blk disk"
 for b in $(ls /sys/bus/pci/devices); do echo "pci $b iommu $(cat /sys/bus/pci/devices/$b/iommu_group/type 2>/dev/null || echo none)"; done
 echo "cmdline: $(cat /proc/cmdline)"
 
+if [ "${BENCH_ICOUNT:-0}" -gt 0 ]; then
+    for w in $BENCH_MICRO; do
+        IFS=: read t s g <<W
+$w
+W
+        [ "$t" = 1 ] || continue
+        dmesg -c > /dev/null
+        insmod $KO size=$s sg=$g icount_calls=$BENCH_ICOUNT || { dmesg | tail -5; fail "warden_bench icount $w failed"; }
+        rmmod warden_bench
+        dmesg | sed -n 's/.*warden_bench: icount /@icount /p'
+    done
+    no_oops
+    echo "bench guest done"
+    exit 0
+fi
+
 for w in $BENCH_MICRO; do
     IFS=: read t s g <<W
 $w
@@ -63,23 +85,19 @@ W
 done
 
 for w in $BENCH_IO; do
-    IFS=: read d k bs n <<W
+    IFS=: read d k p bs n <<W
 $w
 W
     sync
     echo 3 > /proc/sys/vm/drop_caches
     a=$(snap)
     mark
-    t0=$(now_cs)
-    if [ "$k" = read ]; then
-        dd if=/dev/$d of=/dev/null bs=$bs count=$n iflag=direct 2>/dev/null || fail "dd $w failed"
-    else
-        dd if=/dev/zero of=/dev/$d bs=$bs count=$n oflag=direct 2>/dev/null || fail "dd $w failed"
-    fi
-    t1=$(now_cs)
+    r=$(dio /dev/$d $k $p $bs $n $BENCH_IO_MAX_MS) || fail "dio $w failed: $r"
     mark
     b=$(snap)
-    echo "@io disk=$d kind=$k bs=$bs count=$n ms=$(( (t1 - t0) * 10 )) $(counters "$a" "$b")"
+    set -- $r
+    [ "$1" = @dio ] || fail "dio $w printed: $r"
+    echo "@io disk=$d kind=$k pattern=$p bs=$bs count=${2#ops=} ns=${4#ns=} $(counters "$a" "$b")"
 done
 no_oops
 echo "bench guest done"

@@ -281,12 +281,30 @@ pub fn run(ws: &Ws, o: &TestOpts) -> Result<u8> {
     if o.qemu {
         qemu_tests(ws, o, &mut tally)?;
     }
+    if runs_bench(o) {
+        bench_quick(ws, &mut tally);
+    }
     println!("{} passed, {} failed", tally.passed, tally.failed.len());
     if !tally.failed.is_empty() {
         println!("failed: {}", tally.failed.join(", "));
         return Ok(1);
     }
     Ok(0)
+}
+
+/// Whether `cargo xtask test` ends with `bench --quick`: with the QEMU tests, unfiltered or filtered by `bench`.
+pub fn runs_bench(o: &TestOpts) -> bool {
+    o.qemu && o.filter.as_deref().is_none_or(|f| f == "bench")
+}
+
+/// `cargo xtask bench --quick`, as CI runs it: passes when every configuration × workload produced a record
+/// and the reports were written ([`crate::bench::suite::check`]); times are reported, never asserted.
+fn bench_quick(ws: &Ws, tally: &mut Tally) {
+    crate::util::step("bench --quick");
+    let t0 = Instant::now();
+    let res = crate::bench::suite::run(ws, true).and_then(|o| crate::bench::suite::check(&o));
+    let why = res.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    tally.record("bench --quick", why.is_empty(), t0.elapsed(), &why);
 }
 
 fn qemu_tests(ws: &Ws, o: &TestOpts, tally: &mut Tally) -> Result<()> {
@@ -409,6 +427,19 @@ mod tests {
         assert!(parse_header("x", p, "# modes: hyp\n# smp: 0\n").is_err());
         assert!(parse_header("x", p, "# modes: hyp\n# expect-log(vm): y\n").is_err());
         assert!(parse_header("x", p, "# modes: hyp\n# expect-log(hyp):\n").is_err());
+    }
+
+    #[test]
+    fn bench_runs_unfiltered_or_by_name() {
+        let o = |qemu, filter: Option<&str>| TestOpts {
+            host: true,
+            qemu,
+            filter: filter.map(String::from),
+        };
+        assert!(runs_bench(&o(true, None)));
+        assert!(runs_bench(&o(true, Some("bench"))));
+        assert!(!runs_bench(&o(true, Some("boot"))));
+        assert!(!runs_bench(&o(false, None)));
     }
 
     #[test]

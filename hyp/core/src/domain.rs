@@ -658,42 +658,64 @@ impl PagingDomain {
             .map_err(|_| DomainError::Internal)
     }
 
-    /// The entry `index` of the table at `table_pa`, read directly (a relaxed 64-bit load).
-    fn entry(&self, table_pa: u64, index: usize) -> u64 {
-        // SAFETY: `table_pa` is one of this domain's table pages (the root, or the output address of one of
-        // its valid table descriptors): a pool page the hyp maps at `virt(table_pa)`, holding 512 8-byte
-        // descriptors that aarch64-paging accesses as `AtomicUsize`; `index` < 512. Reading one as an atomic
-        // of the same size races with nothing (we hold `&self`, the domain's lock is held by the caller).
-        unsafe { self.slot(table_pa, index).load(Ordering::Relaxed) as u64 }
-    }
-
-    /// The descriptor `index` of the table at `table_pa`, as the `AtomicUsize` aarch64-paging keeps it in.
+    /// The 512 descriptors of the table at `table_pa`, as the `AtomicUsize`s aarch64-paging keeps them in.
     ///
     /// # Safety
     ///
-    /// `table_pa` must be one of this domain's table pages and `index` < 512.
-    unsafe fn slot(&self, table_pa: u64, index: usize) -> &AtomicUsize {
-        debug_assert!(index < TABLE_ENTRIES);
+    /// `table_pa` must be one of this domain's table pages: the root, or the output address of one of its
+    /// valid table descriptors.
+    unsafe fn table(&self, table_pa: u64) -> &[AtomicUsize] {
         let table = self
             .map
             .translation()
             .pool
             .virt(table_pa)
             .cast::<AtomicUsize>();
-        // SAFETY: as promised by our caller, `table + index` is an aligned descriptor inside a live table page
-        // of this domain, which lives as long as the domain (tables are freed only through `&mut self`).
-        unsafe { &*table.as_ptr().add(index) }
+        // SAFETY: as promised by our caller, `table_pa` is a live table page of this domain: a pool page the hyp
+        // maps at `virt(table_pa)`, page aligned, holding 512 8-byte descriptors, which lives as long as the
+        // domain (tables are freed only through `&mut self`, so not while this borrow of `self` lasts).
+        // aarch64-paging accesses them as `AtomicUsize` too, and only through this domain (the caller holds
+        // the domain's lock).
+        unsafe { core::slice::from_raw_parts(table.as_ptr(), TABLE_ENTRIES) }
     }
 
-    /// The level-3 table that translates `iova` (PA), if the level-1 and level-2 entries on the way are
-    /// table descriptors.
-    fn l3_table(&self, iova: u64) -> Option<u64> {
-        let l1 = self.entry(self.root_pa(), index_at(iova, ROOT_LEVEL));
+    /// The level-3 table that translates `iova` (its descriptors), if the level-1 and level-2 entries on the
+    /// way are table descriptors.
+    fn l3_table(&self, iova: u64) -> Option<&[AtomicUsize]> {
+        // SAFETY: the root is a table page of this domain.
+        let l1 = unsafe { self.table(self.root_pa()) }[index_at(iova, ROOT_LEVEL)]
+            .load(Ordering::Relaxed) as u64;
         if l1 & DESC_TYPE_MASK != DESC_TABLE {
             return None;
         }
-        let l2 = self.entry(l1 & DESC_ADDR_MASK, index_at(iova, ROOT_LEVEL + 1));
-        (l2 & DESC_TYPE_MASK == DESC_TABLE).then_some(l2 & DESC_ADDR_MASK)
+        // SAFETY: `l1` is a valid table descriptor of this domain: it points at one of its table pages.
+        let l2 = unsafe { self.table(l1 & DESC_ADDR_MASK) }[index_at(iova, ROOT_LEVEL + 1)]
+            .load(Ordering::Relaxed) as u64;
+        if l2 & DESC_TYPE_MASK != DESC_TABLE {
+            return None;
+        }
+        // SAFETY: as above, one level down.
+        Some(unsafe { self.table(l2 & DESC_ADDR_MASK) })
+    }
+
+    /// Calls `f(iova, entries)` for each 2 MiB piece of `[iova, iova + len)` with the level-3 descriptors that
+    /// translate it (`None` if the piece has no level-3 table), until `f` returns `Err`.
+    fn l3_pieces<E>(
+        &self,
+        iova: u64,
+        len: u64,
+        mut f: impl FnMut(u64, Option<&[AtomicUsize]>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let end = iova + len;
+        let mut s = iova;
+        while s < end {
+            let e = end.min((s | (L2_GRANULE - 1)) + 1);
+            let first = index_at(s, LEAF_LEVEL);
+            let n = ((e - s) / PAGE_SIZE) as usize;
+            f(s, self.l3_table(s).map(|t| &t[first..first + n]))?;
+            s = e;
+        }
+        Ok(())
     }
 
     /// Checks whether a map of `[iova, iova + len)` (page aligned, inside [`IOVA_BITS`]) can go entirely into
@@ -706,24 +728,23 @@ impl PagingDomain {
     ///
     /// [`DomainError::AlreadyMapped`] for the first mapped IOVA, when the pieces before it have tables.
     pub fn can_map_in_place(&self, iova: u64, len: u64) -> Result<bool, DomainError> {
-        let end = iova + len;
-        let mut s = iova;
-        while s < end {
-            let e = end.min((s | (L2_GRANULE - 1)) + 1);
-            let Some(table) = self.l3_table(s) else {
-                return Ok(false);
+        let r = self.l3_pieces(iova, len, |s, entries| {
+            let Some(entries) = entries else {
+                return Err(None);
             };
-            let first = index_at(s, LEAF_LEVEL);
-            for i in first..first + ((e - s) / PAGE_SIZE) as usize {
-                if self.entry(table, i) & DESC_VALID != 0 {
-                    return Err(DomainError::AlreadyMapped(
-                        s + (i - first) as u64 * PAGE_SIZE,
-                    ));
-                }
+            match entries
+                .iter()
+                .position(|d| d.load(Ordering::Relaxed) as u64 & DESC_VALID != 0)
+            {
+                Some(i) => Err(Some(s + i as u64 * PAGE_SIZE)),
+                None => Ok(()),
             }
-            s = e;
+        });
+        match r {
+            Ok(()) => Ok(true),
+            Err(None) => Ok(false),
+            Err(Some(at)) => Err(DomainError::AlreadyMapped(at)),
         }
-        Ok(true)
     }
 
     /// Writes 4 KiB page entries for `[iova, iova + len)` → `pa` into the existing level-3 tables: what
@@ -731,23 +752,15 @@ impl PagingDomain {
     /// from [`Self::can_map_in_place`] for this range and changed nothing since.
     pub fn map_pages_in_place(&mut self, iova: u64, pa: u64, len: u64, attrs: Stage2Attributes) {
         let flags = (attrs | Stage2Attributes::TABLE_OR_PAGE).bits() as u64;
-        let end = iova + len;
-        let mut s = iova;
-        while s < end {
-            let e = end.min((s | (L2_GRANULE - 1)) + 1);
-            let table = self
-                .l3_table(s)
-                .expect("map_pages_in_place without can_map_in_place");
-            let first = index_at(s, LEAF_LEVEL);
-            let mut out = pa + (s - iova);
-            for i in first..first + ((e - s) / PAGE_SIZE) as usize {
-                // SAFETY: `table` is a level-3 table of this domain (just walked to), `i` < 512.
-                let d = unsafe { self.slot(table, i) };
-                d.store(((out & DESC_ADDR_MASK) | flags) as usize, Ordering::Relaxed);
-                out += PAGE_SIZE;
+        let _ = self.l3_pieces(iova, len, |s, entries| {
+            let entries = entries.expect("map_pages_in_place without can_map_in_place");
+            let mut desc = ((pa + (s - iova)) & DESC_ADDR_MASK) | flags;
+            for d in entries {
+                d.store(desc as usize, Ordering::Relaxed);
+                desc += PAGE_SIZE;
             }
-            s = e;
-        }
+            Ok::<(), ()>(())
+        });
         // As aarch64-paging's release stores: the entries are visible before anything this CPU does next.
         fence(Ordering::Release);
     }
@@ -767,56 +780,46 @@ impl PagingDomain {
         len: u64,
         runs: &mut [(u64, u64)],
     ) -> Result<Option<usize>, DomainError> {
-        let end = iova + len;
         let mut n = 0usize;
-        let mut s = iova;
-        while s < end {
-            let e = end.min((s | (L2_GRANULE - 1)) + 1);
-            if e - s == L2_GRANULE {
-                return Ok(None);
-            }
-            let Some(table) = self.l3_table(s) else {
-                return Ok(None);
+        let r = self.l3_pieces(iova, len, |s, entries| {
+            let entries = match entries {
+                Some(e) if e.len() < TABLE_ENTRIES => e,
+                _ => return Err(None),
             };
-            let first = index_at(s, LEAF_LEVEL);
-            for i in first..first + ((e - s) / PAGE_SIZE) as usize {
-                let d = self.entry(table, i);
+            for (i, d) in entries.iter().enumerate() {
+                let d = d.load(Ordering::Relaxed) as u64;
                 if d & DESC_VALID == 0 {
-                    return Err(DomainError::NotMapped(s + (i - first) as u64 * PAGE_SIZE));
+                    return Err(Some(s + i as u64 * PAGE_SIZE));
                 }
                 let pa = d & DESC_ADDR_MASK;
                 if n > 0 && runs[n - 1].0 + runs[n - 1].1 == pa {
                     runs[n - 1].1 += PAGE_SIZE;
                 } else if n == runs.len() {
-                    return Ok(None);
+                    return Err(None);
                 } else {
                     runs[n] = (pa, PAGE_SIZE);
                     n += 1;
                 }
             }
-            s = e;
+            Ok(())
+        });
+        match r {
+            Ok(()) => Ok(Some(n)),
+            Err(None) => Ok(None),
+            Err(Some(at)) => Err(DomainError::NotMapped(at)),
         }
-        Ok(Some(n))
     }
 
     /// Clears the 4 KiB entries of `[iova, iova + len)`: what [`Self::clear`] does for such a range, without
     /// the generic walk. The caller got `Ok(Some(_))` from [`Self::page_runs`] for this range and changed
     /// nothing since (so no split and no freed table: a leaf-only invalidation of 4 KiB entries follows).
     pub fn clear_pages_in_place(&mut self, iova: u64, len: u64) {
-        let end = iova + len;
-        let mut s = iova;
-        while s < end {
-            let e = end.min((s | (L2_GRANULE - 1)) + 1);
-            let table = self
-                .l3_table(s)
-                .expect("clear_pages_in_place without page_runs");
-            let first = index_at(s, LEAF_LEVEL);
-            for i in first..first + ((e - s) / PAGE_SIZE) as usize {
-                // SAFETY: `table` is a level-3 table of this domain (just walked to), `i` < 512.
-                unsafe { self.slot(table, i) }.store(0, Ordering::Relaxed);
+        let _ = self.l3_pieces(iova, len, |_, entries| {
+            for d in entries.expect("clear_pages_in_place without page_runs") {
+                d.store(0, Ordering::Relaxed);
             }
-            s = e;
-        }
+            Ok::<(), ()>(())
+        });
         fence(Ordering::Release);
     }
 

@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
 
 use super::png::{Canvas, Series, panel};
 use super::stats;
@@ -74,6 +76,37 @@ impl Config {
     }
 }
 
+/// One O_DIRECT I/O workload (run by `dio`, `tests/guest/src/dio.c`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoRun {
+    /// Guest block device (`nvme0n1`, `vda`).
+    pub disk: &'static str,
+    /// Reads (else writes).
+    pub read: bool,
+    /// Random aligned offsets over the whole device (else sequential from offset 0).
+    pub random: bool,
+    /// Bytes per call.
+    pub bs: u64,
+    /// Calls (fewer if the time bound [`Plan::io_max_ms`] is reached first).
+    pub count: u64,
+}
+
+impl IoRun {
+    /// Workload name: `nvme0n1 read 1M` (sequential), `vda rand write 4K` (random).
+    pub fn name(&self) -> String {
+        format!(
+            "{} {}{} {}",
+            self.disk,
+            if self.random { "rand " } else { "" },
+            if self.read { "read" } else { "write" },
+            size_label(self.bs)
+        )
+    }
+}
+
+/// Calls per size in the instruction-count boots (map and unmap phases of this many calls each).
+pub const ICOUNT_CALLS: u32 = 64;
+
 /// What one run measures.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -83,8 +116,10 @@ pub struct Plan {
     pub micro: Vec<(u32, u64, bool)>,
     /// Duration of each microbenchmark run.
     pub dur_ms: u32,
-    /// I/O runs: (disk, read?, block size, count).
-    pub io: Vec<(&'static str, bool, u64, u64)>,
+    /// I/O runs.
+    pub io: Vec<IoRun>,
+    /// Bound on each I/O run's time.
+    pub io_max_ms: u32,
 }
 
 impl Plan {
@@ -108,21 +143,46 @@ impl Plan {
         let k = if quick { 1 } else { 3 };
         let mut io = Vec::new();
         for disk in ["nvme0n1", "vda"] {
-            io.push((disk, true, 4096, 2000 * k));
-            io.push((disk, true, 1 << 20, 128 * k));
-            io.push((disk, false, 1 << 20, 128 * k));
+            let run = |read, random, bs, count| IoRun {
+                disk,
+                read,
+                random,
+                bs,
+                count,
+            };
+            io.push(run(true, false, 4096, 2000 * k));
+            io.push(run(true, false, 1 << 20, 128 * k));
+            io.push(run(false, false, 1 << 20, 128 * k));
+            // Random 4K: 1000 calls (about half a second per run on TCG) in --quick.
+            let nrand = if quick { 1000 } else { 5000 };
+            io.push(run(true, true, 4096, nrand));
+            io.push(run(false, true, 4096, nrand));
         }
         Plan {
             rounds: 3,
             micro,
             dur_ms: if quick { 200 } else { 1000 },
             io,
+            io_max_ms: if quick { 3000 } else { 15000 },
         }
     }
 
+    /// The workload names every configuration must report: each microbenchmark's map and unmap, each I/O run.
+    pub fn workloads(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for &(t, s, sg) in &self.micro {
+            for op in ["map", "unmap"] {
+                out.push(micro_name(op, t, s, sg));
+            }
+        }
+        out.extend(self.io.iter().map(IoRun::name));
+        out
+    }
+
     /// The guest script for `cfg`: the variables, then `tests/bench/guest.sh`. `mark`: bracket each workload
-    /// with a trace marker (see [`trace_counts`]).
-    fn script(&self, ws: &Ws, cfg: Config, mark: bool) -> Result<String> {
+    /// with a trace marker (see [`trace_counts`]); `icount`: N > 0 counts instructions over N calls per size
+    /// instead (for a `-icount` boot).
+    fn script(&self, ws: &Ws, cfg: Config, mark: bool, icount: u32) -> Result<String> {
         let micro: Vec<String> = self
             .micro
             .iter()
@@ -131,16 +191,27 @@ impl Plan {
         let io: Vec<String> = self
             .io
             .iter()
-            .map(|(d, r, bs, n)| format!("{d}:{}:{bs}:{n}", if *r { "read" } else { "write" }))
+            .map(|r| {
+                format!(
+                    "{}:{}:{}:{}:{}",
+                    r.disk,
+                    if r.read { "read" } else { "write" },
+                    if r.random { "rand" } else { "seq" },
+                    r.bs,
+                    r.count
+                )
+            })
             .collect();
         let body = fs::read_to_string(ws.root.join("tests/bench/guest.sh"))?;
         Ok(format!(
-            "#!/bin/sh\nBENCH_MARK={}\nBENCH_CONFIG={}\nBENCH_MICRO=\"{}\"\nBENCH_DUR_MS={}\nBENCH_IO=\"{}\"\n{body}",
+            "#!/bin/sh\nBENCH_MARK={}\nBENCH_CONFIG={}\nBENCH_MICRO=\"{}\"\nBENCH_DUR_MS={}\nBENCH_IO=\"{}\"\n\
+             BENCH_IO_MAX_MS={}\nBENCH_ICOUNT={icount}\n{body}",
             u8::from(mark),
             cfg.name(),
             micro.join(" "),
             self.dur_ms,
-            io.join(" ")
+            io.join(" "),
+            self.io_max_ms
         ))
     }
 }
@@ -152,6 +223,13 @@ pub fn size_label(b: u64) -> String {
     } else {
         format!("{}K", b >> 10)
     }
+}
+
+/// A microbenchmark workload's name: `map 4K t1`, `unmap sg16x4K t2`.
+pub fn micro_name(op: &str, threads: u32, size: u64, sg: bool) -> String {
+    let sz = size_label(size);
+    let what = if sg { format!("sg16x{sz}") } else { sz };
+    format!("{op} {what} t{threads}")
 }
 
 /// The `key=value` fields of a result line.
@@ -190,7 +268,7 @@ pub fn parse(log: &str) -> Vec<Sample> {
             let f = fields(rest);
             let (Some(op), Some(t), Some(size), Some(sg), Some(calls), Some(mean)) = (
                 f.get("op"),
-                f.get("threads"),
+                f.get("threads").and_then(|t| t.parse::<u32>().ok()),
                 num(&f, "size"),
                 f.get("sg"),
                 num(&f, "calls"),
@@ -201,8 +279,6 @@ pub fn parse(log: &str) -> Vec<Sample> {
             if calls <= 0.0 {
                 continue;
             }
-            let sz = size_label(size as u64);
-            let what = if *sg == "1" { format!("sg16x{sz}") } else { sz };
             let mut extra = BTreeMap::new();
             for (k, name) in [
                 ("p50_ns", "p50_ns"),
@@ -233,7 +309,7 @@ pub fn parse(log: &str) -> Vec<Sample> {
                 }
             }
             out.push(Sample {
-                workload: format!("{op} {what} t{t}"),
+                workload: micro_name(op, t, size as u64, *sg == "1"),
                 value: mean,
                 unit: "ns/call",
                 extra,
@@ -241,16 +317,20 @@ pub fn parse(log: &str) -> Vec<Sample> {
             });
         } else if let Some(rest) = line.strip_prefix("@io ") {
             let f = fields(rest);
-            let (Some(disk), Some(kind), Some(bs), Some(n), Some(ms)) = (
+            let (Some(disk), Some(kind), Some(pattern), Some(bs), Some(n), Some(ns)) = (
                 f.get("disk"),
                 f.get("kind"),
+                f.get("pattern"),
                 num(&f, "bs"),
                 num(&f, "count"),
-                num(&f, "ms"),
+                num(&f, "ns"),
             ) else {
                 continue;
             };
-            let secs = ms.max(10.0) / 1000.0;
+            if n <= 0.0 || ns <= 0.0 {
+                continue;
+            }
+            let secs = ns / 1e9;
             let mut extra = BTreeMap::new();
             extra.insert("iops", n / secs);
             extra.insert("calls", n);
@@ -261,13 +341,47 @@ pub fn parse(log: &str) -> Vec<Sample> {
                 extra.insert("smmu_cmds_per_io", v / n);
             }
             out.push(Sample {
-                workload: format!("{disk} {kind} {}", size_label(bs as u64)),
+                workload: format!(
+                    "{disk} {}{kind} {}",
+                    if *pattern == "rand" { "rand " } else { "" },
+                    size_label(bs as u64)
+                ),
                 value: n * bs / secs / 1e6,
                 unit: "MB/s",
                 extra,
                 lower_is_better: false,
             });
         }
+    }
+    out
+}
+
+/// Instructions per call from the `@icount` lines of an instruction-count boot: `(workload, key, value)` with
+/// keys `instr_per_call` (EL1 and EL2: everything the call executed, the hypervisor's part included) and
+/// `instr_el2_per_call` (its EL2 part: the same count minus one with `exclude_hv`).
+pub fn parse_icount(log: &str) -> Vec<(String, &'static str, f64)> {
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Some(rest) = line.trim_end_matches('\r').strip_prefix("@icount ") else {
+            continue;
+        };
+        let f = fields(rest);
+        let (Some(op), Some(size), Some(sg), Some(calls), Some(all), Some(nohv)) = (
+            f.get("op"),
+            num(&f, "size"),
+            f.get("sg"),
+            num(&f, "calls"),
+            num(&f, "instr"),
+            num(&f, "instr_nohv"),
+        ) else {
+            continue;
+        };
+        if calls <= 0.0 {
+            continue;
+        }
+        let w = micro_name(op, 1, size as u64, *sg == "1");
+        out.push((w.clone(), "instr_per_call", all / calls));
+        out.push((w, "instr_el2_per_call", (all - nohv) / calls));
     }
     out
 }
@@ -492,7 +606,7 @@ fn fmt_val(x: f64) -> String {
 /// The result table (plain text, also used inside report.md's code block).
 pub fn table(records: &[Record]) -> String {
     let mut o = format!(
-        "{:<22} {:<12} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7}  {}\n",
+        "{:<22} {:<12} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}\n",
         "workload",
         "config",
         "min",
@@ -502,6 +616,8 @@ pub fn table(records: &[Record]) -> String {
         "×strict",
         "hc/call",
         "cmd/call",
+        "instr/call",
+        "IOPS",
         "note"
     );
     for r in records {
@@ -522,9 +638,19 @@ pub fn table(records: &[Record]) -> String {
             .or_else(|| r.extra.get("smmu_cmds_per_io"))
             .map(|v| format!("{v:.2}"))
             .unwrap_or_else(|| "-".into());
+        let instr = r
+            .extra
+            .get("instr_per_call")
+            .map(|v| format!("{v:.0}"))
+            .unwrap_or_else(|| "-".into());
+        let iops = r
+            .extra
+            .get("iops")
+            .map(|v| format!("{v:.0}"))
+            .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             o,
-            "{:<22} {:<12} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7}  {}",
+            "{:<22} {:<12} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}",
             r.workload,
             r.config.name(),
             fmt_val(r.min),
@@ -536,6 +662,8 @@ pub fn table(records: &[Record]) -> String {
                 .unwrap_or_else(|| "-".into()),
             hc,
             cmd,
+            instr,
+            iops,
             note
         );
     }
@@ -570,17 +698,22 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
             x <= 1.5,
         ));
     }
-    let io_worst = warden
-        .iter()
-        .filter(|r| r.unit == "MB/s")
-        .filter_map(|r| r.ratio.map(|x| (x, r.workload.clone())))
-        .min_by(|a, b| a.0.total_cmp(&b.0));
-    if let Some((x, w)) = io_worst {
-        out.push((
-            "O_DIRECT throughput ≥ 0.95× native strict".into(),
-            format!("worst {x:.2}× ({w})"),
-            x >= 0.95,
-        ));
+    for random in [false, true] {
+        let io_worst = warden
+            .iter()
+            .filter(|r| r.unit == "MB/s" && r.workload.contains(" rand ") == random)
+            .filter_map(|r| r.ratio.map(|x| (x, r.workload.clone())))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((x, w)) = io_worst {
+            out.push((
+                format!(
+                    "O_DIRECT {} throughput (MB/s, IOPS) ≥ 0.95× native strict",
+                    if random { "random" } else { "sequential" }
+                ),
+                format!("worst {x:.2}× ({w})"),
+                x >= 0.95,
+            ));
+        }
     }
     let cmds = warden
         .iter()
@@ -653,11 +786,19 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
          lazy (`--native iommu.strict=0`), warden (hypervisor + shim). {} rounds, one boot per configuration \
          per round, configurations alternating; min/median/max over the rounds. Microbenchmark: \
          `warden_bench` on the NVMe controller, {} ms per run, mean ns per call (tN = N threads; sg16xS = \
-         dma_map_sg of 16 S-byte segments). I/O: busybox `dd` with O_DIRECT, sequential. ×strict = median \
+         dma_map_sg of 16 S-byte segments). I/O: `dio` (tests/guest/src/dio.c), one pread/pwrite at a time \
+         with O_DIRECT, sequential from offset 0 or (`rand`) at xorshift-random block-aligned offsets over the \
+         whole 512 MiB disk, each run bounded to {} ms; MB/s and IOPS over CLOCK_MONOTONIC. ×strict = median \
          over native strict's median. hc/call = hypercalls per call (MAP_PAGES per map, UNMAP_PAGES per unmap; \
          per I/O: every hypercall; Warden only), cmd/call = SMMU commands per unmap (per I/O): Warden from the \
-         hyp's counters, strict and lazy from QEMU's `smmuv3_cmdq_opcode` trace in one extra boot each.\n",
-        plan.rounds, plan.dur_ms
+         hyp's counters, strict and lazy from QEMU's `smmuv3_cmdq_opcode` trace in one extra boot each. \
+         instr/call = guest instructions per call (EL1 and EL2, so Warden's include the hypervisor's; \
+         `instr_el2_per_call` in report.json is the EL2 part), counted in one more boot per configuration \
+         under `-icount shift=0 -smp 1`, where QEMU's PMU counts retired instructions exactly: warden_bench \
+         maps {} times then unmaps {} times, single-threaded, between reads of two PERF_COUNT_HW_INSTRUCTIONS \
+         counters (exclude_hv = 0 and 1), minus the reads' own cost, minimum of 3 repeats. A batch of maps \
+         then a batch of unmaps, not alternating pairs as in the timed runs.\n",
+        plan.rounds, plan.dur_ms, plan.io_max_ms, ICOUNT_CALLS, ICOUNT_CALLS
     );
     o.push_str("## Targets (issue 6)\n\n| target | measured | met |\n|---|---|---|\n");
     for (t, m, ok) in targets(records) {
@@ -674,8 +815,100 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
     o
 }
 
+/// What [`run`] produced.
+pub struct Outcome {
+    /// The plan that was measured.
+    pub plan: Plan,
+    /// Every configuration × workload record.
+    pub records: Vec<Record>,
+    /// `report.json`, `report.md` and `cost.png`.
+    pub files: Vec<PathBuf>,
+}
+
+/// Checks that a run is complete (not how fast anything was): every configuration reported every workload of
+/// the plan, every 1-thread microbenchmark workload has an instruction count, Warden's include instructions at
+/// EL2 (the hypervisor's) and the native configurations' none, and the output files exist.
+pub fn check(o: &Outcome) -> Result<()> {
+    let mut missing = Vec::new();
+    for cfg in Config::ALL {
+        for w in o.plan.workloads() {
+            let Some(r) = o
+                .records
+                .iter()
+                .find(|r| r.config == cfg && r.workload == w)
+            else {
+                missing.push(format!("{} {w}", cfg.name()));
+                continue;
+            };
+            if !w.ends_with(" t1") || r.unit != "ns/call" {
+                continue;
+            }
+            match (
+                r.extra.get("instr_per_call"),
+                r.extra.get("instr_el2_per_call"),
+            ) {
+                (Some(&n), Some(&el2)) if n > 0.0 => {
+                    let hyp = cfg == Config::Warden;
+                    if hyp && el2 <= 0.0 {
+                        missing.push(format!("{} {w}: no EL2 instructions counted", cfg.name()));
+                    }
+                    if !hyp && el2 != 0.0 {
+                        missing.push(format!(
+                            "{} {w}: {el2} EL2 instructions without EL2",
+                            cfg.name()
+                        ));
+                    }
+                }
+                _ => missing.push(format!("{} {w}: instructions per call", cfg.name())),
+            }
+        }
+    }
+    for f in &o.files {
+        if !f.is_file() {
+            missing.push(f.display().to_string());
+        }
+    }
+    if !missing.is_empty() {
+        bail!("the benchmark run is incomplete: {}", missing.join("; "));
+    }
+    Ok(())
+}
+
+/// One boot of `cfg` running `script`; fails unless the script exits 0. Its serial log goes to `log`.
+fn boot_script(
+    m: &Machine,
+    cfg: Config,
+    script: &Path,
+    timeout: Duration,
+    smp: u32,
+    qemu_args: &[&str],
+    log: &Path,
+) -> Result<String> {
+    let (mode, append) = cfg.opts();
+    let o = RunOpts {
+        script: Some(script.to_path_buf()),
+        timeout,
+        mode,
+        smp,
+        append,
+        qemu_args: qemu_args.iter().map(|s| s.to_string()).collect(),
+        ..RunOpts::default()
+    };
+    let out = m.boot(&o, false)?;
+    fs::write(log, &out.log)?;
+    if !matches!(out.verdict, Verdict::Exited(0)) {
+        bail!(
+            "{}: {} (serial log: {})",
+            cfg.name(),
+            out.describe(),
+            log.display()
+        );
+    }
+    Ok(out.log)
+}
+
 /// Runs the whole benchmark.
-pub fn run(ws: &Ws, quick: bool) -> Result<()> {
+pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     let started = Instant::now();
     let plan = Plan::new(quick);
     let m = Machine::prepare(ws, true)?;
@@ -683,49 +916,82 @@ pub fn run(ws: &Ws, quick: bool) -> Result<()> {
     fs::create_dir_all(&dir)?;
     let out_dir = ws.root.join("target/bench");
     fs::create_dir_all(&out_dir)?;
+    let pid = std::process::id();
+    let script_path =
+        |cfg: Config, kind: &str| dir.join(format!("guest-{pid}-{}{kind}.sh", cfg.name()));
     // Every script is written once, up front: the whole run measures the same workloads.
-    for cfg in Config::ALL {
-        let script = dir.join(format!("guest-{}-{}.sh", std::process::id(), cfg.name()));
-        fs::write(&script, plan.script(ws, cfg, false)?)?;
-    }
     let counts_plan = Plan {
         dur_ms: 50,
         ..plan.clone()
     };
-    for cfg in [Config::Strict, Config::Lazy] {
-        let script = dir.join(format!(
-            "guest-{}-{}-mark.sh",
-            std::process::id(),
-            cfg.name()
-        ));
-        fs::write(&script, counts_plan.script(ws, cfg, true)?)?;
+    let mut scripts = Vec::new();
+    for cfg in Config::ALL {
+        for (kind, text) in [
+            ("", plan.script(ws, cfg, false, 0)?),
+            ("-mark", counts_plan.script(ws, cfg, true, 0)?),
+            ("-icount", plan.script(ws, cfg, false, ICOUNT_CALLS)?),
+        ] {
+            fs::write(script_path(cfg, kind), text)?;
+            scripts.push(script_path(cfg, kind));
+        }
     }
+    let res = measure(ws, &m, &plan, quick, &script_path, started);
+    for p in scripts {
+        let _ = fs::remove_file(p);
+    }
+    let records = res?;
+    let meta = format!(
+        "{} run of {} rounds, {:.0} s wall (including boots), QEMU TCG, 2 vCPUs",
+        if quick { "--quick" } else { "full" },
+        plan.rounds,
+        started.elapsed().as_secs_f64()
+    );
+    let tbl = table(&records);
+    println!("{tbl}");
+    for (t, m, ok) in targets(&records) {
+        println!("target: {t}: {m} -> {}", if ok { "met" } else { "MISSED" });
+    }
+    let noisy = records.iter().filter(|r| r.spread() > SPREAD_WARN).count();
+    if noisy > 0 {
+        eprintln!(
+            "xtask: warning: {noisy} measurement(s) spread more than {:.0} % between rounds (marked `noisy`)",
+            SPREAD_WARN * 100.0
+        );
+    }
+    let files = ["report.json", "report.md", "cost.png"].map(|f| out_dir.join(f));
+    fs::write(&files[0], json(&records, &meta))?;
+    fs::write(&files[1], markdown(&records, &meta, &plan))?;
+    fs::write(&files[2], plot(&records)?)?;
+    step(format!(
+        "{meta}; reports in {}",
+        out_dir.join("report.{json,md}, cost.png").display()
+    ));
+    Ok(Outcome {
+        plan,
+        records,
+        files: files.to_vec(),
+    })
+}
+
+/// The boots of one run: the timed rounds, the trace boots (native command counts), the instruction-count boots.
+fn measure(
+    ws: &Ws,
+    m: &Machine,
+    plan: &Plan,
+    quick: bool,
+    script_path: &dyn Fn(Config, &str) -> PathBuf,
+    started: Instant,
+) -> Result<Vec<Record>> {
+    let dir = ws.out.join("bench");
     let mut samples: Vec<(Config, Sample)> = Vec::new();
+    let timeout = Duration::from_secs(if quick { 300 } else { 900 });
     for round in 0..plan.rounds {
         for cfg in Config::ALL {
-            let script = dir.join(format!("guest-{}-{}.sh", std::process::id(), cfg.name()));
-            let (mode, append) = cfg.opts();
-            let o = RunOpts {
-                script: Some(script),
-                timeout: Duration::from_secs(if quick { 300 } else { 900 }),
-                mode,
-                append,
-                ..RunOpts::default()
-            };
             let t0 = Instant::now();
-            let out = m.boot(&o, false)?;
             let log = dir.join(format!("{}-round{}.log", cfg.name(), round + 1));
-            fs::write(&log, &out.log)?;
-            if !matches!(out.verdict, Verdict::Exited(0)) {
-                bail!(
-                    "{} round {} failed: {} (serial log: {})",
-                    cfg.name(),
-                    round + 1,
-                    out.describe(),
-                    log.display()
-                );
-            }
-            let got = parse(&out.log);
+            let out = boot_script(m, cfg, &script_path(cfg, ""), timeout, 2, &[], &log)
+                .with_context(|| format!("round {}", round + 1))?;
+            let got = parse(&out);
             step(format!(
                 "round {}/{} {:<11}: {} results in {:.1} s",
                 round + 1,
@@ -747,58 +1013,7 @@ pub fn run(ws: &Ws, quick: bool) -> Result<()> {
         }
     }
     let mut records = aggregate(&samples);
-    let mut scripts: Vec<std::path::PathBuf> = Vec::new();
-    // Native command counts: one more boot per translating native configuration, with QEMU's trace on (it
-    // slows QEMU down, so these boots' times are not used).
-    for cfg in [Config::Strict, Config::Lazy] {
-        let script = dir.join(format!(
-            "guest-{}-{}-mark.sh",
-            std::process::id(),
-            cfg.name()
-        ));
-        scripts.push(script.clone());
-        let trace = dir.join(format!("trace-{}-{}.log", std::process::id(), cfg.name()));
-        let _ = fs::remove_file(&trace);
-        let (mode, append) = cfg.opts();
-        let o = RunOpts {
-            script: Some(script),
-            timeout: Duration::from_secs(600),
-            mode,
-            append,
-            qemu_args: [
-                "-trace",
-                "enable=smmuv3_cmdq_opcode",
-                "-trace",
-                "enable=smmuv3_read_mmio",
-                "-D",
-                &trace.display().to_string(),
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..RunOpts::default()
-        };
-        let t0 = Instant::now();
-        let out = m.boot(&o, false)?;
-        let log = dir.join(format!("{}-counts.log", cfg.name()));
-        fs::write(&log, &out.log)?;
-        if !matches!(out.verdict, Verdict::Exited(0)) {
-            bail!(
-                "{} command-count boot failed: {} (serial log: {})",
-                cfg.name(),
-                out.describe(),
-                log.display()
-            );
-        }
-        let segs = trace_counts(&fs::read_to_string(&trace).unwrap_or_default());
-        let _ = fs::remove_file(&trace);
-        let got = parse(&out.log);
-        let counts = attribute_counts(&got, &segs);
-        step(format!(
-            "{:<11} SMMU command counts from QEMU's trace: {} workloads in {:.1} s",
-            cfg.name(),
-            segs.len(),
-            t0.elapsed().as_secs_f64()
-        ));
+    let mut add = |cfg: Config, counts: Vec<(String, &'static str, f64)>| {
         for (w, k, v) in counts {
             if let Some(r) = records
                 .iter_mut()
@@ -807,39 +1022,74 @@ pub fn run(ws: &Ws, quick: bool) -> Result<()> {
                 r.extra.insert(k, v);
             }
         }
+    };
+    // Native command counts: one more boot per translating native configuration, with QEMU's trace on (it
+    // slows QEMU down, so these boots' times are not used).
+    for cfg in [Config::Strict, Config::Lazy] {
+        let trace = dir.join(format!("trace-{}-{}.log", std::process::id(), cfg.name()));
+        let _ = fs::remove_file(&trace);
+        let t0 = Instant::now();
+        let trace_arg = trace.display().to_string();
+        let args = [
+            "-trace",
+            "enable=smmuv3_cmdq_opcode",
+            "-trace",
+            "enable=smmuv3_read_mmio",
+            "-D",
+            &trace_arg,
+        ];
+        let log = dir.join(format!("{}-counts.log", cfg.name()));
+        let out = boot_script(
+            m,
+            cfg,
+            &script_path(cfg, "-mark"),
+            Duration::from_secs(600),
+            2,
+            &args,
+            &log,
+        )
+        .context("command-count boot")?;
+        let segs = trace_counts(&fs::read_to_string(&trace).unwrap_or_default());
+        let _ = fs::remove_file(&trace);
+        let counts = attribute_counts(&parse(&out), &segs);
+        step(format!(
+            "{:<11} SMMU command counts from QEMU's trace: {} workloads in {:.1} s",
+            cfg.name(),
+            segs.len(),
+            t0.elapsed().as_secs_f64()
+        ));
+        add(cfg, counts);
     }
-    let meta = format!(
-        "{} run of {} rounds, {:.0} s wall (including boots), QEMU TCG, 2 vCPUs",
-        if quick { "--quick" } else { "full" },
-        plan.rounds,
-        started.elapsed().as_secs_f64()
-    );
+    // Instructions per call: one boot per configuration under -icount shift=0 (QEMU's PMU counts
+    // INST_RETIRED only then) with one vCPU (the count is QEMU's global instruction counter, so a second
+    // vCPU's instructions would leak into it).
     for cfg in Config::ALL {
-        scripts.push(dir.join(format!("guest-{}-{}.sh", std::process::id(), cfg.name())));
+        let t0 = Instant::now();
+        let log = dir.join(format!("{}-icount.log", cfg.name()));
+        let out = boot_script(
+            m,
+            cfg,
+            &script_path(cfg, "-icount"),
+            Duration::from_secs(600),
+            1,
+            &["-icount", "shift=0"],
+            &log,
+        )
+        .context("instruction-count boot")?;
+        let counts = parse_icount(&out);
+        step(format!(
+            "{:<11} instructions per call (-icount): {} workloads in {:.1} s",
+            cfg.name(),
+            counts.len() / 2,
+            t0.elapsed().as_secs_f64()
+        ));
+        add(cfg, counts);
     }
-    for p in scripts {
-        let _ = fs::remove_file(p);
-    }
-    let tbl = table(&records);
-    println!("{tbl}");
-    for (t, m, ok) in targets(&records) {
-        println!("target: {t}: {m} -> {}", if ok { "met" } else { "MISSED" });
-    }
-    let noisy = records.iter().filter(|r| r.spread() > SPREAD_WARN).count();
-    if noisy > 0 {
-        eprintln!(
-            "xtask: warning: {noisy} measurement(s) spread more than {:.0} % between rounds (marked `noisy`)",
-            SPREAD_WARN * 100.0
-        );
-    }
-    fs::write(out_dir.join("report.json"), json(&records, &meta))?;
-    fs::write(out_dir.join("report.md"), markdown(&records, &meta, &plan))?;
-    fs::write(out_dir.join("cost.png"), plot(&records)?)?;
     step(format!(
-        "{meta}; reports in {}",
-        out_dir.join("report.{json,md}, cost.png").display()
+        "all boots done after {:.0} s",
+        started.elapsed().as_secs_f64()
     ));
-    Ok(())
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -850,13 +1100,14 @@ mod tests {
 @micro op=map threads=1 size=4096 sg=0 calls=100 mean_ns=2000 p50_ns=1900 p99_ns=3000 ops_per_s=9 hc_total=300 hc_map=100 hc_unmap=100 cmds=200 syncs=100\r\n\
 @micro op=unmap threads=1 size=4096 sg=0 calls=100 mean_ns=6000 p50_ns=5000 p99_ns=9000 ops_per_s=9 hc_total=na hc_map=na hc_unmap=na cmds=na syncs=na\n\
 @micro op=map threads=1 size=4096 sg=1 calls=0 mean_ns=0\n\
-@io disk=vda kind=read bs=4096 count=1000 ms=500 hc_total=2000 cmds=2000 syncs=1000\n\
-@io disk=vda kind=read bs=4096 broken\n";
+@io disk=vda kind=read pattern=seq bs=4096 count=1000 ns=500000000 hc_total=2000 cmds=2000 syncs=1000\n\
+@io disk=nvme0n1 kind=write pattern=rand bs=4096 count=250 ns=125000000 hc_total=na cmds=na syncs=na\n\
+@io disk=vda kind=read pattern=seq bs=4096 broken\n";
 
     #[test]
     fn parses_result_lines() {
         let s = parse(LOG);
-        assert_eq!(s.len(), 3, "{s:?}");
+        assert_eq!(s.len(), 4, "{s:?}");
         assert_eq!(s[0].workload, "map 4K t1");
         assert_eq!(s[0].value, 2000.0);
         assert_eq!(s[0].extra["hypercalls_per_call"], 1.0);
@@ -868,6 +1119,80 @@ mod tests {
         assert!((s[2].value - 8.192).abs() < 1e-9);
         assert_eq!(s[2].extra["iops"], 2000.0);
         assert_eq!(s[2].extra["smmu_cmds_per_io"], 2.0);
+        assert_eq!(s[3].workload, "nvme0n1 rand write 4K");
+        assert_eq!(s[3].extra["iops"], 2000.0);
+        assert!(!s[3].extra.contains_key("hypercalls_per_io"));
+    }
+
+    #[test]
+    fn parses_instruction_counts() {
+        let log = "x\n@icount op=map size=4096 sg=0 calls=64 instr=6400 instr_nohv=3200\r\n\
+@icount op=unmap size=65536 sg=1 calls=64 instr=640 instr_nohv=640\n\
+@icount op=map size=4096 sg=0 calls=0 instr=1 instr_nohv=1\n\
+@icount op=map size=4096 sg=0 calls=64 instr=1\n";
+        assert_eq!(
+            parse_icount(log),
+            vec![
+                ("map 4K t1".to_string(), "instr_per_call", 100.0),
+                ("map 4K t1".to_string(), "instr_el2_per_call", 50.0),
+                ("unmap sg16x64K t1".to_string(), "instr_per_call", 10.0),
+                ("unmap sg16x64K t1".to_string(), "instr_el2_per_call", 0.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn checks_completeness() {
+        let plan = Plan {
+            rounds: 1,
+            micro: vec![(1, 4096, false)],
+            dur_ms: 10,
+            io: vec![IoRun {
+                disk: "vda",
+                read: true,
+                random: true,
+                bs: 4096,
+                count: 1,
+            }],
+            io_max_ms: 10,
+        };
+        assert_eq!(
+            plan.workloads(),
+            ["map 4K t1", "unmap 4K t1", "vda rand read 4K"]
+        );
+        let mut samples = Vec::new();
+        for cfg in Config::ALL {
+            for w in plan.workloads() {
+                let mut s = sample(&w, 1.0);
+                if w.starts_with("vda") {
+                    s.unit = "MB/s";
+                }
+                samples.push((cfg, s));
+            }
+        }
+        let mut o = Outcome {
+            plan,
+            records: aggregate(&samples),
+            files: vec![],
+        };
+        let e = check(&o).unwrap_err().to_string();
+        assert!(e.contains("warden map 4K t1: instructions per call"), "{e}");
+        for r in &mut o.records {
+            if r.unit == "ns/call" {
+                let el2 = if r.config == Config::Warden { 5.0 } else { 0.0 };
+                r.extra.insert("instr_per_call", 10.0);
+                r.extra.insert("instr_el2_per_call", el2);
+            }
+        }
+        check(&o).unwrap();
+        o.records
+            .retain(|r| !(r.config == Config::Lazy && r.workload.contains("rand")));
+        o.files.push(PathBuf::from("/nonexistent/report.md"));
+        let e = check(&o).unwrap_err().to_string();
+        assert!(
+            e.contains("lazy vda rand read 4K") && e.contains("report.md"),
+            "{e}"
+        );
     }
 
     fn sample(w: &str, v: f64) -> Sample {
@@ -898,6 +1223,7 @@ mod tests {
         assert!((r[1].spread() - 0.5).abs() < 1e-9);
         let t = targets(&r);
         assert_eq!(t.len(), 1);
+        assert!(table(&r).contains("instr/call"));
         assert!(!t[0].2, "2× strict misses the unmap target");
         assert!(table(&r).contains("noisy"));
         let j = json(&r, "m\"x");

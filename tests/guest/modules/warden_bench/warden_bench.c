@@ -12,6 +12,19 @@
  * (DMA_BIDIRECTIONAL), or with sg=1 dma_map_sg + dma_unmap_sg of a 16-entry scatterlist whose entries are 16
  * separate `size`-byte buffers. Each call is timed with ktime_get_ns(); means are over every call, p50/p99 over a
  * per-thread reservoir sample of up to WB_SAMPLES calls. ops_per_s counts map+unmap pairs of all threads.
+ *
+ * Instruction counts (for a QEMU run with -icount shift=0, whose PMU counts INST_RETIRED exactly):
+ *
+ *   insmod warden_bench.ko icount_calls=N [size=..] [sg=..]
+ *   -> "warden_bench: icount op=map size=4096 sg=0 calls=N instr=.. instr_nohv=.." and the same for op=unmap
+ *
+ * Single-threaded, in insmod's own context: N maps (of the same buffer, or N 16-entry scatterlists over the same
+ * 16 buffers) and then their N unmaps, each phase bracketed by reads of two task-bound PERF_COUNT_HW_INSTRUCTIONS
+ * counters: one with exclude_hv = 0 (instr: EL1 and, under a hypervisor at EL2, EL2 too), one with exclude_hv = 1
+ * (instr_nohv: EL1 only). The cost of the reads themselves is measured by an empty phase and subtracted. The
+ * phases repeat WB_IC_REPEAT times; each count is the minimum over the repeats (so an interrupt that landed in
+ * one repeat does not count). The module fails to load if the counters cannot be created or were not counting
+ * all the time (multiplexed).
  */
 #define pr_fmt(fmt) "warden_bench: " fmt
 
@@ -21,6 +34,7 @@
 #include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/pci.h>
+#include <linux/perf_event.h>
 #include <linux/random.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
@@ -32,6 +46,8 @@
 #define WB_SG_NENTS 16
 #define WB_SAMPLES 32768
 #define WB_MAX_SIZE (2UL << 20)
+#define WB_IC_MAX_CALLS 1024
+#define WB_IC_REPEAT 3
 
 static char *dev;
 module_param(dev, charp, 0444);
@@ -48,6 +64,9 @@ MODULE_PARM_DESC(sg, "1: dma_map_sg of 16 entries of `size` bytes each instead o
 static int duration_ms = 1000;
 module_param(duration_ms, int, 0444);
 MODULE_PARM_DESC(duration_ms, "how long each thread loops (10..60000 ms)");
+static int icount_calls;
+module_param(icount_calls, int, 0444);
+MODULE_PARM_DESC(icount_calls, "1..1024: count instructions per map and unmap over this many calls instead of timing");
 
 /* One operation's timings in one thread. */
 struct wb_op {
@@ -179,6 +198,139 @@ static void wb_report(const char *name, struct wb_thread *ts, int n, u64 elapsed
 		name, n, size, sg, calls, calls ? div64_u64(total, calls) : 0, p50, p99, pairs_per_s);
 }
 
+/* A task-bound instruction counter on the current task, counting EL1 and (unless @exclude_hv) EL2. */
+static struct perf_event *wb_counter(bool exclude_hv)
+{
+	struct perf_event_attr attr = {
+		.type = PERF_TYPE_HARDWARE,
+		.config = PERF_COUNT_HW_INSTRUCTIONS,
+		.size = sizeof(attr),
+		.pinned = 1,
+		.exclude_user = 1,
+		.exclude_hv = exclude_hv,
+	};
+
+	return perf_event_create_kernel_counter(&attr, -1, current, NULL, NULL);
+}
+
+/* Both counters' values; false if either was not counting the whole time. */
+static bool wb_read(struct perf_event *ev[2], u64 v[2])
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		u64 enabled, running;
+
+		v[i] = perf_event_read_value(ev[i], &enabled, &running);
+		if (enabled != running)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * One phase of @n maps (@map true) or unmaps; @addrs holds the dma_map_single addresses, @sgls the n 16-entry
+ * scatterlists. n = 0 is the empty phase. Returns 0, or -ENOMEM if a map failed (what was mapped is unmapped).
+ */
+static int wb_ic_phase(struct device *d, void **bufs, bool map, int n, dma_addr_t *addrs, struct scatterlist *sgls)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct scatterlist *sgl = sgls + i * WB_SG_NENTS;
+
+		if (map && sg) {
+			if (dma_map_sg(d, sgl, WB_SG_NENTS, DMA_BIDIRECTIONAL) <= 0)
+				goto undo;
+		} else if (map) {
+			addrs[i] = dma_map_single(d, bufs[0], size, DMA_BIDIRECTIONAL);
+			if (dma_mapping_error(d, addrs[i]))
+				goto undo;
+		} else if (sg) {
+			dma_unmap_sg(d, sgl, WB_SG_NENTS, DMA_BIDIRECTIONAL);
+		} else {
+			dma_unmap_single(d, addrs[i], size, DMA_BIDIRECTIONAL);
+		}
+	}
+	return 0;
+undo:
+	while (--i >= 0) {
+		if (sg)
+			dma_unmap_sg(d, sgls + i * WB_SG_NENTS, WB_SG_NENTS, DMA_BIDIRECTIONAL);
+		else
+			dma_unmap_single(d, addrs[i], size, DMA_BIDIRECTIONAL);
+	}
+	return -ENOMEM;
+}
+
+/* The icount_calls mode (see the top of this file). */
+static int wb_icount(struct device *d, void **bufs)
+{
+	struct perf_event *ev[2] = { NULL, NULL };
+	struct scatterlist *sgls = NULL;
+	dma_addr_t *addrs;
+	u64 best[3][2], a[2], b[2];
+	int i, j, k, phase, err = 0;
+	bool mapped = false;
+
+	addrs = kcalloc(icount_calls, sizeof(*addrs), GFP_KERNEL);
+	if (sg)
+		sgls = kcalloc(array_size(icount_calls, WB_SG_NENTS), sizeof(*sgls), GFP_KERNEL);
+	if (!addrs || (sg && !sgls)) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; sg && i < icount_calls; i++) {
+		sg_init_table(sgls + i * WB_SG_NENTS, WB_SG_NENTS);
+		for (j = 0; j < WB_SG_NENTS; j++)
+			sg_set_buf(sgls + i * WB_SG_NENTS + j, bufs[j], size);
+	}
+	for (i = 0; i < 2; i++) {
+		ev[i] = wb_counter(i == 1);
+		if (IS_ERR(ev[i])) {
+			err = PTR_ERR(ev[i]);
+			ev[i] = NULL;
+			pr_err("no instruction counter (exclude_hv=%d): %d\n", i, err);
+			goto out;
+		}
+	}
+	/* best[phase][counter]: phase 0 empty, 1 map, 2 unmap. */
+	memset(best, 0xff, sizeof(best));
+	for (k = 0; k < WB_IC_REPEAT && !err; k++) {
+		for (phase = 0; phase < 3 && !err; phase++) {
+			bool ok = wb_read(ev, a);
+
+			err = wb_ic_phase(d, bufs, phase == 1, phase ? icount_calls : 0, addrs, sgls);
+			if (err) {
+				pr_err("a map failed\n");
+				break;
+			}
+			mapped = phase == 1;
+			ok = wb_read(ev, b) && ok;
+			if (!ok) {
+				pr_err("the instruction counters were not counting all the time (multiplexed)\n");
+				err = -EBUSY;
+				break;
+			}
+			for (i = 0; i < 2; i++)
+				best[phase][i] = min(best[phase][i], b[i] - a[i]);
+		}
+	}
+	if (mapped)
+		wb_ic_phase(d, bufs, false, icount_calls, addrs, sgls);
+	for (phase = 1; phase < 3 && !err; phase++)
+		pr_info("icount op=%s size=%lu sg=%d calls=%d instr=%llu instr_nohv=%llu\n",
+			phase == 1 ? "map" : "unmap", size, sg, icount_calls, best[phase][0] - best[0][0],
+			best[phase][1] - best[0][1]);
+out:
+	for (i = 0; i < 2; i++)
+		if (ev[i])
+			perf_event_release_kernel(ev[i]);
+	kfree(sgls);
+	kfree(addrs);
+	return err;
+}
+
 static struct device *wb_find_device(void)
 {
 	struct pci_dev *pdev = NULL;
@@ -199,12 +351,13 @@ static int __init warden_bench_init(void)
 	struct device *d;
 	unsigned int order, nbufs = sg ? WB_SG_NENTS : 1;
 	u64 start, end;
-	int i, j, err = 0;
+	int i, j, nt, err = 0;
 
 	if (threads < 1 || threads > WB_MAX_THREADS || size < PAGE_SIZE || size > WB_MAX_SIZE ||
-	    size % PAGE_SIZE || duration_ms < 10 || duration_ms > 60000) {
-		pr_err("bad parameters (threads 1..%d, size 4096..2097152 in pages, duration_ms 10..60000)\n",
-		       WB_MAX_THREADS);
+	    size % PAGE_SIZE || duration_ms < 10 || duration_ms > 60000 || icount_calls < 0 ||
+	    icount_calls > WB_IC_MAX_CALLS) {
+		pr_err("bad parameters (threads 1..%d, size 4096..2097152 in pages, duration_ms 10..60000, "
+		       "icount_calls 0..%d)\n", WB_MAX_THREADS, WB_IC_MAX_CALLS);
 		return -EINVAL;
 	}
 	d = wb_find_device();
@@ -218,12 +371,13 @@ static int __init warden_bench_init(void)
 		return -ENODEV;
 	}
 	order = get_order(size);
-	ts = kcalloc(threads, sizeof(*ts), GFP_KERNEL);
+	nt = icount_calls ? 1 : threads;
+	ts = kcalloc(nt, sizeof(*ts), GFP_KERNEL);
 	if (!ts) {
 		put_device(d);
 		return -ENOMEM;
 	}
-	for (i = 0; i < threads && !err; i++) {
+	for (i = 0; i < nt && !err; i++) {
 		ts[i].dev = d;
 		ts[i].order = order;
 		init_completion(&ts[i].done);
@@ -241,13 +395,19 @@ static int __init warden_bench_init(void)
 		}
 	}
 	if (err) {
-		pr_err("out of memory for %d threads of %lu-byte buffers\n", threads, size);
+		pr_err("out of memory for %d threads of %lu-byte buffers\n", nt, size);
+		goto out;
+	}
+	if (icount_calls) {
+		pr_info("device %s (driver %s), size %lu, sg %d, instructions over %d calls\n", dev_name(d),
+			d->driver->name, size, sg, icount_calls);
+		err = wb_icount(d, ts[0].bufs);
 		goto out;
 	}
 	pr_info("device %s (driver %s), %d threads, size %lu, sg %d, %d ms\n", dev_name(d), d->driver->name,
-		threads, size, sg, duration_ms);
+		nt, size, sg, duration_ms);
 	start = ktime_get_ns();
-	for (i = 0; i < threads; i++) {
+	for (i = 0; i < nt; i++) {
 		struct task_struct *task;
 
 		ts[i].deadline = start + (u64)duration_ms * NSEC_PER_MSEC;
@@ -257,7 +417,7 @@ static int __init warden_bench_init(void)
 			complete(&ts[i].done);
 		}
 	}
-	for (i = 0; i < threads; i++) {
+	for (i = 0; i < nt; i++) {
 		wait_for_completion(&ts[i].done);
 		if (ts[i].err && !err)
 			err = ts[i].err;
@@ -267,10 +427,10 @@ static int __init warden_bench_init(void)
 		pr_err("a thread failed: %d (mapping error or no thread)\n", err);
 		goto out;
 	}
-	wb_report("map", ts, threads, end - start);
-	wb_report("unmap", ts, threads, end - start);
+	wb_report("map", ts, nt, end - start);
+	wb_report("unmap", ts, nt, end - start);
 out:
-	for (i = 0; i < threads; i++) {
+	for (i = 0; i < nt; i++) {
 		for (j = 0; j < nbufs; j++)
 			if (ts[i].bufs[j])
 				free_pages((unsigned long)ts[i].bufs[j], order);

@@ -9,6 +9,7 @@
 #include <linux/atomic.h>
 #include <linux/iommu.h>
 #include <linux/list.h>
+#include <linux/maple_tree.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/workqueue.h>
@@ -78,6 +79,11 @@ struct warden_smmu {
 	atomic64_t map_calls;
 	atomic64_t unmap_calls;
 	atomic64_t topups;
+	atomic64_t deferred_maps;      /* map_pages runs recorded for the next iotlb_sync_map */
+	atomic64_t batch_calls;        /* MAP_BATCH calls */
+	atomic64_t shadow_hits;        /* iova_to_phys answered from a domain's translation shadow */
+	atomic64_t shadow_fallbacks;   /* iova_to_phys answered by an IOVA_TO_PHYS hypercall */
+	atomic64_t shadow_lost;        /* domains whose shadow became unusable (an update could not allocate) */
 
 	/* Fault reporting: a delayed work drains READ_EVENT; the event IRQ (if any) only kicks it. */
 	struct delayed_work event_work;
@@ -103,11 +109,36 @@ struct warden_master {
 	u32 sids[] __counted_by(num_sids);
 };
 
-/** struct warden_domain - a paging domain, backed by a hyp PAGING domain. */
+/**
+ * struct warden_domain - a paging domain, backed by a hyp PAGING domain.
+ *
+ * @shadow: what the hyp has mapped in this domain, for iova_to_phys without a hypercall: one range per
+ *          successful map, value xa_mk_value((pa - iova) >> 12) (an offset, so unmapping part of a range leaves
+ *          the rest right). RCU mode, lockless reads; writes under @shadow_lock. Updated after every successful
+ *          MAP_PAGES/MAP_BATCH/UNMAP_PAGES; if an update cannot allocate, @shadow_ok turns false for good and
+ *          iova_to_phys asks the hyp again (the shadow never answers with a stale PA).
+ * @pending: map_pages runs not yet given to the hyp (struct warden_pending), under @pending_lock; each
+ *           iotlb_sync_map(iova, size) sends the ones inside [iova, iova + size) with one MAP_BATCH.
+ */
 struct warden_domain {
 	struct iommu_domain domain;
 	struct warden_smmu *smmu;
 	u64 id;
+	struct maple_tree shadow;
+	spinlock_t shadow_lock;
+	bool shadow_ok;
+	spinlock_t pending_lock;
+	struct list_head pending;
+};
+
+/** struct warden_pending - one deferred map_pages run (IOVA and PA contiguous). */
+struct warden_pending {
+	struct list_head node;
+	u64 iova;
+	u64 pa;
+	u64 len;
+	int prot;
+	gfp_t gfp;
 };
 
 /* warden_main.c */
@@ -122,5 +153,7 @@ int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp);
 void warden_reclaim_all(struct warden_smmu *smmu);
 int warden_alloc_hyp_domain(struct warden_smmu *smmu, u64 kind, u64 *id);
 int warden_free_hyp_domain(struct warden_smmu *smmu, u64 id);
+int warden_batch_init(void);
+void warden_batch_exit(void);
 
 #endif /* WARDEN_H */

@@ -17,7 +17,9 @@
 #include <linux/of_iommu.h>
 #include <linux/overflow.h>
 #include <linux/pci.h>
+#include <linux/percpu.h>
 #include <linux/slab.h>
+#include <linux/xarray.h>
 
 #include "warden.h"
 
@@ -31,10 +33,96 @@ static_assert(IOMMU_PRIV == WARDEN_PROT_PRIV);
 /* Donation and reclaim count 4 KiB hyp pages; a kernel page is a whole number of them. */
 static_assert(PAGE_SIZE % WARDEN_PAGE_SIZE == 0);
 #define WARDEN_HYP_PAGES_PER_PAGE ((unsigned long)(PAGE_SIZE / WARDEN_PAGE_SIZE))
+#define WARDEN_PAGE_SHIFT 12
+static_assert(WARDEN_PAGE_SIZE == 1UL << WARDEN_PAGE_SHIFT);
 
 static inline struct warden_domain *to_warden_domain(struct iommu_domain *domain)
 {
 	return container_of(domain, struct warden_domain, domain);
+}
+
+static bool map_batch = true;
+module_param(map_batch, bool, 0644);
+MODULE_PARM_DESC(map_batch, "Defer map_pages to iotlb_sync_map and send each mapping operation with one MAP_BATCH");
+static bool iova_shadow = true;
+module_param(iova_shadow, bool, 0644);
+MODULE_PARM_DESC(iova_shadow, "Answer iova_to_phys from the shim's translation shadow instead of IOVA_TO_PHYS");
+
+/* One descriptor of MAP_BATCH, as the hyp reads it (little-endian: arm64). */
+struct warden_batch_desc {
+	u64 iova;
+	u64 pa;
+	u64 len;
+};
+static_assert(sizeof(struct warden_batch_desc) == WARDEN_MAP_BATCH_ENTRY_SIZE);
+static_assert(WARDEN_MAP_BATCH_MAX_ENTRIES * WARDEN_MAP_BATCH_ENTRY_SIZE <= WARDEN_PAGE_SIZE);
+
+/*
+ * Per-CPU descriptor pages: filled and handed to the hyp with interrupts off (so nothing else on the CPU can
+ * use the page meanwhile), never across anything that sleeps. NULL until warden_batch_init() succeeded.
+ */
+static DEFINE_PER_CPU(struct warden_batch_desc *, warden_desc_page);
+static bool warden_batch_ready;
+
+/**
+ * warden_batch_init() - allocate the per-CPU MAP_BATCH descriptor pages (if the hyp has MAP_BATCH).
+ *
+ * Return: 0; without memory or without FEAT_MAP_BATCH, deferral stays off and every map is a MAP_PAGES.
+ */
+int warden_batch_init(void)
+{
+	unsigned int cpu;
+
+	if (!(warden_info.features & WARDEN_FEAT_MAP_BATCH))
+		return 0;
+	for_each_possible_cpu(cpu) {
+		struct warden_batch_desc *page = (void *)get_zeroed_page(GFP_KERNEL);
+
+		if (!page) {
+			warden_batch_exit();
+			pr_warn("no memory for MAP_BATCH descriptor pages: every map is one MAP_PAGES\n");
+			return 0;
+		}
+		per_cpu(warden_desc_page, cpu) = page;
+	}
+	warden_batch_ready = true;
+	return 0;
+}
+
+/** warden_batch_exit() - free the descriptor pages (no domain may be mapping any more). */
+void warden_batch_exit(void)
+{
+	unsigned int cpu;
+
+	warden_batch_ready = false;
+	for_each_possible_cpu(cpu) {
+		free_page((unsigned long)per_cpu(warden_desc_page, cpu));
+		per_cpu(warden_desc_page, cpu) = NULL;
+	}
+}
+
+/* ---- translation shadow ---- */
+
+/* Records [iova, iova + len) -> pa (or, with @erase, that nothing is mapped there) in @wd's shadow. */
+static void warden_shadow_update(struct warden_domain *wd, u64 iova, u64 pa, u64 len, bool erase)
+{
+	MA_STATE(mas, &wd->shadow, iova, iova + len - 1);
+	unsigned long flags;
+
+	if (!len || !READ_ONCE(wd->shadow_ok))
+		return;
+	spin_lock_irqsave(&wd->shadow_lock, flags);
+	/* Unmap may run in atomic context; a failed store leaves the tree unchanged. */
+	if (READ_ONCE(wd->shadow_ok) &&
+	    mas_store_gfp(&mas, erase ? NULL : xa_mk_value((pa - iova) >> WARDEN_PAGE_SHIFT),
+			  GFP_ATOMIC | __GFP_NOWARN)) {
+		/* From now on the shadow may be incomplete or stale: never trust it again. */
+		WRITE_ONCE(wd->shadow_ok, false);
+		atomic64_inc(&wd->smmu->shadow_lost);
+		pr_warn_ratelimited("domain %llu: translation shadow out of memory; iova_to_phys asks the hyp from now on\n",
+				    wd->id);
+	}
+	spin_unlock_irqrestore(&wd->shadow_lock, flags);
 }
 
 /* ---- page donation ---- */
@@ -353,6 +441,12 @@ static struct iommu_domain *warden_domain_alloc_paging(struct device *dev)
 		return ERR_PTR(ret);
 	}
 	wd->smmu = smmu;
+	spin_lock_init(&wd->shadow_lock);
+	mt_init_flags(&wd->shadow, MT_FLAGS_LOCK_EXTERN | MT_FLAGS_USE_RCU);
+	mt_set_external_lock(&wd->shadow, &wd->shadow_lock);
+	wd->shadow_ok = true;
+	spin_lock_init(&wd->pending_lock);
+	INIT_LIST_HEAD(&wd->pending);
 	wd->domain.pgsize_bitmap = warden_info.pgsize_bitmap;
 	wd->domain.geometry.aperture_start = 0;
 	wd->domain.geometry.aperture_end = (dma_addr_t)(BIT_ULL(warden_info.iova_bits) - 1);
@@ -364,28 +458,36 @@ static struct iommu_domain *warden_domain_alloc_paging(struct device *dev)
 static void warden_domain_free(struct iommu_domain *domain)
 {
 	struct warden_domain *wd = to_warden_domain(domain);
+	struct warden_pending *p, *next;
+	unsigned long flags;
 
 	/* The core detached every device first, so the hyp domain is attached to no SID. */
 	if (!warden_free_hyp_domain(wd->smmu, wd->id))
 		atomic_dec(&wd->smmu->live_domains);
+	/* Nothing should be pending (every map was synced or unrolled); never sent to the hyp anyway. */
+	list_for_each_entry_safe(p, next, &wd->pending, node) {
+		list_del(&p->node);
+		kfree(p);
+	}
+	spin_lock_irqsave(&wd->shadow_lock, flags);
+	__mt_destroy(&wd->shadow);
+	spin_unlock_irqrestore(&wd->shadow_lock, flags);
 	kfree(wd);
 }
 
 /*
- * One MAP_PAGES call maps the whole request in the normal case. The hyp may map less (SUCCESS with fewer bytes
- * in x1: continue after them) or ask for pages (NOMEM with the shortfall in x1: donate and repeat the call; the
- * ABI's errors change nothing, so the repeat starts where the last success ended). Every iteration either
- * advances or spends one of WARDEN_TOPUP_RETRIES top-ups, so the loop is bounded.
+ * MAP_PAGES for [iova, iova + total) -> paddr: one call in the normal case. The hyp may map less (SUCCESS with
+ * fewer bytes in x1: continue after them) or ask for pages (NOMEM with the shortfall in x1: donate and repeat
+ * the call; the ABI's errors change nothing, so the repeat starts where the last success ended). Every
+ * iteration either advances or spends one of WARDEN_TOPUP_RETRIES top-ups, so the loop is bounded. What was
+ * mapped goes into the shadow; *done is the bytes mapped.
  */
-static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phys_addr_t paddr,
-			    size_t pgsize, size_t pgcount, int prot, gfp_t gfp, size_t *mapped)
+static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 pgsize, u64 total, int prot,
+			     gfp_t gfp, u64 *done_out)
 {
-	struct warden_domain *wd = to_warden_domain(domain);
-	u64 total, done = 0;
+	u64 done = 0;
 	int topups = 0, ret = 0;
 
-	if (check_mul_overflow((u64)pgsize, (u64)pgcount, &total) || !pgsize)
-		return -EINVAL;
 	while (done < total) {
 		struct warden_ret r;
 
@@ -394,11 +496,12 @@ static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phy
 				(total - done) / pgsize, (u64)prot & WARDEN_PROT_ALL);
 		if (r.status == WARDEN_SUCCESS) {
 			if (!r.x1 || r.x1 > total - done || r.x1 % pgsize) {
-				pr_err_ratelimited("MAP_PAGES reported %llu bytes of %llu (page size %zu)\n",
+				pr_err_ratelimited("MAP_PAGES reported %llu bytes of %llu (page size %llu)\n",
 						   r.x1, total - done, pgsize);
 				ret = -EIO;
 				break;
 			}
+			warden_shadow_update(wd, iova + done, paddr + done, r.x1, false);
 			done += r.x1;
 			continue;
 		}
@@ -408,12 +511,59 @@ static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phy
 				break;
 			continue;
 		}
-		pr_err_ratelimited("MAP_PAGES(domain %llu, IOVA %#llx, PA %#llx, %zu x %#zx, prot %#x) failed: %s\n",
-				   wd->id, (u64)iova + done, (u64)paddr + done, (size_t)((total - done) / pgsize),
-				   pgsize, prot, warden_strerror(r.status));
+		pr_err_ratelimited("MAP_PAGES(domain %llu, IOVA %#llx, PA %#llx, %llu x %#llx, prot %#x) failed: %s\n",
+				   wd->id, iova + done, paddr + done, (total - done) / pgsize, pgsize, prot,
+				   warden_strerror(r.status));
 		ret = warden_errno(r.status);
 		break;
 	}
+	*done_out = done;
+	return ret;
+}
+
+/*
+ * Deferral. In Linux 6.12 ops->map_pages is only called by __iommu_map, whose two callers end the same way:
+ * iommu_map() calls iotlb_sync_map(iova, size) right after a successful __iommu_map of [iova, iova + size), and
+ * iommu_map_sg() calls it once for [iova, iova + mapped) after mapping every segment (IOVA-contiguous from
+ * iova). When a map_pages fails, neither calls iotlb_sync_map: __iommu_map and iommu_map_sg unmap what was
+ * mapped so far (iommu_unmap), and an iotlb_sync_map that fails is followed by iommu_unmap of its whole range.
+ * So with deferral on, map_pages only records the run (it reports it mapped), iotlb_sync_map sends every run
+ * inside its range with one MAP_BATCH (one MAP_PAGES when there is one run) before the core returns to its
+ * caller, and unmap_pages first drops runs that are still pending (they never reached the hyp). Concurrent
+ * mappers in one domain own disjoint IOVA ranges (the DMA API's IOVA allocator; VFIO and iommufd refuse
+ * overlapping maps), so each iotlb_sync_map takes exactly its own runs, never another mapper's half-built set.
+ * If the flush fails, the shim unmaps what it had sent of that range, so the core's own unroll (iommu_unmap of
+ * the range) finds nothing mapped.
+ */
+static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phys_addr_t paddr,
+			    size_t pgsize, size_t pgcount, int prot, gfp_t gfp, size_t *mapped)
+{
+	struct warden_domain *wd = to_warden_domain(domain);
+	u64 total, done = 0;
+	int ret;
+
+	if (check_mul_overflow((u64)pgsize, (u64)pgcount, &total) || !pgsize)
+		return -EINVAL;
+	if (READ_ONCE(map_batch) && warden_batch_ready) {
+		struct warden_pending *p = kmalloc(sizeof(*p), gfp | __GFP_NOWARN);
+		unsigned long flags;
+
+		/* Like a page-table allocation failing: the core unmaps what this operation recorded so far. */
+		if (!p)
+			return -ENOMEM;
+		p->iova = iova;
+		p->pa = paddr;
+		p->len = total;
+		p->prot = prot;
+		p->gfp = gfp;
+		spin_lock_irqsave(&wd->pending_lock, flags);
+		list_add_tail(&p->node, &wd->pending);
+		spin_unlock_irqrestore(&wd->pending_lock, flags);
+		atomic64_inc(&wd->smmu->deferred_maps);
+		*mapped += total;
+		return 0;
+	}
+	ret = warden_map_direct(wd, iova, paddr, pgsize, total, prot, gfp, &done);
 	*mapped += done;
 	return ret;
 }
@@ -421,40 +571,229 @@ static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phy
 /*
  * One UNMAP_PAGES call; the hyp has cleared the entries, invalidated the SMMU TLBs and waited for the
  * CMD_SYNC before it returns, so the range is unreachable by the time this returns. Returns the bytes the hyp
- * unmapped (the core calls again for any remainder and treats 0 as "nothing there").
+ * unmapped (erased from the shadow), 0 for "not mapped".
  */
-static size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova, size_t pgsize,
-				 size_t pgcount, struct iommu_iotlb_gather *gather)
+static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 pgcount)
 {
-	struct warden_domain *wd = to_warden_domain(domain);
-	u64 total;
 	int topups;
 
-	if (check_mul_overflow((u64)pgsize, (u64)pgcount, &total) || !total)
-		return 0;
 	for (topups = 0; topups <= WARDEN_TOPUP_RETRIES; topups++) {
 		struct warden_ret r;
 
 		atomic64_inc(&wd->smmu->unmap_calls);
 		r = warden_call(WARDEN_FID_UNMAP_PAGES, wd->id, iova, pgsize, pgcount, 0, 0);
-		if (r.status == WARDEN_SUCCESS)
-			return min_t(u64, r.x1, total);
+		if (r.status == WARDEN_SUCCESS) {
+			u64 n = min_t(u64, r.x1, pgsize * pgcount);
+
+			warden_shadow_update(wd, iova, 0, n, true);
+			return n;
+		}
 		/* Splitting a block needs table pages; unmap may run in atomic context. */
 		if (r.status == WARDEN_E_NOMEM && !warden_topup(wd->smmu, r.x1, GFP_ATOMIC))
 			continue;
 		if (r.status != WARDEN_E_NOT_MAPPED)
-			pr_err_ratelimited("UNMAP_PAGES(domain %llu, IOVA %#lx, %zu x %#zx) failed: %s\n",
+			pr_err_ratelimited("UNMAP_PAGES(domain %llu, IOVA %#llx, %llu x %#llx) failed: %s\n",
 					   wd->id, iova, pgcount, pgsize, warden_strerror(r.status));
 		return 0;
 	}
 	return 0;
 }
 
+/*
+ * Drops the pending (never sent) part of [iova, end) that starts at iova, and returns its length; 0 if no
+ * pending run covers iova. *hyp_len is lowered to where the first pending run inside the range starts.
+ */
+static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 *hyp_len)
+{
+	struct warden_pending *p, *next, *tail;
+	unsigned long flags;
+	u64 taken = 0;
+
+	spin_lock_irqsave(&wd->pending_lock, flags);
+	list_for_each_entry_safe(p, next, &wd->pending, node) {
+		u64 pend = p->iova + p->len;
+
+		if (pend <= iova || p->iova >= end)
+			continue;
+		if (p->iova > iova) {
+			*hyp_len = min(*hyp_len, p->iova - iova);
+			continue;
+		}
+		taken = min(pend, end) - iova;
+		if (p->iova == iova && taken == p->len) {
+			list_del(&p->node);
+			kfree(p);
+		} else if (p->iova == iova) {
+			p->iova += taken;
+			p->pa += taken;
+			p->len -= taken;
+		} else {
+			if (pend > end) {
+				tail = kmalloc(sizeof(*tail), GFP_ATOMIC | __GFP_NOWARN);
+				if (!tail) {
+					taken = 0;
+					break;
+				}
+				*tail = *p;
+				tail->iova = end;
+				tail->pa = p->pa + (end - p->iova);
+				tail->len = pend - end;
+				list_add(&tail->node, &p->node);
+			}
+			p->len = iova - p->iova;
+		}
+		break;
+	}
+	spin_unlock_irqrestore(&wd->pending_lock, flags);
+	return taken;
+}
+
+/*
+ * Returns the bytes unmapped from iova on (the core calls again for any remainder and treats 0 as "nothing
+ * there"): a pending run's part is just forgotten; anything else is one UNMAP_PAGES.
+ */
+static size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova, size_t pgsize,
+				 size_t pgcount, struct iommu_iotlb_gather *gather)
+{
+	struct warden_domain *wd = to_warden_domain(domain);
+	u64 total, hyp_len;
+
+	if (check_mul_overflow((u64)pgsize, (u64)pgcount, &total) || !total)
+		return 0;
+	hyp_len = total;
+	if (!list_empty(&wd->pending)) {
+		u64 n = warden_pending_take(wd, iova, (u64)iova + total, &hyp_len);
+
+		if (n)
+			return n;
+	}
+	if (hyp_len != total)
+		return warden_unmap_hyp(wd, iova, WARDEN_PAGE_SIZE, hyp_len / WARDEN_PAGE_SIZE);
+	return warden_unmap_hyp(wd, iova, pgsize, pgcount);
+}
+
+/* Unmaps runs [first, stop) of @list that were sent (error path: the flush's own rollback). */
+static void warden_flush_rollback(struct warden_domain *wd, struct list_head *list, struct warden_pending *stop)
+{
+	struct warden_pending *p;
+
+	list_for_each_entry(p, list, node) {
+		if (p == stop)
+			break;
+		if (warden_unmap_hyp(wd, p->iova, WARDEN_PAGE_SIZE, p->len / WARDEN_PAGE_SIZE) != p->len)
+			pr_err_ratelimited("domain %llu: rolling back IOVA %#llx (+%#llx) failed\n", wd->id, p->iova,
+					   p->len);
+	}
+}
+
+/*
+ * Sends the runs of @list (private to the caller, freed here): one MAP_PAGES for a single run, else MAP_BATCH
+ * calls of up to WARDEN_MAP_BATCH_MAX_ENTRIES runs of one prot (one call for a dma_map_sg). Top-ups use the
+ * gfp map_pages was given (iotlb_sync_map runs in the same context). On failure what was sent is unmapped.
+ */
+static int warden_flush(struct warden_domain *wd, struct list_head *list)
+{
+	struct warden_pending *p, *next, *cur = list_first_entry(list, struct warden_pending, node);
+	int ret = 0, topups = 0;
+
+	if (list_is_singular(list)) {
+		u64 done;
+
+		ret = warden_map_direct(wd, cur->iova, cur->pa, WARDEN_PAGE_SIZE, cur->len, cur->prot, cur->gfp,
+					&done);
+		if (ret && done)
+			warden_unmap_hyp(wd, cur->iova, WARDEN_PAGE_SIZE, done / WARDEN_PAGE_SIZE);
+		goto out;
+	}
+	while (!list_entry_is_head(cur, list, node)) {
+		struct warden_batch_desc *d;
+		struct warden_pending *q = cur;
+		unsigned int n = 0, i;
+		struct warden_ret r;
+		unsigned long flags;
+
+		local_irq_save(flags);
+		d = this_cpu_read(warden_desc_page);
+		for (; !list_entry_is_head(q, list, node) && n < WARDEN_MAP_BATCH_MAX_ENTRIES &&
+		       q->prot == cur->prot; q = list_next_entry(q, node), n++) {
+			d[n].iova = q->iova;
+			d[n].pa = q->pa;
+			d[n].len = q->len;
+		}
+		r = warden_call(WARDEN_FID_MAP_BATCH, wd->id, virt_to_phys(d), n, (u64)cur->prot & WARDEN_PROT_ALL,
+				0, 0);
+		local_irq_restore(flags);
+		atomic64_inc(&wd->smmu->batch_calls);
+		if (r.status == WARDEN_SUCCESS && r.x1 && r.x1 <= n) {
+			for (i = 0; i < r.x1; i++, cur = list_next_entry(cur, node))
+				warden_shadow_update(wd, cur->iova, cur->pa, cur->len, false);
+			continue;
+		}
+		if (r.status == WARDEN_E_NOMEM && topups++ < WARDEN_TOPUP_RETRIES) {
+			ret = warden_topup(wd->smmu, r.x1, cur->gfp);
+			if (!ret)
+				continue;
+		} else if (r.status == WARDEN_SUCCESS) {
+			pr_err_ratelimited("MAP_BATCH reported %llu of %u descriptors\n", r.x1, n);
+			ret = -EIO;
+		} else {
+			pr_err_ratelimited("MAP_BATCH(domain %llu, %u runs from IOVA %#llx, prot %#x) failed at descriptor %lld: %s\n",
+					   wd->id, n, cur->iova, cur->prot, (long long)r.x2, warden_strerror(r.status));
+			ret = warden_errno(r.status);
+		}
+		warden_flush_rollback(wd, list, cur);
+		break;
+	}
+out:
+	list_for_each_entry_safe(p, next, list, node) {
+		list_del(&p->node);
+		kfree(p);
+	}
+	return ret;
+}
+
+/* The end of a mapping operation: sends its runs (see the deferral comment above warden_map_pages). */
+static int warden_iotlb_sync_map(struct iommu_domain *domain, unsigned long iova, size_t size)
+{
+	struct warden_domain *wd = to_warden_domain(domain);
+	struct warden_pending *p, *next;
+	u64 end = (u64)iova + size;
+	unsigned long flags;
+	LIST_HEAD(mine);
+
+	if (list_empty(&wd->pending))
+		return 0;
+	spin_lock_irqsave(&wd->pending_lock, flags);
+	list_for_each_entry_safe(p, next, &wd->pending, node) {
+		if (p->iova >= iova && p->iova + p->len <= end)
+			list_move_tail(&p->node, &mine);
+	}
+	spin_unlock_irqrestore(&wd->pending_lock, flags);
+	if (list_empty(&mine))
+		return 0;
+	return warden_flush(wd, &mine);
+}
+
+/*
+ * Paging domains answer from the shadow (no hypercall: iommu-dma asks before every dma_unmap_page); the hyp
+ * stays the authority, the shadow only mirrors what it reported mapped. IOVA_TO_PHYS when the shadow is off or
+ * was lost.
+ */
 static phys_addr_t warden_iova_to_phys(struct iommu_domain *domain, dma_addr_t iova)
 {
 	struct warden_domain *wd = to_warden_domain(domain);
-	struct warden_ret r = warden_call2(WARDEN_FID_IOVA_TO_PHYS, wd->id, iova);
+	struct warden_ret r;
 
+	if (READ_ONCE(iova_shadow) && READ_ONCE(wd->shadow_ok)) {
+		void *e = mtree_load(&wd->shadow, iova);
+
+		atomic64_inc(&wd->smmu->shadow_hits);
+		if (!xa_is_value(e))
+			return 0;
+		return (phys_addr_t)((u64)iova + (xa_to_value(e) << WARDEN_PAGE_SHIFT));
+	}
+	atomic64_inc(&wd->smmu->shadow_fallbacks);
+	r = warden_call2(WARDEN_FID_IOVA_TO_PHYS, wd->id, iova);
 	if (r.status != WARDEN_SUCCESS)
 		return 0;
 	/* Translation granules are >= 4 KiB, so the offset within the page passes through unchanged. */
@@ -608,6 +947,7 @@ const struct iommu_ops warden_iommu_ops = {
 		.unmap_pages = warden_unmap_pages,
 		.flush_iotlb_all = warden_flush_iotlb_all,
 		.iotlb_sync = warden_iotlb_sync,
+		.iotlb_sync_map = warden_iotlb_sync_map,
 		.iova_to_phys = warden_iova_to_phys,
 		.free = warden_domain_free,
 	},

@@ -251,6 +251,7 @@ static const char *const warden_fn_names[] = {
 	[WARDEN_FN_DONATE] = "donate",
 	[WARDEN_FN_RECLAIM] = "reclaim",
 	[WARDEN_FN_STAT] = "stat",
+	[WARDEN_FN_MAP_BATCH] = "map_batch",
 };
 
 static void warden_show_stat(struct seq_file *s, const char *prefix, const char *name, u64 id)
@@ -291,6 +292,11 @@ static int warden_stats_show(struct seq_file *s, void *unused)
 	seq_printf(s, "shim.topups %lld\n", (long long)atomic64_read(&smmu->topups));
 	seq_printf(s, "shim.map_calls %lld\n", (long long)atomic64_read(&smmu->map_calls));
 	seq_printf(s, "shim.unmap_calls %lld\n", (long long)atomic64_read(&smmu->unmap_calls));
+	seq_printf(s, "shim.deferred_maps %lld\n", (long long)atomic64_read(&smmu->deferred_maps));
+	seq_printf(s, "shim.batch_calls %lld\n", (long long)atomic64_read(&smmu->batch_calls));
+	seq_printf(s, "shim.shadow_hits %lld\n", (long long)atomic64_read(&smmu->shadow_hits));
+	seq_printf(s, "shim.shadow_fallbacks %lld\n", (long long)atomic64_read(&smmu->shadow_fallbacks));
+	seq_printf(s, "shim.shadow_lost %lld\n", (long long)atomic64_read(&smmu->shadow_lost));
 	seq_printf(s, "shim.faults_reported %lld\n", (long long)atomic64_read(&smmu->faults_reported));
 	seq_printf(s, "shim.events_lost %llu\n", smmu->events_lost_seen);
 	return 0;
@@ -584,17 +590,21 @@ static int __init warden_init(void)
 
 	if (ret)
 		return ret;
+	warden_batch_init();
 	/* Synchronous, no deferral: the module refuses to load when the node is missing or probing fails. */
 	ret = platform_driver_probe(&warden_driver, warden_probe);
 	if (ret == -ENODEV)
 		pr_err("Warden found, but no usable \"%s\" node in the device tree; refusing to load\n",
 		       WARDEN_DT_COMPATIBLE);
+	if (ret)
+		warden_batch_exit();
 	return ret;
 }
 
 static void __exit warden_exit(void)
 {
 	platform_driver_unregister(&warden_driver);
+	warden_batch_exit();
 }
 
 module_init(warden_init);

@@ -26,7 +26,9 @@ for drv in nvme virtio-pci; do
     done
 done
 mib=${SHIM_IO_MIB:-256}
-[ "$WARDEN_MODE" = hyp ] && maps0=$(shim_stat hyp.calls.map_pages)
+# Maps are MAP_PAGES (one run) or MAP_BATCH (a dma_map_sg of several runs).
+maps() { echo $(($(shim_stat hyp.calls.map_pages) + $(shim_stat hyp.calls.map_batch))); }
+[ "$WARDEN_MODE" = hyp ] && maps0=$(maps)
 for d in vda nvme0n1; do
     disk_check $d $mib || fail "/dev/$d data check failed"
     echo "/dev/$d: $mib MiB O_DIRECT + buffered read-back OK"
@@ -36,9 +38,9 @@ if [ "$WARDEN_MODE" != hyp ]; then
     echo "translated I/O OK (native arm-smmu-v3)"
     exit 0
 fi
-maps1=$(shim_stat hyp.calls.map_pages)
-echo "hyp map_pages calls: $maps0 -> $maps1"
-[ "$maps1" -gt "$maps0" ] || fail "the I/O made no MAP_PAGES hypercall"
+maps1=$(maps)
+echo "hyp map_pages + map_batch calls: $maps0 -> $maps1"
+[ "$maps1" -gt "$maps0" ] || fail "the I/O made no MAP_PAGES or MAP_BATCH hypercall"
 [ "$(shim_stat shim.faults_reported)" = 0 ] || fail "faults were reported during the I/O"
 cat $SHIM_STATS
 no_oops

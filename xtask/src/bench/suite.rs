@@ -357,8 +357,10 @@ pub fn parse(log: &str) -> Vec<Sample> {
 }
 
 /// Instructions per call from the `@icount` lines of an instruction-count boot: `(workload, key, value)` with
-/// keys `instr_per_call` (EL1 and EL2: everything the call executed, the hypervisor's part included) and
-/// `instr_el2_per_call` (its EL2 part: the same count minus one with `exclude_hv`).
+/// keys `instr_per_call` (EL1 and EL2: everything the call executed, the hypervisor's part included),
+/// `instr_el2_per_call` (its EL2 part: the same count minus one with `exclude_hv`) and, when the line has it,
+/// `icount_ns_per_call` (guest ktime over the same calls: under `-icount shift=0` one nanosecond per
+/// instruction at any exception level, a cross-check of `instr_per_call` independent of the PMU).
 pub fn parse_icount(log: &str) -> Vec<(String, &'static str, f64)> {
     let mut out = Vec::new();
     for line in log.lines() {
@@ -381,7 +383,10 @@ pub fn parse_icount(log: &str) -> Vec<(String, &'static str, f64)> {
         }
         let w = micro_name(op, 1, size as u64, *sg == "1");
         out.push((w.clone(), "instr_per_call", all / calls));
-        out.push((w, "instr_el2_per_call", (all - nohv) / calls));
+        out.push((w.clone(), "instr_el2_per_call", (all - nohv) / calls));
+        if let Some(ns) = num(&f, "ns") {
+            out.push((w, "icount_ns_per_call", ns / calls));
+        }
     }
     out
 }
@@ -796,8 +801,10 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
          `instr_el2_per_call` in report.json is the EL2 part), counted in one more boot per configuration \
          under `-icount shift=0 -smp 1`, where QEMU's PMU counts retired instructions exactly: warden_bench \
          maps {} times then unmaps {} times, single-threaded, between reads of two PERF_COUNT_HW_INSTRUCTIONS \
-         counters (exclude_hv = 0 and 1), minus the reads' own cost, minimum of 3 repeats. A batch of maps \
-         then a batch of unmaps, not alternating pairs as in the timed runs.\n",
+         counters (exclude_hv = 0 and 1), minus the reads' own cost, minimum of 3 repeats (a batch of maps \
+         then a batch of unmaps, not alternating pairs as in the timed runs). Cross-check: the guest's ktime \
+         over the same calls (`icount_ns_per_call`; 1 ns per instruction at any EL under shift=0) must agree \
+         within 5 %, and native configurations must show 0 EL2 instructions.\n",
         plan.rounds, plan.dur_ms, plan.io_max_ms, ICOUNT_CALLS, ICOUNT_CALLS
     );
     o.push_str("## Targets (issue 6)\n\n| target | measured | met |\n|---|---|---|\n");
@@ -827,7 +834,8 @@ pub struct Outcome {
 
 /// Checks that a run is complete (not how fast anything was): every configuration reported every workload of
 /// the plan, every 1-thread microbenchmark workload has an instruction count, Warden's include instructions at
-/// EL2 (the hypervisor's) and the native configurations' none, and the output files exist.
+/// EL2 (the hypervisor's) and the native configurations' none, the PMU's count agrees within 5 % with the
+/// `-icount` virtual time over the same calls, and the output files exist.
 pub fn check(o: &Outcome) -> Result<()> {
     let mut missing = Vec::new();
     for cfg in Config::ALL {
@@ -857,6 +865,13 @@ pub fn check(o: &Outcome) -> Result<()> {
                             "{} {w}: {el2} EL2 instructions without EL2",
                             cfg.name()
                         ));
+                    }
+                    match r.extra.get("icount_ns_per_call") {
+                        Some(&ns) if (n - ns).abs() <= 0.05 * ns => {}
+                        other => missing.push(format!(
+                            "{} {w}: {n} instructions per call but {other:?} ns of -icount time",
+                            cfg.name()
+                        )),
                     }
                 }
                 _ => missing.push(format!("{} {w}: instructions per call", cfg.name())),
@@ -1127,7 +1142,7 @@ mod tests {
     #[test]
     fn parses_instruction_counts() {
         let log = "x\n@icount op=map size=4096 sg=0 calls=64 instr=6400 instr_nohv=3200\r\n\
-@icount op=unmap size=65536 sg=1 calls=64 instr=640 instr_nohv=640\n\
+@icount op=unmap size=65536 sg=1 calls=64 instr=640 instr_nohv=640 ns=704\n\
 @icount op=map size=4096 sg=0 calls=0 instr=1 instr_nohv=1\n\
 @icount op=map size=4096 sg=0 calls=64 instr=1\n";
         assert_eq!(
@@ -1137,6 +1152,7 @@ mod tests {
                 ("map 4K t1".to_string(), "instr_el2_per_call", 50.0),
                 ("unmap sg16x64K t1".to_string(), "instr_per_call", 10.0),
                 ("unmap sg16x64K t1".to_string(), "instr_el2_per_call", 0.0),
+                ("unmap sg16x64K t1".to_string(), "icount_ns_per_call", 11.0),
             ]
         );
     }
@@ -1182,6 +1198,7 @@ mod tests {
                 let el2 = if r.config == Config::Warden { 5.0 } else { 0.0 };
                 r.extra.insert("instr_per_call", 10.0);
                 r.extra.insert("instr_el2_per_call", el2);
+                r.extra.insert("icount_ns_per_call", 10.2);
             }
         }
         check(&o).unwrap();

@@ -16,15 +16,16 @@
  * Instruction counts (for a QEMU run with -icount shift=0, whose PMU counts INST_RETIRED exactly):
  *
  *   insmod warden_bench.ko icount_calls=N [size=..] [sg=..]
- *   -> "warden_bench: icount op=map size=4096 sg=0 calls=N instr=.. instr_nohv=.." and the same for op=unmap
+ *   -> "warden_bench: icount op=map size=4096 sg=0 calls=N instr=.. instr_nohv=.. ns=.." and the same for op=unmap
  *
  * Single-threaded, in insmod's own context: N maps (of the same buffer, or N 16-entry scatterlists over the same
  * 16 buffers) and then their N unmaps, each phase bracketed by reads of two task-bound PERF_COUNT_HW_INSTRUCTIONS
  * counters: one with exclude_hv = 0 (instr: EL1 and, under a hypervisor at EL2, EL2 too), one with exclude_hv = 1
  * (instr_nohv: EL1 only). The cost of the reads themselves is measured by an empty phase and subtracted. The
  * phases repeat WB_IC_REPEAT times; each count is the minimum over the repeats (so an interrupt that landed in
- * one repeat does not count). The module fails to load if the counters cannot be created or were not counting
- * all the time (multiplexed).
+ * one repeat does not count). ns: the same phases' ktime_get_ns() difference, likewise; under -icount shift=0
+ * virtual time advances 1 ns per instruction of any exception level, so it is an independent check of instr.
+ * The module fails to load if the counters cannot be created or were not counting all the time (multiplexed).
  */
 #define pr_fmt(fmt) "warden_bench: " fmt
 
@@ -269,7 +270,7 @@ static int wb_icount(struct device *d, void **bufs)
 	struct perf_event *ev[2] = { NULL, NULL };
 	struct scatterlist *sgls = NULL;
 	dma_addr_t *addrs;
-	u64 best[3][2], a[2], b[2];
+	u64 best[3][3], a[3], b[3];
 	int i, j, k, phase, err = 0;
 	bool mapped = false;
 
@@ -294,11 +295,13 @@ static int wb_icount(struct device *d, void **bufs)
 			goto out;
 		}
 	}
-	/* best[phase][counter]: phase 0 empty, 1 map, 2 unmap. */
+	/* best[phase][counter]: phase 0 empty, 1 map, 2 unmap; counter 2 is ktime. */
 	memset(best, 0xff, sizeof(best));
 	for (k = 0; k < WB_IC_REPEAT && !err; k++) {
 		for (phase = 0; phase < 3 && !err; phase++) {
 			bool ok = wb_read(ev, a);
+
+			a[2] = ktime_get_ns();
 
 			err = wb_ic_phase(d, bufs, phase == 1, phase ? icount_calls : 0, addrs, sgls);
 			if (err) {
@@ -306,22 +309,23 @@ static int wb_icount(struct device *d, void **bufs)
 				break;
 			}
 			mapped = phase == 1;
+			b[2] = ktime_get_ns();
 			ok = wb_read(ev, b) && ok;
 			if (!ok) {
 				pr_err("the instruction counters were not counting all the time (multiplexed)\n");
 				err = -EBUSY;
 				break;
 			}
-			for (i = 0; i < 2; i++)
+			for (i = 0; i < 3; i++)
 				best[phase][i] = min(best[phase][i], b[i] - a[i]);
 		}
 	}
 	if (mapped)
 		wb_ic_phase(d, bufs, false, icount_calls, addrs, sgls);
 	for (phase = 1; phase < 3 && !err; phase++)
-		pr_info("icount op=%s size=%lu sg=%d calls=%d instr=%llu instr_nohv=%llu\n",
+		pr_info("icount op=%s size=%lu sg=%d calls=%d instr=%llu instr_nohv=%llu ns=%llu\n",
 			phase == 1 ? "map" : "unmap", size, sg, icount_calls, best[phase][0] - best[0][0],
-			best[phase][1] - best[0][1]);
+			best[phase][1] - best[0][1], best[phase][2] - best[0][2]);
 out:
 	for (i = 0; i < 2; i++)
 		if (ev[i])

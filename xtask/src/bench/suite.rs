@@ -1095,7 +1095,11 @@ fn measure(
         step(format!(
             "{:<11} instructions per call (-icount): {} workloads in {:.1} s",
             cfg.name(),
-            counts.len() / 2,
+            counts
+                .iter()
+                .map(|c| &c.0)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
             t0.elapsed().as_secs_f64()
         ));
         add(cfg, counts);

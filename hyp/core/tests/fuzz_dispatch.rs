@@ -4,7 +4,9 @@
 //! issues random sequences of *any* call (including unknown function numbers) with biased-random arguments:
 //! live, stale and forged domain IDs; valid and invalid StreamIDs (also with high bits set); IOVAs at and past
 //! the 39-bit input size and near 2^64; PAs in the hyp carve-out, in donated pages, past RAM, at the MSI
-//! doorbell, misaligned or wrapping; odd page sizes, zero and huge counts, every prot bit.
+//! doorbell, misaligned or wrapping; odd page sizes, zero and huge counts, every prot bit; MAP_BATCH descriptor
+//! arrays written into host RAM (overlapping, misaligned, hostile descriptors; arrays in hyp, donated or random
+//! memory), whose success the model predicts exactly (a legal batch may only fail with NOMEM).
 //!
 //! A reference model records what every *successful* call did. After each call:
 //! - the call did not panic, and its answer has the shape the ABI promises;
@@ -656,7 +658,18 @@ fn step(r: &Rig, m: &mut Model, rng: &mut Rng, t: &mut Tally) {
             }
             ("detach", res)
         }
-        25..=54 => {
+        47..=54 => {
+            let (res, maps) = map_batch(r, &mut g);
+            if let Some((id, prot, maps)) = maps {
+                let d = m.live.get_mut(&id).unwrap();
+                for (iova, pa) in maps {
+                    d.map.insert(iova, pa);
+                    d.prot.insert(iova, prot);
+                }
+            }
+            ("map_batch", res)
+        }
+        25..=46 => {
             let (id, pgsize, count, iova, pa, prot) = if g.rng.chance(50) {
                 g.plausible_map()
             } else {
@@ -841,6 +854,127 @@ fn step(r: &Rig, m: &mut Model, rng: &mut Rng, t: &mut Tally) {
                 "failing {name} ({result:?}) changed state"
             );
         }
+    }
+}
+
+/// MAP_BATCH with 1..=8 descriptors (mostly plausible, some hostile) written to a page of host RAM (or a
+/// hostile descriptor address). The model predicts whether the whole call is legal: a success must be legal and
+/// map every descriptor; a legal call may only fail with NOMEM; a failure changes nothing (checked by `step`).
+/// Returns the result and, on success, the pages to add to the model: (domain, prot, [(IOVA, PA)]).
+#[allow(clippy::type_complexity)]
+fn map_batch(
+    r: &Rig,
+    g: &mut Gen<'_>,
+) -> (Result<u64, Error>, Option<(u64, u64, Vec<(u64, u64)>)>) {
+    let m = g.m;
+    let (id, _, _, base, _, prot) = g.plausible_map();
+    let prot = if g.rng.chance(90) { prot } else { g.prot() };
+    let n = 1 + g.rng.below(8);
+    let mut e = Vec::new();
+    let mut iova = base;
+    for _ in 0..n {
+        let len = K4 * (1 + g.rng.below(4));
+        let pa = RAM + HYP_SIZE + (g.rng.below(RAM_SIZE - HYP_SIZE - len) & !(K4 - 1));
+        let ent = match g.rng.below(40) {
+            0 => (iova, g.pa(K4), len),
+            1 => (g.iova(K4), pa, len),
+            2 => (iova, pa, g.rng.pick(&[0, 0x800, 1 << 40, !(K4 - 1)])),
+            3 => (base, pa, len), // overlaps the first descriptor
+            _ => (iova, pa, len),
+        };
+        iova = iova.wrapping_add(len + if g.rng.chance(50) { 0 } else { K4 });
+        e.push(ent);
+    }
+    // The descriptor page: host RAM that is not donated (the host cannot write donated pages), or hostile.
+    let page = loop {
+        let p = RAM + HYP_SIZE + (g.rng.below(RAM_SIZE - HYP_SIZE) & !(K4 - 1));
+        if !m.donated.contains(&p) {
+            break p;
+        }
+    };
+    let room = (K4 - n * abi::MAP_BATCH_ENTRY_SIZE) / 8;
+    let desc = page + 8 * g.rng.below(room + 1);
+    for (i, &(a, b, c)) in e.iter().enumerate() {
+        for (j, v) in [a, b, c].into_iter().enumerate() {
+            let idx = ((desc - RAM) / 8) as usize + i * 3 + j;
+            // SAFETY: inside the backing vector (host RAM, not a table page: not donated, not the carve-out);
+            // the hyp reads it through `phys_offset` like the pool writes its tables.
+            unsafe { r.mem.0.as_ptr().cast_mut().add(idx).write_volatile(v) };
+        }
+    }
+    let written = desc;
+    let (desc, count) = match g.rng.below(20) {
+        0 => (g.pa(K4), n),
+        1 if !m.donated.is_empty() => (*m.donated.iter().next().unwrap(), n),
+        2 => (desc + 4, n),
+        3 => (page + K4 - 16, n.max(1)),
+        4 => (desc, g.rng.pick(&[0, 65, u64::MAX])),
+        _ => (desc, n),
+    };
+    let res = r.raw(Function::MapBatch.fid(), [id, desc, count, prot, 0, 0]);
+    // Would the model accept every descriptor?
+    let in_page = desc % 8 == 0
+        && (desc % K4).saturating_add(count.saturating_mul(abi::MAP_BATCH_ENTRY_SIZE)) <= K4;
+    let desc_ok = (1..=abi::MAP_BATCH_MAX_ENTRIES).contains(&count)
+        && count == n
+        && desc == written
+        && in_page
+        && host_ram(desc & !(K4 - 1))
+        && !m.donated.contains(&(desc & !(K4 - 1)));
+    let prot_ok = prot & !abi::PROT_ALL == 0
+        && prot & (abi::PROT_READ | abi::PROT_WRITE) != 0
+        && prot & abi::PROT_MMIO == 0;
+    let dom_ok = m.live.get(&id).is_some_and(|d| !d.blocked);
+    let mut legal = desc_ok && prot_ok && dom_ok;
+    let mut pages = BTreeSet::new();
+    if legal {
+        let d = &m.live[&id];
+        for &(a, b, c) in &e {
+            let ok = c != 0
+                && (a | b | c) % K4 == 0
+                && a.checked_add(c).is_some_and(|end| end <= 1 << IOVA_BITS)
+                && b.checked_add(c).is_some_and(|end| end <= 1 << 44)
+                && (0..c / K4).all(|i| {
+                    let p = b + i * K4;
+                    host_ram(p) && !m.donated.contains(&p)
+                })
+                && (0..c / K4)
+                    .all(|i| !d.map.contains_key(&(a + i * K4)) && pages.insert(a + i * K4));
+            if !ok {
+                legal = false;
+                break;
+            }
+        }
+    }
+    let ctx = format!("map_batch dom {id:#x} desc {desc:#x} x {count} prot {prot:#x}: {e:x?}");
+    if res[0] == 0 {
+        assert!(legal, "{ctx}: an illegal batch succeeded");
+        assert_eq!(res[1..], [n, e.iter().map(|x| x.2).sum(), 0], "{ctx}");
+        let maps = e
+            .iter()
+            .flat_map(|&(a, b, c)| (0..c / K4).map(move |i| (a + i * K4, b + i * K4)))
+            .collect();
+        (Ok(n), Some((id, prot, maps)))
+    } else {
+        let err = decode(res).unwrap_err();
+        if legal {
+            assert_eq!(
+                err,
+                Error::NoMem,
+                "{ctx}: a legal batch failed (x2 = {:#x})",
+                res[2]
+            );
+        }
+        // x2: a descriptor index, or all ones for the call's own arguments and NOMEM.
+        assert!(
+            res[2] < count || res[2] == abi::MAP_BATCH_NO_ENTRY,
+            "{ctx}: x2 = {:#x}",
+            res[2]
+        );
+        if err == Error::NoMem {
+            assert!(res[1] > 0 && res[2] == abi::MAP_BATCH_NO_ENTRY, "{ctx}");
+        }
+        (Err(err), None)
     }
 }
 
@@ -1081,7 +1215,15 @@ fn hostile_call_sequences_match_model() {
     eprintln!("FUZZ: refusals by error {:?}", total.why);
     // The generator must exercise the successful paths too, not only refusals.
     for f in [
-        "alloc", "free", "attach", "detach", "map", "unmap", "donate", "reclaim",
+        "alloc",
+        "free",
+        "attach",
+        "detach",
+        "map",
+        "map_batch",
+        "unmap",
+        "donate",
+        "reclaim",
     ] {
         assert!(
             total.ok.get(f).copied().unwrap_or(0) > 0,

@@ -148,6 +148,43 @@ fn aligned(r: &PhysRange) -> bool {
         && r.base.checked_add(r.size).is_some()
 }
 
+/// Adds `delta` (wrapping: 1 or `u32::MAX` for -1) to every word, each with one compare-and-swap, if every
+/// word's value passes `ok` (a DMA count that can take the step); all or nothing: at the first word that
+/// does not, the words already changed are stepped back and the result is `false`. `guess` is tried as
+/// each word's value first (the previous word's value after that), so the common case needs no separate load.
+fn step_all(words: &[AtomicU32], guess: u32, ok: impl Fn(u32) -> bool, delta: u32) -> bool {
+    let mut old = guess;
+    for (i, w) in words.iter().enumerate() {
+        loop {
+            if !ok(old) {
+                old = w.load(Ordering::Acquire);
+                if !ok(old) {
+                    // Undo ours only: each of those words still holds a count we stepped (nothing can donate
+                    // or reclaim a page while we hold a count on it), so the reverse step is checked too.
+                    let back = delta.wrapping_neg();
+                    for w in &words[..i] {
+                        let _ = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                            let n = c.wrapping_add(back);
+                            (n <= MAX_DMA_COUNT).then_some(n)
+                        });
+                    }
+                    return false;
+                }
+            }
+            match w.compare_exchange_weak(
+                old,
+                old.wrapping_add(delta),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(current) => old = current,
+            }
+        }
+    }
+    true
+}
+
 impl Ownership {
     /// Builds the map: `ram` (DT memory) starts host-owned, except `hyp` ranges (which must lie inside RAM);
     /// `mmio` are the doorbell frames devices may be granted.
@@ -232,6 +269,17 @@ impl Ownership {
         }
     }
 
+    /// The words of `[pa, pa + pages * 4K)` and their kind, if the range lies inside one region.
+    fn words(&self, pa: u64, pages: u64) -> Option<(&[AtomicU32], MemKind)> {
+        if !pa.is_multiple_of(PAGE_SIZE) {
+            return None;
+        }
+        let r = self.region(pa)?;
+        let first = ((pa - r.base) >> PAGE_SHIFT) as usize;
+        let end = first.checked_add(usize::try_from(pages).ok()?)?;
+        Some((r.words.get(first..end)?, r.kind))
+    }
+
     /// Applies `f` to each page of `[pa, pa + pages * 4K)` with a CAS; on the first error, applies `undo` to the
     /// pages already changed (in reverse) and returns the error.
     fn apply(
@@ -312,6 +360,14 @@ impl Ownership {
     ///
     /// The first page that is not host memory of `kind`, or whose count would overflow.
     pub fn inc_range(&self, pa: u64, pages: u64, kind: MemKind) -> Result<(), OwnershipError> {
+        if let Some((words, k)) = self.words(pa, pages)
+            && k == kind
+            && step_all(words, 0, |c| c < MAX_DMA_COUNT, 1)
+        {
+            self.mapped.fetch_add(pages, Ordering::Relaxed);
+            return Ok(());
+        }
+        // Refused somewhere (or the range spans regions): the page-by-page path finds the error.
         self.apply(
             pa,
             pages,
@@ -334,6 +390,12 @@ impl Ownership {
     ///
     /// [`OwnershipError::CountUnderflow`] (a broken invariant) or a page that is not host memory.
     pub fn dec_range(&self, pa: u64, pages: u64) -> Result<(), OwnershipError> {
+        if let Some((words, _)) = self.words(pa, pages)
+            && step_all(words, 1, |c| (1..=MAX_DMA_COUNT).contains(&c), u32::MAX)
+        {
+            self.mapped.fetch_sub(pages, Ordering::Relaxed);
+            return Ok(());
+        }
         self.apply(
             pa,
             pages,
@@ -580,6 +642,38 @@ mod tests {
             o.inc_range(host, u64::MAX, MemKind::Ram),
             Err(OwnershipError::BadRange(host))
         );
+    }
+
+    /// A refusal in the middle of a range inside one region (the one-CAS-per-page path) rolls back the pages
+    /// before it and reports the same error as page by page.
+    #[test]
+    fn refusal_mid_range_rolls_back() {
+        let o = own();
+        let host = RAM + 0x30_0000;
+        let count = |p: u64| match o.state(p) {
+            PageState::Host { count, .. } => count,
+            other => panic!("{other:?}"),
+        };
+        o.donate_range(host + 0x2000, 1).unwrap();
+        o.inc_range(host, 1, MemKind::Ram).unwrap();
+        assert_eq!(
+            o.inc_range(host, 4, MemKind::Ram),
+            Err(OwnershipError::DonatedMemory(host + 0x2000))
+        );
+        assert_eq!((count(host), count(host + 0x1000)), (1, 0));
+        assert_eq!(o.state(host + 0x2000), PageState::Donated);
+        assert_eq!(o.mapped_pages(), 1);
+        o.inc_range(host + 0x3000, 2, MemKind::Ram).unwrap();
+        o.inc_range(host + 0x4000, 1, MemKind::Ram).unwrap();
+        // Counts 1, 2 then a page without mappings: the decrement changes nothing.
+        assert_eq!(
+            o.dec_range(host + 0x3000, 3),
+            Err(OwnershipError::CountUnderflow(host + 0x5000))
+        );
+        assert_eq!((count(host + 0x3000), count(host + 0x4000)), (1, 2));
+        o.dec_range(host + 0x3000, 2).unwrap();
+        assert_eq!((count(host + 0x3000), count(host + 0x4000)), (0, 1));
+        assert_eq!(o.mapped_pages(), 2);
     }
 
     #[test]

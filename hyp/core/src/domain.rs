@@ -780,7 +780,10 @@ impl PagingDomain {
         len: u64,
         runs: &mut [(u64, u64)],
     ) -> Result<Option<usize>, DomainError> {
+        // Runs found so far: `runs[..n]`, then the current one (`run_pa`, `run_len`; none while `run_len` is 0),
+        // kept in registers so that a page continuing it costs a compare and an add.
         let mut n = 0usize;
+        let (mut run_pa, mut run_len) = (0u64, 0u64);
         let r = self.l3_pieces(iova, len, |s, entries| {
             let entries = match entries {
                 Some(e) if e.len() < TABLE_ENTRIES => e,
@@ -792,19 +795,27 @@ impl PagingDomain {
                     return Err(Some(s + i as u64 * PAGE_SIZE));
                 }
                 let pa = d & DESC_ADDR_MASK;
-                if n > 0 && runs[n - 1].0 + runs[n - 1].1 == pa {
-                    runs[n - 1].1 += PAGE_SIZE;
-                } else if n == runs.len() {
-                    return Err(None);
-                } else {
-                    runs[n] = (pa, PAGE_SIZE);
+                if run_len != 0 && run_pa + run_len == pa {
+                    run_len += PAGE_SIZE;
+                    continue;
+                }
+                if run_len != 0 {
+                    *runs.get_mut(n).ok_or(None)? = (run_pa, run_len);
                     n += 1;
                 }
+                (run_pa, run_len) = (pa, PAGE_SIZE);
             }
             Ok(())
         });
         match r {
-            Ok(()) => Ok(Some(n)),
+            Ok(()) if run_len == 0 => Ok(Some(n)),
+            Ok(()) => match runs.get_mut(n) {
+                Some(slot) => {
+                    *slot = (run_pa, run_len);
+                    Ok(Some(n + 1))
+                }
+                None => Ok(None),
+            },
             Err(None) => Ok(None),
             Err(Some(at)) => Err(DomainError::NotMapped(at)),
         }

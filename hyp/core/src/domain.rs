@@ -24,6 +24,17 @@
 //! change (QEMU's does; hardware reports its level in `IDR3.BBML`). The following range invalidation uses the
 //! old block's size as its TTL hint, so the stale block leaves the TLB.
 //!
+//! # In-place paths
+//!
+//! Most DMA maps and unmaps touch 4 KiB pages of level-3 tables the domain already has. For those,
+//! [`PagingDomain::can_map_in_place`] + [`PagingDomain::map_pages_in_place`] and [`PagingDomain::page_runs`] +
+//! [`PagingDomain::clear_pages_in_place`] read and write the level-3 descriptors directly, one pass each, instead of
+//! aarch64-paging's generic walk plus the `map_need`/`unmap_need`/`leaves` walks. They apply only where the
+//! generic path would allocate, split and free nothing (a 2 MiB piece cleared whole frees its table, so it takes
+//! the generic path), write exactly what it would write, and report the same first mapped/unmapped IOVA; a
+//! differential property test checks this against a twin domain updated generically. No cache maintenance: the
+//! SMMU driver requires coherent table walks (`IDR0.COHACC`).
+//!
 //! # Locking
 //!
 //! A domain has no lock of its own here: [`crate::dispatch`] keeps each in a `spin::Mutex` slot. The pool has one

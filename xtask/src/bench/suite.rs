@@ -794,8 +794,8 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
          dma_map_sg of 16 S-byte segments). I/O: `dio` (tests/guest/src/dio.c), one pread/pwrite at a time \
          with O_DIRECT, sequential from offset 0 or (`rand`) at xorshift-random block-aligned offsets over the \
          whole 512 MiB disk, each run bounded to {} ms; MB/s and IOPS over CLOCK_MONOTONIC. ×strict = median \
-         over native strict's median. hc/call = hypercalls per call (MAP_PAGES per map, UNMAP_PAGES per unmap; \
-         per I/O: every hypercall; Warden only), cmd/call = SMMU commands per unmap (per I/O): Warden from the \
+         over native strict's median. hc/call = hypercalls per call (MAP_PAGES or MAP_BATCH per map, \
+         UNMAP_PAGES per unmap; per I/O: every hypercall; Warden only), cmd/call = SMMU commands per unmap (per I/O): Warden from the \
          hyp's counters, strict and lazy from QEMU's `smmuv3_cmdq_opcode` trace in one extra boot each. \
          instr/call = guest instructions per call (EL1 and EL2, so Warden's include the hypervisor's; \
          `instr_el2_per_call` in report.json is the EL2 part), counted in one more boot per configuration \

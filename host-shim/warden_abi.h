@@ -201,7 +201,7 @@
 #define WARDEN_STAT_DONATED_FREE_PAGES 5
 /* StreamIDs attached to a domain other than host-identity. */
 #define WARDEN_STAT_ATTACHED_SIDS 6
-/* Fault records dropped because the event ring was full. */
+/* Fault records lost: dropped because the hyp's event ring was full, plus one per SMMU event-queue */
 #define WARDEN_STAT_EVENTS_LOST 7
 /* SMMU commands issued (from the SMMU driver). */
 #define WARDEN_STAT_SMMU_COMMANDS 8

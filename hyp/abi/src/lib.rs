@@ -440,7 +440,8 @@ abi_enum! {
         DonatedFreePages = 5 => "DONATED_FREE_PAGES",
         /// StreamIDs attached to a domain other than host-identity.
         AttachedSids = 6 => "ATTACHED_SIDS",
-        /// Fault records dropped because the event ring was full.
+        /// Fault records lost: dropped because the hyp's event ring was full, plus one per SMMU event-queue
+        /// overflow (each loses at least one record; the SMMU does not say how many).
         EventsLost = 7 => "EVENTS_LOST",
         /// SMMU commands issued (from the SMMU driver).
         SmmuCommands = 8 => "SMMU_COMMANDS",

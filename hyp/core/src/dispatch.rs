@@ -108,6 +108,9 @@ pub struct SmmuCounters {
     pub commands: u64,
     /// CMD_SYNCs issued.
     pub syncs: u64,
+    /// Event-queue overflows the SMMU signalled (each lost at least one fault record; the SMMU does not say
+    /// how many).
+    pub event_overflows: u64,
 }
 
 /// What [`Warden`] needs from the hardware. Implemented by EL2 over warden-smmu's driver and the host
@@ -1087,7 +1090,7 @@ impl<B: Backend> Warden<B> {
                 None => break,
             }
         }
-        let lost = ring.lost;
+        let lost = ring.lost + self.backend.counters().event_overflows;
         match ring.pop() {
             Some(r) => [
                 1,
@@ -1215,7 +1218,7 @@ impl<B: Backend> Warden<B> {
                 let s = self.streams.lock();
                 u64::from(s.attached.iter().skip(1).sum::<u32>())
             }
-            Stat::EventsLost => self.events.lock().lost,
+            Stat::EventsLost => self.events.lock().lost + self.backend.counters().event_overflows,
             Stat::SmmuCommands => self.backend.counters().commands,
             Stat::SmmuSyncs => self.backend.counters().syncs,
             Stat::Invalidations => self.invalidations.load(Ordering::Relaxed),

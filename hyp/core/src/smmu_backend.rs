@@ -290,6 +290,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<
         SmmuCounters {
             commands: c.commands,
             syncs: c.syncs,
+            event_overflows: c.evtq_overflows,
         }
     }
 

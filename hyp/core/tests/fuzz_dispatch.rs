@@ -161,6 +161,7 @@ impl Backend for FakeBackend {
         SmmuCounters {
             commands: c.commands,
             syncs: c.syncs,
+            event_overflows: c.evtq_overflows,
         }
     }
 

@@ -123,6 +123,7 @@ impl Backend for FakeBackend {
         SmmuCounters {
             commands: c.commands,
             syncs: c.syncs,
+            event_overflows: c.evtq_overflows,
         }
     }
 

@@ -9,7 +9,7 @@
 #include <linux/atomic.h>
 #include <linux/iommu.h>
 #include <linux/list.h>
-#include <linux/maple_tree.h>
+#include <linux/io-pgtable.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/workqueue.h>
@@ -83,7 +83,8 @@ struct warden_smmu {
 	atomic64_t batch_calls;        /* MAP_BATCH calls */
 	atomic64_t shadow_hits;        /* iova_to_phys answered from a domain's translation shadow */
 	atomic64_t shadow_fallbacks;   /* iova_to_phys answered by an IOVA_TO_PHYS hypercall */
-	atomic64_t shadow_lost;        /* domains whose shadow became unusable (an update could not allocate) */
+	atomic64_t shadow_lost;        /* domains whose shadow became unusable (an unmap of it went wrong) */
+	atomic64_t pending_full;       /* map_pages sent at once (MAP_PAGES): every pending slot in use */
 
 	/* Fault reporting: a delayed work drains READ_EVENT; the event IRQ (if any) only kicks it. */
 	struct delayed_work event_work;
@@ -109,36 +110,48 @@ struct warden_master {
 	u32 sids[] __counted_by(num_sids);
 };
 
+/* Deferred map_pages runs a paging domain holds at most (a bit each in an unsigned long). */
+#define WARDEN_PENDING_RUNS 64
+static_assert(WARDEN_PENDING_RUNS <= BITS_PER_LONG);
+
+/**
+ * struct warden_run - one deferred map_pages run (IOVA and PA contiguous), or a free slot (@len == 0).
+ * @claimed: taken by an iotlb_sync_map that is sending it (only that flush reads or frees it then).
+ */
+struct warden_run {
+	u64 iova;
+	u64 pa;
+	u64 len;
+	u32 pgsize;
+	u16 prot;
+	bool claimed;
+	gfp_t gfp;
+};
+
 /**
  * struct warden_domain - a paging domain, backed by a hyp PAGING domain.
  *
- * @shadow: what the hyp has mapped in this domain, for iova_to_phys without a hypercall: one range per
- *          successful map, value xa_mk_value((pa - iova) >> 12) (an offset, so unmapping part of a range leaves
- *          the rest right). RCU mode, lockless reads; writes under @shadow_lock. Updated after every successful
- *          MAP_PAGES/MAP_BATCH/UNMAP_PAGES; if an update cannot allocate, @shadow_ok turns false for good and
- *          iova_to_phys asks the hyp again (the shadow never answers with a stale PA).
- * @pending: map_pages runs not yet given to the hyp (struct warden_pending), under @pending_lock; each
- *           iotlb_sync_map(iova, size) sends the ones inside [iova, iova + size) with one MAP_BATCH.
+ * @shadow: a translation shadow for iova_to_phys without a hypercall: an io-pgtable (ARM_64_LPAE_S1, the
+ *          native driver's format and iova_to_phys), never walked by hardware, no TLB ops. map_pages maps it
+ *          before the hyp hears of the run; unmaps remove from the hyp first, then the same bytes from the
+ *          shadow; so it always holds everything the hyp has mapped (plus runs still pending). Lock-free for
+ *          disjoint ranges, like the native driver's tables. NULL if it could not be set up.
+ * @shadow_ok: the shadow is trusted; turns false for good if an unmap of it went wrong (iova_to_phys then asks
+ *             the hyp: the shadow never answers with a stale PA).
+ * @runs: map_pages runs not yet given to the hyp, under @pending_lock (@nr_runs used, all below @runs_hi);
+ *        each iotlb_sync_map(iova, size) claims the ones inside [iova, iova + size) and sends them with one
+ *        MAP_BATCH. When every slot is used, map_pages maps directly (MAP_PAGES).
  */
 struct warden_domain {
 	struct iommu_domain domain;
 	struct warden_smmu *smmu;
 	u64 id;
-	struct maple_tree shadow;
-	spinlock_t shadow_lock;
+	struct io_pgtable_ops *shadow;
 	bool shadow_ok;
 	spinlock_t pending_lock;
-	struct list_head pending;
-};
-
-/** struct warden_pending - one deferred map_pages run (IOVA and PA contiguous). */
-struct warden_pending {
-	struct list_head node;
-	u64 iova;
-	u64 pa;
-	u64 len;
-	int prot;
-	gfp_t gfp;
+	unsigned int nr_runs;
+	unsigned int runs_hi;
+	struct warden_run runs[WARDEN_PENDING_RUNS];
 };
 
 /* warden_main.c */

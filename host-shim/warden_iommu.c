@@ -6,7 +6,8 @@
  *
  * Every operation on the hardware is a hypercall; the hyp validates each argument, owns the page tables and
  * the SMMU, and invalidates the SMMU's TLBs itself before an unmap returns. The shim only keeps the book-keeping
- * Linux needs (which SIDs a device has, which domain they are in) and the list of pages it donated.
+ * Linux needs (which SIDs a device has, which domain they are in, a CPU-only io-pgtable shadow of each paging
+ * domain for iova_to_phys, the runs a mapping operation has not sent yet) and the list of pages it donated.
  */
 #define pr_fmt(fmt) "warden: " fmt
 
@@ -19,7 +20,8 @@
 #include <linux/pci.h>
 #include <linux/percpu.h>
 #include <linux/slab.h>
-#include <linux/xarray.h>
+#include <linux/bitops.h>
+#include <linux/io-pgtable.h>
 
 #include "warden.h"
 
@@ -103,26 +105,71 @@ void warden_batch_exit(void)
 
 /* ---- translation shadow ---- */
 
-/* Records [iova, iova + len) -> pa (or, with @erase, that nothing is mapped there) in @wd's shadow. */
-static void warden_shadow_update(struct warden_domain *wd, u64 iova, u64 pa, u64 len, bool erase)
+/* The shadow no longer matches the hyp: iova_to_phys asks the hyp (IOVA_TO_PHYS) for good. */
+static void warden_shadow_lose(struct warden_domain *wd, u64 iova)
 {
-	MA_STATE(mas, &wd->shadow, iova, iova + len - 1);
-	unsigned long flags;
+	if (!xchg(&wd->shadow_ok, false))
+		return;
+	atomic64_inc(&wd->smmu->shadow_lost);
+	pr_warn_ratelimited("domain %llu: translation shadow lost at IOVA %#llx; iova_to_phys asks the hyp from now on\n",
+			    wd->id, iova);
+}
+
+/*
+ * Removes [iova, iova + len) from the shadow, in pages of @pgsize (what the core unmaps with, or what the run
+ * was mapped with; 4 KiB if that does not divide @len). Called only for bytes the shadow holds (it holds all
+ * the hyp has mapped): anything else loses the shadow rather than leave a stale entry.
+ */
+static void warden_shadow_unmap(struct warden_domain *wd, u64 iova, u64 pgsize, u64 len)
+{
+	struct io_pgtable_ops *ops = wd->shadow;
+	u64 done = 0;
 
 	if (!len || !READ_ONCE(wd->shadow_ok))
 		return;
-	spin_lock_irqsave(&wd->shadow_lock, flags);
-	/* Unmap may run in atomic context; a failed store leaves the tree unchanged. */
-	if (READ_ONCE(wd->shadow_ok) &&
-	    mas_store_gfp(&mas, erase ? NULL : xa_mk_value((pa - iova) >> WARDEN_PAGE_SHIFT),
-			  GFP_ATOMIC | __GFP_NOWARN)) {
-		/* From now on the shadow may be incomplete or stale: never trust it again. */
-		WRITE_ONCE(wd->shadow_ok, false);
-		atomic64_inc(&wd->smmu->shadow_lost);
-		pr_warn_ratelimited("domain %llu: translation shadow out of memory; iova_to_phys asks the hyp from now on\n",
-				    wd->id);
+	if (len % pgsize || iova % pgsize)
+		pgsize = WARDEN_PAGE_SIZE;
+	while (done < len) {
+		/* One call unmaps at most up to the end of one table; no TLB ops, no gather. */
+		size_t n = ops->unmap_pages(ops, iova + done, pgsize, (len - done) / pgsize, NULL);
+
+		if (!n) {
+			warden_shadow_lose(wd, iova + done);
+			return;
+		}
+		done += n;
 	}
-	spin_unlock_irqrestore(&wd->shadow_lock, flags);
+}
+
+/*
+ * Maps [iova, iova + len) -> pa into the shadow in pages of @pgsize, before the hyp hears of it. Returns 0, or
+ * the io-pgtable's error (-ENOMEM: a table page could not be allocated) with nothing left mapped.
+ */
+static int warden_shadow_map(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len, int prot,
+			     gfp_t gfp)
+{
+	struct io_pgtable_ops *ops = wd->shadow;
+	u64 done = 0;
+
+	if (!READ_ONCE(wd->shadow_ok))
+		return 0;
+	if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
+		/* io-pgtable maps nothing without access, the hyp may: the shadow would miss it. */
+		warden_shadow_lose(wd, iova);
+		return 0;
+	}
+	while (done < len) {
+		size_t mapped = 0;
+		int ret = ops->map_pages(ops, iova + done, pa + done, pgsize, (len - done) / pgsize, prot, gfp,
+					 &mapped);
+
+		done += mapped;
+		if (ret || !mapped) {
+			warden_shadow_unmap(wd, iova, pgsize, done);
+			return ret ?: -EIO;
+		}
+	}
+	return 0;
 }
 
 /* ---- page donation ---- */
@@ -427,6 +474,7 @@ struct iommu_domain warden_blocked_domain = {
 static struct iommu_domain *warden_domain_alloc_paging(struct device *dev)
 {
 	struct warden_smmu *smmu = warden_smmu_instance;
+	struct io_pgtable_cfg cfg;
 	struct warden_domain *wd;
 	int ret;
 
@@ -441,12 +489,24 @@ static struct iommu_domain *warden_domain_alloc_paging(struct device *dev)
 		return ERR_PTR(ret);
 	}
 	wd->smmu = smmu;
-	spin_lock_init(&wd->shadow_lock);
-	mt_init_flags(&wd->shadow, MT_FLAGS_LOCK_EXTERN | MT_FLAGS_USE_RCU);
-	mt_set_external_lock(&wd->shadow, &wd->shadow_lock);
-	wd->shadow_ok = true;
 	spin_lock_init(&wd->pending_lock);
-	INIT_LIST_HEAD(&wd->pending);
+	cfg = (struct io_pgtable_cfg) {
+		.pgsize_bitmap = warden_info.pgsize_bitmap,
+		.ias = warden_info.iova_bits,
+		.oas = 48,
+		.coherent_walk = true,	/* only the CPU walks it: no cache maintenance, no DMA mapping */
+		.tlb = NULL,		/* nothing caches it: no TLB maintenance */
+		.iommu_dev = smmu->dev,
+	};
+	wd->shadow = alloc_io_pgtable_ops(ARM_64_LPAE_S1, &cfg, wd);
+	if (wd->shadow && cfg.pgsize_bitmap != warden_info.pgsize_bitmap) {
+		free_io_pgtable_ops(wd->shadow);
+		wd->shadow = NULL;
+	}
+	if (!wd->shadow)
+		dev_warn_once(smmu->dev, "no io-pgtable translation shadow (IOVA bits %u, page sizes %#llx): iova_to_phys asks the hyp\n",
+			      warden_info.iova_bits, warden_info.pgsize_bitmap);
+	wd->shadow_ok = !!wd->shadow;
 	wd->domain.pgsize_bitmap = warden_info.pgsize_bitmap;
 	wd->domain.geometry.aperture_start = 0;
 	wd->domain.geometry.aperture_end = (dma_addr_t)(BIT_ULL(warden_info.iova_bits) - 1);
@@ -458,20 +518,13 @@ static struct iommu_domain *warden_domain_alloc_paging(struct device *dev)
 static void warden_domain_free(struct iommu_domain *domain)
 {
 	struct warden_domain *wd = to_warden_domain(domain);
-	struct warden_pending *p, *next;
-	unsigned long flags;
 
 	/* The core detached every device first, so the hyp domain is attached to no SID. */
 	if (!warden_free_hyp_domain(wd->smmu, wd->id))
 		atomic_dec(&wd->smmu->live_domains);
-	/* Nothing should be pending (every map was synced or unrolled); never sent to the hyp anyway. */
-	list_for_each_entry_safe(p, next, &wd->pending, node) {
-		list_del(&p->node);
-		kfree(p);
-	}
-	spin_lock_irqsave(&wd->shadow_lock, flags);
-	__mt_destroy(&wd->shadow);
-	spin_unlock_irqrestore(&wd->shadow_lock, flags);
+	/* Pending runs (none should be left: every map was synced or unrolled) never reached the hyp. */
+	if (wd->shadow)
+		free_io_pgtable_ops(wd->shadow);
 	kfree(wd);
 }
 
@@ -479,8 +532,8 @@ static void warden_domain_free(struct iommu_domain *domain)
  * MAP_PAGES for [iova, iova + total) -> paddr: one call in the normal case. The hyp may map less (SUCCESS with
  * fewer bytes in x1: continue after them) or ask for pages (NOMEM with the shortfall in x1: donate and repeat
  * the call; the ABI's errors change nothing, so the repeat starts where the last success ended). Every
- * iteration either advances or spends one of WARDEN_TOPUP_RETRIES top-ups, so the loop is bounded. What was
- * mapped goes into the shadow; *done is the bytes mapped.
+ * iteration either advances or spends one of WARDEN_TOPUP_RETRIES top-ups, so the loop is bounded. The caller
+ * mapped the shadow already; *done is the bytes mapped.
  */
 static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 pgsize, u64 total, int prot,
 			     gfp_t gfp, u64 *done_out)
@@ -501,7 +554,6 @@ static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 
 				ret = -EIO;
 				break;
 			}
-			warden_shadow_update(wd, iova + done, paddr + done, r.x1, false);
 			done += r.x1;
 			continue;
 		}
@@ -527,14 +579,18 @@ static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 
  * iommu_map_sg() calls it once for [iova, iova + mapped) after mapping every segment (IOVA-contiguous from
  * iova). When a map_pages fails, neither calls iotlb_sync_map: __iommu_map and iommu_map_sg unmap what was
  * mapped so far (iommu_unmap), and an iotlb_sync_map that fails is followed by iommu_unmap of its whole range.
- * So with deferral on, map_pages only records the run (it reports it mapped), iotlb_sync_map sends every run
- * inside its range with one MAP_BATCH (one MAP_PAGES when there is one run) before the core returns to its
- * caller, and unmap_pages first drops runs that are still pending (they never reached the hyp). Concurrent
- * mappers in one domain own disjoint IOVA ranges (the DMA API's IOVA allocator; VFIO and iommufd refuse
- * overlapping maps), so each iotlb_sync_map takes exactly its own runs, never another mapper's half-built set.
- * If the flush fails, the shim unmaps what it had sent of that range, so the core's own unroll (iommu_unmap of
- * the range) finds nothing mapped.
+ * So with deferral on, map_pages maps the shadow and records the run in a free slot of the domain's fixed
+ * array (no allocation; it reports the run mapped; with every slot in use it sends it at once, MAP_PAGES),
+ * iotlb_sync_map claims every run inside its range and sends them with one MAP_BATCH (one MAP_PAGES when there
+ * is one run) before the core returns to its caller, and unmap_pages first drops runs that are still pending
+ * (they never reached the hyp). Concurrent mappers in one domain own disjoint IOVA ranges (the DMA API's IOVA
+ * allocator; VFIO and iommufd refuse overlapping maps), so each iotlb_sync_map takes exactly its own runs,
+ * never another mapper's half-built set. If the flush fails, the shim unmaps what it had sent of that range and
+ * takes every run out of the shadow, so the core's own unroll (iommu_unmap of the range) finds nothing mapped.
  */
+static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len, int prot,
+			   gfp_t gfp);
+
 static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phys_addr_t paddr,
 			    size_t pgsize, size_t pgcount, int prot, gfp_t gfp, size_t *mapped)
 {
@@ -542,38 +598,36 @@ static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phy
 	u64 total, done = 0;
 	int ret;
 
-	if (check_mul_overflow((u64)pgsize, (u64)pgcount, &total) || !pgsize)
+	if (check_mul_overflow((u64)pgsize, (u64)pgcount, &total) || !total || pgsize > U32_MAX)
 		return -EINVAL;
+	/* The shadow's tables span the domain's IOVA bits; the hyp refuses anything beyond them anyway. */
+	if ((u64)iova + total < iova || ((u64)iova + total - 1) >> warden_info.iova_bits)
+		return -ERANGE;
+	/* Shadow first: a NOMEM fails the map here, before any hypercall (the core unrolls what it mapped). */
+	ret = warden_shadow_map(wd, iova, paddr, pgsize, total, prot, gfp);
+	if (ret)
+		return ret;
 	if (READ_ONCE(map_batch) && warden_batch_ready) {
-		struct warden_pending *p = kmalloc(sizeof(*p), gfp | __GFP_NOWARN);
-		unsigned long flags;
-
-		/* Like a page-table allocation failing: the core unmaps what this operation recorded so far. */
-		if (!p)
-			return -ENOMEM;
-		p->iova = iova;
-		p->pa = paddr;
-		p->len = total;
-		p->prot = prot;
-		p->gfp = gfp;
-		spin_lock_irqsave(&wd->pending_lock, flags);
-		list_add_tail(&p->node, &wd->pending);
-		spin_unlock_irqrestore(&wd->pending_lock, flags);
-		atomic64_inc(&wd->smmu->deferred_maps);
-		*mapped += total;
-		return 0;
+		if (warden_run_add(wd, iova, paddr, pgsize, total, prot, gfp)) {
+			atomic64_inc(&wd->smmu->deferred_maps);
+			*mapped += total;
+			return 0;
+		}
+		atomic64_inc(&wd->smmu->pending_full);
 	}
 	ret = warden_map_direct(wd, iova, paddr, pgsize, total, prot, gfp, &done);
+	if (ret)
+		warden_shadow_unmap(wd, iova + done, pgsize, total - done);
 	*mapped += done;
 	return ret;
 }
 
 /*
  * One UNMAP_PAGES call; the hyp has cleared the entries, invalidated the SMMU TLBs and waited for the
- * CMD_SYNC before it returns, so the range is unreachable by the time this returns. Returns the bytes the hyp
- * unmapped (erased from the shadow), 0 for "not mapped".
+ * CMD_SYNC before it returns, so the range is unreachable by the time this returns. Then the same bytes leave
+ * the shadow (in pages of @shadow_pgsize). Returns the bytes the hyp unmapped, 0 for "not mapped".
  */
-static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 pgcount)
+static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 pgcount, u64 shadow_pgsize)
 {
 	int topups;
 
@@ -585,7 +639,7 @@ static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 
 		if (r.status == WARDEN_SUCCESS) {
 			u64 n = min_t(u64, r.x1, pgsize * pgcount);
 
-			warden_shadow_update(wd, iova, 0, n, true);
+			warden_shadow_unmap(wd, iova, shadow_pgsize, n);
 			return n;
 		}
 		/* Splitting a block needs table pages; unmap may run in atomic context. */
@@ -599,21 +653,66 @@ static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 
 	return 0;
 }
 
+/* Frees pending slot @i (under pending_lock) and lowers runs_hi past the free slots at the top. */
+static void warden_run_free(struct warden_domain *wd, unsigned int i)
+{
+	lockdep_assert_held(&wd->pending_lock);
+	wd->runs[i].len = 0;
+	wd->runs[i].claimed = false;
+	wd->nr_runs--;
+	while (wd->runs_hi && !wd->runs[wd->runs_hi - 1].len)
+		wd->runs_hi--;
+}
+
+/* The lowest free slot (under pending_lock; there is one: nr_runs < WARDEN_PENDING_RUNS). */
+static unsigned int warden_run_slot(struct warden_domain *wd)
+{
+	unsigned int i;
+
+	lockdep_assert_held(&wd->pending_lock);
+	for (i = 0; i < wd->runs_hi && wd->runs[i].len; i++)
+		;
+	if (i == wd->runs_hi)
+		wd->runs_hi++;
+	wd->nr_runs++;
+	return i;
+}
+
+/* Records a run for the next iotlb_sync_map of its range; false when every slot is in use. */
+static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len, int prot,
+			   gfp_t gfp)
+{
+	unsigned long flags;
+	bool added = false;
+
+	spin_lock_irqsave(&wd->pending_lock, flags);
+	if (wd->nr_runs < WARDEN_PENDING_RUNS) {
+		wd->runs[warden_run_slot(wd)] = (struct warden_run) {
+			.iova = iova, .pa = pa, .len = len, .pgsize = pgsize, .prot = prot, .gfp = gfp,
+		};
+		added = true;
+	}
+	spin_unlock_irqrestore(&wd->pending_lock, flags);
+	return added;
+}
+
 /*
- * Drops the pending (never sent) part of [iova, end) that starts at iova, and returns its length; 0 if no
- * pending run covers iova. *hyp_len is lowered to where the first pending run inside the range starts.
+ * Drops the pending (never sent, not being sent) part of [iova, end) that starts at iova, and returns its
+ * length; 0 if no pending run covers iova. *hyp_len is lowered to where the first pending run inside the range
+ * starts.
  */
 static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 *hyp_len)
 {
-	struct warden_pending *p, *next, *tail;
 	unsigned long flags;
+	unsigned int i;
 	u64 taken = 0;
 
 	spin_lock_irqsave(&wd->pending_lock, flags);
-	list_for_each_entry_safe(p, next, &wd->pending, node) {
+	for (i = 0; i < wd->runs_hi; i++) {
+		struct warden_run *p = &wd->runs[i];
 		u64 pend = p->iova + p->len;
 
-		if (pend <= iova || p->iova >= end)
+		if (!p->len || p->claimed || pend <= iova || p->iova >= end)
 			continue;
 		if (p->iova > iova) {
 			*hyp_len = min(*hyp_len, p->iova - iova);
@@ -621,24 +720,25 @@ static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 
 		}
 		taken = min(pend, end) - iova;
 		if (p->iova == iova && taken == p->len) {
-			list_del(&p->node);
-			kfree(p);
+			warden_run_free(wd, i);
 		} else if (p->iova == iova) {
 			p->iova += taken;
 			p->pa += taken;
 			p->len -= taken;
 		} else {
 			if (pend > end) {
-				tail = kmalloc(sizeof(*tail), GFP_ATOMIC | __GFP_NOWARN);
-				if (!tail) {
+				struct warden_run *tail;
+
+				/* The run's tail stays pending in a slot of its own. */
+				if (wd->nr_runs == WARDEN_PENDING_RUNS) {
 					taken = 0;
 					break;
 				}
+				tail = &wd->runs[warden_run_slot(wd)];
 				*tail = *p;
 				tail->iova = end;
 				tail->pa = p->pa + (end - p->iova);
 				tail->len = pend - end;
-				list_add(&tail->node, &p->node);
 			}
 			p->len = iova - p->iova;
 		}
@@ -650,7 +750,8 @@ static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 
 
 /*
  * Returns the bytes unmapped from iova on (the core calls again for any remainder and treats 0 as "nothing
- * there"): a pending run's part is just forgotten; anything else is one UNMAP_PAGES.
+ * there"): a pending run's part is just forgotten (and leaves the shadow); anything else is one UNMAP_PAGES,
+ * then the same bytes leave the shadow.
  */
 static size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova, size_t pgsize,
 				 size_t pgcount, struct iommu_iotlb_gather *gather)
@@ -661,76 +762,76 @@ static size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova
 	if (check_mul_overflow((u64)pgsize, (u64)pgcount, &total) || !total)
 		return 0;
 	hyp_len = total;
-	if (!list_empty(&wd->pending)) {
+	if (READ_ONCE(wd->nr_runs)) {
 		u64 n = warden_pending_take(wd, iova, (u64)iova + total, &hyp_len);
 
-		if (n)
+		if (n) {
+			warden_shadow_unmap(wd, iova, pgsize, n);
 			return n;
+		}
 	}
 	if (hyp_len != total)
-		return warden_unmap_hyp(wd, iova, WARDEN_PAGE_SIZE, hyp_len / WARDEN_PAGE_SIZE);
-	return warden_unmap_hyp(wd, iova, pgsize, pgcount);
-}
-
-/* Unmaps runs [first, stop) of @list that were sent (error path: the flush's own rollback). */
-static void warden_flush_rollback(struct warden_domain *wd, struct list_head *list, struct warden_pending *stop)
-{
-	struct warden_pending *p;
-
-	list_for_each_entry(p, list, node) {
-		if (p == stop)
-			break;
-		if (warden_unmap_hyp(wd, p->iova, WARDEN_PAGE_SIZE, p->len / WARDEN_PAGE_SIZE) != p->len)
-			pr_err_ratelimited("domain %llu: rolling back IOVA %#llx (+%#llx) failed\n", wd->id, p->iova,
-					   p->len);
-	}
+		return warden_unmap_hyp(wd, iova, WARDEN_PAGE_SIZE, hyp_len / WARDEN_PAGE_SIZE, pgsize);
+	return warden_unmap_hyp(wd, iova, pgsize, pgcount, pgsize);
 }
 
 /*
- * Sends the runs of @list (private to the caller, freed here): one MAP_PAGES for a single run, else MAP_BATCH
- * calls of up to WARDEN_MAP_BATCH_MAX_ENTRIES runs of one prot (one call for a dma_map_sg). Top-ups use the
- * gfp map_pages was given (iotlb_sync_map runs in the same context). On failure what was sent is unmapped.
+ * Sends the claimed runs @mine (slots only this flush touches until it frees them): one MAP_PAGES for a single
+ * run, else MAP_BATCH calls of up to WARDEN_MAP_BATCH_MAX_ENTRIES runs of one prot (one call for a
+ * dma_map_sg). Top-ups use the gfp map_pages was given (iotlb_sync_map runs in the same context). On failure
+ * what was sent is unmapped from the hyp, and every run leaves the shadow.
  */
-static int warden_flush(struct warden_domain *wd, struct list_head *list)
+static int warden_flush(struct warden_domain *wd, unsigned long mine)
 {
-	struct warden_pending *p, *next, *cur = list_first_entry(list, struct warden_pending, node);
+	unsigned long todo = mine, sent = 0;
 	int ret = 0, topups = 0;
+	unsigned int i;
 
-	if (list_is_singular(list)) {
+	if (hweight_long(mine) == 1) {
+		struct warden_run *p = &wd->runs[__ffs(mine)];
 		u64 done;
 
-		ret = warden_map_direct(wd, cur->iova, cur->pa, WARDEN_PAGE_SIZE, cur->len, cur->prot, cur->gfp,
-					&done);
-		if (ret && done)
-			warden_unmap_hyp(wd, cur->iova, WARDEN_PAGE_SIZE, done / WARDEN_PAGE_SIZE);
-		goto out;
+		ret = warden_map_direct(wd, p->iova, p->pa, WARDEN_PAGE_SIZE, p->len, p->prot, p->gfp, &done);
+		if (ret) {
+			if (done)
+				warden_unmap_hyp(wd, p->iova, WARDEN_PAGE_SIZE, done / WARDEN_PAGE_SIZE, p->pgsize);
+			warden_shadow_unmap(wd, p->iova + done, p->pgsize, p->len - done);
+		}
+		return ret;
 	}
-	while (!list_entry_is_head(cur, list, node)) {
+	while (todo) {
+		struct warden_run *first = &wd->runs[__ffs(todo)];
+		unsigned long batch = 0, flags;
 		struct warden_batch_desc *d;
-		struct warden_pending *q = cur;
-		unsigned int n = 0, i;
+		unsigned int n = 0;
 		struct warden_ret r;
-		unsigned long flags;
 
 		local_irq_save(flags);
 		d = this_cpu_read(warden_desc_page);
-		for (; !list_entry_is_head(q, list, node) && n < WARDEN_MAP_BATCH_MAX_ENTRIES &&
-		       q->prot == cur->prot; q = list_next_entry(q, node), n++) {
-			d[n].iova = q->iova;
-			d[n].pa = q->pa;
-			d[n].len = q->len;
+		for_each_set_bit(i, &todo, WARDEN_PENDING_RUNS) {
+			struct warden_run *p = &wd->runs[i];
+
+			if (p->prot != first->prot)
+				continue;
+			d[n].iova = p->iova;
+			d[n].pa = p->pa;
+			d[n].len = p->len;
+			__set_bit(i, &batch);
+			if (++n == WARDEN_MAP_BATCH_MAX_ENTRIES)
+				break;
 		}
-		r = warden_call(WARDEN_FID_MAP_BATCH, wd->id, virt_to_phys(d), n, (u64)cur->prot & WARDEN_PROT_ALL,
+		r = warden_call(WARDEN_FID_MAP_BATCH, wd->id, virt_to_phys(d), n, (u64)first->prot & WARDEN_PROT_ALL,
 				0, 0);
 		local_irq_restore(flags);
 		atomic64_inc(&wd->smmu->batch_calls);
-		if (r.status == WARDEN_SUCCESS && r.x1 && r.x1 <= n) {
-			for (i = 0; i < r.x1; i++, cur = list_next_entry(cur, node))
-				warden_shadow_update(wd, cur->iova, cur->pa, cur->len, false);
+		if (r.status == WARDEN_SUCCESS && r.x1 == n) {
+			/* All or nothing: every descriptor of the batch is mapped. */
+			todo &= ~batch;
+			sent |= batch;
 			continue;
 		}
 		if (r.status == WARDEN_E_NOMEM && topups++ < WARDEN_TOPUP_RETRIES) {
-			ret = warden_topup(wd->smmu, r.x1, cur->gfp);
+			ret = warden_topup(wd->smmu, r.x1, first->gfp);
 			if (!ret)
 				continue;
 		} else if (r.status == WARDEN_SUCCESS) {
@@ -738,16 +839,24 @@ static int warden_flush(struct warden_domain *wd, struct list_head *list)
 			ret = -EIO;
 		} else {
 			pr_err_ratelimited("MAP_BATCH(domain %llu, %u runs from IOVA %#llx, prot %#x) failed at descriptor %lld: %s\n",
-					   wd->id, n, cur->iova, cur->prot, (long long)r.x2, warden_strerror(r.status));
+					   wd->id, n, first->iova, first->prot, (long long)r.x2,
+					   warden_strerror(r.status));
 			ret = warden_errno(r.status);
 		}
-		warden_flush_rollback(wd, list, cur);
 		break;
 	}
-out:
-	list_for_each_entry_safe(p, next, list, node) {
-		list_del(&p->node);
-		kfree(p);
+	if (!ret)
+		return 0;
+	/* Roll back: the core's own unroll (iommu_unmap of the range) then finds nothing mapped. */
+	for_each_set_bit(i, &mine, WARDEN_PENDING_RUNS) {
+		struct warden_run *p = &wd->runs[i];
+
+		if (!test_bit(i, &sent))
+			warden_shadow_unmap(wd, p->iova, p->pgsize, p->len);
+		else if (warden_unmap_hyp(wd, p->iova, WARDEN_PAGE_SIZE, p->len / WARDEN_PAGE_SIZE, p->pgsize) !=
+			 p->len)
+			pr_err_ratelimited("domain %llu: rolling back IOVA %#llx (+%#llx) failed\n", wd->id, p->iova,
+					   p->len);
 	}
 	return ret;
 }
@@ -756,28 +865,37 @@ out:
 static int warden_iotlb_sync_map(struct iommu_domain *domain, unsigned long iova, size_t size)
 {
 	struct warden_domain *wd = to_warden_domain(domain);
-	struct warden_pending *p, *next;
+	unsigned long flags, mine = 0;
 	u64 end = (u64)iova + size;
-	unsigned long flags;
-	LIST_HEAD(mine);
+	unsigned int i;
+	int ret;
 
-	if (list_empty(&wd->pending))
+	if (!READ_ONCE(wd->nr_runs))
 		return 0;
 	spin_lock_irqsave(&wd->pending_lock, flags);
-	list_for_each_entry_safe(p, next, &wd->pending, node) {
-		if (p->iova >= iova && p->iova + p->len <= end)
-			list_move_tail(&p->node, &mine);
+	for (i = 0; i < wd->runs_hi; i++) {
+		struct warden_run *p = &wd->runs[i];
+
+		if (p->len && !p->claimed && p->iova >= iova && p->iova + p->len <= end) {
+			p->claimed = true;
+			__set_bit(i, &mine);
+		}
 	}
 	spin_unlock_irqrestore(&wd->pending_lock, flags);
-	if (list_empty(&mine))
+	if (!mine)
 		return 0;
-	return warden_flush(wd, &mine);
+	ret = warden_flush(wd, mine);
+	spin_lock_irqsave(&wd->pending_lock, flags);
+	for_each_set_bit(i, &mine, WARDEN_PENDING_RUNS)
+		warden_run_free(wd, i);
+	spin_unlock_irqrestore(&wd->pending_lock, flags);
+	return ret;
 }
 
 /*
- * Paging domains answer from the shadow (no hypercall: iommu-dma asks before every dma_unmap_page); the hyp
- * stays the authority, the shadow only mirrors what it reported mapped. IOVA_TO_PHYS when the shadow is off or
- * was lost.
+ * Paging domains answer from the shadow with io-pgtable's own walk (what the native driver answers with; no
+ * hypercall: iommu-dma asks before every dma_unmap_page); the hyp stays the authority, the shadow only mirrors
+ * what map_pages gave it. IOVA_TO_PHYS when the shadow is off or was lost.
  */
 static phys_addr_t warden_iova_to_phys(struct iommu_domain *domain, dma_addr_t iova)
 {
@@ -785,12 +903,8 @@ static phys_addr_t warden_iova_to_phys(struct iommu_domain *domain, dma_addr_t i
 	struct warden_ret r;
 
 	if (READ_ONCE(iova_shadow) && READ_ONCE(wd->shadow_ok)) {
-		void *e = mtree_load(&wd->shadow, iova);
-
 		atomic64_inc(&wd->smmu->shadow_hits);
-		if (!xa_is_value(e))
-			return 0;
-		return (phys_addr_t)((u64)iova + (xa_to_value(e) << WARDEN_PAGE_SHIFT));
+		return wd->shadow->iova_to_phys(wd->shadow, iova);
 	}
 	atomic64_inc(&wd->smmu->shadow_fallbacks);
 	r = warden_call2(WARDEN_FID_IOVA_TO_PHYS, wd->id, iova);

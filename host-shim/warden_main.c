@@ -297,6 +297,7 @@ static int warden_stats_show(struct seq_file *s, void *unused)
 	seq_printf(s, "shim.shadow_hits %lld\n", (long long)atomic64_read(&smmu->shadow_hits));
 	seq_printf(s, "shim.shadow_fallbacks %lld\n", (long long)atomic64_read(&smmu->shadow_fallbacks));
 	seq_printf(s, "shim.shadow_lost %lld\n", (long long)atomic64_read(&smmu->shadow_lost));
+	seq_printf(s, "shim.pending_full %lld\n", (long long)atomic64_read(&smmu->pending_full));
 	seq_printf(s, "shim.faults_reported %lld\n", (long long)atomic64_read(&smmu->faults_reported));
 	seq_printf(s, "shim.events_lost %llu\n", smmu->events_lost_seen);
 	return 0;

@@ -15,6 +15,10 @@ use super::*;
 const MAX: usize = abi::MAP_BATCH_MAX_ENTRIES as usize;
 /// Bytes per descriptor.
 const ENTRY: u64 = abi::MAP_BATCH_ENTRY_SIZE;
+/// Lists of at most this many descriptors are copied into a buffer of this size.
+const SHORT: usize = 16;
+// Which descriptors are mapped in place is a bit mask in a u64.
+const _: () = assert!(MAX <= 64 && SHORT <= MAX);
 
 /// One descriptor, as copied from the host.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
@@ -104,7 +108,30 @@ impl<B: Backend> Warden<B> {
                 OwnershipError::WrongKind(_) => whole(Error::NotHostMemory),
                 e => whole(e),
             })?;
-        let mut e = [BatchEntry::default(); MAX];
+        // The copy's buffer is zeroed first (safe Rust), so a short list gets a short buffer: zeroing all
+        // `MAX` entries costs more EL2 instructions than mapping a few pages in place.
+        if n <= SHORT {
+            self.copy_and_map::<SHORT>(page, desc, n, &mut read, slot, generation, kind, prot)
+        } else {
+            self.copy_and_map::<MAX>(page, desc, n, &mut read, slot, generation, kind, prot)
+        }
+    }
+
+    /// Copies the `n` (at most `N`) descriptors at `desc` (on `page`, which the caller pinned), unpins the
+    /// page, then maps the copy.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_and_map<const N: usize>(
+        &self,
+        page: u64,
+        desc: u64,
+        n: usize,
+        read: &mut impl FnMut(u64) -> u64,
+        slot: usize,
+        generation: u16,
+        kind: MemKind,
+        prot: u64,
+    ) -> CallResult {
+        let mut e = [BatchEntry::default(); N];
         for (i, ent) in e[..n].iter_mut().enumerate() {
             let a = desc + i as u64 * ENTRY;
             *ent = BatchEntry {
@@ -116,10 +143,23 @@ impl<B: Backend> Warden<B> {
         self.own
             .dec_range(page, 1)
             .map_err(|_| whole(Error::Internal))?;
-        let e = &e[..n];
+        self.map_entries(&e[..n], slot, generation, kind, prot)
+    }
 
+    /// Checks and maps the copied descriptors `e`, all or nothing.
+    fn map_entries(
+        &self,
+        e: &[BatchEntry],
+        slot: usize,
+        generation: u16,
+        kind: MemKind,
+        prot: u64,
+    ) -> CallResult {
         // Each descriptor on its own, then against the earlier ones.
         let mut total = 0u64;
+        // The highest end of the descriptors checked so far: one starting at or after it overlaps none of them
+        // (a list sorted by IOVA, dma_map_sg's shape, is checked in one pass).
+        let mut max_end = 0u64;
         for (i, ent) in e.iter().enumerate() {
             if ent.len == 0 {
                 return Err(at(i, Error::BadCount));
@@ -136,12 +176,14 @@ impl<B: Backend> Warden<B> {
             }
             self.check_pa_range(ent.pa, ent.len)
                 .map_err(|err| at(i, err))?;
-            if e[..i]
-                .iter()
-                .any(|o| o.iova < end && ent.iova < o.iova + o.len)
+            if ent.iova < max_end
+                && e[..i]
+                    .iter()
+                    .any(|o| o.iova < end && ent.iova < o.iova + o.len)
             {
                 return Err(at(i, Error::AlreadyMapped));
             }
+            max_end = max_end.max(end);
             total += ent.len;
         }
 
@@ -154,12 +196,22 @@ impl<B: Backend> Warden<B> {
             SlotKind::Blocked => return Err(whole(Error::WrongDomainKind)),
             SlotKind::Free | SlotKind::Identity(_) => return Err(whole(Error::BadDomain)),
         };
-        // Nothing mapped yet in any range; an upper bound of the tables (descriptors may share new tables).
+        // Nothing mapped yet in any range. Descriptors whose pages all go into level-3 tables the domain has
+        // are mapped in place, as MAP_PAGES does (bit i of `in_place`); the others need an upper bound of the
+        // tables they allocate (descriptors may share new tables). Both are decided on the domain as it is now:
+        // mapping the others first only adds tables and never touches the in-place ranges (no two overlap).
+        let mut in_place = 0u64;
         let mut need = 0usize;
         for (i, ent) in e.iter().enumerate() {
-            need += d
-                .map_need(ent.iova, ent.pa, ent.len)
-                .map_err(|err| at(i, err))?;
+            if d.can_map_in_place(ent.iova, ent.len)
+                .map_err(|err| at(i, err))?
+            {
+                in_place |= 1 << i;
+            } else {
+                need += d
+                    .map_need(ent.iova, ent.pa, ent.len)
+                    .map_err(|err| at(i, err))?;
+            }
         }
         // DMA counts for every PA page, undone on the first failure.
         for (i, ent) in e.iter().enumerate() {
@@ -172,25 +224,46 @@ impl<B: Backend> Warden<B> {
             self.uncount(e);
             return Err(whole(err));
         }
-        let before = d.table_pages();
         let attrs = domain::attributes(prot);
-        for (i, ent) in e.iter().enumerate() {
-            if let Err(err) = d.map(ent.iova, ent.pa, ent.len, attrs) {
-                // A broken invariant (arguments were all checked): take back what this call mapped, so that
-                // the call still changes nothing, then report it.
-                for done in &e[..i] {
-                    let _ =
-                        self.unmap_segments(d, &self.pool, slot as u16, done.iova, done.len, true);
+        if in_place != u64::MAX >> (64 - e.len()) {
+            let before = d.table_pages();
+            for (i, ent) in e.iter().enumerate() {
+                if in_place & 1 << i != 0 {
+                    continue;
                 }
-                self.uncount(&e[i..]);
-                let used = d.table_pages().saturating_sub(before);
-                self.pool.unreserve(need.saturating_sub(used));
-                return Err(at(i, err));
+                if let Err(err) = d.map(ent.iova, ent.pa, ent.len, attrs) {
+                    // A broken invariant (arguments were all checked): take back what this call mapped (only
+                    // descriptors before `i` that are not in place), so that the call still changes nothing,
+                    // then report it.
+                    for (j, other) in e.iter().enumerate() {
+                        if j < i && in_place & 1 << j == 0 {
+                            let _ = self.unmap_segments(
+                                d,
+                                &self.pool,
+                                slot as u16,
+                                other.iova,
+                                other.len,
+                                true,
+                            );
+                        } else {
+                            self.uncount(core::slice::from_ref(other));
+                        }
+                    }
+                    let used = d.table_pages().saturating_sub(before);
+                    self.pool.unreserve(need.saturating_sub(used));
+                    return Err(at(i, err));
+                }
+            }
+            let used = d.table_pages().saturating_sub(before);
+            self.pool.unreserve(need.saturating_sub(used));
+        }
+        // Cannot fail: the in-place ranges are unmapped and their level-3 tables are still there.
+        for (i, ent) in e.iter().enumerate() {
+            if in_place & 1 << i != 0 {
+                d.map_pages_in_place(ent.iova, ent.pa, ent.len, attrs);
             }
         }
-        let used = d.table_pages().saturating_sub(before);
-        self.pool.unreserve(need.saturating_sub(used));
-        Ok([count, total, 0])
+        Ok([e.len() as u64, total, 0])
     }
 
     /// Drops the DMA counts [`Self::map_batch_with`] took for `entries` (nothing of them is mapped).

@@ -390,3 +390,189 @@ fn host_rewriting_descriptors_concurrently_cannot_break_invariants() {
     assert_eq!(stat(w, Stat::MappedPages), 16);
     assert_eq!(w.ownership().state(RAM), PageState::Hyp);
 }
+
+/// Every leaf of domain `id` in the first 2 GiB of IOVA: (IOVA, PA, bytes, level) of each valid one, in order.
+fn leaves(w: &Warden<Mock>, id: u64) -> Vec<(u64, u64, u64, usize)> {
+    let (slot, _) = w.slot_of(id).unwrap();
+    let s = w.slots[slot].lock();
+    let SlotKind::Paging(d) = &s.kind else {
+        panic!("not a paging domain")
+    };
+    let mut v = Vec::new();
+    d.leaves(0, 2 << 30, |iova, pa, len, level| {
+        if let Some(pa) = pa {
+            v.push((iova, pa, len, level));
+        }
+        true
+    });
+    v
+}
+
+/// Whether `[iova, iova + len)` of domain `id` can be mapped in place (level-3 tables there, nothing mapped).
+fn in_place(w: &Warden<Mock>, id: u64, iova: u64, len: u64) -> bool {
+    let (slot, _) = w.slot_of(id).unwrap();
+    let s = w.slots[slot].lock();
+    let SlotKind::Paging(d) = &s.kind else {
+        panic!("not a paging domain")
+    };
+    d.can_map_in_place(iova, len).unwrap()
+}
+
+/// Pages mapped before the batches of the in-place tests: level-3 tables for 2 MiB pieces 0 and 3.
+fn seed() -> [(u64, u64, u64); 2] {
+    [
+        (0x10_0000, host(0x10_0000), K4),
+        (0x60_0000, host(0x11_0000), K4),
+    ]
+}
+
+/// A batch mixing descriptors that go into existing level-3 tables (in place) and ones that need new tables or
+/// a block (generic), unsorted: (descriptor, in place?).
+fn mixed() -> [((u64, u64, u64), bool); 7] {
+    [
+        ((0x60_3000, host(0x3_0000), 3 * K4), true),
+        ((0x20_0000, host(0x20_0000), M2), false),
+        ((0x10_1000, host(0x1_0000), K4), true),
+        ((0x40_5000, host(0x4_0000), 2 * K4), false),
+        ((0x7f_f000, host(0x5_0000), 2 * K4), false),
+        ((0x60_1000, host(0x7_0000), 2 * K4), true),
+        ((0x4000_0000, host(0x8_0000), K4), false),
+    ]
+}
+
+fn seeded(h: &Harness) -> u64 {
+    let w = &h.w;
+    let d = alloc_paging(w);
+    for &(iova, pa, len) in &seed() {
+        assert_eq!(
+            res(w, Function::MapPages, &[d, iova, pa, K4, len / K4, RW]),
+            Ok(len)
+        );
+    }
+    for &((iova, _, len), fast) in &mixed() {
+        assert_eq!(in_place(w, d, iova, len), fast, "{iova:#x}");
+    }
+    d
+}
+
+#[test]
+fn mixed_in_place_and_generic_batch_maps_as_map_pages_calls() {
+    let (hb, hp) = (harness(), harness());
+    let (db, dp) = (seeded(&hb), seeded(&hp));
+    let e: Vec<_> = mixed().iter().map(|m| m.0).collect();
+    put(&hb, DESC, &e);
+    let total: u64 = e.iter().map(|x| x.2).sum();
+    assert_eq!(batch(&hb.w, db, DESC, 7, RW), [0, 7, total, 0]);
+    for &(iova, pa, len) in &e {
+        assert_eq!(
+            res(&hp.w, Function::MapPages, &[dp, iova, pa, K4, len / K4, RW]),
+            Ok(len)
+        );
+    }
+    // The same leaves (a 2 MiB block for the block-aligned one, 4 KiB pages elsewhere), the same tables, the
+    // same counts of every page.
+    let lb = leaves(&hb.w, db);
+    assert_eq!(lb, leaves(&hp.w, dp));
+    assert!(lb.contains(&(0x20_0000, host(0x20_0000), M2, 2)), "{lb:x?}");
+    assert_eq!(lb.len(), seed().len() + 11 + 1);
+    for s in [
+        Stat::MappedPages,
+        Stat::PoolFreePages,
+        Stat::TablePagesInUse,
+    ] {
+        assert_eq!(stat(&hb.w, s), stat(&hp.w, s), "{s:?}");
+    }
+    for &(_, pa, len) in e.iter().chain(&seed()) {
+        for p in (pa..pa + len).step_by(K4 as usize) {
+            assert_eq!(hb.w.ownership().state(p), hp.w.ownership().state(p));
+            assert_eq!(
+                hb.w.ownership().state(p),
+                PageState::Host {
+                    kind: MemKind::Ram,
+                    count: 1
+                }
+            );
+        }
+    }
+    // And they unmap like any other mapping, leaving the seeds only.
+    for &(iova, _, len) in &e {
+        assert_eq!(
+            res(&hb.w, Function::UnmapPages, &[db, iova, K4, len / K4]),
+            Ok(len)
+        );
+    }
+    assert_eq!(stat(&hb.w, Stat::MappedPages), 2);
+}
+
+#[test]
+fn failure_in_last_descriptor_undoes_in_place_ones_too() {
+    let h = harness();
+    let w = &h.w;
+    let d = seeded(&h);
+    let don = host(0x90_0000);
+    assert_eq!(res(w, Function::Donate, &[don, 1]), Ok(0));
+    let before = leaves(w, d);
+    let free = stat(w, Stat::PoolFreePages);
+    let tables = stat(w, Stat::TablePagesInUse);
+    // The last descriptor's PA fails when its pages are counted, after every earlier one was counted: in place
+    // only before it, and a mix.
+    let in_place_only: Vec<_> = mixed().iter().filter(|m| m.1).map(|m| m.0).collect();
+    let all: Vec<_> = mixed().iter().map(|m| m.0).collect();
+    for (list, last, error) in [
+        (&in_place_only, (0x60_8000, don, K4), Error::DonatedMemory),
+        (&all, (0x60_8000, don, K4), Error::DonatedMemory),
+        (&all, (0x10_8000, RAM, K4), Error::HypMemory),
+        (&all, (0x10_8000, DOORBELL, K4), Error::BadProt),
+        // Overlapping the domain's own mapping (found under the lock, before anything is counted).
+        (
+            &all,
+            (0x10_0000, host(0x9_0000), K4),
+            Error::AlreadyMapped,
+        ),
+    ] {
+        if error != Error::AlreadyMapped {
+            assert!(in_place(w, d, last.0, K4), "{last:x?} would go in place");
+        }
+        let mut e = list.to_vec();
+        e.push(last);
+        put(&h, DESC, &e);
+        let n = e.len() as u64;
+        assert_eq!(batch(w, d, DESC, n, RW), err(error, n - 1), "{last:x?}");
+        assert_eq!(leaves(w, d), before, "{last:x?}");
+        assert_eq!(stat(w, Stat::MappedPages), 2);
+        assert_eq!(stat(w, Stat::PoolFreePages), free);
+        assert_eq!(stat(w, Stat::TablePagesInUse), tables);
+        for &(iova, pa, _) in &e[..e.len() - 1] {
+            assert_eq!(
+                res(w, Function::IovaToPhys, &[d, iova]),
+                Err(Error::NotMapped)
+            );
+            assert_eq!(
+                w.ownership().state(pa),
+                PageState::Host {
+                    kind: MemKind::Ram,
+                    count: 0
+                }
+            );
+        }
+    }
+    // NOMEM (the generic ones need tables the pool does not have) undoes the in-place ones too.
+    let h = harness_with(IDENTITY_RESERVE + 17, 4, 64);
+    let w = &h.w;
+    // The seeds' L2 and two L3 tables.
+    assert_eq!(res(w, Function::Donate, &[host(0xb0_0000), 3]), Ok(0));
+    let d = seeded(&h);
+    let before = leaves(w, d);
+    let free = stat(w, Stat::PoolFreePages);
+    let e: Vec<_> = mixed().iter().map(|m| m.0).collect();
+    put(&h, DESC, &e);
+    let r = batch(w, d, DESC, 7, RW);
+    assert_eq!((r[0], r[2]), (Error::NoMem.to_reg(), NO), "{r:x?}");
+    assert_eq!(leaves(w, d), before);
+    assert_eq!(stat(w, Stat::MappedPages), 2);
+    assert_eq!(stat(w, Stat::PoolFreePages), free);
+    // Topped up, the same batch maps whole.
+    assert_eq!(res(w, Function::Donate, &[host(0xa0_0000), r[1]]), Ok(0));
+    assert_eq!(batch(w, d, DESC, 7, RW)[..2], [0, 7]);
+    assert_eq!(stat(w, Stat::MappedPages), 2 + 11 + 512);
+}

@@ -524,11 +524,7 @@ fn failure_in_last_descriptor_undoes_in_place_ones_too() {
         (&all, (0x10_8000, RAM, K4), Error::HypMemory),
         (&all, (0x10_8000, DOORBELL, K4), Error::BadProt),
         // Overlapping the domain's own mapping (found under the lock, before anything is counted).
-        (
-            &all,
-            (0x10_0000, host(0x9_0000), K4),
-            Error::AlreadyMapped,
-        ),
+        (&all, (0x10_0000, host(0x9_0000), K4), Error::AlreadyMapped),
     ] {
         if error != Error::AlreadyMapped {
             assert!(in_place(w, d, last.0, K4), "{last:x?} would go in place");

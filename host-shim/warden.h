@@ -114,17 +114,13 @@ struct warden_master {
 #define WARDEN_PENDING_RUNS 64
 static_assert(WARDEN_PENDING_RUNS <= BITS_PER_LONG);
 
-/**
- * struct warden_run - one deferred map_pages run (IOVA and PA contiguous), or a free slot (@len == 0).
- * @claimed: taken by an iotlb_sync_map that is sending it (only that flush reads or frees it then).
- */
+/** struct warden_run - one deferred map_pages run (IOVA and PA contiguous). */
 struct warden_run {
 	u64 iova;
 	u64 pa;
 	u64 len;
 	u32 pgsize;
-	u16 prot;
-	bool claimed;
+	int prot;
 	gfp_t gfp;
 };
 
@@ -138,9 +134,10 @@ struct warden_run {
  *          disjoint ranges, like the native driver's tables. NULL if it could not be set up.
  * @shadow_ok: the shadow is trusted; turns false for good if an unmap of it went wrong (iova_to_phys then asks
  *             the hyp: the shadow never answers with a stale PA).
- * @runs: map_pages runs not yet given to the hyp, under @pending_lock (@nr_runs used, all below @runs_hi);
- *        each iotlb_sync_map(iova, size) claims the ones inside [iova, iova + size) and sends them with one
- *        MAP_BATCH. When every slot is used, map_pages maps directly (MAP_PAGES).
+ * @runs: map_pages runs not yet given to the hyp: slot i holds one if bit i of @used is set, under
+ *        @pending_lock; each iotlb_sync_map(iova, size) claims (@claimed) the ones inside [iova, iova + size),
+ *        sends them with one MAP_BATCH and frees them; a claimed slot is only read by its flush. When every slot
+ *        is used, map_pages maps directly (MAP_PAGES).
  */
 struct warden_domain {
 	struct iommu_domain domain;
@@ -149,8 +146,8 @@ struct warden_domain {
 	struct io_pgtable_ops *shadow;
 	bool shadow_ok;
 	spinlock_t pending_lock;
-	unsigned int nr_runs;
-	unsigned int runs_hi;
+	unsigned long used;
+	unsigned long claimed;
 	struct warden_run runs[WARDEN_PENDING_RUNS];
 };
 

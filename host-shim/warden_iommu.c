@@ -653,28 +653,13 @@ static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 
 	return 0;
 }
 
-/* Frees pending slot @i (under pending_lock) and lowers runs_hi past the free slots at the top. */
-static void warden_run_free(struct warden_domain *wd, unsigned int i)
-{
-	lockdep_assert_held(&wd->pending_lock);
-	wd->runs[i].len = 0;
-	wd->runs[i].claimed = false;
-	wd->nr_runs--;
-	while (wd->runs_hi && !wd->runs[wd->runs_hi - 1].len)
-		wd->runs_hi--;
-}
-
-/* The lowest free slot (under pending_lock; there is one: nr_runs < WARDEN_PENDING_RUNS). */
+/* Takes the lowest free pending slot (under pending_lock; the caller checked that one is free). */
 static unsigned int warden_run_slot(struct warden_domain *wd)
 {
-	unsigned int i;
+	unsigned int i = ffz(wd->used);
 
 	lockdep_assert_held(&wd->pending_lock);
-	for (i = 0; i < wd->runs_hi && wd->runs[i].len; i++)
-		;
-	if (i == wd->runs_hi)
-		wd->runs_hi++;
-	wd->nr_runs++;
+	__set_bit(i, &wd->used);
 	return i;
 }
 
@@ -686,7 +671,7 @@ static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsiz
 	bool added = false;
 
 	spin_lock_irqsave(&wd->pending_lock, flags);
-	if (wd->nr_runs < WARDEN_PENDING_RUNS) {
+	if (~wd->used) {
 		wd->runs[warden_run_slot(wd)] = (struct warden_run) {
 			.iova = iova, .pa = pa, .len = len, .pgsize = pgsize, .prot = prot, .gfp = gfp,
 		};
@@ -703,16 +688,17 @@ static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsiz
  */
 static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 *hyp_len)
 {
-	unsigned long flags;
+	unsigned long flags, pending;
 	unsigned int i;
 	u64 taken = 0;
 
 	spin_lock_irqsave(&wd->pending_lock, flags);
-	for (i = 0; i < wd->runs_hi; i++) {
+	pending = wd->used & ~wd->claimed;
+	for_each_set_bit(i, &pending, WARDEN_PENDING_RUNS) {
 		struct warden_run *p = &wd->runs[i];
 		u64 pend = p->iova + p->len;
 
-		if (!p->len || p->claimed || pend <= iova || p->iova >= end)
+		if (pend <= iova || p->iova >= end)
 			continue;
 		if (p->iova > iova) {
 			*hyp_len = min(*hyp_len, p->iova - iova);
@@ -720,7 +706,7 @@ static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 
 		}
 		taken = min(pend, end) - iova;
 		if (p->iova == iova && taken == p->len) {
-			warden_run_free(wd, i);
+			__clear_bit(i, &wd->used);
 		} else if (p->iova == iova) {
 			p->iova += taken;
 			p->pa += taken;
@@ -730,7 +716,7 @@ static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 
 				struct warden_run *tail;
 
 				/* The run's tail stays pending in a slot of its own. */
-				if (wd->nr_runs == WARDEN_PENDING_RUNS) {
+				if (!~wd->used) {
 					taken = 0;
 					break;
 				}
@@ -762,7 +748,7 @@ static size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova
 	if (check_mul_overflow((u64)pgsize, (u64)pgcount, &total) || !total)
 		return 0;
 	hyp_len = total;
-	if (READ_ONCE(wd->nr_runs)) {
+	if (READ_ONCE(wd->used)) {
 		u64 n = warden_pending_take(wd, iova, (u64)iova + total, &hyp_len);
 
 		if (n) {
@@ -865,29 +851,29 @@ static int warden_flush(struct warden_domain *wd, unsigned long mine)
 static int warden_iotlb_sync_map(struct iommu_domain *domain, unsigned long iova, size_t size)
 {
 	struct warden_domain *wd = to_warden_domain(domain);
-	unsigned long flags, mine = 0;
+	unsigned long flags, pending, mine = 0;
 	u64 end = (u64)iova + size;
 	unsigned int i;
 	int ret;
 
-	if (!READ_ONCE(wd->nr_runs))
+	if (!READ_ONCE(wd->used))
 		return 0;
 	spin_lock_irqsave(&wd->pending_lock, flags);
-	for (i = 0; i < wd->runs_hi; i++) {
+	pending = wd->used & ~wd->claimed;
+	for_each_set_bit(i, &pending, WARDEN_PENDING_RUNS) {
 		struct warden_run *p = &wd->runs[i];
 
-		if (p->len && !p->claimed && p->iova >= iova && p->iova + p->len <= end) {
-			p->claimed = true;
+		if (p->iova >= iova && p->iova + p->len <= end)
 			__set_bit(i, &mine);
-		}
 	}
+	wd->claimed |= mine;
 	spin_unlock_irqrestore(&wd->pending_lock, flags);
 	if (!mine)
 		return 0;
 	ret = warden_flush(wd, mine);
 	spin_lock_irqsave(&wd->pending_lock, flags);
-	for_each_set_bit(i, &mine, WARDEN_PENDING_RUNS)
-		warden_run_free(wd, i);
+	wd->used &= ~mine;
+	wd->claimed &= ~mine;
 	spin_unlock_irqrestore(&wd->pending_lock, flags);
 	return ret;
 }

@@ -8,6 +8,13 @@
 //! the domain's lock: no descriptor's IOVA range is mapped, every page of every PA range takes a DMA count
 //! (undone on the first failure), the pool reserves an upper bound of the tables needed (the sum of each
 //! descriptor's need), and only then is anything mapped. So a failing call changes nothing, like `MAP_PAGES`.
+//!
+//! As in `MAP_PAGES`, a descriptor whose pages all go into level-3 tables the domain already has (and are
+//! unmapped) is mapped in place ([`domain::PagingDomain::map_pages_in_place`]: no table walk of aarch64-paging,
+//! no page need); the others take the generic path and are mapped first (the only step that can still fail, on
+//! a broken invariant), so the in-place ones never need undoing. The result is the same as `MAP_PAGES` calls
+//! for each descriptor in turn, in any order: descriptors do not overlap, and a block is only written where one
+//! descriptor covers a whole block, whose tables no other descriptor can share.
 
 use super::*;
 

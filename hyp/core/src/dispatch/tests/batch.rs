@@ -331,7 +331,16 @@ fn host_rewriting_descriptors_concurrently_cannot_break_invariants() {
         .collect();
     let stop = AtomicBool::new(false);
     let base = h._mem.ptr as usize + (DESC - RAM) as usize;
+    /// Stops the writer when dropped, also when an assertion below panics (else the scope would wait for the
+    /// writer forever and the failure would show as a hang).
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
+        let _stop = Stop(&stop);
         s.spawn(|| {
             let mut k = 0usize;
             while !stop.load(Ordering::Relaxed) {

@@ -776,6 +776,102 @@ impl PagingDomain {
         fence(Ordering::Release);
     }
 
+    /// [`Self::l3_pieces`] with the last level-3 table looked up kept in `last` (its 2 MiB piece's first IOVA
+    /// and descriptors), so that ranges in one piece walk the tables once. Tables found absent are not kept.
+    fn l3_pieces_cached<'a, E>(
+        &'a self,
+        last: &mut Option<(u64, &'a [AtomicUsize])>,
+        iova: u64,
+        len: u64,
+        mut f: impl FnMut(u64, Option<&[AtomicUsize]>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let end = iova + len;
+        let mut s = iova;
+        while s < end {
+            let piece = s & !(L2_GRANULE - 1);
+            let e = end.min(piece + L2_GRANULE);
+            let table = match *last {
+                Some((p, t)) if p == piece => Some(t),
+                _ => {
+                    let t = self.l3_table(s);
+                    if let Some(t) = t {
+                        *last = Some((piece, t));
+                    }
+                    t
+                }
+            };
+            let first = index_at(s, LEAF_LEVEL);
+            let n = ((e - s) / PAGE_SIZE) as usize;
+            f(s, table.map(|t| &t[first..first + n]))?;
+            s = e;
+        }
+        Ok(())
+    }
+
+    /// [`Self::can_map_in_place`] of each `(iova, len)` of `ranges` in turn, on the domain as it is (nothing is
+    /// changed in between): `f(i, result)` for the `i`-th range, until `f` returns `Err`. Consecutive ranges in
+    /// one 2 MiB piece (a scatter list's usual shape) look its level-3 table up once.
+    ///
+    /// # Errors
+    ///
+    /// The first `Err` of `f`.
+    pub fn can_map_in_place_each<E>(
+        &self,
+        ranges: impl IntoIterator<Item = (u64, u64)>,
+        mut f: impl FnMut(usize, Result<bool, DomainError>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut last = None;
+        for (i, (iova, len)) in ranges.into_iter().enumerate() {
+            let r = self.l3_pieces_cached(&mut last, iova, len, |s, entries| {
+                let Some(entries) = entries else {
+                    return Err(None);
+                };
+                match entries
+                    .iter()
+                    .position(|d| d.load(Ordering::Relaxed) as u64 & DESC_VALID != 0)
+                {
+                    Some(i) => Err(Some(s + i as u64 * PAGE_SIZE)),
+                    None => Ok(()),
+                }
+            });
+            f(
+                i,
+                match r {
+                    Ok(()) => Ok(true),
+                    Err(None) => Ok(false),
+                    Err(Some(at)) => Err(DomainError::AlreadyMapped(at)),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::map_pages_in_place`] of each `(iova, pa, len)` of `ranges`, with one release fence at the end;
+    /// each range got `Ok(true)` from [`Self::can_map_in_place`] (or [`Self::can_map_in_place_each`]) and none
+    /// of them overlap. Consecutive ranges in one 2 MiB piece look its level-3 table up once.
+    pub fn map_pages_in_place_each(
+        &mut self,
+        ranges: impl IntoIterator<Item = (u64, u64, u64)>,
+        attrs: Stage2Attributes,
+    ) {
+        let flags = (attrs | Stage2Attributes::TABLE_OR_PAGE).bits() as u64;
+        // Leaf entries are written through the tables' atomics; no table is added or freed.
+        let this: &Self = self;
+        let mut last = None;
+        for (iova, pa, len) in ranges {
+            let _ = this.l3_pieces_cached(&mut last, iova, len, |s, entries| {
+                let entries = entries.expect("map_pages_in_place_each without can_map_in_place");
+                let mut desc = ((pa + (s - iova)) & DESC_ADDR_MASK) | flags;
+                for d in entries {
+                    d.store(desc as usize, Ordering::Relaxed);
+                    desc += PAGE_SIZE;
+                }
+                Ok::<(), ()>(())
+            });
+        }
+        fence(Ordering::Release);
+    }
+
     /// The PA runs of `[iova, iova + len)` (page aligned, inside [`IOVA_BITS`]) if it is mapped by 4 KiB pages
     /// in level-3 tables that an unmap keeps, i.e. [`Self::clear`] would split nothing and free no table (no
     /// 2 MiB piece is cleared whole): `Ok(Some(n))` with the runs (PA, bytes) in `runs[..n]`, in IOVA order,
@@ -967,6 +1063,72 @@ pub(crate) mod tests {
         let used = d.table_pages() - before;
         assert_eq!(used, need, "need computation must be exact for fresh maps");
         need
+    }
+
+    /// The `_each` variants (one level-3 lookup per 2 MiB piece shared by consecutive ranges) answer and write
+    /// exactly as the single-range calls.
+    #[test]
+    fn in_place_each_matches_single_calls() {
+        let (pool, mut d) = domain(64);
+        let (twin_pool, mut twin) = domain(64);
+        // Level-3 tables for 2 MiB pieces 0 and 1 (page 0x1000 mapped in each), none for piece 2.
+        for (p, dom) in [(&pool, &mut d), (&twin_pool, &mut twin)] {
+            map(dom, p, 0x1000, 1 << 32, 0x1000);
+            map(dom, p, 0x20_1000, 1 << 32, 0x1000);
+        }
+        let ranges = [
+            (0x3000, 0x2000),
+            (0x8000, 0x1000),
+            (0x1000, 0x1000),    // mapped
+            (0x1f_f000, 0x2000), // pieces 0 and 1
+            (0x20_0000, 0x2000), // mapped at 0x20_1000
+            (0x3f_f000, 0x2000), // piece 2 has no table
+            (0x40_0000, 0x1000), // no table
+            (0x20_5000, 0x3000),
+        ];
+        let mut got = Vec::new();
+        let _ = d.can_map_in_place_each(ranges, |i, r| {
+            got.push((i, r));
+            Ok::<(), ()>(())
+        });
+        let want: Vec<_> = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, &(iova, len))| (i, d.can_map_in_place(iova, len)))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            got.iter().filter(|(_, r)| *r == Ok(true)).count(),
+            4,
+            "{got:x?}"
+        );
+        // `f`'s error stops the walk.
+        let mut seen = 0;
+        assert_eq!(
+            d.can_map_in_place_each(ranges, |i, _| {
+                seen += 1;
+                if i == 2 { Err(i) } else { Ok(()) }
+            }),
+            Err(2)
+        );
+        assert_eq!(seen, 3);
+        let fast: Vec<_> = got
+            .iter()
+            .filter(|(_, r)| *r == Ok(true))
+            .map(|&(i, _)| (ranges[i].0, (2 << 32) + ranges[i].0 * 3, ranges[i].1))
+            .collect();
+        d.map_pages_in_place_each(fast.iter().copied(), attributes(RW));
+        for &(iova, pa, len) in &fast {
+            twin.map_pages_in_place(iova, pa, len, attributes(RW));
+        }
+        for page in (0..8u64 << 20).step_by(4096) {
+            assert_eq!(d.translate(page), twin.translate(page), "{page:#x}");
+        }
+        assert_eq!(
+            d.translate(0x20_6000),
+            Some((2 << 32) + 0x20_5000 * 3 + 0x1000)
+        );
+        assert_eq!(d.table_pages(), twin.table_pages());
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! descriptor's need), and only then is anything mapped. So a failing call changes nothing, like `MAP_PAGES`.
 //!
 //! As in `MAP_PAGES`, a descriptor whose pages all go into level-3 tables the domain already has (and are
-//! unmapped) is mapped in place ([`domain::PagingDomain::map_pages_in_place`]: no table walk of aarch64-paging,
-//! no page need); the others take the generic path and are mapped first (the only step that can still fail, on
+//! unmapped) is mapped in place ([`domain::PagingDomain::map_pages_in_place_each`]: no table walk of
+//! aarch64-paging, no page need, one level-3 table lookup per 2 MiB piece the descriptors share); the others take the generic path and are mapped first (the only step that can still fail, on
 //! a broken invariant), so the in-place ones never need undoing. The result is the same as `MAP_PAGES` calls
 //! for each descriptor in turn, in any order: descriptors do not overlap, and a block is only written where one
 //! descriptor covers a whole block, whose tables no other descriptor can share.
@@ -209,17 +209,17 @@ impl<B: Backend> Warden<B> {
         // mapping the others first only adds tables and never touches the in-place ranges (no two overlap).
         let mut in_place = 0u64;
         let mut need = 0usize;
-        for (i, ent) in e.iter().enumerate() {
-            if d.can_map_in_place(ent.iova, ent.len)
-                .map_err(|err| at(i, err))?
-            {
+        d.can_map_in_place_each(e.iter().map(|ent| (ent.iova, ent.len)), |i, r| {
+            if r.map_err(|err| at(i, err))? {
                 in_place |= 1 << i;
             } else {
+                let ent = &e[i];
                 need += d
                     .map_need(ent.iova, ent.pa, ent.len)
                     .map_err(|err| at(i, err))?;
             }
-        }
+            Ok::<(), CallError>(())
+        })?;
         // DMA counts for every PA page, undone on the first failure.
         for (i, ent) in e.iter().enumerate() {
             if let Err(err) = self.own.inc_range(ent.pa, pages(ent.len), kind) {
@@ -265,11 +265,13 @@ impl<B: Backend> Warden<B> {
             self.pool.unreserve(need.saturating_sub(used));
         }
         // Cannot fail: the in-place ranges are unmapped and their level-3 tables are still there.
-        for (i, ent) in e.iter().enumerate() {
-            if in_place & 1 << i != 0 {
-                d.map_pages_in_place(ent.iova, ent.pa, ent.len, attrs);
-            }
-        }
+        d.map_pages_in_place_each(
+            e.iter()
+                .enumerate()
+                .filter(|&(i, _)| in_place & 1 << i != 0)
+                .map(|(_, ent)| (ent.iova, ent.pa, ent.len)),
+            attrs,
+        );
         Ok([e.len() as u64, total, 0])
     }
 

@@ -1,5 +1,5 @@
 # Guest side of `cargo xtask bench` (xtask prepends `#!/bin/sh` and the variables below, then this file).
-#   BENCH_CONFIG   configuration name (passthrough, strict, lazy, warden)
+#   BENCH_CONFIG   configuration name (passthrough, strict, lazy, warden-identity, warden)
 #   BENCH_MICRO    microbenchmark workloads, "THREADS:SIZE:SG" separated by spaces
 #   BENCH_DUR_MS   duration of each microbenchmark run
 #   BENCH_IO       I/O workloads, "DISK:KIND:PATTERN:BS:COUNT" (DISK vda or nvme0n1; KIND read or write; PATTERN

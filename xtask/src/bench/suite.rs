@@ -1,10 +1,12 @@
 //! `cargo xtask bench [--quick]`: Warden against Linux's own arm-smmu-v3 driver, side by side in one run.
 //!
-//! Four configurations of the same kernel — passthrough, native strict, native lazy, Warden + shim — each boot
+//! Five configurations of the same kernel — passthrough, native strict, native lazy, Warden without the shim
+//! (devices on the hyp's host-identity domain: direct DMA, no hypercalls; I/O only), Warden + shim — each boot
 //! running the same workloads (`tests/bench/guest.sh`: the `warden_bench` map/unmap microbenchmark and
-//! O_DIRECT `dd`). Rounds alternate the configurations (one boot per configuration per round) so that drift in the
-//! machine's load affects all alike; each measurement's min/median/max is over the rounds. Results go to the
-//! terminal, `target/bench/report.json`, `target/bench/report.md` and `target/bench/cost.png`.
+//! O_DIRECT I/O with `dio`). Rounds alternate the configurations (one boot per configuration per round) so
+//! that drift in the machine's load affects all alike; each measurement's min/median/max is over the rounds.
+//! Results go to the terminal, `target/bench/report.json`, `target/bench/report.md` and
+//! `target/bench/cost.png`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,16 +35,21 @@ pub enum Config {
     Strict,
     /// Native, lazy invalidation (`iommu.strict=0`).
     Lazy,
+    /// Warden at EL2 without the shim (`--no-shim`): devices on the hyp's host-identity domain, direct DMA, no
+    /// hypercall per DMA. Separates running Linux under the hyp (host stage-2) from the IOMMU path.
+    /// Runs the I/O workloads only (its map/unmap would be dma-direct's, as passthrough's).
+    WardenIdentity,
     /// Warden at EL2 with the shim.
     Warden,
 }
 
 impl Config {
     /// Every configuration, in report order.
-    pub const ALL: [Config; 4] = [
+    pub const ALL: [Config; 5] = [
         Config::Passthrough,
         Config::Strict,
         Config::Lazy,
+        Config::WardenIdentity,
         Config::Warden,
     ];
 
@@ -52,6 +59,7 @@ impl Config {
             Config::Passthrough => "passthrough",
             Config::Strict => "strict",
             Config::Lazy => "lazy",
+            Config::WardenIdentity => "warden-identity",
             Config::Warden => "warden",
         }
     }
@@ -62,16 +70,24 @@ impl Config {
             Config::Passthrough => [120, 120, 120],
             Config::Strict => [31, 119, 180],
             Config::Lazy => [44, 160, 44],
+            Config::WardenIdentity => [255, 127, 14],
             Config::Warden => [214, 39, 40],
         }
     }
 
-    fn opts(self) -> (Mode, Vec<String>) {
+    /// Whether this configuration runs the map/unmap microbenchmark (and its instruction counts).
+    pub fn runs_micro(self) -> bool {
+        self != Config::WardenIdentity
+    }
+
+    /// Mode, kernel arguments, and whether `warden.ko` stays unloaded.
+    fn opts(self) -> (Mode, Vec<String>, bool) {
         match self {
-            Config::Passthrough => (Mode::Native, vec!["iommu.passthrough=1".into()]),
-            Config::Strict => (Mode::Native, vec![]),
-            Config::Lazy => (Mode::Native, vec!["iommu.strict=0".into()]),
-            Config::Warden => (Mode::Hyp, vec![]),
+            Config::Passthrough => (Mode::Native, vec!["iommu.passthrough=1".into()], false),
+            Config::Strict => (Mode::Native, vec![], false),
+            Config::Lazy => (Mode::Native, vec!["iommu.strict=0".into()], false),
+            Config::WardenIdentity => (Mode::Hyp, vec![], true),
+            Config::Warden => (Mode::Hyp, vec![], false),
         }
     }
 }
@@ -167,12 +183,15 @@ impl Plan {
         }
     }
 
-    /// The workload names every configuration must report: each microbenchmark's map and unmap, each I/O run.
-    pub fn workloads(&self) -> Vec<String> {
+    /// The workload names `cfg` must report: each microbenchmark's map and unmap (if it
+    /// [runs them](Config::runs_micro)), each I/O run.
+    pub fn workloads(&self, cfg: Config) -> Vec<String> {
         let mut out = Vec::new();
-        for &(t, s, sg) in &self.micro {
-            for op in ["map", "unmap"] {
-                out.push(micro_name(op, t, s, sg));
+        if cfg.runs_micro() {
+            for &(t, s, sg) in &self.micro {
+                for op in ["map", "unmap"] {
+                    out.push(micro_name(op, t, s, sg));
+                }
             }
         }
         out.extend(self.io.iter().map(IoRun::name));
@@ -186,6 +205,7 @@ impl Plan {
         let micro: Vec<String> = self
             .micro
             .iter()
+            .filter(|_| cfg.runs_micro())
             .map(|(t, s, sg)| format!("{t}:{s}:{}", u8::from(*sg)))
             .collect();
         let io: Vec<String> = self
@@ -532,12 +552,113 @@ pub fn aggregate(samples: &[(Config, Sample)]) -> Vec<Record> {
         .filter(|r| r.config == Config::Strict)
         .map(|r| (r.workload.clone(), r.median))
         .collect();
+    let identity: BTreeMap<String, f64> = out
+        .iter()
+        .filter(|r| r.config == Config::WardenIdentity)
+        .map(|r| (r.workload.clone(), r.median))
+        .collect();
     for r in &mut out {
         if r.config != Config::Strict
             && let Some(&s) = strict.get(&r.workload)
             && s > 0.0
         {
             r.ratio = Some(r.median / s);
+        }
+        if r.config == Config::Warden
+            && let Some(&s) = identity.get(&r.workload)
+            && s > 0.0
+        {
+            r.extra.insert("ratio_to_warden_identity", r.median / s);
+        }
+    }
+    out
+}
+
+/// One I/O workload's gap between native strict and Warden, split at Warden without the shim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decomposition {
+    /// I/O workload name.
+    pub workload: String,
+    /// Median (MB/s) of native strict.
+    pub strict: f64,
+    /// Median of warden-identity.
+    pub identity: f64,
+    /// Median of warden.
+    pub warden: f64,
+    /// Median of passthrough (direct DMA natively), when measured.
+    pub passthrough: Option<f64>,
+}
+
+impl Decomposition {
+    /// warden-identity / strict: running under the hyp with direct DMA instead of natively with Linux's strict
+    /// IOMMU mappings (host stage-2 in this emulator, and no per-DMA IOMMU work).
+    pub fn under_hyp(&self) -> f64 {
+        self.identity / self.strict
+    }
+    /// warden-identity / passthrough: both with direct DMA, so only running under the hyp differs.
+    pub fn hyp_vs_passthrough(&self) -> Option<f64> {
+        self.passthrough.map(|p| self.identity / p)
+    }
+    /// warden / warden-identity: the paravirtual IOMMU path (shim, hypercalls, hyp page tables, SMMU commands).
+    pub fn iommu(&self) -> f64 {
+        self.warden / self.identity
+    }
+    /// warden / strict: the product of the two.
+    pub fn total(&self) -> f64 {
+        self.warden / self.strict
+    }
+}
+
+/// The decomposition of every I/O workload that has all three medians, in record order.
+pub fn decompose(records: &[Record]) -> Vec<Decomposition> {
+    let median = |cfg: Config, w: &str| {
+        records
+            .iter()
+            .find(|r| r.config == cfg && r.workload == w)
+            .map(|r| r.median)
+            .filter(|m| *m > 0.0)
+    };
+    let mut out = Vec::new();
+    for r in records
+        .iter()
+        .filter(|r| r.config == Config::Warden && r.unit == "MB/s")
+    {
+        if let (Some(strict), Some(identity)) = (
+            median(Config::Strict, &r.workload),
+            median(Config::WardenIdentity, &r.workload),
+        ) && r.median > 0.0
+        {
+            out.push(Decomposition {
+                workload: r.workload.clone(),
+                strict,
+                identity,
+                warden: r.median,
+                passthrough: median(Config::Passthrough, &r.workload),
+            });
+        }
+    }
+    out
+}
+
+/// Not an issue target, reported next to them: the worst warden / warden-identity and warden-identity / strict
+/// throughput ratios, sequential and random, so that a reader sees which part of a missed I/O target the IOMMU
+/// path causes.
+pub fn split_notes(records: &[Record]) -> Vec<String> {
+    let d = decompose(records);
+    let mut out = Vec::new();
+    for random in [false, true] {
+        let of = |f: &dyn Fn(&Decomposition) -> f64| {
+            d.iter()
+                .filter(|x| x.workload.contains(" rand ") == random)
+                .map(|x| (f(x), x.workload.as_str()))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+        };
+        if let (Some((i, iw)), Some((s, sw))) = (of(&|x| x.iommu()), of(&|x| x.under_hyp())) {
+            out.push(format!(
+                "O_DIRECT {}: IOMMU path alone (warden / warden-identity) worst {i:.2}× ({iw}); under the hyp \
+                 without it (warden-identity / native strict) worst {s:.2}× ({sw})",
+                if random { "random" } else { "sequential" }
+            ));
         }
     }
     out
@@ -611,7 +732,7 @@ fn fmt_val(x: f64) -> String {
 /// The result table (plain text, also used inside report.md's code block).
 pub fn table(records: &[Record]) -> String {
     let mut o = format!(
-        "{:<22} {:<12} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}\n",
+        "{:<22} {:<15} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}\n",
         "workload",
         "config",
         "min",
@@ -655,7 +776,7 @@ pub fn table(records: &[Record]) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             o,
-            "{:<22} {:<12} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}",
+            "{:<22} {:<15} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}",
             r.workload,
             r.config.name(),
             fmt_val(r.min),
@@ -753,7 +874,7 @@ pub fn plot(records: &[Record]) -> Result<Vec<u8>> {
     let mut c = Canvas::new(1000, 420);
     for (i, op) in ["map", "unmap"].into_iter().enumerate() {
         let mut series = Vec::new();
-        for cfg in Config::ALL {
+        for cfg in Config::ALL.into_iter().filter(|c| c.runs_micro()) {
             let mut points: Vec<(f64, f64)> = records
                 .iter()
                 .filter(|r| {
@@ -773,8 +894,12 @@ pub fn plot(records: &[Record]) -> Result<Vec<u8>> {
         let x0 = 40 + i as i64 * 500;
         panel(&mut c, (x0, 40, x0 + 420, 380), &series, 5000.0);
     }
-    // Legend: one colour square per configuration, in Config::ALL order, top left.
-    for (k, cfg) in Config::ALL.into_iter().enumerate() {
+    // Legend: one colour square per plotted configuration, in Config::ALL order, top left.
+    for (k, cfg) in Config::ALL
+        .into_iter()
+        .filter(|c| c.runs_micro())
+        .enumerate()
+    {
         let x = 50 + 30 * k as i64;
         c.rect(x, 10, x + 18, 28, cfg.color());
     }
@@ -788,7 +913,9 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
     let _ = writeln!(
         o,
         "Configurations: passthrough (`--native iommu.passthrough=1`), strict (`--native`, Debian's default), \
-         lazy (`--native iommu.strict=0`), warden (hypervisor + shim). {} rounds, one boot per configuration \
+         lazy (`--native iommu.strict=0`), warden-identity (hypervisor without the shim, `--no-shim`: the devices \
+         on the hyp's host-identity domain, direct DMA, no hypercalls; I/O workloads only, since its map/unmap \
+         would be dma-direct's as in passthrough), warden (hypervisor + shim). {} rounds, one boot per configuration \
          per round, configurations alternating; min/median/max over the rounds. Microbenchmark: \
          `warden_bench` on the NVMe controller, {} ms per run, mean ns per call (tN = N threads; sg16xS = \
          dma_map_sg of 16 S-byte segments). I/O: `dio` (tests/guest/src/dio.c), one pread/pwrite at a time \
@@ -811,13 +938,49 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
     for (t, m, ok) in targets(records) {
         let _ = writeln!(o, "| {t} | {m} | {} |", if ok { "yes" } else { "**no**" });
     }
+    o.push('\n');
+    for n in split_notes(records) {
+        let _ = writeln!(o, "Not a target: {n}.  ");
+    }
+    let d = decompose(records);
+    if !d.is_empty() {
+        o.push_str(
+            "\n## Decomposition of the I/O gap\n\nMedian MB/s of this run. native strict → warden-identity: Linux \
+             under the hypervisor (host stage-2, two-stage softmmu walks in QEMU TCG) with direct DMA, instead of \
+             natively with strict IOMMU mappings, so this step also drops native strict's per-DMA IOMMU work; \
+             identity/passthrough compares two direct-DMA configurations and isolates running under the hyp. \
+             warden-identity → warden: the paravirtual IOMMU path (shim, hypercalls, hyp page tables, SMMU \
+             invalidations) on the same hypervisor. warden/strict = identity/strict × warden/identity. Ratios < 1 \
+             are slower.\n\n\
+             | workload | strict | warden-identity | warden | identity/strict (under the hyp) | \
+             warden/identity (IOMMU path) | warden/strict | passthrough | identity/passthrough |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+        );
+        for x in &d {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {:.2}× | {:.2}× | {:.2}× | {} | {} |",
+                x.workload,
+                fmt_val(x.strict),
+                fmt_val(x.identity),
+                fmt_val(x.warden),
+                x.under_hyp(),
+                x.iommu(),
+                x.total(),
+                x.passthrough.map(fmt_val).unwrap_or_else(|| "-".into()),
+                x.hyp_vs_passthrough()
+                    .map(|r| format!("{r:.2}×"))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
     o.push_str("\n## Results\n\n```\n");
     o.push_str(&table(records));
     o.push_str("```\n\n![per-call cost vs buffer size](cost.png)\n\n");
     o.push_str(
         "`cost.png`: mean ns per call (y, linear from 0, grid every 5 µs) against buffer size (x, log2, grid \
          at each power of two) at 1 thread; left map, right unmap. Colours (also the legend squares, left to \
-         right): grey passthrough, blue strict, green lazy, red warden.\n",
+         right): grey passthrough, blue strict, green lazy, red warden (warden-identity has no map/unmap runs).\n",
     );
     o
 }
@@ -839,7 +1002,7 @@ pub struct Outcome {
 pub fn check(o: &Outcome) -> Result<()> {
     let mut missing = Vec::new();
     for cfg in Config::ALL {
-        for w in o.plan.workloads() {
+        for w in o.plan.workloads(cfg) {
             let Some(r) = o
                 .records
                 .iter()
@@ -899,15 +1062,15 @@ fn boot_script(
     qemu_args: &[&str],
     log: &Path,
 ) -> Result<String> {
-    let (mode, append) = cfg.opts();
+    let (mode, append, no_shim) = cfg.opts();
     let o = RunOpts {
         script: Some(script.to_path_buf()),
         timeout,
         mode,
+        no_shim,
         smp,
         append,
         qemu_args: qemu_args.iter().map(|s| s.to_string()).collect(),
-        ..RunOpts::default()
     };
     let out = m.boot(&o, false)?;
     fs::write(log, &out.log)?;
@@ -946,6 +1109,9 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
             ("-mark", counts_plan.script(ws, cfg, true, 0)?),
             ("-icount", plan.script(ws, cfg, false, ICOUNT_CALLS)?),
         ] {
+            if !kind.is_empty() && !cfg.runs_micro() {
+                continue;
+            }
             fs::write(script_path(cfg, kind), text)?;
             scripts.push(script_path(cfg, kind));
         }
@@ -965,6 +1131,9 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     println!("{tbl}");
     for (t, m, ok) in targets(&records) {
         println!("target: {t}: {m} -> {}", if ok { "met" } else { "MISSED" });
+    }
+    for n in split_notes(&records) {
+        println!("not a target: {n}");
     }
     let noisy = records.iter().filter(|r| r.spread() > SPREAD_WARN).count();
     if noisy > 0 {
@@ -1008,14 +1177,14 @@ fn measure(
                 .with_context(|| format!("round {}", round + 1))?;
             let got = parse(&out);
             step(format!(
-                "round {}/{} {:<11}: {} results in {:.1} s",
+                "round {}/{} {:<15}: {} results in {:.1} s",
                 round + 1,
                 plan.rounds,
                 cfg.name(),
                 got.len(),
                 t0.elapsed().as_secs_f64()
             ));
-            if got.len() < 2 * plan.micro.len() + plan.io.len() {
+            if got.len() < plan.workloads(cfg).len() {
                 bail!(
                     "{} round {}: only {} results (serial log: {})",
                     cfg.name(),
@@ -1068,7 +1237,7 @@ fn measure(
         let _ = fs::remove_file(&trace);
         let counts = attribute_counts(&parse(&out), &segs);
         step(format!(
-            "{:<11} SMMU command counts from QEMU's trace: {} workloads in {:.1} s",
+            "{:<15} SMMU command counts from QEMU's trace: {} workloads in {:.1} s",
             cfg.name(),
             segs.len(),
             t0.elapsed().as_secs_f64()
@@ -1078,7 +1247,7 @@ fn measure(
     // Instructions per call: one boot per configuration under -icount shift=0 (QEMU's PMU counts
     // INST_RETIRED only then) with one vCPU (the count is QEMU's global instruction counter, so a second
     // vCPU's instructions would leak into it).
-    for cfg in Config::ALL {
+    for cfg in Config::ALL.into_iter().filter(|c| c.runs_micro()) {
         let t0 = Instant::now();
         let log = dir.join(format!("{}-icount.log", cfg.name()));
         let out = boot_script(
@@ -1093,7 +1262,7 @@ fn measure(
         .context("instruction-count boot")?;
         let counts = parse_icount(&out);
         step(format!(
-            "{:<11} instructions per call (-icount): {} workloads in {:.1} s",
+            "{:<15} instructions per call (-icount): {} workloads in {:.1} s",
             cfg.name(),
             counts
                 .iter()
@@ -1177,12 +1346,13 @@ mod tests {
             io_max_ms: 10,
         };
         assert_eq!(
-            plan.workloads(),
+            plan.workloads(Config::Warden),
             ["map 4K t1", "unmap 4K t1", "vda rand read 4K"]
         );
+        assert_eq!(plan.workloads(Config::WardenIdentity), ["vda rand read 4K"]);
         let mut samples = Vec::new();
         for cfg in Config::ALL {
-            for w in plan.workloads() {
+            for w in plan.workloads(cfg) {
                 let mut s = sample(&w, 1.0);
                 if w.starts_with("vda") {
                     s.unit = "MB/s";
@@ -1206,12 +1376,16 @@ mod tests {
             }
         }
         check(&o).unwrap();
-        o.records
-            .retain(|r| !(r.config == Config::Lazy && r.workload.contains("rand")));
+        o.records.retain(|r| {
+            !(matches!(r.config, Config::Lazy | Config::WardenIdentity)
+                && r.workload.contains("rand"))
+        });
         o.files.push(PathBuf::from("/nonexistent/report.md"));
         let e = check(&o).unwrap_err().to_string();
         assert!(
-            e.contains("lazy vda rand read 4K") && e.contains("report.md"),
+            e.contains("lazy vda rand read 4K")
+                && e.contains("warden-identity vda rand read 4K")
+                && e.contains("report.md"),
             "{e}"
         );
     }
@@ -1250,6 +1424,47 @@ mod tests {
         let j = json(&r, "m\"x");
         assert!(j.contains("\"ratio_to_strict\": 2,"), "{j}");
         assert!(j.contains("\"meta\": \"m\\\"x\""));
+    }
+
+    #[test]
+    fn decomposes_the_io_gap() {
+        let io = |v: f64| Sample {
+            unit: "MB/s",
+            lower_is_better: false,
+            ..sample("nvme0n1 rand read 4K", v)
+        };
+        let s = vec![
+            (Config::Strict, io(10.0)),
+            (Config::WardenIdentity, io(8.0)),
+            (Config::Warden, io(6.0)),
+            (Config::Warden, sample("map 4K t1", 5.0)),
+        ];
+        let r = aggregate(&s);
+        let d = decompose(&r);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].hyp_vs_passthrough(), None);
+        assert_eq!((d[0].strict, d[0].identity, d[0].warden), (10.0, 8.0, 6.0));
+        assert!((d[0].under_hyp() - 0.8).abs() < 1e-9);
+        assert!((d[0].iommu() - 0.75).abs() < 1e-9);
+        assert!((d[0].total() - 0.6).abs() < 1e-9);
+        let w = r
+            .iter()
+            .find(|r| r.config == Config::Warden && r.unit == "MB/s")
+            .unwrap();
+        assert_eq!(w.extra["ratio_to_warden_identity"], 0.75);
+        let n = split_notes(&r);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(
+            n[0].contains("random") && n[0].contains("worst 0.75×") && n[0].contains("worst 0.80×")
+        );
+        let md = markdown(&r, "m", &Plan::new(true));
+        assert!(
+            md.contains(
+                "| nvme0n1 rand read 4K | 10.00 | 8.00 | 6.00 | 0.80× | 0.75× | 0.60× | - | - |"
+            ),
+            "{md}"
+        );
+        assert!(table(&r).contains("warden-identity"));
     }
 
     #[test]

@@ -715,18 +715,33 @@ impl PagingDomain {
         &self,
         iova: u64,
         len: u64,
-        mut f: impl FnMut(u64, Option<&[AtomicUsize]>) -> Result<(), E>,
+        f: impl FnMut(u64, Option<&[AtomicUsize]>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let end = iova + len;
-        let mut s = iova;
-        while s < end {
-            let e = end.min((s | (L2_GRANULE - 1)) + 1);
-            let first = index_at(s, LEAF_LEVEL);
-            let n = ((e - s) / PAGE_SIZE) as usize;
-            f(s, self.l3_table(s).map(|t| &t[first..first + n]))?;
-            s = e;
+        self.l3_pieces_cached(&mut None, iova, len, f)
+    }
+
+    /// For [`Self::can_map_in_place`]: `Ok` if a 2 MiB piece's descriptors exist and are all invalid,
+    /// `Err(None)` if it has no level-3 table, `Err(Some(iova))` at its first valid descriptor.
+    fn piece_is_free(s: u64, entries: Option<&[AtomicUsize]>) -> Result<(), Option<u64>> {
+        let Some(entries) = entries else {
+            return Err(None);
+        };
+        match entries
+            .iter()
+            .position(|d| d.load(Ordering::Relaxed) as u64 & DESC_VALID != 0)
+        {
+            Some(i) => Err(Some(s + i as u64 * PAGE_SIZE)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The answer of [`Self::can_map_in_place`] from the walk's result over [`Self::piece_is_free`].
+    fn in_place_answer(r: Result<(), Option<u64>>) -> Result<bool, DomainError> {
+        match r {
+            Ok(()) => Ok(true),
+            Err(None) => Ok(false),
+            Err(Some(at)) => Err(DomainError::AlreadyMapped(at)),
+        }
     }
 
     /// Checks whether a map of `[iova, iova + len)` (page aligned, inside [`IOVA_BITS`]) can go entirely into
@@ -739,41 +754,14 @@ impl PagingDomain {
     ///
     /// [`DomainError::AlreadyMapped`] for the first mapped IOVA, when the pieces before it have tables.
     pub fn can_map_in_place(&self, iova: u64, len: u64) -> Result<bool, DomainError> {
-        let r = self.l3_pieces(iova, len, |s, entries| {
-            let Some(entries) = entries else {
-                return Err(None);
-            };
-            match entries
-                .iter()
-                .position(|d| d.load(Ordering::Relaxed) as u64 & DESC_VALID != 0)
-            {
-                Some(i) => Err(Some(s + i as u64 * PAGE_SIZE)),
-                None => Ok(()),
-            }
-        });
-        match r {
-            Ok(()) => Ok(true),
-            Err(None) => Ok(false),
-            Err(Some(at)) => Err(DomainError::AlreadyMapped(at)),
-        }
+        Self::in_place_answer(self.l3_pieces(iova, len, Self::piece_is_free))
     }
 
     /// Writes 4 KiB page entries for `[iova, iova + len)` → `pa` into the existing level-3 tables: what
     /// [`Self::map`] does for such a range, without aarch64-paging's generic walk. The caller got `Ok(true)`
     /// from [`Self::can_map_in_place`] for this range and changed nothing since.
     pub fn map_pages_in_place(&mut self, iova: u64, pa: u64, len: u64, attrs: Stage2Attributes) {
-        let flags = (attrs | Stage2Attributes::TABLE_OR_PAGE).bits() as u64;
-        let _ = self.l3_pieces(iova, len, |s, entries| {
-            let entries = entries.expect("map_pages_in_place without can_map_in_place");
-            let mut desc = ((pa + (s - iova)) & DESC_ADDR_MASK) | flags;
-            for d in entries {
-                d.store(desc as usize, Ordering::Relaxed);
-                desc += PAGE_SIZE;
-            }
-            Ok::<(), ()>(())
-        });
-        // As aarch64-paging's release stores: the entries are visible before anything this CPU does next.
-        fence(Ordering::Release);
+        self.map_pages_in_place_each([(iova, pa, len)], attrs);
     }
 
     /// [`Self::l3_pieces`] with the last level-3 table looked up kept in `last` (its 2 MiB piece's first IOVA
@@ -822,26 +810,8 @@ impl PagingDomain {
     ) -> Result<(), E> {
         let mut last = None;
         for (i, (iova, len)) in ranges.into_iter().enumerate() {
-            let r = self.l3_pieces_cached(&mut last, iova, len, |s, entries| {
-                let Some(entries) = entries else {
-                    return Err(None);
-                };
-                match entries
-                    .iter()
-                    .position(|d| d.load(Ordering::Relaxed) as u64 & DESC_VALID != 0)
-                {
-                    Some(i) => Err(Some(s + i as u64 * PAGE_SIZE)),
-                    None => Ok(()),
-                }
-            });
-            f(
-                i,
-                match r {
-                    Ok(()) => Ok(true),
-                    Err(None) => Ok(false),
-                    Err(Some(at)) => Err(DomainError::AlreadyMapped(at)),
-                },
-            )?;
+            let r = self.l3_pieces_cached(&mut last, iova, len, Self::piece_is_free);
+            f(i, Self::in_place_answer(r))?;
         }
         Ok(())
     }
@@ -869,6 +839,7 @@ impl PagingDomain {
                 Ok::<(), ()>(())
             });
         }
+        // As aarch64-paging's release stores: the entries are visible before anything this CPU does next.
         fence(Ordering::Release);
     }
 

@@ -374,7 +374,13 @@ static int __init warden_bench_init(void)
 		put_device(d);
 		return -ENODEV;
 	}
-	order = get_order(size);
+	/*
+	 * A scatterlist's segments are separate pages in real I/O. Buffers from consecutive alloc_pages() calls are
+	 * often physically adjacent, and iommu_map_sg() merges adjacent segments into one mapping, so the number of
+	 * map operations per dma_map_sg would depend on the allocator's luck: each sg segment gets a block of twice
+	 * its size and uses the first half, so no two segments are ever adjacent.
+	 */
+	order = get_order(size) + (sg ? 1 : 0);
 	nt = icount_calls ? 1 : threads;
 	ts = kcalloc(nt, sizeof(*ts), GFP_KERNEL);
 	if (!ts) {

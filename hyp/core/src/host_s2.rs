@@ -604,35 +604,14 @@ pub struct HostS2Layout {
 }
 
 impl HostS2Layout {
-    /// The host stage-2 layout of a platform: all RAM; as MMIO everything below the lowest RAM bank, every
-    /// device `reg` and PCI window outside RAM ([`warden_dt::Platform::device_ranges`]) and every PCI host's
-    /// ECAM; excluded the hypervisor `carveout` and every SMMU's register frames.
-    pub fn from_platform(platform: &warden_dt::Platform, carveout: Region) -> Self {
-        let ram: Vec<Region> = platform
-            .memory
-            .iter()
-            .map(|r| Region::with_size(r.base, r.size))
-            .collect();
-        let lowest_ram = ram.iter().map(|r| r.start).min().unwrap_or(0);
-        let mut mmio = alloc::vec![Region::new(0, lowest_ram)];
-        mmio.extend(
-            platform
-                .device_ranges()
-                .iter()
-                .chain(platform.pci_hosts.iter().map(|h| &h.ecam))
-                .map(|r| Region::with_size(r.base, r.size))
-                .filter(|r| !r.is_empty() && !ram.iter().any(|m| m.overlaps(r))),
-        );
-        let mut excluded: Vec<Region> = platform
-            .smmus
-            .iter()
-            .map(|s| Region::with_size(s.reg.base, s.reg.size))
-            .collect();
-        excluded.push(carveout);
+    /// The host stage-2 layout of a classified platform ([`crate::devices::classify`]): all RAM; as MMIO
+    /// only the host regions of the classified device nodes; excluded the hypervisor carve-out, every SMMU
+    /// frame and every withheld node's regions.
+    pub fn from_devices(devices: &crate::devices::Classification<'_>) -> Self {
         Self {
-            ram,
-            mmio,
-            excluded,
+            ram: devices.ram().to_vec(),
+            mmio: devices.host_mmio(),
+            excluded: devices.excluded(),
         }
     }
 
@@ -1157,7 +1136,8 @@ mod tests {
         );
         for dtb in VIRT_DTBS {
             let platform = warden_dt::parse(dtb).unwrap();
-            let layout = HostS2Layout::from_platform(&platform, carveout);
+            let devices = crate::devices::classify(&platform, carveout);
+            let layout = HostS2Layout::from_devices(&devices);
             let s2 = HostStage2::build(&layout.spec()).unwrap();
             let smmu = platform.smmus[0].reg;
             let smmu = Region::with_size(smmu.base, smmu.size);

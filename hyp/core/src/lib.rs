@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod devices;
 pub mod dispatch;
 pub mod domain;
 pub mod host_s2;

@@ -105,6 +105,12 @@ pub enum DtError {
         /// The second node with that path.
         path: DtPath,
     },
+    /// A node [`crate::rewrite_for_host`] was asked to disable is not in the DTB.
+    #[error("no node {path} to disable")]
+    NoSuchNode {
+        /// The path asked for.
+        path: DtPath,
+    },
     /// A node the hypervisor cannot run without is absent.
     #[error("required node {0} missing")]
     MissingNode(&'static str),

@@ -17,6 +17,7 @@
 //! let edits = warden_dt::HostDtEdits {
 //!     reserved_no_map: vec![(0x4000_0000, 0x1e0_0000)],
 //!     smmu_compatible: "example,paravirt-smmu",
+//!     disable: vec!["/fw-cfg@9020000"],
 //! };
 //! let host_dtb = warden_dt::rewrite_for_host(dtb, &edits)?;
 //! warden_dt::check_fits(&host_dtb, 2 << 20)?;
@@ -39,9 +40,9 @@ mod walk;
 pub use error::{DT_PATH_CAPACITY, DtError, DtPath};
 pub use parse::parse;
 pub use platform::{
-    Chosen, Cpu, EnableMethod, GicIts, GicV3, IommuClient, IommuMapEntry, IommuSpecifier, IrqSpec,
-    MmioRegion, Mpidr, MsiMapEntry, PciHost, PciSpace, PciWindow, Phandle, PhysRange, Pl011,
-    Platform, Psci, PsciMethod, ReservedRegion, SmmuV3, merge_ranges,
+    Chosen, Cpu, DeviceNode, EnableMethod, GicIts, GicV3, IommuClient, IommuMapEntry,
+    IommuSpecifier, IrqSpec, MmioRegion, Mpidr, MsiMapEntry, PciHost, PciSpace, PciWindow, Phandle,
+    PhysRange, Pl011, Platform, Psci, PsciMethod, ReservedRegion, SmmuV3, merge_ranges,
 };
 pub use rewrite::{HostDtEdits, check_fits, rewrite_for_host};
 

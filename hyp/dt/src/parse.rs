@@ -7,11 +7,11 @@ use dtoolkit::{Property, ToCellInt};
 
 use crate::error::{DtError, DtPath};
 use crate::platform::{
-    Chosen, Cpu, EnableMethod, GicIts, GicV3, IommuClient, IommuMapEntry, IommuSpecifier, IrqSpec,
-    MmioRegion, Mpidr, MsiMapEntry, PciHost, PciSpace, PciWindow, Phandle, PhysRange, Pl011,
-    Platform, Psci, PsciMethod, ReservedRegion, SmmuV3,
+    Chosen, Cpu, DeviceNode, EnableMethod, GicIts, GicV3, IommuClient, IommuMapEntry,
+    IommuSpecifier, IrqSpec, MmioRegion, Mpidr, MsiMapEntry, PciHost, PciSpace, PciWindow, Phandle,
+    PhysRange, Pl011, Platform, Psci, PsciMethod, ReservedRegion, SmmuV3,
 };
-use crate::walk::{NodeInfo, Tree, open};
+use crate::walk::{NodeInfo, Tree, Xlate, open};
 
 /// `compatible` of the PL011 UART.
 const PL011_COMPATIBLE: &str = "arm,pl011";
@@ -67,6 +67,7 @@ pub fn parse(dtb: &[u8]) -> Result<Platform, DtError> {
         chosen,
         psci: psci(&tree)?,
         mmio: mmio(&tree)?,
+        devices: devices(&tree)?,
     })
 }
 
@@ -567,6 +568,67 @@ fn mmio(tree: &Tree<'_>) -> Result<Vec<MmioRegion>, DtError> {
                     enabled: n.enabled(),
                 }),
         );
+    }
+    Ok(out)
+}
+
+/// Every node occupying CPU address space: a translatable `reg`, or a bus window (non-empty
+/// `ranges` on a memory-mapped bus). Memory, `/reserved-memory` and nodes on opaque buses are
+/// left out (see [`Platform::devices`]).
+fn devices(tree: &Tree<'_>) -> Result<Vec<DeviceNode>, DtError> {
+    let reserved_memory = tree.root_child("reserved-memory");
+    let mut out: Vec<DeviceNode> = Vec::new();
+    // Node index -> index in `out`, for the parent links.
+    let mut device_of: Vec<Option<usize>> = alloc::vec![None; tree.nodes.len()];
+    for idx in 1..tree.nodes.len() {
+        let n = &tree.nodes[idx];
+        if n.device_type_is("memory")
+            || reserved_memory.is_some_and(|rm| idx == rm || is_descendant(tree, idx, rm))
+        {
+            continue;
+        }
+        let regs = tree.reg(idx)?.unwrap_or_default();
+        let windows = match &n.child_bus.xlate {
+            Xlate::Windows(w) if n.prop("ranges").is_some_and(|r| !r.is_empty()) => w
+                .iter()
+                .map(|w| {
+                    PhysRange::new(w.cpu, w.size).ok_or(DtError::AddressOverflow {
+                        path: DtPath::new(&n.path),
+                        base: w.cpu,
+                        size: w.size,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
+        if regs.is_empty() && windows.is_empty() {
+            continue;
+        }
+        let compatible = n
+            .prop_strings("compatible")
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect();
+        let mut parent = n.parent;
+        while let Some(p) = parent {
+            if device_of[p].is_some() {
+                break;
+            }
+            parent = tree.nodes[p].parent;
+        }
+        device_of[idx] = Some(out.len());
+        out.push(DeviceNode {
+            path: n.path.clone(),
+            compatible,
+            regs,
+            windows,
+            enabled: n.enabled(),
+            parent: parent.and_then(|p| device_of[p]),
+        });
     }
     Ok(out)
 }

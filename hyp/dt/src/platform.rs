@@ -92,6 +92,12 @@ pub struct Platform {
     /// nodes, `/reserved-memory` children, CPUs and PCI child nodes excluded). PCI windows are not
     /// here (they are no `reg`): see [`PciHost::windows`] and [`Platform::device_ranges`].
     pub mmio: Vec<MmioRegion>,
+    /// Every node that occupies CPU physical address space, in DT order: each node with a `reg` that
+    /// translates to CPU addresses, and each bus node whose non-empty `ranges` opens a window into
+    /// it (memory nodes, `/reserved-memory` and its children, CPUs and nodes on non-memory-mapped
+    /// buses such as PCI children excluded). What the hypervisor classifies before it maps any
+    /// device for the host.
+    pub devices: Vec<DeviceNode>,
 }
 
 impl Platform {
@@ -463,6 +469,33 @@ pub struct MmioRegion {
     pub range: PhysRange,
     /// Whether the node's `status` is okay (or absent).
     pub enabled: bool,
+}
+
+/// A node that occupies CPU physical address space (see [`Platform::devices`]).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct DeviceNode {
+    /// Node path.
+    pub path: String,
+    /// The `compatible` strings, most specific first (empty if the node has none or it is not a
+    /// string list).
+    pub compatible: Vec<String>,
+    /// `reg`, translated to CPU physical addresses (zero-size entries kept, empty if no `reg`).
+    pub regs: Vec<PhysRange>,
+    /// The CPU physical windows the node's `ranges` opens for its children (empty unless it is a
+    /// memory-mapped bus with a non-empty `ranges`).
+    pub windows: Vec<PhysRange>,
+    /// Whether the node's `status` is okay (or absent).
+    pub enabled: bool,
+    /// Index in [`Platform::devices`] of the nearest ancestor that is itself a device node.
+    pub parent: Option<usize>,
+}
+
+impl DeviceNode {
+    /// The most specific `compatible` string, if any.
+    #[must_use]
+    pub fn primary_compatible(&self) -> Option<&str> {
+        self.compatible.first().map(String::as_str)
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub struct HostDtEdits<'a> {
     /// The `compatible` every `arm,smmu-v3` node gets instead (Warden's paravirtual string, from
     /// `warden-abi`), so the host's own SMMUv3 driver never binds.
     pub smmu_compatible: &'a str,
+    /// Full paths of the nodes the host must not use (devices the hypervisor withholds): each gets
+    /// `status = "disabled"`, so Linux never probes them.
+    pub disable: Vec<&'a str>,
 }
 
 /// Rewrites `dtb` (the boot DTB; the slice may be longer than its `totalsize`) for the host kernel
@@ -42,6 +45,8 @@ pub struct HostDtEdits<'a> {
 /// - Replaces the `compatible` of every `arm,smmu-v3` node with [`HostDtEdits::smmu_compatible`],
 ///   keeping every other property (phandle, reg, interrupts, ...) so that PCI `iommu-map` and
 ///   `iommus` references still resolve to it.
+/// - Sets `status = "disabled"` on every node of [`HostDtEdits::disable`] (its other properties
+///   kept).
 /// - Leaves everything else as it was, `/chosen` included (bootargs, initrd), as well as the
 ///   `/memreserve/` block and the header's `boot_cpuid_phys`.
 ///
@@ -53,7 +58,8 @@ pub struct HostDtEdits<'a> {
 /// [`DtError::BadRegion`] for an empty, wrapping or overlapping region, [`DtError::BadCompatible`]
 /// for an empty string or one with a NUL, [`DtError::BadCells`] if a
 /// region does not fit an existing `/reserved-memory`'s cells, [`DtError::DuplicateNode`] if two
-/// sibling nodes share a name (the model could not keep both), and any error of reading the input.
+/// sibling nodes share a name (the model could not keep both), [`DtError::NoSuchNode`] if a path of
+/// [`HostDtEdits::disable`] names no node, and any error of reading the input.
 pub fn rewrite_for_host(dtb: &[u8], edits: &HostDtEdits<'_>) -> Result<Vec<u8>, DtError> {
     let compatible = edits.smmu_compatible;
     if compatible.is_empty() || compatible.contains('\0') {
@@ -89,6 +95,19 @@ pub fn rewrite_for_host(dtb: &[u8], edits: &HostDtEdits<'_>) -> Result<Vec<u8>, 
                 path: DtPath::new(&node.path),
             })?;
         target.add_property(DeviceTreeProperty::new_unchecked("compatible", compatible));
+    }
+
+    for &path in &edits.disable {
+        // Exact paths only: the model's lookup would also accept a path without unit addresses.
+        if !tree.nodes.iter().any(|n| n.path == path) {
+            return Err(DtError::NoSuchNode {
+                path: DtPath::new(path),
+            });
+        }
+        let target = model.find_node_mut(path).ok_or(DtError::NoSuchNode {
+            path: DtPath::new(path),
+        })?;
+        target.add_property(DeviceTreeProperty::new_unchecked("status", "disabled"));
     }
 
     add_reserved(&tree, &mut model, &edits.reserved_no_map)?;

@@ -35,6 +35,7 @@ fn edits() -> warden_dt::HostDtEdits<'static> {
     warden_dt::HostDtEdits {
         reserved_no_map: vec![(0x4000_0000, 0x1e0_0000)],
         smmu_compatible: "warden,test",
+        disable: Vec::new(),
     }
 }
 

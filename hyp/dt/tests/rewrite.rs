@@ -21,6 +21,7 @@ fn edits() -> HostDtEdits<'static> {
     HostDtEdits {
         reserved_no_map: vec![CARVE_OUT],
         smmu_compatible: PV_SMMU,
+        disable: Vec::new(),
     }
 }
 
@@ -172,6 +173,7 @@ fn several_regions_and_rewrite_again() {
     let e = HostDtEdits {
         reserved_no_map: regions.clone(),
         smmu_compatible: PV_SMMU,
+        disable: Vec::new(),
     };
     let out = rewrite_for_host(SMP2_1G, &e).unwrap();
     assert_eq!(model(&out), expected(SMP2_1G, &regions));
@@ -179,6 +181,7 @@ fn several_regions_and_rewrite_again() {
     let e2 = HostDtEdits {
         reserved_no_map: vec![(0x7000_0000, 0x1000)],
         smmu_compatible: PV_SMMU,
+        disable: Vec::new(),
     };
     let out2 = rewrite_for_host(&out, &e2).unwrap();
     let mut all = regions.clone();
@@ -198,6 +201,7 @@ fn no_regions_only_relabels() {
     let e = HostDtEdits {
         reserved_no_map: vec![],
         smmu_compatible: PV_SMMU,
+        disable: Vec::new(),
     };
     let out = rewrite_for_host(SMP2_1G, &e).unwrap();
     let mut exp = model(SMP2_1G);
@@ -273,6 +277,7 @@ fn bad_edits() {
             &HostDtEdits {
                 reserved_no_map,
                 smmu_compatible,
+                disable: Vec::new(),
             },
         )
     };

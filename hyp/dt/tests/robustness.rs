@@ -10,6 +10,7 @@ fn edits() -> HostDtEdits<'static> {
     HostDtEdits {
         reserved_no_map: vec![(0x4000_0000, 0x1e0_0000)],
         smmu_compatible: "warden,test",
+        disable: Vec::new(),
     }
 }
 

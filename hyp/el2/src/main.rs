@@ -136,9 +136,13 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         el2_fault_test();
     }
 
-    // Host stage-2: RAM minus the carve-out; MMIO below RAM, device nodes and PCI windows, minus the SMMUs.
+    // Host stage-2: RAM minus the carve-out; as MMIO only the classified devices (deny by default).
     let carveout = Region::with_size(layout::HYP_CARVEOUT_PA, layout::HYP_CARVEOUT_SIZE);
-    let s2_layout = HostS2Layout::from_platform(&platform, carveout);
+    let devices = warden_core::devices::classify(&platform, carveout);
+    for d in devices.withheld() {
+        log!("{d}");
+    }
+    let s2_layout = HostS2Layout::from_devices(&devices);
     let mut s2 = match HostStage2::build(&s2_layout.spec()) {
         Ok(s2) => s2,
         Err(e) => panic!("cannot build the host stage-2: {e}"),
@@ -152,8 +156,9 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     let root = s2.root_pa();
     host_mem::install(s2);
     log!(
-        "host stage-2 built (root {root:#x}); hyp carve-out and {} SMMU frame(s) unmapped",
-        smmus.len()
+        "host stage-2 built (root {root:#x}); hyp carve-out, {} SMMU frame(s) and {} withheld device(s) unmapped",
+        smmus.len(),
+        devices.withheld().count()
     );
 
     // The SMMU: aborting from the first register write, then every StreamID of the DT in host-identity.
@@ -170,6 +175,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     let edits = warden_dt::HostDtEdits {
         reserved_no_map: alloc::vec![(layout::HYP_CARVEOUT_PA, layout::HYP_CARVEOUT_SIZE)],
         smmu_compatible: warden_abi::DT_COMPATIBLE,
+        disable: devices.withheld().map(|d| d.node.path.as_str()).collect(),
     };
     let host_dtb = match warden_dt::rewrite_for_host(dtb, &edits) {
         Ok(d) => d,

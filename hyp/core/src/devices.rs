@@ -367,3 +367,385 @@ fn check_regions(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host_s2::{HostS2Layout, HostStage2, MemKind, PAGE_SIZE};
+    use crate::layout::{HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE, HYP_LOAD_PA};
+    use alloc::string::{String, ToString};
+    use alloc::vec;
+    use dtoolkit::Node;
+    use dtoolkit::fdt::Fdt;
+    use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
+    use warden_dt::HostDtEdits;
+
+    /// The QEMU `virt` DTBs checked in by warden-dt.
+    const VIRT_DTBS: [&[u8]; 3] = [
+        include_bytes!("../../dt/tests/data/virt-smp2-1g.dtb"),
+        include_bytes!("../../dt/tests/data/virt-smp4-2g.dtb"),
+        include_bytes!("../../dt/tests/data/virt-initrd-append.dtb"),
+    ];
+    const CARVEOUT: Region = Region::new(HYP_CARVEOUT_PA, HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE);
+    const FW_CFG: &str = "/fw-cfg@9020000";
+
+    fn dma_master(compatible: &str) -> DeviceClass {
+        let why = DMA_MASTERS
+            .iter()
+            .find(|(c, _)| *c == compatible)
+            .unwrap()
+            .1;
+        DeviceClass::Withheld(WithholdReason::DmaMaster(why))
+    }
+
+    /// Every device node of QEMU virt and its class (the 32 virtio-mmio transports aside).
+    fn virt_expected() -> Vec<(&'static str, DeviceClass)> {
+        vec![
+            ("/platform-bus@c000000", dma_master("qemu,platform")),
+            (FW_CFG, dma_master("qemu,fw-cfg-mmio")),
+            ("/pl061@9030000", DeviceClass::NoDma),
+            ("/smmuv3@9050000", DeviceClass::HypOwned),
+            ("/pcie@10000000", DeviceClass::BehindSmmu),
+            ("/pl031@9010000", DeviceClass::NoDma),
+            ("/pl011@9000000", DeviceClass::NoDma),
+            ("/intc@8000000", DeviceClass::Emulated),
+            ("/intc@8000000/its@8080000", DeviceClass::Emulated),
+            ("/flash@0", DeviceClass::NoDma),
+        ]
+    }
+
+    /// Host stage-2 of a classification.
+    fn stage2(c: &Classification<'_>) -> HostStage2 {
+        HostStage2::build(&HostS2Layout::from_devices(c).spec()).unwrap()
+    }
+
+    #[test]
+    fn qemu_virt_every_node_classified() {
+        for dtb in VIRT_DTBS {
+            let platform = warden_dt::parse(dtb).unwrap();
+            let c = classify(&platform, CARVEOUT);
+            let mut expected = virt_expected();
+            for i in 0..32u64 {
+                let path = alloc::format!("/virtio_mmio@{:x}", 0x0a00_0000 + i * 0x200);
+                expected.push((String::leak(path), dma_master("virtio,mmio")));
+            }
+            let mut got: Vec<(&str, DeviceClass)> = c
+                .devices
+                .iter()
+                .map(|d| (d.node.path.as_str(), d.class))
+                .collect();
+            got.sort_by_key(|(p, _)| *p);
+            expected.sort_by_key(|(p, _)| *p);
+            // Exactly these nodes: psci, timer, pmu, gpio-keys, clocks, cpus, memory, chosen have no MMIO.
+            assert_eq!(got, expected);
+            assert_eq!(c.withheld().count(), 34);
+            assert!(c.withheld().any(|d| d.node.path == FW_CFG));
+            let line = c
+                .devices
+                .iter()
+                .find(|d| d.node.path == FW_CFG)
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                line,
+                "withheld /fw-cfg@9020000 (qemu,fw-cfg-mmio): its DMA interface writes any physical address"
+            );
+        }
+    }
+
+    /// Walks the low 1 GiB (every device of QEMU virt but the PCI ECAM and 64-bit window) page by page:
+    /// a page is mapped exactly when a classified node's host region holds it and no withheld node's
+    /// region or hyp-owned frame does; every withheld and hyp-owned page is unmapped.
+    #[test]
+    fn qemu_virt_layout_page_by_page() {
+        for dtb in VIRT_DTBS {
+            let platform = warden_dt::parse(dtb).unwrap();
+            let c = classify(&platform, CARVEOUT);
+            let s2 = stage2(&c);
+            let leaves = s2.leaves();
+            let mapped_regions = c.host_mmio();
+            let excluded = c.excluded();
+            let mut leaf = 0;
+            let mut mapped_pages = 0u64;
+            for page in (0..0x4000_0000u64).step_by(PAGE_SIZE as usize) {
+                while leaf < leaves.len() && leaves[leaf].ipa.end <= page {
+                    leaf += 1;
+                }
+                let mapped = leaves.get(leaf).is_some_and(|l| l.ipa.contains(page));
+                let p = Region::new(page, page + PAGE_SIZE);
+                let wanted = mapped_regions.iter().any(|r| r.overlaps(&p))
+                    && !excluded.iter().any(|r| r.overlaps(&p));
+                assert_eq!(mapped, wanted, "page {page:#x}");
+                if mapped {
+                    assert_eq!(leaves[leaf].kind, MemKind::Device, "page {page:#x}");
+                    mapped_pages += 1;
+                }
+            }
+            // Flash 128 MiB, GIC 16 MiB less the gap, UART, RTC, GPIO, PCI MMIO and PIO windows.
+            assert!(mapped_pages > 0x1_0000, "{mapped_pages}");
+            for d in c
+                .devices
+                .iter()
+                .filter(|d| matches!(d.class, DeviceClass::Withheld(_) | DeviceClass::HypOwned))
+            {
+                for r in &d.node.regs {
+                    for pa in (r.base..r.end()).step_by(PAGE_SIZE as usize) {
+                        assert_eq!(s2.translate(pa), None, "{} at {pa:#x}", d.node.path);
+                    }
+                }
+            }
+            for pa in [
+                0x0902_0000,
+                0x0902_0010,
+                0x0a00_0000,
+                0x0a00_3e00,
+                0x0c00_0000,
+            ] {
+                assert_eq!(s2.translate(pa), None, "{pa:#x}");
+            }
+            // The classified devices stay reachable, the high ECAM and the 64-bit window included.
+            for pa in [
+                0x0900_0000,
+                0x0901_0000,
+                0x0903_0000,
+                0x0800_0000,
+                0x080a_0000,
+                0x0808_0000,
+                0x0809_0040,
+                0,
+                0x07ff_f000,
+                0x1000_0000,
+                0x3eff_0000,
+                0x40_1000_0000,
+                0x40_1fff_f000,
+                0x80_0000_0000,
+                0xff_ffff_f000,
+            ] {
+                assert_eq!(
+                    s2.translate(pa).map(|t| t.kind),
+                    Some(MemKind::Device),
+                    "{pa:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn host_dt_disables_exactly_the_withheld_nodes() {
+        for dtb in VIRT_DTBS {
+            let platform = warden_dt::parse(dtb).unwrap();
+            let c = classify(&platform, CARVEOUT);
+            let edits = HostDtEdits {
+                reserved_no_map: vec![(HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE)],
+                smmu_compatible: warden_abi::DT_COMPATIBLE,
+                disable: c.withheld().map(|d| d.node.path.as_str()).collect(),
+            };
+            let host =
+                warden_dt::parse(&warden_dt::rewrite_for_host(dtb, &edits).unwrap()).unwrap();
+            assert_eq!(host.devices.len(), platform.devices.len());
+            for (before, after) in platform.devices.iter().zip(&host.devices) {
+                assert_eq!(before.path, after.path);
+                let withheld = c.class_of(&before.path).unwrap() != DeviceClass::Disabled
+                    && c.withheld().any(|d| d.node.path == before.path);
+                assert_eq!(after.enabled, !withheld, "{}", before.path);
+                assert_eq!(after.regs, before.regs);
+            }
+        }
+    }
+
+    fn prop<T: dtoolkit::ToPropertyValue>(name: &str, value: T) -> DeviceTreeProperty {
+        DeviceTreeProperty::new(name, value).unwrap()
+    }
+
+    /// QEMU virt (2 CPUs, 1 GiB) after `f`.
+    fn edited(f: impl FnOnce(&mut DeviceTree)) -> Vec<u8> {
+        let mut m = DeviceTree::from_fdt(&Fdt::new(VIRT_DTBS[0]).unwrap());
+        f(&mut m);
+        m.to_dtb()
+    }
+
+    /// A root-level node `name` with `compatible` (if any) and a 2/2-cell `reg` of `(base, size)`.
+    fn device(name: &str, compatible: Option<&str>, reg: (u64, u64)) -> DeviceTreeNode {
+        let mut n = DeviceTreeNode::new(name).unwrap();
+        if let Some(c) = compatible {
+            n.add_property(prop("compatible", c));
+        }
+        let (b, s) = reg;
+        n.add_property(prop(
+            "reg",
+            vec![(b >> 32) as u32, b as u32, (s >> 32) as u32, s as u32],
+        ));
+        n
+    }
+
+    /// Classifies QEMU virt plus `node` at the root; returns the class of `/<name>` and the stage-2.
+    fn with_node(node: DeviceTreeNode) -> (DeviceClass, HostStage2) {
+        let path = alloc::format!("/{}", node.name());
+        let dtb = edited(|m| m.root.add_child(node));
+        let platform = warden_dt::parse(&dtb).unwrap();
+        let c = classify(&platform, CARVEOUT);
+        (c.class_of(&path).unwrap(), stage2(&c))
+    }
+
+    #[test]
+    fn hostile_nodes_are_withheld() {
+        use WithholdReason::*;
+        let free = 0x0907_0000;
+        let cases: Vec<(DeviceTreeNode, WithholdReason, u64)> = vec![
+            (
+                device("dma@9070000", Some("acme,dma-engine"), (free, 0x1000)),
+                Unknown,
+                free,
+            ),
+            (device("anon@9070000", None, (free, 0x1000)), Unknown, free),
+            // An allow-listed compatible on top of RAM, the carve-out, the hyp image, the SMMU.
+            (
+                device("uart@48000000", Some("arm,pl011"), (0x4800_0000, 0x1000)),
+                OverlapsRam(0x4800_0000),
+                0x4800_0000,
+            ),
+            (
+                device("uart@40100000", Some("arm,pl011"), (0x4010_0000, 0x1000)),
+                OverlapsHyp(0x4010_0000),
+                0x4010_0000,
+            ),
+            (
+                device("uart@3ffff000", Some("arm,pl011"), (0x3fff_f000, 0x1_0000)),
+                OverlapsHyp(0x3fff_f000),
+                HYP_LOAD_PA,
+            ),
+            (
+                device("rtc@9050000", Some("arm,pl031"), (0x0905_0000, 0x1000)),
+                OverlapsHyp(0x0905_0000),
+                0x0905_0000,
+            ),
+            // Huge and empty regions.
+            (
+                device(
+                    "uart@ff",
+                    Some("arm,pl011"),
+                    (0xffff_ffff_0000_0000, 0x1000),
+                ),
+                BeyondIpaSpace(0xffff_ffff_0000_1000),
+                0xffff_ffff_0000_0000,
+            ),
+            (
+                device("uart@9070000", Some("arm,pl011"), (free, 0)),
+                EmptyRegion(free),
+                free,
+            ),
+            (
+                device(
+                    "flash@1000000000",
+                    Some("cfi-flash"),
+                    (0x10_0000_0000, u64::MAX - 0x10_0000_0000),
+                ),
+                BeyondIpaSpace(u64::MAX),
+                0x10_0000_0000,
+            ),
+        ];
+        for (node, reason, probe) in cases {
+            let name = node.name().to_string();
+            let (class, s2) = with_node(node);
+            assert_eq!(class, DeviceClass::Withheld(reason), "{name}");
+            assert_eq!(
+                s2.translate(probe).filter(|t| t.kind == MemKind::Device),
+                None,
+                "{name}"
+            );
+        }
+        // The control: the same node with an allow-listed compatible at a free address is mapped.
+        let (class, s2) = with_node(device("uart@9070000", Some("arm,pl011"), (free, 0x1000)));
+        assert_eq!(class, DeviceClass::NoDma);
+        assert_eq!(s2.translate(free).unwrap().kind, MemKind::Device);
+    }
+
+    #[test]
+    fn withheld_pages_stay_unmapped_under_an_allowed_node() {
+        // A PL011 whose reg spans fw_cfg's page: fw_cfg stays withheld and its page unmapped.
+        let (class, s2) = with_node(device(
+            "uart@901f000",
+            Some("arm,pl011"),
+            (0x0901_f000, 0x3000),
+        ));
+        assert_eq!(class, DeviceClass::NoDma);
+        assert_eq!(s2.translate(0x0901_f000).unwrap().kind, MemKind::Device);
+        assert_eq!(s2.translate(0x0902_0000), None);
+        assert_eq!(s2.translate(0x0902_1000).unwrap().kind, MemKind::Device);
+    }
+
+    #[test]
+    fn children_iommus_and_disabled_nodes() {
+        // A device on the (withheld) platform bus: withheld with it, whatever its compatible.
+        let dtb = edited(|m| {
+            let mut dev = DeviceTreeNode::new("uart@1000").unwrap();
+            dev.add_property(prop("compatible", "arm,pl011"));
+            dev.add_property(prop("reg", vec![0x1000u32, 0x1000]));
+            m.find_node_mut("/platform-bus@c000000")
+                .unwrap()
+                .add_child(dev);
+            // virtio-mmio behind the SMMU (iommus) is allowed; one naming the GPIO controller is not.
+            m.find_node_mut("/virtio_mmio@a000000")
+                .unwrap()
+                .add_property(prop("iommus", vec![0x8005u32, 0x42]));
+            m.find_node_mut("/pl061@9030000")
+                .unwrap()
+                .add_property(prop("#iommu-cells", 1u32));
+            m.find_node_mut("/virtio_mmio@a000200")
+                .unwrap()
+                .add_property(prop("iommus", vec![0x8006u32, 0x43]));
+            // A disabled node stays as it is.
+            m.find_node_mut("/pl031@9010000")
+                .unwrap()
+                .add_property(prop("status", "disabled"));
+        });
+        let platform = warden_dt::parse(&dtb).unwrap();
+        let c = classify(&platform, CARVEOUT);
+        assert_eq!(
+            c.class_of("/platform-bus@c000000/uart@1000"),
+            Some(DeviceClass::Withheld(WithholdReason::ParentWithheld))
+        );
+        assert_eq!(
+            c.class_of("/virtio_mmio@a000000"),
+            Some(DeviceClass::BehindSmmu)
+        );
+        assert_eq!(
+            c.class_of("/virtio_mmio@a000200"),
+            Some(DeviceClass::Withheld(WithholdReason::NotBehindOwnedSmmu))
+        );
+        assert_eq!(c.class_of("/pl031@9010000"), Some(DeviceClass::Disabled));
+        assert!(!c.withheld().any(|d| d.node.path == "/pl031@9010000"));
+        let s2 = stage2(&c);
+        assert_eq!(s2.translate(0x0c00_1000), None);
+        assert_eq!(s2.translate(0x0901_0000), None);
+        // Page-granular: the allowed transport shares its page with withheld ones, so it stays unmapped.
+        assert_eq!(s2.translate(0x0a00_0000), None);
+    }
+
+    #[test]
+    fn pci_host_must_send_every_rid_to_an_owned_smmu() {
+        let with_map = |map: Vec<u32>| {
+            let dtb = edited(|m| {
+                m.find_node_mut("/pcie@10000000")
+                    .unwrap()
+                    .add_property(prop("iommu-map", map));
+            });
+            let platform = warden_dt::parse(&dtb).unwrap();
+            let c = classify(&platform, CARVEOUT);
+            (c.class_of("/pcie@10000000").unwrap(), stage2(&c))
+        };
+        let not_behind = DeviceClass::Withheld(WithholdReason::NotBehindOwnedSmmu);
+        // Half the requester IDs only.
+        let (class, s2) = with_map(vec![0, 0x8005, 0, 0x8000]);
+        assert_eq!(class, not_behind);
+        assert_eq!(s2.translate(0x40_1000_0000), None);
+        assert_eq!(s2.translate(0x1000_0000), None);
+        // Every ID, but to the ITS (not an SMMU).
+        assert_eq!(with_map(vec![0, 0x8004, 0, 0x1_0000]).0, not_behind);
+        // Two entries that together cover every ID: allowed.
+        assert_eq!(
+            with_map(vec![0, 0x8005, 0, 0x8000, 0x8000, 0x8005, 0x8000, 0x8000]).0,
+            DeviceClass::BehindSmmu
+        );
+    }
+}

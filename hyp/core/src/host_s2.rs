@@ -2,8 +2,8 @@
 //!
 //! The host kernel runs at EL1 behind one stage-2 translation (VMID 0) shared by every CPU. It is an identity
 //! map built from the platform description: all RAM as normal write-back memory and the MMIO windows (the
-//! devices below RAM, PCI configuration space and windows) as device memory, minus the excluded regions —
-//! the hypervisor carve-out and the SMMU register frames. An access to an unmapped IPA faults to EL2, which
+//! regions of the device nodes [`crate::devices`] classified for the host) as device memory, minus the
+//! excluded regions — the hypervisor carve-out, the SMMU register frames, withheld devices. An access to an unmapped IPA faults to EL2, which
 //! injects an external abort into the host. Block mappings (1 GiB, 2 MiB) are used wherever alignment allows.
 //!
 //! ```
@@ -107,7 +107,7 @@ impl Region {
 pub struct HostS2Spec<'a> {
     /// Every RAM bank (from the device tree's `/memory` nodes). Shrunk to page boundaries.
     pub ram: &'a [Region],
-    /// Every MMIO window the host may use: the device space below RAM, PCI configuration space, PCI windows.
+    /// Every MMIO window the host may use (from the boot-time classification, [`crate::devices`]).
     /// Grown to page boundaries.
     pub mmio: &'a [Region],
     /// Ranges never mapped for the host, whatever `ram` and `mmio` say: the hypervisor carve-out, the SMMU

@@ -116,9 +116,8 @@ impl Platform {
     }
 
     /// All device address space the host may need, sorted and merged: the `reg` ranges of enabled
-    /// device nodes ([`Platform::mmio`]) plus every PCI host's memory and I/O windows. The hypervisor
-    /// builds the host's stage-2 MMIO mappings from this (after removing what it keeps for itself,
-    /// such as the SMMU frames).
+    /// device nodes ([`Platform::mmio`]) plus every PCI host's memory and I/O windows. (The
+    /// hypervisor maps for the host only what it classified from [`Platform::devices`], not this.)
     #[must_use]
     pub fn device_ranges(&self) -> Vec<PhysRange> {
         let mut ranges: Vec<PhysRange> = self

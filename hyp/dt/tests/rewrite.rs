@@ -375,3 +375,43 @@ fn dtc_accepts_output() {
     assert!(!stderr.contains("reserved-memory"), "{stderr}");
     assert!(!stderr.contains("warden@"), "{stderr}");
 }
+
+#[test]
+fn disable_sets_status_on_exactly_those_nodes() {
+    let disable = vec![
+        "/fw-cfg@9020000",
+        "/virtio_mmio@a000200",
+        "/platform-bus@c000000",
+    ];
+    let out = rewrite_for_host(
+        SMP2_1G,
+        &HostDtEdits {
+            disable: disable.clone(),
+            ..edits()
+        },
+    )
+    .unwrap();
+    // The same as setting the status by hand on the input's model (nothing else changed).
+    let mut want = expected(SMP2_1G, &[CARVE_OUT]);
+    for path in &disable {
+        want.find_node_mut(path)
+            .unwrap()
+            .add_property(DeviceTreeProperty::new("status", "disabled").unwrap());
+    }
+    assert_eq!(model(&out), want);
+    let p = parse(&out).unwrap();
+    for d in &p.devices {
+        assert_eq!(d.enabled, !disable.contains(&d.path.as_str()), "{}", d.path);
+    }
+    // A path naming no node (or naming one only without its unit address) is an error.
+    for bad in ["/fw-cfg@9020001", "/fw-cfg", "fw-cfg@9020000", ""] {
+        let e = rewrite_for_host(
+            SMP2_1G,
+            &HostDtEdits {
+                disable: vec!["/pl011@9000000", bad],
+                ..edits()
+            },
+        );
+        assert_eq!(e, Err(DtError::NoSuchNode { path: bad.into() }), "{bad}");
+    }
+}

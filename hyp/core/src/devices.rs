@@ -21,15 +21,15 @@
 //! A region of a node that would be mapped is checked first: empty, beyond the IPA space, overlapping RAM, the
 //! carve-out or an SMMU frame makes the whole node withheld instead. Withheld nodes are unmapped, get
 //! `status = "disabled"` in the DT handed to Linux, and are logged one line each at boot
-//! ([`ClassifiedDevice`]'s `Display`). Their regions outside RAM also join [`Classification::excluded`], so a
-//! page another (allowed) node shares with a withheld one stays unmapped.
+//! ([`ClassifiedDevice`]'s `Display`). Their regions (less any RAM) also join [`Classification::excluded`], so
+//! a page another (allowed) node shares with a withheld one stays unmapped.
 
 use alloc::vec::Vec;
 use core::fmt;
 
 use warden_dt::{DeviceNode, PciHost, PciSpace, PhysRange, Platform};
 
-use crate::host_s2::{IPA_LIMIT, Region};
+use crate::host_s2::{IPA_LIMIT, Region, subtract};
 
 /// `compatible` strings of devices that cannot master DMA (matched against a node's most specific one):
 /// their registers may be mapped for the host as they are.
@@ -196,19 +196,14 @@ impl<'p> Classification<'p> {
     }
 
     /// What the host stage-2 never maps: the carve-out, every SMMU frame, and every region of a withheld
-    /// node that lies outside RAM.
+    /// node, less the RAM it overlaps (a hostile `reg` cannot take RAM from the host).
     pub fn excluded(&self) -> Vec<Region> {
         let mut out = alloc::vec![self.carveout];
         out.extend(self.smmu_frames.iter().copied());
         for d in self.withheld() {
-            out.extend(
-                d.node
-                    .regs
-                    .iter()
-                    .chain(d.node.windows.iter())
-                    .map(region)
-                    .filter(|r| !r.is_empty() && !self.ram.iter().any(|m| m.overlaps(r))),
-            );
+            for r in d.node.regs.iter().chain(d.node.windows.iter()) {
+                out.extend(subtract(region(r), &self.ram));
+            }
         }
         out
     }
@@ -720,6 +715,43 @@ mod tests {
         assert_eq!(s2.translate(0x0901_0000), None);
         // Page-granular: the allowed transport shares its page with withheld ones, so it stays unmapped.
         assert_eq!(s2.translate(0x0a00_0000), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// A node with any `reg` (any base, any size that does not wrap) and an allow-listed, DMA-master or
+        /// unknown compatible: classification and the host stage-2 build never fail or panic; what is
+        /// mapped of it is never RAM, the carve-out or the SMMU, and is mapped only if it was classified.
+        #[test]
+        fn any_reg_any_compatible(
+            base in proptest::prop_oneof![
+                proptest::prelude::any::<u64>(),
+                0u64..0x1_0000_0000,
+                0x0800_0000u64..0x0c00_0000,
+            ],
+            size in proptest::prelude::any::<u64>(),
+            pick in 0usize..4,
+        ) {
+            let size = size.min(u64::MAX - base);
+            let compatible = ["arm,pl011", "cfi-flash", "virtio,mmio", "acme,unknown"][pick];
+            let dtb = edited(|m| m.root.add_child(device("fuzz@0", Some(compatible), (base, size))));
+            let platform = warden_dt::parse(&dtb).unwrap();
+            let c = classify(&platform, CARVEOUT);
+            let class = c.class_of("/fuzz@0").unwrap();
+            let s2 = stage2(&c);
+            let node = Region::with_size(base, size);
+            for probe in [base, base.saturating_add(size / 2), base.saturating_add(size).saturating_sub(1)] {
+                if let Some(t) = s2.translate(probe) && node.contains(probe) && t.kind == MemKind::Device {
+                    proptest::prop_assert_eq!(class, DeviceClass::NoDma, "{:#x}", probe);
+                    proptest::prop_assert!(!CARVEOUT.contains(probe) && !c.ram().iter().any(|r| r.contains(probe)));
+                    proptest::prop_assert!(!(0x0905_0000..0x0907_0000).contains(&probe));
+                }
+            }
+            if class == DeviceClass::NoDma {
+                proptest::prop_assert!(size > 0 && base + size <= crate::host_s2::IPA_LIMIT);
+            }
+        }
     }
 
     #[test]

@@ -199,7 +199,7 @@ pub struct HostStage2 {
 }
 
 /// `ranges` minus every hole in `holes` (both page aligned), as a list of non-empty ranges in order.
-fn subtract(range: Region, holes: &[Region]) -> Vec<Region> {
+pub(crate) fn subtract(range: Region, holes: &[Region]) -> Vec<Region> {
     let mut pieces = alloc::vec![range];
     for hole in holes {
         let mut next = Vec::new();

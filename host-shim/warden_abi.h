@@ -221,6 +221,8 @@
 #define WARDEN_STAT_HYP_INTEGRITY 15
 /* The HYP_INTEGRITY hash as computed at boot, once the canary pages were filled. */
 #define WARDEN_STAT_HYP_INTEGRITY_BOOT 16
+/* Host exceptions the hypervisor did not handle since boot: synchronous ones (a trapped instruction */
+#define WARDEN_STAT_HOST_TRAPS_UNHANDLED 17
 #define WARDEN_STAT_CALLS_BASE 0x100ULL
 
 #endif /* WARDEN_ABI_H */

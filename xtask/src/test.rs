@@ -11,6 +11,8 @@
 //! # expect-log(hyp): warden: host stage-2 fault
 //!                                          (the serial log of that mode's boot must contain the text;
 //!                                           `expect-log:` without a mode applies to every mode)
+//! # expect-log-once(hyp): warden: host trap: EC 0x18
+//!                                          (the same, and the text occurs exactly once: a log-once message)
 //! ```
 //!
 //! A test passes when the script exits 0, the guest powers off, and every expected log text was printed.
@@ -120,6 +122,8 @@ pub struct QemuTest {
     pub append: Vec<String>,
     /// Texts the serial log must contain: (mode or every mode, text).
     pub expect_log: Vec<(Option<Mode>, String)>,
+    /// Texts the serial log must contain exactly once: (mode or every mode, text).
+    pub expect_log_once: Vec<(Option<Mode>, String)>,
 }
 
 fn parse_mode(s: &str) -> Result<Mode> {
@@ -140,6 +144,7 @@ pub fn parse_header(name: &str, path: &Path, text: &str) -> Result<QemuTest> {
         smp: 2,
         append: Vec::new(),
         expect_log: Vec::new(),
+        expect_log_once: Vec::new(),
     };
     for line in text.lines().skip_while(|l| l.starts_with("#!")) {
         let Some(c) = line.strip_prefix('#') else {
@@ -171,19 +176,25 @@ pub fn parse_header(name: &str, path: &Path, text: &str) -> Result<QemuTest> {
                     .with_context(|| format!("bad smp `{value}`"))?;
             }
             "append" => t.append.extend(value.split_whitespace().map(String::from)),
-            k if k == "expect-log" || k.starts_with("expect-log(") => {
+            k if k.starts_with("expect-log") => {
+                let (base, list) = if k.starts_with("expect-log-once") {
+                    ("expect-log-once", &mut t.expect_log_once)
+                } else {
+                    ("expect-log", &mut t.expect_log)
+                };
                 let mode = match k
-                    .strip_prefix("expect-log(")
+                    .strip_prefix(base)
+                    .and_then(|m| m.strip_prefix('('))
                     .and_then(|m| m.strip_suffix(')'))
                 {
                     Some(m) => Some(parse_mode(m)?),
-                    None if k == "expect-log" => None,
+                    None if k == base => None,
                     None => bail!("bad key `{k}`"),
                 };
                 if value.is_empty() {
                     bail!("empty `{k}`");
                 }
-                t.expect_log.push((mode, value.to_string()));
+                list.push((mode, value.to_string()));
             }
             _ => {}
         }
@@ -248,6 +259,12 @@ pub fn judge(t: &QemuTest, mode: Mode, verdict: &Verdict, log: &str) -> Option<S
     for (m, text) in &t.expect_log {
         if m.is_none_or(|m| m == mode) && !log.contains(text.as_str()) {
             why.push(format!("serial log lacks `{text}`"));
+        }
+    }
+    for (m, text) in &t.expect_log_once {
+        let n = log.matches(text.as_str()).count();
+        if m.is_none_or(|m| m == mode) && n != 1 {
+            why.push(format!("serial log has `{text}` {n} times, not once"));
         }
     }
     (!why.is_empty()).then(|| why.join("; "))
@@ -427,6 +444,8 @@ mod tests {
         assert!(parse_header("x", p, "# modes: hyp\n# smp: 0\n").is_err());
         assert!(parse_header("x", p, "# modes: hyp\n# expect-log(vm): y\n").is_err());
         assert!(parse_header("x", p, "# modes: hyp\n# expect-log(hyp):\n").is_err());
+        assert!(parse_header("x", p, "# modes: hyp\n# expect-log-twice: y\n").is_err());
+        assert!(parse_header("x", p, "# modes: hyp\n# expect-log-once(vm): y\n").is_err());
     }
 
     #[test]
@@ -458,6 +477,20 @@ mod tests {
         );
         assert!(judge(&t, Mode::Native, &Verdict::Exited(1), "").is_some());
         assert!(judge(&t, Mode::Hyp, &Verdict::Timeout, "FAULT").is_some());
+        let once = parse_header(
+            "x",
+            Path::new("x.sh"),
+            "# modes: hyp native\n# expect-log-once(hyp): TRAP\n",
+        )
+        .unwrap();
+        assert_eq!(
+            once.expect_log_once,
+            vec![(Some(Mode::Hyp), "TRAP".to_string())]
+        );
+        assert_eq!(judge(&once, Mode::Hyp, &Verdict::Exited(0), ".TRAP."), None);
+        assert!(judge(&once, Mode::Hyp, &Verdict::Exited(0), ".TRAP.TRAP").is_some());
+        assert!(judge(&once, Mode::Hyp, &Verdict::Exited(0), "").is_some());
+        assert_eq!(judge(&once, Mode::Native, &Verdict::Exited(0), ""), None);
     }
 
     #[test]

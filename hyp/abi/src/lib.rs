@@ -464,6 +464,10 @@ abi_enum! {
         HypIntegrity = 15 => "HYP_INTEGRITY",
         /// The HYP_INTEGRITY hash as computed at boot, once the canary pages were filled.
         HypIntegrityBoot = 16 => "HYP_INTEGRITY_BOOT",
+        /// Host exceptions the hypervisor did not handle since boot: synchronous ones (a trapped instruction
+        /// or register it does not emulate) answered with an undefined-instruction exception at EL1,
+        /// asynchronous ones ignored. `BAD_STAT` where the hypervisor has no trap handler (host unit tests).
+        HostTrapsUnhandled = 17 => "HOST_TRAPS_UNHANDLED",
     }
 }
 

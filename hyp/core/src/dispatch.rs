@@ -55,6 +55,7 @@ use crate::domain::{
     S2Config,
 };
 use crate::ownership::{MemKind, Ownership, OwnershipError, OwnershipInitError};
+use crate::trap::TrapLog;
 
 /// What an STE should do with a StreamID's transactions.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -423,6 +424,8 @@ pub struct Warden<B: Backend> {
     phys_offset: u64,
     /// `STAT HYP_INTEGRITY`: the hash of the hyp's immutable memory (set by EL2) and its value at boot.
     integrity: spin::Once<(fn() -> u64, u64)>,
+    /// `STAT HOST_TRAPS_UNHANDLED`: EL2's record of the host exceptions it did not handle.
+    trap_log: spin::Once<&'static TrapLog>,
 }
 
 /// Splits a domain ID into (slot, generation).
@@ -610,6 +613,7 @@ impl<B: Backend> Warden<B> {
             invalidations: AtomicU64::new(0),
             phys_offset: config.phys_offset,
             integrity: spin::Once::new(),
+            trap_log: spin::Once::new(),
         };
         let identity_ste = w.identity_ste();
         for r in &w.sid_ranges {
@@ -646,6 +650,12 @@ impl<B: Backend> Warden<B> {
     /// counts. Without it both stats are `BAD_STAT`.
     pub fn set_integrity_check(&self, hash: fn() -> u64) -> u64 {
         self.integrity.call_once(|| (hash, hash())).1
+    }
+
+    /// Installs EL2's record of unhandled host exceptions behind `STAT HOST_TRAPS_UNHANDLED` (without it the
+    /// stat is `BAD_STAT`). Only the first call counts.
+    pub fn set_trap_log(&self, log: &'static TrapLog) {
+        self.trap_log.call_once(|| log);
     }
 
     /// Records a fault (for EL2's event-queue interrupt handler); counted as lost when the ring is full.
@@ -1228,6 +1238,7 @@ impl<B: Backend> Warden<B> {
             Stat::TablePagesInUse => (pool.total - pool.free - pool.quarantined) as u64,
             Stat::HypIntegrity => (self.integrity.get().ok_or(Error::BadStat)?.0)(),
             Stat::HypIntegrityBoot => self.integrity.get().ok_or(Error::BadStat)?.1,
+            Stat::HostTrapsUnhandled => self.trap_log.get().ok_or(Error::BadStat)?.count(),
         })
     }
 

@@ -23,6 +23,8 @@ use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{MemoryRegion, Stage2};
 use alloc::vec::Vec;
 
+use crate::trap::esr::{EC_DABT_LOW, EC_IABT_LOW, ESR_S1PTW, ESR_WNR, exception_class};
+
 /// Translation granule: 4 KiB.
 pub const PAGE_SIZE: u64 = 4096;
 /// Size of the intermediate physical address space the host stage-2 covers: 48 bits (root table at level 0).
@@ -625,57 +627,6 @@ impl HostS2Layout {
     }
 }
 
-/// `ESR_ELx.EC` shift (bits 31:26).
-pub const ESR_EC_SHIFT: u64 = 26;
-/// `ESR_ELx.IL`: the trapped instruction was 32 bits wide.
-pub const ESR_IL: u64 = 1 << 25;
-/// `ESR_ELx.ISS.WnR` of a data abort: the access was a write.
-pub const ESR_WNR: u64 = 1 << 6;
-/// `ESR_ELx.ISS.S1PTW` of an abort: the fault happened on a stage-1 table walk.
-pub const ESR_S1PTW: u64 = 1 << 7;
-/// Exception class: instruction abort from a lower EL.
-pub const EC_IABT_LOW: u64 = 0x20;
-/// Exception class: instruction abort from the same EL.
-pub const EC_IABT_CUR: u64 = 0x21;
-/// Exception class: data abort from a lower EL.
-pub const EC_DABT_LOW: u64 = 0x24;
-/// Exception class: data abort from the same EL.
-pub const EC_DABT_CUR: u64 = 0x25;
-/// Fault status code of a synchronous external abort (not on a table walk).
-pub const FSC_SEA: u64 = 0x10;
-/// `SPSR_ELx.M[4:0]` mask.
-pub const SPSR_MODE_MASK: u64 = 0x1f;
-/// `SPSR_ELx.M` of EL0t.
-pub const SPSR_MODE_EL0T: u64 = 0b00000;
-/// `SPSR_ELx.M` of EL1t.
-pub const SPSR_MODE_EL1T: u64 = 0b00100;
-/// `SPSR_ELx.M` of EL1h.
-pub const SPSR_MODE_EL1H: u64 = 0b00101;
-/// `SPSR_ELx.M[4]`: the interrupted context was AArch32.
-pub const SPSR_MODE_AARCH32: u64 = 0b10000;
-/// `SPSR_ELx` N, Z, C, V flags.
-pub const SPSR_NZCV: u64 = 0xf << 28;
-/// `SPSR_ELx.DIT`.
-pub const SPSR_DIT: u64 = 1 << 24;
-/// `SPSR_ELx.PAN`.
-pub const SPSR_PAN: u64 = 1 << 22;
-/// `SPSR_ELx.SSBS`.
-pub const SPSR_SSBS: u64 = 1 << 12;
-/// `SPSR_ELx` D, A, I, F masks.
-pub const SPSR_DAIF: u64 = 0xf << 6;
-/// `SCTLR_EL1.SPAN`: clear means PAN is set on exception entry to EL1.
-pub const SCTLR_EL1_SPAN: u64 = 1 << 23;
-/// `SCTLR_EL1.DSSBS`: the SSBS value on exception entry to EL1.
-pub const SCTLR_EL1_DSSBS: u64 = 1 << 44;
-/// Offset in the EL1 vector table of synchronous exceptions from EL1 with `SP_EL0`.
-pub const VECTOR_CURRENT_SP0: u64 = 0x000;
-/// Offset of synchronous exceptions from EL1 with `SP_EL1`.
-pub const VECTOR_CURRENT_SPX: u64 = 0x200;
-/// Offset of synchronous exceptions from AArch64 EL0.
-pub const VECTOR_LOWER_A64: u64 = 0x400;
-/// Offset of synchronous exceptions from AArch32 EL0.
-pub const VECTOR_LOWER_A32: u64 = 0x600;
-
 /// A host stage-2 fault, decoded from the EL2 syndrome registers.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct Stage2Fault {
@@ -692,8 +643,7 @@ pub struct Stage2Fault {
 impl Stage2Fault {
     /// Decodes a lower-EL instruction or data abort taken to EL2; `None` for any other exception class.
     pub fn decode(esr_el2: u64, far_el2: u64, hpfar_el2: u64) -> Option<Self> {
-        let ec = (esr_el2 >> ESR_EC_SHIFT) & 0x3f;
-        let instruction = match ec {
+        let instruction = match exception_class(esr_el2) {
             EC_IABT_LOW => true,
             EC_DABT_LOW => false,
             _ => return None,
@@ -709,77 +659,10 @@ impl Stage2Fault {
     }
 }
 
-/// The EL1 state that injects a synchronous external abort into the host, as KVM's `inject_abt64` does.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct AbortInjection {
-    /// New `ESR_EL1`: instruction/data abort (current or lower EL per the source), `IL` copied, FSC = SEA,
-    /// `WnR` copied for data aborts.
-    pub esr_el1: u64,
-    /// New `FAR_EL1`: the faulting virtual address.
-    pub far_el1: u64,
-    /// New `ELR_EL1`: the faulting instruction.
-    pub elr_el1: u64,
-    /// New `SPSR_EL1`: the interrupted PSTATE.
-    pub spsr_el1: u64,
-    /// Where the host resumes: its EL1 vector for the source mode, synchronous entry.
-    pub elr_el2: u64,
-    /// The PSTATE it resumes with: EL1h, DAIF masked, NZCV/DIT kept, PAN and SSBS per `SCTLR_EL1`.
-    pub spsr_el2: u64,
-}
-
-/// Computes the injection of a synchronous external abort for a host abort taken to EL2 with syndrome
-/// `esr_el2`, virtual address `far_el2`, at `elr_el2` with PSTATE `spsr_el2`, given the host's `VBAR_EL1`
-/// and `SCTLR_EL1`.
-pub fn inject_external_abort(
-    esr_el2: u64,
-    far_el2: u64,
-    elr_el2: u64,
-    spsr_el2: u64,
-    vbar_el1: u64,
-    sctlr_el1: u64,
-) -> AbortInjection {
-    let mode = spsr_el2 & SPSR_MODE_MASK;
-    let (vector, from_el1) = if mode & SPSR_MODE_AARCH32 != 0 {
-        (VECTOR_LOWER_A32, false)
-    } else {
-        match mode {
-            SPSR_MODE_EL1T => (VECTOR_CURRENT_SP0, true),
-            SPSR_MODE_EL1H => (VECTOR_CURRENT_SPX, true),
-            _ => (VECTOR_LOWER_A64, false),
-        }
-    };
-    let ec = (esr_el2 >> ESR_EC_SHIFT) & 0x3f;
-    let instruction = ec == EC_IABT_LOW || ec == EC_IABT_CUR;
-    let new_ec = match (instruction, from_el1) {
-        (true, true) => EC_IABT_CUR,
-        (true, false) => EC_IABT_LOW,
-        (false, true) => EC_DABT_CUR,
-        (false, false) => EC_DABT_LOW,
-    };
-    let mut esr_el1 = (new_ec << ESR_EC_SHIFT) | (esr_el2 & ESR_IL) | FSC_SEA;
-    if !instruction {
-        esr_el1 |= esr_el2 & ESR_WNR;
-    }
-    let mut spsr = (spsr_el2 & (SPSR_NZCV | SPSR_DIT | SPSR_PAN)) | SPSR_DAIF | SPSR_MODE_EL1H;
-    if sctlr_el1 & SCTLR_EL1_SPAN == 0 {
-        spsr |= SPSR_PAN;
-    }
-    if sctlr_el1 & SCTLR_EL1_DSSBS != 0 {
-        spsr |= SPSR_SSBS;
-    }
-    AbortInjection {
-        esr_el1,
-        far_el1: far_el2,
-        elr_el1: elr_el2,
-        spsr_el1: spsr_el2,
-        elr_el2: vbar_el1.wrapping_add(vector),
-        spsr_el2: spsr,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trap::esr::{ESR_EC_SHIFT, ESR_IL};
 
     const GIB: u64 = 1 << 30;
     const CARVEOUT: Region = Region::new(0x4000_0000, 0x41e0_0000);
@@ -1069,57 +952,6 @@ mod tests {
         );
         // An HVC is no abort.
         assert_eq!(Stage2Fault::decode(0x16 << ESR_EC_SHIFT, 0, 0), None);
-    }
-
-    #[test]
-    fn inject_from_el1h_data_write() {
-        let esr = (EC_DABT_LOW << ESR_EC_SHIFT) | ESR_IL | ESR_WNR | 0x07;
-        // EL1h, IRQs unmasked, Z flag set, SPAN set (PAN untouched), DSSBS set.
-        let spsr = SPSR_MODE_EL1H | (1 << 30);
-        let sctlr = SCTLR_EL1_SPAN | SCTLR_EL1_DSSBS;
-        let inj = inject_external_abort(
-            esr,
-            0xffff_0000_dead_b000,
-            0xffff_8000_0001_0000,
-            spsr,
-            0xffff_8000_0800_0000,
-            sctlr,
-        );
-        assert_eq!(
-            inj.esr_el1,
-            (EC_DABT_CUR << ESR_EC_SHIFT) | ESR_IL | ESR_WNR | FSC_SEA
-        );
-        assert_eq!(inj.far_el1, 0xffff_0000_dead_b000);
-        assert_eq!(inj.elr_el1, 0xffff_8000_0001_0000);
-        assert_eq!(inj.spsr_el1, spsr);
-        assert_eq!(inj.elr_el2, 0xffff_8000_0800_0200);
-        assert_eq!(
-            inj.spsr_el2,
-            (1 << 30) | SPSR_DAIF | SPSR_MODE_EL1H | SPSR_SSBS
-        );
-    }
-
-    #[test]
-    fn inject_vector_offsets_and_classes() {
-        let dabt = (EC_DABT_LOW << ESR_EC_SHIFT) | ESR_IL;
-        let iabt = (EC_IABT_LOW << ESR_EC_SHIFT) | ESR_IL;
-        let vbar = 0x1000_0000;
-        let el0 = inject_external_abort(dabt, 0, 0, SPSR_MODE_EL0T, vbar, 0);
-        assert_eq!(el0.elr_el2, vbar + VECTOR_LOWER_A64);
-        assert_eq!(el0.esr_el1 >> ESR_EC_SHIFT, EC_DABT_LOW);
-        // SPAN clear: PAN set on entry.
-        assert_ne!(el0.spsr_el2 & SPSR_PAN, 0);
-        let el1t = inject_external_abort(iabt, 0, 0, SPSR_MODE_EL1T, vbar, SCTLR_EL1_SPAN);
-        assert_eq!(el1t.elr_el2, vbar + VECTOR_CURRENT_SP0);
-        assert_eq!(el1t.esr_el1 >> ESR_EC_SHIFT, EC_IABT_CUR);
-        assert_eq!(el1t.spsr_el2 & SPSR_PAN, 0);
-        let a32 = inject_external_abort(iabt, 0, 0, SPSR_MODE_AARCH32, vbar, SCTLR_EL1_SPAN);
-        assert_eq!(a32.elr_el2, vbar + VECTOR_LOWER_A32);
-        assert_eq!(a32.esr_el1 >> ESR_EC_SHIFT, EC_IABT_LOW);
-        // Instruction aborts never carry WnR.
-        let i = inject_external_abort(iabt | ESR_WNR, 0, 0, SPSR_MODE_EL1H, vbar, 0);
-        assert_eq!(i.esr_el1 & ESR_WNR, 0);
-        assert_eq!(i.esr_el1 & 0x3f, FSC_SEA);
     }
 
     /// The QEMU `virt` DTBs checked in by warden-dt (1 GiB / 2 CPUs and 2 GiB / 4 CPUs).

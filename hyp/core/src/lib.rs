@@ -17,3 +17,4 @@ pub mod ownership;
 pub mod psci;
 pub mod smccc;
 pub mod smmu_backend;
+pub mod trap;

@@ -166,7 +166,10 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         log!("no SMMU in the device tree: DMA is not confined");
     } else {
         match smmu::bring_up(&platform) {
-            Ok(w) => integrity::install(w, platform.chosen.bootargs.as_deref()),
+            Ok(w) => {
+                w.set_trap_log(&traps::HOST_TRAPS);
+                integrity::install(w, platform.chosen.bootargs.as_deref());
+            }
             Err(e) => panic!("cannot take the SMMU: {e}"),
         }
     }

@@ -1,23 +1,27 @@
 //! Exception handling at EL2: host HVC/SMC (PSCI relay, Warden hypercalls), host stage-2 faults (logged
 //! and answered with an injected external abort, unless the address translates again after a concurrent
-//! break-before-make edit, see `host_mem`), and everything unexpected (register dump, power off).
+//! break-before-make edit, see `host_mem`), every other host exception (an undefined-instruction exception
+//! injected for a synchronous one, an asynchronous one ignored; each kind logged once, all counted in
+//! [`HOST_TRAPS`]), and exceptions taken at EL2 itself, which are hypervisor bugs (register dump, power off).
 
 use aarch64_cpu::registers::{
     ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, HPFAR_EL2, Readable, SCTLR_EL1, SPSR_EL1,
     VBAR_EL1, Writeable,
 };
 use core::sync::atomic::{AtomicU64, Ordering};
-use warden_core::host_s2::{self, Stage2Fault};
+use warden_core::host_s2::Stage2Fault;
 use warden_core::psci::{self, Action};
+use warden_core::smccc;
+use warden_core::trap::TrapLog;
+use warden_core::trap::esr::{
+    EC_DABT_LOW, EC_HVC64, EC_IABT_LOW, EC_SMC64, ESR_ISS_IMM16, TrapKind, exception_class,
+};
+use warden_core::trap::inject::{self, Injection};
 
 use crate::console::log_line_forced;
 use crate::vectors::{self, TrapFrame};
 use crate::{firmware, log, percpu};
 
-/// Exception class of an HVC from AArch64.
-const EC_HVC64: u64 = 0x16;
-/// Exception class of a trapped SMC from AArch64.
-const EC_SMC64: u64 = 0x17;
 /// Size of the trapped SMC instruction (the preferred return address of a trapped SMC is the SMC itself).
 const SMC_INSN_SIZE: u64 = 4;
 
@@ -28,23 +32,71 @@ pub static STAGE2_FAULTS: AtomicU64 = AtomicU64::new(0);
 pub static STAGE2_RETRIES: AtomicU64 = AtomicU64::new(0);
 /// How many of those are logged (they are rare: one window per block split).
 const RETRIES_LOGGED: u64 = 16;
+/// The host exceptions the hypervisor did not handle (`STAT HOST_TRAPS_UNHANDLED`), each kind logged once.
+pub static HOST_TRAPS: TrapLog = TrapLog::new();
 
 /// Called by the vector assembly with the saved frame and the vector index.
 #[unsafe(no_mangle)]
 extern "C" fn warden_exception(frame: &mut TrapFrame, kind: u64) {
-    if kind != vectors::LOWER_A64_SYNC {
-        fatal(frame, kind, "unexpected exception");
+    match kind {
+        vectors::LOWER_A64_SYNC | vectors::LOWER_A32_SYNC => {}
+        vectors::LOWER_A64_IRQ..=vectors::LOWER_A64_SERROR
+        | vectors::LOWER_A32_IRQ..=vectors::LOWER_A32_SERROR => {
+            // IRQ, FIQ and SError are routed to EL1 (HCR_EL2.IMO/FMO/AMO clear): one reaching EL2 is not the
+            // host's doing to answer. Return to the host.
+            let what = TrapKind::Asynchronous { vector: kind as u8 };
+            if HOST_TRAPS.record(what) {
+                log!(
+                    "host trap: {what} reached EL2 unexpectedly -> ignored (logged once per kind)"
+                );
+            }
+            return;
+        }
+        _ => fatal(frame, kind, "exception at EL2"),
     }
     let esr = ESR_EL2.get();
-    match (esr >> host_s2::ESR_EC_SHIFT) & 0x3f {
+    match exception_class(esr) {
+        // SMCCC calls use immediate 0; any other immediate is no SMCCC call of ours, nor one to forward.
+        ec @ (EC_HVC64 | EC_SMC64) if esr & ESR_ISS_IMM16 != 0 => {
+            if ec == EC_SMC64 {
+                frame.elr = frame.elr.wrapping_add(SMC_INSN_SIZE);
+            }
+            frame.x[0] = smccc::ret(smccc::NOT_SUPPORTED);
+        }
         EC_HVC64 => host_call(frame),
         EC_SMC64 => {
             frame.elr = frame.elr.wrapping_add(SMC_INSN_SIZE);
             host_call(frame);
         }
-        host_s2::EC_IABT_LOW | host_s2::EC_DABT_LOW => stage2_abort(frame, esr),
-        _ => fatal(frame, kind, "unexpected exception from the host"),
+        EC_IABT_LOW | EC_DABT_LOW => stage2_abort(frame, esr),
+        _ => undefined(frame, esr),
     }
+}
+
+/// A host exception the hypervisor does not handle: log it once per kind, count it, and inject an
+/// undefined-instruction exception into EL1, as a CPU without the trapped feature would raise.
+fn undefined(frame: &mut TrapFrame, esr: u64) {
+    let kind = TrapKind::of_sync(esr);
+    if HOST_TRAPS.record(kind) {
+        log!(
+            "host trap: {kind} at ELR {:#x} (ESR {esr:#x}) -> undefined instruction injected (logged once per kind)",
+            frame.elr
+        );
+    }
+    let inj = inject::inject_undef(esr, frame.elr, frame.spsr, VBAR_EL1.get(), SCTLR_EL1.get());
+    enter_el1(frame, &inj);
+}
+
+/// Applies an injection: the EL1 syndrome registers, and the frame ERET resumes the host with.
+fn enter_el1(frame: &mut TrapFrame, inj: &Injection) {
+    ESR_EL1.set(inj.esr_el1);
+    if let Some(far) = inj.far_el1 {
+        FAR_EL1.set(far);
+    }
+    ELR_EL1.set(inj.elr_el1);
+    SPSR_EL1.set(inj.spsr_el1);
+    frame.elr = inj.elr_el2;
+    frame.spsr = inj.spsr_el2;
 }
 
 /// A host SMC or HVC: PSCI relay, SMCCC architecture calls, Warden hypercalls.
@@ -88,7 +140,8 @@ fn host_call(frame: &mut TrapFrame) {
 fn stage2_abort(frame: &mut TrapFrame, esr: u64) {
     let far = FAR_EL2.get();
     let Some(fault) = Stage2Fault::decode(esr, far, HPFAR_EL2.get()) else {
-        fatal(frame, vectors::LOWER_A64_SYNC, "undecodable abort");
+        // Only reached for the two abort classes, which always decode; answered like any unhandled trap.
+        return undefined(frame, esr);
     };
     if crate::host_mem::fault_is_transient(esr, fault.ipa) {
         // A break-before-make window of a donation or reclaim on another CPU: the address translates again,
@@ -111,7 +164,7 @@ fn stage2_abort(frame: &mut TrapFrame, esr: u64) {
         frame.elr,
         esr
     );
-    let inj = host_s2::inject_external_abort(
+    let inj = inject::inject_external_abort(
         esr,
         far,
         frame.elr,
@@ -119,12 +172,7 @@ fn stage2_abort(frame: &mut TrapFrame, esr: u64) {
         VBAR_EL1.get(),
         SCTLR_EL1.get(),
     );
-    ESR_EL1.set(inj.esr_el1);
-    FAR_EL1.set(inj.far_el1);
-    ELR_EL1.set(inj.elr_el1);
-    SPSR_EL1.set(inj.spsr_el1);
-    frame.elr = inj.elr_el2;
-    frame.spsr = inj.spsr_el2;
+    enter_el1(frame, &inj);
 }
 
 /// Prints a full register dump and powers the machine off. Never returns.

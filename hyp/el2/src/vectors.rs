@@ -27,6 +27,16 @@ static_assertions::const_assert_eq!(FRAME_SIZE % 16, 0);
 
 /// Vector index: synchronous exception from a lower EL in AArch64.
 pub const LOWER_A64_SYNC: u64 = 8;
+/// Vector index: IRQ from a lower EL in AArch64 (FIQ and SError follow).
+pub const LOWER_A64_IRQ: u64 = 9;
+/// Vector index: SError from a lower EL in AArch64.
+pub const LOWER_A64_SERROR: u64 = 11;
+/// Vector index: synchronous exception from a lower EL in AArch32 (the host's AArch32 EL0).
+pub const LOWER_A32_SYNC: u64 = 12;
+/// Vector index: IRQ from a lower EL in AArch32 (FIQ and SError follow).
+pub const LOWER_A32_IRQ: u64 = 13;
+/// Vector index: SError from a lower EL in AArch32.
+pub const LOWER_A32_SERROR: u64 = 15;
 
 /// Names of the 16 vectors, for the register dump.
 pub const VECTOR_NAMES: [&str; 16] = [

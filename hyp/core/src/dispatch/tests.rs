@@ -997,11 +997,32 @@ fn integrity_stat() {
 }
 
 #[test]
+fn host_traps_unhandled_stat() {
+    use crate::trap::{TrapLog, esr::TrapKind};
+    static LOG: TrapLog = TrapLog::new();
+    let h = harness();
+    let w = &h.w;
+    assert_eq!(
+        res(w, Function::Stat, &[Stat::HostTrapsUnhandled.value()]),
+        Err(Error::BadStat)
+    );
+    w.set_trap_log(&LOG);
+    assert_eq!(stat(w, Stat::HostTrapsUnhandled), 0);
+    LOG.record(TrapKind::Class(0x01));
+    LOG.record(TrapKind::Class(0x01));
+    LOG.record(TrapKind::Asynchronous { vector: 11 });
+    assert_eq!(stat(w, Stat::HostTrapsUnhandled), 3);
+}
+
+#[test]
 fn stats() {
     let h = harness();
     let w = &h.w;
     for &s in Stat::ALL {
-        if matches!(s, Stat::HypIntegrity | Stat::HypIntegrityBoot) {
+        if matches!(
+            s,
+            Stat::HypIntegrity | Stat::HypIntegrityBoot | Stat::HostTrapsUnhandled
+        ) {
             continue;
         }
         assert!(res(w, Function::Stat, &[s.value()]).is_ok(), "{s:?}");

@@ -17,4 +17,6 @@ pub mod ownership;
 pub mod psci;
 pub mod smccc;
 pub mod smmu_backend;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod trap;

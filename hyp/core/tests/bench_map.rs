@@ -1,7 +1,8 @@
 //! Host microbenchmark of the hypervisor's map/unmap path (not a correctness test: `#[ignore]`d).
 //!
-//! Times `Warden::handle(MAP_PAGES)` + `UNMAP_PAGES` of 1, 16, 256 and 512 4 KiB pages in a paging domain, and
-//! the pieces a map and an unmap are made of (`map_need`, ownership `inc_range`, the table update, `leaves`,
+//! Times `Warden::handle(MAP_PAGES)` + `UNMAP_PAGES` of 1, 16, 256 and 512 4 KiB pages in a paging domain of the
+//! shipped hypervisor (`warden_core::test_support`: the real SMMU adapter and driver over the fake SMMU, whose
+//! command processing is part of each unmap's time), and the pieces a map and an unmap are made of (`map_need`, ownership `inc_range`, the table update, `leaves`,
 //! `clear`, `dec_range`) on their own. x86 timings are only a proxy for EL2 under QEMU TCG, but the ratios
 //! show where the time goes. Run with
 //! `cargo test --release -p warden-core --test bench_map -- --ignored --nocapture`.
@@ -10,42 +11,16 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use warden_abi::{self as abi, Function};
-use warden_core::dispatch::{
-    Backend, Config, FaultRecord, HwError, InvalidateHint, SteConfig, Warden,
-};
 use warden_core::domain::{PagePool, PagingDomain, attributes};
 use warden_core::ownership::{MemKind, Ownership};
+use warden_core::test_support::{Harness, Options};
 use warden_dt::PhysRange;
 
+/// RAM of the pieces' own ownership map and pool.
 const RAM: u64 = 0x4000_0000;
 const RAM_SIZE: u64 = 64 << 20;
-const HYP_SIZE: u64 = 4 << 20;
 const RW: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_CACHE;
 const SIZES: [u64; 4] = [1, 16, 256, 512];
-
-/// A backend that does nothing (the SMMU's cost is not what is measured here).
-struct Null;
-
-impl Backend for Null {
-    fn install_ste(&self, _: u32, _: SteConfig) -> Result<(), HwError> {
-        Ok(())
-    }
-    fn invalidate_range(&self, _: u16, _: u64, _: u64, _: InvalidateHint) -> Result<(), HwError> {
-        Ok(())
-    }
-    fn invalidate_vmid(&self, _: u16) -> Result<(), HwError> {
-        Ok(())
-    }
-    fn next_event(&self) -> Option<FaultRecord> {
-        None
-    }
-    fn host_unmap(&self, _: u64, _: u64) -> Result<(), HwError> {
-        Ok(())
-    }
-    fn host_map(&self, _: u64, _: u64) -> Result<(), HwError> {
-        Ok(())
-    }
-}
 
 fn iters(pages: u64) -> u64 {
     (200_000 / pages).max(200)
@@ -55,47 +30,24 @@ fn ns(t: Instant, n: u64) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
-fn call(w: &Warden<Null>, f: Function, args: &[u64]) -> u64 {
-    let mut a = [0u64; 6];
-    a[..args.len()].copy_from_slice(args);
-    let r = w.handle(f.fid(), a);
-    assert_eq!(r[0], 0, "{f:?} {args:x?}: {:#x}", r[0]);
-    r[1]
+fn call(h: &Harness, f: Function, args: &[u64]) -> u64 {
+    h.ok(f, args)[1]
 }
 
 #[test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 fn map_unmap_costs() {
-    let backing = vec![0u64; (HYP_SIZE / 8) as usize];
-    let phys_offset = (backing.as_ptr() as u64).wrapping_sub(RAM);
-    let ram = [PhysRange {
-        base: RAM,
-        size: RAM_SIZE,
-    }];
-    let hyp = [PhysRange {
-        base: RAM,
-        size: HYP_SIZE,
-    }];
-    let config = Config {
-        ram: &ram,
-        hyp: &hyp,
-        pool: &hyp,
-        msi_doorbells: &[],
-        sids: &[warden_core::dispatch::SidRange { base: 0, count: 4 }],
-        max_domains: 4,
-        vmid_bits: 16,
-        pa_bits: 44,
-        max_donated_pages: 0,
-        phys_offset,
-        event_ring: 4,
-    };
-    let w = Warden::new(&config, Null).expect("Warden::new");
+    let w = Harness::boot(&Options {
+        ram_size: RAM_SIZE,
+        ..Options::default()
+    })
+    .expect("boot");
     let dom = call(
         &w,
         Function::DomainAlloc,
         &[abi::DomainKind::Paging.value()],
     );
-    let pa = RAM + HYP_SIZE + 0x1000; // not 2 MiB aligned: pages, like the shim's maps
+    let pa = w.host_ram(0x1000); // not 2 MiB aligned: pages, like the shim's maps
     let iova = 0x100_0000;
     println!("pages  map ns/call  (ns/page)  unmap ns/call  (ns/page)   [Warden::handle]");
     for pages in SIZES {
@@ -137,6 +89,11 @@ fn map_unmap_costs() {
     }
 
     // The pieces, on a domain and ownership map of their own.
+    let ram = [PhysRange {
+        base: RAM,
+        size: RAM_SIZE,
+    }];
+    let pa = RAM + (4 << 20) + 0x1000;
     let own = Ownership::new(&ram, &[], &[]).unwrap();
     let backing2 = vec![0u64; 64 * 512];
     let pool = std::sync::Arc::new(PagePool::new(

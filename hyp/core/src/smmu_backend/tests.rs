@@ -1,82 +1,20 @@
 //! End-to-end tests: `Warden<SmmuBackend<..>>` over warden-smmu's behavioural fake SMMU, booted from QEMU
-//! virt's real DTB. Device accesses go through `FakeSmmu::translate`, which fetches the STEs the driver wrote
-//! and walks the page tables the dispatcher built; exact command sequences come from `FakeSmmu::executed`.
-//!
-//! Memory model: `FakeMemory::host_identity` names memory by host addresses, as EL2's identity map does, so the
-//! page-table pool is a `FakeMemory` allocation the dispatcher writes through `phys_offset` 0 and the fake
-//! walks. Host addresses need 47 bits, so the fake SMMU reports a 48-bit OAS (QEMU's is 44); RAM for DMA is a
-//! synthetic range at QEMU's RAM base (never dereferenced: only its page tables are).
+//! virt's real DTB ([`crate::test_support`]). Device accesses go through `FakeSmmu::translate`, which fetches the
+//! STEs the driver wrote and walks the page tables the dispatcher built; exact command sequences come from
+//! `FakeSmmu::executed`.
 
 use super::*;
+use crate::test_support::{CARVEOUT_SIZE, DTB, Harness, ITS_FRAME, Options, SIDS};
 use alloc::vec;
-use std::sync::Mutex as StdMutex;
 use warden_abi::{DomainKind, Error, Function, Stat};
 use warden_smmu::event::event_id;
-use warden_smmu::fake::{FakeMemory, FakeSmmu, Translation, qemu};
+use warden_smmu::fake::Translation;
 use warden_smmu::regs::GERROR;
 use warden_smmu::{Command, CommandKind};
 
-const DTB: &[u8] = include_bytes!("../../../dt/tests/data/virt-smp2-1g.dtb");
-
-const RAM: u64 = 0x4000_0000;
-const RAM_SIZE: u64 = 64 << 20;
-const CARVEOUT_SIZE: u64 = 2 << 20;
-const POOL_SIZE: u64 = 2 << 20;
-/// StreamIDs the test machine's `iommu-map` covers (shortened from QEMU's 0x10000 to keep tests fast): three
-/// level-2 tables, the last one half used.
-const SIDS: u32 = 0x280;
-/// QEMU virt's ITS translation frame (GITS_TRANSLATER at +0x40).
-const ITS_FRAME: u64 = 0x0809_0000;
 const RW: u64 = abi::PROT_READ | abi::PROT_WRITE;
 const K4: u64 = abi::PGSIZE_4K;
 const M2: u64 = abi::PGSIZE_2M;
-/// `IDR3.RIL`.
-const IDR3_RIL: u32 = 1 << 10;
-/// `IDR5.OAS` = 48 bits (encoding 5).
-const IDR5_OAS48: u32 = (qemu::IDR5 & !0x7) | 5;
-
-/// Records host stage-2 calls: (map?, pa, len); fails them all when `fail` is set.
-#[derive(Default)]
-struct MockHost {
-    calls: StdMutex<Vec<(bool, u64, u64)>>,
-    fail: core::sync::atomic::AtomicBool,
-}
-
-impl MockHost {
-    fn record(&self, map: bool, pa: u64, len: u64) -> Result<(), HwError> {
-        self.calls.lock().unwrap().push((map, pa, len));
-        if self.fail.load(core::sync::atomic::Ordering::Relaxed) {
-            return Err(HwError::Failed);
-        }
-        Ok(())
-    }
-}
-
-impl HostStage2Ops for MockHost {
-    fn unmap(&self, pa: u64, len: u64) -> Result<(), HwError> {
-        self.record(false, pa, len)
-    }
-    fn map(&self, pa: u64, len: u64) -> Result<(), HwError> {
-        self.record(true, pa, len)
-    }
-}
-
-type Fake = SmmuBackend<FakeSmmu, FakeMemory, MockHost>;
-
-struct Harness {
-    w: Warden<Fake>,
-    /// Commands executed during bring-up.
-    boot_cmds: Vec<Command>,
-    /// Keeps the memory (the page-table pool in particular) alive until the Warden is gone: `Warden` drops its
-    /// backend, and the backend's handle on this memory, before its domains walk their tables to free them.
-    _mem: FakeMemory,
-}
-
-fn platform(sids: u32) -> Platform {
-    let mut p = warden_dt::parse(DTB).unwrap();
-    p.pci_hosts[0].iommu_map[0].length = sids;
-    p
-}
 
 fn boot_with(ril: bool, sids: u32, budget: u64) -> Result<Harness, BootError> {
     boot_driver(ril, sids, budget, warden_smmu::Config::default())
@@ -88,98 +26,17 @@ fn boot_driver(
     budget: u64,
     driver: warden_smmu::Config,
 ) -> Result<Harness, BootError> {
-    let p = platform(sids);
-    let mem = FakeMemory::host_identity();
-    let pool_pa = mem.alloc(POOL_SIZE as usize, 4096);
-    let idr3 = if ril {
-        qemu::IDR3
-    } else {
-        qemu::IDR3 & !IDR3_RIL
-    };
-    let fake = FakeSmmu::with_ids(mem.clone(), qemu::IDR0, qemu::IDR1, idr3, IDR5_OAS48);
-    let ram = [
-        PhysRange {
-            base: RAM,
-            size: RAM_SIZE,
-        },
-        PhysRange {
-            base: pool_pa,
-            size: POOL_SIZE,
-        },
-    ];
-    let hyp = [
-        PhysRange {
-            base: RAM,
-            size: CARVEOUT_SIZE,
-        },
-        PhysRange {
-            base: pool_pa,
-            size: POOL_SIZE,
-        },
-    ];
-    let pool = [hyp[1]];
-    let config = BootConfig {
-        ram: &ram,
-        hyp: &hyp,
-        pool: &pool,
-        max_domains: 8,
-        max_donated_pages: 64,
-        event_ring: 16,
-        phys_offset: 0,
+    Harness::boot(&Options {
+        ril,
+        sids,
         strtab_budget: budget,
         driver,
-    };
-    let w = bring_up(
-        &p,
-        &p.smmus[0],
-        fake,
-        mem.clone(),
-        MockHost::default(),
-        &config,
-    )?;
-    let boot_cmds = w.backend().with_smmu(|s| s.regs_mut().take_executed());
-    Ok(Harness {
-        w,
-        boot_cmds,
-        _mem: mem,
+        ..Options::default()
     })
 }
 
 fn boot(ril: bool) -> Harness {
     boot_with(ril, SIDS, 4 << 20).unwrap()
-}
-
-impl Harness {
-    fn call(&self, f: Function, args: &[u64]) -> [u64; 4] {
-        let mut a = [0u64; 6];
-        a[..args.len()].copy_from_slice(args);
-        self.w.handle(f.fid(), a)
-    }
-
-    fn ok(&self, f: Function, args: &[u64]) -> [u64; 4] {
-        let r = self.call(f, args);
-        assert_eq!(r[0], 0, "{f:?}{args:x?} failed: {}", r[0] as i64);
-        r
-    }
-
-    fn translate(&self, sid: u32, iova: u64, write: bool) -> Translation {
-        self.w
-            .backend()
-            .with_smmu(|s| s.regs_mut().translate(StreamId(sid), iova, write))
-    }
-
-    fn take_cmds(&self) -> Vec<CommandKind> {
-        self.w
-            .backend()
-            .with_smmu(|s| s.regs_mut().take_executed())
-            .iter()
-            .map(Command::decode)
-            .collect()
-    }
-
-    fn paging_domain(&self) -> u64 {
-        self.ok(Function::DomainAlloc, &[DomainKind::Paging.value()])[1]
-    }
 }
 
 fn is_sync(c: &CommandKind) -> bool {
@@ -234,8 +91,12 @@ fn host_identity_after_boot() {
     let h = boot(true);
     for sid in [0, 8, 0x1ff, SIDS - 1] {
         assert_eq!(h.w.sid_domain(sid), Some(abi::DOMAIN_ID_HOST_IDENTITY));
-        // Host RAM 1:1, reads and writes, first and last page.
-        for pa in [RAM + CARVEOUT_SIZE, RAM + 0x123_4568, RAM + RAM_SIZE - 8] {
+        // Host h.ram 1:1, reads and writes, first and last page.
+        for pa in [
+            h.ram + CARVEOUT_SIZE,
+            h.ram + 0x123_4568,
+            h.ram + h.ram_size - 8,
+        ] {
             assert_eq!(
                 h.translate(sid, pa, true),
                 Translation::Ok(pa),
@@ -248,8 +109,13 @@ fn host_identity_after_boot() {
             h.translate(sid, ITS_FRAME + 0x40, true),
             Translation::Ok(ITS_FRAME + 0x40)
         );
-        // The carve-out and anything beyond RAM fault (recorded).
-        for pa in [RAM, RAM + CARVEOUT_SIZE - 8, RAM + RAM_SIZE, 0x0905_0000] {
+        // The carve-out and anything beyond h.ram fault (recorded).
+        for pa in [
+            h.ram,
+            h.ram + CARVEOUT_SIZE - 8,
+            h.ram + h.ram_size,
+            0x0905_0000,
+        ] {
             assert_eq!(
                 h.translate(sid, pa, true),
                 Translation::Fault(event_id::F_TRANSLATION),
@@ -259,21 +125,21 @@ fn host_identity_after_boot() {
     }
     // StreamIDs the DT does not name: aborted (in an existing level-2 table) or C_BAD_STREAMID (no table).
     assert_eq!(
-        h.translate(SIDS, RAM + CARVEOUT_SIZE, true),
+        h.translate(SIDS, h.ram + CARVEOUT_SIZE, true),
         Translation::Aborted
     );
     assert_eq!(
-        h.translate(0x2ff, RAM + CARVEOUT_SIZE, true),
+        h.translate(0x2ff, h.ram + CARVEOUT_SIZE, true),
         Translation::Aborted
     );
     assert_eq!(
-        h.translate(0x300, RAM + CARVEOUT_SIZE, true),
+        h.translate(0x300, h.ram + CARVEOUT_SIZE, true),
         Translation::Fault(event_id::C_BAD_STREAMID)
     );
     // Faults reach READ_EVENT in order: the first carve-out write of StreamID 0.
     let r = h.call(Function::ReadEvent, &[]);
     assert_eq!(r[0], 1);
-    assert_eq!(r[1], RAM);
+    assert_eq!(r[1], h.ram);
     assert_eq!(r[2] & 0xffff_ffff, 0);
     assert_eq!(
         (r[2] >> abi::EVENT_REASON_SHIFT) & 0xff,
@@ -287,7 +153,7 @@ fn paging_domain_map_translate_unmap_fault() {
     let d = h.paging_domain();
     let sid = 8;
     let iova = 0x10_0000;
-    let pa = RAM + (8 << 20);
+    let pa = h.ram + (8 << 20);
     assert_eq!(
         h.ok(Function::MapPages, &[d, iova, pa, K4, 4, RW])[1],
         4 * K4
@@ -353,7 +219,13 @@ fn paging_domain_map_translate_unmap_fault() {
 /// returns the commands the unmap issued (after checking the device faults afterwards).
 fn unmap_commands(h: &Harness, pgsize: u64, count: u64) -> Vec<CommandKind> {
     let len = pgsize * count;
-    unmap_commands_at(h, pgsize, count, RAM + (16 << 20), &[0, len / 2, len - K4])
+    unmap_commands_at(
+        h,
+        pgsize,
+        count,
+        h.ram + (16 << 20),
+        &[0, len / 2, len - K4],
+    )
 }
 
 /// [`unmap_commands`] of memory at `pa`, with the device touching only the given offsets.
@@ -430,13 +302,13 @@ fn unmap_without_ril_is_per_granule_then_vmall() {
     // A 2 MiB block takes one non-range TLBI at its base. Architecturally (and in QEMU) that removes the whole
     // cached block; warden-smmu's fake caches blocks per 4 KiB page and invalidates only the page addressed,
     // so the device touches only the block's first page here.
-    let cmds = unmap_commands_at(&h, M2, 1, RAM + (16 << 20), &[0]);
+    let cmds = unmap_commands_at(&h, M2, 1, h.ram + (16 << 20), &[0]);
     assert!(
         matches!(cmds[..], [CommandKind::TlbiS2Ipa(t), CommandKind::Sync(_)] if t.tg == 0),
         "{cmds:x?}"
     );
     // 512 4 KiB pages at 2 MiB-aligned IOVA and PA are one block too.
-    let cmds = unmap_commands_at(&h, K4, 512, RAM + (16 << 20), &[0]);
+    let cmds = unmap_commands_at(&h, K4, 512, h.ram + (16 << 20), &[0]);
     assert_eq!(count_tlbi(&cmds), 1);
     for (pgsize, count, tlbis) in [(K4, 1, 1), (K4, 16, 16)] {
         let cmds = unmap_commands(&h, pgsize, count);
@@ -445,7 +317,7 @@ fn unmap_without_ril_is_per_granule_then_vmall() {
         assert!(is_sync(cmds.last().unwrap()));
     }
     // 4 KiB leaves (the PA is not 2 MiB aligned): 512 of them are still one TLBI each ...
-    let pa = RAM + (16 << 20) + K4;
+    let pa = h.ram + (16 << 20) + K4;
     let cmds = unmap_commands_at(&h, K4, 512, pa, &[0, 511 * K4]);
     assert_eq!((count_tlbi(&cmds), cmds.len()), (512, 513));
     // ... but past the threshold (512 commands) it is one VMID-wide invalidation.
@@ -503,28 +375,28 @@ fn attach_issues_the_ste_sequence() {
         w.backend().blocked_ste()
     );
     assert_eq!(
-        h.translate(sid, RAM + CARVEOUT_SIZE, true),
+        h.translate(sid, h.ram + CARVEOUT_SIZE, true),
         Translation::Fault(event_id::F_TRANSLATION)
     );
     let r = h.call(Function::ReadEvent, &[]);
     assert_eq!(
         (r[0], r[1], r[2] & 0xffff_ffff),
-        (1, RAM + CARVEOUT_SIZE, u64::from(sid))
+        (1, h.ram + CARVEOUT_SIZE, u64::from(sid))
     );
     h.ok(Function::Detach, &[u64::from(sid)]);
     assert_eq!(
-        h.translate(sid, RAM + CARVEOUT_SIZE, true),
-        Translation::Ok(RAM + CARVEOUT_SIZE)
+        h.translate(sid, h.ram + CARVEOUT_SIZE, true),
+        Translation::Ok(h.ram + CARVEOUT_SIZE)
     );
 }
 
 /// Donation and reclaim reach the host stage-2 operations. (Successful donation hands the pages to the
-/// page-table pool, which writes them: this harness's RAM is synthetic, so dispatch's own end-to-end tests,
-/// which back RAM with host memory, cover that path.)
+/// page-table pool, which writes them: this harness's h.ram is synthetic, so dispatch's own end-to-end tests,
+/// which back h.ram with host memory, cover that path.)
 #[test]
 fn donate_reaches_host_stage2_and_rolls_back() {
     let h = boot(true);
-    let page = RAM + (32 << 20);
+    let page = h.ram + (32 << 20);
     assert_eq!(h.translate(3, page, true), Translation::Ok(page));
     h.w.backend()
         .host()
@@ -534,10 +406,7 @@ fn donate_reaches_host_stage2_and_rolls_back() {
         h.call(Function::Donate, &[page, 2])[0],
         Error::HwError.to_reg()
     );
-    assert_eq!(
-        *h.w.backend().host().calls.lock().unwrap(),
-        [(false, page, 2 * K4)]
-    );
+    assert_eq!(h.w.backend().host().calls(), [(false, page, 2 * K4)]);
     // Nothing changed: still host memory, still mapped for devices, not donated.
     assert_eq!(h.translate(3, page + K4, true), Translation::Ok(page + K4));
     assert_eq!(h.ok(Function::Stat, &[Stat::DonatedPages.value()])[1], 0);
@@ -545,14 +414,14 @@ fn donate_reaches_host_stage2_and_rolls_back() {
         h.call(Function::Reclaim, &[page, 2])[0],
         Error::NotDonated.to_reg()
     );
-    assert_eq!(h.w.backend().host().calls.lock().unwrap().len(), 1);
+    assert_eq!(h.w.backend().host().calls().len(), 1);
 }
 
 #[test]
 fn smmu_failures_become_errors() {
     let h = boot(true);
     let d = h.paging_domain();
-    h.ok(Function::MapPages, &[d, 0, RAM + (4 << 20), K4, 1, RW]);
+    h.ok(Function::MapPages, &[d, 0, h.ram + (4 << 20), K4, 1, RW]);
     h.w.backend()
         .with_smmu(|s| s.regs_mut().set_sync_stall(true));
     assert_eq!(
@@ -782,7 +651,7 @@ fn stat_of(h: &Harness, s: Stat) -> u64 {
 fn sync_timeout_is_reported_and_recovered_by_the_hyp() {
     let h = boot(true);
     let d = h.paging_domain();
-    let pa = RAM + (4 << 20);
+    let pa = h.ram + (4 << 20);
     h.ok(Function::MapPages, &[d, 0, pa, K4, 2, RW]);
     h.ok(Function::Attach, &[u64::from(EDU_SID), d]);
     h.w.backend()
@@ -838,7 +707,7 @@ fn full_command_queue_is_reported_and_recovered_by_the_hyp() {
     )
     .unwrap();
     let d = h.paging_domain();
-    let pa = RAM + (4 << 20);
+    let pa = h.ram + (4 << 20);
     h.ok(Function::MapPages, &[d, 0, pa, K4, 1, RW]);
     h.w.backend()
         .with_smmu(|s| s.regs_mut().set_consume_budget(Some(0)));
@@ -871,8 +740,8 @@ fn full_command_queue_is_reported_and_recovered_by_the_hyp() {
     assert_eq!(h.translate(EDU_SID, 0x10, true), Translation::Ok(pa + 0x10));
     h.ok(Function::Detach, &[u64::from(EDU_SID)]);
     assert_eq!(
-        h.translate(EDU_SID, RAM + CARVEOUT_SIZE, true),
-        Translation::Ok(RAM + CARVEOUT_SIZE)
+        h.translate(EDU_SID, h.ram + CARVEOUT_SIZE, true),
+        Translation::Ok(h.ram + CARVEOUT_SIZE)
     );
 }
 
@@ -883,7 +752,7 @@ fn full_command_queue_is_reported_and_recovered_by_the_hyp() {
 fn cmdq_error_is_reported_and_recovered_by_the_hyp() {
     let h = boot(true);
     let d = h.paging_domain();
-    let pa = RAM + (4 << 20);
+    let pa = h.ram + (4 << 20);
     h.ok(Function::MapPages, &[d, 0, pa, K4, 1, RW]);
     // Queue an attach while the SMMU is stopped, then corrupt the first unconsumed command.
     h.w.backend()
@@ -892,7 +761,7 @@ fn cmdq_error_is_reported_and_recovered_by_the_hyp() {
         h.call(Function::Attach, &[u64::from(EDU_SID), d])[0],
         Error::Timeout.to_reg()
     );
-    let mut mem = h._mem.clone();
+    let mut mem = h.mem.clone();
     h.w.backend().with_smmu(|s| {
         let base = s.regs_mut().read64(warden_smmu::regs::CMDQ_BASE);
         let log2 = (base & 0x1f) as u32;

@@ -94,6 +94,15 @@ impl FakeMemory {
         Some(inner.regions[region].words[index])
     }
 
+    /// The host address of the word at `pa` (`None` outside every allocation or unaligned): where code that
+    /// plays EL2 (which reaches memory through a linear map, `pa + offset`) reads and writes what the fake SMMU
+    /// sees at `pa`. Valid while this memory lives: allocations are never moved or freed.
+    pub fn host_address(&self, pa: u64) -> Option<u64> {
+        let inner = self.inner.borrow();
+        let (region, index) = locate(&inner.regions, pa)?;
+        Some(inner.regions[region].words.as_ptr() as u64 + 8 * index as u64)
+    }
+
     /// Writes the word at `pa`; returns false outside every allocation or unaligned.
     pub fn try_write64(&self, pa: u64, value: u64) -> bool {
         let mut inner = self.inner.borrow_mut();
@@ -166,6 +175,17 @@ mod tests {
             (Some(3), Some(0))
         );
         assert_eq!(mem.try_read64(a + 104), None);
+        // EL2's view through a linear map: the same words.
+        let host = mem.host_address(b).unwrap();
+        // SAFETY: `host` is the word at `b`, inside a live allocation of `mem`; nothing else accesses it now.
+        unsafe { (host as *mut u64).write(9) };
+        assert_eq!(mem.try_read64(b), Some(9));
+        assert_eq!(
+            mem.host_address(a + 8).unwrap(),
+            mem.host_address(a).unwrap() + 8
+        );
+        assert_eq!(mem.host_address(a + 104), None);
+        assert_eq!(mem.host_address(a + 4), None);
     }
 
     #[test]

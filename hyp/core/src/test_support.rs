@@ -1,0 +1,277 @@
+//! Test support: the shipped [`Warden`]`<`[`SmmuBackend`]`<..>>` over warden-smmu's behavioural fake SMMU,
+//! booted with [`bring_up`] from QEMU virt's real DTB, for this crate's unit tests and (feature
+//! `test-support`) its integration tests and benchmarks. One harness, so every test exercises the adapter
+//! the hypervisor ships, not a copy of it.
+//!
+//! Memory model: RAM is one [`FakeMemory`] allocation at QEMU virt's RAM base ([`FakeMemory::new`]'s synthetic
+//! physical addresses, inside the SMMU's 44-bit output size as on QEMU). Its first [`CARVEOUT_SIZE`] bytes are
+//! the hyp's carve-out, the first [`Options::pool_size`] of those the page-table pool. The dispatcher reaches RAM as
+//! EL2 does, through a linear map (`phys_offset` = the host address of the allocation minus its physical
+//! address), so the page tables it writes, in the pool or in donated pages, are the words the fake SMMU walks.
+//! The driver's own stream table and queues are further allocations after RAM, outside it.
+//!
+//! ```
+//! use warden_core::test_support::{Harness, Options};
+//! use warden_abi::Function;
+//! use warden_smmu::fake::Translation;
+//!
+//! let h = Harness::boot(&Options::default()).unwrap();
+//! let pa = h.host_ram(0x1000);
+//! assert_eq!(h.translate(0, pa, true), Translation::Ok(pa));
+//! assert_eq!(h.ok(Function::Version, &[])[0], 0);
+//! ```
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
+use warden_abi::{DomainKind, Error, Function};
+use warden_dt::{PhysRange, Platform};
+use warden_smmu::fake::{FakeMemory, FakeSmmu, Translation, qemu};
+use warden_smmu::{Command, CommandKind, StreamId};
+
+use crate::dispatch::{HwError, Warden};
+use crate::domain::PAGE_SIZE;
+use crate::smmu_backend::{BootConfig, BootError, HostStage2Ops, SmmuBackend, bring_up};
+
+/// QEMU virt's DTB (1 GiB, 2 CPUs), as checked in by warden-dt.
+pub const DTB: &[u8] = include_bytes!("../../dt/tests/data/virt-smp2-1g.dtb");
+/// The hyp carve-out: the first bytes of RAM.
+pub const CARVEOUT_SIZE: u64 = 4 << 20;
+/// The page-table pool's default size ([`Options::pool_size`]): the first bytes of the carve-out.
+pub const POOL_SIZE: u64 = 2 << 20;
+/// StreamIDs the test machine's `iommu-map` covers (shortened from QEMU's 0x10000 to keep tests fast): three
+/// level-2 tables, the last one half used.
+pub const SIDS: u32 = 0x280;
+/// QEMU virt's ITS translation frame (GITS_TRANSLATER at +0x40).
+pub const ITS_FRAME: u64 = 0x0809_0000;
+/// `IDR3.RIL`.
+pub const IDR3_RIL: u32 = 1 << 10;
+
+/// Records host stage-2 calls: (map?, pa, len); fails them all while [`MockHost::fail`] is set.
+#[derive(Default)]
+pub struct MockHost {
+    calls: Mutex<Vec<(bool, u64, u64)>>,
+    /// Fail every call (and record it).
+    pub fail: AtomicBool,
+}
+
+impl MockHost {
+    fn record(&self, map: bool, pa: u64, len: u64) -> Result<(), HwError> {
+        self.calls.lock().push((map, pa, len));
+        if self.fail.load(Ordering::Relaxed) {
+            return Err(HwError::Failed);
+        }
+        Ok(())
+    }
+
+    /// Every call so far: (map?, pa, len).
+    pub fn calls(&self) -> Vec<(bool, u64, u64)> {
+        self.calls.lock().clone()
+    }
+
+    /// Forgets the calls so far.
+    pub fn clear(&self) {
+        self.calls.lock().clear();
+    }
+
+    /// The pages the successful calls leave unmapped from the host's stage-2.
+    pub fn unmapped_pages(&self) -> BTreeSet<u64> {
+        let mut s = BTreeSet::new();
+        if self.fail.load(Ordering::Relaxed) {
+            return s;
+        }
+        for &(map, pa, len) in self.calls.lock().iter() {
+            for p in (pa..pa + len).step_by(PAGE_SIZE as usize) {
+                if map {
+                    s.remove(&p);
+                } else {
+                    s.insert(p);
+                }
+            }
+        }
+        s
+    }
+}
+
+impl HostStage2Ops for MockHost {
+    fn unmap(&self, pa: u64, len: u64) -> Result<(), HwError> {
+        self.record(false, pa, len)
+    }
+    fn map(&self, pa: u64, len: u64) -> Result<(), HwError> {
+        self.record(true, pa, len)
+    }
+}
+
+/// The shipped backend over the fake SMMU.
+pub type FakeBackend = SmmuBackend<FakeSmmu, FakeMemory, MockHost>;
+
+/// How to boot a [`Harness`].
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// The fake SMMU reports range invalidation (`IDR3.RIL`).
+    pub ril: bool,
+    /// StreamIDs of the `iommu-map` (from 0).
+    pub sids: u32,
+    /// [`BootConfig::strtab_budget`].
+    pub strtab_budget: u64,
+    /// Driver settings.
+    pub driver: warden_smmu::Config,
+    /// Bytes of host RAM (the carve-out included), a multiple of 2 MiB.
+    pub ram_size: u64,
+    /// Bytes of the page-table pool, at most [`CARVEOUT_SIZE`].
+    pub pool_size: u64,
+    /// [`BootConfig::max_domains`].
+    pub max_domains: u16,
+    /// [`BootConfig::max_donated_pages`].
+    pub max_donated_pages: usize,
+    /// [`BootConfig::event_ring`].
+    pub event_ring: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            ril: true,
+            sids: SIDS,
+            strtab_budget: 4 << 20,
+            driver: warden_smmu::Config::default(),
+            ram_size: 64 << 20,
+            pool_size: POOL_SIZE,
+            max_domains: 8,
+            max_donated_pages: 64,
+            event_ring: 16,
+        }
+    }
+}
+
+/// A booted hypervisor over the fake SMMU.
+pub struct Harness {
+    /// The hypervisor's dispatcher, as EL2 holds it.
+    pub w: Warden<FakeBackend>,
+    /// Commands executed during bring-up.
+    pub boot_cmds: Vec<Command>,
+    /// Base of host RAM (its first [`CARVEOUT_SIZE`] bytes are the carve-out).
+    pub ram: u64,
+    /// Bytes of host RAM.
+    pub ram_size: u64,
+    /// The memory behind everything. Dropped last: `Warden` drops its backend, and the backend's handle on this
+    /// memory, before its domains walk their tables to free them.
+    pub mem: FakeMemory,
+}
+
+/// QEMU virt's platform with the first `iommu-map` shortened to `sids` StreamIDs.
+pub fn platform(sids: u32) -> Platform {
+    let mut p = warden_dt::parse(DTB).expect("QEMU virt DTB");
+    p.pci_hosts[0].iommu_map[0].length = sids;
+    p
+}
+
+impl Harness {
+    /// Boots: the fake SMMU with QEMU 10's ID registers (RIL per `o.ril`), [`bring_up`] with the platform of
+    /// [`platform`].
+    ///
+    /// # Errors
+    ///
+    /// What [`bring_up`] returns.
+    pub fn boot(o: &Options) -> Result<Self, BootError> {
+        let p = platform(o.sids);
+        let mem = FakeMemory::new();
+        let ram = mem.alloc(o.ram_size as usize, 2 << 20);
+        let linear = mem.host_address(ram).expect("RAM allocated");
+        let idr3 = if o.ril {
+            qemu::IDR3
+        } else {
+            qemu::IDR3 & !IDR3_RIL
+        };
+        let fake = FakeSmmu::with_ids(mem.clone(), qemu::IDR0, qemu::IDR1, idr3, qemu::IDR5);
+        let range = |size| PhysRange { base: ram, size };
+        let config = BootConfig {
+            ram: &[range(o.ram_size)],
+            hyp: &[range(CARVEOUT_SIZE)],
+            pool: &[range(o.pool_size.min(CARVEOUT_SIZE))],
+            max_domains: o.max_domains,
+            max_donated_pages: o.max_donated_pages,
+            event_ring: o.event_ring,
+            phys_offset: linear.wrapping_sub(ram),
+            strtab_budget: o.strtab_budget,
+            driver: o.driver,
+        };
+        let w = bring_up(
+            &p,
+            &p.smmus[0],
+            fake,
+            mem.clone(),
+            MockHost::default(),
+            &config,
+        )?;
+        let boot_cmds = w.backend().with_smmu(|s| s.regs_mut().take_executed());
+        Ok(Self {
+            w,
+            boot_cmds,
+            ram,
+            ram_size: o.ram_size,
+            mem,
+        })
+    }
+
+    /// The host RAM address `offset` bytes past the carve-out.
+    pub fn host_ram(&self, offset: u64) -> u64 {
+        self.ram + CARVEOUT_SIZE + offset
+    }
+
+    /// A Warden call with up to six arguments: x0..x3.
+    pub fn call(&self, f: Function, args: &[u64]) -> [u64; 4] {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        self.w.handle(f.fid(), a)
+    }
+
+    /// A call that must succeed: x0..x3.
+    ///
+    /// # Panics
+    ///
+    /// If the call fails.
+    pub fn ok(&self, f: Function, args: &[u64]) -> [u64; 4] {
+        let r = self.call(f, args);
+        assert_eq!(r[0], 0, "{f:?}{args:x?} failed: {}", r[0] as i64);
+        r
+    }
+
+    /// A call as a result: x1, or the error.
+    ///
+    /// # Panics
+    ///
+    /// If x0 is negative but no [`Error`] code.
+    pub fn res(&self, f: Function, args: &[u64]) -> Result<u64, Error> {
+        let r = self.call(f, args);
+        if r[0] as i64 >= 0 {
+            Ok(r[1])
+        } else {
+            Err(Error::from_code(r[0] as i64).expect("an ABI error code"))
+        }
+    }
+
+    /// A new paging domain's ID.
+    pub fn paging_domain(&self) -> u64 {
+        self.ok(Function::DomainAlloc, &[DomainKind::Paging.value()])[1]
+    }
+
+    /// What a device with StreamID `sid` sees when it accesses `iova`.
+    pub fn translate(&self, sid: u32, iova: u64, write: bool) -> Translation {
+        self.w
+            .backend()
+            .with_smmu(|s| s.regs_mut().translate(StreamId(sid), iova, write))
+    }
+
+    /// The commands the SMMU executed since the last call (or since boot), decoded.
+    pub fn take_cmds(&self) -> Vec<CommandKind> {
+        self.w
+            .backend()
+            .with_smmu(|s| s.regs_mut().take_executed())
+            .iter()
+            .map(Command::decode)
+            .collect()
+    }
+}

@@ -114,6 +114,8 @@ pub struct Options {
     pub ril: bool,
     /// StreamIDs of the `iommu-map` (from 0).
     pub sids: u32,
+    /// A second `iommu-map` entry: (first StreamID, count), requester IDs equal to StreamIDs.
+    pub extra_sids: Option<(u32, u32)>,
     /// [`BootConfig::strtab_budget`].
     pub strtab_budget: u64,
     /// Driver settings.
@@ -135,6 +137,7 @@ impl Default for Options {
         Self {
             ril: true,
             sids: SIDS,
+            extra_sids: None,
             strtab_budget: 4 << 20,
             driver: warden_smmu::Config::default(),
             ram_size: 64 << 20,
@@ -168,15 +171,27 @@ pub fn platform(sids: u32) -> Platform {
     p
 }
 
+/// [`platform`] with a second `iommu-map` entry of `count` StreamIDs from `first`, if any.
+pub fn platform_with(sids: u32, extra: Option<(u32, u32)>) -> Platform {
+    let mut p = platform(sids);
+    if let Some((first, count)) = extra {
+        let map = &mut p.pci_hosts[0].iommu_map;
+        let mut e = map[0];
+        (e.rid_base, e.sid_base, e.length) = (first, first, count);
+        map.push(e);
+    }
+    p
+}
+
 impl Harness {
     /// Boots: the fake SMMU with QEMU 10's ID registers (RIL per `o.ril`), [`bring_up`] with the platform of
-    /// [`platform`].
+    /// [`platform_with`].
     ///
     /// # Errors
     ///
     /// What [`bring_up`] returns.
     pub fn boot(o: &Options) -> Result<Self, BootError> {
-        let p = platform(o.sids);
+        let p = platform_with(o.sids, o.extra_sids);
         let mem = FakeMemory::new();
         let ram = mem.alloc(o.ram_size as usize, 2 << 20);
         let linear = mem.host_address(ram).expect("RAM allocated");

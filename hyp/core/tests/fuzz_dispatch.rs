@@ -1,6 +1,7 @@
 //! Adversarial-host fuzzing of the hypercall dispatcher, end to end on the host.
 //!
-//! `Warden::handle` runs over warden-smmu's real driver and its behavioural fake SMMU. A seeded generator
+//! `Warden::handle` runs over the shipped SMMU adapter, warden-smmu's real driver and its behavioural fake SMMU
+//! (`warden_core::test_support`, booted with `bring_up` from QEMU virt's DTB). A seeded generator
 //! issues random sequences of *any* call (including unknown function numbers) with biased-random arguments:
 //! live, stale and forged domain IDs; valid and invalid StreamIDs (also with high bits set); IOVAs at and past
 //! the 39-bit input size and near 2^64; PAs in the hyp carve-out, in donated pages, past RAM, at the MSI
@@ -17,33 +18,30 @@
 //! Every few calls (and at the end) the whole state is compared with the model: `IOVA_TO_PHYS` for every
 //! mapped page and random probes, ownership counts of every mapped and donated page, the STAT counters, and
 //! what a device would see: each StreamID's DMA through the fake SMMU (`translate`) lands where the model says,
-//! aborts when blocked, and never reaches the carve-out or a donated page. Finally everything is torn down and
-//! the pool, donation and mapping counts must be back at their start values.
+//! reaches nothing when blocked, and never reaches the carve-out or a donated page. Finally everything is torn
+//! down and the pool, donation and mapping counts must be back at their start values.
 //!
 //! `WARDEN_FUZZ_ITERS` (calls per run, default 2500) and `WARDEN_FUZZ_RUNS` (runs with different seeds, default
 //! 4, seeds from `WARDEN_FUZZ_BASE` on) make it longer; `WARDEN_FUZZ_SEED` replays one run (each run prints its
 //! seed). E.g. `WARDEN_FUZZ_RUNS=400 cargo test -p warden-core --test fuzz_dispatch -- --nocapture`.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use warden_abi::{self as abi, Error, Function, Stat};
-use warden_core::dispatch::{
-    Backend, Config, FaultRecord, HwError, InvalidateHint, SidRange, SmmuCounters, SteConfig,
-    Warden,
-};
+use warden_core::dispatch::Warden;
 use warden_core::ownership::{MemKind, PageState};
-use warden_dt::PhysRange;
-use warden_smmu::fake::{FakeMemory, FakeSmmu, Translation};
-use warden_smmu::{LeafSize, S2Invalidation, Smmu, Ste, StreamId, Vmid};
+use warden_core::test_support::{FakeBackend, Harness, ITS_FRAME, Options};
+use warden_smmu::StreamId;
+use warden_smmu::fake::{FAKE_RAM_BASE, FakeMemory, Translation};
 
-const RAM: u64 = 0x4000_0000;
+/// Host RAM: the harness's one allocation, the first of its fake memory.
+const RAM: u64 = FAKE_RAM_BASE;
 const RAM_SIZE: u64 = 16 << 20;
-const HYP_SIZE: u64 = 2 << 20;
-const DOORBELL: u64 = 0x0809_0000;
+const HYP_SIZE: u64 = warden_core::test_support::CARVEOUT_SIZE;
+const DOORBELL: u64 = ITS_FRAME;
 const K4: u64 = abi::PGSIZE_4K;
 const M2: u64 = abi::PGSIZE_2M;
-/// Carve-out pages given to the pool (the driver's own tables and queues follow them).
+/// Carve-out pages given to the pool.
 const POOL: u64 = 64 * K4;
 const IOVA_BITS: u32 = 39;
 const MAX_DOMAINS: u16 = 4;
@@ -52,141 +50,13 @@ const MAX_DONATED: usize = 512;
 const WINDOW: u64 = 8 << 20;
 
 // ---------------------------------------------------------------------------------------------------------
-// Backend over the real driver and the fake SMMU.
-
-fn hw(e: warden_smmu::Error) -> HwError {
-    match e {
-        warden_smmu::Error::Timeout(_) => HwError::Timeout,
-        _ => HwError::Failed,
-    }
-}
-
-fn ste(config: SteConfig) -> Ste {
-    match config {
-        SteConfig::Abort => Ste::abort(),
-        SteConfig::Translate(c) => Ste::stage2(&warden_smmu::S2Config::new_4k(
-            Vmid(c.vmid),
-            c.root_pa,
-            64 - c.t0sz,
-            2 - c.sl0,
-            c.ps,
-        )),
-    }
-}
-
-struct FakeBackend {
-    smmu: RefCell<Smmu<FakeSmmu, FakeMemory>>,
-    mem: FakeMemory,
-    host_unmapped: RefCell<BTreeSet<u64>>,
-}
-
-impl Backend for FakeBackend {
-    fn install_ste(&self, sid: u32, config: SteConfig) -> Result<(), HwError> {
-        self.smmu
-            .borrow_mut()
-            .write_ste(StreamId(sid), &ste(config))
-            .map_err(hw)
-    }
-
-    fn install_ste_range(&self, first: u32, count: u32, config: SteConfig) -> Result<(), HwError> {
-        self.smmu
-            .borrow_mut()
-            .write_ste_range(StreamId(first), count, &ste(config))
-            .map_err(hw)
-    }
-
-    fn invalidate_range(
-        &self,
-        vmid: u16,
-        iova: u64,
-        len: u64,
-        hint: InvalidateHint,
-    ) -> Result<(), HwError> {
-        let leaf_size = match hint.leaf_size {
-            Some(abi::PGSIZE_4K) => LeafSize::Page4K,
-            Some(abi::PGSIZE_2M) => LeafSize::Block2M,
-            Some(abi::PGSIZE_1G) => LeafSize::Block1G,
-            _ => LeafSize::Mixed,
-        };
-        let req = S2Invalidation {
-            vmid: Vmid(vmid),
-            iova,
-            size: len,
-            leaf_size,
-            leaf_only: hint.leaf_only,
-        };
-        self.smmu.borrow_mut().invalidate_s2(&req).map_err(hw)
-    }
-
-    fn invalidate_vmid(&self, vmid: u16) -> Result<(), HwError> {
-        self.smmu
-            .borrow_mut()
-            .invalidate_vmid(Vmid(vmid))
-            .map_err(hw)
-    }
-
-    fn next_event(&self) -> Option<FaultRecord> {
-        let mut smmu = self.smmu.borrow_mut();
-        smmu.drain_events();
-        smmu.pop_event().map(|e| FaultRecord {
-            sid: e.sid.0,
-            iova: e.input_addr,
-            reason: e.id,
-            flags: if e.read {
-                0
-            } else {
-                abi::EVENT_FLAG_WRITE as u16
-            } | abi::EVENT_FLAG_IOVA_VALID as u16,
-        })
-    }
-
-    fn host_unmap(&self, pa: u64, len: u64) -> Result<(), HwError> {
-        let mut s = self.host_unmapped.borrow_mut();
-        for p in (pa..pa + len).step_by(K4 as usize) {
-            assert!(s.insert(p), "page {p:#x} taken from the host twice");
-        }
-        Ok(())
-    }
-
-    fn host_map(&self, pa: u64, len: u64) -> Result<(), HwError> {
-        let mut s = self.host_unmapped.borrow_mut();
-        for p in (pa..pa + len).step_by(K4 as usize) {
-            assert!(s.remove(&p), "page {p:#x} given back without being taken");
-        }
-        Ok(())
-    }
-
-    fn counters(&self) -> SmmuCounters {
-        let c = self.smmu.borrow().counters();
-        SmmuCounters {
-            commands: c.commands,
-            syncs: c.syncs,
-            event_overflows: c.evtq_overflows,
-        }
-    }
-
-    fn range_invalidation(&self) -> bool {
-        self.smmu.borrow().features().range_invalidation
-    }
-}
-
-/// Host memory standing in for RAM at fake PA [`RAM`] (the pool writes page tables into it).
-struct Backing(Vec<u64>);
+// The shipped hypervisor over the fake SMMU.
 
 struct Rig {
     // Field order: the Warden goes before the memory its pool points into.
     w: Warden<FakeBackend>,
-    mem: Backing,
-}
-
-fn sid_ranges() -> [SidRange; 2] {
-    [
-        SidRange { base: 0, count: 16 },
-        SidRange {
-            base: 0x100,
-            count: 8,
-        },
-    ]
+    /// Host RAM as the fake SMMU and the hyp (through its linear map) see it.
+    mem: FakeMemory,
 }
 
 fn valid_sids() -> Vec<u32> {
@@ -195,82 +65,25 @@ fn valid_sids() -> Vec<u32> {
 
 impl Rig {
     fn new() -> Self {
-        let fmem = FakeMemory::new();
-        assert_eq!(fmem.alloc(POOL as usize, 4096), RAM);
-        let smmu = Smmu::init(
-            FakeSmmu::qemu(fmem.clone()),
-            fmem.clone(),
-            warden_smmu::Config::default(),
-        )
-        .expect("driver init");
-        let host_ram = fmem.alloc((RAM_SIZE - HYP_SIZE) as usize, 2 << 20);
-        assert_eq!(
-            host_ram,
-            RAM + HYP_SIZE,
-            "driver tables must fit in the carve-out"
-        );
-        let backing = Backing(vec![0u64; (RAM_SIZE / 8) as usize]);
-        let ram = [PhysRange {
-            base: RAM,
-            size: RAM_SIZE,
-        }];
-        let hyp = [PhysRange {
-            base: RAM,
-            size: HYP_SIZE,
-        }];
-        let pool = [PhysRange {
-            base: RAM,
-            size: POOL,
-        }];
-        let doorbells = [PhysRange {
-            base: DOORBELL,
-            size: 0x1_0000,
-        }];
-        let sids = sid_ranges();
-        let config = Config {
-            ram: &ram,
-            hyp: &hyp,
-            pool: &pool,
-            msi_doorbells: &doorbells,
-            sids: &sids,
+        let h = Harness::boot(&Options {
+            sids: 16,
+            extra_sids: Some((0x100, 8)),
+            ram_size: RAM_SIZE,
+            pool_size: POOL,
             max_domains: MAX_DOMAINS,
-            vmid_bits: 16,
-            pa_bits: 44,
             max_donated_pages: MAX_DONATED,
-            phys_offset: (backing.0.as_ptr() as u64).wrapping_sub(RAM),
             event_ring: 16,
-        };
-        let backend = FakeBackend {
-            smmu: RefCell::new(smmu),
-            mem: fmem,
-            host_unmapped: RefCell::default(),
-        };
-        let w = Warden::new(&config, backend).expect("Warden::new");
-        Self { w, mem: backing }
-    }
-
-    /// Copies the pool and donated pages (the only places page tables live) into the fake's memory, as a
-    /// coherent SMMU would see them.
-    fn sync(&self, donated: &BTreeSet<u64>) {
-        let b = self.w.backend();
-        let pages = (RAM..RAM + POOL)
-            .step_by(K4 as usize)
-            .chain(donated.iter().copied());
-        for page in pages {
-            for off in (0..K4).step_by(8) {
-                let pa = page + off;
-                assert!(b.mem.try_write64(pa, self.mem.0[((pa - RAM) / 8) as usize]));
-            }
-        }
+            ..Options::default()
+        })
+        .expect("boot");
+        assert_eq!(h.ram, RAM);
+        Self { w: h.w, mem: h.mem }
     }
 
     fn translate(&self, sid: u32, iova: u64, write: bool) -> Translation {
         self.w
             .backend()
-            .smmu
-            .borrow_mut()
-            .regs_mut()
-            .translate(StreamId(sid), iova, write)
+            .with_smmu(|s| s.regs_mut().translate(StreamId(sid), iova, write))
     }
 
     fn raw(&self, fid: u32, args: [u64; 6]) -> [u64; 4] {
@@ -897,10 +710,9 @@ fn map_batch(
     let desc = page + 8 * g.rng.below(room + 1);
     for (i, &(a, b, c)) in e.iter().enumerate() {
         for (j, v) in [a, b, c].into_iter().enumerate() {
-            let idx = ((desc - RAM) / 8) as usize + i * 3 + j;
-            // SAFETY: inside the backing vector (host RAM, not a table page: not donated, not the carve-out);
-            // the hyp reads it through `phys_offset` like the pool writes its tables.
-            unsafe { r.mem.0.as_ptr().cast_mut().add(idx).write_volatile(v) };
+            // Host RAM, not a table page (not donated, not the carve-out); the hyp reads it through its
+            // linear map like the pool writes its tables.
+            assert!(r.mem.try_write64(desc + 8 * (i * 3 + j) as u64, v));
         }
     }
     let written = desc;
@@ -1024,7 +836,7 @@ fn check(r: &Rig, m: &Model, rng: &mut Rng, t: &mut Tally) {
         assert_eq!(r.w.ownership().state(p), PageState::Donated);
         assert_eq!(r.call(Function::IovaToPhys, &[0, p]), Err(Error::NotMapped));
     }
-    assert_eq!(*r.w.backend().host_unmapped.borrow(), m.donated);
+    assert_eq!(r.w.backend().host().unmapped_pages(), m.donated);
     assert_eq!(
         r.stat(Stat::MappedPages),
         counts.values().map(|&c| u64::from(c)).sum::<u64>()
@@ -1037,7 +849,6 @@ fn check(r: &Rig, m: &Model, rng: &mut Rng, t: &mut Tally) {
     assert!(r.stat(Stat::DonatedFreePages) <= m.donated.len() as u64);
 
     // Devices: what each StreamID's DMA reaches.
-    r.sync(&m.donated);
     let forbidden: Vec<u64> = [RAM, RAM + POOL, RAM + HYP_SIZE - 8]
         .into_iter()
         .chain(m.donated.iter().take(8).copied())
@@ -1127,7 +938,7 @@ fn teardown(r: &Rig, m: &mut Model, baseline: (u64, u64)) {
     for p in std::mem::take(&mut m.donated) {
         assert_eq!(r.call(Function::Reclaim, &[p, 1]), Ok(0), "reclaim {p:#x}");
     }
-    assert!(r.w.backend().host_unmapped.borrow().is_empty());
+    assert!(r.w.backend().host().unmapped_pages().is_empty());
     assert_eq!(r.stat(Stat::MappedPages), 0);
     assert_eq!(r.stat(Stat::DonatedPages), 0);
     assert_eq!(r.stat(Stat::DomainsInUse), 0);

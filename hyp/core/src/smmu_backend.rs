@@ -8,8 +8,8 @@
 //!   empty table, so that its DMA is *reported*, see [`SmmuBackend::blocked_ste`]);
 //! - [`InvalidateHint`] → [`S2Invalidation`] (leaf size → `TTL`, `leaf_only` → leaf-only TLBI);
 //! - [`warden_smmu::Error`] → [`HwError`] (timeouts stay timeouts);
-//! - [`Event`] → [`FaultRecord`], with a `GERROR` the driver acknowledged reported as
-//!   [`abi::EVENT_REASON_GERROR`];
+//! - [`Event`] → [`FaultRecord`], one at a time from the SMMU's event queue (the dispatcher's ring is the only
+//!   one), with a `GERROR` the driver acknowledged reported as [`abi::EVENT_REASON_GERROR`];
 //! - the driver's [`Counters`] → [`SmmuCounters`].
 //!
 //! # Boot ([`bring_up`])
@@ -271,10 +271,11 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<
                 flags: 0,
             });
         }
-        if smmu.pending_events() == 0 {
-            smmu.drain_events();
-        }
-        smmu.pop_event().map(|e| fault_record(&e))
+        // One record straight from the SMMU's event queue: the dispatcher's ring is the only buffer, so a
+        // record is either delivered or counted as lost there (or lost by the SMMU itself, counted per overflow).
+        let mut record = None;
+        smmu.drain_events(1, |e| record = Some(fault_record(&e)));
+        record
     }
 
     fn host_unmap(&self, pa: u64, len: u64) -> Result<(), HwError> {

@@ -11,8 +11,8 @@
 //! - A command the SMMU rejects (`GERROR.CMDQ_ERR`) is replaced in the queue by a `CMD_SYNC`, the error is
 //!   acknowledged through `GERRORN`, the batch completes, and the caller gets `Err(Error::CommandError)`.
 //! - STE updates never expose a half-written entry: see [`Smmu::write_ste`].
-//! - Event records are moved from the event queue into a bounded ring; records that do not fit are counted,
-//!   and event queue overflows (`EVENTQ_PROD.OVFLG`) are counted and acknowledged.
+//! - Event records are read from the event queue in bounded batches and handed to the caller (the driver keeps
+//!   no ring of its own); event queue overflows (`EVENTQ_PROD.OVFLG`) are counted and acknowledged.
 
 mod cmdq;
 mod evtq;
@@ -24,14 +24,10 @@ mod tests;
 
 pub use features::Features;
 
+use crate::DmaMemory;
 use crate::cmd::{InvalidationPolicy, RangeMode};
-use crate::event::EventRing;
 use crate::queue::Queue;
 use crate::regs::RegisterAccess;
-use crate::{DmaMemory, Event};
-
-/// Capacity of the driver's ring of decoded events.
-pub const EVENT_RING_CAPACITY: usize = 64;
 
 /// Driver settings.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -107,8 +103,6 @@ pub struct Counters {
     pub global_errors: u64,
     /// Event records read from the event queue.
     pub events: u64,
-    /// Event records dropped because the driver's ring was full.
-    pub events_dropped: u64,
     /// Event queue overflows signalled by the SMMU (records the SMMU itself lost).
     pub evtq_overflows: u64,
 }
@@ -157,7 +151,6 @@ pub struct Smmu<R: RegisterAccess, M: DmaMemory> {
     cmdq: CmdQueue,
     evtq: EvtQueue,
     strtab: StreamTable,
-    events: EventRing<EVENT_RING_CAPACITY>,
     counters: Counters,
 }
 
@@ -181,9 +174,7 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
 
     /// The activity counters.
     pub fn counters(&self) -> Counters {
-        let mut counters = self.counters;
-        counters.events_dropped = self.events.dropped();
-        counters
+        self.counters
     }
 
     /// The invalidation policy in force (derived from `IDR3.RIL` and the [`Config`]).
@@ -206,16 +197,6 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
                 sid_bits
             }
         }
-    }
-
-    /// Removes and returns the oldest recorded event (call [`Smmu::drain_events`] first to collect new ones).
-    pub fn pop_event(&mut self) -> Option<Event> {
-        self.events.pop()
-    }
-
-    /// Number of decoded events waiting in the ring.
-    pub fn pending_events(&self) -> usize {
-        self.events.len()
     }
 
     /// The register access, e.g. for the fake's test hooks.

@@ -196,70 +196,6 @@ impl Event {
     }
 }
 
-/// A bounded FIFO of events: when full, new events are dropped and counted (never lost silently).
-#[derive(Clone, Debug)]
-pub struct EventRing<const N: usize> {
-    slots: [Option<Event>; N],
-    head: usize,
-    len: usize,
-    dropped: u64,
-}
-
-impl<const N: usize> Default for EventRing<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> EventRing<N> {
-    /// An empty ring.
-    pub const fn new() -> Self {
-        Self {
-            slots: [None; N],
-            head: 0,
-            len: 0,
-            dropped: 0,
-        }
-    }
-
-    /// Appends `event`, or counts it as dropped when the ring is full. Returns whether it was kept.
-    pub fn push(&mut self, event: Event) -> bool {
-        if self.len == N {
-            self.dropped += 1;
-            return false;
-        }
-        self.slots[(self.head + self.len) % N] = Some(event);
-        self.len += 1;
-        true
-    }
-
-    /// Removes and returns the oldest event.
-    pub fn pop(&mut self) -> Option<Event> {
-        if self.len == 0 {
-            return None;
-        }
-        let event = self.slots[self.head].take();
-        self.head = (self.head + 1) % N;
-        self.len -= 1;
-        event
-    }
-
-    /// Number of events held.
-    pub const fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the ring holds no event.
-    pub const fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Events dropped because the ring was full, since creation.
-    pub const fn dropped(&self) -> u64 {
-        self.dropped
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,19 +232,5 @@ mod tests {
         assert_eq!(Event::decode([0x12, 0, 0, 0]).kind, EventKind::Access);
         assert_eq!(Event::decode([0x11, 0, 0, 0]).kind, EventKind::AddressSize);
         assert_eq!(Event::decode([0x7f, 0, 0, 0]).kind, EventKind::Other);
-    }
-
-    #[test]
-    fn ring_overflow_counts() {
-        let mut ring = EventRing::<2>::new();
-        let e = |n| Event::decode([0x10 | (n as u64) << 32, 0, 0, 0]);
-        assert!(ring.push(e(1)) && ring.push(e(2)));
-        assert!(!ring.push(e(3)));
-        assert_eq!((ring.len(), ring.dropped()), (2, 1));
-        assert_eq!(ring.pop().map(|x| x.sid), Some(StreamId(1)));
-        assert!(ring.push(e(4)));
-        assert_eq!(ring.pop().map(|x| x.sid), Some(StreamId(2)));
-        assert_eq!(ring.pop().map(|x| x.sid), Some(StreamId(4)));
-        assert!(ring.pop().is_none() && ring.is_empty());
     }
 }

@@ -41,7 +41,7 @@ pub mod ste;
 mod types;
 
 pub use cmd::{Command, CommandKind, LeafSize, RangeMode, S2Invalidation, SyncCompletion};
-pub use driver::{Config, Counters, EVENT_RING_CAPACITY, Features, Smmu};
+pub use driver::{Config, Counters, Features, Smmu};
 pub use event::{Event, EventKind};
 pub use regs::{CmdqError, RegisterAccess};
 pub use ste::{S2Config, S2ConfigError, Ste, SteKind};

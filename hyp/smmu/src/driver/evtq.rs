@@ -6,24 +6,25 @@ use crate::event::{EVT_DWORDS, EVT_SIZE, Event};
 use crate::regs::{self, Q_OVERFLOW_FLAG, RegisterAccess};
 
 impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
-    /// Moves every record in the event queue into the driver's ring (decoded), returns how many were read.
+    /// Reads up to `max` records from the event queue, oldest first, hands each (decoded) to `sink`, and
+    /// returns how many were read. The driver keeps no copy: records not read stay in the queue, which is the
+    /// only buffer before the caller's (nothing is dropped here).
     ///
-    /// Records that do not fit the ring are counted in [`super::Counters::events_dropped`]. An event queue
-    /// overflow (`EVENTQ_PROD.OVFLG` differing from our `OVACKFLG`: the SMMU lost records) is counted in
-    /// [`super::Counters::evtq_overflows`] and acknowledged by copying the flag into `EVENTQ_CONS`. At most one
-    /// queue's worth of records is read per call, so the call is bounded.
-    pub fn drain_events(&mut self) -> usize {
+    /// An event queue overflow (`EVENTQ_PROD.OVFLG` differing from our `OVACKFLG`: the SMMU lost records) is
+    /// counted in [`super::Counters::evtq_overflows`] and acknowledged by copying the flag into `EVENTQ_CONS`.
+    /// At most one queue's worth of records is read per call, so the call is bounded.
+    pub fn drain_events(&mut self, max: usize, mut sink: impl FnMut(Event)) -> usize {
         let q = self.evtq.q;
         let prod = self.regs.read32(regs::EVTQ_PROD);
         let mut cons = self.evtq.cons & q.position_mask();
         let mut read = 0;
-        while !q.is_empty(prod, cons) && read < q.entries() as usize {
+        while !q.is_empty(prod, cons) && read < max.min(q.entries() as usize) {
             let slot = self.evtq.pa + (q.index(cons) as usize * EVT_SIZE) as u64;
             let mut raw = [0; EVT_DWORDS];
             for (i, dword) in raw.iter_mut().enumerate() {
                 *dword = self.mem.read64(slot + 8 * i as u64);
             }
-            self.events.push(Event::decode(raw));
+            sink(Event::decode(raw));
             self.counters.events += 1;
             cons = q.advance(cons, 1);
             read += 1;

@@ -132,7 +132,6 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
                 cons: 0,
             },
             strtab,
-            events: crate::event::EventRing::new(),
             counters: super::Counters::default(),
         };
         // 6. Command queue on, then forget whatever the SMMU may have cached.

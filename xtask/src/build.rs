@@ -23,10 +23,23 @@ const IMAGE_MAGIC_OFFSET: usize = 0x38;
 /// The arm64 Image magic, "ARM\x64".
 const IMAGE_MAGIC: &[u8; 4] = b"ARM\x64";
 
+/// Which hypervisor image a build makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hyp {
+    /// None (native runs).
+    No,
+    /// The production image (`warden.bin`): `build`, `run`, `bench`.
+    Production,
+    /// With the `warden.test=*` command-line hooks (`warden-el2` feature `test-hooks`, `warden-test.bin`, its
+    /// own cargo target directory so neither flavour rebuilds the other): `test` only.
+    TestHooks,
+}
+
 /// What `build` produced.
 #[derive(Clone, Debug)]
 pub struct Built {
-    /// The flat hypervisor image (`target/warden/warden.bin`), if it was built.
+    /// The flat hypervisor image (`target/warden/warden.bin`, or `warden-test.bin` with the test hooks), if it
+    /// was built.
     pub hyp_bin: Option<PathBuf>,
     /// The uncompressed kernel `Image` (`target/warden/Image`), for `-device loader` under the hypervisor.
     pub image: PathBuf,
@@ -38,10 +51,13 @@ pub struct Built {
     pub programs: Vec<PathBuf>,
 }
 
-/// Builds everything; `hyp` says whether the hypervisor image is needed (native runs do without it).
-pub fn build(ws: &Ws, guest: &Guest, hyp: bool) -> Result<Built> {
+/// Builds everything; `hyp` says which hypervisor image is needed (native runs do without it).
+pub fn build(ws: &Ws, guest: &Guest, hyp: Hyp) -> Result<Built> {
     let _lock = util::Lock::take(&ws.out, "build")?;
-    let hyp_bin = if hyp { Some(hyp_image(ws)?) } else { None };
+    let hyp_bin = match hyp {
+        Hyp::No => None,
+        flavour => Some(hyp_image(ws, flavour == Hyp::TestHooks)?),
+    };
     let image = kernel_image(ws, guest)?;
     let modules = modules(ws, guest)?;
     let programs = programs(ws)?;
@@ -56,7 +72,7 @@ pub fn build(ws: &Ws, guest: &Guest, hyp: bool) -> Result<Built> {
 
 /// `cargo xtask build`: everything, hypervisor included.
 pub fn build_all(ws: &Ws, guest: &Guest) -> Result<Built> {
-    let b = build(ws, guest, true)?;
+    let b = build(ws, guest, Hyp::Production)?;
     step("build done");
     for p in b
         .hyp_bin
@@ -70,35 +86,49 @@ pub fn build_all(ws: &Ws, guest: &Guest) -> Result<Built> {
     Ok(b)
 }
 
-/// The path of the hypervisor ELF (cargo's target dir is set explicitly so this is fixed).
-pub fn hyp_elf(ws: &Ws) -> PathBuf {
-    ws.root
-        .join("target")
+/// Cargo's target directory for the hypervisor (set explicitly so the ELF path is fixed): `target/`, or
+/// `target/test-hooks/` for the image with the test hooks.
+fn hyp_target_dir(ws: &Ws, test_hooks: bool) -> PathBuf {
+    let t = ws.root.join("target");
+    if test_hooks { t.join("test-hooks") } else { t }
+}
+
+/// The path of the hypervisor ELF.
+pub fn hyp_elf(ws: &Ws, test_hooks: bool) -> PathBuf {
+    hyp_target_dir(ws, test_hooks)
         .join(HYP_TARGET)
         .join("release/warden")
 }
 
-fn hyp_image(ws: &Ws) -> Result<PathBuf> {
+fn hyp_image(ws: &Ws, test_hooks: bool) -> Result<PathBuf> {
+    let with = if test_hooks { ", with test hooks" } else { "" };
     step(format!(
-        "building the hypervisor (warden-el2, {HYP_TARGET}, release)"
+        "building the hypervisor (warden-el2, {HYP_TARGET}, release{with})"
     ));
-    util::run(
-        Command::new("cargo")
-            .current_dir(&ws.root)
-            .env("CARGO_TARGET_DIR", ws.root.join("target"))
-            .args([
-                "build",
-                "-p",
-                "warden-el2",
-                "--release",
-                "--target",
-                HYP_TARGET,
-            ]),
-    )
-    .context("the hypervisor image did not build (hyp/el2)")?;
-    let elf = hyp_elf(ws);
-    let bin = ws.out.join("warden.bin");
-    let tmp = ws.out.join(format!(".warden.bin.{}", std::process::id()));
+    let mut cargo = Command::new("cargo");
+    cargo
+        .current_dir(&ws.root)
+        .env("CARGO_TARGET_DIR", hyp_target_dir(ws, test_hooks))
+        .args([
+            "build",
+            "-p",
+            "warden-el2",
+            "--release",
+            "--target",
+            HYP_TARGET,
+        ]);
+    if test_hooks {
+        cargo.args(["--features", "test-hooks"]);
+    }
+    util::run(&mut cargo).context("the hypervisor image did not build (hyp/el2)")?;
+    let elf = hyp_elf(ws, test_hooks);
+    let name = if test_hooks {
+        "warden-test.bin"
+    } else {
+        "warden.bin"
+    };
+    let bin = ws.out.join(name);
+    let tmp = ws.out.join(format!(".{name}.{}", std::process::id()));
     fs::create_dir_all(&ws.out)?;
     util::run(
         Command::new(llvm_objcopy(ws)?)

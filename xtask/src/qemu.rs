@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use warden_core::layout::HOST_KERNEL_PA;
 
 use crate::Ws;
-use crate::build::Built;
+use crate::build::{Built, Hyp};
 pub use crate::console::{Outcome, Verdict};
 use crate::guest::Guest;
 use crate::initramfs;
@@ -105,8 +105,14 @@ fn read_named(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 impl Machine {
-    /// Runs deps and build (the hypervisor only if `hyp`), and loads the initramfs contents.
+    /// Runs deps and build (the production hypervisor only if `hyp`), and loads the initramfs contents.
     pub fn prepare(ws: &Ws, hyp: bool) -> Result<Machine> {
+        let flavour = if hyp { Hyp::Production } else { Hyp::No };
+        Self::prepare_hyp(ws, flavour)
+    }
+
+    /// [`Machine::prepare`] with a choice of hypervisor image (`test` boots the one with the test hooks).
+    pub fn prepare_hyp(ws: &Ws, hyp: Hyp) -> Result<Machine> {
         let guest: Guest = crate::deps::ensure(ws)?;
         let mut built = crate::build::build(ws, &guest, hyp)?;
         // Another xtask process (another engineer, or `test` next to `run`) may rebuild the shared outputs while

@@ -87,6 +87,21 @@ pub fn host_checks() -> Vec<HostCheck> {
             ],
         ),
         HostCheck::cargo(
+            "cargo clippy (warden-el2, test hooks)",
+            &[
+                "clippy",
+                "-p",
+                "warden-el2",
+                "--target",
+                HYP_TARGET,
+                "--features",
+                "test-hooks",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        HostCheck::cargo(
             "cargo doc (no broken links)",
             &[
                 "doc",
@@ -338,7 +353,13 @@ fn qemu_tests(ws: &Ws, o: &TestOpts, tally: &mut Tally) -> Result<()> {
     crate::util::step("deps + build");
     // A hypervisor that does not build fails the hyp tests only; native tests still run.
     let mut hyp_ok = need_hyp;
-    let prepared = match Machine::prepare(ws, need_hyp) {
+    // The QEMU tests boot the hypervisor with the `warden.test=*` hooks (adv_integrity_control needs one).
+    let hyp = if need_hyp {
+        crate::build::Hyp::TestHooks
+    } else {
+        crate::build::Hyp::No
+    };
+    let prepared = match Machine::prepare_hyp(ws, hyp) {
         Err(e) if need_hyp => {
             tally.record("build (hyp)", false, t0.elapsed(), &format!("{e:#}"));
             hyp_ok = false;

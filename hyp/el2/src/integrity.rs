@@ -7,8 +7,11 @@
 //! text and read-only data (`__image_start..__rodata_end`, mapped read-only at EL2) and the canary pages. It
 //! is not cryptographic: the host cannot choose what a stray write would put there, it can only try to write.
 //!
-//! Negative control: with the kernel command-line word [`CANARY_FLIP_TEST`] the hypervisor itself changes one
-//! canary word right after recording the boot value, so a test can check that `HYP_INTEGRITY` sees it.
+//! The check is in every build: a production host may ask for it as a self-check of the hypervisor's image.
+//!
+//! Negative control (feature `test-hooks`, built by `cargo xtask test` only): with the kernel command-line word
+//! `warden.test=canary-flip` the hypervisor itself changes one canary word right after recording the boot
+//! value, so a test can check that `HYP_INTEGRITY` sees it.
 
 use warden_core::layout;
 
@@ -63,10 +66,15 @@ pub fn hash() -> u64 {
 }
 
 /// Kernel command-line word: flip one bit of the first canary word after the boot hash (negative control).
+#[cfg(feature = "test-hooks")]
 pub const CANARY_FLIP_TEST: &str = "warden.test=canary-flip";
 
-/// Fills the canary pages and installs [`hash`] as `STAT HYP_INTEGRITY` in the dispatcher; with
-/// [`CANARY_FLIP_TEST`] in `bootargs`, then changes one canary word.
+/// Fills the canary pages and installs [`hash`] as `STAT HYP_INTEGRITY` in the dispatcher; with feature
+/// `test-hooks` and `warden.test=canary-flip` in `bootargs`, then changes one canary word.
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    allow(unused_variables, reason = "bootargs only select test hooks")
+)]
 pub fn install(w: &El2Warden, bootargs: Option<&str>) {
     let mut pa = layout::HYP_CANARY_PA;
     while pa < layout::HYP_CANARY_PA + layout::HYP_CANARY_SIZE {
@@ -81,6 +89,7 @@ pub fn install(w: &El2Warden, bootargs: Option<&str>) {
         layout::HYP_CANARY_SIZE / 1024,
         layout::HYP_CANARY_PA
     );
+    #[cfg(feature = "test-hooks")]
     if bootargs.is_some_and(|a| a.split(' ').any(|w| w == CANARY_FLIP_TEST)) {
         let pa = layout::HYP_CANARY_PA;
         // SAFETY: As above: the first canary word, mapped read/write at EL2, aligned.

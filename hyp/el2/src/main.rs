@@ -52,12 +52,15 @@ const IMAGE_MAGIC: u32 = 0x644d_5241;
 const DTB_MAX_SIZE: usize = 2 << 20;
 
 /// Kernel command-line word that makes the hypervisor take a deliberate data abort at EL2 during boot, to
-/// exercise the unexpected-exception path (register dump, then power-off).
+/// exercise the unexpected-exception path (register dump, then power-off). Feature `test-hooks` only.
+#[cfg(feature = "test-hooks")]
 const EL2_FAULT_TEST: &str = "warden.test=el2-fault";
 /// An address no EL2 stage-1 map covers (just below the top of the 48-bit VA space).
+#[cfg(feature = "test-hooks")]
 const UNMAPPED_VA: u64 = 0xffff_ffff_f000;
 
 /// Reads [`UNMAPPED_VA`]: the vectors dump the registers and power the machine off.
+#[cfg(feature = "test-hooks")]
 fn el2_fault_test() -> ! {
     log!("{EL2_FAULT_TEST}: reading unmapped address {UNMAPPED_VA:#x} at EL2");
     // SAFETY: Deliberately faulting: the read never completes, the exception handler never returns.
@@ -127,6 +130,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         devices: &devices,
     });
     log!("EL2 stage-1 MMU on");
+    #[cfg(feature = "test-hooks")]
     if platform
         .chosen
         .bootargs

@@ -5,6 +5,8 @@
 #   BENCH_IO       I/O workloads, "DISK:KIND:PATTERN:BS:COUNT" (DISK vda or nvme0n1; KIND read or write; PATTERN
 #                  seq or rand), each run by /warden/bin/dio (tests/guest/src/dio.c): O_DIRECT, one call at a time
 #   BENCH_IO_MAX_MS  bound on each I/O workload's time (dio stops early; count= reports the calls done)
+#   BENCH_NULL     1: also time a null hypercall (warden_bench null=1: Warden's VERSION; under the hyp only),
+#                  reported as op=null (and, with BENCH_ICOUNT, its instructions)
 #   BENCH_ICOUNT   N > 0: instead of all the above, count instructions per map and unmap (warden_bench
 #                  icount_calls=N, single-threaded) for each BENCH_MICRO size at 1 thread; for a boot under QEMU's
 #                  -icount shift=0, where the PMU counts retired instructions exactly
@@ -13,6 +15,7 @@
 # Output, one parseable line per result (everything else is commentary):
 #   @micro op=map threads=1 size=4096 sg=0 calls=.. mean_ns=.. p50_ns=.. p99_ns=.. ops_per_s=.. hc_total=..
 #          hc_map=.. hc_unmap=.. cmds=.. syncs=..      (hyp counters over the whole run; "na" without the shim)
+#   @micro op=null threads=1 size=0 sg=0 calls=.. mean_ns=.. .. hc_null=..   (hc_null: VERSION calls the hyp counted)
 #   @io disk=vda kind=read pattern=rand bs=4096 count=.. ns=.. hc_total=.. cmds=.. syncs=..
 #   @icount op=map size=4096 sg=0 calls=.. instr=.. instr_nohv=.. ns=..  (instr: EL1 + EL2; instr_nohv: EL1 only;
 #          ns: ktime over the same calls, 1 ns per instruction under -icount shift=0)
@@ -70,6 +73,12 @@ W
         rmmod warden_bench
         dmesg | sed -n 's/.*warden_bench: icount /@icount /p'
     done
+    if [ "${BENCH_NULL:-0}" = 1 ]; then
+        dmesg -c > /dev/null
+        insmod $KO null=1 icount_calls=$BENCH_ICOUNT || { dmesg | tail -5; fail "warden_bench null icount failed"; }
+        rmmod warden_bench
+        dmesg | sed -n 's/.*warden_bench: icount /@icount /p'
+    fi
     no_oops
     echo "bench guest done"
     exit 0
@@ -89,6 +98,15 @@ W
     cnt=$(counters "$a" "$b")
     dmesg | sed -n 's/.*warden_bench: result /@micro /p' | while read -r line; do echo "$line $cnt"; done
 done
+
+if [ "${BENCH_NULL:-0}" = 1 ]; then
+    dmesg -c > /dev/null
+    v0=$(stat hyp.calls.version)
+    insmod $KO null=1 duration_ms=$BENCH_DUR_MS || { dmesg | tail -5; fail "warden_bench null failed"; }
+    v1=$(stat hyp.calls.version)
+    rmmod warden_bench
+    dmesg | sed -n 's/.*warden_bench: result /@micro /p' | while read -r line; do echo "$line hc_null=$(diff_ $v0 $v1)"; done
+fi
 
 for w in $BENCH_IO; do
     IFS=: read d k p bs n <<W

@@ -80,6 +80,12 @@ impl Config {
         self != Config::WardenIdentity
     }
 
+    /// Whether this configuration times the null hypercall ([`NULL_WORKLOAD`]): those with a hypervisor and
+    /// the map/unmap microbenchmark, whose per-call costs it splits into trap + work.
+    pub fn runs_null(self) -> bool {
+        self == Config::Warden
+    }
+
     /// Mode, kernel arguments, and whether `warden.ko` stays unloaded.
     fn opts(self) -> (Mode, Vec<String>, bool) {
         match self {
@@ -119,6 +125,10 @@ impl IoRun {
         )
     }
 }
+
+/// The null hypercall's workload name: `warden_bench null=1`, a round trip of Warden's VERSION call (trap to EL2,
+/// SMCCC decode, dispatch, return), the floor under every per-call cost of the paravirtual path.
+pub const NULL_WORKLOAD: &str = "null hypercall t1";
 
 /// Calls per size in the instruction-count boots (map and unmap phases of this many calls each).
 pub const ICOUNT_CALLS: u32 = 64;
@@ -194,6 +204,9 @@ impl Plan {
                 }
             }
         }
+        if cfg.runs_null() {
+            out.push(NULL_WORKLOAD.to_string());
+        }
         out.extend(self.io.iter().map(IoRun::name));
         out
     }
@@ -224,10 +237,11 @@ impl Plan {
             .collect();
         let body = fs::read_to_string(ws.root.join("tests/bench/guest.sh"))?;
         Ok(format!(
-            "#!/bin/sh\nBENCH_MARK={}\nBENCH_CONFIG={}\nBENCH_MICRO=\"{}\"\nBENCH_DUR_MS={}\nBENCH_IO=\"{}\"\n\
-             BENCH_IO_MAX_MS={}\nBENCH_ICOUNT={icount}\n{body}",
+            "#!/bin/sh\nBENCH_MARK={}\nBENCH_CONFIG={}\nBENCH_NULL={}\nBENCH_MICRO=\"{}\"\nBENCH_DUR_MS={}\n\
+             BENCH_IO=\"{}\"\nBENCH_IO_MAX_MS={}\nBENCH_ICOUNT={icount}\n{body}",
             u8::from(mark),
             cfg.name(),
+            u8::from(cfg.runs_null()),
             micro.join(" "),
             self.dur_ms,
             io.join(" "),
@@ -245,8 +259,11 @@ pub fn size_label(b: u64) -> String {
     }
 }
 
-/// A microbenchmark workload's name: `map 4K t1`, `unmap sg16x4K t2`.
+/// A microbenchmark workload's name: `map 4K t1`, `unmap sg16x4K t2`; op `null` is [`NULL_WORKLOAD`].
 pub fn micro_name(op: &str, threads: u32, size: u64, sg: bool) -> String {
+    if op == "null" {
+        return format!("null hypercall t{threads}");
+    }
     let sz = size_label(size);
     let what = if sg { format!("sg16x{sz}") } else { sz };
     format!("{op} {what} t{threads}")
@@ -313,7 +330,11 @@ pub fn parse(log: &str) -> Vec<Sample> {
             extra.insert("calls", calls);
             // Counts over the whole run, per call of this op (map: MAP_PAGES calls; unmap: UNMAP_PAGES calls and
             // the SMMU commands and syncs, which only unmaps issue) and all hypercalls per map+unmap pair.
-            let own = if *op == "map" { "hc_map" } else { "hc_unmap" };
+            let own = match *op {
+                "map" => "hc_map",
+                "null" => "hc_null",
+                _ => "hc_unmap",
+            };
             if let Some(v) = num(&f, own) {
                 extra.insert("hypercalls_per_call", v / calls);
             }
@@ -868,6 +889,110 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
     out
 }
 
+/// One Warden 1-thread map/unmap record split at the null hypercall: its hypercalls' trap cost (the null
+/// hypercall's × hypercalls per call) and the rest (the work: shim, hyp checks, page tables, SMMU commands).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloorSplit {
+    /// Workload name.
+    pub workload: String,
+    /// Median ns per call.
+    pub ns: f64,
+    /// Hypercalls per call.
+    pub hypercalls: f64,
+    /// `hypercalls` × the null hypercall's median ns.
+    pub trap_ns: f64,
+    /// Instructions per call (EL1 + EL2) and `hypercalls` × the null hypercall's, when counted.
+    pub instr: Option<(f64, f64)>,
+}
+
+/// The split of every Warden 1-thread map/unmap record that has a hypercall count, when the null hypercall was
+/// measured.
+pub fn floor_split(records: &[Record]) -> Vec<FloorSplit> {
+    let warden = |w: &str| {
+        records
+            .iter()
+            .find(|r| r.config == Config::Warden && r.workload == w)
+    };
+    let Some(null) = warden(NULL_WORKLOAD) else {
+        return Vec::new();
+    };
+    let null_instr = null.extra.get("instr_per_call").copied();
+    records
+        .iter()
+        .filter(|r| {
+            r.config == Config::Warden
+                && r.unit == "ns/call"
+                && r.workload.ends_with(" t1")
+                && r.workload != NULL_WORKLOAD
+        })
+        .filter_map(|r| {
+            let hc = *r.extra.get("hypercalls_per_call")?;
+            Some(FloorSplit {
+                workload: r.workload.clone(),
+                ns: r.median,
+                hypercalls: hc,
+                trap_ns: hc * null.median,
+                instr: r
+                    .extra
+                    .get("instr_per_call")
+                    .zip(null_instr)
+                    .map(|(&i, n)| (i, hc * n)),
+            })
+        })
+        .collect()
+}
+
+/// Issue 14's map targets against the null hypercall, at 1 thread: time ≤ native strict + one null hypercall,
+/// and instructions ≤ 1.5× native strict's. (target, measured, met?).
+pub fn floor_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    let find = |cfg: Config, w: &str| records.iter().find(|r| r.config == cfg && r.workload == w);
+    let Some(null) = find(Config::Warden, NULL_WORKLOAD) else {
+        return out;
+    };
+    let maps: Vec<(&Record, &Record)> = records
+        .iter()
+        .filter(|r| {
+            r.config == Config::Warden
+                && r.workload.starts_with("map ")
+                && r.workload.ends_with(" t1")
+        })
+        .filter_map(|r| Some((r, find(Config::Strict, &r.workload)?)))
+        .collect();
+    let excess = maps
+        .iter()
+        .map(|(w, s)| (w.median - s.median - null.median, w.workload.as_str()))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((x, w)) = excess {
+        out.push((
+            "map time ≤ native strict + one null hypercall (1 thread)".into(),
+            format!(
+                "worst {x:+.0} ns over that bound ({w}; null hypercall {:.0} ns)",
+                null.median
+            ),
+            x <= 0.0,
+        ));
+    }
+    let instr = maps
+        .iter()
+        .filter_map(|(w, s)| {
+            let (a, b) = (
+                w.extra.get("instr_per_call")?,
+                s.extra.get("instr_per_call")?,
+            );
+            (*b > 0.0).then(|| (a / b, w.workload.as_str()))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((x, w)) = instr {
+        out.push((
+            "map ≤ 1.5× native strict in instructions per call (1 thread)".into(),
+            format!("worst {x:.2}× ({w})"),
+            x <= 1.5,
+        ));
+    }
+    out
+}
+
 /// The PNG: mean ns per call vs buffer size at 1 thread; left panel map, right panel unmap; one line per
 /// configuration (colours in report.md).
 pub fn plot(records: &[Record]) -> Result<Vec<u8>> {
@@ -934,13 +1059,43 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
          within 5 %, and native configurations must show 0 EL2 instructions.\n",
         plan.rounds, plan.dur_ms, plan.io_max_ms, ICOUNT_CALLS, ICOUNT_CALLS
     );
-    o.push_str("## Targets (issue 6)\n\n| target | measured | met |\n|---|---|---|\n");
-    for (t, m, ok) in targets(records) {
+    o.push_str("## Targets (issues 6 and 14)\n\n| target | measured | met |\n|---|---|---|\n");
+    for (t, m, ok) in targets(records).into_iter().chain(floor_targets(records)) {
         let _ = writeln!(o, "| {t} | {m} | {} |", if ok { "yes" } else { "**no**" });
     }
     o.push('\n');
     for n in split_notes(records) {
         let _ = writeln!(o, "Not a target: {n}.  ");
+    }
+    let f = floor_split(records);
+    if !f.is_empty() {
+        o.push_str(
+            "\n## The floor: trap + work\n\nWarden, 1 thread. The null hypercall (`warden_bench null=1`: Warden's \
+             VERSION call through the same SMCCC conduit as the shim's calls) is the cost of one round trip to EL2 \
+             and back with no work; each call's cost splits into its hypercalls × that (trap) and the rest \
+             (work: the shim, the hyp's checks, page tables, SMMU commands).\n\n\
+             | workload | ns/call | hc/call | trap ns | work ns | instr/call | trap instr | work instr |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for x in &f {
+            let (i, ti, wi) = match x.instr {
+                Some((i, t)) => (
+                    format!("{i:.0}"),
+                    format!("{t:.0}"),
+                    format!("{:.0}", i - t),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.2} | {} | {} | {i} | {ti} | {wi} |",
+                x.workload,
+                fmt_val(x.ns),
+                x.hypercalls,
+                fmt_val(x.trap_ns),
+                fmt_val(x.ns - x.trap_ns)
+            );
+        }
     }
     let d = decompose(records);
     if !d.is_empty() {
@@ -1129,7 +1284,7 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     );
     let tbl = table(&records);
     println!("{tbl}");
-    for (t, m, ok) in targets(&records) {
+    for (t, m, ok) in targets(&records).into_iter().chain(floor_targets(&records)) {
         println!("target: {t}: {m} -> {}", if ok { "met" } else { "MISSED" });
     }
     for n in split_notes(&records) {
@@ -1313,6 +1468,80 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_null_hypercall() {
+        let log = "@micro op=null threads=1 size=0 sg=0 calls=500 mean_ns=800 p50_ns=700 p99_ns=2000 \
+ops_per_s=9 hc_null=500\n@icount op=null size=0 sg=0 calls=64 instr=19200 instr_nohv=6400 ns=19300\n";
+        let s = parse(log);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].workload, NULL_WORKLOAD);
+        assert_eq!(s[0].value, 800.0);
+        assert_eq!(s[0].extra["hypercalls_per_call"], 1.0);
+        assert_eq!(
+            parse_icount(log),
+            vec![
+                (NULL_WORKLOAD.to_string(), "instr_per_call", 300.0),
+                (NULL_WORKLOAD.to_string(), "instr_el2_per_call", 200.0),
+                (
+                    NULL_WORKLOAD.to_string(),
+                    "icount_ns_per_call",
+                    19300.0 / 64.0
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn splits_calls_at_the_null_hypercall() {
+        let rec = |cfg, w: &str, ns, hc: Option<f64>, instr: f64| {
+            let mut s = sample(w, ns);
+            if let Some(h) = hc {
+                s.extra.insert("hypercalls_per_call", h);
+            }
+            (cfg, s, instr)
+        };
+        let rows = [
+            rec(Config::Warden, NULL_WORKLOAD, 1000.0, Some(1.0), 300.0),
+            rec(Config::Warden, "map 4K t1", 5000.0, Some(1.0), 1500.0),
+            rec(Config::Warden, "unmap 4K t1", 4000.0, Some(1.0), 1200.0),
+            rec(Config::Warden, "map 4K t2", 9000.0, Some(1.0), 0.0),
+            rec(Config::Strict, "map 4K t1", 3500.0, None, 1000.0),
+        ];
+        let samples: Vec<(Config, Sample)> = rows.iter().map(|(c, s, _)| (*c, s.clone())).collect();
+        let mut r = aggregate(&samples);
+        assert!(
+            floor_targets(&r)
+                .iter()
+                .all(|t| !t.0.contains("instructions"))
+        );
+        for (c, s, i) in &rows {
+            let x = r
+                .iter_mut()
+                .find(|x| x.config == *c && x.workload == s.workload)
+                .unwrap();
+            if *i > 0.0 {
+                x.extra.insert("instr_per_call", *i);
+            }
+        }
+        let f = floor_split(&r);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[0].workload, "map 4K t1");
+        assert_eq!((f[0].trap_ns, f[0].instr), (1000.0, Some((1500.0, 300.0))));
+        assert_eq!(f[1].workload, "unmap 4K t1");
+        let t = floor_targets(&r);
+        assert_eq!(t.len(), 2, "{t:?}");
+        // 5000 - 3500 - 1000 = +500 ns over the bound; 1500 / 1000 = 1.5× meets the instruction target.
+        assert!(!t[0].2 && t[0].1.contains("+500 ns"), "{t:?}");
+        assert!(t[1].2 && t[1].1.contains("1.50×"), "{t:?}");
+        let md = markdown(&r, "m", &Plan::new(true));
+        assert!(
+            md.contains("| map 4K t1 | 5000 | 1.00 | 1000 | 4000 | 1500 | 300 | 1200 |"),
+            "{md}"
+        );
+        r.retain(|x| x.workload != NULL_WORKLOAD);
+        assert!(floor_split(&r).is_empty() && floor_targets(&r).is_empty());
+    }
+
+    #[test]
     fn parses_instruction_counts() {
         let log = "x\n@icount op=map size=4096 sg=0 calls=64 instr=6400 instr_nohv=3200\r\n\
 @icount op=unmap size=65536 sg=1 calls=64 instr=640 instr_nohv=640 ns=704\n\
@@ -1347,6 +1576,15 @@ mod tests {
         };
         assert_eq!(
             plan.workloads(Config::Warden),
+            [
+                "map 4K t1",
+                "unmap 4K t1",
+                NULL_WORKLOAD,
+                "vda rand read 4K"
+            ]
+        );
+        assert_eq!(
+            plan.workloads(Config::Strict),
             ["map 4K t1", "unmap 4K t1", "vda rand read 4K"]
         );
         assert_eq!(plan.workloads(Config::WardenIdentity), ["vda rand read 4K"]);
@@ -1367,6 +1605,10 @@ mod tests {
         };
         let e = check(&o).unwrap_err().to_string();
         assert!(e.contains("warden map 4K t1: instructions per call"), "{e}");
+        assert!(
+            e.contains("warden null hypercall t1: instructions per call"),
+            "{e}"
+        );
         for r in &mut o.records {
             if r.unit == "ns/call" {
                 let el2 = if r.config == Config::Warden { 5.0 } else { 0.0 };

@@ -26,9 +26,20 @@
  * one repeat does not count). ns: the same phases' ktime_get_ns() difference, likewise; under -icount shift=0
  * virtual time advances 1 ns per instruction of any exception level, so it is an independent check of instr.
  * The module fails to load if the counters cannot be created or were not counting all the time (multiplexed).
+ *
+ * The floor every per-call cost sits on, a null hypercall (under the Warden hypervisor only):
+ *
+ *   insmod warden_bench.ko null=1 [threads=1] [duration_ms=..]   or   insmod warden_bench.ko null=1 icount_calls=N
+ *   -> "warden_bench: result op=null threads=1 size=0 sg=0 calls=N mean_ns=.." / "warden_bench: icount op=null ..."
+ *
+ * The call is Warden's VERSION (the cheapest call of the ABI: it reads no memory and takes no lock), issued
+ * through arm_smccc_1_1_invoke as the shim issues every call: the round trip is the trap to EL2, the SMCCC
+ * decode, the dispatch and the return. No device is used. The module first checks the vendor-hyp Call UID and
+ * refuses to load (-ENODEV) when the hypervisor is not Warden (natively there is no hypercall to time).
  */
 #define pr_fmt(fmt) "warden_bench: " fmt
 
+#include <linux/arm-smccc.h>
 #include <linux/completion.h>
 #include <linux/delay.h>
 #include <linux/dma-mapping.h>
@@ -42,6 +53,8 @@
 #include <linux/sort.h>
 #include <linux/timekeeping.h>
 #include <linux/vmalloc.h>
+
+#include "warden_abi.h"
 
 #define WB_MAX_THREADS 8
 #define WB_SG_NENTS 16
@@ -68,6 +81,9 @@ MODULE_PARM_DESC(duration_ms, "how long each thread loops (10..60000 ms)");
 static int icount_calls;
 module_param(icount_calls, int, 0444);
 MODULE_PARM_DESC(icount_calls, "1..1024: count instructions per map and unmap over this many calls instead of timing");
+static int null;
+module_param(null, int, 0444);
+MODULE_PARM_DESC(null, "1: time a null hypercall (Warden's VERSION) instead of map/unmap (size, sg, dev unused)");
 
 /* One operation's timings in one thread. */
 struct wb_op {
@@ -150,11 +166,37 @@ static int wb_loop_sg(struct wb_thread *t)
 	return 0;
 }
 
+/* One null hypercall: Warden's VERSION, which only returns constants. */
+static void wb_null_call(void)
+{
+	struct arm_smccc_res res;
+
+	arm_smccc_1_1_invoke(WARDEN_FID_VERSION, &res);
+}
+
+/* The null=1 loop: each call's time goes to t->map (reported as op=null). */
+static int wb_loop_null(struct wb_thread *t)
+{
+	while (ktime_get_ns() < t->deadline) {
+		u64 t0, t1;
+
+		t0 = ktime_get_ns();
+		wb_null_call();
+		t1 = ktime_get_ns();
+		wb_record(&t->map, t1 - t0);
+		cond_resched();
+	}
+	return 0;
+}
+
 static int wb_thread_fn(void *arg)
 {
 	struct wb_thread *t = arg;
 
-	t->err = sg ? wb_loop_sg(t) : wb_loop_single(t);
+	if (null)
+		t->err = wb_loop_null(t);
+	else
+		t->err = sg ? wb_loop_sg(t) : wb_loop_single(t);
 	complete(&t->done);
 	return 0;
 }
@@ -166,7 +208,7 @@ static int wb_cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Merges the threads' samples of one operation, prints the result line. */
+/* Merges the threads' samples of one operation (@name "unmap": t->unmap, else t->map), prints the result line. */
 static void wb_report(const char *name, struct wb_thread *ts, int n, u64 elapsed_ns)
 {
 	u64 calls = 0, total = 0, pairs_per_s;
@@ -174,7 +216,7 @@ static void wb_report(const char *name, struct wb_thread *ts, int n, u64 elapsed
 	int i;
 
 	for (i = 0; i < n; i++) {
-		struct wb_op *op = strcmp(name, "map") ? &ts[i].unmap : &ts[i].map;
+		struct wb_op *op = strcmp(name, "unmap") ? &ts[i].map : &ts[i].unmap;
 
 		calls += op->calls;
 		total += op->total_ns;
@@ -182,7 +224,7 @@ static void wb_report(const char *name, struct wb_thread *ts, int n, u64 elapsed
 	all = vmalloc(array_size(n, WB_SAMPLES * sizeof(u32)));
 	if (all) {
 		for (i = 0; i < n; i++) {
-			struct wb_op *op = strcmp(name, "map") ? &ts[i].unmap : &ts[i].map;
+			struct wb_op *op = strcmp(name, "unmap") ? &ts[i].map : &ts[i].unmap;
 
 			memcpy(all + count, op->samples, op->nsamples * sizeof(u32));
 			count += op->nsamples;
@@ -196,7 +238,7 @@ static void wb_report(const char *name, struct wb_thread *ts, int n, u64 elapsed
 	}
 	pairs_per_s = elapsed_ns ? div64_u64(calls * NSEC_PER_SEC, elapsed_ns) : 0;
 	pr_info("result op=%s threads=%d size=%lu sg=%d calls=%llu mean_ns=%llu p50_ns=%u p99_ns=%u ops_per_s=%llu\n",
-		name, n, size, sg, calls, calls ? div64_u64(total, calls) : 0, p50, p99, pairs_per_s);
+		name, n, null ? 0 : size, null ? 0 : sg, calls, calls ? div64_u64(total, calls) : 0, p50, p99, pairs_per_s);
 }
 
 /* A task-bound instruction counter on the current task, counting EL1 and (unless @exclude_hv) EL2. */
@@ -237,6 +279,12 @@ static int wb_ic_phase(struct device *d, void **bufs, bool map, int n, dma_addr_
 {
 	int i;
 
+	if (null) {
+		/* Both non-empty phases are n null calls; only the first is reported. */
+		for (i = 0; i < n; i++)
+			wb_null_call();
+		return 0;
+	}
 	for (i = 0; i < n; i++) {
 		struct scatterlist *sgl = sgls + i * WB_SG_NENTS;
 
@@ -322,9 +370,9 @@ static int wb_icount(struct device *d, void **bufs)
 	}
 	if (mapped)
 		wb_ic_phase(d, bufs, false, icount_calls, addrs, sgls);
-	for (phase = 1; phase < 3 && !err; phase++)
+	for (phase = 1; phase < (null ? 2 : 3) && !err; phase++)
 		pr_info("icount op=%s size=%lu sg=%d calls=%d instr=%llu instr_nohv=%llu ns=%llu\n",
-			phase == 1 ? "map" : "unmap", size, sg, icount_calls, best[phase][0] - best[0][0],
+			null ? "null" : phase == 1 ? "map" : "unmap", null ? 0 : size, null ? 0 : sg, icount_calls, best[phase][0] - best[0][0],
 			best[phase][1] - best[0][1], best[phase][2] - best[0][2]);
 out:
 	for (i = 0; i < 2; i++)
@@ -349,11 +397,23 @@ static struct device *wb_find_device(void)
 	return pdev ? &pdev->dev : NULL;
 }
 
+/* Whether the hypervisor answering SMCCC vendor-hyp calls is Warden (its Call UID, docs/abi.md). */
+static bool wb_under_warden(void)
+{
+	struct arm_smccc_res res;
+
+	if (arm_smccc_1_1_get_conduit() == SMCCC_CONDUIT_NONE)
+		return false;
+	arm_smccc_1_1_invoke(WARDEN_SMCCC_VENDOR_HYP_CALL_UID, &res);
+	return (u32)res.a0 == WARDEN_UUID_W0 && (u32)res.a1 == WARDEN_UUID_W1 && (u32)res.a2 == WARDEN_UUID_W2 &&
+	       (u32)res.a3 == WARDEN_UUID_W3;
+}
+
 static int __init warden_bench_init(void)
 {
 	struct wb_thread *ts;
-	struct device *d;
-	unsigned int order, nbufs = sg ? WB_SG_NENTS : 1;
+	struct device *d = NULL;
+	unsigned int order, nbufs = null ? 0 : sg ? WB_SG_NENTS : 1;
 	u64 start, end;
 	int i, j, nt, err = 0;
 
@@ -364,12 +424,17 @@ static int __init warden_bench_init(void)
 		       "icount_calls 0..%d)\n", WB_MAX_THREADS, WB_IC_MAX_CALLS);
 		return -EINVAL;
 	}
-	d = wb_find_device();
-	if (!d) {
+	if (null && !wb_under_warden()) {
+		pr_err("null=1: not running under the Warden hypervisor (no vendor-hyp call to time)\n");
+		return -ENODEV;
+	}
+	if (!null)
+		d = wb_find_device();
+	if (!null && !d) {
 		pr_err("no such PCI device (%s)\n", dev && *dev ? dev : "first NVMe controller");
 		return -ENODEV;
 	}
-	if (!d->driver) {
+	if (!null && !d->driver) {
 		pr_err("%s has no driver bound: its DMA is not set up\n", dev_name(d));
 		put_device(d);
 		return -ENODEV;
@@ -408,14 +473,18 @@ static int __init warden_bench_init(void)
 		pr_err("out of memory for %d threads of %lu-byte buffers\n", nt, size);
 		goto out;
 	}
+	if (null)
+		pr_info("null hypercall (VERSION), %d threads, %d ms or %d calls\n", nt, duration_ms, icount_calls);
 	if (icount_calls) {
-		pr_info("device %s (driver %s), size %lu, sg %d, instructions over %d calls\n", dev_name(d),
-			d->driver->name, size, sg, icount_calls);
+		if (!null)
+			pr_info("device %s (driver %s), size %lu, sg %d, instructions over %d calls\n", dev_name(d),
+				d->driver->name, size, sg, icount_calls);
 		err = wb_icount(d, ts[0].bufs);
 		goto out;
 	}
-	pr_info("device %s (driver %s), %d threads, size %lu, sg %d, %d ms\n", dev_name(d), d->driver->name,
-		nt, size, sg, duration_ms);
+	if (!null)
+		pr_info("device %s (driver %s), %d threads, size %lu, sg %d, %d ms\n", dev_name(d),
+			d->driver->name, nt, size, sg, duration_ms);
 	start = ktime_get_ns();
 	for (i = 0; i < nt; i++) {
 		struct task_struct *task;
@@ -437,8 +506,12 @@ static int __init warden_bench_init(void)
 		pr_err("a thread failed: %d (mapping error or no thread)\n", err);
 		goto out;
 	}
-	wb_report("map", ts, nt, end - start);
-	wb_report("unmap", ts, nt, end - start);
+	if (null) {
+		wb_report("null", ts, nt, end - start);
+	} else {
+		wb_report("map", ts, nt, end - start);
+		wb_report("unmap", ts, nt, end - start);
+	}
 out:
 	for (i = 0; i < nt; i++) {
 		for (j = 0; j < nbufs; j++)

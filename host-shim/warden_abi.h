@@ -10,7 +10,7 @@
 
 /* ---- ABI version, names ---- */
 #define WARDEN_ABI_VERSION_MAJOR 1
-#define WARDEN_ABI_VERSION_MINOR 1
+#define WARDEN_ABI_VERSION_MINOR 2
 #define WARDEN_MODULE_NAME "warden"
 #define WARDEN_DT_COMPATIBLE "warden,smmu-v3-pv"
 /* UUID 7f71637a-ecfe-47e6-b67a-d3a1af022896, as returned in w0..w3 by the vendor-hyp Call UID query */
@@ -62,6 +62,9 @@
 /* Map x3 descriptors at host PA x2 in domain x1 with prot x4, all or nothing: x1 = entries, x2 = bytes. */
 #define WARDEN_FN_MAP_BATCH 0x000c
 #define WARDEN_FID_MAP_BATCH 0xc600000cU
+/* Unmap x3 descriptors at host PA x2 in domain x1, one invalidation: x1 = entries, x2 = bytes. */
+#define WARDEN_FN_UNMAP_BATCH 0x000d
+#define WARDEN_FID_UNMAP_BATCH 0xc600000dU
 
 /* ---- Results: x0 = WARDEN_SUCCESS or a negative WARDEN_E_* code ---- */
 #define WARDEN_SUCCESS 0
@@ -153,6 +156,7 @@
 #define WARDEN_FEAT_EVENTS 0x2ULL
 #define WARDEN_FEAT_SPLIT_UNMAP 0x4ULL
 #define WARDEN_FEAT_MAP_BATCH 0x8ULL
+#define WARDEN_FEAT_UNMAP_BATCH 0x10ULL
 #define WARDEN_LIMITS_MAX_DOMAINS_SHIFT 0 /* 16 bits */
 #define WARDEN_LIMITS_IOVA_BITS_SHIFT 16 /* 8 bits */
 #define WARDEN_LIMITS_PA_BITS_SHIFT 24 /* 8 bits */
@@ -185,6 +189,10 @@
 #define WARDEN_MAP_BATCH_ENTRY_SIZE 24 /* u64 IOVA, PA, length */
 #define WARDEN_MAP_BATCH_ALIGN 8
 #define WARDEN_MAP_BATCH_NO_ENTRY 0xffffffffffffffffULL
+
+/* ---- UNMAP_BATCH call: x1 = domain, x2 = PA of the descriptors, x3 = count ---- */
+#define WARDEN_UNMAP_BATCH_MAX_ENTRIES 64
+#define WARDEN_UNMAP_BATCH_ENTRY_SIZE 16 /* u64 IOVA, length */
 
 /* ---- STAT call: x1 = stat id, result in x1 ---- */
 /* Allocated domains (host-identity not counted). */

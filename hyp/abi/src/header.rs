@@ -176,6 +176,7 @@ pub fn write_c_header(w: &mut impl Write) -> fmt::Result {
     hex64(w, "WARDEN_FEAT_EVENTS", FEAT_EVENTS)?;
     hex64(w, "WARDEN_FEAT_SPLIT_UNMAP", FEAT_SPLIT_UNMAP)?;
     hex64(w, "WARDEN_FEAT_MAP_BATCH", FEAT_MAP_BATCH)?;
+    hex64(w, "WARDEN_FEAT_UNMAP_BATCH", FEAT_UNMAP_BATCH)?;
     def(
         w,
         "WARDEN_LIMITS_MAX_DOMAINS_SHIFT",
@@ -273,6 +274,24 @@ pub fn write_c_header(w: &mut impl Write) -> fmt::Result {
     )?;
     def(w, "WARDEN_MAP_BATCH_ALIGN", MAP_BATCH_ALIGN, "")?;
     hex64(w, "WARDEN_MAP_BATCH_NO_ENTRY", MAP_BATCH_NO_ENTRY)?;
+    writeln!(w)?;
+
+    section(
+        w,
+        "UNMAP_BATCH call: x1 = domain, x2 = PA of the descriptors, x3 = count",
+    )?;
+    def(
+        w,
+        "WARDEN_UNMAP_BATCH_MAX_ENTRIES",
+        UNMAP_BATCH_MAX_ENTRIES,
+        "",
+    )?;
+    def(
+        w,
+        "WARDEN_UNMAP_BATCH_ENTRY_SIZE",
+        UNMAP_BATCH_ENTRY_SIZE,
+        "u64 IOVA, length",
+    )?;
     writeln!(w)?;
 
     section(w, "STAT call: x1 = stat id, result in x1")?;

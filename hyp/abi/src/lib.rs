@@ -27,7 +27,7 @@ pub use header::write_c_header;
 /// ABI major version: bumped on any incompatible change. A shim refuses to run on a major it does not know.
 pub const ABI_VERSION_MAJOR: u16 = 1;
 /// ABI minor version: bumped on compatible additions (new calls, new feature bits, new stat ids).
-pub const ABI_VERSION_MINOR: u16 = 1;
+pub const ABI_VERSION_MINOR: u16 = 2;
 
 /// The name of the Linux module that speaks this ABI.
 pub const MODULE_NAME: &str = "warden";
@@ -156,6 +156,15 @@ abi_enum! {
         /// reads it once. On error nothing is mapped and x2 = the index of the failing entry, or
         /// [`MAP_BATCH_NO_ENTRY`] when the error is about the call's own arguments (or `NOMEM`).
         MapBatch = 0x0c => "MAP_BATCH",
+        /// Unmap x3 descriptors at host PA x2 in domain x1, one invalidation: x1 = entries, x2 = bytes.
+        ///
+        /// Each descriptor ([`UNMAP_BATCH_ENTRY_SIZE`] bytes) is two little-endian u64: IOVA and length,
+        /// multiples of 4 KiB, every page mapped. The array lies as [`Function::MapBatch`]'s (one 4 KiB page of
+        /// host RAM, 8-byte aligned, read once). The hyp clears every range, issues one invalidation for the
+        /// batch (with its CMD_SYNC), and only then drops the pages' DMA counts. Errors as `MAP_BATCH` (x2 = the
+        /// failing descriptor or [`MAP_BATCH_NO_ENTRY`]); a failing call changes nothing, except `TIMEOUT` /
+        /// `HW_ERROR` (entries cleared, pages stay pinned). For lazy (flush-queue) domains (ABI 1.2).
+        UnmapBatch = 0x0d => "UNMAP_BATCH",
     }
 }
 
@@ -312,6 +321,8 @@ pub const FEAT_EVENTS: u64 = 1 << 1;
 pub const FEAT_SPLIT_UNMAP: u64 = 1 << 2;
 /// Feature: [`Function::MapBatch`] is implemented (ABI 1.1).
 pub const FEAT_MAP_BATCH: u64 = 1 << 3;
+/// Feature: [`Function::UnmapBatch`] is implemented (ABI 1.2).
+pub const FEAT_UNMAP_BATCH: u64 = 1 << 4;
 
 /// Most descriptors one [`Function::MapBatch`] call takes (x3 = 1..=this).
 pub const MAP_BATCH_MAX_ENTRIES: u64 = 64;
@@ -319,8 +330,14 @@ pub const MAP_BATCH_MAX_ENTRIES: u64 = 64;
 pub const MAP_BATCH_ENTRY_SIZE: u64 = 24;
 /// Alignment of a [`Function::MapBatch`] descriptor array (it must also lie within one 4 KiB page).
 pub const MAP_BATCH_ALIGN: u64 = 8;
-/// [`Function::MapBatch`]'s x2 on an error that is not about one descriptor (arguments, domain, `NOMEM`).
+/// [`Function::MapBatch`]'s and [`Function::UnmapBatch`]'s x2 on an error that is not about one descriptor
+/// (arguments, domain, `NOMEM`).
 pub const MAP_BATCH_NO_ENTRY: u64 = u64::MAX;
+/// Most descriptors one [`Function::UnmapBatch`] call takes (x3 = 1..=this).
+pub const UNMAP_BATCH_MAX_ENTRIES: u64 = 64;
+/// Size in bytes of one [`Function::UnmapBatch`] descriptor: IOVA and length, each a little-endian u64 (the
+/// array's alignment and placement are [`Function::MapBatch`]'s: [`MAP_BATCH_ALIGN`], one 4 KiB page).
+pub const UNMAP_BATCH_ENTRY_SIZE: u64 = 16;
 /// Version call, x3 bits 15:0: maximum number of allocatable domains (host-identity not counted).
 pub const LIMITS_MAX_DOMAINS_SHIFT: u32 = 0;
 /// Version call, x3 bits 23:16: IOVA bits of a paging domain (IOVAs are below 2^bits).

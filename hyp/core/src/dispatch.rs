@@ -494,6 +494,89 @@ fn identity_bound(own: &Ownership) -> usize {
     domain::identity_table_bound(&runs)
 }
 
+/// What one or more clears in a domain removed and an invalidation has not yet covered: the PA runs (contiguous
+/// PAs merged, at most [`UNMAP_RUNS`]), the IOVA span, the leaf levels and whether tables were detached.
+/// [`Warden::unmap_segments`] (one range) and `UNMAP_BATCH` (many ranges, one invalidation) fill it with
+/// [`Cleared::clear`] and empty it with [`Warden::invalidate_cleared`].
+struct Cleared {
+    runs: [(u64, u64); UNMAP_RUNS],
+    n: usize,
+    lo: u64,
+    hi: u64,
+    level: Option<usize>,
+    mixed: bool,
+    tables_freed: bool,
+}
+
+impl Cleared {
+    fn new() -> Self {
+        Self {
+            runs: [(0, 0); UNMAP_RUNS],
+            n: 0,
+            lo: u64::MAX,
+            hi: 0,
+            level: None,
+            mixed: false,
+            tables_freed: false,
+        }
+    }
+
+    /// Records the leaves of `[start, end)` (all mapped) until the run array is full, clears what it recorded,
+    /// and returns where it stopped (`end` when it took everything; `start` when the array was full already).
+    fn clear(&mut self, d: &mut PagingDomain, start: u64, end: u64) -> Result<u64, CallError> {
+        let mut seg_end = end;
+        d.leaves(start, end - start, |leaf_iova, pa, leaf_len, leaf_level| {
+            // Holes cannot occur (the caller checked the whole range is mapped); skip them anyway.
+            let Some(pa) = pa else { return true };
+            let n = self.n;
+            if n > 0 && self.runs[n - 1].0 + self.runs[n - 1].1 == pa {
+                self.runs[n - 1].1 += leaf_len;
+            } else if n == UNMAP_RUNS {
+                seg_end = leaf_iova;
+                return false;
+            } else {
+                self.runs[n] = (pa, leaf_len);
+                self.n += 1;
+            }
+            match self.level {
+                None => self.level = Some(leaf_level),
+                Some(l) if l != leaf_level => self.mixed = true,
+                Some(_) => {}
+            }
+            true
+        });
+        if seg_end > start {
+            self.tables_freed |= d.clear(start, seg_end - start)?.tables_freed;
+            self.lo = self.lo.min(start);
+            self.hi = self.hi.max(seg_end);
+        }
+        Ok(seg_end)
+    }
+
+    /// The IOVA span `[lo, hi)` of everything cleared, if anything was.
+    fn span(&self) -> Option<(u64, u64)> {
+        (self.lo < self.hi).then_some((self.lo, self.hi))
+    }
+
+    /// The PA runs cleared.
+    fn runs(&self) -> &[(u64, u64)] {
+        &self.runs[..self.n]
+    }
+
+    /// The invalidation hint for the span: leaf-only unless a table was detached, the leaf size if all
+    /// leaves had one level.
+    fn hint(&self) -> InvalidateHint {
+        InvalidateHint {
+            leaf_only: !self.tables_freed,
+            leaf_size: if self.mixed {
+                None
+            } else {
+                self.level.map(domain::granule)
+            },
+        }
+    }
+}
+
 impl<B: Backend> Warden<B> {
     /// Builds the state: the ownership map, the two pools, the host-identity domain (all host RAM and the
     /// doorbells 1:1, largest blocks), and points every valid StreamID at host-identity through `backend`.
@@ -703,6 +786,7 @@ impl<B: Backend> Warden<B> {
             Function::Reclaim => self.reclaim(a1, a2),
             Function::Stat => self.stat(a1).map(|v| [v, 0, 0]),
             Function::MapBatch => self.map_batch(a1, a2, a3, a4),
+            Function::UnmapBatch => self.unmap_batch(a1, a2, a3),
         };
         match r {
             Ok([r1, r2, r3]) => [abi::SUCCESS as u64, r1, r2, r3],
@@ -729,7 +813,8 @@ impl<B: Backend> Warden<B> {
     }
 
     fn version(&self) -> [u64; 3] {
-        let mut features = abi::FEAT_EVENTS | abi::FEAT_SPLIT_UNMAP | abi::FEAT_MAP_BATCH;
+        let mut features =
+            abi::FEAT_EVENTS | abi::FEAT_SPLIT_UNMAP | abi::FEAT_MAP_BATCH | abi::FEAT_UNMAP_BATCH;
         if self.backend.range_invalidation() {
             features |= abi::FEAT_RANGE_INVALIDATION;
         }
@@ -1020,54 +1105,41 @@ impl<B: Backend> Warden<B> {
         len: u64,
         counted: bool,
     ) -> Result<(), CallError> {
+        let mut acc = Cleared::new();
         let end = iova + len;
         let mut start = iova;
         while start < end {
-            let mut runs = [(0u64, 0u64); UNMAP_RUNS];
-            let mut n = 0usize;
-            let mut seg_end = end;
-            let mut level: Option<usize> = None;
-            let mut mixed = false;
-            d.leaves(start, end - start, |leaf_iova, pa, leaf_len, leaf_level| {
-                // Holes cannot occur (the caller checked the whole range is mapped); skip them anyway.
-                let Some(pa) = pa else { return true };
-                if n > 0 && runs[n - 1].0 + runs[n - 1].1 == pa {
-                    runs[n - 1].1 += leaf_len;
-                } else if n == UNMAP_RUNS {
-                    seg_end = leaf_iova;
-                    return false;
-                } else {
-                    runs[n] = (pa, leaf_len);
-                    n += 1;
-                }
-                match level {
-                    None => level = Some(leaf_level),
-                    Some(l) if l != leaf_level => mixed = true,
-                    Some(_) => {}
-                }
-                true
-            });
-            let out = d.clear(start, seg_end - start)?;
-            let hint = InvalidateHint {
-                leaf_only: !out.tables_freed,
-                leaf_size: if mixed {
-                    None
-                } else {
-                    level.map(domain::granule)
-                },
-            };
-            self.invalidations.fetch_add(1, Ordering::Relaxed);
-            // On failure the counts stay (pages pinned: never donatable) and tables stay quarantined.
-            self.backend
-                .invalidate_range(d.vmid(), start, seg_end - start, hint)?;
-            if counted {
-                for &(pa, l) in &runs[..n] {
-                    self.own.dec_range(pa, pages(l)).map_err(Error::from)?;
-                }
-            }
-            pool.release_quarantine(tag);
-            start = seg_end;
+            start = acc.clear(d, start, end)?;
+            self.invalidate_cleared(d, pool, tag, &mut acc, counted)?;
         }
+        Ok(())
+    }
+
+    /// The second half of an unmap of what `acc` cleared: one range invalidation of its span with its
+    /// CMD_SYNC, and only once that completed, the DMA counts of its PA runs drop (if `counted`) and the tables
+    /// it detached leave quarantine. Empties `acc`. On failure the counts stay (pages pinned: never donatable)
+    /// and the tables stay quarantined.
+    fn invalidate_cleared(
+        &self,
+        d: &PagingDomain,
+        pool: &PagePool,
+        tag: u16,
+        acc: &mut Cleared,
+        counted: bool,
+    ) -> Result<(), CallError> {
+        let Some((start, end)) = acc.span() else {
+            return Ok(());
+        };
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+        self.backend
+            .invalidate_range(d.vmid(), start, end - start, acc.hint())?;
+        if counted {
+            for &(pa, l) in acc.runs() {
+                self.own.dec_range(pa, pages(l)).map_err(Error::from)?;
+            }
+        }
+        pool.release_quarantine(tag);
+        *acc = Cleared::new();
         Ok(())
     }
 

@@ -7,7 +7,8 @@
 //! the 39-bit input size and near 2^64; PAs in the hyp carve-out, in donated pages, past RAM, at the MSI
 //! doorbell, misaligned or wrapping; odd page sizes, zero and huge counts, every prot bit; MAP_BATCH descriptor
 //! arrays written into host RAM (overlapping, misaligned, hostile descriptors; arrays in hyp, donated or random
-//! memory), whose success the model predicts exactly (a legal batch may only fail with NOMEM).
+//! memory), whose success the model predicts exactly (a legal batch may only fail with NOMEM); UNMAP_BATCH
+//! arrays likewise (mostly ranges the model has mapped, some hostile, overlapping or unmapped).
 //!
 //! A reference model records what every *successful* call did. After each call:
 //! - the call did not panic, and its answer has the shape the ABI promises;
@@ -527,7 +528,18 @@ fn step(r: &Rig, m: &mut Model, rng: &mut Rng, t: &mut Tally) {
             }
             ("map", res)
         }
-        55..=74 => {
+        55..=61 => {
+            let (res, unmapped) = unmap_batch(r, &mut g);
+            if let Some((id, pages)) = unmapped {
+                let d = m.live.get_mut(&id).unwrap();
+                for iova in pages {
+                    d.map.remove(&iova);
+                    d.prot.remove(&iova);
+                }
+            }
+            ("unmap_batch", res)
+        }
+        62..=74 => {
             let mapped: Vec<(u64, u64)> = m
                 .live
                 .iter()
@@ -646,7 +658,7 @@ fn step(r: &Rig, m: &mut Model, rng: &mut Rng, t: &mut Tally) {
         }
         _ => {
             // Unknown function numbers in Warden's range, and random argument registers.
-            let f = 0x0d + g.rng.below(0xfff3);
+            let f = 0x0e + g.rng.below(0xfff2);
             let mut a = [0u64; 6];
             for x in &mut a {
                 *x = g.rng.next();
@@ -779,6 +791,135 @@ fn map_batch(
             );
         }
         // x2: a descriptor index, or all ones for the call's own arguments and NOMEM.
+        assert!(
+            res[2] < count || res[2] == abi::MAP_BATCH_NO_ENTRY,
+            "{ctx}: x2 = {:#x}",
+            res[2]
+        );
+        if err == Error::NoMem {
+            assert!(res[1] > 0 && res[2] == abi::MAP_BATCH_NO_ENTRY, "{ctx}");
+        }
+        (Err(err), None)
+    }
+}
+
+/// UNMAP_BATCH with 1..=8 descriptors, mostly ranges the model has mapped in a live paging domain (1..=3 pages
+/// from a mapped page, maybe running past its mapping), some hostile (unmapped, overlapping, misaligned, huge),
+/// written to a page of host RAM (or a hostile descriptor address). The model predicts whether the call is
+/// legal: a success must be legal and unmap every descriptor; a legal call may only fail with NOMEM (block
+/// splits); a failure changes nothing (checked by `step`). Returns the result and, on success, the IOVA pages
+/// to take out of the model: (domain, [IOVA]).
+#[allow(clippy::type_complexity)]
+fn unmap_batch(r: &Rig, g: &mut Gen<'_>) -> (Result<u64, Error>, Option<(u64, Vec<u64>)>) {
+    let m = g.m;
+    let paging: Vec<u64> = m
+        .live
+        .iter()
+        .filter(|(_, d)| !d.blocked && !d.map.is_empty())
+        .map(|(&id, _)| id)
+        .collect();
+    let id = if !paging.is_empty() && g.rng.chance(90) {
+        g.rng.pick(&paging)
+    } else {
+        g.dom()
+    };
+    let mapped: Vec<u64> = m
+        .live
+        .get(&id)
+        .map(|d| d.map.keys().copied().collect())
+        .unwrap_or_default();
+    let n = 1 + g.rng.below(8);
+    let mut e: Vec<(u64, u64)> = Vec::new();
+    for _ in 0..n {
+        let len = K4 * (1 + g.rng.below(3));
+        let ent = match g.rng.below(30) {
+            0 => (g.iova(K4), len),
+            1 => (
+                g.rng
+                    .pick(&mapped.clone().into_iter().chain([0]).collect::<Vec<_>>()),
+                0,
+            ),
+            2 => (g.iova(K4), g.rng.pick(&[0x800, 1 << 40, !(K4 - 1)])),
+            3 if !e.is_empty() => (e[0].0, K4), // overlaps the first descriptor
+            _ if !mapped.is_empty() => {
+                let start = g.rng.pick(&mapped);
+                // Mostly exactly what is mapped from there on (as a flush queue holds it).
+                let mut l = K4;
+                while l < len && mapped.binary_search(&(start + l)).is_ok() {
+                    l += K4;
+                }
+                (start, if g.rng.chance(85) { l } else { len })
+            }
+            _ => (g.iova(K4), len),
+        };
+        e.push(ent);
+    }
+    let page = loop {
+        let p = RAM + HYP_SIZE + (g.rng.below(RAM_SIZE - HYP_SIZE) & !(K4 - 1));
+        if !m.donated.contains(&p) {
+            break p;
+        }
+    };
+    let room = (K4 - n * abi::UNMAP_BATCH_ENTRY_SIZE) / 8;
+    let desc = page + 8 * g.rng.below(room + 1);
+    for (i, &(a, b)) in e.iter().enumerate() {
+        for (j, v) in [a, b].into_iter().enumerate() {
+            // Host RAM, not a table page (not donated, not the carve-out); the hyp reads it through its
+            // linear map like the pool writes its tables.
+            assert!(r.mem.try_write64(desc + 8 * (i * 2 + j) as u64, v));
+        }
+    }
+    let written = desc;
+    let (desc, count) = match g.rng.below(20) {
+        0 => (g.pa(K4), n),
+        1 if !m.donated.is_empty() => (*m.donated.iter().next().unwrap(), n),
+        2 => (desc + 4, n),
+        3 => (page + K4 - 8, n),
+        4 => (desc, g.rng.pick(&[0, 65, u64::MAX])),
+        _ => (desc, n),
+    };
+    let res = r.raw(Function::UnmapBatch.fid(), [id, desc, count, 0, 0, 0]);
+    let in_page = desc % 8 == 0
+        && (desc % K4).saturating_add(count.saturating_mul(abi::UNMAP_BATCH_ENTRY_SIZE)) <= K4;
+    let desc_ok = (1..=abi::UNMAP_BATCH_MAX_ENTRIES).contains(&count)
+        && count == n
+        && desc == written
+        && in_page
+        && host_ram(desc & !(K4 - 1))
+        && !m.donated.contains(&(desc & !(K4 - 1)));
+    let mut legal = desc_ok && m.live.get(&id).is_some_and(|d| !d.blocked);
+    let mut pages = Vec::new();
+    if legal {
+        let d = &m.live[&id];
+        let mut seen = BTreeSet::new();
+        for &(a, c) in &e {
+            let ok = c != 0
+                && (a | c) % K4 == 0
+                && a.checked_add(c).is_some_and(|end| end <= 1 << IOVA_BITS)
+                && (0..c / K4)
+                    .all(|i| d.map.contains_key(&(a + i * K4)) && seen.insert(a + i * K4));
+            if !ok {
+                legal = false;
+                break;
+            }
+            pages.extend((0..c / K4).map(|i| a + i * K4));
+        }
+    }
+    let ctx = format!("unmap_batch dom {id:#x} desc {desc:#x} x {count}: {e:x?}");
+    if res[0] == 0 {
+        assert!(legal, "{ctx}: an illegal batch succeeded");
+        assert_eq!(res[1..], [n, e.iter().map(|x| x.1).sum(), 0], "{ctx}");
+        (Ok(n), Some((id, pages)))
+    } else {
+        let err = decode(res).unwrap_err();
+        if legal {
+            assert_eq!(
+                err,
+                Error::NoMem,
+                "{ctx}: a legal batch failed (x2 = {:#x})",
+                res[2]
+            );
+        }
         assert!(
             res[2] < count || res[2] == abi::MAP_BATCH_NO_ENTRY,
             "{ctx}: x2 = {:#x}",
@@ -1034,6 +1175,7 @@ fn hostile_call_sequences_match_model() {
         "map",
         "map_batch",
         "unmap",
+        "unmap_batch",
         "donate",
         "reclaim",
     ] {

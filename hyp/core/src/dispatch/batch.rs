@@ -1,4 +1,5 @@
-//! `MAP_BATCH`: many IOVA ranges mapped in one domain with one call, all or nothing.
+//! `MAP_BATCH`: many IOVA ranges mapped in one domain with one call, all or nothing; `UNMAP_BATCH`: many
+//! unmapped with one call and one invalidation (lazy domains).
 //!
 //! The host passes the physical address of an array of descriptors (`{iova, pa, len}`, three little-endian
 //! u64 each) in its own RAM. The hypervisor pins the descriptor page (one DMA count: it cannot be donated while
@@ -15,6 +16,16 @@
 //! a broken invariant), so the in-place ones never need undoing. The result is the same as `MAP_PAGES` calls
 //! for each descriptor in turn, in any order: descriptors do not overlap, and a block is only written where one
 //! descriptor covers a whole block, whose tables no other descriptor can share.
+//!
+//! `UNMAP_BATCH` reads its `{iova, len}` descriptors the same way (same placement rules, same pinning, one
+//! copy), checks each on its own and against the others, then under the domain's lock: every page of every
+//! range is mapped, the pool reserves the splits the ranges' ends need (the sum of each descriptor's need), and
+//! only then does it clear every range and issue **one** range invalidation with its CMD_SYNC over the span of
+//! all of them (the SMMU driver's planner makes it one range command with RIL, or one VMID-wide command when
+//! that is fewer); only after it completed do the pages' DMA counts drop. So no page leaves a device's reach
+//! before its count drops, and a failing call changes nothing (but `TIMEOUT`/`HW_ERROR` of that invalidation:
+//! entries cleared, counts kept). A batch whose ranges have more than [`UNMAP_RUNS`] PA runs between them takes
+//! one invalidation per [`UNMAP_RUNS`] runs.
 
 use super::*;
 
@@ -22,6 +33,11 @@ use super::*;
 const MAX: usize = abi::MAP_BATCH_MAX_ENTRIES as usize;
 /// Bytes per descriptor.
 const ENTRY: u64 = abi::MAP_BATCH_ENTRY_SIZE;
+/// Most `UNMAP_BATCH` descriptors per call.
+const UNMAP_MAX: usize = abi::UNMAP_BATCH_MAX_ENTRIES as usize;
+/// Bytes per `UNMAP_BATCH` descriptor.
+const UNMAP_ENTRY: u64 = abi::UNMAP_BATCH_ENTRY_SIZE;
+
 /// Lists of at most this many descriptors are copied into a buffer of this size.
 const SHORT: usize = 16;
 // Which descriptors are mapped in place is a bit mask in a u64.
@@ -36,6 +52,44 @@ pub(super) struct BatchEntry {
     pub pa: u64,
     /// Length in bytes.
     pub len: u64,
+}
+
+/// One `UNMAP_BATCH` descriptor, as copied from the host.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub(super) struct UnmapEntry {
+    /// First IOVA.
+    pub iova: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// A descriptor the host hands over in an array: built from its little-endian u64 words, read in order.
+trait Descriptor: Copy + Default {
+    /// Bytes per descriptor in the host's array.
+    const SIZE: u64;
+    /// The descriptor whose word `k` is `word(k)`.
+    fn from_words(word: impl FnMut(u64) -> u64) -> Self;
+}
+
+impl Descriptor for BatchEntry {
+    const SIZE: u64 = ENTRY;
+    fn from_words(mut word: impl FnMut(u64) -> u64) -> Self {
+        Self {
+            iova: word(0),
+            pa: word(1),
+            len: word(2),
+        }
+    }
+}
+
+impl Descriptor for UnmapEntry {
+    const SIZE: u64 = UNMAP_ENTRY;
+    fn from_words(mut word: impl FnMut(u64) -> u64) -> Self {
+        Self {
+            iova: word(0),
+            len: word(1),
+        }
+    }
 }
 
 /// A failure about the call's own arguments (x2 = [`abi::MAP_BATCH_NO_ENTRY`]).
@@ -94,63 +148,162 @@ impl<B: Backend> Warden<B> {
         mut read: impl FnMut(u64) -> u64,
     ) -> CallResult {
         // The call's own arguments.
-        if count == 0 || count > MAX as u64 {
+        let page = self.descriptor_page(desc, count, MAX, ENTRY)?;
+        let kind = Self::check_prot(prot).map_err(whole)?;
+        let (slot, generation) = self.slot_of(id).map_err(whole)?;
+        let n = count as usize;
+        // The copy's buffer is zeroed first (safe Rust), so a short list gets a short buffer: zeroing all
+        // `MAX` entries costs more EL2 instructions than mapping a few pages in place.
+        if n <= SHORT {
+            let e: [BatchEntry; SHORT] = self.copy_descriptors(page, desc, n, &mut read)?;
+            self.map_entries(&e[..n], slot, generation, kind, prot)
+        } else {
+            let e: [BatchEntry; MAX] = self.copy_descriptors(page, desc, n, &mut read)?;
+            self.map_entries(&e[..n], slot, generation, kind, prot)
+        }
+    }
+
+    /// `UNMAP_BATCH(domain, descriptors PA, count)`.
+    pub(super) fn unmap_batch(&self, id: u64, desc: u64, count: u64) -> CallResult {
+        self.unmap_batch_with(id, desc, count, |pa| self.read_host_u64(pa))
+    }
+
+    /// [`Self::unmap_batch`] with the host-memory reader supplied (tests count and perturb the reads).
+    pub(super) fn unmap_batch_with(
+        &self,
+        id: u64,
+        desc: u64,
+        count: u64,
+        mut read: impl FnMut(u64) -> u64,
+    ) -> CallResult {
+        let page = self.descriptor_page(desc, count, UNMAP_MAX, UNMAP_ENTRY)?;
+        let (slot, generation) = self.slot_of(id).map_err(whole)?;
+        let n = count as usize;
+        if n <= SHORT {
+            let e: [UnmapEntry; SHORT] = self.copy_descriptors(page, desc, n, &mut read)?;
+            self.unmap_entries(&e[..n], slot, generation)
+        } else {
+            let e: [UnmapEntry; UNMAP_MAX] = self.copy_descriptors(page, desc, n, &mut read)?;
+            self.unmap_entries(&e[..n], slot, generation)
+        }
+    }
+
+    /// Checks a descriptor array's count (1..=`max`) and placement (8-byte aligned, inside one 4 KiB page, a
+    /// PA the SMMU can output) and returns its page.
+    fn descriptor_page(
+        &self,
+        desc: u64,
+        count: u64,
+        max: usize,
+        entry: u64,
+    ) -> Result<u64, CallError> {
+        if count == 0 || count > max as u64 {
             return Err(whole(Error::BadCount));
         }
-        let n = count as usize;
         if !desc.is_multiple_of(abi::MAP_BATCH_ALIGN)
-            || desc % PAGE_SIZE + count * ENTRY > PAGE_SIZE
+            || desc % PAGE_SIZE + count * entry > PAGE_SIZE
         {
             return Err(whole(Error::Misaligned));
         }
         let page = desc & !(PAGE_SIZE - 1);
         self.check_pa_range(page, PAGE_SIZE).map_err(whole)?;
-        let kind = Self::check_prot(prot).map_err(whole)?;
-        let (slot, generation) = self.slot_of(id).map_err(whole)?;
+        Ok(page)
+    }
 
-        // Copy the descriptors once, with their page pinned (host RAM only; not donatable meanwhile).
+    /// Pins `page` (host RAM only; not donatable meanwhile), copies the `n` (at most `N`) descriptors at `desc`
+    /// on it once, and unpins it.
+    fn copy_descriptors<T: Descriptor, const N: usize>(
+        &self,
+        page: u64,
+        desc: u64,
+        n: usize,
+        read: &mut impl FnMut(u64) -> u64,
+    ) -> Result<[T; N], CallError> {
         self.own
             .inc_range(page, 1, MemKind::Ram)
             .map_err(|e| match e {
                 OwnershipError::WrongKind(_) => whole(Error::NotHostMemory),
                 e => whole(e),
             })?;
-        // The copy's buffer is zeroed first (safe Rust), so a short list gets a short buffer: zeroing all
-        // `MAX` entries costs more EL2 instructions than mapping a few pages in place.
-        if n <= SHORT {
-            self.copy_and_map::<SHORT>(page, desc, n, &mut read, slot, generation, kind, prot)
-        } else {
-            self.copy_and_map::<MAX>(page, desc, n, &mut read, slot, generation, kind, prot)
-        }
-    }
-
-    /// Copies the `n` (at most `N`) descriptors at `desc` (on `page`, which the caller pinned), unpins the
-    /// page, then maps the copy.
-    #[allow(clippy::too_many_arguments)]
-    fn copy_and_map<const N: usize>(
-        &self,
-        page: u64,
-        desc: u64,
-        n: usize,
-        read: &mut impl FnMut(u64) -> u64,
-        slot: usize,
-        generation: u16,
-        kind: MemKind,
-        prot: u64,
-    ) -> CallResult {
-        let mut e = [BatchEntry::default(); N];
+        let mut e = [T::default(); N];
         for (i, ent) in e[..n].iter_mut().enumerate() {
-            let a = desc + i as u64 * ENTRY;
-            *ent = BatchEntry {
-                iova: read(a),
-                pa: read(a + 8),
-                len: read(a + 16),
-            };
+            let a = desc + i as u64 * T::SIZE;
+            *ent = T::from_words(|k| read(a + 8 * k));
         }
         self.own
             .dec_range(page, 1)
             .map_err(|_| whole(Error::Internal))?;
-        self.map_entries(&e[..n], slot, generation, kind, prot)
+        Ok(e)
+    }
+
+    /// Checks and unmaps the copied `{iova, len}` descriptors `e` with one invalidation (see the module docs).
+    fn unmap_entries(&self, e: &[UnmapEntry], slot: usize, generation: u16) -> CallResult {
+        let mut total = 0u64;
+        let mut max_end = 0u64;
+        for (i, &UnmapEntry { iova, len }) in e.iter().enumerate() {
+            if len == 0 {
+                return Err(at(i, Error::BadCount));
+            }
+            if !(iova | len).is_multiple_of(PAGE_SIZE) {
+                return Err(at(i, Error::Misaligned));
+            }
+            let end = iova.checked_add(len).ok_or(at(i, Error::Overflow))?;
+            if end > 1 << IOVA_BITS {
+                return Err(at(i, Error::OutOfRangeIova));
+            }
+            // Overlapping descriptors would unmap a page twice: NOT_MAPPED for the later one, as a second
+            // UNMAP_PAGES of it would say.
+            if iova < max_end && e[..i].iter().any(|o| o.iova < end && iova < o.iova + o.len) {
+                return Err(at(i, Error::NotMapped));
+            }
+            max_end = max_end.max(end);
+            total += len;
+        }
+
+        let mut s = self.slots[slot].lock();
+        if s.generation != generation {
+            return Err(whole(Error::BadDomain));
+        }
+        let d = match &mut s.kind {
+            SlotKind::Paging(d) => d,
+            SlotKind::Blocked => return Err(whole(Error::WrongDomainKind)),
+            SlotKind::Free | SlotKind::Identity(_) => return Err(whole(Error::BadDomain)),
+        };
+        // Every range mapped; the splits its ends need (an upper bound when ranges cut one block).
+        let mut need = 0usize;
+        for (i, ent) in e.iter().enumerate() {
+            need += d.unmap_need(ent.iova, ent.len).map_err(|err| at(i, err))?;
+        }
+        self.pool.reserve(need, 0).map_err(whole)?;
+        let before = d.table_pages();
+        let mut acc = Cleared::new();
+        let mut r = Ok(());
+        'entries: for &UnmapEntry { iova, len } in e {
+            let (mut start, end) = (iova, iova + len);
+            while start < end {
+                match acc.clear(d, start, end) {
+                    Ok(next) => start = next,
+                    Err(err) => {
+                        r = Err(err);
+                        break 'entries;
+                    }
+                }
+                if start < end
+                    && let Err(err) =
+                        self.invalidate_cleared(d, &self.pool, slot as u16, &mut acc, true)
+                {
+                    r = Err(err);
+                    break 'entries;
+                }
+            }
+        }
+        // What was cleared is invalidated before anything else happens, even after a failure (a broken
+        // invariant in a clear): its counts then drop as for any unmap.
+        let flushed = self.invalidate_cleared(d, &self.pool, slot as u16, &mut acc, true);
+        let used = d.table_pages().saturating_sub(before);
+        self.pool.unreserve(need.saturating_sub(used));
+        r.and(flushed).map_err(whole)?;
+        Ok([e.len() as u64, total, 0])
     }
 
     /// Checks and maps the copied descriptors `e`, all or nothing.

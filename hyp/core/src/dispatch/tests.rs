@@ -1282,6 +1282,7 @@ proptest! {
 mod batch;
 mod e2e;
 mod model;
+mod unmap_batch;
 
 static_assertions::assert_impl_all!(Warden<Mock>: Sync, Send);
 

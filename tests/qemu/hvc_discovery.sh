@@ -12,18 +12,19 @@ call 0x8600ff01
 echo "UID: $x0 $x1 $x2 $x3"
 [ $((x0)) -eq $((0x7a63717f)) ] && [ $((x1)) -eq $((0xe647feec)) ] && [ $((x2)) -eq $((0xa1d37ab6)) ] &&
     [ $((x3)) -eq $((0x962802af)) ] || fail "wrong UID"
-# Revision: ABI 1.1 (1.1 added MAP_BATCH).
+# Revision: ABI 1.2 (1.1 added MAP_BATCH, 1.2 UNMAP_BATCH).
 call 0x8600ff03
-[ "$x0" -eq 1 ] && [ $((x1)) -eq 1 ] || fail "revision $x0.$x1, expected 1.1"
+[ "$x0" -eq 1 ] && [ $((x1)) -eq 2 ] || fail "revision $x0.$x1, expected 1.2"
 
 # VERSION: x1 = features << 32 | major << 16 | minor, x2 = page sizes, x3 = limits.
 expect 0 0xc6000000
 echo "VERSION: x1=$x1 x2=$x2 x3=$x3"
-[ $(((x1 >> 16) & 0xffff)) -eq 1 ] && [ $((x1 & 0xffff)) -eq 1 ] || fail "VERSION says ABI $(((x1 >> 16) & 0xffff)).$((x1 & 0xffff))"
+[ $(((x1 >> 16) & 0xffff)) -eq 1 ] && [ $((x1 & 0xffff)) -eq 2 ] || fail "VERSION says ABI $(((x1 >> 16) & 0xffff)).$((x1 & 0xffff))"
 features=$((x1 >> 32))
 [ $((features & 2)) -eq 2 ] || fail "FEAT_EVENTS missing ($features)"
 [ $((features & 4)) -eq 4 ] || fail "FEAT_SPLIT_UNMAP missing ($features)"
 [ $((features & 8)) -eq 8 ] || fail "FEAT_MAP_BATCH missing ($features)"
+[ $((features & 16)) -eq 16 ] || fail "FEAT_UNMAP_BATCH missing ($features)"
 [ $((x2)) -eq $((0x40201000)) ] || fail "page sizes $x2"
 max_domains=$((x3 & 0xffff))
 iova_bits=$(((x3 >> 16) & 0xff))
@@ -38,7 +39,7 @@ echo "limits: $max_domains domains, $iova_bits-bit IOVA, $pa_bits-bit PA, $vmid_
 [ "$max_donated" -eq 4096 ] || fail "max donated pages $max_donated"
 
 # Unknown function IDs: NOT_SUPPORTED (-1), also Warden's numbers as SMC32 and past the last call.
-for fid in 0xc60000ff 0xc600000d 0x86000000 0x86000009 0xc6001000; do
+for fid in 0xc60000ff 0xc600000e 0x86000000 0x86000009 0xc6001000; do
     expect -1 "$fid" 1 2 3
     [ $((x1)) -eq 0 ] && [ $((x2)) -eq 0 ] && [ $((x3)) -eq 0 ] || fail "$fid: x1..x3 not cleared"
 done

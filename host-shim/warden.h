@@ -28,6 +28,8 @@
 #define WARDEN_TOPUP_MIN_PAGES 16UL
 /* Largest block (as an allocation order) one donation allocates; smaller orders are tried on failure. */
 #define WARDEN_TOPUP_MAX_ORDER 4
+/* Runs a top-up sets aside and replaces when the hyp refuses them as still DMA-mapped (BUSY). */
+#define WARDEN_TOPUP_BUSY_RUNS 8
 
 /** struct warden_info - what the VERSION call reported. */
 struct warden_info {
@@ -85,6 +87,10 @@ struct warden_smmu {
 	atomic64_t shadow_fallbacks;   /* iova_to_phys answered by an IOVA_TO_PHYS hypercall */
 	atomic64_t shadow_lost;        /* domains whose shadow became unusable (an unmap of it went wrong) */
 	atomic64_t pending_full;       /* map_pages sent at once (MAP_PAGES): every pending slot in use */
+	atomic64_t lazy_unmaps;        /* unmap_pages queued for a lazy (flush-queue) domain's next UNMAP_BATCH */
+	atomic64_t unmap_batch_calls;  /* UNMAP_BATCH calls */
+	atomic64_t lazy_fallbacks;     /* queued unmaps an UNMAP_BATCH failure sent one by one (UNMAP_PAGES) */
+	atomic64_t donate_busy;        /* donations refused because a page was still DMA-mapped (queued unmap) */
 
 	/* Fault reporting: a delayed work drains READ_EVENT; the event IRQ (if any) only kicks it. */
 	struct delayed_work event_work;
@@ -124,6 +130,17 @@ struct warden_run {
 	gfp_t gfp;
 };
 
+/* Unmaps a lazy domain queues at most before it sends them (one UNMAP_BATCH). */
+#define WARDEN_LAZY_ENTRIES WARDEN_UNMAP_BATCH_MAX_ENTRIES
+
+/** struct warden_lazy_entry - one queued unmap: an UNMAP_BATCH descriptor (little-endian: arm64). */
+struct warden_lazy_entry {
+	u64 iova;
+	u64 len;
+};
+static_assert(sizeof(struct warden_lazy_entry) == WARDEN_UNMAP_BATCH_ENTRY_SIZE);
+static_assert(WARDEN_LAZY_ENTRIES * WARDEN_UNMAP_BATCH_ENTRY_SIZE <= WARDEN_PAGE_SIZE);
+
 /**
  * struct warden_domain - a paging domain, backed by a hyp PAGING domain.
  *
@@ -138,6 +155,9 @@ struct warden_run {
  *        @pending_lock; each iotlb_sync_map(iova, size) claims (@claimed) the ones inside [iova, iova + size),
  *        sends them with one MAP_BATCH and frees them; a claimed slot is only read by its flush. When every slot
  *        is used, map_pages maps directly (MAP_PAGES).
+ * @lazy: unmaps iommu-dma's flush queue deferred (IOMMU_DOMAIN_DMA_FQ: unmap_pages with a queued gather),
+ *        @lazy_n of them, under @lazy_lock: already out of the shadow, still mapped in the hyp (their pages
+ *        DMA-counted, so not donatable) until flush_iotlb_all or a full queue sends them with one UNMAP_BATCH.
  */
 struct warden_domain {
 	struct iommu_domain domain;
@@ -149,6 +169,9 @@ struct warden_domain {
 	unsigned long used;
 	unsigned long claimed;
 	struct warden_run runs[WARDEN_PENDING_RUNS];
+	spinlock_t lazy_lock;
+	unsigned int lazy_n;
+	struct warden_lazy_entry *lazy; /* a page of its own (the UNMAP_BATCH array); NULL: unmaps are synchronous */
 };
 
 /* warden_main.c */

@@ -49,6 +49,9 @@ MODULE_PARM_DESC(map_batch, "Defer map_pages to iotlb_sync_map and send each map
 static bool iova_shadow = true;
 module_param(iova_shadow, bool, 0644);
 MODULE_PARM_DESC(iova_shadow, "Answer iova_to_phys from the shim's translation shadow instead of IOVA_TO_PHYS");
+static bool lazy_unmap = true;
+module_param(lazy_unmap, bool, 0444);
+MODULE_PARM_DESC(lazy_unmap, "Offer lazy (flush-queue) domains: queue their unmaps and send them with UNMAP_BATCH");
 
 /* One descriptor of MAP_BATCH, as the hyp reads it (little-endian: arm64). */
 struct warden_batch_desc {
@@ -118,15 +121,16 @@ static void warden_shadow_lose(struct warden_domain *wd, u64 iova)
 /*
  * Removes [iova, iova + len) from the shadow, in pages of @pgsize (what the core unmaps with, or what the run
  * was mapped with; 4 KiB if that does not divide @len). Called only for bytes the shadow holds (it holds all
- * the hyp has mapped): anything else loses the shadow rather than leave a stale entry.
+ * the hyp has mapped): anything else loses the shadow rather than leave a stale entry. Returns true when the
+ * shadow is in use and held (and no longer holds) every byte of the range.
  */
-static void warden_shadow_unmap(struct warden_domain *wd, u64 iova, u64 pgsize, u64 len)
+static bool warden_shadow_unmap(struct warden_domain *wd, u64 iova, u64 pgsize, u64 len)
 {
 	struct io_pgtable_ops *ops = wd->shadow;
 	u64 done = 0;
 
 	if (!len || !READ_ONCE(wd->shadow_ok))
-		return;
+		return false;
 	if (len % pgsize || iova % pgsize)
 		pgsize = WARDEN_PAGE_SIZE;
 	while (done < len) {
@@ -135,10 +139,11 @@ static void warden_shadow_unmap(struct warden_domain *wd, u64 iova, u64 pgsize, 
 
 		if (!n) {
 			warden_shadow_lose(wd, iova + done);
-			return;
+			return false;
 		}
 		done += n;
 	}
+	return true;
 }
 
 /*
@@ -182,6 +187,8 @@ static void warden_free_run(unsigned long pfn, unsigned int nr_pages)
 		__free_page(pfn_to_page(pfn + i));
 }
 
+static int warden_topup_runs(struct warden_smmu *smmu, u64 need, gfp_t alloc_gfp, struct list_head *busy);
+
 /**
  * warden_topup() - donate @need 4 KiB pages (capped at WARDEN_TOPUP_MAX_PAGES) to the hyp's pool, and more,
  *                  up to WARDEN_TOPUP_MIN_PAGES, if memory allows (fewer NOMEM round trips).
@@ -193,12 +200,33 @@ static void warden_free_run(unsigned long pfn, unsigned int nr_pages)
  * fragmented), each run donated with one DONATE call and recorded so that teardown can reclaim it. A donated
  * page is the hyp's: Linux must never touch or free it until RECLAIM succeeded.
  *
+ * A run the hyp refuses with BUSY holds a page that is still DMA-mapped: Linux freed it after an unmap that a
+ * lazy domain has queued and not yet sent (the hyp never takes a page a device can still reach). Such a run
+ * is kept aside until the top-up ends (so the allocator does not hand it back at once) and another is
+ * allocated, at most WARDEN_TOPUP_BUSY_RUNS times.
+ *
  * Return: 0, -ENOMEM (no memory), -ENOSPC (the hyp's donation limit) or another errno from DONATE.
  */
 int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp)
 {
-	unsigned long pages, required, donated = 0, flags;
 	gfp_t alloc_gfp = gfpflags_allow_blocking(gfp) ? GFP_KERNEL : GFP_ATOMIC;
+	struct warden_chunk *chunk, *next;
+	LIST_HEAD(busy);
+	int ret;
+
+	ret = warden_topup_runs(smmu, need, alloc_gfp, &busy);
+	list_for_each_entry_safe(chunk, next, &busy, node) {
+		warden_free_run(chunk->pfn, chunk->nr_pages);
+		kfree(chunk);
+	}
+	return ret;
+}
+
+/* warden_topup()'s donations; runs refused with BUSY go to @busy (the caller frees them). */
+static int warden_topup_runs(struct warden_smmu *smmu, u64 need, gfp_t alloc_gfp, struct list_head *busy)
+{
+	unsigned long pages, required, donated = 0, flags;
+	unsigned int busy_runs = 0;
 
 	need = clamp_t(u64, need, 1, WARDEN_TOPUP_MAX_PAGES);
 	/* What the hyp asked for must be donated; up to WARDEN_TOPUP_MIN_PAGES is extra, best effort. */
@@ -230,6 +258,11 @@ int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp)
 		chunk->nr_pages = 1U << order;
 		r = warden_call2(WARDEN_FID_DONATE, page_to_phys(page),
 				 (u64)chunk->nr_pages * WARDEN_HYP_PAGES_PER_PAGE);
+		if (r.status == WARDEN_E_BUSY && busy_runs++ < WARDEN_TOPUP_BUSY_RUNS) {
+			atomic64_inc(&smmu->donate_busy);
+			list_add_tail(&chunk->node, busy);
+			continue;
+		}
 		if (r.status != WARDEN_SUCCESS) {
 			/* The hyp changed nothing: the pages are still ours. */
 			warden_free_run(chunk->pfn, chunk->nr_pages);
@@ -490,6 +523,10 @@ static struct iommu_domain *warden_domain_alloc_paging(struct device *dev)
 	}
 	wd->smmu = smmu;
 	spin_lock_init(&wd->pending_lock);
+	spin_lock_init(&wd->lazy_lock);
+	/* The queue of a lazy domain (only used when iommu-dma hands over queued unmaps); without it, synchronous. */
+	if (lazy_unmap && (warden_info.features & WARDEN_FEAT_UNMAP_BATCH))
+		wd->lazy = (void *)get_zeroed_page(GFP_KERNEL);
 	cfg = (struct io_pgtable_cfg) {
 		.pgsize_bitmap = warden_info.pgsize_bitmap,
 		.ias = warden_info.iova_bits,
@@ -525,8 +562,15 @@ static void warden_domain_free(struct iommu_domain *domain)
 	/* Pending runs (none should be left: every map was synced or unrolled) never reached the hyp. */
 	if (wd->shadow)
 		free_io_pgtable_ops(wd->shadow);
+	/*
+	 * Queued lazy unmaps need no UNMAP_BATCH: DOMAIN_FREE invalidated the whole VMID before it dropped every
+	 * page's count (and if it failed, the pages stay pinned in the hyp).
+	 */
+	free_page((unsigned long)wd->lazy);
 	kfree(wd);
 }
+
+static bool warden_lazy_flush(struct warden_domain *wd);
 
 /*
  * MAP_PAGES for [iova, iova + total) -> paddr: one call in the normal case. The hyp may map less (SUCCESS with
@@ -563,6 +607,9 @@ static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 
 				break;
 			continue;
 		}
+		/* An IOVA still queued for a lazy unmap (iommu-dma never reuses one before its flush): send, retry. */
+		if (r.status == WARDEN_E_ALREADY_MAPPED && warden_lazy_flush(wd))
+			continue;
 		pr_err_ratelimited("MAP_PAGES(domain %llu, IOVA %#llx, PA %#llx, %llu x %#llx, prot %#x) failed: %s\n",
 				   wd->id, iova + done, paddr + done, (total - done) / pgsize, pgsize, prot,
 				   warden_strerror(r.status));
@@ -625,7 +672,8 @@ static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phy
 /*
  * One UNMAP_PAGES call; the hyp has cleared the entries, invalidated the SMMU TLBs and waited for the
  * CMD_SYNC before it returns, so the range is unreachable by the time this returns. Then the same bytes leave
- * the shadow (in pages of @shadow_pgsize). Returns the bytes the hyp unmapped, 0 for "not mapped".
+ * the shadow (in pages of @shadow_pgsize; 0: they left it already). Returns the bytes the hyp unmapped, 0 for
+ * "not mapped".
  */
 static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 pgcount, u64 shadow_pgsize)
 {
@@ -639,7 +687,8 @@ static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 
 		if (r.status == WARDEN_SUCCESS) {
 			u64 n = min_t(u64, r.x1, pgsize * pgcount);
 
-			warden_shadow_unmap(wd, iova, shadow_pgsize, n);
+			if (shadow_pgsize)
+				warden_shadow_unmap(wd, iova, shadow_pgsize, n);
 			return n;
 		}
 		/* Splitting a block needs table pages; unmap may run in atomic context. */
@@ -735,9 +784,98 @@ static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 
 }
 
 /*
+ * Lazy (flush-queue) domains. iommu-dma in IOMMU_DOMAIN_DMA_FQ mode (iommu.strict=0, or a group's type
+ * DMA-FQ) passes unmap_pages a gather marked queued: it will not reuse the IOVA, nor report the unmap done to
+ * anyone who could hand the IOVA out again, before it has called flush_iotlb_all (from its flush-queue timer,
+ * at most IOVA_FQ_TIMEOUT later, or when its queue fills). Such an unmap leaves the shadow at once and is
+ * queued in the domain's @lazy page; the queue goes to the hyp with one UNMAP_BATCH when it fills or at
+ * flush_iotlb_all, and the hyp clears every range, invalidates once, and only then drops the pages' DMA counts.
+ * Until then the range stays mapped in the hyp and its pages stay counted: a device can still reach them (as
+ * natively, where the PTE is gone but the IOTLB may keep it until the flush), and the hyp refuses to take them
+ * as donations (BUSY), so no page a device can reach ever becomes the hyp's.
+ */
+
+/*
+ * Sends the queued unmaps of @wd (caller holds lazy_lock) with one UNMAP_BATCH, donating and repeating on
+ * NOMEM (block splits); on any other failure each entry goes alone (UNMAP_PAGES; the shadow no longer holds
+ * them). Empties the queue.
+ */
+static void warden_lazy_send_locked(struct warden_domain *wd)
+{
+	unsigned int n = wd->lazy_n, i;
+	struct warden_ret r;
+	int topups = 0;
+
+	lockdep_assert_held(&wd->lazy_lock);
+	if (!n)
+		return;
+	for (;;) {
+		atomic64_inc(&wd->smmu->unmap_batch_calls);
+		r = warden_call(WARDEN_FID_UNMAP_BATCH, wd->id, virt_to_phys(wd->lazy), n, 0, 0, 0);
+		if (r.status == WARDEN_SUCCESS && r.x1 == n)
+			break;
+		if (r.status == WARDEN_E_NOMEM && topups++ < WARDEN_TOPUP_RETRIES &&
+		    !warden_topup(wd->smmu, r.x1, GFP_ATOMIC))
+			continue;
+		pr_err_ratelimited("UNMAP_BATCH(domain %llu, %u ranges from IOVA %#llx) failed at descriptor %lld: %s; unmapping one by one\n",
+				   wd->id, n, wd->lazy[0].iova, (long long)r.x2, warden_strerror(r.status));
+		for (i = 0; i < n; i++) {
+			atomic64_inc(&wd->smmu->lazy_fallbacks);
+			warden_unmap_hyp(wd, wd->lazy[i].iova, WARDEN_PAGE_SIZE, wd->lazy[i].len / WARDEN_PAGE_SIZE, 0);
+		}
+		break;
+	}
+	wd->lazy_n = 0;
+}
+
+/* Sends @wd's queued unmaps now; false if there were none. */
+static bool warden_lazy_flush(struct warden_domain *wd)
+{
+	unsigned long flags;
+	bool any;
+
+	if (!READ_ONCE(wd->lazy_n))
+		return false;
+	spin_lock_irqsave(&wd->lazy_lock, flags);
+	any = wd->lazy_n;
+	warden_lazy_send_locked(wd);
+	spin_unlock_irqrestore(&wd->lazy_lock, flags);
+	return any;
+}
+
+/*
+ * Queues [iova, iova + len) for @wd's next UNMAP_BATCH (merged with the last entry when adjacent), sending the
+ * queue when it is full. False when it cannot: no queue, or the shadow (which holds everything the hyp has
+ * mapped) did not hold the whole range; the caller then unmaps at once.
+ */
+static bool warden_lazy_add(struct warden_domain *wd, u64 iova, u64 pgsize, u64 len)
+{
+	struct warden_lazy_entry *last;
+	unsigned long flags;
+
+	if (!wd->lazy || !warden_shadow_unmap(wd, iova, pgsize, len))
+		return false;
+	spin_lock_irqsave(&wd->lazy_lock, flags);
+	last = wd->lazy_n ? &wd->lazy[wd->lazy_n - 1] : NULL;
+	if (last && last->iova + last->len == iova) {
+		last->len += len;
+	} else if (last && iova + len == last->iova) {
+		last->iova = iova;
+		last->len += len;
+	} else {
+		wd->lazy[wd->lazy_n++] = (struct warden_lazy_entry){ .iova = iova, .len = len };
+		if (wd->lazy_n == WARDEN_LAZY_ENTRIES)
+			warden_lazy_send_locked(wd);
+	}
+	spin_unlock_irqrestore(&wd->lazy_lock, flags);
+	atomic64_inc(&wd->smmu->lazy_unmaps);
+	return true;
+}
+
+/*
  * Returns the bytes unmapped from iova on (the core calls again for any remainder and treats 0 as "nothing
- * there"): a pending run's part is just forgotten (and leaves the shadow); anything else is one UNMAP_PAGES,
- * then the same bytes leave the shadow.
+ * there"): a pending run's part is just forgotten (and leaves the shadow); a queued (lazy) unmap of what the
+ * hyp has is queued; anything else is one UNMAP_PAGES, then the same bytes leave the shadow.
  */
 static size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova, size_t pgsize,
 				 size_t pgcount, struct iommu_iotlb_gather *gather)
@@ -758,6 +896,8 @@ static size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova
 	}
 	if (hyp_len != total)
 		return warden_unmap_hyp(wd, iova, WARDEN_PAGE_SIZE, hyp_len / WARDEN_PAGE_SIZE, pgsize);
+	if (iommu_iotlb_gather_queued(gather) && warden_lazy_add(wd, iova, pgsize, total))
+		return total;
 	return warden_unmap_hyp(wd, iova, pgsize, pgcount, pgsize);
 }
 
@@ -820,6 +960,8 @@ static int warden_flush(struct warden_domain *wd, unsigned long mine)
 			ret = warden_topup(wd->smmu, r.x1, first->gfp);
 			if (!ret)
 				continue;
+		} else if (r.status == WARDEN_E_ALREADY_MAPPED && warden_lazy_flush(wd)) {
+			continue;
 		} else if (r.status == WARDEN_SUCCESS) {
 			pr_err_ratelimited("MAP_BATCH reported %llu of %u descriptors\n", r.x1, n);
 			ret = -EIO;
@@ -901,14 +1043,14 @@ static phys_addr_t warden_iova_to_phys(struct iommu_domain *domain, dma_addr_t i
 }
 
 /*
- * TLB maintenance is the hyp's, and it is synchronous: UNMAP_PAGES returns only after the SMMU invalidated
- * the range and completed a CMD_SYNC (and only then drops its ownership counts), and MAP_PAGES only fills
- * entries that were invalid, which the SMMU never caches. Nothing is ever queued in an iotlb_gather, so there
- * is nothing to flush here: these are deliberate no-ops. (Lazy mode, iommu.strict=0, still works: iommu-dma's
- * flush queue only delays IOVA reuse, and the unmaps it batches were already invalidated.)
+ * TLB maintenance is the hyp's: UNMAP_PAGES and UNMAP_BATCH return only after the SMMU invalidated and
+ * completed a CMD_SYNC (and only then drop the pages' counts), and MAP_PAGES only fills entries that were
+ * invalid, which the SMMU never caches. flush_iotlb_all is iommu-dma's flush-queue flush: it sends the lazy
+ * queue. iotlb_sync follows unmaps that were not queued, which were synchronous: nothing to do.
  */
 static void warden_flush_iotlb_all(struct iommu_domain *domain)
 {
+	warden_lazy_flush(to_warden_domain(domain));
 }
 
 static void warden_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather)
@@ -1023,6 +1165,9 @@ static bool warden_capable(struct device *dev, enum iommu_cap cap)
 		return master && master->smmu->coherent;
 	case IOMMU_CAP_NOEXEC:
 		return true;
+	case IOMMU_CAP_DEFERRED_FLUSH:
+		/* iommu-dma may make DMA domains lazy (flush queue): their unmaps are queued for UNMAP_BATCH. */
+		return lazy_unmap && (warden_info.features & WARDEN_FEAT_UNMAP_BATCH);
 	default:
 		return false;
 	}

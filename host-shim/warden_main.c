@@ -252,6 +252,7 @@ static const char *const warden_fn_names[] = {
 	[WARDEN_FN_RECLAIM] = "reclaim",
 	[WARDEN_FN_STAT] = "stat",
 	[WARDEN_FN_MAP_BATCH] = "map_batch",
+	[WARDEN_FN_UNMAP_BATCH] = "unmap_batch",
 };
 
 static void warden_show_stat(struct seq_file *s, const char *prefix, const char *name, u64 id)
@@ -298,6 +299,10 @@ static int warden_stats_show(struct seq_file *s, void *unused)
 	seq_printf(s, "shim.shadow_fallbacks %lld\n", (long long)atomic64_read(&smmu->shadow_fallbacks));
 	seq_printf(s, "shim.shadow_lost %lld\n", (long long)atomic64_read(&smmu->shadow_lost));
 	seq_printf(s, "shim.pending_full %lld\n", (long long)atomic64_read(&smmu->pending_full));
+	seq_printf(s, "shim.lazy_unmaps %lld\n", (long long)atomic64_read(&smmu->lazy_unmaps));
+	seq_printf(s, "shim.unmap_batch_calls %lld\n", (long long)atomic64_read(&smmu->unmap_batch_calls));
+	seq_printf(s, "shim.lazy_fallbacks %lld\n", (long long)atomic64_read(&smmu->lazy_fallbacks));
+	seq_printf(s, "shim.donate_busy %lld\n", (long long)atomic64_read(&smmu->donate_busy));
 	seq_printf(s, "shim.faults_reported %lld\n", (long long)atomic64_read(&smmu->faults_reported));
 	seq_printf(s, "shim.events_lost %llu\n", smmu->events_lost_seen);
 	return 0;

@@ -1,5 +1,5 @@
 # Guest side of `cargo xtask bench` (xtask prepends `#!/bin/sh` and the variables below, then this file).
-#   BENCH_CONFIG   configuration name (passthrough, strict, lazy, warden-identity, warden)
+#   BENCH_CONFIG   configuration name (passthrough, strict, lazy, warden-identity, warden-lazy, warden)
 #   BENCH_MICRO    microbenchmark workloads, "THREADS:SIZE:SG" separated by spaces
 #   BENCH_DUR_MS   duration of each microbenchmark run
 #   BENCH_IO       I/O workloads, "DISK:KIND:PATTERN:BS:COUNT" (DISK vda or nvme0n1; KIND read or write; PATTERN
@@ -40,11 +40,14 @@ hcalls() {
     fi
 }
 diff_() { if [ "$1" = na ] || [ "$2" = na ]; then echo na; else echo $(($2 - $1)); fi; }
-# hc_map counts MAP_PAGES and MAP_BATCH (the shim sends a multi-run dma_map_sg as one MAP_BATCH).
+# hc_map counts MAP_PAGES and MAP_BATCH (the shim sends a multi-run dma_map_sg as one MAP_BATCH), hc_unmap
+# UNMAP_PAGES and UNMAP_BATCH (a lazy domain's queued unmaps).
 snap() {
     h=$(hcalls); m=$(stat hyp.calls.map_pages); b=$(stat hyp.calls.map_batch)
     [ "$m" != na ] && [ -n "$b" ] && m=$((m + b))
-    u=$(stat hyp.calls.unmap_pages); c=$(stat hyp.smmu_commands); s=$(stat hyp.smmu_syncs); echo "$h $m $u $c $s"
+    u=$(stat hyp.calls.unmap_pages); ub=$(stat hyp.calls.unmap_batch)
+    [ "$u" != na ] && [ -n "$ub" ] && u=$((u + ub))
+    c=$(stat hyp.smmu_commands); s=$(stat hyp.smmu_syncs); echo "$h $m $u $c $s"
 }
 counters() {
     set -- $1 $2

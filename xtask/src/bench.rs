@@ -4,7 +4,7 @@
 //! ([`crate::initramfs::USERSPACE_MARKER`]). Boots alternate between the two modes so that drift in the machine's
 //! load affects both alike. The goal (hyp/native ≤ 1.1) is reported, not asserted.
 //!
-//! `cargo xtask bench [--quick]`: the map/unmap and I/O comparison of five configurations ([`suite`]).
+//! `cargo xtask bench [--quick]`: the map/unmap and I/O comparison of six configurations ([`suite`]).
 
 pub mod png;
 pub mod suite;

@@ -26,7 +26,7 @@ commands:
                         fmt, clippy, host unit tests, deps + build, then the QEMU tests in tests/qemu/
                         (FILTER: only QEMU tests whose name contains it)
   bench [--quick]       map/unmap microbenchmark and O_DIRECT I/O: passthrough, native strict, native lazy,
-                        Warden and (I/O only) Warden without the shim in one run; report in target/bench/
+                        Warden identity (I/O only), Warden lazy and Warden in one run; report in target/bench/
                         (--quick: the reduced set `test` runs at its end)
   bench --boot [--runs N]
                         boot-to-userspace time under the hyp and natively (N boots each, default 3)

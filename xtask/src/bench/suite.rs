@@ -1,7 +1,8 @@
 //! `cargo xtask bench [--quick]`: Warden against Linux's own arm-smmu-v3 driver, side by side in one run.
 //!
-//! Five configurations of the same kernel — passthrough, native strict, native lazy, Warden without the shim
-//! (devices on the hyp's host-identity domain: direct DMA, no hypercalls; I/O only), Warden + shim — each boot
+//! Six configurations of the same kernel — passthrough, native strict, native lazy, Warden identity (the shim
+//! with `iommu.passthrough=1`: devices on the hyp's host-identity domain, direct DMA, no hypercalls; I/O only),
+//! Warden lazy (the shim with `iommu.strict=0`), Warden strict — each boot
 //! running the same workloads (`tests/bench/guest.sh`: the `warden_bench` map/unmap microbenchmark and
 //! O_DIRECT I/O with `dio`). Rounds alternate the configurations (one boot per configuration per round) so
 //! that drift in the machine's load affects all alike; each measurement's min/median/max is over the rounds.
@@ -35,21 +36,26 @@ pub enum Config {
     Strict,
     /// Native, lazy invalidation (`iommu.strict=0`).
     Lazy,
-    /// Warden at EL2 without the shim (`--no-shim`): devices on the hyp's host-identity domain, direct DMA, no
-    /// hypercall per DMA. Separates running Linux under the hyp (host stage-2) from the IOMMU path.
-    /// Runs the I/O workloads only (its map/unmap would be dma-direct's, as passthrough's).
+    /// Warden at EL2, the shim with `iommu.passthrough=1`: identity domains for trusted devices, which the shim
+    /// puts in the hyp's host-identity domain (direct DMA, no hypercall per DMA). Compared with native
+    /// passthrough; also separates running Linux under the hyp (host stage-2) from the IOMMU path. Runs the I/O
+    /// workloads only (its map/unmap would be dma-direct's, as passthrough's).
     WardenIdentity,
-    /// Warden at EL2 with the shim.
+    /// Warden at EL2, the shim with `iommu.strict=0`: lazy (flush-queue) domains, unmaps queued and sent with
+    /// `UNMAP_BATCH`. Compared with native lazy.
+    WardenLazy,
+    /// Warden at EL2 with the shim, strict (Debian's default).
     Warden,
 }
 
 impl Config {
     /// Every configuration, in report order.
-    pub const ALL: [Config; 5] = [
+    pub const ALL: [Config; 6] = [
         Config::Passthrough,
         Config::Strict,
         Config::Lazy,
         Config::WardenIdentity,
+        Config::WardenLazy,
         Config::Warden,
     ];
 
@@ -60,6 +66,7 @@ impl Config {
             Config::Strict => "strict",
             Config::Lazy => "lazy",
             Config::WardenIdentity => "warden-identity",
+            Config::WardenLazy => "warden-lazy",
             Config::Warden => "warden",
         }
     }
@@ -71,6 +78,7 @@ impl Config {
             Config::Strict => [31, 119, 180],
             Config::Lazy => [44, 160, 44],
             Config::WardenIdentity => [255, 127, 14],
+            Config::WardenLazy => [148, 103, 189],
             Config::Warden => [214, 39, 40],
         }
     }
@@ -78,6 +86,25 @@ impl Config {
     /// Whether this configuration runs the map/unmap microbenchmark (and its instruction counts).
     pub fn runs_micro(self) -> bool {
         self != Config::WardenIdentity
+    }
+
+    /// Whether the hypervisor runs at EL2 (its calls show EL2 instructions).
+    pub fn under_hyp(self) -> bool {
+        matches!(
+            self,
+            Config::WardenIdentity | Config::WardenLazy | Config::Warden
+        )
+    }
+
+    /// The native configuration this one is measured against for the issue's targets: Warden strict against
+    /// native strict, Warden lazy against native lazy, Warden identity against native passthrough.
+    pub fn baseline(self) -> Option<Config> {
+        match self {
+            Config::Warden => Some(Config::Strict),
+            Config::WardenLazy => Some(Config::Lazy),
+            Config::WardenIdentity => Some(Config::Passthrough),
+            _ => None,
+        }
     }
 
     /// Whether this configuration times the null hypercall ([`NULL_WORKLOAD`]): those with a hypervisor and
@@ -92,7 +119,8 @@ impl Config {
             Config::Passthrough => (Mode::Native, vec!["iommu.passthrough=1".into()], false),
             Config::Strict => (Mode::Native, vec![], false),
             Config::Lazy => (Mode::Native, vec!["iommu.strict=0".into()], false),
-            Config::WardenIdentity => (Mode::Hyp, vec![], true),
+            Config::WardenIdentity => (Mode::Hyp, vec!["iommu.passthrough=1".into()], false),
+            Config::WardenLazy => (Mode::Hyp, vec!["iommu.strict=0".into()], false),
             Config::Warden => (Mode::Hyp, vec![], false),
         }
     }
@@ -592,10 +620,22 @@ pub fn aggregate(samples: &[(Config, Sample)]) -> Vec<Record> {
             r.extra.insert("ratio_to_warden_identity", r.median / s);
         }
     }
+    let medians: BTreeMap<(Config, String), f64> = out
+        .iter()
+        .map(|r| ((r.config, r.workload.clone()), r.median))
+        .collect();
+    for r in &mut out {
+        if let Some(b) = r.config.baseline()
+            && let Some(&m) = medians.get(&(b, r.workload.clone()))
+            && m > 0.0
+        {
+            r.extra.insert("ratio_to_native", r.median / m);
+        }
+    }
     out
 }
 
-/// One I/O workload's gap between native strict and Warden, split at Warden without the shim.
+/// One I/O workload's gap between native strict and Warden, split at Warden identity (direct DMA under the hyp).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decomposition {
     /// I/O workload name.
@@ -677,7 +717,7 @@ pub fn split_notes(records: &[Record]) -> Vec<String> {
         if let (Some((i, iw)), Some((s, sw))) = (of(&|x| x.iommu()), of(&|x| x.under_hyp())) {
             out.push(format!(
                 "O_DIRECT {}: IOMMU path alone (warden / warden-identity) worst {i:.2}× ({iw}); under the hyp \
-                 without it (warden-identity / native strict) worst {s:.2}× ({sw})",
+                 with direct DMA (warden-identity / native strict) worst {s:.2}× ({sw})",
                 if random { "random" } else { "sequential" }
             ));
         }
@@ -889,6 +929,53 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
     out
 }
 
+/// Issue 14's targets for Warden lazy and Warden identity: O_DIRECT throughput ≥ 0.95× their native
+/// counterpart (native lazy, native passthrough), and lazy unmaps at ≤ 1 hypercall per 16. (target, measured,
+/// met?).
+pub fn mode_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for cfg in [Config::WardenLazy, Config::WardenIdentity] {
+        let Some(base) = cfg.baseline() else { continue };
+        let worst = records
+            .iter()
+            .filter(|r| r.config == cfg && r.unit == "MB/s")
+            .filter_map(|r| {
+                r.extra
+                    .get("ratio_to_native")
+                    .map(|&x| (x, r.workload.as_str()))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((x, w)) = worst {
+            out.push((
+                format!(
+                    "{} O_DIRECT throughput ≥ 0.95× native {}",
+                    cfg.name(),
+                    base.name()
+                ),
+                format!("worst {x:.2}× ({w})"),
+                x >= 0.95,
+            ));
+        }
+    }
+    let lazy = records
+        .iter()
+        .filter(|r| r.config == Config::WardenLazy && r.workload.starts_with("unmap "))
+        .filter_map(|r| {
+            r.extra
+                .get("hypercalls_per_call")
+                .map(|&x| (x, r.workload.as_str()))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((x, w)) = lazy {
+        out.push((
+            "warden-lazy: ≤ 1 hypercall per 16 unmaps".into(),
+            format!("worst {x:.3} per unmap ({w})"),
+            x <= 1.0 / 16.0 + 1e-9,
+        ));
+    }
+    out
+}
+
 /// One Warden 1-thread map/unmap record split at the null hypercall: its hypercalls' trap cost (the null
 /// hypercall's × hypercalls per call) and the rest (the work: shim, hyp checks, page tables, SMMU commands).
 #[derive(Clone, Debug, PartialEq)]
@@ -1038,9 +1125,12 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
     let _ = writeln!(
         o,
         "Configurations: passthrough (`--native iommu.passthrough=1`), strict (`--native`, Debian's default), \
-         lazy (`--native iommu.strict=0`), warden-identity (hypervisor without the shim, `--no-shim`: the devices \
-         on the hyp's host-identity domain, direct DMA, no hypercalls; I/O workloads only, since its map/unmap \
-         would be dma-direct's as in passthrough), warden (hypervisor + shim). {} rounds, one boot per configuration \
+         lazy (`--native iommu.strict=0`), warden-identity (hypervisor + shim with `iommu.passthrough=1`: the \
+         devices in identity domains, which are the hyp's host-identity domain, direct DMA, no hypercalls; I/O \
+         workloads only, since its map/unmap would be dma-direct's as in passthrough), warden-lazy (hypervisor + \
+         shim with `iommu.strict=0`: flush-queue domains, unmaps queued and sent with UNMAP_BATCH), warden \
+         (hypervisor + shim, strict). Issue 14 compares warden with strict, warden-lazy with lazy and \
+         warden-identity with passthrough (`ratio_to_native` in report.json). {} rounds, one boot per configuration \
          per round, configurations alternating; min/median/max over the rounds. Microbenchmark: \
          `warden_bench` on the NVMe controller, {} ms per run, mean ns per call (tN = N threads; sg16xS = \
          dma_map_sg of 16 S-byte segments). I/O: `dio` (tests/guest/src/dio.c), one pread/pwrite at a time \
@@ -1060,7 +1150,11 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
         plan.rounds, plan.dur_ms, plan.io_max_ms, ICOUNT_CALLS, ICOUNT_CALLS
     );
     o.push_str("## Targets (issues 6 and 14)\n\n| target | measured | met |\n|---|---|---|\n");
-    for (t, m, ok) in targets(records).into_iter().chain(floor_targets(records)) {
+    for (t, m, ok) in targets(records)
+        .into_iter()
+        .chain(floor_targets(records))
+        .chain(mode_targets(records))
+    {
         let _ = writeln!(o, "| {t} | {m} | {} |", if ok { "yes" } else { "**no**" });
     }
     o.push('\n');
@@ -1135,7 +1229,8 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
     o.push_str(
         "`cost.png`: mean ns per call (y, linear from 0, grid every 5 µs) against buffer size (x, log2, grid \
          at each power of two) at 1 thread; left map, right unmap. Colours (also the legend squares, left to \
-         right): grey passthrough, blue strict, green lazy, red warden (warden-identity has no map/unmap runs).\n",
+         right): grey passthrough, blue strict, green lazy, purple warden-lazy, red warden (warden-identity has \
+         no map/unmap runs).\n",
     );
     o
 }
@@ -1174,7 +1269,7 @@ pub fn check(o: &Outcome) -> Result<()> {
                 r.extra.get("instr_el2_per_call"),
             ) {
                 (Some(&n), Some(&el2)) if n > 0.0 => {
-                    let hyp = cfg == Config::Warden;
+                    let hyp = cfg.under_hyp();
                     if hyp && el2 <= 0.0 {
                         missing.push(format!("{} {w}: no EL2 instructions counted", cfg.name()));
                     }
@@ -1284,7 +1379,11 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     );
     let tbl = table(&records);
     println!("{tbl}");
-    for (t, m, ok) in targets(&records).into_iter().chain(floor_targets(&records)) {
+    for (t, m, ok) in targets(&records)
+        .into_iter()
+        .chain(floor_targets(&records))
+        .chain(mode_targets(&records))
+    {
         println!("target: {t}: {m} -> {}", if ok { "met" } else { "MISSED" });
     }
     for n in split_notes(&records) {
@@ -1611,7 +1710,7 @@ ops_per_s=9 hc_null=500\n@icount op=null size=0 sg=0 calls=64 instr=19200 instr_
         );
         for r in &mut o.records {
             if r.unit == "ns/call" {
-                let el2 = if r.config == Config::Warden { 5.0 } else { 0.0 };
+                let el2 = if r.config.under_hyp() { 5.0 } else { 0.0 };
                 r.extra.insert("instr_per_call", 10.0);
                 r.extra.insert("instr_el2_per_call", el2);
                 r.extra.insert("icount_ns_per_call", 10.2);
@@ -1666,6 +1765,49 @@ ops_per_s=9 hc_null=500\n@icount op=null size=0 sg=0 calls=64 instr=19200 instr_
         let j = json(&r, "m\"x");
         assert!(j.contains("\"ratio_to_strict\": 2,"), "{j}");
         assert!(j.contains("\"meta\": \"m\\\"x\""));
+    }
+
+    #[test]
+    fn compares_each_warden_mode_with_its_native_counterpart() {
+        let io = |w: &str, v: f64| Sample {
+            unit: "MB/s",
+            lower_is_better: false,
+            ..sample(w, v)
+        };
+        let unmap = |hc: f64| {
+            let mut s = sample("unmap 4K t1", 100.0);
+            s.extra.insert("hypercalls_per_call", hc);
+            s
+        };
+        let s = vec![
+            (Config::Lazy, io("vda read 1M", 100.0)),
+            (Config::WardenLazy, io("vda read 1M", 96.0)),
+            (Config::Passthrough, io("vda read 1M", 200.0)),
+            (Config::WardenIdentity, io("vda read 1M", 180.0)),
+            (Config::Strict, io("vda read 1M", 50.0)),
+            (Config::WardenLazy, unmap(1.0 / 32.0)),
+        ];
+        let r = aggregate(&s);
+        let get = |c: Config| {
+            r.iter()
+                .find(|x| x.config == c && x.unit == "MB/s")
+                .unwrap()
+        };
+        assert_eq!(get(Config::WardenLazy).extra["ratio_to_native"], 0.96);
+        assert_eq!(get(Config::WardenIdentity).extra["ratio_to_native"], 0.9);
+        assert_eq!(
+            get(Config::WardenLazy).ratio,
+            Some(96.0 / 50.0),
+            "×strict as before"
+        );
+        assert!(!get(Config::Lazy).extra.contains_key("ratio_to_native"));
+        let t = mode_targets(&r);
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert!(t[0].0.contains("warden-lazy") && t[0].0.contains("native lazy") && t[0].2);
+        assert!(t[1].0.contains("warden-identity") && t[1].0.contains("passthrough") && !t[1].2);
+        assert!(t[2].0.contains("1 hypercall per 16") && t[2].2, "{t:?}");
+        let r = aggregate(&[(Config::WardenLazy, unmap(0.1))]);
+        assert!(!mode_targets(&r)[0].2, "1 per 10 misses 1 per 16");
     }
 
     #[test]

@@ -389,6 +389,9 @@ const UNMAP_RUNS: usize = 64;
 /// list of 16 discontiguous pages; zeroing the array (a `memset` loop at EL2) costs ~110 instructions at 16 runs,
 /// ~400 at [`UNMAP_RUNS`].
 const FAST_UNMAP_RUNS: usize = 16;
+/// PA runs an `UNMAP_BATCH` collects before it invalidates and drops counts: a flush queue's batch of ranges
+/// holds up to this many discontiguous pages between them and still takes one invalidation (4 KiB of EL2 stack).
+const BATCH_UNMAP_RUNS: usize = 256;
 
 /// Carve-out pages the host's domains need at least (beyond the host-identity reserve): one domain's root and
 /// the reserve allocating calls keep for unmap splits.
@@ -495,11 +498,11 @@ fn identity_bound(own: &Ownership) -> usize {
 }
 
 /// What one or more clears in a domain removed and an invalidation has not yet covered: the PA runs (contiguous
-/// PAs merged, at most [`UNMAP_RUNS`]), the IOVA span, the leaf levels and whether tables were detached.
-/// [`Warden::unmap_segments`] (one range) and `UNMAP_BATCH` (many ranges, one invalidation) fill it with
-/// [`Cleared::clear`] and empty it with [`Warden::invalidate_cleared`].
-struct Cleared {
-    runs: [(u64, u64); UNMAP_RUNS],
+/// PAs merged, at most `N`), the IOVA span, the leaf levels and whether tables were detached.
+/// [`Warden::unmap_segments`] (one range, [`UNMAP_RUNS`]) and `UNMAP_BATCH` (many ranges, one invalidation,
+/// [`BATCH_UNMAP_RUNS`]) fill it with [`Cleared::clear`] and empty it with [`Warden::invalidate_cleared`].
+struct Cleared<const N: usize> {
+    runs: [(u64, u64); N],
     n: usize,
     lo: u64,
     hi: u64,
@@ -508,10 +511,10 @@ struct Cleared {
     tables_freed: bool,
 }
 
-impl Cleared {
+impl<const N: usize> Cleared<N> {
     fn new() -> Self {
         Self {
-            runs: [(0, 0); UNMAP_RUNS],
+            runs: [(0, 0); N],
             n: 0,
             lo: u64::MAX,
             hi: 0,
@@ -519,6 +522,16 @@ impl Cleared {
             mixed: false,
             tables_freed: false,
         }
+    }
+
+    /// Empty again (the run array is not cleared: only `runs[..n]` is ever read).
+    fn reset(&mut self) {
+        self.n = 0;
+        self.lo = u64::MAX;
+        self.hi = 0;
+        self.level = None;
+        self.mixed = false;
+        self.tables_freed = false;
     }
 
     /// Records the leaves of `[start, end)` (all mapped) until the run array is full, clears what it recorded,
@@ -531,7 +544,7 @@ impl Cleared {
             let n = self.n;
             if n > 0 && self.runs[n - 1].0 + self.runs[n - 1].1 == pa {
                 self.runs[n - 1].1 += leaf_len;
-            } else if n == UNMAP_RUNS {
+            } else if n == N {
                 seg_end = leaf_iova;
                 return false;
             } else {
@@ -1105,7 +1118,7 @@ impl<B: Backend> Warden<B> {
         len: u64,
         counted: bool,
     ) -> Result<(), CallError> {
-        let mut acc = Cleared::new();
+        let mut acc = Cleared::<UNMAP_RUNS>::new();
         let end = iova + len;
         let mut start = iova;
         while start < end {
@@ -1119,12 +1132,12 @@ impl<B: Backend> Warden<B> {
     /// CMD_SYNC, and only once that completed, the DMA counts of its PA runs drop (if `counted`) and the tables
     /// it detached leave quarantine. Empties `acc`. On failure the counts stay (pages pinned: never donatable)
     /// and the tables stay quarantined.
-    fn invalidate_cleared(
+    fn invalidate_cleared<const N: usize>(
         &self,
         d: &PagingDomain,
         pool: &PagePool,
         tag: u16,
-        acc: &mut Cleared,
+        acc: &mut Cleared<N>,
         counted: bool,
     ) -> Result<(), CallError> {
         let Some((start, end)) = acc.span() else {
@@ -1139,7 +1152,7 @@ impl<B: Backend> Warden<B> {
             }
         }
         pool.release_quarantine(tag);
-        *acc = Cleared::new();
+        acc.reset();
         Ok(())
     }
 

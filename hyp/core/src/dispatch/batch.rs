@@ -24,8 +24,8 @@
 //! all of them (the SMMU driver's planner makes it one range command with RIL, or one VMID-wide command when
 //! that is fewer); only after it completed do the pages' DMA counts drop. So no page leaves a device's reach
 //! before its count drops, and a failing call changes nothing (but `TIMEOUT`/`HW_ERROR` of that invalidation:
-//! entries cleared, counts kept). A batch whose ranges have more than [`UNMAP_RUNS`] PA runs between them takes
-//! one invalidation per [`UNMAP_RUNS`] runs.
+//! entries cleared, counts kept). A batch whose ranges have more than [`BATCH_UNMAP_RUNS`] discontiguous PA runs
+//! between them takes one invalidation per [`BATCH_UNMAP_RUNS`] runs.
 
 use super::*;
 
@@ -276,7 +276,7 @@ impl<B: Backend> Warden<B> {
         }
         self.pool.reserve(need, 0).map_err(whole)?;
         let before = d.table_pages();
-        let mut acc = Cleared::new();
+        let mut acc = Cleared::<BATCH_UNMAP_RUNS>::new();
         let mut r = Ok(());
         'entries: for &UnmapEntry { iova, len } in e {
             let (mut start, end) = (iova, iova + len);

@@ -152,19 +152,35 @@ fn more_runs_than_one_record_take_one_invalidation_per_record() {
     let h = harness();
     let w = &h.w;
     let d = alloc_paging(w);
-    // 64 descriptors of 2 pages each, every page a PA run of its own: 128 runs.
+    // 64 descriptors of 6 pages each, every page a PA run of its own (every other PA page): 384 runs.
     let mut desc = Vec::new();
     for i in 0..64u64 {
-        let iova = 0x100_0000 + i * 4 * K4;
-        map(w, d, iova, host(4 * i * K4), K4);
-        map(w, d, iova + K4, host((4 * i + 2) * K4), K4);
-        desc.push((iova, 2 * K4));
+        let iova = 0x100_0000 + i * 8 * K4;
+        for k in 0..6 {
+            map(w, d, iova + k * K4, host((12 * i + 2 * k) * K4), K4);
+        }
+        desc.push((iova, 6 * K4));
     }
     w.backend().invals.lock().unwrap().clear();
     put(&h, DESC, &desc);
-    assert_eq!(batch(w, d, DESC, 64), [0, 64, 128 * K4, 0]);
+    assert_eq!(batch(w, d, DESC, 64), [0, 64, 384 * K4, 0]);
     let n = ranges(w).len();
-    assert_eq!(n, 128usize.div_ceil(UNMAP_RUNS), "{:x?}", ranges(w));
+    assert_eq!(n, 384usize.div_ceil(BATCH_UNMAP_RUNS), "{:x?}", ranges(w));
+    assert_eq!(n, 2);
+    assert_eq!(stat(w, Stat::MappedPages), 0);
+    // Up to BATCH_UNMAP_RUNS runs: one invalidation.
+    let mut desc = Vec::new();
+    for i in 0..64u64 {
+        let iova = 0x200_0000 + i * 8 * K4;
+        for k in 0..4 {
+            map(w, d, iova + k * K4, host((8 * i + 2 * k) * K4), K4);
+        }
+        desc.push((iova, 4 * K4));
+    }
+    w.backend().invals.lock().unwrap().clear();
+    put(&h, DESC, &desc);
+    assert_eq!(batch(w, d, DESC, 64), [0, 64, 256 * K4, 0]);
+    assert_eq!(ranges(w).len(), 1, "256 runs: one invalidation");
     assert_eq!(stat(w, Stat::MappedPages), 0);
 }
 

@@ -221,7 +221,7 @@
 #define WARDEN_STAT_CALLS_TOTAL 11
 /* Warden calls that returned an error. */
 #define WARDEN_STAT_ERRORS_TOTAL 12
-/* 4 KiB pages currently DMA-mapped, summed over paging domains. */
+/* 4 KiB pages currently DMA-mapped, summed over paging domains, plus the pins the GIC emulation holds */
 #define WARDEN_STAT_MAPPED_PAGES 13
 /* Page-table pages in use by domains (including host-identity). */
 #define WARDEN_STAT_TABLE_PAGES_IN_USE 14
@@ -231,6 +231,8 @@
 #define WARDEN_STAT_HYP_INTEGRITY_BOOT 16
 /* Host exceptions the hypervisor did not handle since boot: synchronous ones (a trapped instruction */
 #define WARDEN_STAT_HOST_TRAPS_UNHANDLED 17
+/* Host requests the GIC emulation refused: ITS commands replaced by a `SYNC` (unknown opcode, a */
+#define WARDEN_STAT_GIC_REFUSED 18
 #define WARDEN_STAT_CALLS_BASE 0x100ULL
 
 #endif /* WARDEN_ABI_H */

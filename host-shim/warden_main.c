@@ -236,6 +236,7 @@ static const char *const warden_stat_names[] = {
 	[WARDEN_STAT_ERRORS_TOTAL] = "errors_total",
 	[WARDEN_STAT_MAPPED_PAGES] = "mapped_pages",
 	[WARDEN_STAT_TABLE_PAGES_IN_USE] = "table_pages_in_use",
+	[WARDEN_STAT_GIC_REFUSED] = "gic_refused",
 };
 
 static const char *const warden_fn_names[] = {

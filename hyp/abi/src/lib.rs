@@ -470,7 +470,8 @@ abi_enum! {
         CallsTotal = 11 => "CALLS_TOTAL",
         /// Warden calls that returned an error.
         ErrorsTotal = 12 => "ERRORS_TOTAL",
-        /// 4 KiB pages currently DMA-mapped, summed over paging domains.
+        /// 4 KiB pages currently DMA-mapped, summed over paging domains, plus the pins the GIC emulation holds
+        /// on the ITS and redistributor tables, the ITS command queue and the ITTs.
         MappedPages = 13 => "MAPPED_PAGES",
         /// Page-table pages in use by domains (including host-identity).
         TablePagesInUse = 14 => "TABLE_PAGES_IN_USE",
@@ -485,6 +486,11 @@ abi_enum! {
         /// or register it does not emulate) answered with an undefined-instruction exception at EL1,
         /// asynchronous ones ignored. `BAD_STAT` where the hypervisor has no trap handler (host unit tests).
         HostTrapsUnhandled = 17 => "HOST_TRAPS_UNHANDLED",
+        /// Host requests the GIC emulation refused: ITS commands replaced by a `SYNC` (unknown opcode, a
+        /// field out of range, a `MAPD` whose ITT is not host-owned RAM), table and queue registers naming
+        /// memory that is not host-owned RAM or written while in use, `GICR_CTLR.EnableLPIs` with such tables,
+        /// VLPI register writes. `BAD_STAT` where the hypervisor does not emulate the GIC.
+        GicRefused = 18 => "GIC_REFUSED",
     }
 }
 

@@ -429,6 +429,8 @@ pub struct Warden<B: Backend> {
     integrity: spin::Once<(fn() -> u64, u64)>,
     /// `STAT HOST_TRAPS_UNHANDLED`: EL2's record of the host exceptions it did not handle.
     trap_log: spin::Once<&'static TrapLog>,
+    /// `STAT GIC_REFUSED`, from the GIC emulation (once installed).
+    gic_refused: spin::Once<fn() -> u64>,
 }
 
 /// Splits a domain ID into (slot, generation).
@@ -710,6 +712,7 @@ impl<B: Backend> Warden<B> {
             phys_offset: config.phys_offset,
             integrity: spin::Once::new(),
             trap_log: spin::Once::new(),
+            gic_refused: spin::Once::new(),
         };
         let identity_ste = w.identity_ste();
         for r in &w.sid_ranges {
@@ -752,6 +755,12 @@ impl<B: Backend> Warden<B> {
     /// stat is `BAD_STAT`). Only the first call counts.
     pub fn set_trap_log(&self, log: &'static TrapLog) {
         self.trap_log.call_once(|| log);
+    }
+
+    /// Installs the counter behind `STAT GIC_REFUSED` (the GIC emulation's refusals). Only the first call
+    /// counts. Without it the stat is `BAD_STAT`.
+    pub fn set_gic_refused_counter(&self, count: fn() -> u64) {
+        self.gic_refused.call_once(|| count);
     }
 
     /// Records a fault (for EL2's event-queue interrupt handler); counted as lost when the ring is full.
@@ -1324,6 +1333,7 @@ impl<B: Backend> Warden<B> {
             Stat::HypIntegrity => (self.integrity.get().ok_or(Error::BadStat)?.0)(),
             Stat::HypIntegrityBoot => self.integrity.get().ok_or(Error::BadStat)?.1,
             Stat::HostTrapsUnhandled => self.trap_log.get().ok_or(Error::BadStat)?.count(),
+            Stat::GicRefused => (self.gic_refused.get().ok_or(Error::BadStat)?)(),
         })
     }
 

@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod devices;
 pub mod dispatch;
 pub mod domain;
+pub mod gic;
 pub mod host_s2;
 pub mod layout;
 pub mod ownership;

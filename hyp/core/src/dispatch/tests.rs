@@ -1015,13 +1015,29 @@ fn host_traps_unhandled_stat() {
 }
 
 #[test]
+fn gic_refused_stat() {
+    let h = harness();
+    let w = &h.w;
+    assert_eq!(
+        res(w, Function::Stat, &[Stat::GicRefused.value()]),
+        Err(Error::BadStat)
+    );
+    w.set_gic_refused_counter(|| 42);
+    w.set_gic_refused_counter(|| 7);
+    assert_eq!(stat(w, Stat::GicRefused), 42);
+}
+
+#[test]
 fn stats() {
     let h = harness();
     let w = &h.w;
     for &s in Stat::ALL {
         if matches!(
             s,
-            Stat::HypIntegrity | Stat::HypIntegrityBoot | Stat::HostTrapsUnhandled
+            Stat::HypIntegrity
+                | Stat::HypIntegrityBoot
+                | Stat::HostTrapsUnhandled
+                | Stat::GicRefused
         ) {
             continue;
         }

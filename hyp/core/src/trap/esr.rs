@@ -11,6 +11,17 @@ pub const ESR_IL: u64 = 1 << 25;
 pub const ESR_WNR: u64 = 1 << 6;
 /// `ESR_ELx.ISS.S1PTW` of an abort: the fault happened on a stage-1 table walk.
 pub const ESR_S1PTW: u64 = 1 << 7;
+
+/// `ESR_ELx.ISS.ISV`: the syndrome describes the access.
+pub const ESR_ISV: u64 = 1 << 24;
+/// `ESR_ELx.ISS.SAS` shift (access size: 0 byte, 1 halfword, 2 word, 3 doubleword).
+pub const ESR_SAS_SHIFT: u64 = 22;
+/// `ESR_ELx.ISS.SSE`: a load sign-extends.
+pub const ESR_SSE: u64 = 1 << 21;
+/// `ESR_ELx.ISS.SRT` shift (the transfer register, 31 = xzr).
+pub const ESR_SRT_SHIFT: u64 = 16;
+/// `ESR_ELx.ISS.SF`: the transfer register is 64 bits wide.
+pub const ESR_SF: u64 = 1 << 15;
 /// `ESR_ELx.ISS.imm16` of an HVC or SMC: the instruction's immediate.
 pub const ESR_ISS_IMM16: u64 = 0xffff;
 /// Exception class: unknown reason (what an undefined instruction reports).

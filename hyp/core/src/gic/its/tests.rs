@@ -1,0 +1,390 @@
+use super::*;
+use crate::gic::RegAccess;
+use crate::gic::tests_support::{FakeGic, ownership};
+use crate::ownership::{MemKind, OwnershipError, PageState};
+
+const ITS: u64 = 0x0808_0000;
+const RDS: [u64; 2] = [0x080a_0000, 0x080c_0000];
+/// QEMU's ITS: physical LPIs, 8-byte ITT entries, 16 EventID bits, 16 DeviceID bits, processor-number
+/// targets, no HCC, plus the GICv4 `Virtual` bit the host must not see.
+const TYPER: u64 = 1 | (1 << 1) | (7 << 4) | (15 << 8) | (15 << 13);
+const DEV_TABLE: u64 = 0x4080_0000;
+const COLL_TABLE: u64 = 0x4090_0000;
+const QUEUE: u64 = 0x40a0_0000;
+const ITT: u64 = 0x40b0_0000;
+const CARVEOUT: u64 = 0x4000_0000;
+
+fn count(own: &Ownership, pa: u64) -> u32 {
+    match own.state(pa) {
+        PageState::Host { count, .. } => count,
+        s => panic!("{s:?}"),
+    }
+}
+
+struct Its<'a> {
+    gic: FakeGic,
+    e: ItsEmulator<'a>,
+}
+
+impl Its<'_> {
+    fn write(&self, off: u64, size: u8, value: u64) -> Vec<GicRefusal> {
+        let mut out = Vec::new();
+        self.e.access(
+            &self.gic,
+            &self.gic,
+            RegAccess::Write { off, size, value },
+            &mut |r| out.push(r),
+        );
+        out
+    }
+    fn read(&self, off: u64, size: u8) -> u64 {
+        self.e.access(
+            &self.gic,
+            &self.gic,
+            RegAccess::Read { off, size },
+            &mut |_| {},
+        )
+    }
+    /// The host writes `cmds` into its queue at its CWRITER and advances CWRITER.
+    fn submit(&self, cmds: &[[u64; 4]]) -> Vec<GicRefusal> {
+        let mut off = self.read(GITS_CWRITER, 8);
+        for c in cmds {
+            self.gic.write_host(QUEUE + off, *c);
+            off = (off + CMD_SIZE) % SHADOW_QUEUE_BYTES as u64;
+        }
+        self.write(GITS_CWRITER, 8, off)
+    }
+    /// The real ITS consumes everything queued.
+    fn consume(&self) {
+        let w = self.gic.get64(ITS + GITS_CWRITER);
+        self.gic.set64(ITS + GITS_CREADR, w);
+    }
+}
+
+/// An ITS after Linux's probe: device table (16 pages), collection table (1 page), 64 KiB queue, enabled.
+fn probed(own: &Ownership) -> Its<'_> {
+    let gic = FakeGic::default();
+    gic.set64(ITS + GITS_TYPER, TYPER);
+    gic.set32(ITS + GITS_CTLR, CTLR_QUIESCENT);
+    gic.set64(ITS + GITS_BASER0, (BASER_TYPE_DEVICE << 56) | (7 << 48));
+    gic.set64(
+        ITS + GITS_BASER0 + 8,
+        (BASER_TYPE_COLLECTION << 56) | (7 << 48),
+    );
+    let e = ItsEmulator::new(ITS, &gic, own, RDS.to_vec(), 16);
+    let its = Its { gic, e };
+    assert!(
+        its.write(
+            GITS_BASER0,
+            8,
+            BASER_VALID | (BASER_TYPE_DEVICE << 56) | (7 << 48) | DEV_TABLE | 15
+        )
+        .is_empty()
+    );
+    assert!(
+        its.write(
+            GITS_BASER0 + 8,
+            8,
+            BASER_VALID | (BASER_TYPE_COLLECTION << 56) | (7 << 48) | COLL_TABLE
+        )
+        .is_empty()
+    );
+    assert!(
+        its.write(GITS_CBASER, 8, BASER_VALID | QUEUE | 15)
+            .is_empty()
+    );
+    assert!(its.write(GITS_CWRITER, 8, 0).is_empty());
+    its.write(GITS_CTLR, 4, 1);
+    its.gic.set32(ITS + GITS_CTLR, 1);
+    its
+}
+
+fn mapd(dev: u64, size: u64, itt: u64, valid: bool) -> [u64; 4] {
+    [
+        u64::from(opcode::MAPD) | dev << 32,
+        size,
+        itt | u64::from(valid) << 63,
+        0,
+    ]
+}
+fn mapc(icid: u64, target: u64) -> [u64; 4] {
+    [u64::from(opcode::MAPC), 0, 1 << 63 | target << 16 | icid, 0]
+}
+fn mapti(dev: u64, event: u64, lpi: u64, icid: u64) -> [u64; 4] {
+    [
+        u64::from(opcode::MAPTI) | dev << 32,
+        event | lpi << 32,
+        icid,
+        0,
+    ]
+}
+fn sync(target: u64) -> [u64; 4] {
+    [u64::from(opcode::SYNC), 0, target << 16, 0]
+}
+
+#[test]
+fn probe_pins_tables_and_shadows_the_queue() {
+    let own = ownership();
+    let its = probed(&own);
+    assert_eq!(count(&own, DEV_TABLE), 1);
+    assert_eq!(count(&own, DEV_TABLE + 0xf000), 1);
+    assert_eq!(count(&own, DEV_TABLE + 0x1_0000), 0);
+    assert_eq!(count(&own, COLL_TABLE), 1);
+    assert_eq!(count(&own, QUEUE + 0xf000), 1);
+    // The real ITS reads the shadow queue, the host reads back its own CBASER.
+    let real = its.gic.get64(ITS + GITS_CBASER);
+    assert_eq!(real & CBASER_PA_MASK, its.e.shadow_pa());
+    assert_eq!(real & (BASER_VALID | CBASER_SIZE_MASK), BASER_VALID | 15);
+    assert_eq!(its.read(GITS_CBASER, 8), BASER_VALID | QUEUE | 15);
+    // TYPER without the GICv4 bits; the 32-bit halves agree.
+    assert_eq!(its.read(GITS_TYPER, 8), TYPER & !2);
+    assert_eq!(its.read(GITS_TYPER, 4), (TYPER & !2) & 0xffff_ffff);
+    // A donated device-table page cannot be given away now.
+    assert_eq!(
+        own.donate_range(DEV_TABLE, 1),
+        Err(OwnershipError::Busy(DEV_TABLE))
+    );
+}
+
+#[test]
+fn valid_commands_are_copied_and_the_real_cwriter_follows() {
+    let own = ownership();
+    let its = probed(&own);
+    let cmds = [
+        mapc(0, 1),
+        mapd(3, 4, ITT, true),
+        mapti(3, 31, 8192, 0),
+        sync(1),
+    ];
+    assert!(its.submit(&cmds).is_empty());
+    for (i, c) in cmds.iter().enumerate() {
+        assert_eq!(its.e.shadow_command(32 * i as u64), *c);
+    }
+    assert_eq!(its.gic.get64(ITS + GITS_CWRITER), 128);
+    assert_eq!(its.read(GITS_CWRITER, 8), 128);
+    // The ITT: 2^5 entries of 8 bytes, pinned.
+    assert_eq!(count(&own, ITT), 1);
+    assert_eq!(its.e.tracked(), (1, 0));
+}
+
+#[test]
+fn each_refused_command_becomes_a_sync() {
+    let own = ownership();
+    let its = probed(&own);
+    assert!(its.submit(&[mapd(3, 4, ITT, true)]).is_empty());
+    own.donate_range(0x40c0_0000, 1).unwrap();
+    let bad = [
+        mapd(4, 4, CARVEOUT + 0x1000, true), // ITT in the carve-out
+        mapd(4, 4, 0x40c0_0000, true),       // ITT in a donated page
+        mapd(4, 4, 0x0905_0000, true),       // ITT in SMMU MMIO
+        mapd(4, 4, 0x0809_0000, true),       // ITT in the doorbell frame (not RAM)
+        mapd(4, 8, 0x40ff_ff00, true),       // ITT running off the end of RAM
+        mapd(0x1_0000, 4, ITT, true),        // DeviceID beyond Devbits
+        mapd(8192, 4, ITT, true),            // DeviceID beyond the 16-page device table
+        mapd(4, 16, ITT, true),              // 2^17 events > IDbits
+        mapti(5, 0, 8192, 0),                // unmapped device
+        mapti(3, 32, 8192, 0),               // EventID beyond the ITT
+        mapti(3, 0, 100, 0),                 // not an LPI
+        mapti(3, 0, 1 << 16, 0),             // beyond the LPI bits
+        mapti(3, 0, 8192, 512),              // ICID beyond the collection table
+        mapc(0, 2),                          // no third redistributor
+        sync(7),                             // nor an eighth
+        [u64::from(opcode::MOVALL), 0, 0, 9 << 16],
+        [u64::from(opcode::INT) | 9 << 32, 0, 0, 0],
+        [0x2a, 0, 0, 0], // VMAPP and friends: not a GICv3 physical command
+        [0xff, 1, 2, 3],
+    ];
+    let refused = its.submit(&bad);
+    assert_eq!(refused.len(), bad.len());
+    for (i, r) in refused.iter().enumerate() {
+        assert!(
+            matches!(r, GicRefusal::Command { offset, .. } if *offset == 32 * (i as u64 + 1)),
+            "{r:?}"
+        );
+        assert_eq!(its.e.shadow_command(32 * (i as u64 + 1)), sync(0));
+    }
+    // Nothing pinned by the refused MAPDs, the known device unchanged.
+    assert_eq!(count(&own, CARVEOUT + 0x20_0000), 0);
+    assert_eq!(own.state(CARVEOUT + 0x1000), PageState::Hyp);
+    assert_eq!(own.state(0x40c0_0000), PageState::Donated);
+    assert_eq!(its.e.tracked(), (1, 0));
+}
+
+#[test]
+fn the_host_cannot_change_a_command_after_cwriter() {
+    let own = ownership();
+    let its = probed(&own);
+    let good = mapd(3, 4, ITT, true);
+    assert!(its.submit(&[good]).is_empty());
+    // Another CPU rewrites the command in the host queue right after the CWRITER write.
+    its.gic.write_host(QUEUE, mapd(3, 4, CARVEOUT, true));
+    assert_eq!(its.e.shadow_command(0), good);
+    // And writing CWRITER again (same value) does not re-read it.
+    assert!(its.write(GITS_CWRITER, 8, 32).is_empty());
+    assert_eq!(its.e.shadow_command(0), good);
+    assert_eq!(own.state(CARVEOUT), PageState::Hyp);
+}
+
+#[test]
+fn old_itts_are_released_only_after_the_its_passed_the_command() {
+    let own = ownership();
+    let its = probed(&own);
+    const ITT2: u64 = ITT + 0x1_0000;
+    assert!(its.submit(&[mapd(3, 4, ITT, true)]).is_empty());
+    its.consume();
+    // Remap to another ITT, then unmap.
+    assert!(
+        its.submit(&[mapd(3, 4, ITT2, true), mapd(3, 0, 0, false)])
+            .is_empty()
+    );
+    assert_eq!(its.e.tracked(), (0, 2));
+    assert_eq!(count(&own, ITT), 1);
+    assert_eq!(count(&own, ITT2), 1);
+    // The ITS has read the remap only.
+    its.gic.set64(ITS + GITS_CREADR, 64);
+    its.read(GITS_CREADR, 8);
+    assert_eq!(count(&own, ITT), 0);
+    assert_eq!(count(&own, ITT2), 1);
+    its.consume();
+    assert_eq!(its.read(GITS_CREADR, 8), 96);
+    assert_eq!(count(&own, ITT2), 0);
+    assert_eq!(its.e.tracked(), (0, 0));
+    // Now the old ITT page can be donated.
+    own.donate_range(ITT, 1).unwrap();
+}
+
+#[test]
+fn queue_wraps_around() {
+    let own = ownership();
+    let its = probed(&own);
+    let slots = SHADOW_QUEUE_BYTES as u64 / CMD_SIZE;
+    // Fill most of the queue, let the ITS consume it, then a batch that crosses the end.
+    let many: Vec<[u64; 4]> = (0..slots - 3).map(|_| sync(1)).collect();
+    assert!(its.submit(&many).is_empty());
+    its.consume();
+    let batch = [
+        mapc(1, 1),
+        mapd(7, 2, ITT, true),
+        mapti(7, 3, 8200, 1),
+        sync(0),
+        sync(1),
+    ];
+    assert!(its.submit(&batch).is_empty());
+    assert_eq!(its.gic.get64(ITS + GITS_CWRITER), 2 * CMD_SIZE);
+    assert_eq!(its.e.shadow_command((slots - 3) * CMD_SIZE), batch[0]);
+    assert_eq!(its.e.shadow_command((slots - 1) * CMD_SIZE), batch[2]);
+    assert_eq!(its.e.shadow_command(0), batch[3]);
+    assert_eq!(its.e.shadow_command(CMD_SIZE), batch[4]);
+}
+
+#[test]
+fn cwriter_cannot_overrun_the_its() {
+    let own = ownership();
+    let its = probed(&own);
+    let slots = SHADOW_QUEUE_BYTES as u64 / CMD_SIZE;
+    // With nothing consumed, at most slots - 1 commands fit.
+    let full: Vec<[u64; 4]> = (0..slots - 1).map(|_| sync(0)).collect();
+    assert!(its.submit(&full).is_empty());
+    let before = its.gic.writes_to(ITS + GITS_CWRITER);
+    // One more would overwrite what the ITS has not read.
+    assert!(matches!(
+        its.submit(&[sync(0)])[..],
+        [GicRefusal::Cwriter(_)]
+    ));
+    assert_eq!(its.gic.writes_to(ITS + GITS_CWRITER), before);
+    // Beyond the queue.
+    assert!(matches!(
+        its.write(GITS_CWRITER, 8, 0x1_0000)[..],
+        [GicRefusal::Cwriter(_)]
+    ));
+}
+
+#[test]
+fn table_registers_only_while_disabled_and_only_host_ram() {
+    let own = ownership();
+    let its = probed(&own);
+    let real_baser = its.gic.get64(ITS + GITS_BASER0);
+    let real_cbaser = its.gic.get64(ITS + GITS_CBASER);
+    // Enabled: every table write is ignored.
+    assert_eq!(
+        its.write(GITS_BASER0, 8, BASER_VALID | (1 << 56) | CARVEOUT),
+        [GicRefusal::InUse("GITS_BASERn")]
+    );
+    assert_eq!(
+        its.write(GITS_CBASER, 8, BASER_VALID | CARVEOUT),
+        [GicRefusal::InUse("GITS_CBASER")]
+    );
+    assert_eq!(its.gic.get64(ITS + GITS_BASER0), real_baser);
+    assert_eq!(its.gic.get64(ITS + GITS_CBASER), real_cbaser);
+    // Disabled and quiescent: still only host RAM.
+    its.write(GITS_CTLR, 4, 0);
+    its.gic.set32(ITS + GITS_CTLR, CTLR_QUIESCENT);
+    own.donate_range(0x40c0_0000, 16).unwrap();
+    for pa in [CARVEOUT, 0x40c0_0000, 0x0905_0000, 0x40ff_8000] {
+        let r = its.write(
+            GITS_BASER0,
+            8,
+            BASER_VALID | (1 << 56) | (7 << 48) | pa | 15,
+        );
+        assert!(
+            matches!(r[..], [GicRefusal::NotHostRam { .. }]),
+            "{pa:#x}: {r:?}"
+        );
+        assert_eq!(its.gic.get64(ITS + GITS_BASER0), real_baser);
+        let r = its.write(GITS_CBASER, 8, BASER_VALID | pa | 15);
+        assert!(
+            matches!(r[..], [GicRefusal::NotHostRam { .. }]),
+            "{pa:#x}: {r:?}"
+        );
+        assert_eq!(its.gic.get64(ITS + GITS_CBASER), real_cbaser);
+        assert_eq!(its.read(GITS_CBASER, 8), BASER_VALID | QUEUE | 15);
+    }
+    // A queue larger than the shadow.
+    assert!(matches!(
+        its.write(GITS_CBASER, 8, BASER_VALID | QUEUE | 16)[..],
+        [GicRefusal::Unsupported(..)]
+    ));
+    // Indirect is RAZ/WI: the table is taken flat.
+    assert!(
+        its.write(
+            GITS_BASER0,
+            8,
+            BASER_VALID | BASER_INDIRECT | (1 << 56) | (7 << 48) | 0x40d0_0000
+        )
+        .is_empty()
+    );
+    assert_eq!(its.read(GITS_BASER0, 8) & BASER_INDIRECT, 0);
+    assert_eq!(its.gic.get64(ITS + GITS_BASER0) & BASER_INDIRECT, 0);
+    // The old device table is released, the new one pinned.
+    assert_eq!(count(&own, DEV_TABLE), 0);
+    assert_eq!(count(&own, 0x40d0_0000), 1);
+    // A new queue: the old one released, the real CWRITER reset with it.
+    assert!(
+        its.write(GITS_CBASER, 8, BASER_VALID | 0x40e0_0000 | 15)
+            .is_empty()
+    );
+    assert_eq!(count(&own, QUEUE), 0);
+    assert_eq!(count(&own, 0x40e0_0000), 1);
+    assert_eq!(its.gic.get64(ITS + GITS_CWRITER), 0);
+    assert_eq!(
+        own.state(0x40e0_0000),
+        PageState::Host {
+            kind: MemKind::Ram,
+            count: 1
+        }
+    );
+}
+
+#[test]
+fn ctlr_passes_enabled_only() {
+    let own = ownership();
+    let its = probed(&own);
+    its.write(GITS_CTLR, 4, 0xffff_fffe);
+    assert_eq!(its.gic.get32(ITS + GITS_CTLR), 0);
+    its.write(GITS_CTLR, 4, 3);
+    assert_eq!(its.gic.get32(ITS + GITS_CTLR), 1);
+    // Unknown offsets read zero and ignore writes.
+    assert_eq!(its.read(0x400, 4), 0);
+    its.write(0x400, 4, 5);
+    assert_eq!(its.gic.writes_to(ITS + 0x400), 0);
+}

@@ -1,0 +1,376 @@
+//! The redistributors' RD_base frames (and VLPI frames), emulated (see the [parent module](super)).
+//!
+//! | register (RD_base offset) | host read | host write |
+//! |---|---|---|
+//! | `GICR_CTLR` 0x00 | real | `EnableLPIs` only with property and pending tables in host-owned RAM (then both pinned for good: the bit is sticky); the `DPG` bits passed |
+//! | `GICR_PROPBASER` 0x70, `GICR_PENDBASER` 0x78 | real | passed while LPIs are disabled, ignored (and reported) once enabled |
+//! | `GICR_IIDR` 0x04, `GICR_TYPER` 0x08, `GICR_STATUSR` 0x10, `GICR_WAKER` 0x14, `GICR_SYNCR` 0xc0, ID registers | real | `STATUSR`, `WAKER` passed |
+//! | `GICR_SETLPIR` 0x40, `GICR_CLRLPIR` 0x48, `GICR_INVLPIR` 0xa0, `GICR_INVALLR` 0xb0 | 0 | passed |
+//! | anything else, and the whole VLPI frame | 0 | ignored (VLPI writes reported) |
+//!
+//! The property table holds one byte per LPI (2^n − 8192 bytes) and the pending table one bit per INTID
+//! (2^n / 8 bytes), n = min(`GICR_PROPBASER.IDbits`, `GICD_TYPER.IDbits`) + 1: what the redistributor may
+//! read and write once `EnableLPIs` is set.
+
+use alloc::vec::Vec;
+use spin::Mutex;
+
+use super::{
+    FRAME_SIZE, GICR_VLPI_OFFSET, GicRefusal, GicRegs, ID_REGS_START, RegAccess, extract64,
+    merge64, pin, unpin,
+};
+use crate::ownership::Ownership;
+
+/// `GICR_CTLR`.
+pub const GICR_CTLR: u64 = 0x00;
+/// `GICR_IIDR`.
+pub const GICR_IIDR: u64 = 0x04;
+/// `GICR_STATUSR`.
+pub const GICR_STATUSR: u64 = 0x10;
+/// `GICR_WAKER`.
+pub const GICR_WAKER: u64 = 0x14;
+/// `GICR_SETLPIR` (64-bit).
+pub const GICR_SETLPIR: u64 = 0x40;
+/// `GICR_CLRLPIR` (64-bit).
+pub const GICR_CLRLPIR: u64 = 0x48;
+/// `GICR_PROPBASER` (64-bit).
+pub const GICR_PROPBASER: u64 = 0x70;
+/// `GICR_PENDBASER` (64-bit).
+pub const GICR_PENDBASER: u64 = 0x78;
+/// `GICR_INVLPIR` (64-bit).
+pub const GICR_INVLPIR: u64 = 0xa0;
+/// `GICR_INVALLR` (64-bit).
+pub const GICR_INVALLR: u64 = 0xb0;
+/// `GICR_SYNCR`.
+pub const GICR_SYNCR: u64 = 0xc0;
+/// `GICR_CTLR.EnableLPIs`.
+pub const CTLR_ENABLE_LPIS: u32 = 1 << 0;
+/// `GICR_CTLR` bits the host may write besides `EnableLPIs`: `DPG0`, `DPG1NS`, `DPG1S`.
+pub const CTLR_DPG: u32 = 0b111 << 24;
+/// The INTIDs below the first LPI, which the property table does not describe.
+const FIRST_LPI: u64 = super::its::FIRST_LPI;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Tables {
+    prop: (u64, u64),
+    pend: (u64, u64),
+}
+
+/// The emulated RD_base (and VLPI) frames of every redistributor.
+pub struct RdEmulator<'a> {
+    own: &'a Ownership,
+    redistributors: Vec<u64>,
+    vlpis: bool,
+    /// LPI INTID bits the distributor supports (`GICD_TYPER.IDbits` + 1).
+    lpi_bits: u32,
+    /// The tables pinned by each redistributor's `EnableLPIs`.
+    pinned: Mutex<Vec<Option<Tables>>>,
+}
+
+impl<'a> RdEmulator<'a> {
+    /// The redistributors at `redistributors` (RD_base addresses); `vlpis` if they have VLPI frames.
+    pub fn new(own: &'a Ownership, redistributors: Vec<u64>, vlpis: bool, lpi_bits: u32) -> Self {
+        let n = redistributors.len();
+        Self {
+            own,
+            redistributors,
+            vlpis,
+            lpi_bits,
+            pinned: Mutex::new(alloc::vec![None; n]),
+        }
+    }
+
+    /// The redistributor whose trapped frames contain `pa`: (index, frame offset, in the VLPI frame).
+    pub fn locate(&self, pa: u64) -> Option<(usize, u64, bool)> {
+        self.redistributors.iter().enumerate().find_map(|(i, &rd)| {
+            let off = pa.wrapping_sub(rd);
+            if off < FRAME_SIZE {
+                Some((i, off, false))
+            } else if self.vlpis && off.wrapping_sub(GICR_VLPI_OFFSET) < FRAME_SIZE {
+                Some((i, off - GICR_VLPI_OFFSET, true))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Answers a host access at `pa` (inside a trapped frame, see [`Self::locate`]): a read's value, 0 for
+    /// a write. Refusals go to `report`.
+    pub fn access(
+        &self,
+        regs: &impl GicRegs,
+        pa: u64,
+        acc: RegAccess,
+        report: &mut dyn FnMut(GicRefusal),
+    ) -> u64 {
+        let Some((i, _, vlpi)) = self.locate(pa) else {
+            return 0;
+        };
+        let rd = self.redistributors[i];
+        if vlpi {
+            if matches!(acc, RegAccess::Write { .. }) {
+                report(GicRefusal::Register("redistributor VLPI frame"));
+            }
+            return 0;
+        }
+        match acc {
+            RegAccess::Read { off, size } => Self::read(regs, rd, off, size),
+            RegAccess::Write { off, size, value } => {
+                self.write(regs, i, rd, off, size, value, report);
+                0
+            }
+        }
+    }
+
+    fn read(regs: &impl GicRegs, rd: u64, off: u64, size: u8) -> u64 {
+        let reg = off & !7;
+        match (reg, size) {
+            (GICR_CTLR | GICR_STATUSR | GICR_SYNCR, 4) => u64::from(regs.read32(rd + off)),
+            (0x08 | GICR_PROPBASER | GICR_PENDBASER, _) => {
+                extract64(regs.read64(rd + reg), reg, off, size)
+            }
+            _ if off >= ID_REGS_START && size == 4 => u64::from(regs.read32(rd + off)),
+            _ => 0,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        regs: &impl GicRegs,
+        i: usize,
+        rd: u64,
+        off: u64,
+        size: u8,
+        value: u64,
+        report: &mut dyn FnMut(GicRefusal),
+    ) {
+        let reg = off & !7;
+        let enabled = regs.read32(rd + GICR_CTLR) & CTLR_ENABLE_LPIS != 0;
+        match reg {
+            GICR_CTLR if off == GICR_CTLR && size == 4 => {
+                let v = value as u32;
+                let dpg = v & CTLR_DPG;
+                if enabled || v & CTLR_ENABLE_LPIS == 0 {
+                    // EnableLPIs is sticky: never cleared here.
+                    let keep = if enabled { CTLR_ENABLE_LPIS } else { 0 };
+                    regs.write32(rd + GICR_CTLR, dpg | keep);
+                    return;
+                }
+                match self.pin_tables(regs, rd) {
+                    Ok(t) => {
+                        self.pinned.lock()[i] = Some(t);
+                        regs.write32(rd + GICR_CTLR, dpg | CTLR_ENABLE_LPIS);
+                    }
+                    Err(e) => {
+                        regs.write32(rd + GICR_CTLR, dpg);
+                        report(e);
+                    }
+                }
+            }
+            // STATUSR and WAKER.
+            GICR_STATUSR if size == 4 => regs.write32(rd + off, value as u32),
+            GICR_PROPBASER | GICR_PENDBASER => {
+                if enabled {
+                    report(GicRefusal::InUse(if reg == GICR_PROPBASER {
+                        "GICR_PROPBASER"
+                    } else {
+                        "GICR_PENDBASER"
+                    }));
+                    return;
+                }
+                let v = merge64(regs.read64(rd + reg), reg, off, size, value);
+                regs.write64(rd + reg, v);
+            }
+            GICR_SETLPIR | GICR_CLRLPIR | GICR_INVLPIR | GICR_INVALLR => {
+                let v = merge64(0, reg, off, size, value);
+                regs.write64(rd + reg, v);
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks and pins the tables the real `GICR_PROPBASER`/`GICR_PENDBASER` of `rd` name.
+    fn pin_tables(&self, regs: &impl GicRegs, rd: u64) -> Result<Tables, GicRefusal> {
+        let prop = regs.read64(rd + GICR_PROPBASER);
+        let pend = regs.read64(rd + GICR_PENDBASER);
+        let bits = ((prop & 0x1f) as u32 + 1).min(self.lpi_bits);
+        if bits < 14 {
+            return Err(GicRefusal::Unsupported("GICR_PROPBASER (IDbits)", prop));
+        }
+        let t = Tables {
+            prop: (prop & 0x000f_ffff_ffff_f000, (1u64 << bits) - FIRST_LPI),
+            pend: (pend & 0x000f_ffff_ffff_0000, (1u64 << bits) / 8),
+        };
+        pin(self.own, "LPI property table", t.prop.0, t.prop.1)?;
+        if let Err(e) = pin(self.own, "LPI pending table", t.pend.0, t.pend.1) {
+            unpin(self.own, t.prop.0, t.prop.1);
+            return Err(e);
+        }
+        Ok(t)
+    }
+
+    /// Whether redistributor `i` has its tables pinned.
+    pub fn lpis_enabled(&self, i: usize) -> bool {
+        self.pinned.lock().get(i).is_some_and(Option::is_some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gic::tests_support::FakeGic;
+    use crate::ownership::{MemKind, PageState};
+
+    const RD0: u64 = 0x080a_0000;
+    const RD1: u64 = 0x080c_0000;
+
+    fn setup(own: &Ownership) -> (FakeGic, RdEmulator<'_>) {
+        let gic = FakeGic::default();
+        gic.set64(RD1 + 0x08, 1 << 4);
+        (gic, RdEmulator::new(own, alloc::vec![RD0, RD1], false, 16))
+    }
+
+    fn w(regs: &FakeGic, e: &RdEmulator<'_>, pa: u64, size: u8, value: u64) -> Vec<GicRefusal> {
+        let mut out = Vec::new();
+        let off = pa - (pa & !0xffff);
+        e.access(regs, pa, RegAccess::Write { off, size, value }, &mut |r| {
+            out.push(r)
+        });
+        out
+    }
+
+    fn count(own: &Ownership, pa: u64) -> u32 {
+        match own.state(pa) {
+            PageState::Host { count, .. } => count,
+            s => panic!("{s:?}"),
+        }
+    }
+
+    #[test]
+    fn enable_lpis_pins_host_tables() {
+        let own = crate::gic::tests_support::ownership();
+        let (gic, e) = setup(&own);
+        // 16 ID bits: 56 KiB of properties, 8 KiB of pending bits.
+        assert!(w(&gic, &e, RD1 + GICR_PROPBASER, 8, 0x4030_0000 | 15).is_empty());
+        assert!(w(&gic, &e, RD1 + GICR_PENDBASER, 8, 0x4040_0000).is_empty());
+        assert!(w(&gic, &e, RD1 + GICR_CTLR, 4, 1).is_empty());
+        assert_eq!(gic.get32(RD1 + GICR_CTLR) & CTLR_ENABLE_LPIS, 1);
+        assert!(e.lpis_enabled(1));
+        assert_eq!(count(&own, 0x4030_0000), 1);
+        assert_eq!(count(&own, 0x4030_d000), 1);
+        assert_eq!(count(&own, 0x4030_e000), 0);
+        assert_eq!(count(&own, 0x4040_1000), 1);
+        assert_eq!(count(&own, 0x4040_2000), 0);
+        assert_eq!(
+            own.donate_range(0x4030_0000, 1),
+            Err(crate::ownership::OwnershipError::Busy(0x4030_0000))
+        );
+        // Now the bases cannot move, and EnableLPIs cannot be cleared.
+        assert_eq!(
+            w(&gic, &e, RD1 + GICR_PROPBASER, 8, 0x4010_0000 | 15),
+            [GicRefusal::InUse("GICR_PROPBASER")]
+        );
+        assert_eq!(
+            w(&gic, &e, RD1 + GICR_PENDBASER + 4, 4, 0),
+            [GicRefusal::InUse("GICR_PENDBASER")]
+        );
+        assert_eq!(gic.get64(RD1 + GICR_PROPBASER), 0x4030_0000 | 15);
+        w(&gic, &e, RD1 + GICR_CTLR, 4, 0);
+        assert_eq!(gic.get32(RD1 + GICR_CTLR) & CTLR_ENABLE_LPIS, 1);
+    }
+
+    #[test]
+    fn enable_lpis_refused_for_hyp_memory() {
+        let own = crate::gic::tests_support::ownership();
+        let (gic, e) = setup(&own);
+        // The pending table in the carve-out (what a hostile host would aim at).
+        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 15);
+        w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4000_0000);
+        let r = w(&gic, &e, RD0 + GICR_CTLR, 4, 1);
+        assert!(matches!(
+            r[..],
+            [GicRefusal::NotHostRam {
+                what: "LPI pending table",
+                ..
+            }]
+        ));
+        assert_eq!(gic.get32(RD0 + GICR_CTLR) & CTLR_ENABLE_LPIS, 0);
+        assert!(!e.lpis_enabled(0));
+        // Nothing stays pinned.
+        assert_eq!(count(&own, 0x4030_0000), 0);
+        // A donated page as the property table.
+        own.donate_range(0x4050_0000, 16).unwrap();
+        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4050_0000 | 15);
+        w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4040_0000);
+        let r = w(&gic, &e, RD0 + GICR_CTLR, 4, 1);
+        assert!(matches!(
+            r[..],
+            [GicRefusal::NotHostRam {
+                what: "LPI property table",
+                ..
+            }]
+        ));
+        assert_eq!(own.state(0x4050_0000), PageState::Donated);
+        // MMIO (the SMMU frame).
+        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x0905_0000 | 15);
+        assert_eq!(w(&gic, &e, RD0 + GICR_CTLR, 4, 1).len(), 1);
+        // Too few ID bits for LPIs.
+        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 12);
+        assert!(matches!(
+            w(&gic, &e, RD0 + GICR_CTLR, 4, 1)[..],
+            [GicRefusal::Unsupported(..)]
+        ));
+        // Then a good pair works.
+        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 15);
+        assert!(w(&gic, &e, RD0 + GICR_CTLR, 4, 1).is_empty());
+        assert_eq!(
+            own.state(0x4030_0000),
+            PageState::Host {
+                kind: MemKind::Ram,
+                count: 1
+            }
+        );
+    }
+
+    #[test]
+    fn table_size_follows_the_distributor_limit() {
+        let own = crate::gic::tests_support::ownership();
+        let gic = FakeGic::default();
+        // The distributor has 14 ID bits: the host's 20 are cut to 14 (8 KiB of properties, 2 KiB pending).
+        let e = RdEmulator::new(&own, alloc::vec![RD0], false, 14);
+        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 19);
+        w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4040_0000);
+        assert!(w(&gic, &e, RD0 + GICR_CTLR, 4, 1).is_empty());
+        assert_eq!(count(&own, 0x4030_1000), 1);
+        assert_eq!(count(&own, 0x4030_2000), 0);
+    }
+
+    #[test]
+    fn passthrough_and_vlpi_frames() {
+        let own = crate::gic::tests_support::ownership();
+        let gic = FakeGic::default();
+        gic.set64(RD0 + 0x08, 0x0000_0001_0000_0003);
+        let e = RdEmulator::new(&own, alloc::vec![RD0], true, 16);
+        let rd = |off: u64, size: u8| {
+            e.access(&gic, RD0 + off, RegAccess::Read { off, size }, &mut |_| {})
+        };
+        assert_eq!(rd(0x08, 8), 0x0000_0001_0000_0003);
+        assert_eq!(rd(0x0c, 4), 1);
+        // Reserved offsets read as zero.
+        assert_eq!(rd(0x200, 4), 0);
+        // WAKER and INVALLR go through.
+        w(&gic, &e, RD0 + GICR_WAKER, 4, 2);
+        assert_eq!(gic.get32(RD0 + GICR_WAKER), 2);
+        w(&gic, &e, RD0 + GICR_INVALLR, 8, 0);
+        assert_eq!(gic.writes_to(RD0 + GICR_INVALLR), 1);
+        // The VLPI frame: reads zero, writes refused and not passed.
+        let vpend = RD0 + GICR_VLPI_OFFSET + 0x78;
+        assert_eq!(e.locate(vpend), Some((0, 0x78, true)));
+        assert_eq!(
+            w(&gic, &e, vpend, 8, 0x4000_0000),
+            [GicRefusal::Register("redistributor VLPI frame")]
+        );
+        assert_eq!(gic.writes_to(vpend), 0);
+    }
+}

@@ -227,9 +227,10 @@ fn region(r: &PhysRange) -> Region {
     Region::with_size(r.base, r.size)
 }
 
-/// The GIC frames the host stage-2 maps for a GICv3 or ITS node: today every `reg` of the node (GICD, GICR
-/// regions, ITS control and translation frames). The one place to change when the hyp starts trapping
-/// frames (the ITS control frame, the redistributors' `RD_base` frames).
+/// The GIC frames the host stage-2 maps for a GICv3 or ITS node: every `reg` of the node (GICD, GICR
+/// regions, ITS control and translation frames), less the frames the hyp emulates, which the EL2 image probes at
+/// boot and adds to the excluded list ([`crate::gic::GicLayout::trapped_frames`]: ITS control frames,
+/// redistributor `RD_base` and VLPI frames).
 pub fn gic_host_regions(node: &DeviceNode) -> Vec<Region> {
     node.regs.iter().map(region).collect()
 }

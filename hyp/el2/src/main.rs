@@ -22,6 +22,7 @@ extern crate alloc;
 mod console;
 mod entry;
 mod firmware;
+mod gic;
 mod host_mem;
 mod integrity;
 mod mmio;
@@ -125,6 +126,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     // EL2 stage-1.
     let mut devices = smmus.clone();
     devices.push(Region::with_size(console::base(), 0x1000));
+    devices.extend(gic::el2_frames(&platform));
     mmu::init(&mmu::El2MapSpec {
         ram: &ram,
         devices: &devices,
@@ -140,13 +142,23 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         el2_fault_test();
     }
 
-    // Host stage-2: RAM minus the carve-out; as MMIO only the classified devices (deny by default).
+    // The GIC frames the hyp emulates (only with an SMMU: the emulation pins through its ownership map).
+    let gic_layout = if platform.smmus.is_empty() {
+        warden_core::gic::GicLayout::default()
+    } else {
+        gic::probe(&platform)
+    };
+
+    // Host stage-2: RAM minus the carve-out; as MMIO only the classified devices (deny by default), minus the
+    // GIC frames the hyp emulates.
     let carveout = Region::with_size(layout::HYP_CARVEOUT_PA, layout::HYP_CARVEOUT_SIZE);
     let devices = warden_core::devices::classify(&platform, carveout);
     for d in devices.withheld() {
         log!("{d}");
     }
-    let s2_layout = HostS2Layout::from_devices(&devices);
+    let mut s2_layout = HostS2Layout::from_devices(&devices);
+    let gic_frames = gic_layout.trapped_frames();
+    s2_layout.excluded.extend(gic_frames.iter().copied());
     let mut s2 = match HostStage2::build(&s2_layout.spec()) {
         Ok(s2) => s2,
         Err(e) => panic!("cannot build the host stage-2: {e}"),
@@ -160,8 +172,10 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     let root = s2.root_pa();
     host_mem::install(s2);
     log!(
-        "host stage-2 built (root {root:#x}); hyp carve-out, {} SMMU frame(s) and {} withheld device(s) unmapped",
+        "host stage-2 built (root {root:#x}); hyp carve-out, {} SMMU frame(s), {} GIC frame(s) and {} withheld \
+         device(s) unmapped",
         smmus.len(),
+        gic_frames.len(),
         devices.withheld().count()
     );
 
@@ -172,6 +186,8 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         match smmu::bring_up(&platform) {
             Ok(w) => {
                 w.set_trap_log(&traps::HOST_TRAPS);
+                gic::install(&platform, &gic_layout, w.ownership());
+                w.set_gic_refused_counter(gic::refused);
                 integrity::install(w, platform.chosen.bootargs.as_deref());
             }
             Err(e) => panic!("cannot take the SMMU: {e}"),

@@ -30,3 +30,29 @@ pub unsafe fn write32(addr: u64, value: u32) {
         asm!("str {v:w}, [{a}]", v = in(reg) value, a = in(reg) addr, options(nostack, preserves_flags));
     }
 }
+
+/// Reads the 64-bit register at `addr`.
+///
+/// # Safety
+///
+/// As [`read32`], 8-byte aligned.
+pub unsafe fn read64(addr: u64) -> u64 {
+    let value: u64;
+    // SAFETY: Our caller promised `addr` is a mapped, aligned device register.
+    unsafe {
+        asm!("ldr {v}, [{a}]", v = out(reg) value, a = in(reg) addr, options(nostack, preserves_flags));
+    }
+    value
+}
+
+/// Writes the 64-bit register at `addr`.
+///
+/// # Safety
+///
+/// As [`write32`], 8-byte aligned.
+pub unsafe fn write64(addr: u64, value: u64) {
+    // SAFETY: Our caller promised `addr` is a mapped, aligned device register.
+    unsafe {
+        asm!("str {v}, [{a}]", v = in(reg) value, a = in(reg) addr, options(nostack, preserves_flags));
+    }
+}

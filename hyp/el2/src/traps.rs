@@ -1,8 +1,9 @@
-//! Exception handling at EL2: host HVC/SMC (PSCI relay, Warden hypercalls), host stage-2 faults (logged
-//! and answered with an injected external abort, unless the address translates again after a concurrent
-//! break-before-make edit, see `host_mem`), every other host exception (an undefined-instruction exception
-//! injected for a synchronous one, an asynchronous one ignored; each kind logged once, all counted in
-//! [`HOST_TRAPS`]), and exceptions taken at EL2 itself, which are hypervisor bugs (register dump, power off).
+//! Exception handling at EL2: host HVC/SMC (PSCI relay, Warden hypercalls), host stage-2 faults (accesses to
+//! the emulated GIC frames answered by `gic`; the rest logged and answered with an injected external abort,
+//! unless the address translates again after a concurrent break-before-make edit, see `host_mem`), every other
+//! host exception (an undefined-instruction exception injected for a synchronous one, an asynchronous one
+//! ignored; each kind logged once, all counted in [`HOST_TRAPS`]), and exceptions taken at EL2 itself, which
+//! are hypervisor bugs (register dump, power off).
 
 use aarch64_cpu::registers::{
     ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, HPFAR_EL2, Readable, SCTLR_EL1, SPSR_EL1,
@@ -143,6 +144,10 @@ fn stage2_abort(frame: &mut TrapFrame, esr: u64) {
         // Only reached for the two abort classes, which always decode; answered like any unhandled trap.
         return undefined(frame, esr);
     };
+    if crate::gic::handle(frame, esr, fault.ipa) {
+        // An emulated GIC register (ITS control frame, redistributor RD_base).
+        return;
+    }
     if crate::host_mem::fault_is_transient(esr, fault.ipa) {
         // A break-before-make window of a donation or reclaim on another CPU: the address translates again,
         // the host retries the access.

@@ -91,6 +91,18 @@ ite=$(peek64 $scratch)
 [ $((ite)) -ne 0 ] || fail "the ITS did not write the ITE into the checked ITT (ITE word $ite)"
 echo "ATTACK: ITS MAPD rewritten by another CPU right after GITS_CWRITER (20 rounds): neutralised (the ITS ran the checked copy: ITE written to the host ITT; $lost round(s) the hyp copied the rewritten command and refused it)"
 hyp_unchanged "after the CWRITER rewrite race"
+# The device table is the ITS's private memory, but Linux's GITS_BASER0 names host RAM: rewrite the attacker's
+# device entry there (QEMU's format: valid, Size, ITT address >> 8) to aim its ITT at the canary, then map an
+# event. The real ITS uses a device table in hyp memory, so the ITE still goes to the checked ITT.
+dt=$(($(peek64 $((ITS + 0x100))) & 0xffffffff0000))
+dte=$((1 | 4 << 1 | (HYP_CANARY_PA >> 8) << 6))
+poke32 $((dt + DEV * 8)) $((dte & 0xffffffff))
+poke32 $((dt + DEV * 8 + 4)) $((dte >> 32))
+itsq_ok cmd $(hexall $(mapti $DEV 2 $((LPI + 2))))
+hyp_unchanged "after the device table rewrite"
+ite=$(peek64 $((scratch + 24)))
+[ $((ite)) -ne 0 ] || fail "the ITS did not write the ITE of event 2 into the checked ITT (ITE word $ite)"
+echo "ATTACK: device table entry in host RAM rewritten to put the ITT in the canary page, then MAPTI: neutralised (the ITS's device table is hyp memory; the ITE went to the checked ITT)"
 # Clean up the attacker's device (V=0), which releases the ITT pin once the ITS has passed it.
 itsq_ok cmd $(hexall "$((0x08 | DEV << 32))" 0 0 0)
 

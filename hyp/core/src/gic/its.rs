@@ -10,8 +10,13 @@
 //! | `GITS_CBASER` 0x80 | the host's value | only while the ITS is disabled and quiescent: the queue must be host RAM (pinned) of at most [`SHADOW_QUEUE_BYTES`]; the real register gets the shadow queue |
 //! | `GITS_CWRITER` 0x88 | the host's value | each new command copied once from the host queue, checked, written at the same offset of the shadow queue (or a `SYNC` instead), then the real `CWRITER` |
 //! | `GITS_CREADR` 0x90 | real (same offsets in both queues) | ignored |
-//! | `GITS_BASERn` 0x100.. | real, `Indirect` cleared | only while disabled and quiescent, device and collection tables only, `Indirect` forced to 0; the table must be host RAM (pinned while the register holds it) |
+//! | `GITS_BASERn` 0x100.. | the host's value (with the real register's read-only fields and page size), `Indirect` 0 | only while disabled and quiescent, device and collection tables only, `Indirect` forced to 0, at most [`MAX_TABLE_BYTES`]; the host's table must be host RAM, but the real register gets a zeroed table of the same size in hyp memory |
 //! | anything else | 0 | ignored |
+//!
+//! The device and collection tables are the ITS's private memory, in an IMPLEMENTATION DEFINED format that an
+//! ITS may read back (QEMU's keeps each device's ITT address in its device table entry): in host memory the host
+//! could rewrite an entry and aim the ITS's next ITT write anywhere. So the ITS gets tables in hyp memory, the
+//! way the command queue is shadowed; the host's own table memory is never used (and so not pinned).
 //!
 //! Commands (GICv3 physical ones only): `MAPD` (DeviceID within the ITS and the device table; with V=1 the
 //! ITT — 2^(Size+1) entries of `GITS_TYPER.ITT_entry_size` — must be host RAM: pinned while mapped, the old
@@ -20,6 +25,7 @@
 //! `CLEAR` (mapped device, EventID), `INVALL` (ICID), `SYNC` (target), `MOVALL` (targets). Anything else,
 //! or a field out of range, is replaced by a `SYNC` to the first redistributor and reported.
 
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::vec::Vec;
 use spin::Mutex;
 
@@ -77,6 +83,11 @@ const CWRITER_RETRY: u64 = 1;
 pub const CMD_SIZE: u64 = 32;
 /// The shadow queue's size: the largest host queue accepted (Linux uses 64 KiB).
 pub const SHADOW_QUEUE_BYTES: usize = 64 << 10;
+/// The largest device or collection table the hyp allocates (Linux's device table for 16 DeviceID bits is
+/// 512 KiB).
+pub const MAX_TABLE_BYTES: u64 = 1 << 20;
+/// `GITS_BASERn` physical address field (bits 47:12; with 64 KiB pages bits 15:12 hold PA bits 51:48).
+const BASER_PA_FIELD: u64 = 0x0000_ffff_ffff_f000;
 /// Devices (DeviceIDs with a live `MAPD`) tracked; a `MAPD` of a new device beyond this is refused.
 pub const MAX_DEVICES: usize = 1024;
 /// The first LPI INTID.
@@ -155,14 +166,65 @@ struct Pinned {
     len: u64,
 }
 
+/// Zeroed hyp memory (VA == PA) the real ITS uses as a device or collection table; freed when dropped.
+#[derive(Debug)]
+struct HypTable {
+    addr: u64,
+    layout: Layout,
+}
+
+impl HypTable {
+    /// `len` bytes aligned to `align` (a page size), or `None` if the heap cannot provide them.
+    fn new(len: u64, align: u64) -> Option<Self> {
+        let layout =
+            Layout::from_size_align(usize::try_from(len).ok()?, usize::try_from(align).ok()?)
+                .ok()?;
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: `layout` has a non-zero size.
+        let p = unsafe { alloc_zeroed(layout) };
+        (!p.is_null()).then(|| Self {
+            addr: p as u64,
+            layout,
+        })
+    }
+}
+
+impl Drop for HypTable {
+    fn drop(&mut self) {
+        // SAFETY: `addr` came from `alloc_zeroed(self.layout)` in `new` and is freed only here.
+        unsafe { dealloc(self.addr as *mut u8, self.layout) }
+    }
+}
+
 /// A table a `GITS_BASERn` holds.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[derive(Debug)]
 struct Table {
-    mem: Pinned,
+    mem: HypTable,
     /// Its `Type` field.
     kind: u64,
     /// Entries it holds.
     entries: u64,
+}
+
+/// A `GITS_BASERn` value's table: (physical address, page size, bytes).
+fn baser_table(v: u64) -> (u64, u64, u64) {
+    let (pa, page) = match (v >> 8) & 3 {
+        0 => (v & 0xffff_ffff_f000, 4096),
+        1 => (v & 0xffff_ffff_c000, 16384),
+        _ => ((v & 0xffff_ffff_0000) | ((v >> 12) & 0xf) << 48, 65536),
+    };
+    (pa, page, ((v & 0xff) + 1) * page)
+}
+
+/// `v` with its address field set to `pa` (encoded for the page size `v` names).
+fn baser_with_pa(v: u64, pa: u64) -> u64 {
+    let field = match (v >> 8) & 3 {
+        0 | 1 => pa & 0xffff_ffff_f000,
+        _ => (pa & 0xffff_ffff_0000) | ((pa >> 48) & 0xf) << 12,
+    };
+    (v & !BASER_PA_FIELD) | field
 }
 
 /// A device with a live `MAPD`.
@@ -188,6 +250,8 @@ struct State {
     /// The shadow queue's memory is not shareable with the ITS: clean it after writing.
     flush: bool,
     tables: [Option<Table>; BASER_COUNT],
+    /// The host's view of each `GITS_BASERn` it wrote.
+    baser_host: [Option<u64>; BASER_COUNT],
     devices: Vec<Device>,
     /// ITT pins to release once the ITS has consumed the command with this sequence number.
     retired: Vec<(u64, Pinned)>,
@@ -231,7 +295,8 @@ impl<'a> ItsEmulator<'a> {
                 cwriter: 0,
                 submitted: 0,
                 flush: false,
-                tables: [None; BASER_COUNT],
+                tables: Default::default(),
+                baser_host: [None; BASER_COUNT],
                 devices: Vec::with_capacity(MAX_DEVICES),
                 retired: Vec::with_capacity(SHADOW_QUEUE_BYTES / CMD_SIZE as usize),
                 shadow,
@@ -290,7 +355,11 @@ impl<'a> ItsEmulator<'a> {
                 r64(creadr)
             }
             r if (GITS_BASER0..GITS_BASER0 + 8 * BASER_COUNT as u64).contains(&r) => {
-                r64(regs.read64(self.base + r) & !BASER_INDIRECT)
+                let n = ((r - GITS_BASER0) / 8) as usize;
+                r64(
+                    st.baser_host[n].unwrap_or_else(|| regs.read64(self.base + r))
+                        & !BASER_INDIRECT,
+                )
             }
             _ if off >= ID_REGS_START && size == 4 => u64::from(regs.read32(self.base + off)),
             _ => 0,
@@ -327,9 +396,9 @@ impl<'a> ItsEmulator<'a> {
             }
             r if (GITS_BASER0..GITS_BASER0 + 8 * BASER_COUNT as u64).contains(&r) => {
                 let n = ((r - GITS_BASER0) / 8) as usize;
-                let old = regs.read64(self.base + r);
+                let old = st.baser_host[n].unwrap_or_else(|| regs.read64(self.base + r));
                 let v = merge64(old & !BASER_INDIRECT, reg, off, size, value);
-                if let Err(e) = self.write_baser(st, regs, n, v) {
+                if let Err(e) = self.write_baser(st, regs, mem, n, v) {
                     report(e);
                 }
             }
@@ -389,6 +458,7 @@ impl<'a> ItsEmulator<'a> {
         &self,
         st: &mut State,
         regs: &impl GicRegs,
+        mem: &impl GicMemory,
         n: usize,
         v: u64,
     ) -> Result<(), GicRefusal> {
@@ -406,35 +476,46 @@ impl<'a> ItsEmulator<'a> {
         if !self.idle(regs) {
             return Err(GicRefusal::InUse("GITS_BASERn"));
         }
-        regs.write64(addr, v & !BASER_INDIRECT);
-        let now = regs.read64(addr);
-        let table = if now & BASER_VALID != 0 {
-            if now & BASER_INDIRECT != 0 {
-                regs.write64(addr, old);
-                return Err(GicRefusal::Unsupported("GITS_BASERn (indirect)", v));
-            }
-            let (pa, page) = match (now >> 8) & 3 {
-                0 => (now & 0xffff_ffff_f000, 4096),
-                1 => (now & 0xffff_ffff_c000, 16384),
-                _ => ((now & 0xffff_ffff_0000) | ((now >> 12) & 0xf) << 48, 65536),
-            };
-            let len = ((now & 0xff) + 1) * page;
-            if let Err(e) = pin(self.own, "ITS table", pa, len) {
-                regs.write64(addr, old);
-                return Err(e);
-            }
-            Some(Table {
-                mem: Pinned { pa, len },
-                kind,
-                entries: len / (((now >> 48) & 0x1f) + 1),
-            })
-        } else {
-            None
-        };
-        if let Some(t) = st.tables[n].take() {
-            unpin(self.own, t.mem.pa, t.mem.len);
+        let v = v & !BASER_INDIRECT;
+        if v & BASER_VALID == 0 {
+            regs.write64(addr, v & !BASER_PA_FIELD);
+            let now = regs.read64(addr);
+            st.tables[n] = None;
+            st.baser_host[n] = Some((now & !BASER_PA_FIELD) | (v & BASER_PA_FIELD));
+            return Ok(());
         }
-        st.tables[n] = table;
+        let (pa, page, len) = baser_table(v);
+        if len > MAX_TABLE_BYTES {
+            return Err(GicRefusal::Unsupported("GITS_BASERn (table too large)", v));
+        }
+        // The host's table must be its own RAM, though the ITS never uses it.
+        pin(self.own, "ITS table", pa, len)?;
+        unpin(self.own, pa, len);
+        let table = HypTable::new(len, page)
+            .ok_or(GicRefusal::Unsupported("GITS_BASERn (no hyp memory)", v))?;
+        // The zeroes reach memory before the ITS may read the table without snooping caches.
+        mem.clean_to_poc(table.addr, len);
+        regs.write64(addr, baser_with_pa(v, table.addr));
+        let now = regs.read64(addr);
+        let (real_pa, real_page, real_len) = baser_table(now);
+        if now & BASER_VALID == 0
+            || now & BASER_INDIRECT != 0
+            || real_len > len
+            || real_pa != table.addr & !(real_page - 1)
+            || table.addr % real_page != 0
+        {
+            regs.write64(addr, old);
+            return Err(GicRefusal::Unsupported(
+                "GITS_BASERn (value the ITS changed)",
+                now,
+            ));
+        }
+        st.tables[n] = Some(Table {
+            entries: real_len / (((now >> 48) & 0x1f) + 1),
+            mem: table,
+            kind,
+        });
+        st.baser_host[n] = Some(baser_with_pa(now, pa));
         Ok(())
     }
 
@@ -669,6 +750,16 @@ impl<'a> ItsEmulator<'a> {
             page.0[slot + 2],
             page.0[slot + 3],
         ]
+    }
+
+    /// The physical address of the hyp table behind `GITS_BASERn` (tests and diagnostics).
+    pub fn table_pa(&self, n: usize) -> Option<u64> {
+        self.state
+            .lock()
+            .tables
+            .get(n)?
+            .as_ref()
+            .map(|t| t.mem.addr)
     }
 
     /// The shadow queue's physical address (VA == PA at EL2).

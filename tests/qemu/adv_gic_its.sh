@@ -7,14 +7,16 @@
 # rewritten by another CPU right after the CWRITER write is either copied before the rewrite (and runs as
 # checked) or refused; GITS_BASERn/GITS_CBASER aimed at the same places (with the ITS disabled, as the
 # architecture requires) are refused. Each refusal moves STAT GIC_REFUSED; HYP_INTEGRITY (text, rodata,
-# canary) stays at its boot value; Linux's MSIs (NVMe and virtio-blk, no shim: host-identity DMA) still
-# arrive afterwards. Prints `ATTACK: <name>: <result>` lines.
+# canary) stays at its boot value; Linux's MSIs (NVMe and virtio-blk, translated by the shim) still arrive
+# afterwards, and so does an MSI of edu through VFIO. Prints `ATTACK: <name>: <result>` lines.
+# (adv_gic_rd.sh runs without the shim.)
 # modes: hyp
 # timeout: 300
-# append: warden.noshim deferred_probe_timeout=0 mem=1000M
+# append: mem=1000M
 # expect-log(hyp): GIC: refused: ITS command 0x08
 # expect-log(hyp): GIC: refused: GITS_BASERn
 . /warden/tests/lib.sh
+. /warden/tests/shim/lib.sh
 insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
 . /warden/tests/hvc_lib.sh
 ITS=0x8080000
@@ -150,6 +152,15 @@ dd if=/dev/vda of=/dev/null bs=64k count=64 iflag=direct 2>/dev/null || fail "vi
 msi1=$(msis)
 [ $((msi1 - msi0)) -ge 300 ] || fail "only $((msi1 - msi0)) MSIs arrived for the I/O after the attacks"
 echo "ATTACK: legitimate MSIs after the ITS attacks: work ($((msi1 - msi0)) NVMe/virtio-blk MSIs for the I/O)"
+edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
+modprobe vfio-pci || fail "modprobe vfio-pci"
+modprobe vfio_iommu_type1 || fail "modprobe vfio_iommu_type1"
+echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override
+echo $edu > /sys/bus/pci/drivers_probe
+group=$(basename $(readlink /sys/bus/pci/devices/$edu/iommu_group)) || fail "edu has no iommu group"
+vfio_edu $edu $group > /tmp/vfio.log 2>&1 || { cat /tmp/vfio.log; fail "vfio_edu after the attacks"; }
+grep "MSI" /tmp/vfio.log
+echo "ATTACK: edu MSI through VFIO after the ITS attacks: works (vfio_edu: DMA checked, MSI reached its eventfd)"
 hyp_unchanged "at the end"
 no_oops
 echo "adv gic its OK"

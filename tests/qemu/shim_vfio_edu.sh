@@ -1,7 +1,8 @@
 #!/bin/sh
 # VFIO on top of the IOMMU driver: edu bound to vfio-pci (type1v2 backend); the vfio_edu program maps buffers
 # with VFIO_IOMMU_MAP_DMA, has edu DMA through them and checks the data, then unmaps one and checks the device
-# can no longer write it. The IOMMU driver reports exactly that one write fault at IOVA 0x20000 for edu.
+# can no longer write it. The IOMMU driver reports exactly that one write fault at IOVA 0x20000 for edu. Then
+# edu's MSI, enabled through VFIO_DEVICE_SET_IRQS, must reach its eventfd (device -> IOMMU -> GIC ITS).
 # The vfio_edu program is built by xtask from tests/guest/shim/vfio_edu.c into /warden/bin.
 # modes: hyp native
 # timeout: 240

@@ -11,7 +11,10 @@
  * 3. Unmaps B with VFIO_IOMMU_UNMAP_DMA, refills B with a marker, has edu write 4 bytes to IOVA 0x20000
  *    again: the write must fault (the script checks the IOMMU driver reported it) and B must be unchanged.
  *
- * 4. With <scatter-pages> N: maps N separate 4 KiB pages at IOVAs 2 MiB apart from 1 GiB up (one page table per
+ * 4. Enables edu's MSI through VFIO_DEVICE_SET_IRQS (an eventfd as the trigger), has edu raise an interrupt
+ *    and waits (up to 3 s) for the eventfd: the MSI went from the device through the IOMMU and the GIC ITS.
+ *
+ * 5. With <scatter-pages> N: maps N separate 4 KiB pages at IOVAs 2 MiB apart from 1 GiB up (one page table per
  *    page: enough to drain the hypervisor's page-table pool and make the IOMMU driver donate memory), checks
  *    edu reads the last one, and unmaps them all.
  *
@@ -31,6 +34,7 @@
 #define VFIO_GROUP_SET_CONTAINER VFIO_IO(4)
 #define VFIO_GROUP_GET_DEVICE_FD VFIO_IO(6)
 #define VFIO_DEVICE_GET_REGION_INFO VFIO_IO(8)
+#define VFIO_DEVICE_SET_IRQS VFIO_IO(10)
 #define VFIO_IOMMU_MAP_DMA VFIO_IO(13)
 #define VFIO_IOMMU_UNMAP_DMA VFIO_IO(14)
 #define VFIO_API_VERSION 0
@@ -38,6 +42,15 @@
 #define VFIO_GROUP_FLAGS_VIABLE 1
 #define VFIO_DMA_MAP_FLAG_READ 1
 #define VFIO_DMA_MAP_FLAG_WRITE 2
+#define VFIO_PCI_MSI_IRQ_INDEX 1
+#define VFIO_IRQ_SET_DATA_EVENTFD (1 << 2)
+#define VFIO_IRQ_SET_ACTION_TRIGGER (1 << 5)
+#define SYS_eventfd2 19
+#define SYS_read 63
+#define EFD_NONBLOCK 0x800
+/* edu's interrupt raise and acknowledge registers (4-byte). */
+#define EDU_IRQ_RAISE 0x60
+#define EDU_IRQ_ACK 0x64
 #define VFIO_PCI_BAR0_REGION_INDEX 0
 #define VFIO_PCI_CONFIG_REGION_INDEX 7
 
@@ -137,6 +150,51 @@ static u32 bar_read32(long dev, u64 reg)
 	if (r != 4)
 		die("BAR0 read", r, 3);
 	return val;
+}
+
+static void bar_write32(long dev, u64 reg, u32 val)
+{
+	long r = syscall6(SYS_pwrite64, dev, (long)&val, 4, bar0_off + (long)reg, 0, 0);
+
+	if (r != 4)
+		die("BAR0 write", r, 3);
+}
+
+/* edu's MSI, delivered to an eventfd through VFIO; waits up to 3 s. */
+static void edu_msi(long dev)
+{
+	struct {
+		u32 argsz, flags, index, start, count;
+		int fd;
+	} set;
+	struct {
+		long s, ns;
+	} ms = { 0, 1000000 };
+	long efd = syscall6(SYS_eventfd2, 0, EFD_NONBLOCK, 0, 0, 0, 0);
+	u64 n;
+	int i;
+
+	if (efd < 0)
+		die("eventfd2", efd, 3);
+	set.argsz = sizeof(set);
+	set.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+	set.index = VFIO_PCI_MSI_IRQ_INDEX;
+	set.start = 0;
+	set.count = 1;
+	set.fd = (int)efd;
+	xioctl(dev, VFIO_DEVICE_SET_IRQS, &set, "VFIO_DEVICE_SET_IRQS (MSI)");
+	bar_write32(dev, EDU_IRQ_RAISE, 1);
+	for (i = 0; i < 3000; i++) {
+		if (syscall6(SYS_read, efd, (long)&n, 8, 0, 0, 0) == 8)
+			break;
+		syscall6(SYS_nanosleep, (long)&ms, 0, 0, 0, 0, 0);
+	}
+	bar_write32(dev, EDU_IRQ_ACK, 1);
+	if (i == 3000) {
+		put("vfio_edu: FAIL: edu raised an interrupt, no MSI reached the eventfd in 3 s\n");
+		quit(1);
+	}
+	put("vfio_edu: edu raised an interrupt: its MSI reached the eventfd\n");
 }
 
 /* One edu DMA of @count bytes; waits (up to 3 s) until the device reports it done. */
@@ -300,6 +358,7 @@ __attribute__((used)) void start_c(long *sp)
 		}
 	}
 	put("vfio_edu: after VFIO_IOMMU_UNMAP_DMA the device no longer reaches IOVA 0x20000 (buffer unchanged)\n");
+	edu_msi(dev);
 	if (argc == 4) {
 		u64 pages = parse_dec(argv[3]), iova = 0x40000000UL, stride = 0x200000UL;
 		unsigned char *s = buffer_of(pages * BUF_SIZE);

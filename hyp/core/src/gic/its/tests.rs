@@ -402,3 +402,40 @@ fn ctlr_passes_enabled_only() {
     its.write(0x400, 4, 5);
     assert_eq!(its.gic.writes_to(ITS + 0x400), 0);
 }
+
+#[test]
+fn physical_address_targets() {
+    // GITS_TYPER.PTA: targets are RD_base addresses (bits 50:16 of the command), not processor numbers.
+    let own = ownership();
+    let gic = FakeGic::default();
+    gic.set64(ITS + GITS_TYPER, TYPER | TYPER_PTA);
+    gic.set32(ITS + GITS_CTLR, CTLR_QUIESCENT);
+    gic.set64(
+        ITS + GITS_BASER0 + 8,
+        (BASER_TYPE_COLLECTION << 56) | (7 << 48),
+    );
+    let e = ItsEmulator::new(ITS, &gic, &own, RDS.to_vec(), 16);
+    let its = Its { gic, e };
+    assert!(
+        its.write(
+            GITS_BASER0 + 8,
+            8,
+            BASER_VALID | (BASER_TYPE_COLLECTION << 56) | (7 << 48) | COLL_TABLE
+        )
+        .is_empty()
+    );
+    assert!(
+        its.write(GITS_CBASER, 8, BASER_VALID | QUEUE | 15)
+            .is_empty()
+    );
+    let good = mapc(0, RDS[1] >> 16);
+    assert!(its.submit(&[good]).is_empty());
+    assert_eq!(its.e.shadow_command(0), good);
+    // Processor number 1 is not a redistributor address here.
+    assert_eq!(its.submit(&[mapc(0, 1)]).len(), 1);
+    // The harmless replacement syncs the first redistributor by address.
+    assert_eq!(
+        its.e.shadow_command(32),
+        [u64::from(opcode::SYNC), 0, RDS[0], 0]
+    );
+}

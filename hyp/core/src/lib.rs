@@ -1,6 +1,7 @@
 //! Warden hypervisor logic that does not need EL2: memory layout, device classification, host stage-2
-//! construction, PSCI and SMCCC decoding, DMA domains, page ownership and hypercall dispatch. Everything here
-//! builds and is unit-tested on the host; the EL2 image (`warden-el2`) supplies the hardware.
+//! construction, PSCI and SMCCC decoding, DMA domains, page ownership, hypercall dispatch and the GIC ITS and
+//! redistributor emulation. Everything here builds and is unit-tested on the host; the EL2 image
+//! (`warden-el2`) supplies the hardware.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]

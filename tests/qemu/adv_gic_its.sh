@@ -91,7 +91,7 @@ lost=$(($(refused) - before))
 itsq_ok cmd $(hexall $(mapti $DEV 0 $LPI))
 ite=$(peek64 $scratch)
 [ $((ite)) -ne 0 ] || fail "the ITS did not write the ITE into the checked ITT (ITE word $ite)"
-echo "ATTACK: ITS MAPD rewritten by another CPU right after GITS_CWRITER (20 rounds): neutralised (the ITS ran the checked copy: ITE written to the host ITT; $lost round(s) the hyp copied the rewritten command and refused it)"
+echo "ATTACK: ITS MAPD rewritten by another CPU right after GITS_CWRITER (20 rounds): neutralised (the ITS ran the checked copy, its ITE written to the host ITT; $lost round(s) the hyp copied the rewritten command and refused it)"
 hyp_unchanged "after the CWRITER rewrite race"
 # The device table is the ITS's private memory, but Linux's GITS_BASER0 names host RAM: rewrite the attacker's
 # device entry there (QEMU's format: valid, Size, ITT address >> 8) to aim its ITT at the canary, then map an
@@ -160,7 +160,7 @@ echo $edu > /sys/bus/pci/drivers_probe
 group=$(basename $(readlink /sys/bus/pci/devices/$edu/iommu_group)) || fail "edu has no iommu group"
 vfio_edu $edu $group > /tmp/vfio.log 2>&1 || { cat /tmp/vfio.log; fail "vfio_edu after the attacks"; }
 grep "MSI" /tmp/vfio.log
-echo "ATTACK: edu MSI through VFIO after the ITS attacks: works (vfio_edu: DMA checked, MSI reached its eventfd)"
+echo "ATTACK: edu MSI through VFIO after the ITS attacks: works (vfio_edu DMA checked, the MSI reached its eventfd)"
 hyp_unchanged "at the end"
 no_oops
 echo "adv gic its OK"

@@ -528,7 +528,8 @@ impl<'a> ItsEmulator<'a> {
 
     /// Releases the ITT pins of commands the ITS has consumed (`creadr` = the real `GITS_CREADR`).
     fn release(&self, st: &mut State, creadr: u64) {
-        let consumed = st.submitted - Self::in_flight(st, creadr);
+        // Saturating: a CREADR the ITS moved oddly must release nothing early, never underflow.
+        let consumed = st.submitted.saturating_sub(Self::in_flight(st, creadr));
         st.retired.retain(|&(seq, p)| {
             if seq < consumed {
                 unpin(self.own, p.pa, p.len);

@@ -221,7 +221,7 @@
 #define WARDEN_STAT_CALLS_TOTAL 11
 /* Warden calls that returned an error. */
 #define WARDEN_STAT_ERRORS_TOTAL 12
-/* 4 KiB pages currently DMA-mapped, summed over paging domains, plus the pins the GIC emulation holds */
+/* 4 KiB pages currently DMA-mapped, summed over paging domains (the GIC emulation's pins, which use */
 #define WARDEN_STAT_MAPPED_PAGES 13
 /* Page-table pages in use by domains (including host-identity). */
 #define WARDEN_STAT_TABLE_PAGES_IN_USE 14

@@ -470,8 +470,8 @@ abi_enum! {
         CallsTotal = 11 => "CALLS_TOTAL",
         /// Warden calls that returned an error.
         ErrorsTotal = 12 => "ERRORS_TOTAL",
-        /// 4 KiB pages currently DMA-mapped, summed over paging domains, plus the pins the GIC emulation holds
-        /// on the ITS and redistributor tables, the ITS command queue and the ITTs.
+        /// 4 KiB pages currently DMA-mapped, summed over paging domains (the GIC emulation's pins, which use
+        /// the same per-page counts, are left out).
         MappedPages = 13 => "MAPPED_PAGES",
         /// Page-table pages in use by domains (including host-identity).
         TablePagesInUse = 14 => "TABLE_PAGES_IN_USE",

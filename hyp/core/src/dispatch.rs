@@ -401,6 +401,9 @@ pub const MIN_DOMAIN_POOL_PAGES: usize = POOL_RESERVE + 1;
 const IDENTITY_PROT: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_CACHE;
 const DOORBELL_PROT: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_MMIO | abi::PROT_NOEXEC;
 
+/// The GIC emulation's counters: (refusals, pinned pages).
+type GicStatFns = (fn() -> u64, fn() -> u64);
+
 /// The hypervisor's DMA state: domains, StreamIDs, page ownership, the page-table pool, faults, counters.
 pub struct Warden<B: Backend> {
     backend: B,
@@ -429,8 +432,9 @@ pub struct Warden<B: Backend> {
     integrity: spin::Once<(fn() -> u64, u64)>,
     /// `STAT HOST_TRAPS_UNHANDLED`: EL2's record of the host exceptions it did not handle.
     trap_log: spin::Once<&'static TrapLog>,
-    /// `STAT GIC_REFUSED`, from the GIC emulation (once installed).
-    gic_refused: spin::Once<fn() -> u64>,
+    /// The GIC emulation's counters (once installed): refusals (`STAT GIC_REFUSED`) and pinned pages (left
+    /// out of `STAT MAPPED_PAGES`).
+    gic_stats: spin::Once<GicStatFns>,
 }
 
 /// Splits a domain ID into (slot, generation).
@@ -712,7 +716,7 @@ impl<B: Backend> Warden<B> {
             phys_offset: config.phys_offset,
             integrity: spin::Once::new(),
             trap_log: spin::Once::new(),
-            gic_refused: spin::Once::new(),
+            gic_stats: spin::Once::new(),
         };
         let identity_ste = w.identity_ste();
         for r in &w.sid_ranges {
@@ -757,10 +761,11 @@ impl<B: Backend> Warden<B> {
         self.trap_log.call_once(|| log);
     }
 
-    /// Installs the counter behind `STAT GIC_REFUSED` (the GIC emulation's refusals). Only the first call
-    /// counts. Without it the stat is `BAD_STAT`.
-    pub fn set_gic_refused_counter(&self, count: fn() -> u64) {
-        self.gic_refused.call_once(|| count);
+    /// Installs the GIC emulation's counters: `refused` is `STAT GIC_REFUSED`; `pinned` (pages it holds DMA
+    /// counts on) is subtracted from `STAT MAPPED_PAGES`, which counts DMA mappings only. Only the first call
+    /// counts. Without it `GIC_REFUSED` is `BAD_STAT`.
+    pub fn set_gic_stats(&self, refused: fn() -> u64, pinned: fn() -> u64) {
+        self.gic_stats.call_once(|| (refused, pinned));
     }
 
     /// Records a fault (for EL2's event-queue interrupt handler); counted as lost when the ring is full.
@@ -1328,12 +1333,15 @@ impl<B: Backend> Warden<B> {
             Stat::Invalidations => self.invalidations.load(Ordering::Relaxed),
             Stat::CallsTotal => self.calls_total.load(Ordering::Relaxed),
             Stat::ErrorsTotal => self.errors_total.load(Ordering::Relaxed),
-            Stat::MappedPages => self.own.mapped_pages(),
+            Stat::MappedPages => self
+                .own
+                .mapped_pages()
+                .saturating_sub(self.gic_stats.get().map_or(0, |g| (g.1)())),
             Stat::TablePagesInUse => (pool.total - pool.free - pool.quarantined) as u64,
             Stat::HypIntegrity => (self.integrity.get().ok_or(Error::BadStat)?.0)(),
             Stat::HypIntegrityBoot => self.integrity.get().ok_or(Error::BadStat)?.1,
             Stat::HostTrapsUnhandled => self.trap_log.get().ok_or(Error::BadStat)?.count(),
-            Stat::GicRefused => (self.gic_refused.get().ok_or(Error::BadStat)?)(),
+            Stat::GicRefused => (self.gic_stats.get().ok_or(Error::BadStat)?.0)(),
         })
     }
 

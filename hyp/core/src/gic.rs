@@ -24,6 +24,7 @@ pub mod its;
 pub mod rd;
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::host_s2::Region;
 use crate::ownership::{MemKind, Ownership, OwnershipError, PAGE_SIZE};
@@ -110,27 +111,67 @@ pub enum GicRefusal {
     Register(&'static str),
 }
 
-/// Pins `[pa, pa + len)` (whole pages) as a GIC table: one DMA count on each page, so it stays host RAM.
-///
-/// # Errors
-///
-/// [`GicRefusal::NotHostRam`] if any page is not host-owned RAM; nothing changes then.
-pub fn pin(own: &Ownership, what: &'static str, pa: u64, len: u64) -> Result<(), GicRefusal> {
-    let (base, pages) = page_span(pa, len).ok_or(GicRefusal::NotHostRam {
-        what,
-        pa,
-        len,
-        err: OwnershipError::BadRange(pa),
-    })?;
-    own.inc_range(base, pages, MemKind::Ram)
-        .map_err(|err| GicRefusal::NotHostRam { what, pa, len, err })
-}
+/// The pins one emulator holds: each a DMA count on every page of a range
+/// ([`Ownership::inc_range`]), so the pages stay host RAM and donation refuses them; counted here so that
+/// `STAT MAPPED_PAGES` can leave them out (it counts DMA mappings).
+#[derive(Debug, Default)]
+pub struct Pins(AtomicU64);
 
-/// Releases a pin taken by [`pin`] with the same range.
-pub fn unpin(own: &Ownership, pa: u64, len: u64) {
-    if let Some((base, pages)) = page_span(pa, len) {
-        // A failure would be a broken invariant (a pin released twice); the counts stay as they are.
-        let _ = own.dec_range(base, pages);
+impl Pins {
+    /// Pins `[pa, pa + len)` (whole pages).
+    ///
+    /// # Errors
+    ///
+    /// [`GicRefusal::NotHostRam`] if any page is not host-owned RAM; nothing changes then.
+    pub fn pin(
+        &self,
+        own: &Ownership,
+        what: &'static str,
+        pa: u64,
+        len: u64,
+    ) -> Result<(), GicRefusal> {
+        let (base, pages) = page_span(pa, len).ok_or(GicRefusal::NotHostRam {
+            what,
+            pa,
+            len,
+            err: OwnershipError::BadRange(pa),
+        })?;
+        own.inc_range(base, pages, MemKind::Ram)
+            .map_err(|err| GicRefusal::NotHostRam { what, pa, len, err })?;
+        self.0.fetch_add(pages, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Releases a pin taken by [`Self::pin`] with the same range.
+    pub fn unpin(&self, own: &Ownership, pa: u64, len: u64) {
+        if let Some((base, pages)) = page_span(pa, len) {
+            // A failure would be a broken invariant (a pin released twice); the counts stay as they are.
+            if own.dec_range(base, pages).is_ok() {
+                self.0.fetch_sub(pages, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Checks that `[pa, pa + len)` is host-owned RAM now, without keeping a pin.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::pin`].
+    pub fn check(
+        &self,
+        own: &Ownership,
+        what: &'static str,
+        pa: u64,
+        len: u64,
+    ) -> Result<(), GicRefusal> {
+        self.pin(own, what, pa, len)?;
+        self.unpin(own, pa, len);
+        Ok(())
+    }
+
+    /// Pages pinned (a page pinned twice counts twice, as DMA counts do).
+    pub fn pages(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -575,7 +616,10 @@ mod tests {
             }],
         )
         .unwrap();
-        pin(&own, "t", 0x4020_0100, 0x1000).unwrap();
+        let pins = Pins::default();
+        // 4 KiB from 0x4020_0100: two pages.
+        pins.pin(&own, "t", 0x4020_0100, 0x1000).unwrap();
+        assert_eq!(pins.pages(), 2);
         assert_eq!(
             own.state(0x4020_1000),
             PageState::Host {
@@ -586,7 +630,7 @@ mod tests {
         assert!(own.donate_range(0x4020_0000, 1).is_err());
         // Into the hyp's memory: refused, nothing pinned.
         assert!(matches!(
-            pin(&own, "t", 0x400f_f000, 0x2000),
+            pins.pin(&own, "t", 0x400f_f000, 0x2000),
             Err(GicRefusal::NotHostRam { .. })
         ));
         assert_eq!(
@@ -596,7 +640,9 @@ mod tests {
                 count: 0
             }
         );
-        unpin(&own, 0x4020_0100, 0x1000);
+        assert_eq!(pins.pages(), 2);
+        pins.unpin(&own, 0x4020_0100, 0x1000);
+        assert_eq!(pins.pages(), 0);
         own.donate_range(0x4020_0000, 2).unwrap();
     }
 }

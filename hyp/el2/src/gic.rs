@@ -137,6 +137,13 @@ pub fn refused() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 
+/// Pages the emulators pin (left out of `STAT MAPPED_PAGES`).
+pub fn pinned_pages() -> u64 {
+    GIC.get().map_or(0, |g| {
+        g.its.iter().map(ItsEmulator::pinned_pages).sum::<u64>() + g.rd.pinned_pages()
+    })
+}
+
 fn report(r: GicRefusal) {
     let n = REFUSED.fetch_add(1, Ordering::Relaxed);
     if n < REFUSALS_LOGGED {

@@ -187,7 +187,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
             Ok(w) => {
                 w.set_trap_log(&traps::HOST_TRAPS);
                 gic::install(&platform, &gic_layout, w.ownership());
-                w.set_gic_refused_counter(gic::refused);
+                w.set_gic_stats(gic::refused, gic::pinned_pages);
                 integrity::install(w, platform.chosen.bootargs.as_deref());
             }
             Err(e) => panic!("cannot take the SMMU: {e}"),

@@ -1015,16 +1015,18 @@ fn host_traps_unhandled_stat() {
 }
 
 #[test]
-fn gic_refused_stat() {
+fn gic_stats() {
     let h = harness();
     let w = &h.w;
     assert_eq!(
         res(w, Function::Stat, &[Stat::GicRefused.value()]),
         Err(Error::BadStat)
     );
-    w.set_gic_refused_counter(|| 42);
-    w.set_gic_refused_counter(|| 7);
+    let mapped = stat(w, Stat::MappedPages);
+    w.set_gic_stats(|| 42, || 0);
+    w.set_gic_stats(|| 7, || 1);
     assert_eq!(stat(w, Stat::GicRefused), 42);
+    assert_eq!(stat(w, Stat::MappedPages), mapped);
 }
 
 #[test]

@@ -29,7 +29,7 @@ use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::vec::Vec;
 use spin::Mutex;
 
-use super::{GicMemory, GicRefusal, GicRegs, ID_REGS_START, extract64, merge64, pin, unpin};
+use super::{GicMemory, GicRefusal, GicRegs, ID_REGS_START, extract64, merge64};
 use crate::ownership::Ownership;
 
 /// `GITS_CTLR`.
@@ -263,6 +263,7 @@ pub struct ItsEmulator<'a> {
     base: u64,
     params: ItsParams,
     own: &'a Ownership,
+    pins: super::Pins,
     /// RD_base of each redistributor (index = processor number).
     redistributors: Vec<u64>,
     /// LPI INTID bits (`GICD_TYPER.IDbits` + 1).
@@ -287,6 +288,7 @@ impl<'a> ItsEmulator<'a> {
             base,
             params,
             own,
+            pins: super::Pins::default(),
             redistributors,
             lpi_bits,
             state: Mutex::new(State {
@@ -425,7 +427,7 @@ impl<'a> ItsEmulator<'a> {
                 pa: v & CBASER_PA_MASK,
                 len,
             };
-            pin(self.own, "ITS command queue", q.pa, q.len)?;
+            self.pins.pin(self.own, "ITS command queue", q.pa, q.len)?;
             Some(q)
         } else {
             None
@@ -436,7 +438,7 @@ impl<'a> ItsEmulator<'a> {
         self.release(st, creadr);
         st.retired.clear();
         if let Some(old) = st.queue.take() {
-            unpin(self.own, old.pa, old.len);
+            self.pins.unpin(self.own, old.pa, old.len);
         }
         st.queue = queue;
         st.cbaser = v;
@@ -489,8 +491,7 @@ impl<'a> ItsEmulator<'a> {
             return Err(GicRefusal::Unsupported("GITS_BASERn (table too large)", v));
         }
         // The host's table must be its own RAM, though the ITS never uses it.
-        pin(self.own, "ITS table", pa, len)?;
-        unpin(self.own, pa, len);
+        self.pins.check(self.own, "ITS table", pa, len)?;
         let table = HypTable::new(len, page)
             .ok_or(GicRefusal::Unsupported("GITS_BASERn (no hyp memory)", v))?;
         // The zeroes reach memory before the ITS may read the table without snooping caches.
@@ -532,7 +533,7 @@ impl<'a> ItsEmulator<'a> {
         let consumed = st.submitted.saturating_sub(Self::in_flight(st, creadr));
         st.retired.retain(|&(seq, p)| {
             if seq < consumed {
-                unpin(self.own, p.pa, p.len);
+                self.pins.unpin(self.own, p.pa, p.len);
                 false
             } else {
                 true
@@ -684,7 +685,8 @@ impl<'a> ItsEmulator<'a> {
                     if old.is_none() && st.devices.len() >= MAX_DEVICES {
                         return Err("too many devices");
                     }
-                    pin(self.own, "ITT", itt.pa, itt.len)
+                    self.pins
+                        .pin(self.own, "ITT", itt.pa, itt.len)
                         .map_err(|_| "MAPD ITT is not host-owned RAM")?;
                     Some(Device {
                         id: dev,
@@ -761,6 +763,11 @@ impl<'a> ItsEmulator<'a> {
             .get(n)?
             .as_ref()
             .map(|t| t.mem.addr)
+    }
+
+    /// Pages this ITS pins (command queue, ITTs).
+    pub fn pinned_pages(&self) -> u64 {
+        self.pins.pages()
     }
 
     /// The shadow queue's physical address (VA == PA at EL2).

@@ -16,8 +16,7 @@ use alloc::vec::Vec;
 use spin::Mutex;
 
 use super::{
-    FRAME_SIZE, GICR_VLPI_OFFSET, GicRefusal, GicRegs, ID_REGS_START, RegAccess, extract64,
-    merge64, pin, unpin,
+    FRAME_SIZE, GICR_VLPI_OFFSET, GicRefusal, GicRegs, ID_REGS_START, RegAccess, extract64, merge64,
 };
 use crate::ownership::Ownership;
 
@@ -59,6 +58,7 @@ struct Tables {
 /// The emulated RD_base (and VLPI) frames of every redistributor.
 pub struct RdEmulator<'a> {
     own: &'a Ownership,
+    pins: super::Pins,
     redistributors: Vec<u64>,
     vlpis: bool,
     /// LPI INTID bits the distributor supports (`GICD_TYPER.IDbits` + 1).
@@ -73,6 +73,7 @@ impl<'a> RdEmulator<'a> {
         let n = redistributors.len();
         Self {
             own,
+            pins: super::Pins::default(),
             redistributors,
             vlpis,
             lpi_bits,
@@ -202,12 +203,21 @@ impl<'a> RdEmulator<'a> {
             prop: (prop & 0x000f_ffff_ffff_f000, (1u64 << bits) - FIRST_LPI),
             pend: (pend & 0x000f_ffff_ffff_0000, (1u64 << bits) / 8),
         };
-        pin(self.own, "LPI property table", t.prop.0, t.prop.1)?;
-        if let Err(e) = pin(self.own, "LPI pending table", t.pend.0, t.pend.1) {
-            unpin(self.own, t.prop.0, t.prop.1);
+        self.pins
+            .pin(self.own, "LPI property table", t.prop.0, t.prop.1)?;
+        if let Err(e) = self
+            .pins
+            .pin(self.own, "LPI pending table", t.pend.0, t.pend.1)
+        {
+            self.pins.unpin(self.own, t.prop.0, t.prop.1);
             return Err(e);
         }
         Ok(t)
+    }
+
+    /// Pages the redistributors' LPI tables pin.
+    pub fn pinned_pages(&self) -> u64 {
+        self.pins.pages()
     }
 
     /// Whether redistributor `i` has its tables pinned.
@@ -257,6 +267,7 @@ mod tests {
         assert!(w(&gic, &e, RD1 + GICR_CTLR, 4, 1).is_empty());
         assert_eq!(gic.get32(RD1 + GICR_CTLR) & CTLR_ENABLE_LPIS, 1);
         assert!(e.lpis_enabled(1));
+        assert_eq!(e.pinned_pages(), 14 + 2);
         assert_eq!(count(&own, 0x4030_0000), 1);
         assert_eq!(count(&own, 0x4030_d000), 1);
         assert_eq!(count(&own, 0x4030_e000), 0);

@@ -252,6 +252,8 @@ fn old_itts_are_released_only_after_the_its_passed_the_command() {
             .is_empty()
     );
     assert_eq!(its.e.tracked(), (0, 2));
+    // The 16-page queue and two one-page ITTs.
+    assert_eq!(its.e.pinned_pages(), 18);
     assert_eq!(count(&own, ITT), 1);
     assert_eq!(count(&own, ITT2), 1);
     // The ITS has read the remap only.
@@ -263,6 +265,7 @@ fn old_itts_are_released_only_after_the_its_passed_the_command() {
     assert_eq!(its.read(GITS_CREADR, 8), 96);
     assert_eq!(count(&own, ITT2), 0);
     assert_eq!(its.e.tracked(), (0, 0));
+    assert_eq!(its.e.pinned_pages(), 16);
     // Now the old ITT page can be donated.
     own.donate_range(ITT, 1).unwrap();
 }

@@ -186,6 +186,12 @@ pub trait Backend {
     fn range_invalidation(&self) -> bool {
         false
     }
+
+    /// Whether replacing a live block by a table needs break-before-make (the SMMU does not report
+    /// `IDR3.BBML` = 2). The default, `true`, is the safe answer for any SMMU.
+    fn break_before_make(&self) -> bool {
+        true
+    }
 }
 
 /// A range of StreamIDs from an `iommu-map` (`base .. base + count`).
@@ -1134,12 +1140,34 @@ impl<B: Backend> Warden<B> {
     ) -> Result<(), CallError> {
         let mut acc = Cleared::<UNMAP_RUNS>::new();
         let end = iova + len;
+        self.break_cut_blocks(d, iova, len)?;
         let mut start = iova;
         while start < end {
             start = acc.clear(d, start, end)?;
             self.invalidate_cleared(d, pool, tag, &mut acc, counted)?;
         }
         Ok(())
+    }
+
+    /// Before an unmap of `[iova, iova + len)` in `d` clears anything: unless the SMMU has BBML2
+    /// ([`Backend::break_before_make`]), the blocks the range cuts at its ends go invalid and leave the SMMU's
+    /// TLBs (one invalidation with its CMD_SYNC each) before the tables that replace them are written
+    /// ([`PagingDomain::break_cut_blocks`]); the caller reserved [`PagingDomain::unmap_need`] pages.
+    fn break_cut_blocks(&self, d: &mut PagingDomain, iova: u64, len: u64) -> Result<(), CallError> {
+        if !self.backend.break_before_make() {
+            return Ok(());
+        }
+        let vmid = d.vmid();
+        d.break_cut_blocks(iova, len, |block, block_len, level| {
+            self.invalidations.fetch_add(1, Ordering::Relaxed);
+            let hint = InvalidateHint {
+                leaf_only: true,
+                leaf_size: Some(domain::granule(level)),
+            };
+            self.backend
+                .invalidate_range(vmid, block, block_len, hint)
+                .map_err(CallError::from)
+        })
     }
 
     /// The second half of an unmap of what `acc` cleared: one range invalidation of its span with its

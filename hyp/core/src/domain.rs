@@ -19,10 +19,12 @@
 //! # Live updates
 //!
 //! Maps only fill invalid entries, so the SMMU needs no invalidation for them. Unmap clears entries; a block
-//! that an unmap cuts is replaced in place by a table holding the rest of the block (as Linux's io-pgtable did
-//! before it dropped splitting), without break-before-make: this relies on the SMMU tolerating the block→table
-//! change (QEMU's does; hardware reports its level in `IDR3.BBML`). The following range invalidation uses the
-//! old block's size as its TTL hint, so the stale block leaves the TLB.
+//! that an unmap cuts is replaced by a table holding the rest of the block. Unless the SMMU reports
+//! `IDR3.BBML` = 2 (QEMU's does), that is break-before-make ([`PagingDomain::break_cut_blocks`]): invalid entry,
+//! TLB invalidation of the whole block with its sync, then the table; DMA to the rest of the block faults in
+//! that window (documented in docs/design.md). With BBML2 the block is replaced in place (as Linux's
+//! io-pgtable did before it dropped splitting), and the following range invalidation uses the old block's size
+//! as its TTL hint, so the stale block leaves the TLB.
 //!
 //! # In-place paths
 //!
@@ -971,6 +973,93 @@ impl PagingDomain {
         Ok(ClearOutcome {
             tables_freed: self.map.translation().freed != before,
         })
+    }
+
+    /// Break-before-make for the blocks an unmap of `[iova, iova + len)` cuts (at most one at each end, the
+    /// same one if the range lies inside a block), for an SMMU without `IDR3.BBML` = 2. Each cut block is made
+    /// invalid, `invalidate(block_iova, block_len, level)` must remove it from the SMMU's TLBs and wait (a TLBI
+    /// plus CMD_SYNC), then the block is mapped again with its attributes through tables from the pages the
+    /// caller reserved ([`Self::unmap_need`]: the same tables a split in place takes), exactly as a split in
+    /// place leaves it. A following [`Self::clear`] of the range then splits nothing.
+    ///
+    /// Between the invalid entry and the new table, DMA to the rest of the block faults (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// What `invalidate` returns, or [`DomainError::Internal`] if aarch64-paging refuses (a broken invariant);
+    /// either way the block is written back as it was (from invalid to valid: no break-before-make needed).
+    pub fn break_cut_blocks<E: From<DomainError>>(
+        &mut self,
+        iova: u64,
+        len: u64,
+        mut invalidate: impl FnMut(u64, u64, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let end = iova + len;
+        // (block IOVA, block PA, level, attributes) of the blocks cut at the start and at the end.
+        let mut cut: [Option<(u64, u64, usize, Stage2Attributes)>; 2] = [None, None];
+        let _ = self
+            .map
+            .walk_range(&region(iova, len), &mut |mr, d, level| {
+                let (s, e) = (mr.start().0 as u64, mr.end().0 as u64);
+                let g = granule(level);
+                if level < 3 && d.is_valid() && (s % g != 0 || e % g != 0) {
+                    let block = (s & !(g - 1), d.output_address().0 as u64, level, d.flags());
+                    if cut[0].is_none() && s == iova {
+                        cut[0] = Some(block);
+                    }
+                    if e == end && cut[0].is_none_or(|first| first.0 != block.0) {
+                        cut[1] = Some(block);
+                    }
+                }
+                Ok::<(), ()>(())
+            });
+        for (block, pa, level, attrs) in cut.into_iter().flatten() {
+            let g = granule(level);
+            let put_back = |map: &mut Mapping<PoolTranslation, Stage2>| {
+                let _ = map.map_range(
+                    &region(block, g),
+                    PhysicalAddress(pa as usize),
+                    attrs,
+                    Constraints::empty(),
+                );
+            };
+            // Break: a whole aligned block with no attributes (and PA 0, so that nothing reads it as a
+            // block) is one invalid entry.
+            self.map
+                .map_range(
+                    &region(block, g),
+                    PhysicalAddress(0),
+                    Stage2Attributes::empty(),
+                    Constraints::empty(),
+                )
+                .map_err(|_| DomainError::Internal)?;
+            if let Err(e) = invalidate(block, g, level) {
+                put_back(&mut self.map);
+                return Err(e);
+            }
+            // Make: the whole block again, through new tables (mapped in pieces cut where the unmap starts and
+            // ends, so that aarch64-paging writes a table): the unmapped part is cleared by `clear` next, like a
+            // split in place, so the caller's walk of what it unmaps still sees the pages.
+            let cuts = [
+                block,
+                iova.clamp(block, block + g),
+                end.clamp(block, block + g),
+                block + g,
+            ];
+            for (s, e) in cuts.windows(2).map(|w| (w[0], w[1])).filter(|(s, e)| s < e) {
+                let r = self.map.map_range(
+                    &region(s, e - s),
+                    PhysicalAddress((pa + (s - block)) as usize),
+                    attrs,
+                    Constraints::empty(),
+                );
+                if r.is_err() {
+                    put_back(&mut self.map);
+                    return Err(DomainError::Internal.into());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The PA `iova` translates to, if mapped.

@@ -298,6 +298,10 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<
     fn range_invalidation(&self) -> bool {
         self.range_invalidation
     }
+
+    fn break_before_make(&self) -> bool {
+        self.features.bbml < 2
+    }
 }
 
 /// The StreamIDs routed to `smmu`: every PCI host `iommu-map` entry and every `iommus` specifier naming it,

@@ -48,6 +48,10 @@ pub const SIDS: u32 = 0x280;
 pub const ITS_FRAME: u64 = 0x0809_0000;
 /// `IDR3.RIL`.
 pub const IDR3_RIL: u32 = 1 << 10;
+/// Lowest bit of `IDR3.BBML`.
+const IDR3_BBML_SHIFT: u32 = 11;
+/// `IDR3.BBML` (bits \[12:11\]).
+const IDR3_BBML: u32 = 0b11 << IDR3_BBML_SHIFT;
 
 /// Records host stage-2 calls: (map?, pa, len); fails them all while [`MockHost::fail`] is set.
 #[derive(Default)]
@@ -112,6 +116,8 @@ pub type FakeBackend = SmmuBackend<FakeSmmu, FakeMemory, MockHost>;
 pub struct Options {
     /// The fake SMMU reports range invalidation (`IDR3.RIL`).
     pub ril: bool,
+    /// The break-before-make level the fake SMMU reports and models (`IDR3.BBML`: 0, 1 or 2; QEMU's is 2).
+    pub bbml: u32,
     /// StreamIDs of the `iommu-map` (from 0).
     pub sids: u32,
     /// A second `iommu-map` entry: (first StreamID, count), requester IDs equal to StreamIDs.
@@ -136,6 +142,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             ril: true,
+            bbml: 2,
             sids: SIDS,
             extra_sids: None,
             strtab_budget: 4 << 20,
@@ -184,7 +191,7 @@ pub fn platform_with(sids: u32, extra: Option<(u32, u32)>) -> Platform {
 }
 
 impl Harness {
-    /// Boots: the fake SMMU with QEMU 10's ID registers (RIL per `o.ril`), [`bring_up`] with the platform of
+    /// Boots: the fake SMMU with QEMU 10's ID registers (RIL per `o.ril`, BBML per `o.bbml`), [`bring_up`] with the platform of
     /// [`platform_with`].
     ///
     /// # Errors
@@ -195,11 +202,8 @@ impl Harness {
         let mem = FakeMemory::new();
         let ram = mem.alloc(o.ram_size as usize, 2 << 20);
         let linear = mem.host_address(ram).expect("RAM allocated");
-        let idr3 = if o.ril {
-            qemu::IDR3
-        } else {
-            qemu::IDR3 & !IDR3_RIL
-        };
+        let ril = if o.ril { 0 } else { IDR3_RIL };
+        let idr3 = (qemu::IDR3 & !ril & !IDR3_BBML) | (o.bbml << IDR3_BBML_SHIFT) & IDR3_BBML;
         let fake = FakeSmmu::with_ids(mem.clone(), qemu::IDR0, qemu::IDR1, idr3, qemu::IDR5);
         let range = |size| PhysRange { base: ram, size };
         let config = BootConfig {

@@ -280,6 +280,10 @@ impl<B: Backend> Warden<B> {
         let mut r = Ok(());
         'entries: for &UnmapEntry { iova, len } in e {
             let (mut start, end) = (iova, iova + len);
+            if let Err(err) = self.break_cut_blocks(d, iova, len) {
+                r = Err(err);
+                break 'entries;
+            }
             while start < end {
                 match acc.clear(d, start, end) {
                     Ok(next) => start = next,

@@ -41,6 +41,8 @@ pub(super) struct Mock {
     pub fail_host: AtomicBool,
     pub events: StdMutex<VecDeque<FaultRecord>>,
     pub host_unmapped: StdMutex<BTreeSet<u64>>,
+    /// Asks for break-before-make on block splits (an SMMU without BBML2); off by default, like QEMU's.
+    pub bbm: AtomicBool,
 }
 
 impl Backend for Mock {
@@ -79,6 +81,10 @@ impl Backend for Mock {
 
     fn next_event(&self) -> Option<FaultRecord> {
         self.events.lock().unwrap().pop_front()
+    }
+
+    fn break_before_make(&self) -> bool {
+        self.bbm.load(Ordering::Relaxed)
     }
 
     fn host_unmap(&self, pa: u64, len: u64) -> Result<(), HwError> {
@@ -575,8 +581,15 @@ fn map_unmap_roundtrip_with_one_invalidation() {
 
 #[test]
 fn unmap_errors_and_partial_block() {
+    unmap_errors_and_partial_block_with(false);
+    unmap_errors_and_partial_block_with(true);
+}
+
+/// With `bbm`, the backend asks for break-before-make on block splits.
+fn unmap_errors_and_partial_block_with(bbm: bool) {
     let h = harness();
     let w = &h.w;
+    w.backend().bbm.store(bbm, Ordering::Relaxed);
     let d = alloc_paging(w);
     let b = res(w, Function::DomainAlloc, &[1]).unwrap();
     res(
@@ -621,18 +634,31 @@ fn unmap_errors_and_partial_block() {
         Err(Error::NotMapped)
     );
     assert_eq!(stat(w, Stat::MappedPages), 256);
-    let last = *w.backend().invals.lock().unwrap().last().unwrap();
-    let Inval::Range {
-        iova, len, hint, ..
-    } = last
-    else {
-        panic!()
-    };
-    assert_eq!(
-        (iova, len, hint.leaf_size),
-        (0x30_0000, 1 << 20, Some(M2)),
-        "the old 2 MiB entry is what is cached"
-    );
+    let invals = w.backend().invals.lock().unwrap().clone();
+    let ranges: Vec<_> = invals
+        .iter()
+        .map(|i| match *i {
+            Inval::Range {
+                iova, len, hint, ..
+            } => (iova, len, hint.leaf_size),
+            Inval::Vmid(_) => panic!("{i:?}"),
+        })
+        .collect();
+    if bbm {
+        // Break-before-make: the whole old 2 MiB entry is invalidated before its table is written, then the
+        // unmapped half as the 4 KiB pages it is now.
+        assert_eq!(
+            ranges[ranges.len() - 2..],
+            [(0x20_0000, M2, Some(M2)), (0x30_0000, 1 << 20, Some(K4))],
+            "the old 2 MiB entry leaves the TLB first"
+        );
+    } else {
+        assert_eq!(
+            ranges.last(),
+            Some(&(0x30_0000, 1 << 20, Some(M2))),
+            "split in place: the old 2 MiB entry is what is cached"
+        );
+    }
     assert_eq!(
         res(w, Function::UnmapPages, &[d, 0x20_0000, K4, 256]),
         Ok(1 << 20)

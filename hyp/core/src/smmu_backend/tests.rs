@@ -883,3 +883,71 @@ fn every_event_record_is_delivered_or_counted_lost() {
     h.ok(Function::Detach, &[u64::from(EDU_SID)]);
     h.ok(Function::DomainFree, &[b]);
 }
+
+/// Unmaps parts of three 2 MiB blocks (a range across the boundary of the first two; one page inside the
+/// third) while a device has them cached, on a fake SMMU with `IDR3.BBML` = `bbml`: returns the TLB conflicts the fake saw
+/// and the `CMD_SYNC`s each unmap issued, after checking that what stays mapped still translates.
+fn split_blocks_under_dma(bbml: u32) -> (u64, [usize; 2]) {
+    let h = Harness::boot(&Options {
+        bbml,
+        ..Options::default()
+    })
+    .unwrap();
+    assert_eq!(h.w.backend().features().bbml, bbml);
+    let d = h.paging_domain();
+    let sid = 16;
+    let iova = 0x4000_0000;
+    let pa = h.ram + (16 << 20);
+    h.ok(Function::MapPages, &[d, iova, pa, M2, 3, RW]);
+    h.ok(Function::Attach, &[sid, d]);
+    let probes = [0, M2 - K4, M2, M2 + 0x10_0000, 2 * M2, 2 * M2 + 0x1f_f000];
+    let dma = |off: u64| h.translate(sid as u32, iova + off, true);
+    for &off in &probes {
+        assert_eq!(dma(off), Translation::Ok(pa + off));
+    }
+    let mut syncs = [0; 2];
+    for (i, (off, pages)) in [(M2 - K4, 2), (2 * M2 + 0x8000, 1)].into_iter().enumerate() {
+        h.take_cmds();
+        h.ok(Function::UnmapPages, &[d, iova + off, K4, pages]);
+        syncs[i] = h.take_cmds().iter().filter(|c| is_sync(c)).count();
+        for p in 0..pages {
+            assert_eq!(
+                dma(off + p * K4),
+                Translation::Fault(event_id::F_TRANSLATION)
+            );
+        }
+        // The rest of the blocks still translates, to the same pages.
+        for &keep in &[
+            0,
+            M2 - 2 * K4,
+            M2 + K4,
+            M2 + 0x10_0000,
+            2 * M2,
+            2 * M2 + 0x1f_f000,
+        ] {
+            assert_eq!(dma(keep), Translation::Ok(pa + keep), "+{keep:#x}");
+        }
+    }
+    let conflicts = h.w.backend().with_smmu(|s| s.regs_mut().tlb_conflicts());
+    (conflicts, syncs)
+}
+
+/// Without BBML2 a cut block goes invalid and leaves the TLB (its own TLBI + CMD_SYNC) before the table that
+/// keeps the rest of it is written: the fake SMMU, modelling BBML 0, sees no TLB conflict.
+#[test]
+fn block_splits_break_before_make_without_bbml2() {
+    for bbml in [0, 1] {
+        let (conflicts, syncs) = split_blocks_under_dma(bbml);
+        assert_eq!(conflicts, 0, "BBML {bbml}: TLB conflict");
+        // One break per cut block (two, then one), then the unmap's own invalidation.
+        assert_eq!(syncs, [3, 2], "BBML {bbml}");
+    }
+}
+
+/// With BBML2 the blocks are split in place, as before: one invalidation per unmap.
+#[test]
+fn block_splits_in_place_with_bbml2() {
+    let (conflicts, syncs) = split_blocks_under_dma(2);
+    assert_eq!(conflicts, 0);
+    assert_eq!(syncs, [1, 1]);
+}

@@ -57,6 +57,7 @@ pub struct FakeSmmu {
     gbpa_stuck: bool,
     cr0ack_stuck: bool,
     pub(super) events_lost: u64,
+    pub(super) tlb_conflicts: u64,
 }
 
 impl FakeSmmu {
@@ -96,6 +97,7 @@ impl FakeSmmu {
             gbpa_stuck: false,
             cr0ack_stuck: false,
             events_lost: 0,
+            tlb_conflicts: 0,
         }
     }
 
@@ -152,6 +154,18 @@ impl FakeSmmu {
     /// Number of (VMID, page) entries in the TLB.
     pub fn tlb_len(&self) -> usize {
         self.tlb.len()
+    }
+
+    /// `IDR3.BBML`, the break-before-make level the fake models: below 2, a cached block whose descriptor was
+    /// replaced by a table without an invalid entry and TLB invalidation in between is a TLB conflict.
+    pub(super) fn bbml(&self) -> u32 {
+        regs::Idr3(self.idr[3]).bbml()
+    }
+
+    /// TLB conflicts seen (only when `IDR3.BBML` < 2): a block replaced by a table while cached (found when a
+    /// `TLBI_*` drops the stale block), or a walk result overlapping a cached entry of another size.
+    pub fn tlb_conflicts(&self) -> u64 {
+        self.tlb_conflicts
     }
 
     /// Event records the fake could not write because the event queue was full.
@@ -233,15 +247,29 @@ impl FakeSmmu {
                 let vmid = t.vmid.0;
                 // Drops every cached page whose leaf overlaps the range: a non-range TLBI of one address
                 // inside a 2 MiB or 1 GiB block removes the whole block (the fake caches it page by page).
-                self.tlb
-                    .retain(|(v, _), e| !(*v == vmid && e.leaf_overlaps(first, pages)));
+                self.drop_tlb(|v, e| v == vmid && e.leaf_overlaps(first, pages));
             }
-            CommandKind::TlbiS12Vmall { vmid } => self.tlb.retain(|(v, _), _| *v != vmid.0),
-            CommandKind::TlbiNsnhAll => self.tlb.clear(),
+            CommandKind::TlbiS12Vmall { vmid } => self.drop_tlb(|v, _| v == vmid.0),
+            CommandKind::TlbiNsnhAll => self.drop_tlb(|_, _| true),
             CommandKind::TlbiEl2All | CommandKind::PrefetchConfig { .. } | CommandKind::Sync(_) => {
             }
             CommandKind::Other { .. } => {}
         }
+    }
+
+    /// Drops the TLB entries `f` selects; without BBML2, counts a TLB conflict for each stale block among them
+    /// that was replaced by a table live (the SMMU could have held both translations).
+    fn drop_tlb(&mut self, f: impl Fn(u16, &TlbEntry) -> bool) {
+        let check = self.bbml() < 2;
+        let mut conflicts = 0;
+        self.tlb.retain(|&(v, _), e| {
+            let drop = f(v, e);
+            if drop && check && e.block_replaced_live(&self.mem) {
+                conflicts += 1;
+            }
+            !drop
+        });
+        self.tlb_conflicts += conflicts;
     }
 
     /// Writes an event record to the event queue, or signals overflow when it is full (IHI 0070 §3.5.4).

@@ -16,6 +16,8 @@ pub(super) struct TlbEntry {
     leaf_first: u64,
     /// Pages the leaf covers (1 for a page, 512 for a 2 MiB block, 512 × 512 for 1 GiB).
     leaf_pages: u64,
+    /// Physical address of the leaf descriptor (to spot a block replaced by a table while cached).
+    desc_pa: u64,
 }
 
 impl TlbEntry {
@@ -23,6 +25,15 @@ impl TlbEntry {
     pub(super) fn leaf_overlaps(&self, first: u64, pages: u64) -> bool {
         self.leaf_first < first.saturating_add(pages)
             && first < self.leaf_first.saturating_add(self.leaf_pages)
+    }
+
+    /// Whether this entry comes from a block whose descriptor in `mem` is now a valid table: a live
+    /// block→table replacement (no invalid entry and TLB invalidation in between) while the block was cached.
+    pub(super) fn block_replaced_live(&self, mem: &super::FakeMemory) -> bool {
+        self.leaf_pages > 1
+            && mem
+                .try_read64(self.desc_pa)
+                .is_some_and(|d| d & (DESC_VALID | DESC_TABLE) == DESC_VALID | DESC_TABLE)
     }
 }
 
@@ -143,15 +154,26 @@ impl FakeSmmu {
             if pa >> out_bits != 0 {
                 return self.fault(event_id::F_ADDR_SIZE, sid, iova, write, record);
             }
-            self.tlb.insert(
-                (cfg.vmid.0, page),
-                TlbEntry {
-                    pa_page: pa >> crate::PAGE_SHIFT,
-                    perm,
-                    leaf_first: (iova & !((1 << shift) - 1)) >> crate::PAGE_SHIFT,
-                    leaf_pages: 1 << (shift - crate::PAGE_SHIFT),
-                },
-            );
+            let entry = TlbEntry {
+                pa_page: pa >> crate::PAGE_SHIFT,
+                perm,
+                leaf_first: (iova & !((1 << shift) - 1)) >> crate::PAGE_SHIFT,
+                leaf_pages: 1 << (shift - crate::PAGE_SHIFT),
+                desc_pa: table + 8 * index,
+            };
+            // Without BBML2, a walk result overlapping a cached entry of another leaf size is a TLB
+            // conflict (IHI 0070 §3.21.1): the tables changed size under a cached translation.
+            if self.bbml() < 2
+                && self.tlb.iter().any(|(&(v, _), e)| {
+                    v == cfg.vmid.0
+                        && e.leaf_pages != entry.leaf_pages
+                        && e.leaf_overlaps(entry.leaf_first, entry.leaf_pages)
+                })
+            {
+                self.tlb_conflicts += 1;
+                return self.fault(event_id::F_TLB_CONFLICT, sid, iova, write, record);
+            }
+            self.tlb.insert((cfg.vmid.0, page), entry);
             return Translation::Ok(pa);
         }
     }
@@ -220,7 +242,8 @@ fn allowed(perm: Perm, write: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::cmd::TlbiS2Ipa;
-    use crate::fake::{FakeMemory, FakeSmmu, Translation};
+    use crate::event::event_id;
+    use crate::fake::{FakeMemory, FakeSmmu, Translation, qemu};
     use crate::ste::{S2Config, Ste};
     use crate::{Command, Config, Smmu, StreamId, Vmid};
 
@@ -233,12 +256,22 @@ mod tests {
     /// A driver over the fake with `sid` translated by a 40-bit, level-1-rooted table in which IOVA
     /// `[2 MiB, 4 MiB)` is one 2 MiB block to PA 0x4040_0000 and IOVA `[4 MiB, 4 MiB + 4 KiB)` one page.
     fn setup(sid: StreamId, vmid: u16) -> (Smmu<FakeSmmu, FakeMemory>, FakeMemory, u64) {
+        setup_with(sid, vmid, qemu::IDR3)
+    }
+
+    /// [`setup`] with the fake's `IDR3` set to `idr3`.
+    fn setup_with(
+        sid: StreamId,
+        vmid: u16,
+        idr3: u32,
+    ) -> (Smmu<FakeSmmu, FakeMemory>, FakeMemory, u64) {
         let mem = FakeMemory::new();
         let config = Config {
             poll_limit: 1000,
             ..Config::default()
         };
-        let mut smmu = Smmu::init(FakeSmmu::qemu(mem.clone()), mem.clone(), config).unwrap();
+        let fake = FakeSmmu::with_ids(mem.clone(), qemu::IDR0, qemu::IDR1, idr3, qemu::IDR5);
+        let mut smmu = Smmu::init(fake, mem.clone(), config).unwrap();
         // Two concatenated level-1 tables (40-bit IPA from level 1), one level-2 table, one level-3 table.
         let root = mem.alloc(8192, 8192);
         let l2 = mem.alloc(4096, 4096);
@@ -317,5 +350,82 @@ mod tests {
         smmu.submit([tlbi(5, 2 * MIB2 - 0x2000, crate::cmd::TG_4K, 1, 0)])
             .unwrap();
         assert_eq!(smmu.regs_mut().tlb_len(), 1);
+    }
+
+    /// `IDR3` with `BBML` = 0.
+    const IDR3_BBML0: u32 = qemu::IDR3 & !(0b11 << 11);
+
+    /// The 2 MiB block at IOVA 2 MiB (cached) replaced by a level-3 table mapping the same pages.
+    fn replace_block_by_table(mem: &FakeMemory, l2: u64) {
+        let l3 = mem.alloc(4096, 4096);
+        for i in 0..512 {
+            assert!(mem.try_write64(l3 + 8 * i, (0x4040_0000 + (i << 12)) | TABLE | AF | S2AP_RW));
+        }
+        assert!(mem.try_write64(l2 + 8, l3 | TABLE));
+    }
+
+    #[test]
+    fn bbml0_flags_a_live_block_to_table_replacement() {
+        let sid = StreamId(3);
+        let (mut smmu, mem, l2) = setup_with(sid, 9, IDR3_BBML0);
+        assert_eq!(smmu.features().bbml, 0);
+        assert_eq!(
+            smmu.regs_mut().translate(sid, MIB2, false),
+            Translation::Ok(0x4040_0000)
+        );
+        replace_block_by_table(&mem, l2);
+        // A walk for another page of the block meets the table while the block is cached: conflict.
+        assert_eq!(
+            smmu.regs_mut().translate(sid, MIB2 + 0x3000, false),
+            Translation::Fault(event_id::F_TLB_CONFLICT)
+        );
+        assert_eq!(smmu.regs_mut().tlb_conflicts(), 1);
+        // The TLBI that finally drops the stale block finds it replaced live: flagged too.
+        smmu.submit([tlbi(9, MIB2, 0, 0, 0)]).unwrap();
+        assert_eq!(smmu.regs_mut().tlb_conflicts(), 2);
+        assert_eq!(
+            smmu.regs_mut().translate(sid, MIB2 + 0x3000, false),
+            Translation::Ok(0x4040_3000)
+        );
+    }
+
+    #[test]
+    fn bbml0_accepts_break_before_make() {
+        let sid = StreamId(3);
+        let (mut smmu, mem, l2) = setup_with(sid, 9, IDR3_BBML0);
+        assert!(matches!(
+            smmu.regs_mut().translate(sid, MIB2, false),
+            Translation::Ok(_)
+        ));
+        // Break: invalid entry, TLBI (+ CMD_SYNC), then make.
+        assert!(mem.try_write64(l2 + 8, 0));
+        smmu.submit([tlbi(9, MIB2, 0, 0, 0)]).unwrap();
+        replace_block_by_table(&mem, l2);
+        for iova in [MIB2, MIB2 + 0x3000] {
+            assert!(matches!(
+                smmu.regs_mut().translate(sid, iova, false),
+                Translation::Ok(_)
+            ));
+        }
+        smmu.submit([tlbi(9, MIB2, 0, 0, 0)]).unwrap();
+        assert_eq!(smmu.regs_mut().tlb_conflicts(), 0);
+    }
+
+    #[test]
+    fn bbml2_tolerates_a_live_block_to_table_replacement() {
+        let sid = StreamId(3);
+        let (mut smmu, mem, l2) = setup(sid, 9);
+        assert_eq!(smmu.features().bbml, 2);
+        assert!(matches!(
+            smmu.regs_mut().translate(sid, MIB2, false),
+            Translation::Ok(_)
+        ));
+        replace_block_by_table(&mem, l2);
+        assert!(matches!(
+            smmu.regs_mut().translate(sid, MIB2 + 0x3000, false),
+            Translation::Ok(_)
+        ));
+        smmu.submit([tlbi(9, MIB2, 0, 0, 0)]).unwrap();
+        assert_eq!(smmu.regs_mut().tlb_conflicts(), 0);
     }
 }

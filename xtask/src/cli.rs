@@ -1,36 +1,95 @@
-//! Command-line parsing and dispatch.
+//! Command-line parsing (clap, derive) and dispatch.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
 
 use crate::Ws;
 use crate::qemu::{Mode, RunOpts};
 
-/// Printed on a usage error.
-pub const USAGE: &str = "\
-usage: cargo xtask <command> [options]
+/// `cargo xtask`: set-up, build, run, test and bench for Warden.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-commands:
-  deps                  check/install host tools; fetch the arm64 kernel, headers and busybox (cached)
-  build                 deps, then the hyp image, kernel Image, modules and guest programs
-  run [options] [-- QEMU-ARGS...]
-      --script FILE     run FILE as root in the guest, stream its output, exit with its status
-      --timeout SECS    give up (kill QEMU, fail) after SECS seconds (default 300; only with --script)
-      --native          boot the kernel directly, without the hypervisor (Linux's own arm-smmu-v3)
-      --no-shim         do not load warden.ko at boot
-      --smp N           number of CPUs (default 2)
-      --append ARGS     extra kernel command-line arguments (e.g. \"iommu.strict=0\")
-  test [--no-host] [--no-qemu] [FILTER]
-                        fmt, clippy, host unit tests, deps + build, then the QEMU tests in tests/qemu/
-                        (FILTER: only QEMU tests whose name contains it)
-  bench [--quick]       map/unmap microbenchmark and O_DIRECT I/O: passthrough, native strict, native lazy,
-                        Warden identity (I/O only), Warden lazy and Warden in one run; report in target/bench/
-                        (--quick: the reduced set `test` runs at its end)
-  bench --boot [--runs N]
-                        boot-to-userspace time under the hyp and natively (N boots each, default 3)
-  gen-header [--check]  write host-shim/warden_abi.h from warden-abi (--check: fail if it is stale)";
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check/install host tools; fetch the arm64 kernel, headers and busybox (cached).
+    Deps,
+    /// Deps, then the hyp image, kernel Image, modules and guest programs.
+    Build,
+    /// Boot the stack in QEMU (interactive, or `--script FILE`).
+    Run(RunArgs),
+    /// Fmt, clippy, host unit tests, deps + build, then the QEMU tests in tests/qemu/.
+    Test(TestArgs),
+    /// Map/unmap microbenchmark and O_DIRECT I/O, report in target/bench/ (or, with --boot, boot time).
+    ///
+    /// Passthrough, native strict, native lazy, Warden identity (I/O only), Warden lazy and Warden, in one run.
+    Bench(BenchArgs),
+    /// Write host-shim/warden_abi.h from warden-abi.
+    GenHeader {
+        /// Fail if the header is stale instead of writing it.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Run FILE as root in the guest, stream its output, exit with its status.
+    #[arg(long, value_name = "FILE")]
+    script: Option<PathBuf>,
+    /// Give up (kill QEMU, fail) after SECS seconds (only with --script).
+    #[arg(long, value_name = "SECS", default_value_t = RunOpts::default().timeout.as_secs())]
+    timeout: u64,
+    /// Boot the kernel directly, without the hypervisor (Linux's own arm-smmu-v3).
+    #[arg(long)]
+    native: bool,
+    /// Do not load warden.ko at boot.
+    #[arg(long)]
+    no_shim: bool,
+    /// Number of CPUs.
+    #[arg(long, value_name = "N", default_value_t = RunOpts::default().smp,
+          value_parser = clap::value_parser!(u32).range(1..=8))]
+    smp: u32,
+    /// Extra kernel command-line arguments (e.g. "iommu.strict=0"); may be repeated.
+    #[arg(long, value_name = "ARGS")]
+    append: Vec<String>,
+    /// Extra QEMU arguments, after `--`.
+    #[arg(last = true, value_name = "QEMU-ARGS")]
+    qemu_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Skip fmt, clippy and the host unit tests.
+    #[arg(long)]
+    no_host: bool,
+    /// Skip the QEMU tests.
+    #[arg(long)]
+    no_qemu: bool,
+    /// Only the QEMU tests whose name contains FILTER.
+    filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// The reduced set `test` runs at its end.
+    #[arg(long, conflicts_with = "boot")]
+    quick: bool,
+    /// Boot-to-userspace time under the hyp and natively.
+    #[arg(long)]
+    boot: bool,
+    /// Boots per configuration (with --boot).
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "boot",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+}
 
 /// A parsed command line.
 #[derive(Debug, PartialEq)]
@@ -60,107 +119,44 @@ pub enum Cmd {
     },
 }
 
-fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a String> {
-    it.next().with_context(|| format!("{flag} needs a value"))
-}
-
-fn number<T: std::str::FromStr>(s: &str, flag: &str) -> Result<T> {
-    s.parse()
-        .ok()
-        .with_context(|| format!("{flag}: `{s}` is not a valid number"))
-}
-
-/// Parses the arguments after `cargo xtask`.
-pub fn parse(args: &[String]) -> Result<Cmd> {
-    let Some((cmd, rest)) = args.split_first() else {
-        bail!("no command given")
-    };
-    let mut it = rest.iter();
-    match cmd.as_str() {
-        "deps" | "build" => {
-            if let Some(extra) = it.next() {
-                bail!("`{cmd}` takes no arguments (got `{extra}`)");
-            }
-            Ok(if cmd == "deps" { Cmd::Deps } else { Cmd::Build })
+impl From<Command> for Cmd {
+    fn from(c: Command) -> Self {
+        match c {
+            Command::Deps => Cmd::Deps,
+            Command::Build => Cmd::Build,
+            Command::Run(a) => Cmd::Run(RunOpts {
+                script: a.script,
+                timeout: Duration::from_secs(a.timeout),
+                mode: if a.native { Mode::Native } else { Mode::Hyp },
+                no_shim: a.no_shim,
+                smp: a.smp,
+                append: a
+                    .append
+                    .iter()
+                    .flat_map(|s| s.split_whitespace())
+                    .map(String::from)
+                    .collect(),
+                qemu_args: a.qemu_args,
+            }),
+            Command::Test(a) => Cmd::Test(crate::test::TestOpts {
+                host: !a.no_host,
+                qemu: !a.no_qemu,
+                filter: a.filter,
+            }),
+            Command::Bench(a) if a.boot => Cmd::BenchBoot {
+                runs: usize::try_from(a.runs).unwrap_or(usize::MAX),
+            },
+            Command::Bench(a) => Cmd::Bench { quick: a.quick },
+            Command::GenHeader { check } => Cmd::GenHeader { check },
         }
-        "run" => {
-            let mut o = RunOpts::default();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--script" => o.script = Some(PathBuf::from(value(&mut it, a)?)),
-                    "--timeout" => o.timeout = Duration::from_secs(number(value(&mut it, a)?, a)?),
-                    "--native" => o.mode = Mode::Native,
-                    "--no-shim" => o.no_shim = true,
-                    "--smp" => {
-                        o.smp = number(value(&mut it, a)?, a)?;
-                        if !(1..=8).contains(&o.smp) {
-                            bail!("--smp must be between 1 and 8");
-                        }
-                    }
-                    "--append" => {
-                        o.append
-                            .extend(value(&mut it, a)?.split_whitespace().map(String::from));
-                    }
-                    "--" => {
-                        o.qemu_args = it.by_ref().cloned().collect();
-                    }
-                    other => bail!("unknown option for run: `{other}`"),
-                }
-            }
-            Ok(Cmd::Run(o))
-        }
-        "test" => {
-            let mut o = crate::test::TestOpts {
-                host: true,
-                qemu: true,
-                filter: None,
-            };
-            for a in it {
-                match a.as_str() {
-                    "--no-host" => o.host = false,
-                    "--no-qemu" => o.qemu = false,
-                    f if !f.starts_with('-') && o.filter.is_none() => {
-                        o.filter = Some(f.to_string())
-                    }
-                    other => bail!("unknown option for test: `{other}`"),
-                }
-            }
-            Ok(Cmd::Test(o))
-        }
-        "bench" => {
-            let (mut boot, mut runs, mut quick) = (false, 3, false);
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--boot" => boot = true,
-                    "--quick" => quick = true,
-                    "--runs" => runs = number(value(&mut it, a)?, a)?,
-                    other => bail!("unknown option for bench: `{other}`"),
-                }
-            }
-            if !boot {
-                return Ok(Cmd::Bench { quick });
-            }
-            if quick {
-                bail!("--quick is not an option of `bench --boot`");
-            }
-            if runs == 0 {
-                bail!("--runs must be at least 1");
-            }
-            Ok(Cmd::BenchBoot { runs })
-        }
-        "gen-header" => {
-            let check = match it.next().map(String::as_str) {
-                None => false,
-                Some("--check") => true,
-                Some(other) => bail!("unknown option for gen-header: `{other}`"),
-            };
-            if let Some(extra) = it.next() {
-                bail!("unexpected argument `{extra}`");
-            }
-            Ok(Cmd::GenHeader { check })
-        }
-        other => bail!("unknown command `{other}`"),
     }
+}
+
+/// Parses the arguments after `cargo xtask`. The error (also for `--help`) prints itself with
+/// [`clap::Error::exit`]: what went wrong and the usage.
+pub fn parse(args: &[String]) -> Result<Cmd, clap::Error> {
+    let argv = std::iter::once("cargo xtask").chain(args.iter().map(String::as_str));
+    Ok(Cli::try_parse_from(argv)?.command.into())
 }
 
 /// Runs a command; the result is the process exit code.
@@ -196,7 +192,7 @@ pub fn dispatch(ws: &Ws, cmd: Cmd) -> Result<u8> {
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Result<Cmd> {
+    fn p(s: &str) -> Result<Cmd, clap::Error> {
         let args: Vec<String> = s.split_whitespace().map(String::from).collect();
         parse(&args)
     }
@@ -246,6 +242,44 @@ mod tests {
     }
 
     #[test]
+    fn errors_say_what_went_wrong() {
+        for (bad, says) in [
+            ("frobnicate", "frobnicate"),
+            ("run --smp 0", "--smp"),
+            ("run --bogus", "--bogus"),
+            ("deps x", "'x'"),
+            ("bench --boot --quick", "--quick"),
+            ("bench --runs 5", "--boot"),
+            ("bench --boot --runs 0", "--runs"),
+        ] {
+            let e = p(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn append_repeats_and_splits() {
+        let Cmd::Run(o) = p("run --append a=1 --append b=2").unwrap() else {
+            panic!("not a run")
+        };
+        assert_eq!(o.append, vec!["a=1", "b=2"]);
+        let args: Vec<String> = ["run", "--append", "a=1 b=2", "--", "-d", "int"]
+            .map(String::from)
+            .to_vec();
+        let Cmd::Run(o) = parse(&args).unwrap() else {
+            panic!("not a run")
+        };
+        assert_eq!(o.append, vec!["a=1", "b=2"]);
+        assert_eq!(o.qemu_args, vec!["-d", "int"]);
+    }
+
+    #[test]
     fn test_and_bench() {
         assert_eq!(
             p("test --no-host boot").unwrap(),
@@ -257,6 +291,22 @@ mod tests {
         );
         assert_eq!(p("bench").unwrap(), Cmd::Bench { quick: false });
         assert_eq!(p("bench --quick").unwrap(), Cmd::Bench { quick: true });
+        assert_eq!(p("bench --boot").unwrap(), Cmd::BenchBoot { runs: 3 });
+        assert_eq!(
+            p("gen-header --check").unwrap(),
+            Cmd::GenHeader { check: true }
+        );
+        assert_eq!(p("gen-header").unwrap(), Cmd::GenHeader { check: false });
+        assert_eq!(p("deps").unwrap(), Cmd::Deps);
+        assert_eq!(p("build").unwrap(), Cmd::Build);
+        assert_eq!(
+            p("test").unwrap(),
+            Cmd::Test(crate::test::TestOpts {
+                host: true,
+                qemu: true,
+                filter: None
+            })
+        );
         assert_eq!(
             p("bench --boot --runs 5").unwrap(),
             Cmd::BenchBoot { runs: 5 }

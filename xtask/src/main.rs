@@ -52,10 +52,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cmd = match cli::parse(&args) {
         Ok(cmd) => cmd,
-        Err(e) => {
-            eprintln!("xtask: {e}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
+        // What went wrong and the usage (exit 2), or the help (exit 0).
+        Err(e) => e.exit(),
     };
     match cli::dispatch(&ws, cmd) {
         Ok(code) => ExitCode::from(code),

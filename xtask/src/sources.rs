@@ -17,28 +17,27 @@ pub struct Source {
     pub signed_by: Option<String>,
 }
 
-/// Parses deb822 `.sources` text; keeps `Types: deb` stanzas that are not `Enabled: no`.
-pub fn parse_deb822(text: &str) -> Vec<Source> {
+/// Parses deb822 `.sources` text (with `deb822-fast`); keeps `Types: deb` stanzas that are not `Enabled: no`.
+///
+/// # Errors
+///
+/// The text is not deb822 (e.g. an indented line where a field should start).
+pub fn parse_deb822(text: &str) -> Result<Vec<Source>, deb822_fast::Error> {
+    let doc: deb822_fast::Deb822 = text.parse()?;
     let mut out = Vec::new();
-    // Stanzas are separated by blank lines; comment lines are ignored; continuation lines start with a space.
-    let mut fields: Vec<(String, String)> = Vec::new();
-    let mut flush = |fields: &mut Vec<(String, String)>| {
-        let get = |k: &str| {
-            fields
-                .iter()
-                .rev()
-                .find(|(f, _)| f.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.trim().to_string())
-        };
-        let words = |k: &str| {
+    for stanza in doc.iter() {
+        let get = |k: &str| stanza.get(k).map(str::trim);
+        let words = |k: &str| -> Vec<String> {
             get(k)
                 .map(|v| v.split_whitespace().map(String::from).collect())
                 .unwrap_or_default()
         };
-        let types: Vec<String> = words("Types");
         let enabled = get("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
-        let signed_by = get("Signed-By").filter(|v| v.starts_with('/') && !v.contains('\n'));
-        if enabled && types.iter().any(|t| t == "deb") {
+        // A path; an inline key (a multi-line value) cannot be reused.
+        let signed_by = get("Signed-By")
+            .filter(|v| v.starts_with('/') && !v.contains('\n'))
+            .map(String::from);
+        if enabled && words("Types").iter().any(|t| t == "deb") {
             for uri in words("URIs") {
                 out.push(Source {
                     uri: uri.trim_end_matches('/').to_string(),
@@ -48,25 +47,8 @@ pub fn parse_deb822(text: &str) -> Vec<Source> {
                 });
             }
         }
-        fields.clear();
-    };
-    for line in text.lines() {
-        if line.trim_start().starts_with('#') {
-            continue;
-        }
-        if line.trim().is_empty() {
-            flush(&mut fields);
-        } else if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = fields.last_mut() {
-                v.push('\n');
-                v.push_str(line.trim());
-            }
-        } else if let Some((k, v)) = line.split_once(':') {
-            fields.push((k.trim().to_string(), v.trim().to_string()));
-        }
     }
-    flush(&mut fields);
-    out
+    Ok(out)
 }
 
 /// Parses one-line `sources.list` text (`deb [options] uri suite component...`).
@@ -122,7 +104,10 @@ pub fn system_sources(etc_apt: &Path) -> Vec<Source> {
             continue;
         };
         match f.extension().and_then(|e| e.to_str()) {
-            Some("sources") => out.extend(parse_deb822(&t)),
+            Some("sources") => match parse_deb822(&t) {
+                Ok(s) => out.extend(s),
+                Err(e) => eprintln!("xtask: warning: {} skipped: not deb822 ({e})", f.display()),
+            },
             Some("list") => out.extend(parse_one_line(&t)),
             _ => {}
         }
@@ -193,7 +178,7 @@ Components: main
 
     #[test]
     fn deb822_stanzas() {
-        let s = parse_deb822(DEB822);
+        let s = parse_deb822(DEB822).unwrap();
         assert_eq!(s.len(), 2, "deb-src is skipped: {s:?}");
         assert_eq!(s[0].uri, "http://mirror.example/debian");
         assert_eq!(s[0].suites, vec!["bookworm", "bookworm-updates"]);
@@ -215,7 +200,7 @@ Components: main
         let text = "Types: deb\nURIs: http://a.example/d http://b.example/d\nSuites: trixie\nComponents: main contrib\n\
                     Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n -----END PGP PUBLIC KEY BLOCK-----\n\n\
                     Enabled: no\nTypes: deb\nURIs: http://c.example/d\nSuites: trixie-backports\nComponents: main\n";
-        let s = parse_deb822(text);
+        let s = parse_deb822(text).unwrap();
         assert_eq!(
             s.iter().map(|x| x.uri.as_str()).collect::<Vec<_>>(),
             ["http://a.example/d", "http://b.example/d"]
@@ -228,6 +213,11 @@ Components: main
             !has_suite(&s, "trixie-backports"),
             "disabled stanza ignored"
         );
+    }
+
+    #[test]
+    fn malformed_deb822_is_an_error() {
+        assert!(parse_deb822(" Types: deb\nURIs: http://a.example/d\n").is_err());
     }
 
     #[test]
@@ -250,7 +240,7 @@ Components: main
 
     #[test]
     fn backports_entry_is_derived_from_the_mirror() {
-        let s = parse_deb822(DEB822);
+        let s = parse_deb822(DEB822).unwrap();
         let stanza = backports_stanza(mirror_for(&s, "bookworm").unwrap(), "bookworm");
         assert_eq!(
             stanza,
@@ -258,13 +248,16 @@ Components: main
              Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
         );
         // What we write parses back as the suite we need.
-        assert!(has_suite(&parse_deb822(&stanza), "bookworm-backports"));
+        assert!(has_suite(
+            &parse_deb822(&stanza).unwrap(),
+            "bookworm-backports"
+        ));
     }
 
     #[test]
     fn no_mirror_for_other_codename() {
-        assert!(mirror_for(&parse_deb822(DEB822), "trixie").is_none());
-        assert!(parse_deb822("").is_empty());
+        assert!(mirror_for(&parse_deb822(DEB822).unwrap(), "trixie").is_none());
+        assert!(parse_deb822("").unwrap().is_empty());
         assert!(parse_one_line("garbage\n\ndeb\n").is_empty());
     }
 

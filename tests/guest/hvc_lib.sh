@@ -27,6 +27,31 @@ stat() {
     echo $((x1))
 }
 hex() { printf '0x%x' "$1"; }
+# wcall / wexpect: call / expect for background workers: a failure prints a FAIL: line and returns 1 instead of
+# exiting the script (the worker decides; its output file is checked afterwards).
+wcall() {
+    out=$(hvc "$@") || { echo "FAIL: hvc $* did not run: $out"; return 1; }
+    eval "$out"
+}
+wexpect() {
+    want=$1
+    shift
+    wcall "$@" || return 1
+    [ "$x0" -eq "$want" ] || { echo "FAIL: hvc $*: x0 = $x0, expected $want"; return 1; }
+}
+# need_cpus N: fail unless the guest has at least N CPUs.
+need_cpus() {
+    [ "$(grep -c ^processor /proc/cpuinfo)" -ge "$1" ] || fail "expected $1 CPUs"
+}
+# pool_snapshot: the page-table pool's STAT values now, for later checks: pool0 (total), free0, tables0,
+# donated0 (donated pages), dfree0 (donated pages free).
+pool_snapshot() {
+    pool0=$(stat 2)
+    free0=$(stat 3)
+    tables0=$(stat 14)
+    donated0=$(stat 4)
+    dfree0=$(stat 5)
+}
 # hyp_unchanged NAME: STAT HYP_INTEGRITY (hash of the hyp's text, rodata and canary pages, computed now at EL2)
 # must equal HYP_INTEGRITY_BOOT; prints an ATTACK line for NAME saying so.
 hyp_unchanged() {

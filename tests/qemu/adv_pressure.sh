@@ -20,19 +20,8 @@ SECS=${ADV_PRESSURE_SECS:-20}
 WORKERS=4
 KEEP=32
 PG=0x1000 GIB=0x40000000 BLK=0x200000
-[ "$(grep -c ^processor /proc/cpuinfo)" -ge 4 ] || fail "expected 4 CPUs"
-
-# Workers run in the background: their helpers report instead of exiting the script.
-wcall() {
-    out=$(hvc "$@") || { echo "FAIL: hvc $* did not run: $out"; return 1; }
-    eval "$out"
-}
-wexpect() {
-    want=$1
-    shift
-    wcall "$@" || return 1
-    [ "$x0" -eq "$want" ] || { echo "FAIL: hvc $*: x0 = $x0, expected $want"; return 1; }
-}
+need_cpus 4
+# Workers run in the background: they use wcall/wexpect, which report instead of exiting the script.
 # balance: the pool's pages are free or tables (nothing quarantined at rest), and the total is the carve-out
 # part plus what is donated.
 balance() {
@@ -48,11 +37,7 @@ balance() {
 
 domains0=$(stat 0)
 mapped0=$(stat 13)
-pool0=$(stat 2)
-free0=$(stat 3)
-tables0=$(stat 14)
-donated0=$(stat 4)
-dfree0=$(stat 5)
+pool_snapshot
 balance "start"
 
 # Donor's pages: 512 (64 chunks of 8), filled, so that reclaimed ones can be seen zeroed.

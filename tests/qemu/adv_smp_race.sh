@@ -15,22 +15,8 @@
 SECS=${ADV_SMP_SECS:-25}
 WORKERS=4
 KEEP=16
-[ "$(grep -c ^processor /proc/cpuinfo)" -ge 4 ] || fail "expected 4 CPUs"
-
-call() {
-    out=$(hvc "$@") || { echo "FAIL: hvc $* did not run: $out"; return 1; }
-    eval "$out"
-}
-expect() {
-    want=$1
-    shift
-    call "$@" || return 1
-    [ "$x0" -eq "$want" ] || { echo "FAIL: hvc $*: x0 = $x0, expected $want"; return 1; }
-}
-stat() {
-    call $STAT "$1" >/dev/null
-    echo $((x1))
-}
+need_cpus 4
+# Every call uses wcall/wexpect (they report instead of exiting: the workers run in the background).
 
 domains0=$(stat 0)
 attached0=$(stat 6)
@@ -38,7 +24,7 @@ mapped0=$(stat 13)
 donated0=$(stat 4)
 eval "$(hvc alloc $((WORKERS * 4)) 0x77)"
 base=$pa
-expect 0 $ALLOC 0 || fail "alloc shared"
+wexpect 0 $ALLOC 0 || fail "alloc shared"
 shared=$x1
 echo "shared domain $shared, backing pages at $base, $SECS s, $WORKERS workers"
 
@@ -51,32 +37,32 @@ worker() {
     # Persistent mappings, checked by the parent afterwards.
     i=0
     while [ $i -lt $KEEP ]; do
-        expect 0 $MAP $shared $((r0 + i * 0x1000)) $((pk + (i % 4) * 0x1000)) 0x1000 1 3 || exit 1
+        wexpect 0 $MAP $shared $((r0 + i * 0x1000)) $((pk + (i % 4) * 0x1000)) 0x1000 1 3 || exit 1
         i=$((i + 1))
     done
     while [ "$(date +%s)" -lt $end ]; do
         # Churn in the shared domain, next to the other workers.
         iova=$((r0 + 0x100000 + (n % 32) * 0x1000))
-        expect 0 $MAP $shared $iova $((pk + (n % 4) * 0x1000)) 0x1000 1 3 || exit 1
-        expect 0 $IOVA_TO_PHYS $shared $((iova + 0x10)) || exit 1
+        wexpect 0 $MAP $shared $iova $((pk + (n % 4) * 0x1000)) 0x1000 1 3 || exit 1
+        wexpect 0 $IOVA_TO_PHYS $shared $((iova + 0x10)) || exit 1
         [ $((x1)) -eq $((pk + (n % 4) * 0x1000 + 0x10)) ] || { echo "FAIL: worker $k: $iova -> $x1"; exit 1; }
-        expect -16 $MAP $shared $iova $pk 0x1000 1 3 || exit 1
-        expect 0 $UNMAP $shared $iova 0x1000 1 || exit 1
-        expect -15 $IOVA_TO_PHYS $shared $iova || exit 1
+        wexpect -16 $MAP $shared $iova $pk 0x1000 1 3 || exit 1
+        wexpect 0 $UNMAP $shared $iova 0x1000 1 || exit 1
+        wexpect -15 $IOVA_TO_PHYS $shared $iova || exit 1
         # Attach/detach a spare StreamID to the shared domain while others map in it.
-        expect 0 $ATTACH $((0x200 + k)) $shared || exit 1
-        expect 0 $DETACH $((0x200 + k)) || exit 1
+        wexpect 0 $ATTACH $((0x200 + k)) $shared || exit 1
+        wexpect 0 $DETACH $((0x200 + k)) || exit 1
         # A private domain's whole life, racing the others' allocations.
         if [ $((n % 4)) -eq 0 ]; then
-            call $ALLOC 0 || exit 1
+            wcall $ALLOC 0 || exit 1
             if [ "$x0" -eq 0 ]; then
                 d=$x1
-                expect 0 $MAP $d 0x1000 $pk 0x1000 4 3 || exit 1
-                expect 0 $ATTACH $((0x300 + k)) $d || exit 1
-                expect -13 $FREE $d || exit 1
-                expect 0 $DETACH $((0x300 + k)) || exit 1
-                expect 0 $FREE $d || exit 1
-                expect -4 $IOVA_TO_PHYS $d 0x1000 || exit 1
+                wexpect 0 $MAP $d 0x1000 $pk 0x1000 4 3 || exit 1
+                wexpect 0 $ATTACH $((0x300 + k)) $d || exit 1
+                wexpect -13 $FREE $d || exit 1
+                wexpect 0 $DETACH $((0x300 + k)) || exit 1
+                wexpect 0 $FREE $d || exit 1
+                wexpect -4 $IOVA_TO_PHYS $d 0x1000 || exit 1
             else
                 echo "worker $k: alloc refused ($x0)"
             fi
@@ -94,15 +80,15 @@ donor() {
     n=0
     busy=0
     while [ "$(date +%s)" -lt $end ]; do
-        expect 0 $DONATE $dp 8 || exit 1
-        expect -12 $MAP $shared 0x7000000 $((dp + (n % 8) * 0x1000)) 0x1000 1 3 || exit 1
+        wexpect 0 $DONATE $dp 8 || exit 1
+        wexpect -12 $MAP $shared 0x7000000 $((dp + (n % 8) * 0x1000)) 0x1000 1 3 || exit 1
         # A page mapped for DMA cannot be donated.
-        expect 0 $MAP $shared 0x7000000 $base 0x1000 1 3 || exit 1
-        expect -13 $DONATE $base 1 || exit 1
-        expect 0 $UNMAP $shared 0x7000000 0x1000 1 || exit 1
+        wexpect 0 $MAP $shared 0x7000000 $base 0x1000 1 3 || exit 1
+        wexpect -13 $DONATE $base 1 || exit 1
+        wexpect 0 $UNMAP $shared 0x7000000 0x1000 1 || exit 1
         i=0
         while [ $i -lt 8 ]; do
-            call $RECLAIM $((dp + i * 0x1000)) 1 || exit 1
+            wcall $RECLAIM $((dp + i * 0x1000)) 1 || exit 1
             if [ "$x0" -eq -13 ]; then
                 busy=$((busy + 1))
                 [ $busy -gt 200 ] && { echo "FAIL: reclaim stays BUSY"; exit 1; }
@@ -142,13 +128,13 @@ while [ $k -le $WORKERS ]; do
     pk=$((base + (k - 1) * 0x4000))
     i=0
     while [ $i -lt $KEEP ]; do
-        expect 0 $IOVA_TO_PHYS $shared $((r0 + i * 0x1000 + 0x8)) || fail "worker $k keep $i lost"
+        wexpect 0 $IOVA_TO_PHYS $shared $((r0 + i * 0x1000 + 0x8)) || fail "worker $k keep $i lost"
         [ $((x1)) -eq $((pk + (i % 4) * 0x1000 + 0x8)) ] || fail "worker $k keep $i -> $x1"
         i=$((i + 1))
     done
     i=0
     while [ $i -lt 32 ]; do
-        expect -15 $IOVA_TO_PHYS $shared $((r0 + 0x100000 + i * 0x1000)) || fail "worker $k churn page $i still mapped"
+        wexpect -15 $IOVA_TO_PHYS $shared $((r0 + 0x100000 + i * 0x1000)) || fail "worker $k churn page $i still mapped"
         i=$((i + 1))
     done
     k=$((k + 1))
@@ -159,10 +145,10 @@ done
 echo "ATTACK: SMP race ($WORKERS workers + donor x ${SECS}s, map/unmap/attach/detach/alloc/free/donate/reclaim): every answer as expected, $((WORKERS * KEEP)) kept IOVAs translate, churn ranges empty"
 k=1
 while [ $k -le $WORKERS ]; do
-    expect 0 $UNMAP $shared $((0x10000000 * k)) 0x1000 $KEEP || fail "unmap worker $k"
+    wexpect 0 $UNMAP $shared $((0x10000000 * k)) 0x1000 $KEEP || fail "unmap worker $k"
     k=$((k + 1))
 done
-expect 0 $FREE $shared || fail "free shared"
+wexpect 0 $FREE $shared || fail "free shared"
 hvc free $base >/dev/null || fail "hvc free"
 [ "$(stat 13)" -eq "$mapped0" ] || fail "after teardown: mapped pages $(stat 13), expected $mapped0"
 [ "$(stat 0)" -eq "$domains0" ] || fail "after teardown: domains $(stat 0), expected $domains0"

@@ -23,11 +23,7 @@ RW=3 PG=0x1000 FILL=0x5a5a5a5a5a5a5a5a
 
 expect 0 0xc6000000
 pa_bits=$(((x3 >> 24) & 0xff))
-pool0=$(stat 2)
-free0=$(stat 3)
-donated0=$(stat 4)
-dfree0=$(stat 5)
-tables0=$(stat 14)
+pool_snapshot
 echo "pool: $pool0 pages ($free0 free, $tables0 tables), donated $donated0 ($dfree0 free)"
 # check_free: free pool pages = the start's + donated - table pages taken since (splits of host-identity
 # blocks around donated pages take tables from the pool, and keep them after reclaim).

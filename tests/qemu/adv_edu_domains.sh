@@ -15,9 +15,7 @@
 . /warden/tests/hvc_lib.sh
 scratch=0x7f000000
 STRTAB=0x41000000
-edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
-bar0=$(head -n 1 /sys/bus/pci/devices/$edu/resource | cut -d' ' -f1)
-pci_enable_master $edu
+edu_open
 # StreamID = PCI requester ID (QEMU virt: iommu-map is the identity): bus << 8 | device << 3 | function.
 bdf=${edu#*:}
 sid=$(((0x${bdf%%:*} << 8) | (0x$(echo $bdf | cut -d: -f2 | cut -d. -f1) << 3) | ${bdf##*.}))

@@ -17,9 +17,7 @@ insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warde
 . /warden/tests/hvc_lib.sh
 scratch=0x7f000000
 SMMU=0x9050000
-edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
-bar0=$(head -n 1 /sys/bus/pci/devices/$edu/resource | cut -d' ' -f1)
-pci_enable_master $edu
+edu_open
 
 # attack NAME PA VALUE: one write by a fresh process; it must die of SIGBUS before writing.
 attack() {

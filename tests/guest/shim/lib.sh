@@ -95,6 +95,14 @@ pci_enable_master() {
     printf "\\$(printf '%03o' $cmd)" | dd of=$cfg bs=1 seek=4 count=1 conv=notrunc 2>/dev/null
 }
 
+# edu_open: find QEMU's edu device (fail if absent), enable its memory space and bus mastering; sets edu (its
+# PCI address) and bar0 (its register frame).
+edu_open() {
+    edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
+    bar0=$(head -n 1 /sys/bus/pci/devices/$edu/resource | cut -d' ' -f1)
+    pci_enable_master $edu
+}
+
 # edu_dma BAR0 SRC DST COUNT DIR: run one edu DMA (DIR 0: RAM -> device, 1: device -> RAM) and wait for it.
 edu_dma() {
     devmem $(($1 + 0x80)) 64 $2

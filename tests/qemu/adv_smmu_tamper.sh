@@ -55,20 +55,7 @@ attack "host writes the hyp text at $HYP_LOAD_PA+0x1000" $((HYP_LOAD_PA + 0x1000
 out=$(hvc 0xc6000000) || fail "hvc VERSION did not run"
 eval "$out"
 [ "$x0" -eq 0 ] || fail "hvc VERSION after the attacks: x0 = $x0"
-i=0
-while [ $i -lt 16 ]; do
-    devmem $((scratch + 4 * i)) 32 $((0x5a000000 + i))
-    devmem $((scratch + 0x1000 + 4 * i)) 32 0
-    i=$((i + 1))
-done
-edu_dma $bar0 $scratch 0x40000 64 0 || fail "edu DMA from host RAM did not complete"
-edu_dma $bar0 0x40000 $((scratch + 0x1000)) 64 1 || fail "edu DMA to host RAM did not complete"
-i=0
-while [ $i -lt 16 ]; do
-    [ "$(devmem $((scratch + 0x1000 + 4 * i)) 32)" = "$(printf '0x%08X' $((0x5a000000 + i)))" ] ||
-        fail "edu round trip word $i wrong after the attacks"
-    i=$((i + 1))
-done
+edu_round_trip $bar0 $scratch 1 "after the attacks"
 echo "ATTACK: edu DMA host RAM round trip after the register/carve-out writes: works (SMMU unharmed)"
 devmem $((scratch + 0x2038)) 32 0x11111111
 edu_dma $bar0 $HYP_LOAD_PA 0x40000 64 0 || fail "edu DMA from the carve-out did not complete"

@@ -9,27 +9,11 @@
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
 scratch=0x7f000000
-edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
-bar0=$(head -n 1 /sys/bus/pci/devices/$edu/resource | cut -d' ' -f1)
-pci_enable_master $edu
+edu_open
 [ "$(devmem $bar0 32)" = 0x010000ED ] || fail "edu BAR0 at $bar0 does not read its ident"
 [ -e /sys/kernel/iommu_groups/0 ] && fail "an IOMMU driver is active; this test is about host-identity"
 # Positive control: host RAM -> edu -> host RAM, 64 bytes.
-i=0
-while [ $i -lt 16 ]; do
-    devmem $((scratch + 4 * i)) 32 $((0x5a000000 + i * 0x01010101))
-    devmem $((scratch + 0x1000 + 4 * i)) 32 0
-    i=$((i + 1))
-done
-edu_dma $bar0 $scratch 0x40000 64 0 || fail "edu DMA from host RAM did not complete"
-edu_dma $bar0 0x40000 $((scratch + 0x1000)) 64 1 || fail "edu DMA to host RAM did not complete"
-i=0
-while [ $i -lt 16 ]; do
-    want=$(printf '0x%08X' $((0x5a000000 + i * 0x01010101)))
-    got=$(devmem $((scratch + 0x1000 + 4 * i)) 32)
-    [ "$got" = "$want" ] || fail "word $i: host RAM round trip through edu gave $got, want $want"
-    i=$((i + 1))
-done
+edu_round_trip $bar0 $scratch 0x01010101 "identity"
 echo "edu DMA host RAM -> device -> host RAM: 64 bytes OK (identity)"
 # The hyp image: its arm64 Image header carries the magic "ARM\x64" (0x644d5241) at +0x38.
 magic_off=0x38

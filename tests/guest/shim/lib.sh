@@ -103,6 +103,27 @@ edu_open() {
     pci_enable_master $edu
 }
 
+# edu_round_trip BAR0 RAM STEP WHAT: 64 bytes host RAM -> edu -> host RAM: words 0x5a000000 + i * STEP at RAM,
+# through the device's buffer (0x40000), back to RAM + 0x1000 (zeroed first); fail (naming WHAT) on a DMA that
+# does not complete or a word that differs.
+edu_round_trip() {
+    i=0
+    while [ $i -lt 16 ]; do
+        devmem $(($2 + 4 * i)) 32 $((0x5a000000 + i * $3))
+        devmem $(($2 + 0x1000 + 4 * i)) 32 0
+        i=$((i + 1))
+    done
+    edu_dma $1 $2 0x40000 64 0 || fail "$4: edu DMA from host RAM did not complete"
+    edu_dma $1 0x40000 $(($2 + 0x1000)) 64 1 || fail "$4: edu DMA to host RAM did not complete"
+    i=0
+    while [ $i -lt 16 ]; do
+        want=$(printf '0x%08X' $((0x5a000000 + i * $3)))
+        got=$(devmem $(($2 + 0x1000 + 4 * i)) 32)
+        [ "$got" = "$want" ] || fail "$4: word $i: host RAM round trip through edu gave $got, want $want"
+        i=$((i + 1))
+    done
+}
+
 # edu_dma BAR0 SRC DST COUNT DIR: run one edu DMA (DIR 0: RAM -> device, 1: device -> RAM) and wait for it.
 edu_dma() {
     devmem $(($1 + 0x80)) 64 $2

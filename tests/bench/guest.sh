@@ -5,6 +5,8 @@
 #   BENCH_IO       I/O workloads, "DISK:KIND:PATTERN:BS:COUNT" (DISK vda or nvme0n1; KIND read or write; PATTERN
 #                  seq or rand), each run by /warden/bin/dio (tests/guest/src/dio.c): O_DIRECT, one call at a time
 #   BENCH_IO_MAX_MS  bound on each I/O workload's time (dio stops early; count= reports the calls done)
+#   BENCH_FIO      fio jobs, "DISK:RW:BS:IODEPTH:JOBS" (RW randread, read or write), each run by /warden/bin/fio on
+#                  the raw disk: direct=1, io_uring, time_based for BENCH_FIO_SECS after BENCH_FIO_RAMP s unmeasured
 #   BENCH_NULL     1: also time a null hypercall (warden_bench null=1: Warden's VERSION; under the hyp only),
 #                  reported as op=null (and, with BENCH_ICOUNT, its instructions)
 #   BENCH_ICOUNT   N > 0: instead of all the above, count instructions per map and unmap (warden_bench
@@ -17,6 +19,7 @@
 #          hc_map=.. hc_unmap=.. cmds=.. syncs=..      (hyp counters over the whole run; "na" without the shim)
 #   @micro op=null threads=1 size=0 sg=0 calls=.. mean_ns=.. .. hc_null=..   (hc_null: VERSION calls the hyp counted)
 #   @io disk=vda kind=read pattern=rand bs=4096 count=.. ns=.. hc_total=.. cmds=.. syncs=..
+#   @fio disk=nvme0n1 rw=randread bs=4096 qd=1 jobs=1 hc_total=.. .. json={fio's --output-format=json, one line}
 #   @icount op=map size=4096 sg=0 calls=.. instr=.. instr_nohv=.. ns=..  (instr: EL1 + EL2; instr_nohv: EL1 only;
 #          ns: ktime over the same calls, 1 ns per instruction under -icount shift=0)
 . /warden/tests/lib.sh
@@ -125,6 +128,21 @@ W
     set -- $r
     [ "$1" = @dio ] || fail "dio $w printed: $r"
     echo "@io disk=$d kind=$k pattern=$p bs=$bs count=${2#ops=} ns=${4#ns=} $(counters "$a" "$b")"
+done
+for w in $BENCH_FIO; do
+    IFS=: read d rw bs qd nj <<W
+$w
+W
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    a=$(snap)
+    mark
+    j=$(/warden/bin/fio --name=bench --filename=/dev/$d --direct=1 --ioengine=io_uring --rw=$rw --bs=$bs \
+        --iodepth=$qd --numjobs=$nj --group_reporting --time_based --runtime=${BENCH_FIO_SECS}s \
+        --ramp_time=${BENCH_FIO_RAMP}s --output-format=json 2>/tmp/fio.err) || fail "fio $w failed: $(cat /tmp/fio.err) $j"
+    mark
+    b=$(snap)
+    echo "@fio disk=$d rw=$rw bs=$bs qd=$qd jobs=$nj $(counters "$a" "$b") json=$(echo "$j" | tr -d '\n')"
 done
 no_oops
 echo "bench guest done"

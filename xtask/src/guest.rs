@@ -176,30 +176,30 @@ pub fn ensure(ws: &Ws) -> Result<Guest> {
 }
 
 /// A private apt configuration: its own lists, cache, status and sources; the system's keys and apt.conf.d.
-struct AptRoot {
-    dir: PathBuf,
+pub struct AptRoot {
+    /// The root's directory (`state/`, `cache/`, `sources.list`, ...).
+    pub dir: PathBuf,
     options: Vec<String>,
 }
 
 impl AptRoot {
+    /// A root for Debian source packages (`deb-src` for `<codename> main` from `mirror`), for `apt-get source`.
+    pub fn source(dir: &Path, mirror: &sources::Source, codename: &str) -> Result<Self> {
+        let opts = mirror
+            .signed_by
+            .as_ref()
+            .map(|k| format!("[signed-by={k}] "))
+            .unwrap_or_default();
+        let list = format!("deb-src {opts}{uri} {codename} main\n", uri = mirror.uri);
+        Self::with_list(dir, &list, &[])
+    }
+
     fn create(
         dir: &Path,
         mirror: &sources::Source,
         codename: &str,
         host_arch: &str,
     ) -> Result<Self> {
-        for d in [
-            "state/lists/partial",
-            "cache/archives/partial",
-            "sources.list.d",
-            "preferences.d",
-        ] {
-            fs::create_dir_all(dir.join(d))?;
-        }
-        let status = dir.join("state/status");
-        if !status.exists() {
-            fs::write(&status, "")?;
-        }
         let mut archs = vec![GUEST_ARCH.to_string()];
         if host_arch != GUEST_ARCH {
             archs.push(host_arch.to_string());
@@ -212,6 +212,23 @@ impl AptRoot {
             "deb [{opts}] {uri} {codename} main\ndeb [{opts}] {uri} {codename}-backports main\n",
             uri = mirror.uri
         );
+        Self::with_list(dir, &list, &archs)
+    }
+
+    /// The root in `dir` with `list` as its sources.list; `archs` (the first native) for binary packages.
+    fn with_list(dir: &Path, list: &str, archs: &[String]) -> Result<Self> {
+        for d in [
+            "state/lists/partial",
+            "cache/archives/partial",
+            "sources.list.d",
+            "preferences.d",
+        ] {
+            fs::create_dir_all(dir.join(d))?;
+        }
+        let status = dir.join("state/status");
+        if !status.exists() {
+            fs::write(&status, "")?;
+        }
         fs::write(dir.join("sources.list"), list)?;
         let d = dir.display();
         let mut options = vec![
@@ -222,8 +239,10 @@ impl AptRoot {
             format!("Dir::Etc::SourceParts={d}/sources.list.d"),
             format!("Dir::Etc::Preferences={d}/preferences"),
             format!("Dir::Etc::PreferencesParts={d}/preferences.d"),
-            format!("APT::Architecture={GUEST_ARCH}"),
         ];
+        if let Some(native) = archs.first() {
+            options.push(format!("APT::Architecture={native}"));
+        }
         options.extend(archs.iter().map(|a| format!("APT::Architectures::={a}")));
         if util::probe::<&str>("id", &["-u"]).as_deref().map(str::trim) == Some("0") {
             // Files in a root-owned private directory cannot be written by apt's `_apt` sandbox user.
@@ -235,7 +254,8 @@ impl AptRoot {
         })
     }
 
-    fn cmd(&self, prog: &str) -> Command {
+    /// `prog` (`apt-get`, `apt-cache`) with this root's options.
+    pub fn cmd(&self, prog: &str) -> Command {
         let mut c = Command::new(prog);
         for o in &self.options {
             c.arg("-o").arg(o);

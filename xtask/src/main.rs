@@ -14,6 +14,7 @@ mod build;
 mod cli;
 mod console;
 mod deps;
+mod fio;
 mod guest;
 mod header;
 mod initramfs;

@@ -159,6 +159,15 @@ impl Machine {
         })
     }
 
+    /// Adds the static fio ([`crate::fio`], built on first use) as `/warden/bin/fio`: for `run` and `bench`
+    /// boots only, so that test boots keep their smaller initramfs.
+    pub fn add_fio(&mut self, ws: &Ws) -> Result<()> {
+        let bin = crate::fio::ensure(ws)?;
+        let data = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+        self.programs.push(("fio".into(), data));
+        Ok(())
+    }
+
     fn initramfs(&self, script: Option<&[u8]>) -> Result<Vec<u8>> {
         initramfs::build(&initramfs::Contents {
             release: &self.release,
@@ -342,7 +351,8 @@ pub fn run_command(ws: &Ws, o: &RunOpts) -> Result<u8> {
     {
         anyhow::bail!("script {} does not exist", s.display());
     }
-    let m = Machine::prepare(ws, o.mode == Mode::Hyp)?;
+    let mut m = Machine::prepare(ws, o.mode == Mode::Hyp)?;
+    m.add_fio(ws)?;
     if o.script.is_none() {
         return m.interactive(o);
     }

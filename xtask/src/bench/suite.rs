@@ -154,6 +154,95 @@ impl IoRun {
     }
 }
 
+/// One fio job (the static fio of [`crate::fio`], `/warden/bin/fio`) on a raw disk: `direct=1`, the io_uring
+/// engine, `time_based` for [`Plan::fio_secs`] seconds (after [`Plan::fio_ramp_secs`] unmeasured), one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FioRun {
+    /// Guest block device (`nvme0n1`, `vda`).
+    pub disk: &'static str,
+    /// fio's `rw`: `randread`, `read` (sequential), `write` (sequential).
+    pub rw: &'static str,
+    /// Block size in bytes.
+    pub bs: u64,
+    /// Queue depth per job.
+    pub iodepth: u32,
+    /// Jobs (`numjobs`), reported as one group.
+    pub jobs: u32,
+}
+
+/// Whether `workload` is a fio job's ([`FioRun::name`]); the O_DIRECT targets and decomposition leave them out.
+pub fn is_fio(workload: &str) -> bool {
+    workload.starts_with("fio ")
+}
+
+impl FioRun {
+    /// Workload name: `fio nvme0n1 randread 4K qd1`, `fio vda randread 4K qd16x2` (2 jobs).
+    pub fn name(&self) -> String {
+        let jobs = if self.jobs > 1 {
+            format!("x{}", self.jobs)
+        } else {
+            String::new()
+        };
+        format!(
+            "fio {} {} {} qd{}{jobs}",
+            self.disk,
+            self.rw,
+            size_label(self.bs),
+            self.iodepth
+        )
+    }
+}
+
+/// Parses one fio `--output-format=json` report of a single group (`group_reporting`) into a sample of `run`:
+/// MB/s (the primary value), IOPS, completion latency p50/p99 (ns) of the job's direction.
+pub fn parse_fio(run: &FioRun, json: &str) -> Result<Sample> {
+    let v: serde_json::Value = serde_json::from_str(json).context("fio's output is not JSON")?;
+    let job = v
+        .get("jobs")
+        .and_then(|j| j.get(0))
+        .context("fio's JSON has no jobs")?;
+    if let Some(e) = job.get("error").and_then(serde_json::Value::as_i64)
+        && e != 0
+    {
+        bail!("fio job {} failed with error {e}", run.name());
+    }
+    let dir = if run.rw.contains("write") {
+        "write"
+    } else {
+        "read"
+    };
+    let d = job
+        .get(dir)
+        .with_context(|| format!("fio's JSON has no {dir} section"))?;
+    let f = |path: &[&str]| -> Result<f64> {
+        let mut x = d;
+        for p in path {
+            x = x
+                .get(p)
+                .with_context(|| format!("fio's JSON lacks {dir}.{}", path.join(".")))?;
+        }
+        x.as_f64()
+            .with_context(|| format!("fio's {dir}.{} is not a number", path.join(".")))
+    };
+    let bw = f(&["bw_bytes"])?;
+    let ios = f(&["total_ios"])?;
+    if bw <= 0.0 || ios <= 0.0 {
+        bail!("fio job {} did no I/O", run.name());
+    }
+    let mut extra = BTreeMap::new();
+    extra.insert("iops", f(&["iops"])?);
+    extra.insert("clat_p50_ns", f(&["clat_ns", "percentile", "50.000000"])?);
+    extra.insert("clat_p99_ns", f(&["clat_ns", "percentile", "99.000000"])?);
+    extra.insert("calls", ios);
+    Ok(Sample {
+        workload: run.name(),
+        value: bw / 1e6,
+        unit: "MB/s",
+        extra,
+        lower_is_better: false,
+    })
+}
+
 /// The null hypercall's workload name: `warden_bench null=1`, a round trip of Warden's VERSION call (trap to EL2,
 /// SMCCC decode, dispatch, return), the floor under every per-call cost of the paravirtual path.
 pub const NULL_WORKLOAD: &str = "null hypercall t1";
@@ -174,6 +263,12 @@ pub struct Plan {
     pub io: Vec<IoRun>,
     /// Bound on each I/O run's time.
     pub io_max_ms: u32,
+    /// fio jobs.
+    pub fio: Vec<FioRun>,
+    /// Each fio job's measured time (`runtime`, `time_based`).
+    pub fio_secs: u32,
+    /// Each fio job's unmeasured warm-up (`ramp_time`).
+    pub fio_ramp_secs: u32,
 }
 
 impl Plan {
@@ -212,12 +307,35 @@ impl Plan {
             io.push(run(true, true, 4096, nrand));
             io.push(run(false, true, 4096, nrand));
         }
+        // fio: the issue's workloads on both disks; --quick only checks that fio works in every configuration.
+        let mut fio = Vec::new();
+        for disk in ["nvme0n1", "vda"] {
+            let job = |rw, bs, iodepth, jobs| FioRun {
+                disk,
+                rw,
+                bs,
+                iodepth,
+                jobs,
+            };
+            fio.push(job("randread", 4096, 1, 1));
+            if !quick {
+                fio.push(job("randread", 4096, 16, 2));
+                fio.push(job("read", 128 << 10, 1, 1));
+                fio.push(job("write", 1 << 20, 1, 1));
+            }
+        }
+        if quick {
+            fio.truncate(1);
+        }
         Plan {
             rounds: 3,
             micro,
             dur_ms: if quick { 200 } else { 1000 },
             io,
             io_max_ms: if quick { 3000 } else { 15000 },
+            fio,
+            fio_secs: if quick { 2 } else { 4 },
+            fio_ramp_secs: u32::from(!quick),
         }
     }
 
@@ -236,6 +354,7 @@ impl Plan {
             out.push(NULL_WORKLOAD.to_string());
         }
         out.extend(self.io.iter().map(IoRun::name));
+        out.extend(self.fio.iter().map(FioRun::name));
         out
     }
 
@@ -263,17 +382,26 @@ impl Plan {
                 )
             })
             .collect();
+        let fio: Vec<String> = self
+            .fio
+            .iter()
+            .map(|r| format!("{}:{}:{}:{}:{}", r.disk, r.rw, r.bs, r.iodepth, r.jobs))
+            .collect();
         let body = fs::read_to_string(ws.root.join("tests/bench/guest.sh"))?;
         Ok(format!(
             "#!/bin/sh\nBENCH_MARK={}\nBENCH_CONFIG={}\nBENCH_NULL={}\nBENCH_MICRO=\"{}\"\nBENCH_DUR_MS={}\n\
-             BENCH_IO=\"{}\"\nBENCH_IO_MAX_MS={}\nBENCH_ICOUNT={icount}\n{body}",
+             BENCH_IO=\"{}\"\nBENCH_IO_MAX_MS={}\nBENCH_FIO=\"{}\"\nBENCH_FIO_SECS={}\nBENCH_FIO_RAMP={}\n\
+             BENCH_ICOUNT={icount}\n{body}",
             u8::from(mark),
             cfg.name(),
             u8::from(cfg.runs_null()),
             micro.join(" "),
             self.dur_ms,
             io.join(" "),
-            self.io_max_ms
+            self.io_max_ms,
+            fio.join(" "),
+            self.fio_secs,
+            self.fio_ramp_secs
         ))
     }
 }
@@ -324,12 +452,50 @@ pub struct Sample {
     pub lower_is_better: bool,
 }
 
-/// Parses the `@micro` and `@io` lines of a guest's output into samples.
-pub fn parse(log: &str) -> Vec<Sample> {
+/// Parses the `@micro`, `@io` and `@fio` lines of a guest's output into samples (a malformed `@fio` report is
+/// an error: fio ran but its result cannot be read).
+pub fn parse(log: &str) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
     for line in log.lines() {
         let line = line.trim_end_matches('\r');
-        if let Some(rest) = line.strip_prefix("@micro ") {
+        if let Some(rest) = line.strip_prefix("@fio ") {
+            let (head, json) = rest
+                .split_once(" json=")
+                .with_context(|| format!("an @fio line without json=: {rest:.200}"))?;
+            let f = fields(head);
+            let (Some(disk), Some(rw), Some(bs), Some(iodepth), Some(jobs)) = (
+                f.get("disk"),
+                f.get("rw"),
+                f.get("bs").and_then(|x| x.parse().ok()),
+                f.get("qd").and_then(|x| x.parse().ok()),
+                f.get("jobs").and_then(|x| x.parse().ok()),
+            ) else {
+                bail!("a malformed @fio line: {head}");
+            };
+            // The plan's names (static): an @fio line names only disks and directions the plan can.
+            let known = |x: &str| {
+                ["nvme0n1", "vda", "randread", "read", "write"]
+                    .into_iter()
+                    .find(|k| *k == x)
+                    .with_context(|| format!("an @fio line names {x:?}: {head}"))
+            };
+            let run = FioRun {
+                disk: known(disk)?,
+                rw: known(rw)?,
+                bs,
+                iodepth,
+                jobs,
+            };
+            let mut s = parse_fio(&run, json)?;
+            let ios = s.extra.get("calls").copied().unwrap_or(0.0);
+            if let Some(v) = num(&f, "hc_total") {
+                s.extra.insert("hypercalls_per_io", v / ios);
+            }
+            if let Some(v) = num(&f, "cmds") {
+                s.extra.insert("smmu_cmds_per_io", v / ios);
+            }
+            out.push(s);
+        } else if let Some(rest) = line.strip_prefix("@micro ") {
             let f = fields(rest);
             let (Some(op), Some(t), Some(size), Some(sg), Some(calls), Some(mean)) = (
                 f.get("op"),
@@ -422,7 +588,7 @@ pub fn parse(log: &str) -> Vec<Sample> {
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// Instructions per call from the `@icount` lines of an instruction-count boot: `(workload, key, value)` with
@@ -682,7 +848,7 @@ pub fn decompose(records: &[Record]) -> Vec<Decomposition> {
     let mut out = Vec::new();
     for r in records
         .iter()
-        .filter(|r| r.config == Config::Warden && r.unit == "MB/s")
+        .filter(|r| r.config == Config::Warden && r.unit == "MB/s" && !is_fio(&r.workload))
     {
         if let (Some(strict), Some(identity)) = (
             median(Config::Strict, &r.workload),
@@ -793,7 +959,7 @@ fn fmt_val(x: f64) -> String {
 /// The result table (plain text, also used inside report.md's code block).
 pub fn table(records: &[Record]) -> String {
     let mut o = format!(
-        "{:<22} {:<15} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}\n",
+        "{:<30} {:<15} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}\n",
         "workload",
         "config",
         "min",
@@ -808,11 +974,14 @@ pub fn table(records: &[Record]) -> String {
         "note"
     );
     for r in records {
-        let note = if r.spread() > SPREAD_WARN {
-            format!("noisy: spread {:.0} %", r.spread() * 100.0)
+        let mut note = if r.spread() > SPREAD_WARN {
+            format!("noisy: spread {:.0} % ", r.spread() * 100.0)
         } else {
             String::new()
         };
+        if let (Some(p50), Some(p99)) = (r.extra.get("clat_p50_ns"), r.extra.get("clat_p99_ns")) {
+            let _ = write!(note, "clat p50 {:.0} µs p99 {:.0} µs", p50 / 1e3, p99 / 1e3);
+        }
         let hc = r
             .extra
             .get("hypercalls_per_call")
@@ -837,7 +1006,7 @@ pub fn table(records: &[Record]) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             o,
-            "{:<22} {:<15} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}",
+            "{:<30} {:<15} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8}  {}",
             r.workload,
             r.config.name(),
             fmt_val(r.min),
@@ -888,7 +1057,9 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
     for random in [false, true] {
         let io_worst = warden
             .iter()
-            .filter(|r| r.unit == "MB/s" && r.workload.contains(" rand ") == random)
+            .filter(|r| {
+                r.unit == "MB/s" && !is_fio(&r.workload) && r.workload.contains(" rand ") == random
+            })
             .filter_map(|r| r.ratio.map(|x| (x, r.workload.clone())))
             .min_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((x, w)) = io_worst {
@@ -929,6 +1100,37 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
     out
 }
 
+/// Issue 14's fio targets: Warden strict ≥ 0.95× native strict, Warden lazy ≥ 0.95× native lazy, Warden identity
+/// ≥ 0.95× native passthrough, in throughput on every fio workload, both disks (the worst ratio of each mode).
+/// (target, measured, met?).
+pub fn fio_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for cfg in [Config::Warden, Config::WardenLazy, Config::WardenIdentity] {
+        let Some(base) = cfg.baseline() else { continue };
+        let worst = records
+            .iter()
+            .filter(|r| r.config == cfg && is_fio(&r.workload))
+            .filter_map(|r| {
+                r.extra
+                    .get("ratio_to_native")
+                    .map(|&x| (x, r.workload.as_str()))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((x, w)) = worst {
+            out.push((
+                format!(
+                    "{} fio throughput ≥ 0.95× native {} on every workload",
+                    cfg.name(),
+                    base.name()
+                ),
+                format!("worst {x:.2}× ({w})"),
+                x >= 0.95,
+            ));
+        }
+    }
+    out
+}
+
 /// Issue 14's targets for Warden lazy and Warden identity: O_DIRECT throughput ≥ 0.95× their native
 /// counterpart (native lazy, native passthrough), and lazy unmaps at ≤ 1 hypercall per 16. (target, measured,
 /// met?).
@@ -938,7 +1140,7 @@ pub fn mode_targets(records: &[Record]) -> Vec<(String, String, bool)> {
         let Some(base) = cfg.baseline() else { continue };
         let worst = records
             .iter()
-            .filter(|r| r.config == cfg && r.unit == "MB/s")
+            .filter(|r| r.config == cfg && r.unit == "MB/s" && !is_fio(&r.workload))
             .filter_map(|r| {
                 r.extra
                     .get("ratio_to_native")
@@ -1135,7 +1337,10 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
          `warden_bench` on the NVMe controller, {} ms per run, mean ns per call (tN = N threads; sg16xS = \
          dma_map_sg of 16 S-byte segments). I/O: `dio` (tests/guest/src/dio.c), one pread/pwrite at a time \
          with O_DIRECT, sequential from offset 0 or (`rand`) at xorshift-random block-aligned offsets over the \
-         whole 512 MiB disk, each run bounded to {} ms; MB/s and IOPS over CLOCK_MONOTONIC. ×strict = median \
+         whole 512 MiB disk, each run bounded to {} ms; MB/s and IOPS over CLOCK_MONOTONIC. fio: a static \
+         aarch64 build of Debian's fio {} on the raw disk, direct=1, the io_uring engine, time_based for {} s \
+         after {} s of ramp, one group (`qdNxJ` = queue depth N per job, J jobs); MB/s, IOPS and completion \
+         latency p50/p99 from its JSON report. ×strict = median \
          over native strict's median. hc/call = hypercalls per call (MAP_PAGES or MAP_BATCH per map, \
          UNMAP_PAGES per unmap; per I/O: every hypercall; Warden only), cmd/call = SMMU commands per unmap (per I/O): Warden from the \
          hyp's counters, strict and lazy from QEMU's `smmuv3_cmdq_opcode` trace in one extra boot each. \
@@ -1147,13 +1352,21 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
          then a batch of unmaps, not alternating pairs as in the timed runs). Cross-check: the guest's ktime \
          over the same calls (`icount_ns_per_call`; 1 ns per instruction at any EL under shift=0) must agree \
          within 5 %, and native configurations must show 0 EL2 instructions.\n",
-        plan.rounds, plan.dur_ms, plan.io_max_ms, ICOUNT_CALLS, ICOUNT_CALLS
+        plan.rounds,
+        plan.dur_ms,
+        plan.io_max_ms,
+        crate::fio::VERSION,
+        plan.fio_secs,
+        plan.fio_ramp_secs,
+        ICOUNT_CALLS,
+        ICOUNT_CALLS
     );
     o.push_str("## Targets (issues 6 and 14)\n\n| target | measured | met |\n|---|---|---|\n");
     for (t, m, ok) in targets(records)
         .into_iter()
         .chain(floor_targets(records))
         .chain(mode_targets(records))
+        .chain(fio_targets(records))
     {
         let _ = writeln!(o, "| {t} | {m} | {} |", if ok { "yes" } else { "**no**" });
     }
@@ -1342,7 +1555,8 @@ fn boot_script(
 pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     let started = Instant::now();
     let plan = Plan::new(quick);
-    let m = Machine::prepare(ws, true)?;
+    let mut m = Machine::prepare(ws, true)?;
+    m.add_fio(ws)?;
     let dir = ws.out.join("bench");
     fs::create_dir_all(&dir)?;
     let out_dir = ws.root.join("target/bench");
@@ -1353,6 +1567,7 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     // Every script is written once, up front: the whole run measures the same workloads.
     let counts_plan = Plan {
         dur_ms: 50,
+        fio: Vec::new(),
         ..plan.clone()
     };
     let mut scripts = Vec::new();
@@ -1386,6 +1601,7 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
         .into_iter()
         .chain(floor_targets(&records))
         .chain(mode_targets(&records))
+        .chain(fio_targets(&records))
     {
         println!("target: {t}: {m} -> {}", if ok { "met" } else { "MISSED" });
     }
@@ -1432,7 +1648,7 @@ fn measure(
             let log = dir.join(format!("{}-round{}.log", cfg.name(), round + 1));
             let out = boot_script(m, cfg, &script_path(cfg, ""), timeout, 2, &[], &log)
                 .with_context(|| format!("round {}", round + 1))?;
-            let got = parse(&out);
+            let got = parse(&out).with_context(|| format!("serial log: {}", log.display()))?;
             step(format!(
                 "round {}/{} {:<15}: {} results in {:.1} s",
                 round + 1,
@@ -1492,7 +1708,7 @@ fn measure(
         .context("command-count boot")?;
         let segs = trace_counts(&fs::read_to_string(&trace).unwrap_or_default());
         let _ = fs::remove_file(&trace);
-        let counts = attribute_counts(&parse(&out), &segs);
+        let counts = attribute_counts(&parse(&out)?, &segs);
         step(format!(
             "{:<15} SMMU command counts from QEMU's trace: {} workloads in {:.1} s",
             cfg.name(),
@@ -1551,7 +1767,7 @@ mod tests {
 
     #[test]
     fn parses_result_lines() {
-        let s = parse(LOG);
+        let s = parse(LOG).unwrap();
         assert_eq!(s.len(), 4, "{s:?}");
         assert_eq!(s[0].workload, "map 4K t1");
         assert_eq!(s[0].value, 2000.0);
@@ -1573,7 +1789,7 @@ mod tests {
     fn parses_the_null_hypercall() {
         let log = "@micro op=null threads=1 size=0 sg=0 calls=500 mean_ns=800 p50_ns=700 p99_ns=2000 \
 ops_per_s=9 hc_null=500\n@icount op=null size=0 sg=0 calls=64 instr=19200 instr_nohv=6400 ns=19300\n";
-        let s = parse(log);
+        let s = parse(log).unwrap();
         assert_eq!(s.len(), 1, "{s:?}");
         assert_eq!(s[0].workload, NULL_WORKLOAD);
         assert_eq!(s[0].value, 800.0);
@@ -1675,26 +1891,40 @@ ops_per_s=9 hc_null=500\n@icount op=null size=0 sg=0 calls=64 instr=19200 instr_
                 count: 1,
             }],
             io_max_ms: 10,
+            fio: vec![FioRun {
+                disk: "nvme0n1",
+                rw: "randread",
+                bs: 4096,
+                iodepth: 1,
+                jobs: 1,
+            }],
+            fio_secs: 1,
+            fio_ramp_secs: 0,
         };
+        const FIO: &str = "fio nvme0n1 randread 4K qd1";
         assert_eq!(
             plan.workloads(Config::Warden),
             [
                 "map 4K t1",
                 "unmap 4K t1",
                 NULL_WORKLOAD,
-                "vda rand read 4K"
+                "vda rand read 4K",
+                FIO
             ]
         );
         assert_eq!(
             plan.workloads(Config::Strict),
-            ["map 4K t1", "unmap 4K t1", "vda rand read 4K"]
+            ["map 4K t1", "unmap 4K t1", "vda rand read 4K", FIO]
         );
-        assert_eq!(plan.workloads(Config::WardenIdentity), ["vda rand read 4K"]);
+        assert_eq!(
+            plan.workloads(Config::WardenIdentity),
+            ["vda rand read 4K", FIO]
+        );
         let mut samples = Vec::new();
         for cfg in Config::ALL {
             for w in plan.workloads(cfg) {
                 let mut s = sample(&w, 1.0);
-                if w.starts_with("vda") {
+                if w.starts_with("vda") || is_fio(&w) {
                     s.unit = "MB/s";
                 }
                 samples.push((cfg, s));
@@ -1752,6 +1982,8 @@ ops_per_s=9 hc_null=500\n@icount op=null size=0 sg=0 calls=64 instr=19200 instr_
         assert!(
             e.contains("lazy vda rand read 4K")
                 && e.contains("warden-identity vda rand read 4K")
+                && e.contains(&format!("warden-identity {FIO}"))
+                && !e.contains(&format!("warden {FIO}"))
                 && e.contains("report.md"),
             "{e}"
         );
@@ -1890,7 +2122,7 @@ smmuv3_read_mmio addr: 0x18 val:0x0 size: 0x8(0)\n\
 smmuv3_read_mmio addr: 0x18 val:0x0 size: 0x8(0)\n";
         let segs = trace_counts(trace);
         assert_eq!(segs, vec![(2, 1), (0, 0)]);
-        let s = parse(LOG);
+        let s = parse(LOG).unwrap();
         // map+unmap 4K share segment 0, the I/O line gets segment 1.
         let c = attribute_counts(&s, &segs);
         assert_eq!(

@@ -4,7 +4,7 @@
 //! with `iommu.passthrough=1`: devices on the hyp's host-identity domain, direct DMA, no hypercalls; I/O only),
 //! Warden lazy (the shim with `iommu.strict=0`), Warden strict — each boot
 //! running the same workloads (`tests/bench/guest.sh`: the `warden_bench` map/unmap microbenchmark and
-//! O_DIRECT I/O with `dio`). Rounds alternate the configurations (one boot per configuration per round) so
+//! O_DIRECT I/O with `dio`, and fio jobs on the raw disks with the static fio of [`crate::fio`]). Rounds alternate the configurations (one boot per configuration per round) so
 //! that drift in the machine's load affects all alike; each measurement's min/median/max is over the rounds.
 //! Results go to the terminal, `target/bench/report.json`, `target/bench/report.md` and
 //! `target/bench/cost.png`.

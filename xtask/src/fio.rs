@@ -89,7 +89,7 @@ pub fn ensure(ws: &Ws) -> Result<PathBuf> {
     step(format!("fio: unpacking {name} (Debian's patches applied)"));
     util::run(Command::new("dpkg-source").arg("-x").arg(&dsc).arg(&tree))?;
     step(format!(
-        "fio: configuring and cross-compiling with {CROSS_GCC} (static; about a minute)"
+        "fio: configuring and cross-compiling with {CROSS_GCC} (static; a few minutes, once)"
     ));
     util::run(
         Command::new("./configure")

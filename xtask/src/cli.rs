@@ -27,7 +27,7 @@ enum Command {
     Run(RunArgs),
     /// Fmt, clippy, host unit tests, deps + build, then the QEMU tests in tests/qemu/.
     Test(TestArgs),
-    /// Map/unmap microbenchmark and O_DIRECT I/O, report in target/bench/ (or, with --boot, boot time).
+    /// Map/unmap microbenchmark, O_DIRECT I/O and fio, report in target/bench/ (or, with --boot, boot time).
     ///
     /// Passthrough, native strict, native lazy, Warden identity (I/O only), Warden lazy and Warden, in one run.
     Bench(BenchArgs),

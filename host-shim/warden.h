@@ -94,7 +94,7 @@ struct warden_smmu {
 
 	/* Fault reporting: a delayed work drains READ_EVENT; the event IRQ (if any) only kicks it. */
 	struct delayed_work event_work;
-	bool events_enabled;
+	bool events_enabled; /* READ_ONCE/WRITE_ONCE: the work item clears it, the IRQ handler reads it */
 	bool stopping;
 	int event_irq;
 	u64 events_lost_seen;
@@ -176,7 +176,6 @@ struct warden_domain {
 
 /* warden_main.c */
 extern struct warden_info warden_info;
-extern struct warden_smmu *warden_smmu_instance;
 
 /* warden_iommu.c */
 extern const struct iommu_ops warden_iommu_ops;

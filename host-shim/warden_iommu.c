@@ -19,6 +19,8 @@
 #include <linux/overflow.h>
 #include <linux/pci.h>
 #include <linux/percpu.h>
+#include <linux/platform_device.h>
+#include <linux/preempt.h>
 #include <linux/slab.h>
 #include <linux/bitops.h>
 #include <linux/io-pgtable.h>
@@ -63,11 +65,30 @@ static_assert(sizeof(struct warden_batch_desc) == WARDEN_MAP_BATCH_ENTRY_SIZE);
 static_assert(WARDEN_MAP_BATCH_MAX_ENTRIES * WARDEN_MAP_BATCH_ENTRY_SIZE <= WARDEN_PAGE_SIZE);
 
 /*
- * Per-CPU descriptor pages: filled and handed to the hyp with interrupts off (so nothing else on the CPU can
- * use the page meanwhile), never across anything that sleeps. NULL until warden_batch_init() succeeded.
+ * Descriptor pages, one per CPU and context level (task, softirq, hardirq, NMI: interrupt_context_level()),
+ * since map operations also run in interrupt context. A user fills its page and hands it to the hyp with
+ * preemption off (warden_desc_get/put), never across anything that sleeps: no other task can run on the CPU
+ * meanwhile, and an interrupt that maps on top of it uses its own level's page, so interrupts stay on.
+ * NULL until warden_batch_init() succeeded.
  */
-static DEFINE_PER_CPU(struct warden_batch_desc *, warden_desc_page);
+#define WARDEN_DESC_LEVELS 4
+struct warden_desc_pages {
+	struct warden_batch_desc *page[WARDEN_DESC_LEVELS];
+};
+static DEFINE_PER_CPU(struct warden_desc_pages, warden_desc_pages);
 static bool warden_batch_ready;
+
+/* This CPU's descriptor page for the current context; preemption stays off until warden_desc_put(). */
+static struct warden_batch_desc *warden_desc_get(void)
+{
+	preempt_disable();
+	return this_cpu_ptr(&warden_desc_pages)->page[interrupt_context_level()];
+}
+
+static void warden_desc_put(void)
+{
+	preempt_enable();
+}
 
 /**
  * warden_batch_init() - allocate the per-CPU MAP_BATCH descriptor pages (if the hyp has MAP_BATCH).
@@ -76,19 +97,21 @@ static bool warden_batch_ready;
  */
 int warden_batch_init(void)
 {
-	unsigned int cpu;
+	unsigned int cpu, level;
 
 	if (!(warden_info.features & WARDEN_FEAT_MAP_BATCH))
 		return 0;
 	for_each_possible_cpu(cpu) {
-		struct warden_batch_desc *page = (void *)get_zeroed_page(GFP_KERNEL);
+		for (level = 0; level < WARDEN_DESC_LEVELS; level++) {
+			struct warden_batch_desc *page = (void *)get_zeroed_page(GFP_KERNEL);
 
-		if (!page) {
-			warden_batch_exit();
-			pr_warn("no memory for MAP_BATCH descriptor pages: every map is one MAP_PAGES\n");
-			return 0;
+			if (!page) {
+				warden_batch_exit();
+				pr_warn("no memory for MAP_BATCH descriptor pages: every map is one MAP_PAGES\n");
+				return 0;
+			}
+			per_cpu_ptr(&warden_desc_pages, cpu)->page[level] = page;
 		}
-		per_cpu(warden_desc_page, cpu) = page;
 	}
 	warden_batch_ready = true;
 	return 0;
@@ -97,12 +120,16 @@ int warden_batch_init(void)
 /** warden_batch_exit() - free the descriptor pages (no domain may be mapping any more). */
 void warden_batch_exit(void)
 {
-	unsigned int cpu;
+	unsigned int cpu, level;
 
 	warden_batch_ready = false;
 	for_each_possible_cpu(cpu) {
-		free_page((unsigned long)per_cpu(warden_desc_page, cpu));
-		per_cpu(warden_desc_page, cpu) = NULL;
+		struct warden_desc_pages *pages = per_cpu_ptr(&warden_desc_pages, cpu);
+
+		for (level = 0; level < WARDEN_DESC_LEVELS; level++) {
+			free_page((unsigned long)pages->page[level]);
+			pages->page[level] = NULL;
+		}
 	}
 }
 
@@ -506,13 +533,15 @@ struct iommu_domain warden_blocked_domain = {
 
 static struct iommu_domain *warden_domain_alloc_paging(struct device *dev)
 {
-	struct warden_smmu *smmu = warden_smmu_instance;
+	struct warden_master *master = dev_iommu_priv_get(dev);
 	struct io_pgtable_cfg cfg;
+	struct warden_smmu *smmu;
 	struct warden_domain *wd;
 	int ret;
 
-	if (!smmu)
+	if (!master)
 		return ERR_PTR(-ENODEV);
+	smmu = master->smmu;
 	wd = kzalloc(sizeof(*wd), GFP_KERNEL);
 	if (!wd)
 		return ERR_PTR(-ENOMEM);
@@ -927,13 +956,12 @@ static int warden_flush(struct warden_domain *wd, unsigned long mine)
 	}
 	while (todo) {
 		struct warden_run *first = &wd->runs[__ffs(todo)];
-		unsigned long batch = 0, flags;
+		unsigned long batch = 0;
 		struct warden_batch_desc *d;
 		unsigned int n = 0;
 		struct warden_ret r;
 
-		local_irq_save(flags);
-		d = this_cpu_read(warden_desc_page);
+		d = warden_desc_get();
 		for_each_set_bit(i, &todo, WARDEN_PENDING_RUNS) {
 			struct warden_run *p = &wd->runs[i];
 
@@ -948,7 +976,7 @@ static int warden_flush(struct warden_domain *wd, unsigned long mine)
 		}
 		r = warden_call(WARDEN_FID_MAP_BATCH, wd->id, virt_to_phys(d), n, (u64)first->prot & WARDEN_PROT_ALL,
 				0, 0);
-		local_irq_restore(flags);
+		warden_desc_put();
 		atomic64_inc(&wd->smmu->batch_calls);
 		if (r.status == WARDEN_SUCCESS && r.x1 == n) {
 			/* All or nothing: every descriptor of the batch is mapped. */
@@ -1066,14 +1094,33 @@ static int warden_of_xlate(struct device *dev, const struct of_phandle_args *arg
 	return iommu_fwspec_add_ids(dev, args->args, 1);
 }
 
+/*
+ * The instance the SMMU node @fwnode was probed as (its platform device's drvdata), or NULL. The core calls
+ * probe_device only while that instance's iommu_device is registered, and remove unregisters it before freeing.
+ */
+static struct warden_smmu *warden_smmu_get_by_fwnode(struct fwnode_handle *fwnode)
+{
+	struct device *dev = bus_find_device_by_fwnode(&platform_bus_type, fwnode);
+	struct warden_smmu *smmu;
+
+	if (!dev)
+		return NULL;
+	smmu = dev_get_drvdata(dev);
+	put_device(dev);
+	return smmu && smmu->iommu.fwnode == fwnode ? smmu : NULL;
+}
+
 static struct iommu_device *warden_probe_device(struct device *dev)
 {
 	struct iommu_fwspec *fwspec = dev_iommu_fwspec_get(dev);
-	struct warden_smmu *smmu = warden_smmu_instance;
 	struct warden_master *master;
+	struct warden_smmu *smmu;
 	unsigned int i, j, n = 0;
 
-	if (!smmu || !fwspec || fwspec->iommu_fwnode != smmu->iommu.fwnode || !fwspec->num_ids)
+	if (!fwspec || !fwspec->num_ids)
+		return ERR_PTR(-ENODEV);
+	smmu = warden_smmu_get_by_fwnode(fwspec->iommu_fwnode);
+	if (!smmu)
 		return ERR_PTR(-ENODEV);
 	master = kzalloc(struct_size(master, sids, fwspec->num_ids), GFP_KERNEL);
 	if (!master)
@@ -1118,8 +1165,13 @@ static void warden_release_device(struct device *dev)
 	smmu = master->smmu;
 	mutex_lock(&smmu->lock);
 	/* Back to host-identity: after release the device does direct DMA (or is re-probed). */
-	if (master->domain != &warden_identity_domain)
-		warden_master_set_domain(master, &warden_identity_domain);
+	if (master->domain != &warden_identity_domain) {
+		int ret = warden_master_set_domain(master, &warden_identity_domain);
+
+		/* Release cannot fail: the SIDs stay where the hyp has them (set_domain named them). */
+		if (ret)
+			dev_err(dev, "release: its SIDs could not go back to host-identity (%d)\n", ret);
+	}
 	list_del(&master->node);
 	mutex_unlock(&smmu->lock);
 	kfree(master);

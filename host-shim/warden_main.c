@@ -11,10 +11,15 @@
  * "eventq" interrupt fires, and reports each record with report_iommu_fault() and a rate-limited log line.
  *
  * Unload: every probed device holds a reference on this module (the iommu core's try_module_get(ops->owner)),
- * so rmmod is refused while the iommu_device is registered. Writing 1 to /sys/module/warden/parameters/release
- * unregisters it: every device goes back to host-identity and every domain is freed; it is refused (-EBUSY,
- * naming the devices) while a device with a driver bound is in a translated or blocked domain, or a group is
- * owned by VFIO. After that, rmmod reclaims the donated pages and frees the blocked domain. See README.md.
+ * so rmmod is refused while the iommu_device is registered. Writing 1 to the iommu device's sysfs attribute
+ * /sys/class/iommu/warden/release unregisters it: every device goes back to host-identity and every domain is
+ * freed; it is refused (-EBUSY, naming the devices) while a device with a driver bound is in a translated or
+ * blocked domain, or a group is owned by VFIO. After that, rmmod reclaims the donated pages and frees the
+ * blocked domain. See README.md.
+ *
+ * Lifetime: the instance (struct warden_smmu) is reached only through its devices (the platform device's
+ * drvdata, the iommu device's drvdata, a master's @smmu), never through a global; it is freed by remove after
+ * the iommu device and its sysfs attributes are gone (device removal waits for running attribute callbacks).
  */
 #define pr_fmt(fmt) "warden: " fmt
 
@@ -35,7 +40,6 @@
 
 enum arm_smccc_conduit warden_conduit = SMCCC_CONDUIT_NONE;
 struct warden_info warden_info;
-struct warden_smmu *warden_smmu_instance;
 
 static unsigned int fault_poll_ms = 100;
 module_param(fault_poll_ms, uint, 0644);
@@ -45,8 +49,10 @@ static bool event_irq = true;
 module_param(event_irq, bool, 0444);
 MODULE_PARM_DESC(event_irq, "Also drain fault records when the SMMU node's \"eventq\" interrupt fires");
 
-/* Serialises release against probe/remove (module parameter writes already hold the parameter lock). */
+/* Serialises release against probe/remove; guards @warden_probed. */
 static DEFINE_MUTEX(warden_lifecycle_lock);
+/* A node was probed and not removed (only one paravirtual SMMU is supported). */
+static bool warden_probed;
 
 /* ---- discovery ---- */
 
@@ -189,7 +195,7 @@ static void warden_event_work(struct work_struct *work)
 		if (r.status < 0) {
 			dev_err(smmu->dev, "READ_EVENT failed (%s): fault reporting stops\n",
 				warden_strerror(r.status));
-			smmu->events_enabled = false;
+			WRITE_ONCE(smmu->events_enabled, false);
 			return;
 		}
 		if (r.x3 > smmu->events_lost_seen) {
@@ -213,7 +219,7 @@ static irqreturn_t warden_event_irq(int irq, void *data)
 {
 	struct warden_smmu *smmu = data;
 
-	if (smmu->events_enabled && !READ_ONCE(smmu->stopping))
+	if (READ_ONCE(smmu->events_enabled) && !READ_ONCE(smmu->stopping))
 		mod_delayed_work(system_wq, &smmu->event_work, 0);
 	return IRQ_HANDLED;
 }
@@ -286,7 +292,7 @@ static int warden_stats_show(struct seq_file *s, void *unused)
 	list_for_each_entry(m, &smmu->masters, node)
 		masters++;
 	mutex_unlock(&smmu->lock);
-	seq_printf(s, "shim.registered %d\n", smmu->registered);
+	seq_printf(s, "shim.registered %d\n", READ_ONCE(smmu->registered));
 	seq_printf(s, "shim.masters %u\n", masters);
 	seq_printf(s, "shim.paging_domains %d\n", atomic_read(&smmu->live_domains));
 	seq_printf(s, "shim.donated_pages %lu\n", donated);
@@ -340,17 +346,14 @@ DEFINE_SHOW_ATTRIBUTE(warden_masters);
 
 /*
  * Unregisters the iommu_device: the core releases every master (release_device → host-identity) and frees
- * every default domain. Caller holds warden_lifecycle_lock.
+ * every default domain. Its sysfs device (with the release attribute) stays until teardown. Caller holds
+ * warden_lifecycle_lock.
  */
 static void warden_unregister(struct warden_smmu *smmu)
 {
 	if (smmu->registered) {
 		iommu_device_unregister(&smmu->iommu);
-		smmu->registered = false;
-	}
-	if (smmu->sysfs_added) {
-		iommu_device_sysfs_remove(&smmu->iommu);
-		smmu->sysfs_added = false;
+		WRITE_ONCE(smmu->registered, false);
 	}
 }
 
@@ -425,48 +428,65 @@ static int warden_release(struct warden_smmu *smmu)
 	return busy ? -EBUSY : 0;
 }
 
-static int warden_release_set(const char *val, const struct kernel_param *kp)
+static struct warden_smmu *warden_smmu_from_sysfs(struct device *dev)
 {
-	struct warden_smmu *smmu;
+	return container_of(dev_to_iommu_device(dev), struct warden_smmu, iommu);
+}
+
+/*
+ * /sys/class/iommu/warden/release: writing 1 (any kstrtobool "true") releases every device (see
+ * warden_release); reading says whether that was done (1) or the IOMMU is still registered (0). The callback
+ * runs with the attribute active, so the instance cannot be freed under it (teardown removes the attribute
+ * first, which waits for it); it only tries the lifecycle lock, as that teardown holds it while removing.
+ */
+static ssize_t release_store(struct device *dev, struct device_attribute *attr, const char *buf,
+			     size_t count)
+{
+	struct warden_smmu *smmu = warden_smmu_from_sysfs(dev);
 	bool yes;
 	int ret;
 
-	ret = kstrtobool(val, &yes);
+	ret = kstrtobool(buf, &yes);
 	if (ret)
 		return ret;
 	if (!yes)
-		return 0;
-	mutex_lock(&warden_lifecycle_lock);
-	smmu = warden_smmu_instance;
-	if (!smmu) {
-		ret = -ENODEV;
-	} else if (!smmu->registered) {
-		ret = 0;
-	} else {
+		return count;
+	if (!mutex_trylock(&warden_lifecycle_lock))
+		return restart_syscall();
+	ret = 0;
+	if (smmu->registered) {
 		ret = warden_release(smmu);
 		if (!ret)
-			dev_info(smmu->dev, "released: every device is back in host-identity; rmmod warden may proceed\n");
+			dev_info(smmu->dev,
+				 "released: every device is back in host-identity; rmmod warden may proceed\n");
 	}
 	mutex_unlock(&warden_lifecycle_lock);
-	return ret;
+	return ret ?: count;
 }
 
-static int warden_release_get(char *buf, const struct kernel_param *kp)
+static ssize_t release_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
-	struct warden_smmu *smmu = warden_smmu_instance;
-
-	return sysfs_emit(buf, "%d\n", smmu && !smmu->registered);
+	return sysfs_emit(buf, "%d\n", !READ_ONCE(warden_smmu_from_sysfs(dev)->registered));
 }
+static DEVICE_ATTR_RW(release);
 
-static const struct kernel_param_ops warden_release_ops = {
-	.set = warden_release_set,
-	.get = warden_release_get,
+static struct attribute *warden_sysfs_attrs[] = {
+	&dev_attr_release.attr,
+	NULL,
 };
-module_param_cb(release, &warden_release_ops, NULL, 0644);
-MODULE_PARM_DESC(release, "Write 1 to hand every device back to host-identity (needed before rmmod)");
+
+static const struct attribute_group warden_sysfs_group = {
+	.attrs = warden_sysfs_attrs,
+};
+
+static const struct attribute_group *warden_sysfs_groups[] = {
+	&warden_sysfs_group,
+	NULL,
+};
 
 /* ---- platform driver ---- */
 
+/* Undoes probe (caller holds warden_lifecycle_lock); the caller then frees @smmu. */
 static void warden_teardown(struct warden_smmu *smmu)
 {
 	WRITE_ONCE(smmu->stopping, true);
@@ -475,13 +495,18 @@ static void warden_teardown(struct warden_smmu *smmu)
 	cancel_delayed_work_sync(&smmu->event_work);
 	debugfs_remove_recursive(smmu->debugfs);
 	warden_unregister(smmu);
+	if (smmu->sysfs_added) {
+		/* Waits for a running release_store/show (which only trylock warden_lifecycle_lock). */
+		iommu_device_sysfs_remove(&smmu->iommu);
+		smmu->sysfs_added = false;
+	}
 	if (atomic_read(&smmu->live_domains))
 		dev_err(smmu->dev, "%d paging domains still allocated at teardown\n",
 			atomic_read(&smmu->live_domains));
 	if (smmu->have_blocked && !warden_free_hyp_domain(smmu, smmu->blocked_id))
 		smmu->have_blocked = false;
 	warden_reclaim_all(smmu);
-	warden_smmu_instance = NULL;
+	warden_probed = false;
 }
 
 static int warden_probe(struct platform_device *pdev)
@@ -491,7 +516,7 @@ static int warden_probe(struct platform_device *pdev)
 	int ret;
 
 	mutex_lock(&warden_lifecycle_lock);
-	if (warden_smmu_instance) {
+	if (warden_probed) {
 		dev_err(dev, "a second %s node: only one paravirtual SMMU is supported\n", WARDEN_DT_COMPATIBLE);
 		ret = -EBUSY;
 		goto out_unlock;
@@ -510,7 +535,7 @@ static int warden_probe(struct platform_device *pdev)
 	smmu->coherent = of_dma_is_coherent(dev->of_node);
 	platform_set_drvdata(pdev, smmu);
 
-	warden_smmu_instance = smmu;
+	warden_probed = true;
 	ret = warden_alloc_hyp_domain(smmu, WARDEN_DOMAIN_BLOCKED, &smmu->blocked_id);
 	if (ret) {
 		dev_err(dev, "cannot allocate the hyp's blocked domain (%d)\n", ret);
@@ -518,7 +543,7 @@ static int warden_probe(struct platform_device *pdev)
 	}
 	smmu->have_blocked = true;
 
-	ret = iommu_device_sysfs_add(&smmu->iommu, dev, NULL, "warden");
+	ret = iommu_device_sysfs_add(&smmu->iommu, dev, warden_sysfs_groups, "warden");
 	if (ret)
 		goto err_teardown;
 	smmu->sysfs_added = true;
@@ -528,13 +553,13 @@ static int warden_probe(struct platform_device *pdev)
 		dev_err(dev, "iommu_device_register failed (%d)\n", ret);
 		goto err_teardown;
 	}
-	smmu->registered = true;
+	WRITE_ONCE(smmu->registered, true);
 
 	smmu->debugfs = debugfs_create_dir("warden", NULL);
 	debugfs_create_file("stats", 0444, smmu->debugfs, smmu, &warden_stats_fops);
 	debugfs_create_file("masters", 0444, smmu->debugfs, smmu, &warden_masters_fops);
 
-	smmu->events_enabled = warden_info.features & WARDEN_FEAT_EVENTS;
+	WRITE_ONCE(smmu->events_enabled, warden_info.features & WARDEN_FEAT_EVENTS);
 	if (smmu->events_enabled) {
 		int irq = event_irq ? platform_get_irq_byname_optional(pdev, "eventq") : -ENXIO;
 

@@ -18,7 +18,7 @@ group=$(basename $(readlink /sys/bus/pci/devices/$edu/iommu_group)) || fail "edu
 grep "^hyp.pool\|^hyp.donated\|^shim.donated\|^shim.topups\|^hyp.calls.donate" $SHIM_STATS
 [ "$(shim_stat shim.donated_pages)" -gt 0 ] || fail "no page was donated"
 [ "$(shim_stat hyp.donated_pages)" = "$(shim_stat shim.donated_pages)" ] || fail "hyp and shim disagree on donations"
-echo 1 > /sys/module/warden/parameters/release && fail "release accepted while vfio-pci holds edu"
+echo 1 > /sys/class/iommu/warden/release && fail "release accepted while vfio-pci holds edu"
 pci_unbind vfio-pci $edu || fail "unbind edu"
 for b in $(pci_driver_devs nvme); do pci_unbind nvme $b || fail "unbind $b"; done
 for b in $(pci_driver_devs virtio-pci); do pci_unbind virtio-pci $b || fail "unbind $b"; done

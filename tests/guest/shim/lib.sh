@@ -16,7 +16,7 @@ shim_stat() {
 
 # shim_unload: release every device back to host-identity, then rmmod (fails if a device is still in use).
 shim_unload() {
-    echo 1 > /sys/module/warden/parameters/release || return 1
+    echo 1 > /sys/class/iommu/warden/release || return 1
     rmmod warden
 }
 

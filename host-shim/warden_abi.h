@@ -235,4 +235,227 @@
 #define WARDEN_STAT_GIC_REFUSED 18
 #define WARDEN_STAT_CALLS_BASE 0x100ULL
 
+/* ---- Names and Linux errnos ---- */
+/* The ABI name of a Warden status ("SUCCESS", "BAD_DOMAIN", ...), for log lines. */
+static inline const char *warden_strerror(long status)
+{
+	switch (status) {
+	case WARDEN_SUCCESS:
+		return "SUCCESS";
+	case WARDEN_E_NOT_SUPPORTED:
+		return "NOT_SUPPORTED";
+	case WARDEN_E_INVALID_PARAMETER:
+		return "INVALID_PARAMETER";
+	case WARDEN_E_BAD_DOMAIN:
+		return "BAD_DOMAIN";
+	case WARDEN_E_BAD_SID:
+		return "BAD_SID";
+	case WARDEN_E_MISALIGNED:
+		return "MISALIGNED";
+	case WARDEN_E_OVERFLOW:
+		return "OVERFLOW";
+	case WARDEN_E_OUT_OF_RANGE_IOVA:
+		return "OUT_OF_RANGE_IOVA";
+	case WARDEN_E_OUT_OF_RANGE_PA:
+		return "OUT_OF_RANGE_PA";
+	case WARDEN_E_NOT_HOST_MEMORY:
+		return "NOT_HOST_MEMORY";
+	case WARDEN_E_HYP_MEMORY:
+		return "HYP_MEMORY";
+	case WARDEN_E_DONATED_MEMORY:
+		return "DONATED_MEMORY";
+	case WARDEN_E_BUSY:
+		return "BUSY";
+	case WARDEN_E_NOMEM:
+		return "NOMEM";
+	case WARDEN_E_NOT_MAPPED:
+		return "NOT_MAPPED";
+	case WARDEN_E_ALREADY_MAPPED:
+		return "ALREADY_MAPPED";
+	case WARDEN_E_BAD_PROT:
+		return "BAD_PROT";
+	case WARDEN_E_BAD_PGSIZE:
+		return "BAD_PGSIZE";
+	case WARDEN_E_TIMEOUT:
+		return "TIMEOUT";
+	case WARDEN_E_BAD_KIND:
+		return "BAD_KIND";
+	case WARDEN_E_NOT_DONATED:
+		return "NOT_DONATED";
+	case WARDEN_E_COUNT_OVERFLOW:
+		return "COUNT_OVERFLOW";
+	case WARDEN_E_BAD_COUNT:
+		return "BAD_COUNT";
+	case WARDEN_E_HW_ERROR:
+		return "HW_ERROR";
+	case WARDEN_E_BAD_STAT:
+		return "BAD_STAT";
+	case WARDEN_E_IMMUTABLE_DOMAIN:
+		return "IMMUTABLE_DOMAIN";
+	case WARDEN_E_WRONG_DOMAIN_KIND:
+		return "WRONG_DOMAIN_KIND";
+	case WARDEN_E_LIMIT:
+		return "LIMIT";
+	case WARDEN_E_INTERNAL:
+		return "INTERNAL";
+	default:
+		return "UNKNOWN";
+	}
+}
+
+/* The lower-case name of statistic @id ("domains_in_use", ...), NULL if unknown. */
+static inline const char *warden_stat_name(unsigned long long id)
+{
+	switch (id) {
+	case WARDEN_STAT_DOMAINS_IN_USE:
+		return "domains_in_use";
+	case WARDEN_STAT_DOMAINS_MAX:
+		return "domains_max";
+	case WARDEN_STAT_POOL_TOTAL_PAGES:
+		return "pool_total_pages";
+	case WARDEN_STAT_POOL_FREE_PAGES:
+		return "pool_free_pages";
+	case WARDEN_STAT_DONATED_PAGES:
+		return "donated_pages";
+	case WARDEN_STAT_DONATED_FREE_PAGES:
+		return "donated_free_pages";
+	case WARDEN_STAT_ATTACHED_SIDS:
+		return "attached_sids";
+	case WARDEN_STAT_EVENTS_LOST:
+		return "events_lost";
+	case WARDEN_STAT_SMMU_COMMANDS:
+		return "smmu_commands";
+	case WARDEN_STAT_SMMU_SYNCS:
+		return "smmu_syncs";
+	case WARDEN_STAT_INVALIDATIONS:
+		return "invalidations";
+	case WARDEN_STAT_CALLS_TOTAL:
+		return "calls_total";
+	case WARDEN_STAT_ERRORS_TOTAL:
+		return "errors_total";
+	case WARDEN_STAT_MAPPED_PAGES:
+		return "mapped_pages";
+	case WARDEN_STAT_TABLE_PAGES_IN_USE:
+		return "table_pages_in_use";
+	case WARDEN_STAT_HYP_INTEGRITY:
+		return "hyp_integrity";
+	case WARDEN_STAT_HYP_INTEGRITY_BOOT:
+		return "hyp_integrity_boot";
+	case WARDEN_STAT_HOST_TRAPS_UNHANDLED:
+		return "host_traps_unhandled";
+	case WARDEN_STAT_GIC_REFUSED:
+		return "gic_refused";
+	default:
+		return NULL;
+	}
+}
+
+/* The lower-case name of function number @fn ("version", ...), NULL if unknown. */
+static inline const char *warden_fn_name(unsigned int fn)
+{
+	switch (fn) {
+	case WARDEN_FN_VERSION:
+		return "version";
+	case WARDEN_FN_DOMAIN_ALLOC:
+		return "domain_alloc";
+	case WARDEN_FN_DOMAIN_FREE:
+		return "domain_free";
+	case WARDEN_FN_ATTACH:
+		return "attach";
+	case WARDEN_FN_DETACH:
+		return "detach";
+	case WARDEN_FN_MAP_PAGES:
+		return "map_pages";
+	case WARDEN_FN_UNMAP_PAGES:
+		return "unmap_pages";
+	case WARDEN_FN_IOVA_TO_PHYS:
+		return "iova_to_phys";
+	case WARDEN_FN_READ_EVENT:
+		return "read_event";
+	case WARDEN_FN_DONATE:
+		return "donate";
+	case WARDEN_FN_RECLAIM:
+		return "reclaim";
+	case WARDEN_FN_STAT:
+		return "stat";
+	case WARDEN_FN_MAP_BATCH:
+		return "map_batch";
+	case WARDEN_FN_UNMAP_BATCH:
+		return "unmap_batch";
+	default:
+		return NULL;
+	}
+}
+
+#ifdef __KERNEL__
+#include <linux/errno.h>
+
+/* The Linux errno for a Warden status: 0 for WARDEN_SUCCESS, -EIO if unknown. */
+static inline int warden_errno(long status)
+{
+	switch (status) {
+	case WARDEN_SUCCESS:
+		return 0;
+	case WARDEN_E_NOT_SUPPORTED:
+		return -EOPNOTSUPP;
+	case WARDEN_E_INVALID_PARAMETER:
+		return -EINVAL;
+	case WARDEN_E_BAD_DOMAIN:
+		return -EINVAL;
+	case WARDEN_E_BAD_SID:
+		return -ENODEV;
+	case WARDEN_E_MISALIGNED:
+		return -EINVAL;
+	case WARDEN_E_OVERFLOW:
+		return -EINVAL;
+	case WARDEN_E_OUT_OF_RANGE_IOVA:
+		return -EINVAL;
+	case WARDEN_E_OUT_OF_RANGE_PA:
+		return -EINVAL;
+	case WARDEN_E_NOT_HOST_MEMORY:
+		return -EPERM;
+	case WARDEN_E_HYP_MEMORY:
+		return -EPERM;
+	case WARDEN_E_DONATED_MEMORY:
+		return -EPERM;
+	case WARDEN_E_BUSY:
+		return -EBUSY;
+	case WARDEN_E_NOMEM:
+		return -ENOMEM;
+	case WARDEN_E_NOT_MAPPED:
+		return -ENOENT;
+	case WARDEN_E_ALREADY_MAPPED:
+		return -EEXIST;
+	case WARDEN_E_BAD_PROT:
+		return -EINVAL;
+	case WARDEN_E_BAD_PGSIZE:
+		return -EINVAL;
+	case WARDEN_E_TIMEOUT:
+		return -ETIMEDOUT;
+	case WARDEN_E_BAD_KIND:
+		return -EINVAL;
+	case WARDEN_E_NOT_DONATED:
+		return -EINVAL;
+	case WARDEN_E_COUNT_OVERFLOW:
+		return -EOVERFLOW;
+	case WARDEN_E_BAD_COUNT:
+		return -EINVAL;
+	case WARDEN_E_HW_ERROR:
+		return -EIO;
+	case WARDEN_E_BAD_STAT:
+		return -EINVAL;
+	case WARDEN_E_IMMUTABLE_DOMAIN:
+		return -EINVAL;
+	case WARDEN_E_WRONG_DOMAIN_KIND:
+		return -EINVAL;
+	case WARDEN_E_LIMIT:
+		return -ENOSPC;
+	case WARDEN_E_INTERNAL:
+		return -EIO;
+	default:
+		return -EIO;
+	}
+}
+#endif /* __KERNEL__ */
+
 #endif /* WARDEN_ABI_H */

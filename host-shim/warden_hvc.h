@@ -5,7 +5,8 @@
  * Every Warden call is an SMC64 fast call with the function ID in x0 and up to six arguments in x1..x6; the
  * result is x0 (WARDEN_SUCCESS or a negative WARDEN_E_* code) plus x1..x3 (see warden_abi.h). The calls use
  * SMCCC 1.1's register discipline: the hypervisor preserves x4..x17, so the kernel's arm_smccc_1_1_{hvc,smc}
- * macros (which only read back x0..x3) are exact.
+ * macros (which only read back x0..x3) are exact. Status names and Linux errnos: warden_strerror() and
+ * warden_errno(), generated into warden_abi.h.
  */
 #ifndef WARDEN_HVC_H
 #define WARDEN_HVC_H
@@ -57,93 +58,5 @@ static inline struct warden_ret warden_call(u32 fid, u64 a1, u64 a2, u64 a3, u64
 #define warden_call0(fid) warden_call((fid), 0, 0, 0, 0, 0, 0)
 #define warden_call1(fid, a1) warden_call((fid), (a1), 0, 0, 0, 0, 0)
 #define warden_call2(fid, a1, a2) warden_call((fid), (a1), (a2), 0, 0, 0, 0)
-
-/** warden_errno() - the Linux errno for a negative Warden status (0 for WARDEN_SUCCESS). */
-static inline int warden_errno(long status)
-{
-	switch (status) {
-	case WARDEN_SUCCESS:
-		return 0;
-	case WARDEN_E_NOT_SUPPORTED:
-		return -EOPNOTSUPP;
-	case WARDEN_E_BAD_SID:
-		return -ENODEV;
-	case WARDEN_E_NOT_HOST_MEMORY:
-	case WARDEN_E_HYP_MEMORY:
-	case WARDEN_E_DONATED_MEMORY:
-		return -EPERM;
-	case WARDEN_E_BUSY:
-		return -EBUSY;
-	case WARDEN_E_NOMEM:
-		return -ENOMEM;
-	case WARDEN_E_NOT_MAPPED:
-		return -ENOENT;
-	case WARDEN_E_ALREADY_MAPPED:
-		return -EEXIST;
-	case WARDEN_E_TIMEOUT:
-		return -ETIMEDOUT;
-	case WARDEN_E_COUNT_OVERFLOW:
-		return -EOVERFLOW;
-	case WARDEN_E_LIMIT:
-		return -ENOSPC;
-	case WARDEN_E_HW_ERROR:
-	case WARDEN_E_INTERNAL:
-		return -EIO;
-	case WARDEN_E_INVALID_PARAMETER:
-	case WARDEN_E_BAD_DOMAIN:
-	case WARDEN_E_MISALIGNED:
-	case WARDEN_E_OVERFLOW:
-	case WARDEN_E_OUT_OF_RANGE_IOVA:
-	case WARDEN_E_OUT_OF_RANGE_PA:
-	case WARDEN_E_BAD_PROT:
-	case WARDEN_E_BAD_PGSIZE:
-	case WARDEN_E_BAD_KIND:
-	case WARDEN_E_NOT_DONATED:
-	case WARDEN_E_BAD_COUNT:
-	case WARDEN_E_BAD_STAT:
-	case WARDEN_E_IMMUTABLE_DOMAIN:
-	case WARDEN_E_WRONG_DOMAIN_KIND:
-		return -EINVAL;
-	default:
-		return -EIO;
-	}
-}
-
-/** warden_strerror() - the ABI name of a Warden status, for log lines. */
-static inline const char *warden_strerror(long status)
-{
-	switch (status) {
-	case WARDEN_SUCCESS: return "SUCCESS";
-	case WARDEN_E_NOT_SUPPORTED: return "NOT_SUPPORTED";
-	case WARDEN_E_INVALID_PARAMETER: return "INVALID_PARAMETER";
-	case WARDEN_E_BAD_DOMAIN: return "BAD_DOMAIN";
-	case WARDEN_E_BAD_SID: return "BAD_SID";
-	case WARDEN_E_MISALIGNED: return "MISALIGNED";
-	case WARDEN_E_OVERFLOW: return "OVERFLOW";
-	case WARDEN_E_OUT_OF_RANGE_IOVA: return "OUT_OF_RANGE_IOVA";
-	case WARDEN_E_OUT_OF_RANGE_PA: return "OUT_OF_RANGE_PA";
-	case WARDEN_E_NOT_HOST_MEMORY: return "NOT_HOST_MEMORY";
-	case WARDEN_E_HYP_MEMORY: return "HYP_MEMORY";
-	case WARDEN_E_DONATED_MEMORY: return "DONATED_MEMORY";
-	case WARDEN_E_BUSY: return "BUSY";
-	case WARDEN_E_NOMEM: return "NOMEM";
-	case WARDEN_E_NOT_MAPPED: return "NOT_MAPPED";
-	case WARDEN_E_ALREADY_MAPPED: return "ALREADY_MAPPED";
-	case WARDEN_E_BAD_PROT: return "BAD_PROT";
-	case WARDEN_E_BAD_PGSIZE: return "BAD_PGSIZE";
-	case WARDEN_E_TIMEOUT: return "TIMEOUT";
-	case WARDEN_E_BAD_KIND: return "BAD_KIND";
-	case WARDEN_E_NOT_DONATED: return "NOT_DONATED";
-	case WARDEN_E_COUNT_OVERFLOW: return "COUNT_OVERFLOW";
-	case WARDEN_E_BAD_COUNT: return "BAD_COUNT";
-	case WARDEN_E_HW_ERROR: return "HW_ERROR";
-	case WARDEN_E_BAD_STAT: return "BAD_STAT";
-	case WARDEN_E_IMMUTABLE_DOMAIN: return "IMMUTABLE_DOMAIN";
-	case WARDEN_E_WRONG_DOMAIN_KIND: return "WRONG_DOMAIN_KIND";
-	case WARDEN_E_LIMIT: return "LIMIT";
-	case WARDEN_E_INTERNAL: return "INTERNAL";
-	default: return "UNKNOWN";
-	}
-}
 
 #endif /* WARDEN_HVC_H */

@@ -226,42 +226,6 @@ static irqreturn_t warden_event_irq(int irq, void *data)
 
 /* ---- debugfs: /sys/kernel/debug/warden/stats ---- */
 
-static const char *const warden_stat_names[] = {
-	[WARDEN_STAT_DOMAINS_IN_USE] = "domains_in_use",
-	[WARDEN_STAT_DOMAINS_MAX] = "domains_max",
-	[WARDEN_STAT_POOL_TOTAL_PAGES] = "pool_total_pages",
-	[WARDEN_STAT_POOL_FREE_PAGES] = "pool_free_pages",
-	[WARDEN_STAT_DONATED_PAGES] = "donated_pages",
-	[WARDEN_STAT_DONATED_FREE_PAGES] = "donated_free_pages",
-	[WARDEN_STAT_ATTACHED_SIDS] = "attached_sids",
-	[WARDEN_STAT_EVENTS_LOST] = "events_lost",
-	[WARDEN_STAT_SMMU_COMMANDS] = "smmu_commands",
-	[WARDEN_STAT_SMMU_SYNCS] = "smmu_syncs",
-	[WARDEN_STAT_INVALIDATIONS] = "invalidations",
-	[WARDEN_STAT_CALLS_TOTAL] = "calls_total",
-	[WARDEN_STAT_ERRORS_TOTAL] = "errors_total",
-	[WARDEN_STAT_MAPPED_PAGES] = "mapped_pages",
-	[WARDEN_STAT_TABLE_PAGES_IN_USE] = "table_pages_in_use",
-	[WARDEN_STAT_GIC_REFUSED] = "gic_refused",
-};
-
-static const char *const warden_fn_names[] = {
-	[WARDEN_FN_VERSION] = "version",
-	[WARDEN_FN_DOMAIN_ALLOC] = "domain_alloc",
-	[WARDEN_FN_DOMAIN_FREE] = "domain_free",
-	[WARDEN_FN_ATTACH] = "attach",
-	[WARDEN_FN_DETACH] = "detach",
-	[WARDEN_FN_MAP_PAGES] = "map_pages",
-	[WARDEN_FN_UNMAP_PAGES] = "unmap_pages",
-	[WARDEN_FN_IOVA_TO_PHYS] = "iova_to_phys",
-	[WARDEN_FN_READ_EVENT] = "read_event",
-	[WARDEN_FN_DONATE] = "donate",
-	[WARDEN_FN_RECLAIM] = "reclaim",
-	[WARDEN_FN_STAT] = "stat",
-	[WARDEN_FN_MAP_BATCH] = "map_batch",
-	[WARDEN_FN_UNMAP_BATCH] = "unmap_batch",
-};
-
 static void warden_show_stat(struct seq_file *s, const char *prefix, const char *name, u64 id)
 {
 	struct warden_ret r = warden_call1(WARDEN_FID_STAT, id);
@@ -280,10 +244,12 @@ static int warden_stats_show(struct seq_file *s, void *unused)
 	unsigned int i, masters = 0;
 	struct warden_master *m;
 
-	for (i = 0; i < ARRAY_SIZE(warden_stat_names); i++)
-		warden_show_stat(s, "hyp.", warden_stat_names[i], i);
-	for (i = 0; i < ARRAY_SIZE(warden_fn_names); i++)
-		warden_show_stat(s, "hyp.calls.", warden_fn_names[i], WARDEN_STAT_CALLS_BASE + i);
+	/* The integrity hashes are left out: each read hashes the hyp's image; they are asked for explicitly. */
+	for (i = 0; warden_stat_name(i); i++)
+		if (i != WARDEN_STAT_HYP_INTEGRITY && i != WARDEN_STAT_HYP_INTEGRITY_BOOT)
+			warden_show_stat(s, "hyp.", warden_stat_name(i), i);
+	for (i = 0; warden_fn_name(i); i++)
+		warden_show_stat(s, "hyp.calls.", warden_fn_name(i), WARDEN_STAT_CALLS_BASE + i);
 	spin_lock_irqsave(&smmu->donate_lock, flags);
 	donated = smmu->donated_pages;
 	leaked = smmu->leaked_pages;

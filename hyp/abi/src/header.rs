@@ -302,7 +302,105 @@ pub fn write_c_header(w: &mut impl Write) -> fmt::Result {
     hex64(w, "WARDEN_STAT_CALLS_BASE", STAT_CALLS_BASE)?;
     writeln!(w)?;
 
+    names(w)?;
+
     writeln!(w, "#endif /* WARDEN_ABI_H */")
+}
+
+/// The shim's lookup functions: status names, Linux errnos, statistic and function names (lower case, as the
+/// shim's debugfs prints them).
+fn names(w: &mut impl Write) -> fmt::Result {
+    section(w, "Names and Linux errnos")?;
+    writeln!(
+        w,
+        "/* The ABI name of a Warden status (\"SUCCESS\", \"BAD_DOMAIN\", ...), for log lines. */"
+    )?;
+    writeln!(w, "static inline const char *warden_strerror(long status)")?;
+    writeln!(w, "{{")?;
+    writeln!(w, "\tswitch (status) {{")?;
+    writeln!(w, "\tcase WARDEN_SUCCESS:")?;
+    writeln!(w, "\t\treturn \"SUCCESS\";")?;
+    for &e in Error::ALL {
+        writeln!(w, "\tcase {}{}:", Error::C_PREFIX, e.c_name())?;
+        writeln!(w, "\t\treturn \"{}\";", e.c_name())?;
+    }
+    writeln!(w, "\tdefault:")?;
+    writeln!(w, "\t\treturn \"UNKNOWN\";")?;
+    writeln!(w, "\t}}")?;
+    writeln!(w, "}}")?;
+    writeln!(w)?;
+
+    writeln!(
+        w,
+        "/* The lower-case name of statistic @id (\"domains_in_use\", ...), NULL if unknown. */"
+    )?;
+    writeln!(
+        w,
+        "static inline const char *warden_stat_name(unsigned long long id)"
+    )?;
+    writeln!(w, "{{")?;
+    writeln!(w, "\tswitch (id) {{")?;
+    for &s in Stat::ALL {
+        writeln!(w, "\tcase {}{}:", Stat::C_PREFIX, s.c_name())?;
+        lower_return(w, s.c_name())?;
+    }
+    writeln!(w, "\tdefault:")?;
+    writeln!(w, "\t\treturn NULL;")?;
+    writeln!(w, "\t}}")?;
+    writeln!(w, "}}")?;
+    writeln!(w)?;
+
+    writeln!(
+        w,
+        "/* The lower-case name of function number @fn (\"version\", ...), NULL if unknown. */"
+    )?;
+    writeln!(
+        w,
+        "static inline const char *warden_fn_name(unsigned int fn)"
+    )?;
+    writeln!(w, "{{")?;
+    writeln!(w, "\tswitch (fn) {{")?;
+    for &f in Function::ALL {
+        writeln!(w, "\tcase {}{}:", Function::C_PREFIX, f.c_name())?;
+        lower_return(w, f.c_name())?;
+    }
+    writeln!(w, "\tdefault:")?;
+    writeln!(w, "\t\treturn NULL;")?;
+    writeln!(w, "\t}}")?;
+    writeln!(w, "}}")?;
+    writeln!(w)?;
+
+    writeln!(w, "#ifdef __KERNEL__")?;
+    writeln!(w, "#include <linux/errno.h>")?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "/* The Linux errno for a Warden status: 0 for WARDEN_SUCCESS, -EIO if unknown. */"
+    )?;
+    writeln!(w, "static inline int warden_errno(long status)")?;
+    writeln!(w, "{{")?;
+    writeln!(w, "\tswitch (status) {{")?;
+    writeln!(w, "\tcase WARDEN_SUCCESS:")?;
+    writeln!(w, "\t\treturn 0;")?;
+    for &e in Error::ALL {
+        writeln!(w, "\tcase {}{}:", Error::C_PREFIX, e.c_name())?;
+        writeln!(w, "\t\treturn -{};", e.linux_errno())?;
+    }
+    writeln!(w, "\tdefault:")?;
+    writeln!(w, "\t\treturn -EIO;")?;
+    writeln!(w, "\t}}")?;
+    writeln!(w, "}}")?;
+    writeln!(w, "#endif /* __KERNEL__ */")?;
+    writeln!(w)
+}
+
+/// `return "<name in lower case>";` as one case's body.
+fn lower_return(w: &mut impl Write, c_name: &str) -> fmt::Result {
+    write!(w, "\t\treturn \"")?;
+    for c in c_name.chars() {
+        w.write_char(c.to_ascii_lowercase())?;
+    }
+    writeln!(w, "\";")
 }
 
 /// Writes `doc` as a one-line C comment: trimmed, rustdoc link brackets dropped.

@@ -265,6 +265,39 @@ impl Error {
     pub const fn to_reg(self) -> u64 {
         self as i64 as u64
     }
+
+    /// The Linux errno (its C name, e.g. `"EINVAL"`) the host shim returns for this error; the header's
+    /// `warden_errno()` is generated from it.
+    #[must_use]
+    pub const fn linux_errno(self) -> &'static str {
+        match self {
+            Error::NotSupported => "EOPNOTSUPP",
+            Error::BadSid => "ENODEV",
+            Error::NotHostMemory | Error::HypMemory | Error::DonatedMemory => "EPERM",
+            Error::Busy => "EBUSY",
+            Error::NoMem => "ENOMEM",
+            Error::NotMapped => "ENOENT",
+            Error::AlreadyMapped => "EEXIST",
+            Error::Timeout => "ETIMEDOUT",
+            Error::CountOverflow => "EOVERFLOW",
+            Error::Limit => "ENOSPC",
+            Error::HwError | Error::Internal => "EIO",
+            Error::InvalidParameter
+            | Error::BadDomain
+            | Error::Misaligned
+            | Error::Overflow
+            | Error::OutOfRangeIova
+            | Error::OutOfRangePa
+            | Error::BadProt
+            | Error::BadPgsize
+            | Error::BadKind
+            | Error::NotDonated
+            | Error::BadCount
+            | Error::BadStat
+            | Error::ImmutableDomain
+            | Error::WrongDomainKind => "EINVAL",
+        }
+    }
 }
 
 abi_enum! {
@@ -568,6 +601,64 @@ mod tests {
             ),
             (1, 2, 4, 8, 16, 32)
         );
+    }
+
+    /// The shim's debugfs walks statistics and functions from 0 until `warden_stat_name`/`warden_fn_name`
+    /// return NULL, so both must be numbered without gaps.
+    #[test]
+    fn stats_and_functions_are_dense() {
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            assert_eq!(s.value(), i as u64, "{s:?}");
+        }
+        for (i, f) in Function::ALL.iter().enumerate() {
+            assert_eq!(f.value(), i as u32, "{f:?}");
+        }
+    }
+
+    /// The header's lookup functions cover every error, statistic and function, with this crate's names and
+    /// errnos (the shim has no table of its own).
+    #[test]
+    fn header_names_cover_the_abi() {
+        let mut h = String::new();
+        write_c_header(&mut h).unwrap();
+        let body = |f: &str| {
+            let start = h.find(f).unwrap_or_else(|| panic!("no {f} in the header"));
+            let end = start + h[start..].find("\n}\n").unwrap();
+            h[start..end].to_string()
+        };
+        let strerror = body("warden_strerror(long status)");
+        let errno = body("warden_errno(long status)");
+        for &e in Error::ALL {
+            let case = format!("case WARDEN_E_{}:\n", e.c_name());
+            assert!(
+                strerror.contains(&format!("{case}\t\treturn \"{}\";", e.c_name())),
+                "{e:?}"
+            );
+            assert!(
+                errno.contains(&format!("{case}\t\treturn -{};", e.linux_errno())),
+                "{e:?}"
+            );
+        }
+        assert!(errno.contains("case WARDEN_E_INVALID_PARAMETER:\n\t\treturn -EINVAL;"));
+        assert!(errno.contains("case WARDEN_E_NOMEM:\n\t\treturn -ENOMEM;"));
+        let stat = body("warden_stat_name(unsigned long long id)");
+        for &s in Stat::ALL {
+            let name = s.c_name().to_ascii_lowercase();
+            assert!(stat.contains(&format!(
+                "case WARDEN_STAT_{}:\n\t\treturn \"{name}\";",
+                s.c_name()
+            )));
+        }
+        assert!(stat.contains("\"domains_in_use\"") && stat.contains("\"table_pages_in_use\""));
+        let func = body("warden_fn_name(unsigned int fn)");
+        for &f in Function::ALL {
+            let name = f.c_name().to_ascii_lowercase();
+            assert!(func.contains(&format!(
+                "case WARDEN_FN_{}:\n\t\treturn \"{name}\";",
+                f.c_name()
+            )));
+        }
+        assert!(func.contains("\"domain_alloc\"") && func.contains("\"unmap_batch\""));
     }
 
     #[test]

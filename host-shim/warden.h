@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR MIT */
 /*
- * warden.h - the shim's internal types, shared by warden_main.c (discovery, platform driver, lifecycle,
- * faults, debugfs) and warden_iommu.c (iommu_ops, domains, masters, page donation).
+ * The shim's internal types, shared by warden_main.c (discovery, platform driver,
+ * lifecycle, faults, debugfs) and warden_iommu.c (iommu_ops, domains, masters, page donation).
  */
 #ifndef WARDEN_H
 #define WARDEN_H
@@ -17,16 +17,28 @@
 #include "warden_abi.h"
 #include "warden_hvc.h"
 
-/* The IOVA window iommu-dma uses for MSI doorbells (IOMMU_RESV_SW_MSI), as Linux's own SMMU drivers do. */
+/*
+ * The IOVA window iommu-dma uses for MSI doorbells (IOMMU_RESV_SW_MSI), as Linux's own SMMU drivers
+ * do.
+ */
 #define WARDEN_MSI_IOVA_BASE 0x8000000UL
 #define WARDEN_MSI_IOVA_LENGTH 0x100000UL
 
-/* Page donation: at most this many top-up rounds per call, each donating at most this many 4 KiB pages. */
+/*
+ * Page donation: at most this many top-up rounds per call, each donating at most this many 4 KiB
+ * pages.
+ */
 #define WARDEN_TOPUP_RETRIES 8
 #define WARDEN_TOPUP_MAX_PAGES 1024UL
-/* Pages donated per top-up at least (the hyp usually asks for 1-3): amortises the NOMEM round trips. */
+/*
+ * Pages donated per top-up at least (the hyp usually asks for 1-3): amortises the NOMEM round
+ * trips.
+ */
 #define WARDEN_TOPUP_MIN_PAGES 16UL
-/* Largest block (as an allocation order) one donation allocates; smaller orders are tried on failure. */
+/*
+ * Largest block (as an allocation order) one donation allocates; smaller orders are tried on
+ * failure.
+ */
 #define WARDEN_TOPUP_MAX_ORDER 4
 /* Runs a top-up sets aside and replaces when the hyp refuses them as still DMA-mapped (BUSY). */
 #define WARDEN_TOPUP_BUSY_RUNS 8
@@ -36,7 +48,9 @@ struct warden_info {
 	u16 major;
 	u16 minor;
 	u32 features;
-	/* Page sizes the hyp maps (WARDEN_PGSIZE_* bits), intersected with what this module knows. */
+	/*
+	 * Page sizes the hyp maps (WARDEN_PGSIZE_* bits), intersected with what this module knows.
+	 */
 	u64 pgsize_bitmap;
 	u16 max_domains;
 	u8 iova_bits;
@@ -67,7 +81,9 @@ struct warden_smmu {
 	u64 blocked_id;
 	bool have_blocked;
 
-	/* Protects @masters and each master's @domain. Taken inside the iommu core's group mutex. */
+	/*
+	 * Protects @masters and each master's @domain. Taken inside the iommu core's group mutex.
+	 */
 	struct mutex lock;
 	struct list_head masters;
 
@@ -75,7 +91,8 @@ struct warden_smmu {
 	spinlock_t donate_lock;
 	struct list_head donations;
 	unsigned long donated_pages; /* 4 KiB hyp pages currently donated by this instance */
-	unsigned long leaked_pages;  /* hyp pages that could not be reclaimed at teardown (never freed) */
+	/* hyp pages that could not be reclaimed at teardown (never freed) */
+	unsigned long leaked_pages;
 
 	atomic_t live_domains;        /* paging domains allocated in the hyp and not freed */
 	atomic64_t map_calls;
@@ -83,18 +100,26 @@ struct warden_smmu {
 	atomic64_t topups;
 	atomic64_t deferred_maps;      /* map_pages runs recorded for the next iotlb_sync_map */
 	atomic64_t batch_calls;        /* MAP_BATCH calls */
-	atomic64_t shadow_hits;        /* iova_to_phys answered from a domain's translation shadow */
+	atomic64_t shadow_hits;        /* iova_to_phys answered from a domain's shadow */
 	atomic64_t shadow_fallbacks;   /* iova_to_phys answered by an IOVA_TO_PHYS hypercall */
-	atomic64_t shadow_lost;        /* domains whose shadow became unusable (an unmap of it went wrong) */
-	atomic64_t pending_full;       /* map_pages sent at once (MAP_PAGES): every pending slot in use */
-	atomic64_t lazy_unmaps;        /* unmap_pages queued for a lazy (flush-queue) domain's next UNMAP_BATCH */
+	/* domains whose shadow became unusable (an unmap of it went wrong) */
+	atomic64_t shadow_lost;
+	/* map_pages sent at once (MAP_PAGES): every pending slot in use */
+	atomic64_t pending_full;
+	/* unmap_pages queued for a lazy (flush-queue) domain's next UNMAP_BATCH */
+	atomic64_t lazy_unmaps;
 	atomic64_t unmap_batch_calls;  /* UNMAP_BATCH calls */
-	atomic64_t lazy_fallbacks;     /* queued unmaps an UNMAP_BATCH failure sent one by one (UNMAP_PAGES) */
-	atomic64_t donate_busy;        /* donations refused because a page was still DMA-mapped (queued unmap) */
+	/* queued unmaps an UNMAP_BATCH failure sent one by one (UNMAP_PAGES) */
+	atomic64_t lazy_fallbacks;
+	/* donations refused because a page was still DMA-mapped (queued unmap) */
+	atomic64_t donate_busy;
 
-	/* Fault reporting: a delayed work drains READ_EVENT; the event IRQ (if any) only kicks it. */
+	/*
+	 * Fault reporting: a delayed work drains READ_EVENT; the event IRQ (if any) only kicks it.
+	 */
 	struct delayed_work event_work;
-	bool events_enabled; /* READ_ONCE/WRITE_ONCE: the work item clears it, the IRQ handler reads it */
+	/* READ_ONCE/WRITE_ONCE: the work item clears it, the IRQ handler reads it */
+	bool events_enabled;
 	bool stopping;
 	int event_irq;
 	u64 events_lost_seen;
@@ -110,7 +135,10 @@ struct warden_master {
 	struct warden_smmu *smmu;
 	/* The domain the hyp has this master's SIDs in (identity, blocked, or a warden_domain). */
 	struct iommu_domain *domain;
-	/* A driver was bound (doing direct DMA through host-identity) when the shim first saw the device. */
+	/*
+	 * A driver was bound (doing direct DMA through host-identity) when the shim first saw the
+	 * device.
+	 */
 	bool bound_at_probe;
 	unsigned int num_sids;
 	u32 sids[] __counted_by(num_sids);
@@ -133,31 +161,34 @@ struct warden_run {
 /* Unmaps a lazy domain queues at most before it sends them (one UNMAP_BATCH). */
 #define WARDEN_LAZY_ENTRIES WARDEN_UNMAP_BATCH_MAX_ENTRIES
 
-/** struct warden_lazy_entry - one queued unmap: an UNMAP_BATCH descriptor (little-endian: arm64). */
+/** struct warden_lazy_entry - one queued unmap: an UNMAP_BATCH descriptor (little-endian). */
 struct warden_lazy_entry {
 	u64 iova;
 	u64 len;
 };
+
 static_assert(sizeof(struct warden_lazy_entry) == WARDEN_UNMAP_BATCH_ENTRY_SIZE);
 static_assert(WARDEN_LAZY_ENTRIES * WARDEN_UNMAP_BATCH_ENTRY_SIZE <= WARDEN_PAGE_SIZE);
 
 /**
  * struct warden_domain - a paging domain, backed by a hyp PAGING domain.
  *
- * @shadow: a translation shadow for iova_to_phys without a hypercall: an io-pgtable (ARM_64_LPAE_S1, the
- *          native driver's format and iova_to_phys), never walked by hardware, no TLB ops. map_pages maps it
- *          before the hyp hears of the run; unmaps remove from the hyp first, then the same bytes from the
- *          shadow; so it always holds everything the hyp has mapped (plus runs still pending). Lock-free for
- *          disjoint ranges, like the native driver's tables. NULL if it could not be set up.
- * @shadow_ok: the shadow is trusted; turns false for good if an unmap of it went wrong (iova_to_phys then asks
- *             the hyp: the shadow never answers with a stale PA).
+ * @shadow: a translation shadow for iova_to_phys without a hypercall: an io-pgtable
+ *          (ARM_64_LPAE_S1, the native driver's format and iova_to_phys), never walked by hardware,
+ *          no TLB ops. map_pages maps it before the hyp hears of the run; unmaps remove from the
+ *          hyp first, then the same bytes from the shadow; so it always holds everything the hyp
+ *          has mapped (plus runs still pending). Lock-free for disjoint ranges, like the native
+ *          driver's tables. NULL if it could not be set up.
+ * @shadow_ok: the shadow is trusted; turns false for good if an unmap of it went wrong
+ *             (iova_to_phys then asks the hyp: the shadow never answers with a stale PA).
  * @runs: map_pages runs not yet given to the hyp: slot i holds one if bit i of @used is set, under
- *        @pending_lock; each iotlb_sync_map(iova, size) claims (@claimed) the ones inside [iova, iova + size),
- *        sends them with one MAP_BATCH and frees them; a claimed slot is only read by its flush. When every slot
- *        is used, map_pages maps directly (MAP_PAGES).
- * @lazy: unmaps iommu-dma's flush queue deferred (IOMMU_DOMAIN_DMA_FQ: unmap_pages with a queued gather),
- *        @lazy_n of them, under @lazy_lock: already out of the shadow, still mapped in the hyp (their pages
- *        DMA-counted, so not donatable) until flush_iotlb_all or a full queue sends them with one UNMAP_BATCH.
+ *        @pending_lock; each iotlb_sync_map(iova, size) claims (@claimed) the ones inside [iova,
+ *        iova + size), sends them with one MAP_BATCH and frees them; a claimed slot is only read by
+ *        its flush. When every slot is used, map_pages maps directly (MAP_PAGES).
+ * @lazy: unmaps iommu-dma's flush queue deferred (IOMMU_DOMAIN_DMA_FQ: unmap_pages with a queued
+ *        gather), @lazy_n of them, under @lazy_lock: already out of the shadow, still mapped in the
+ *        hyp (their pages DMA-counted, so not donatable) until flush_iotlb_all or a full queue
+ *        sends them with one UNMAP_BATCH.
  */
 struct warden_domain {
 	struct iommu_domain domain;
@@ -165,13 +196,14 @@ struct warden_domain {
 	u64 id;
 	struct io_pgtable_ops *shadow;
 	bool shadow_ok;
-	spinlock_t pending_lock;
+	spinlock_t pending_lock; /* guards @used and @claimed (see @runs) */
 	unsigned long used;
 	unsigned long claimed;
 	struct warden_run runs[WARDEN_PENDING_RUNS];
-	spinlock_t lazy_lock;
+	spinlock_t lazy_lock; /* guards @lazy_n and @lazy's entries */
 	unsigned int lazy_n;
-	struct warden_lazy_entry *lazy; /* a page of its own (the UNMAP_BATCH array); NULL: unmaps are synchronous */
+	/* a page of its own (the UNMAP_BATCH array); NULL: unmaps are synchronous */
+	struct warden_lazy_entry *lazy;
 };
 
 /* warden_main.c */
@@ -181,6 +213,7 @@ extern struct warden_info warden_info;
 extern const struct iommu_ops warden_iommu_ops;
 extern struct iommu_domain warden_identity_domain;
 extern struct iommu_domain warden_blocked_domain;
+const char *warden_domain_name(struct iommu_domain *domain);
 int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp);
 void warden_reclaim_all(struct warden_smmu *smmu);
 int warden_alloc_hyp_domain(struct warden_smmu *smmu, u64 kind, u64 *id);

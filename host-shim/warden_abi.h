@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * warden_abi.h - the Warden hypercall ABI for the host shim.
+ * The Warden hypercall ABI for the host shim.
  *
  * GENERATED from hyp/abi (crate warden-abi) by `cargo xtask gen-header`. DO NOT EDIT.
  * Documentation: docs/abi.md.
@@ -13,7 +13,7 @@
 #define WARDEN_ABI_VERSION_MINOR 2
 #define WARDEN_MODULE_NAME "warden"
 #define WARDEN_DT_COMPATIBLE "warden,smmu-v3-pv"
-/* UUID 7f71637a-ecfe-47e6-b67a-d3a1af022896, as returned in w0..w3 by the vendor-hyp Call UID query */
+/* UUID 7f71637a-ecfe-47e6-b67a-d3a1af022896, as the Call UID query returns it in w0..w3 */
 #define WARDEN_UUID_W0 0x7a63717fU
 #define WARDEN_UUID_W1 0xe647feecU
 #define WARDEN_UUID_W2 0xa1d37ab6U
@@ -59,7 +59,10 @@
 /* Read statistic x1 (`Stat`): x1 = value. */
 #define WARDEN_FN_STAT 0x000b
 #define WARDEN_FID_STAT 0xc600000bU
-/* Map x3 descriptors at host PA x2 in domain x1 with prot x4, all or nothing: x1 = entries, x2 = bytes. */
+/*
+ * Map x3 descriptors at host PA x2 in domain x1 with prot x4, all or nothing: x1 = entries, x2 =
+ * bytes.
+ */
 #define WARDEN_FN_MAP_BATCH 0x000c
 #define WARDEN_FID_MAP_BATCH 0xc600000cU
 /* Unmap x3 descriptors at host PA x2 in domain x1, one invalidation: x1 = entries, x2 = bytes. */
@@ -90,7 +93,9 @@
 #define WARDEN_E_HYP_MEMORY (-11)
 /* The PA range includes memory the host donated to the hypervisor. */
 #define WARDEN_E_DONATED_MEMORY (-12)
-/* The object is in use: a domain still attached, or memory still DMA-mapped or used as page table. */
+/*
+ * The object is in use: a domain still attached, or memory still DMA-mapped or used as page table.
+ */
 #define WARDEN_E_BUSY (-13)
 /* The page-table pool is short: x1 = how many more pages the host should donate. */
 #define WARDEN_E_NOMEM (-14)
@@ -166,7 +171,7 @@
 #define WARDEN_LIMITS_MASK_16 0xffffULL
 #define WARDEN_LIMITS_MASK_24 0xffffffULL
 
-/* ---- READ_EVENT call: x0 = 1 (record) or 0, x1 = IOVA, x2 = sid | reason | flags, x3 = lost ---- */
+/* ---- READ_EVENT call: x0 = 1 (record) or 0, x1 = IOVA, x2 = sid|reason|flags, x3 = lost ---- */
 #define WARDEN_EVENT_SID_SHIFT 0 /* 32 bits */
 #define WARDEN_EVENT_REASON_SHIFT 32 /* 8 bits */
 #define WARDEN_EVENT_FLAGS_SHIFT 48 /* 16 bits */
@@ -209,7 +214,9 @@
 #define WARDEN_STAT_DONATED_FREE_PAGES 5
 /* StreamIDs attached to a domain other than host-identity. */
 #define WARDEN_STAT_ATTACHED_SIDS 6
-/* Fault records lost: dropped because the hyp's event ring was full, plus one per SMMU event-queue */
+/*
+ * Fault records lost: dropped because the hyp's event ring was full, plus one per SMMU event-queue
+ */
 #define WARDEN_STAT_EVENTS_LOST 7
 /* SMMU commands issued (from the SMMU driver). */
 #define WARDEN_STAT_SMMU_COMMANDS 8
@@ -221,7 +228,9 @@
 #define WARDEN_STAT_CALLS_TOTAL 11
 /* Warden calls that returned an error. */
 #define WARDEN_STAT_ERRORS_TOTAL 12
-/* 4 KiB pages currently DMA-mapped, summed over paging domains (the GIC emulation's pins, which use */
+/*
+ * 4 KiB pages currently DMA-mapped, summed over paging domains (the GIC emulation's pins, which use
+ */
 #define WARDEN_STAT_MAPPED_PAGES 13
 /* Page-table pages in use by domains (including host-identity). */
 #define WARDEN_STAT_TABLE_PAGES_IN_USE 14
@@ -229,7 +238,9 @@
 #define WARDEN_STAT_HYP_INTEGRITY 15
 /* The HYP_INTEGRITY hash as computed at boot, once the canary pages were filled. */
 #define WARDEN_STAT_HYP_INTEGRITY_BOOT 16
-/* Host exceptions the hypervisor did not handle since boot: synchronous ones (a trapped instruction */
+/*
+ * Host exceptions the hypervisor did not handle since boot: synchronous ones (a trapped instruction
+ */
 #define WARDEN_STAT_HOST_TRAPS_UNHANDLED 17
 /* Host requests the GIC emulation refused: ITS commands replaced by a `SYNC` (unknown opcode, a */
 #define WARDEN_STAT_GIC_REFUSED 18

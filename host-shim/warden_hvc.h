@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR MIT */
 /*
- * warden_hvc.h - issuing Warden hypercalls (SMCCC vendor-hyp calls) and decoding their results.
+ * Issuing Warden hypercalls (SMCCC vendor-hyp calls) and decoding their results.
  *
- * Every Warden call is an SMC64 fast call with the function ID in x0 and up to six arguments in x1..x6; the
- * result is x0 (WARDEN_SUCCESS or a negative WARDEN_E_* code) plus x1..x3 (see warden_abi.h). The calls use
- * SMCCC 1.1's register discipline: the hypervisor preserves x4..x17, so the kernel's arm_smccc_1_1_{hvc,smc}
- * macros (which only read back x0..x3) are exact. Status names and Linux errnos: warden_strerror() and
- * warden_errno(), generated into warden_abi.h.
+ * Every Warden call is an SMC64 fast call with the function ID in x0 and up to six arguments in
+ * x1..x6; the result is x0 (WARDEN_SUCCESS or a negative WARDEN_E_* code) plus x1..x3 (see
+ * warden_abi.h). The calls use SMCCC 1.1's register discipline: the hypervisor preserves x4..x17,
+ * so the kernel's arm_smccc_1_1_{hvc,smc} macros (which only read back x0..x3) are exact. Status
+ * names and Linux errnos: warden_strerror() and warden_errno(), generated into warden_abi.h.
  */
 #ifndef WARDEN_HVC_H
 #define WARDEN_HVC_H
@@ -19,7 +19,7 @@
 
 /** struct warden_ret - the result registers of one call. */
 struct warden_ret {
-	/** @status: x0: WARDEN_SUCCESS, a negative WARDEN_E_* code, or (READ_EVENT) 1 for "a record". */
+	/** @status: x0: WARDEN_SUCCESS, a negative WARDEN_E_* code, or 1 (READ_EVENT: a record). */
 	long status;
 	/** @x1: x1 (call-specific). */
 	u64 x1;
@@ -35,8 +35,8 @@ extern enum arm_smccc_conduit warden_conduit;
 /**
  * warden_call() - issue Warden call @fid with arguments @a1..@a6 (unused ones 0).
  *
- * Safe in any context (atomic included): it is one trapping instruction, and the hypervisor never sleeps.
- * Returns WARDEN_E_NOT_SUPPORTED in .status when no conduit is known.
+ * Safe in any context (atomic included): it is one trapping instruction, and the hypervisor never
+ * sleeps. Returns WARDEN_E_NOT_SUPPORTED in .status when no conduit is known.
  */
 static inline struct warden_ret warden_call(u32 fid, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5, u64 a6)
 {
@@ -52,7 +52,12 @@ static inline struct warden_ret warden_call(u32 fid, u64 a1, u64 a2, u64 a3, u64
 	default:
 		break;
 	}
-	return (struct warden_ret){ .status = (long)res.a0, .x1 = res.a1, .x2 = res.a2, .x3 = res.a3 };
+	return (struct warden_ret){
+		.status = (long)res.a0,
+		.x1 = res.a1,
+		.x2 = res.a2,
+		.x3 = res.a3,
+	};
 }
 
 #define warden_call0(fid) warden_call((fid), 0, 0, 0, 0, 0, 0)

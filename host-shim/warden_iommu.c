@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * warden_iommu.c - the iommu_ops Linux 6.12 calls: masters (probe/release/of_xlate/device_group), domains
- * (static identity and blocked, paging domains backed by hyp domains), attach, map/unmap/iova_to_phys, and the
- * page donations that keep the hyp's page-table pool topped up.
+ * The iommu_ops Linux 6.12 calls: masters (probe/release/of_xlate/device_group),
+ * domains (static identity and blocked, paging domains backed by hyp domains), attach,
+ * map/unmap/iova_to_phys, and the page donations that keep the hyp's page-table pool topped up.
  *
- * Every operation on the hardware is a hypercall; the hyp validates each argument, owns the page tables and
- * the SMMU, and invalidates the SMMU's TLBs itself before an unmap returns. The shim only keeps the book-keeping
- * Linux needs (which SIDs a device has, which domain they are in, a CPU-only io-pgtable shadow of each paging
- * domain for iova_to_phys, the runs a mapping operation has not sent yet) and the list of pages it donated.
+ * Every operation on the hardware is a hypercall; the hyp validates each argument, owns the page
+ * tables and the SMMU, and invalidates the SMMU's TLBs itself before an unmap returns. The shim
+ * only keeps the book-keeping Linux needs (which SIDs a device has, which domain they are in, a
+ * CPU-only io-pgtable shadow of each paging domain for iova_to_phys, the runs a mapping operation
+ * has not sent yet) and the list of pages it donated.
  */
 #define pr_fmt(fmt) "warden: " fmt
 
@@ -61,24 +62,28 @@ struct warden_batch_desc {
 	u64 pa;
 	u64 len;
 };
+
 static_assert(sizeof(struct warden_batch_desc) == WARDEN_MAP_BATCH_ENTRY_SIZE);
 static_assert(WARDEN_MAP_BATCH_MAX_ENTRIES * WARDEN_MAP_BATCH_ENTRY_SIZE <= WARDEN_PAGE_SIZE);
 
 /*
- * Descriptor pages, one per CPU and context level (task, softirq, hardirq, NMI: interrupt_context_level()),
- * since map operations also run in interrupt context. A user fills its page and hands it to the hyp with
- * preemption off (warden_desc_get/put), never across anything that sleeps: no other task can run on the CPU
- * meanwhile, and an interrupt that maps on top of it uses its own level's page, so interrupts stay on.
- * NULL until warden_batch_init() succeeded.
+ * Descriptor pages, one per CPU and context level (task, softirq, hardirq, NMI:
+ * interrupt_context_level()), since map operations also run in interrupt context. A user fills its
+ * page and hands it to the hyp with preemption off (warden_desc_get/put), never across anything
+ * that sleeps: no other task can run on the CPU meanwhile, and an interrupt that maps on top of it
+ * uses its own level's page, so interrupts stay on. NULL until warden_batch_init() succeeded.
  */
 #define WARDEN_DESC_LEVELS 4
 struct warden_desc_pages {
 	struct warden_batch_desc *page[WARDEN_DESC_LEVELS];
 };
+
 static DEFINE_PER_CPU(struct warden_desc_pages, warden_desc_pages);
 static bool warden_batch_ready;
 
-/* This CPU's descriptor page for the current context; preemption stays off until warden_desc_put(). */
+/*
+ * This CPU's descriptor page for the current context; preemption stays off until warden_desc_put().
+ */
 static struct warden_batch_desc *warden_desc_get(void)
 {
 	preempt_disable();
@@ -93,7 +98,8 @@ static void warden_desc_put(void)
 /**
  * warden_batch_init() - allocate the per-CPU MAP_BATCH descriptor pages (if the hyp has MAP_BATCH).
  *
- * Return: 0; without memory or without FEAT_MAP_BATCH, deferral stays off and every map is a MAP_PAGES.
+ * Return: 0; without memory or without FEAT_MAP_BATCH, deferral stays off and every map is a
+ * MAP_PAGES.
  */
 int warden_batch_init(void)
 {
@@ -146,10 +152,11 @@ static void warden_shadow_lose(struct warden_domain *wd, u64 iova)
 }
 
 /*
- * Removes [iova, iova + len) from the shadow, in pages of @pgsize (what the core unmaps with, or what the run
- * was mapped with; 4 KiB if that does not divide @len). Called only for bytes the shadow holds (it holds all
- * the hyp has mapped): anything else loses the shadow rather than leave a stale entry. Returns true when the
- * shadow is in use and held (and no longer holds) every byte of the range.
+ * Removes [iova, iova + len) from the shadow, in pages of @pgsize (what the core unmaps with, or
+ * what the run was mapped with; 4 KiB if that does not divide @len). Called only for bytes the
+ * shadow holds (it holds all the hyp has mapped): anything else loses the shadow rather than leave
+ * a stale entry. Returns true when the shadow is in use and held (and no longer holds) every byte
+ * of the range.
  */
 static bool warden_shadow_unmap(struct warden_domain *wd, u64 iova, u64 pgsize, u64 len)
 {
@@ -174,11 +181,12 @@ static bool warden_shadow_unmap(struct warden_domain *wd, u64 iova, u64 pgsize, 
 }
 
 /*
- * Maps [iova, iova + len) -> pa into the shadow in pages of @pgsize, before the hyp hears of it. Returns 0, or
- * the io-pgtable's error (-ENOMEM: a table page could not be allocated) with nothing left mapped.
+ * Maps [iova, iova + len) -> pa into the shadow in pages of @pgsize, before the hyp hears of it.
+ * Returns 0, or the io-pgtable's error (-ENOMEM: a table page could not be allocated) with nothing
+ * left mapped.
  */
-static int warden_shadow_map(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len, int prot,
-			     gfp_t gfp)
+static int warden_shadow_map(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len,
+			     int prot, gfp_t gfp)
 {
 	struct io_pgtable_ops *ops = wd->shadow;
 	u64 done = 0;
@@ -192,8 +200,8 @@ static int warden_shadow_map(struct warden_domain *wd, u64 iova, u64 pa, u64 pgs
 	}
 	while (done < len) {
 		size_t mapped = 0;
-		int ret = ops->map_pages(ops, iova + done, pa + done, pgsize, (len - done) / pgsize, prot, gfp,
-					 &mapped);
+		int ret = ops->map_pages(ops, iova + done, pa + done, pgsize, (len - done) / pgsize,
+					 prot, gfp, &mapped);
 
 		done += mapped;
 		if (ret || !mapped) {
@@ -214,23 +222,26 @@ static void warden_free_run(unsigned long pfn, unsigned int nr_pages)
 		__free_page(pfn_to_page(pfn + i));
 }
 
-static int warden_topup_runs(struct warden_smmu *smmu, u64 need, gfp_t alloc_gfp, struct list_head *busy);
+static int warden_topup_runs(struct warden_smmu *smmu, u64 need, gfp_t alloc_gfp,
+			     struct list_head *busy);
 
 /**
- * warden_topup() - donate @need 4 KiB pages (capped at WARDEN_TOPUP_MAX_PAGES) to the hyp's pool, and more,
- *                  up to WARDEN_TOPUP_MIN_PAGES, if memory allows (fewer NOMEM round trips).
+ * warden_topup() - donate @need 4 KiB pages (capped at WARDEN_TOPUP_MAX_PAGES) to the hyp's pool,
+ *                  and more, up to WARDEN_TOPUP_MIN_PAGES, if memory allows (fewer NOMEM round
+ *                  trips).
  * @smmu: the instance that records the donation.
  * @need: pages the hyp asked for (the x1 of its NOMEM).
- * @gfp: how the pages may be allocated (map_pages passes the caller's; atomic callers get GFP_ATOMIC).
+ * @gfp: how the pages may be allocated (map_pages passes the caller's; atomic callers get
+ * GFP_ATOMIC).
  *
- * Pages are allocated in runs of up to 2^WARDEN_TOPUP_MAX_ORDER kernel pages (smaller when memory is
- * fragmented), each run donated with one DONATE call and recorded so that teardown can reclaim it. A donated
- * page is the hyp's: Linux must never touch or free it until RECLAIM succeeded.
+ * Pages are allocated in runs of up to 2^WARDEN_TOPUP_MAX_ORDER kernel pages (smaller when memory
+ * is fragmented), each run donated with one DONATE call and recorded so that teardown can reclaim
+ * it. A donated page is the hyp's: Linux must never touch or free it until RECLAIM succeeded.
  *
- * A run the hyp refuses with BUSY holds a page that is still DMA-mapped: Linux freed it after an unmap that a
- * lazy domain has queued and not yet sent (the hyp never takes a page a device can still reach). Such a run
- * is kept aside until the top-up ends (so the allocator does not hand it back at once) and another is
- * allocated, at most WARDEN_TOPUP_BUSY_RUNS times.
+ * A run the hyp refuses with BUSY holds a page that is still DMA-mapped: Linux freed it after an
+ * unmap that a lazy domain has queued and not yet sent (the hyp never takes a page a device can
+ * still reach). Such a run is kept aside until the top-up ends (so the allocator does not hand it
+ * back at once) and another is allocated, at most WARDEN_TOPUP_BUSY_RUNS times.
  *
  * Return: 0, -ENOMEM (no memory), -ENOSPC (the hyp's donation limit) or another errno from DONATE.
  */
@@ -250,15 +261,20 @@ int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp)
 }
 
 /* warden_topup()'s donations; runs refused with BUSY go to @busy (the caller frees them). */
-static int warden_topup_runs(struct warden_smmu *smmu, u64 need, gfp_t alloc_gfp, struct list_head *busy)
+static int warden_topup_runs(struct warden_smmu *smmu, u64 need, gfp_t alloc_gfp,
+			     struct list_head *busy)
 {
 	unsigned long pages, required, donated = 0, flags;
 	unsigned int busy_runs = 0;
 
 	need = clamp_t(u64, need, 1, WARDEN_TOPUP_MAX_PAGES);
-	/* What the hyp asked for must be donated; up to WARDEN_TOPUP_MIN_PAGES is extra, best effort. */
+	/*
+	 * What the hyp asked for must be donated; up to WARDEN_TOPUP_MIN_PAGES is extra, best
+	 * effort.
+	 */
 	required = DIV_ROUND_UP(need, WARDEN_HYP_PAGES_PER_PAGE);
-	pages = max_t(unsigned long, required, DIV_ROUND_UP(WARDEN_TOPUP_MIN_PAGES, WARDEN_HYP_PAGES_PER_PAGE));
+	pages = max_t(unsigned long, required,
+		      DIV_ROUND_UP(WARDEN_TOPUP_MIN_PAGES, WARDEN_HYP_PAGES_PER_PAGE));
 	atomic64_inc(&smmu->topups);
 	while (pages) {
 		unsigned int order = min_t(unsigned int, ilog2(pages), WARDEN_TOPUP_MAX_ORDER);
@@ -267,7 +283,8 @@ static int warden_topup_runs(struct warden_smmu *smmu, u64 need, gfp_t alloc_gfp
 		struct page *page;
 
 		for (;;) {
-			page = alloc_pages(alloc_gfp | __GFP_NOWARN | (order ? __GFP_NORETRY : 0), order);
+			page = alloc_pages(alloc_gfp | __GFP_NOWARN | (order ? __GFP_NORETRY : 0),
+					   order);
 			if (page || !order)
 				break;
 			order--;
@@ -316,20 +333,25 @@ static unsigned int warden_reclaim_run(unsigned long pfn, unsigned int nr_pages)
 	struct warden_ret r;
 	unsigned int i, kept = 0;
 
-	r = warden_call2(WARDEN_FID_RECLAIM, PFN_PHYS(pfn), (u64)nr_pages * WARDEN_HYP_PAGES_PER_PAGE);
+	r = warden_call2(WARDEN_FID_RECLAIM, PFN_PHYS(pfn),
+			 (u64)nr_pages * WARDEN_HYP_PAGES_PER_PAGE);
 	if (r.status == WARDEN_SUCCESS) {
 		warden_free_run(pfn, nr_pages);
 		return 0;
 	}
-	/* Part of the run is still a page table (or the call is all-or-nothing): go page by page. */
+	/*
+	 * Part of the run is still a page table (or the call is all-or-nothing): go page by page.
+	 */
 	for (i = 0; i < nr_pages; i++) {
 		if (nr_pages > 1)
-			r = warden_call2(WARDEN_FID_RECLAIM, PFN_PHYS(pfn + i), WARDEN_HYP_PAGES_PER_PAGE);
+			r = warden_call2(WARDEN_FID_RECLAIM, PFN_PHYS(pfn + i),
+					 WARDEN_HYP_PAGES_PER_PAGE);
 		if (r.status == WARDEN_SUCCESS) {
 			__free_page(pfn_to_page(pfn + i));
 		} else {
 			pr_warn_ratelimited("page %#llx stays donated: RECLAIM says %s\n",
-					    (unsigned long long)PFN_PHYS(pfn + i), warden_strerror(r.status));
+					    (unsigned long long)PFN_PHYS(pfn + i),
+					    warden_strerror(r.status));
 			kept++;
 		}
 	}
@@ -340,8 +362,9 @@ static unsigned int warden_reclaim_run(unsigned long pfn, unsigned int nr_pages)
  * warden_reclaim_all() - take back every page this instance donated; free those the hyp returns.
  * @smmu: the instance whose donations are reclaimed.
  *
- * Called at teardown, after every domain is freed, when no donated page should still be a page table. A page
- * the hyp refuses to return is leaked on purpose (never freed to Linux: it is still the hyp's) and counted.
+ * Called at teardown, after every domain is freed, when no donated page should still be a page
+ * table. A page the hyp refuses to return is leaked on purpose (never freed to Linux: it is still
+ * the hyp's) and counted.
  */
 void warden_reclaim_all(struct warden_smmu *smmu)
 {
@@ -358,7 +381,8 @@ void warden_reclaim_all(struct warden_smmu *smmu)
 
 		kept += k;
 		spin_lock_irqsave(&smmu->donate_lock, flags);
-		smmu->donated_pages -= (unsigned long)(chunk->nr_pages - k) * WARDEN_HYP_PAGES_PER_PAGE;
+		smmu->donated_pages -=
+			(unsigned long)(chunk->nr_pages - k) * WARDEN_HYP_PAGES_PER_PAGE;
 		spin_unlock_irqrestore(&smmu->donate_lock, flags);
 		list_del(&chunk->node);
 		kfree(chunk);
@@ -449,7 +473,8 @@ static long warden_sid_set(struct warden_smmu *smmu, u32 sid, struct iommu_domai
 	return WARDEN_E_NOMEM;
 }
 
-static const char *warden_domain_name(struct iommu_domain *domain)
+/* "host-identity", "blocked" or "paging": the kind of domain @domain is, for log lines. */
+const char *warden_domain_name(struct iommu_domain *domain)
 {
 	if (domain == &warden_identity_domain)
 		return "host-identity";
@@ -459,8 +484,8 @@ static const char *warden_domain_name(struct iommu_domain *domain)
 }
 
 /*
- * Moves every SID of @master to @domain. On a failure the SIDs already moved go back to the master's previous
- * domain, so the master stays wholly in one domain. Caller holds smmu->lock.
+ * Moves every SID of @master to @domain. On a failure the SIDs already moved go back to the
+ * master's previous domain, so the master stays wholly in one domain. Caller holds smmu->lock.
  */
 static int warden_master_set_domain(struct warden_master *master, struct iommu_domain *domain)
 {
@@ -476,16 +501,20 @@ static int warden_master_set_domain(struct warden_master *master, struct iommu_d
 		status = warden_sid_set(smmu, master->sids[i], domain);
 		if (status == WARDEN_SUCCESS)
 			continue;
-		dev_err(master->dev, "attaching SID %#x to the %s domain failed: %s\n", master->sids[i],
-			warden_domain_name(domain), warden_strerror(status));
+		dev_err(master->dev, "attaching SID %#x to the %s domain failed: %s\n",
+			master->sids[i], warden_domain_name(domain), warden_strerror(status));
 		for (j = 0; j < i; j++) {
 			long undo = warden_sid_set(smmu, master->sids[j], old);
 
 			if (undo != WARDEN_SUCCESS)
-				dev_err(master->dev, "restoring SID %#x to its %s domain failed: %s\n",
-					master->sids[j], warden_domain_name(old), warden_strerror(undo));
+				dev_err(master->dev,
+					"restoring SID %#x to its %s domain failed: %s\n",
+					master->sids[j], warden_domain_name(old),
+					warden_strerror(undo));
 		}
-		return status == WARDEN_E_NOMEM ? -ENOMEM : (status == WARDEN_E_LIMIT ? -ENOSPC : -ENODEV);
+		if (status == WARDEN_E_NOMEM)
+			return -ENOMEM;
+		return status == WARDEN_E_LIMIT ? -ENOSPC : -ENODEV;
 	}
 	master->domain = domain;
 	return 0;
@@ -498,7 +527,10 @@ static int warden_attach_dev(struct iommu_domain *domain, struct device *dev)
 
 	if (!master)
 		return -ENODEV;
-	/* Only the two static domains and this driver's paging domains (same default ops) can be attached. */
+	/*
+	 * Only the two static domains and this driver's paging domains (same default ops) can be
+	 * attached.
+	 */
 	if (domain != &warden_identity_domain && domain != &warden_blocked_domain &&
 	    (domain->ops != warden_iommu_ops.default_domain_ops ||
 	     to_warden_domain(domain)->smmu != master->smmu))
@@ -513,7 +545,10 @@ static const struct iommu_domain_ops warden_identity_ops = {
 	.attach_dev = warden_attach_dev,
 };
 
-/* IOMMU_DOMAIN_IDENTITY: the hyp's built-in host-identity domain (all host RAM 1:1); attach = DETACH. */
+/*
+ * IOMMU_DOMAIN_IDENTITY: the hyp's built-in host-identity domain (all host RAM 1:1); attach =
+ * DETACH.
+ */
 struct iommu_domain warden_identity_domain = {
 	.type = IOMMU_DOMAIN_IDENTITY,
 	.ops = &warden_identity_ops,
@@ -523,7 +558,9 @@ static const struct iommu_domain_ops warden_blocked_ops = {
 	.attach_dev = warden_attach_dev,
 };
 
-/* IOMMU_DOMAIN_BLOCKED: one hyp BLOCKED domain shared by every blocked master (every DMA aborts). */
+/*
+ * IOMMU_DOMAIN_BLOCKED: one hyp BLOCKED domain shared by every blocked master (every DMA aborts).
+ */
 struct iommu_domain warden_blocked_domain = {
 	.type = IOMMU_DOMAIN_BLOCKED,
 	.ops = &warden_blocked_ops,
@@ -553,14 +590,18 @@ static struct iommu_domain *warden_domain_alloc_paging(struct device *dev)
 	wd->smmu = smmu;
 	spin_lock_init(&wd->pending_lock);
 	spin_lock_init(&wd->lazy_lock);
-	/* The queue of a lazy domain (only used when iommu-dma hands over queued unmaps); without it, synchronous. */
+	/*
+	 * The queue of a lazy domain (only used when iommu-dma hands over queued unmaps); without
+	 * it, synchronous.
+	 */
 	if (lazy_unmap && (warden_info.features & WARDEN_FEAT_UNMAP_BATCH))
 		wd->lazy = (void *)get_zeroed_page(GFP_KERNEL);
 	cfg = (struct io_pgtable_cfg) {
 		.pgsize_bitmap = warden_info.pgsize_bitmap,
 		.ias = warden_info.iova_bits,
 		.oas = 48,
-		.coherent_walk = true,	/* only the CPU walks it: no cache maintenance, no DMA mapping */
+		/* only the CPU walks it: no cache maintenance, no DMA mapping */
+		.coherent_walk = true,
 		.tlb = NULL,		/* nothing caches it: no TLB maintenance */
 		.iommu_dev = smmu->dev,
 	};
@@ -588,12 +629,15 @@ static void warden_domain_free(struct iommu_domain *domain)
 	/* The core detached every device first, so the hyp domain is attached to no SID. */
 	if (!warden_free_hyp_domain(wd->smmu, wd->id))
 		atomic_dec(&wd->smmu->live_domains);
-	/* Pending runs (none should be left: every map was synced or unrolled) never reached the hyp. */
+	/*
+	 * Pending runs (none should be left: every map was synced or unrolled) never reached the
+	 * hyp.
+	 */
 	if (wd->shadow)
 		free_io_pgtable_ops(wd->shadow);
 	/*
-	 * Queued lazy unmaps need no UNMAP_BATCH: DOMAIN_FREE invalidated the whole VMID before it dropped every
-	 * page's count (and if it failed, the pages stay pinned in the hyp).
+	 * Queued lazy unmaps need no UNMAP_BATCH: DOMAIN_FREE invalidated the whole VMID before it
+	 * dropped every page's count (and if it failed, the pages stay pinned in the hyp).
 	 */
 	free_page((unsigned long)wd->lazy);
 	kfree(wd);
@@ -602,14 +646,14 @@ static void warden_domain_free(struct iommu_domain *domain)
 static bool warden_lazy_flush(struct warden_domain *wd);
 
 /*
- * MAP_PAGES for [iova, iova + total) -> paddr: one call in the normal case. The hyp may map less (SUCCESS with
- * fewer bytes in x1: continue after them) or ask for pages (NOMEM with the shortfall in x1: donate and repeat
- * the call; the ABI's errors change nothing, so the repeat starts where the last success ended). Every
- * iteration either advances or spends one of WARDEN_TOPUP_RETRIES top-ups, so the loop is bounded. The caller
- * mapped the shadow already; *done is the bytes mapped.
+ * MAP_PAGES for [iova, iova + total) -> paddr: one call in the normal case. The hyp may map less
+ * (SUCCESS with fewer bytes in x1: continue after them) or ask for pages (NOMEM with the shortfall
+ * in x1: donate and repeat the call; the ABI's errors change nothing, so the repeat starts where
+ * the last success ended). Every iteration either advances or spends one of WARDEN_TOPUP_RETRIES
+ * top-ups, so the loop is bounded. The caller mapped the shadow already; *done is the bytes mapped.
  */
-static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 pgsize, u64 total, int prot,
-			     gfp_t gfp, u64 *done_out)
+static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 pgsize, u64 total,
+			     int prot, gfp_t gfp, u64 *done_out)
 {
 	u64 done = 0;
 	int topups = 0, ret = 0;
@@ -636,12 +680,15 @@ static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 
 				break;
 			continue;
 		}
-		/* An IOVA still queued for a lazy unmap (iommu-dma never reuses one before its flush): send, retry. */
+		/*
+		 * An IOVA still queued for a lazy unmap (iommu-dma never reuses one before its
+		 * flush): send, retry.
+		 */
 		if (r.status == WARDEN_E_ALREADY_MAPPED && warden_lazy_flush(wd))
 			continue;
 		pr_err_ratelimited("MAP_PAGES(domain %llu, IOVA %#llx, PA %#llx, %llu x %#llx, prot %#x) failed: %s\n",
-				   wd->id, iova + done, paddr + done, (total - done) / pgsize, pgsize, prot,
-				   warden_strerror(r.status));
+				   wd->id, iova + done, paddr + done, (total - done) / pgsize,
+				   pgsize, prot, warden_strerror(r.status));
 		ret = warden_errno(r.status);
 		break;
 	}
@@ -650,22 +697,24 @@ static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 
 }
 
 /*
- * Deferral. In Linux 6.12 ops->map_pages is only called by __iommu_map, whose two callers end the same way:
- * iommu_map() calls iotlb_sync_map(iova, size) right after a successful __iommu_map of [iova, iova + size), and
- * iommu_map_sg() calls it once for [iova, iova + mapped) after mapping every segment (IOVA-contiguous from
- * iova). When a map_pages fails, neither calls iotlb_sync_map: __iommu_map and iommu_map_sg unmap what was
- * mapped so far (iommu_unmap), and an iotlb_sync_map that fails is followed by iommu_unmap of its whole range.
- * So with deferral on, map_pages maps the shadow and records the run in a free slot of the domain's fixed
- * array (no allocation; it reports the run mapped; with every slot in use it sends it at once, MAP_PAGES),
- * iotlb_sync_map claims every run inside its range and sends them with one MAP_BATCH (one MAP_PAGES when there
- * is one run) before the core returns to its caller, and unmap_pages first drops runs that are still pending
- * (they never reached the hyp). Concurrent mappers in one domain own disjoint IOVA ranges (the DMA API's IOVA
- * allocator; VFIO and iommufd refuse overlapping maps), so each iotlb_sync_map takes exactly its own runs,
- * never another mapper's half-built set. If the flush fails, the shim unmaps what it had sent of that range and
- * takes every run out of the shadow, so the core's own unroll (iommu_unmap of the range) finds nothing mapped.
+ * Deferral. In Linux 6.12 ops->map_pages is only called by __iommu_map, whose two callers end the
+ * same way: iommu_map() calls iotlb_sync_map(iova, size) right after a successful __iommu_map of
+ * [iova, iova + size), and iommu_map_sg() calls it once for [iova, iova + mapped) after mapping
+ * every segment (IOVA-contiguous from iova). When a map_pages fails, neither calls iotlb_sync_map:
+ * __iommu_map and iommu_map_sg unmap what was mapped so far (iommu_unmap), and an iotlb_sync_map
+ * that fails is followed by iommu_unmap of its whole range. So with deferral on, map_pages maps the
+ * shadow and records the run in a free slot of the domain's fixed array (no allocation; it reports
+ * the run mapped; with every slot in use it sends it at once, MAP_PAGES), iotlb_sync_map claims
+ * every run inside its range and sends them with one MAP_BATCH (one MAP_PAGES when there is one
+ * run) before the core returns to its caller, and unmap_pages first drops runs that are still
+ * pending (they never reached the hyp). Concurrent mappers in one domain own disjoint IOVA ranges
+ * (the DMA API's IOVA allocator; VFIO and iommufd refuse overlapping maps), so each iotlb_sync_map
+ * takes exactly its own runs, never another mapper's half-built set. If the flush fails, the shim
+ * unmaps what it had sent of that range and takes every run out of the shadow, so the core's own
+ * unroll (iommu_unmap of the range) finds nothing mapped.
  */
-static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len, int prot,
-			   gfp_t gfp);
+static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len,
+			   int prot, gfp_t gfp);
 
 static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phys_addr_t paddr,
 			    size_t pgsize, size_t pgcount, int prot, gfp_t gfp, size_t *mapped)
@@ -676,10 +725,16 @@ static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phy
 
 	if (check_mul_overflow((u64)pgsize, (u64)pgcount, &total) || !total || pgsize > U32_MAX)
 		return -EINVAL;
-	/* The shadow's tables span the domain's IOVA bits; the hyp refuses anything beyond them anyway. */
+	/*
+	 * The shadow's tables span the domain's IOVA bits; the hyp refuses anything beyond them
+	 * anyway.
+	 */
 	if ((u64)iova + total < iova || ((u64)iova + total - 1) >> warden_info.iova_bits)
 		return -ERANGE;
-	/* Shadow first: a NOMEM fails the map here, before any hypercall (the core unrolls what it mapped). */
+	/*
+	 * Shadow first: a NOMEM fails the map here, before any hypercall (the core unrolls what it
+	 * mapped).
+	 */
 	ret = warden_shadow_map(wd, iova, paddr, pgsize, total, prot, gfp);
 	if (ret)
 		return ret;
@@ -699,12 +754,13 @@ static int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phy
 }
 
 /*
- * One UNMAP_PAGES call; the hyp has cleared the entries, invalidated the SMMU TLBs and waited for the
- * CMD_SYNC before it returns, so the range is unreachable by the time this returns. Then the same bytes leave
- * the shadow (in pages of @shadow_pgsize; 0: they left it already). Returns the bytes the hyp unmapped, 0 for
- * "not mapped".
+ * One UNMAP_PAGES call; the hyp has cleared the entries, invalidated the SMMU TLBs and waited for
+ * the CMD_SYNC before it returns, so the range is unreachable by the time this returns. Then the
+ * same bytes leave the shadow (in pages of @shadow_pgsize; 0: they left it already). Returns the
+ * bytes the hyp unmapped, 0 for "not mapped".
  */
-static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 pgcount, u64 shadow_pgsize)
+static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 pgcount,
+			    u64 shadow_pgsize)
 {
 	int topups;
 
@@ -725,7 +781,8 @@ static u64 warden_unmap_hyp(struct warden_domain *wd, u64 iova, u64 pgsize, u64 
 			continue;
 		if (r.status != WARDEN_E_NOT_MAPPED)
 			pr_err_ratelimited("UNMAP_PAGES(domain %llu, IOVA %#llx, %llu x %#llx) failed: %s\n",
-					   wd->id, iova, pgcount, pgsize, warden_strerror(r.status));
+					   wd->id, iova, pgcount, pgsize,
+					   warden_strerror(r.status));
 		return 0;
 	}
 	return 0;
@@ -742,16 +799,21 @@ static unsigned int warden_run_slot(struct warden_domain *wd)
 }
 
 /* Records a run for the next iotlb_sync_map of its range; false when every slot is in use. */
-static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len, int prot,
-			   gfp_t gfp)
+static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len,
+			   int prot, gfp_t gfp)
 {
 	unsigned long flags;
 	bool added = false;
 
 	spin_lock_irqsave(&wd->pending_lock, flags);
 	if (~wd->used) {
-		wd->runs[warden_run_slot(wd)] = (struct warden_run) {
-			.iova = iova, .pa = pa, .len = len, .pgsize = pgsize, .prot = prot, .gfp = gfp,
+		wd->runs[warden_run_slot(wd)] = (struct warden_run){
+			.iova = iova,
+			.pa = pa,
+			.len = len,
+			.pgsize = pgsize,
+			.prot = prot,
+			.gfp = gfp,
 		};
 		added = true;
 	}
@@ -760,9 +822,9 @@ static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsiz
 }
 
 /*
- * Drops the pending (never sent, not being sent) part of [iova, end) that starts at iova, and returns its
- * length; 0 if no pending run covers iova. *hyp_len is lowered to where the first pending run inside the range
- * starts.
+ * Drops the pending (never sent, not being sent) part of [iova, end) that starts at iova, and
+ * returns its length; 0 if no pending run covers iova. *hyp_len is lowered to where the first
+ * pending run inside the range starts.
  */
 static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 *hyp_len)
 {
@@ -813,21 +875,22 @@ static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 
 }
 
 /*
- * Lazy (flush-queue) domains. iommu-dma in IOMMU_DOMAIN_DMA_FQ mode (iommu.strict=0, or a group's type
- * DMA-FQ) passes unmap_pages a gather marked queued: it will not reuse the IOVA, nor report the unmap done to
- * anyone who could hand the IOVA out again, before it has called flush_iotlb_all (from its flush-queue timer,
- * at most IOVA_FQ_TIMEOUT later, or when its queue fills). Such an unmap leaves the shadow at once and is
- * queued in the domain's @lazy page; the queue goes to the hyp with one UNMAP_BATCH when it fills or at
- * flush_iotlb_all, and the hyp clears every range, invalidates once, and only then drops the pages' DMA counts.
- * Until then the range stays mapped in the hyp and its pages stay counted: a device can still reach them (as
- * natively, where the PTE is gone but the IOTLB may keep it until the flush), and the hyp refuses to take them
- * as donations (BUSY), so no page a device can reach ever becomes the hyp's.
+ * Lazy (flush-queue) domains. iommu-dma in IOMMU_DOMAIN_DMA_FQ mode (iommu.strict=0, or a group's
+ * type DMA-FQ) passes unmap_pages a gather marked queued: it will not reuse the IOVA, nor report
+ * the unmap done to anyone who could hand the IOVA out again, before it has called flush_iotlb_all
+ * (from its flush-queue timer, at most IOVA_FQ_TIMEOUT later, or when its queue fills). Such an
+ * unmap leaves the shadow at once and is queued in the domain's @lazy page; the queue goes to the
+ * hyp with one UNMAP_BATCH when it fills or at flush_iotlb_all, and the hyp clears every range,
+ * invalidates once, and only then drops the pages' DMA counts. Until then the range stays mapped in
+ * the hyp and its pages stay counted: a device can still reach them (as natively, where the PTE is
+ * gone but the IOTLB may keep it until the flush), and the hyp refuses to take them as donations
+ * (BUSY), so no page a device can reach ever becomes the hyp's.
  */
 
 /*
- * Sends the queued unmaps of @wd (caller holds lazy_lock) with one UNMAP_BATCH, donating and repeating on
- * NOMEM (block splits); on any other failure each entry goes alone (UNMAP_PAGES; the shadow no longer holds
- * them). Empties the queue.
+ * Sends the queued unmaps of @wd (caller holds lazy_lock) with one UNMAP_BATCH, donating and
+ * repeating on NOMEM (block splits); on any other failure each entry goes alone (UNMAP_PAGES; the
+ * shadow no longer holds them). Empties the queue.
  */
 static void warden_lazy_send_locked(struct warden_domain *wd)
 {
@@ -847,10 +910,12 @@ static void warden_lazy_send_locked(struct warden_domain *wd)
 		    !warden_topup(wd->smmu, r.x1, GFP_ATOMIC))
 			continue;
 		pr_err_ratelimited("UNMAP_BATCH(domain %llu, %u ranges from IOVA %#llx) failed at descriptor %lld: %s; unmapping one by one\n",
-				   wd->id, n, wd->lazy[0].iova, (long long)r.x2, warden_strerror(r.status));
+				   wd->id, n, wd->lazy[0].iova, (long long)r.x2,
+				   warden_strerror(r.status));
 		for (i = 0; i < n; i++) {
 			atomic64_inc(&wd->smmu->lazy_fallbacks);
-			warden_unmap_hyp(wd, wd->lazy[i].iova, WARDEN_PAGE_SIZE, wd->lazy[i].len / WARDEN_PAGE_SIZE, 0);
+			warden_unmap_hyp(wd, wd->lazy[i].iova, WARDEN_PAGE_SIZE,
+					 wd->lazy[i].len / WARDEN_PAGE_SIZE, 0);
 		}
 		break;
 	}
@@ -873,9 +938,9 @@ static bool warden_lazy_flush(struct warden_domain *wd)
 }
 
 /*
- * Queues [iova, iova + len) for @wd's next UNMAP_BATCH (merged with the last entry when adjacent), sending the
- * queue when it is full. False when it cannot: no queue, or the shadow (which holds everything the hyp has
- * mapped) did not hold the whole range; the caller then unmaps at once.
+ * Queues [iova, iova + len) for @wd's next UNMAP_BATCH (merged with the last entry when adjacent),
+ * sending the queue when it is full. False when it cannot: no queue, or the shadow (which holds
+ * everything the hyp has mapped) did not hold the whole range; the caller then unmaps at once.
  */
 static bool warden_lazy_add(struct warden_domain *wd, u64 iova, u64 pgsize, u64 len)
 {
@@ -902,9 +967,10 @@ static bool warden_lazy_add(struct warden_domain *wd, u64 iova, u64 pgsize, u64 
 }
 
 /*
- * Returns the bytes unmapped from iova on (the core calls again for any remainder and treats 0 as "nothing
- * there"): a pending run's part is just forgotten (and leaves the shadow); a queued (lazy) unmap of what the
- * hyp has is queued; anything else is one UNMAP_PAGES, then the same bytes leave the shadow.
+ * Returns the bytes unmapped from iova on (the core calls again for any remainder and treats 0 as
+ * "nothing there"): a pending run's part is just forgotten (and leaves the shadow); a queued (lazy)
+ * unmap of what the hyp has is queued; anything else is one UNMAP_PAGES, then the same bytes leave
+ * the shadow.
  */
 static size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova, size_t pgsize,
 				 size_t pgcount, struct iommu_iotlb_gather *gather)
@@ -924,17 +990,19 @@ static size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova
 		}
 	}
 	if (hyp_len != total)
-		return warden_unmap_hyp(wd, iova, WARDEN_PAGE_SIZE, hyp_len / WARDEN_PAGE_SIZE, pgsize);
+		return warden_unmap_hyp(wd, iova, WARDEN_PAGE_SIZE, hyp_len / WARDEN_PAGE_SIZE,
+					pgsize);
 	if (iommu_iotlb_gather_queued(gather) && warden_lazy_add(wd, iova, pgsize, total))
 		return total;
 	return warden_unmap_hyp(wd, iova, pgsize, pgcount, pgsize);
 }
 
 /*
- * Sends the claimed runs @mine (slots only this flush touches until it frees them): one MAP_PAGES for a single
- * run, else MAP_BATCH calls of up to WARDEN_MAP_BATCH_MAX_ENTRIES runs of one prot (one call for a
- * dma_map_sg). Top-ups use the gfp map_pages was given (iotlb_sync_map runs in the same context). On failure
- * what was sent is unmapped from the hyp, and every run leaves the shadow.
+ * Sends the claimed runs @mine (slots only this flush touches until it frees them): one MAP_PAGES
+ * for a single run, else MAP_BATCH calls of up to WARDEN_MAP_BATCH_MAX_ENTRIES runs of one prot
+ * (one call for a dma_map_sg). Top-ups use the gfp map_pages was given (iotlb_sync_map runs in the
+ * same context). On failure what was sent is unmapped from the hyp, and every run leaves the
+ * shadow.
  */
 static int warden_flush(struct warden_domain *wd, unsigned long mine)
 {
@@ -946,10 +1014,12 @@ static int warden_flush(struct warden_domain *wd, unsigned long mine)
 		struct warden_run *p = &wd->runs[__ffs(mine)];
 		u64 done;
 
-		ret = warden_map_direct(wd, p->iova, p->pa, WARDEN_PAGE_SIZE, p->len, p->prot, p->gfp, &done);
+		ret = warden_map_direct(wd, p->iova, p->pa, WARDEN_PAGE_SIZE, p->len, p->prot,
+					p->gfp, &done);
 		if (ret) {
 			if (done)
-				warden_unmap_hyp(wd, p->iova, WARDEN_PAGE_SIZE, done / WARDEN_PAGE_SIZE, p->pgsize);
+				warden_unmap_hyp(wd, p->iova, WARDEN_PAGE_SIZE,
+						 done / WARDEN_PAGE_SIZE, p->pgsize);
 			warden_shadow_unmap(wd, p->iova + done, p->pgsize, p->len - done);
 		}
 		return ret;
@@ -974,8 +1044,8 @@ static int warden_flush(struct warden_domain *wd, unsigned long mine)
 			if (++n == WARDEN_MAP_BATCH_MAX_ENTRIES)
 				break;
 		}
-		r = warden_call(WARDEN_FID_MAP_BATCH, wd->id, virt_to_phys(d), n, (u64)first->prot & WARDEN_PROT_ALL,
-				0, 0);
+		r = warden_call(WARDEN_FID_MAP_BATCH, wd->id, virt_to_phys(d), n,
+				(u64)first->prot & WARDEN_PROT_ALL, 0, 0);
 		warden_desc_put();
 		atomic64_inc(&wd->smmu->batch_calls);
 		if (r.status == WARDEN_SUCCESS && r.x1 == n) {
@@ -1009,15 +1079,17 @@ static int warden_flush(struct warden_domain *wd, unsigned long mine)
 
 		if (!test_bit(i, &sent))
 			warden_shadow_unmap(wd, p->iova, p->pgsize, p->len);
-		else if (warden_unmap_hyp(wd, p->iova, WARDEN_PAGE_SIZE, p->len / WARDEN_PAGE_SIZE, p->pgsize) !=
-			 p->len)
-			pr_err_ratelimited("domain %llu: rolling back IOVA %#llx (+%#llx) failed\n", wd->id, p->iova,
-					   p->len);
+		else if (warden_unmap_hyp(wd, p->iova, WARDEN_PAGE_SIZE, p->len / WARDEN_PAGE_SIZE,
+					  p->pgsize) != p->len)
+			pr_err_ratelimited("domain %llu: rolling back IOVA %#llx (+%#llx) failed\n",
+					   wd->id, p->iova, p->len);
 	}
 	return ret;
 }
 
-/* The end of a mapping operation: sends its runs (see the deferral comment above warden_map_pages). */
+/*
+ * The end of a mapping operation: sends its runs (see the deferral comment above warden_map_pages).
+ */
 static int warden_iotlb_sync_map(struct iommu_domain *domain, unsigned long iova, size_t size)
 {
 	struct warden_domain *wd = to_warden_domain(domain);
@@ -1049,9 +1121,9 @@ static int warden_iotlb_sync_map(struct iommu_domain *domain, unsigned long iova
 }
 
 /*
- * Paging domains answer from the shadow with io-pgtable's own walk (what the native driver answers with; no
- * hypercall: iommu-dma asks before every dma_unmap_page); the hyp stays the authority, the shadow only mirrors
- * what map_pages gave it. IOVA_TO_PHYS when the shadow is off or was lost.
+ * Paging domains answer from the shadow with io-pgtable's own walk (what the native driver answers
+ * with; no hypercall: iommu-dma asks before every dma_unmap_page); the hyp stays the authority, the
+ * shadow only mirrors what map_pages gave it. IOVA_TO_PHYS when the shadow is off or was lost.
  */
 static phys_addr_t warden_iova_to_phys(struct iommu_domain *domain, dma_addr_t iova)
 {
@@ -1066,15 +1138,19 @@ static phys_addr_t warden_iova_to_phys(struct iommu_domain *domain, dma_addr_t i
 	r = warden_call2(WARDEN_FID_IOVA_TO_PHYS, wd->id, iova);
 	if (r.status != WARDEN_SUCCESS)
 		return 0;
-	/* Translation granules are >= 4 KiB, so the offset within the page passes through unchanged. */
+	/*
+	 * Translation granules are >= 4 KiB, so the offset within the page passes through
+	 * unchanged.
+	 */
 	return (r.x1 & ~(WARDEN_PAGE_SIZE - 1)) | (iova & (WARDEN_PAGE_SIZE - 1));
 }
 
 /*
- * TLB maintenance is the hyp's: UNMAP_PAGES and UNMAP_BATCH return only after the SMMU invalidated and
- * completed a CMD_SYNC (and only then drop the pages' counts), and MAP_PAGES only fills entries that were
- * invalid, which the SMMU never caches. flush_iotlb_all is iommu-dma's flush-queue flush: it sends the lazy
- * queue. iotlb_sync follows unmaps that were not queued, which were synchronous: nothing to do.
+ * TLB maintenance is the hyp's: UNMAP_PAGES and UNMAP_BATCH return only after the SMMU invalidated
+ * and completed a CMD_SYNC (and only then drop the pages' counts), and MAP_PAGES only fills entries
+ * that were invalid, which the SMMU never caches. flush_iotlb_all is iommu-dma's flush-queue flush:
+ * it sends the lazy queue. iotlb_sync follows unmaps that were not queued, which were synchronous:
+ * nothing to do.
  */
 static void warden_flush_iotlb_all(struct iommu_domain *domain)
 {
@@ -1095,8 +1171,9 @@ static int warden_of_xlate(struct device *dev, const struct of_phandle_args *arg
 }
 
 /*
- * The instance the SMMU node @fwnode was probed as (its platform device's drvdata), or NULL. The core calls
- * probe_device only while that instance's iommu_device is registered, and remove unregisters it before freeing.
+ * The instance the SMMU node @fwnode was probed as (its platform device's drvdata), or NULL. The
+ * core calls probe_device only while that instance's iommu_device is registered, and remove
+ * unregisters it before freeing.
  */
 static struct warden_smmu *warden_smmu_get_by_fwnode(struct fwnode_handle *fwnode)
 {
@@ -1136,13 +1213,17 @@ static struct iommu_device *warden_probe_device(struct device *dev)
 	master->num_sids = n;
 	master->dev = dev;
 	master->smmu = smmu;
-	/* Every SID starts (or, after a previous shim instance, was left) in the hyp's host-identity domain. */
+	/*
+	 * Every SID starts (or, after a previous shim instance, was left) in the hyp's
+	 * host-identity domain.
+	 */
 	master->domain = &warden_identity_domain;
 	/*
-	 * Probe-ordering policy: a driver already bound means the device has been doing direct DMA with physical
-	 * addresses through host-identity; moving it to a translated domain under the driver's feet would break
-	 * it. It keeps IOMMU_DOMAIN_IDENTITY (def_domain_type). During a driver's own probe (dma_configure),
-	 * device_is_bound() is still false, so newly bound devices get translated DMA domains.
+	 * Probe-ordering policy: a driver already bound means the device has been doing direct DMA
+	 * with physical addresses through host-identity; moving it to a translated domain under the
+	 * driver's feet would break it. It keeps IOMMU_DOMAIN_IDENTITY (def_domain_type). During a
+	 * driver's own probe (dma_configure), device_is_bound() is still false, so newly bound
+	 * devices get translated DMA domains.
 	 */
 	master->bound_at_probe = device_is_bound(dev);
 	if (master->bound_at_probe)
@@ -1168,9 +1249,13 @@ static void warden_release_device(struct device *dev)
 	if (master->domain != &warden_identity_domain) {
 		int ret = warden_master_set_domain(master, &warden_identity_domain);
 
-		/* Release cannot fail: the SIDs stay where the hyp has them (set_domain named them). */
+		/*
+		 * Release cannot fail: the SIDs stay where the hyp has them (set_domain named
+		 * them).
+		 */
 		if (ret)
-			dev_err(dev, "release: its SIDs could not go back to host-identity (%d)\n", ret);
+			dev_err(dev, "release: its SIDs could not go back to host-identity (%d)\n",
+				ret);
 	}
 	list_del(&master->node);
 	mutex_unlock(&smmu->lock);
@@ -1190,7 +1275,8 @@ static int warden_def_domain_type(struct device *dev)
 
 	if (master && master->bound_at_probe)
 		return IOMMU_DOMAIN_IDENTITY;
-	return 0; /* the kernel's default: DMA (strict or lazy), or identity with iommu.passthrough=1 */
+	/* the kernel's default: DMA (strict or lazy), or identity with iommu.passthrough=1 */
+	return 0;
 }
 
 static void warden_get_resv_regions(struct device *dev, struct list_head *head)
@@ -1213,12 +1299,18 @@ static bool warden_capable(struct device *dev, enum iommu_cap cap)
 
 	switch (cap) {
 	case IOMMU_CAP_CACHE_COHERENCY:
-		/* IOMMU_CACHE maps as Normal write-back; coherent if the SMMU node says dma-coherent. */
+		/*
+		 * IOMMU_CACHE maps as Normal write-back; coherent if the SMMU node says
+		 * dma-coherent.
+		 */
 		return master && master->smmu->coherent;
 	case IOMMU_CAP_NOEXEC:
 		return true;
 	case IOMMU_CAP_DEFERRED_FLUSH:
-		/* iommu-dma may make DMA domains lazy (flush queue): their unmaps are queued for UNMAP_BATCH. */
+		/*
+		 * iommu-dma may make DMA domains lazy (flush queue): their unmaps are queued for
+		 * UNMAP_BATCH.
+		 */
 		return lazy_unmap && (warden_info.features & WARDEN_FEAT_UNMAP_BATCH);
 	default:
 		return false;

@@ -1,25 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * warden_main.c - warden.ko: makes the Warden hypervisor the kernel's IOMMU.
+ * warden.ko: makes the Warden hypervisor the kernel's IOMMU.
  *
- * Load: find Warden through SMCCC (vendor-hyp Call UID = the Warden UUID, VERSION major = the ABI major this
- * module speaks) or refuse with -ENODEV; then bind the platform driver to the device-tree node the hyp
- * relabelled WARDEN_DT_COMPATIBLE (the SMMU node: same phandle, so every iommu-map still points at it) and
- * register an iommu_device for it (warden_iommu.c holds the iommu_ops).
+ * Load: find Warden through SMCCC (vendor-hyp Call UID = the Warden UUID, VERSION major = the ABI
+ * major this module speaks) or refuse with -ENODEV; then bind the platform driver to the
+ * device-tree node the hyp relabelled WARDEN_DT_COMPATIBLE (the SMMU node: same phandle, so every
+ * iommu-map still points at it) and register an iommu_device for it (warden_iommu.c holds the
+ * iommu_ops).
  *
- * Faults: a delayed work drains the hyp's event ring (READ_EVENT) every fault_poll_ms, sooner when the node's
- * "eventq" interrupt fires, and reports each record with report_iommu_fault() and a rate-limited log line.
+ * Faults: a delayed work drains the hyp's event ring (READ_EVENT) every fault_poll_ms, sooner when
+ * the node's "eventq" interrupt fires, and reports each record with report_iommu_fault() and a
+ * rate-limited log line.
  *
- * Unload: every probed device holds a reference on this module (the iommu core's try_module_get(ops->owner)),
- * so rmmod is refused while the iommu_device is registered. Writing 1 to the iommu device's sysfs attribute
- * /sys/class/iommu/warden/release unregisters it: every device goes back to host-identity and every domain is
- * freed; it is refused (-EBUSY, naming the devices) while a device with a driver bound is in a translated or
- * blocked domain, or a group is owned by VFIO. After that, rmmod reclaims the donated pages and frees the
- * blocked domain. See README.md.
+ * Unload: every probed device holds a reference on this module (the iommu core's
+ * try_module_get(ops->owner)), so rmmod is refused while the iommu_device is registered. Writing 1
+ * to the iommu device's sysfs attribute /sys/class/iommu/warden/release unregisters it: every
+ * device goes back to host-identity and every domain is freed; it is refused (-EBUSY, naming the
+ * devices) while a device with a driver bound is in a translated or blocked domain, or a group is
+ * owned by VFIO. After that, rmmod reclaims the donated pages and frees the blocked domain. See
+ * README.md.
  *
- * Lifetime: the instance (struct warden_smmu) is reached only through its devices (the platform device's
- * drvdata, the iommu device's drvdata, a master's @smmu), never through a global; it is freed by remove after
- * the iommu device and its sysfs attributes are gone (device removal waits for running attribute callbacks).
+ * Lifetime: the instance (struct warden_smmu) is reached only through its devices (the platform
+ * device's drvdata, the iommu device's drvdata, a master's @smmu), never through a global; it is
+ * freed by remove after the iommu device and its sysfs attributes are gone (device removal waits
+ * for running attribute callbacks).
  */
 #define pr_fmt(fmt) "warden: " fmt
 
@@ -56,7 +60,10 @@ static bool warden_probed;
 
 /* ---- discovery ---- */
 
-/* KVM's vendor-hyp UID (28b46fb6-2ec5-11e9-a9ca-4b564d003a74), to say which hypervisor was found instead. */
+/*
+ * KVM's vendor-hyp UID (28b46fb6-2ec5-11e9-a9ca-4b564d003a74), to say which hypervisor was found
+ * instead.
+ */
 static const u32 kvm_uid[4] = { 0xb66fb428U, 0xe911c52eU, 0x564bcaa9U, 0x743a004dU };
 static const u32 warden_uid[4] = { WARDEN_UUID_W0, WARDEN_UUID_W1, WARDEN_UUID_W2, WARDEN_UUID_W3 };
 
@@ -99,16 +106,19 @@ static int warden_discover(void)
 	warden_info.features = (u32)(r.x1 >> WARDEN_VERSION_FEATURES_SHIFT);
 	if (warden_info.major != WARDEN_ABI_VERSION_MAJOR) {
 		pr_err("the hypervisor speaks Warden ABI %u.%u, this module speaks %u.%u (majors differ); refusing to load\n",
-		       warden_info.major, warden_info.minor, WARDEN_ABI_VERSION_MAJOR, WARDEN_ABI_VERSION_MINOR);
+		       warden_info.major, warden_info.minor, WARDEN_ABI_VERSION_MAJOR,
+		       WARDEN_ABI_VERSION_MINOR);
 		return -ENODEV;
 	}
 	warden_info.pgsize_bitmap = r.x2 & WARDEN_PGSIZE_BITMAP;
 	limits = r.x3;
-	warden_info.max_domains = (limits >> WARDEN_LIMITS_MAX_DOMAINS_SHIFT) & WARDEN_LIMITS_MASK_16;
+	warden_info.max_domains = (limits >> WARDEN_LIMITS_MAX_DOMAINS_SHIFT) &
+				  WARDEN_LIMITS_MASK_16;
 	warden_info.iova_bits = (limits >> WARDEN_LIMITS_IOVA_BITS_SHIFT) & WARDEN_LIMITS_MASK_8;
 	warden_info.pa_bits = (limits >> WARDEN_LIMITS_PA_BITS_SHIFT) & WARDEN_LIMITS_MASK_8;
 	warden_info.vmid_bits = (limits >> WARDEN_LIMITS_VMID_BITS_SHIFT) & WARDEN_LIMITS_MASK_8;
-	warden_info.max_donated_pages = (limits >> WARDEN_LIMITS_MAX_DONATED_SHIFT) & WARDEN_LIMITS_MASK_24;
+	warden_info.max_donated_pages = (limits >> WARDEN_LIMITS_MAX_DONATED_SHIFT) &
+					WARDEN_LIMITS_MASK_24;
 	if (!(warden_info.pgsize_bitmap & WARDEN_PGSIZE_4K) || warden_info.iova_bits < 32 ||
 	    warden_info.iova_bits > 52) {
 		pr_err("Warden ABI %u.%u reports unusable limits (page sizes %#llx, %u IOVA bits); refusing to load\n",
@@ -116,9 +126,10 @@ static int warden_discover(void)
 		return -ENODEV;
 	}
 	pr_info("Warden hypervisor found: ABI %u.%u (module %u.%u), features %#x, page sizes %#llx, %u IOVA bits, %u PA bits, %u domains, %u donated pages max\n",
-		warden_info.major, warden_info.minor, WARDEN_ABI_VERSION_MAJOR, WARDEN_ABI_VERSION_MINOR,
-		warden_info.features, warden_info.pgsize_bitmap, warden_info.iova_bits, warden_info.pa_bits,
-		warden_info.max_domains, warden_info.max_donated_pages);
+		warden_info.major, warden_info.minor, WARDEN_ABI_VERSION_MAJOR,
+		WARDEN_ABI_VERSION_MINOR, warden_info.features, warden_info.pgsize_bitmap,
+		warden_info.iova_bits, warden_info.pa_bits, warden_info.max_domains,
+		warden_info.max_donated_pages);
 	return 0;
 }
 
@@ -152,7 +163,8 @@ static void warden_report_event(struct warden_smmu *smmu, u64 iova, u64 info)
 
 	atomic64_inc(&smmu->faults_reported);
 	if (reason == WARDEN_EVENT_REASON_GERROR) {
-		dev_err_ratelimited(smmu->dev, "DMA fault: %s (info %#llx)\n", warden_reason_str(reason), info);
+		dev_err_ratelimited(smmu->dev, "DMA fault: %s (info %#llx)\n",
+				    warden_reason_str(reason), info);
 		return;
 	}
 	/* The lock keeps the master and its domain alive while the fault is reported. */
@@ -167,17 +179,19 @@ static void warden_report_event(struct warden_smmu *smmu, u64 iova, u64 info)
 	}
 	if (!found) {
 		mutex_unlock(&smmu->lock);
-		dev_err_ratelimited(smmu->dev, "DMA fault: unknown device (SID %#x): %s %s at IOVA %#llx%s\n",
-				    sid, warden_reason_str(reason), access, iova, iova_valid ? "" : " (not valid)");
+		dev_err_ratelimited(smmu->dev,
+				    "DMA fault: unknown device (SID %#x): %s %s at IOVA %#llx%s\n",
+				    sid, warden_reason_str(reason), access, iova,
+				    iova_valid ? "" : " (not valid)");
 		return;
 	}
-	dev_err_ratelimited(found->dev, "DMA fault: SID %#x, %s domain: %s %s at IOVA %#llx%s\n", sid,
-			    found->domain == &warden_identity_domain ? "host-identity" :
-			    (found->domain == &warden_blocked_domain ? "blocked" : "paging"),
-			    warden_reason_str(reason), access, iova, iova_valid ? "" : " (not valid)");
+	dev_err_ratelimited(found->dev, "DMA fault: SID %#x, %s domain: %s %s at IOVA %#llx%s\n",
+			    sid, warden_domain_name(found->domain), warden_reason_str(reason),
+			    access, iova, iova_valid ? "" : " (not valid)");
 	if (found->domain)
 		report_iommu_fault(found->domain, found->dev, iova_valid ? iova : 0,
-				   flags & WARDEN_EVENT_FLAG_WRITE ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ);
+				   flags & WARDEN_EVENT_FLAG_WRITE ?
+				   IOMMU_FAULT_WRITE : IOMMU_FAULT_READ);
 	mutex_unlock(&smmu->lock);
 }
 
@@ -186,7 +200,8 @@ static void warden_report_event(struct warden_smmu *smmu, u64 iova, u64 info)
 
 static void warden_event_work(struct work_struct *work)
 {
-	struct warden_smmu *smmu = container_of(to_delayed_work(work), struct warden_smmu, event_work);
+	struct warden_smmu *smmu =
+		container_of(to_delayed_work(work), struct warden_smmu, event_work);
 	unsigned int n;
 
 	for (n = 0; n < WARDEN_EVENT_BATCH; n++) {
@@ -236,7 +251,9 @@ static void warden_show_stat(struct seq_file *s, const char *prefix, const char 
 		seq_printf(s, "%s%s error:%s\n", prefix, name, warden_strerror(r.status));
 }
 
-/* "hyp.<stat> <value>" for each hyp statistic, "hyp.calls.<fn> <n>", then the shim's own counters. */
+/*
+ * "hyp.<stat> <value>" for each hyp statistic, "hyp.calls.<fn> <n>", then the shim's own counters.
+ */
 static int warden_stats_show(struct seq_file *s, void *unused)
 {
 	struct warden_smmu *smmu = s->private;
@@ -244,7 +261,10 @@ static int warden_stats_show(struct seq_file *s, void *unused)
 	unsigned int i, masters = 0;
 	struct warden_master *m;
 
-	/* The integrity hashes are left out: each read hashes the hyp's image; they are asked for explicitly. */
+	/*
+	 * The integrity hashes are left out: each read hashes the hyp's image; they are asked for
+	 * explicitly.
+	 */
 	for (i = 0; warden_stat_name(i); i++)
 		if (i != WARDEN_STAT_HYP_INTEGRITY && i != WARDEN_STAT_HYP_INTEGRITY_BOOT)
 			warden_show_stat(s, "hyp.", warden_stat_name(i), i);
@@ -269,14 +289,18 @@ static int warden_stats_show(struct seq_file *s, void *unused)
 	seq_printf(s, "shim.deferred_maps %lld\n", (long long)atomic64_read(&smmu->deferred_maps));
 	seq_printf(s, "shim.batch_calls %lld\n", (long long)atomic64_read(&smmu->batch_calls));
 	seq_printf(s, "shim.shadow_hits %lld\n", (long long)atomic64_read(&smmu->shadow_hits));
-	seq_printf(s, "shim.shadow_fallbacks %lld\n", (long long)atomic64_read(&smmu->shadow_fallbacks));
+	seq_printf(s, "shim.shadow_fallbacks %lld\n",
+		   (long long)atomic64_read(&smmu->shadow_fallbacks));
 	seq_printf(s, "shim.shadow_lost %lld\n", (long long)atomic64_read(&smmu->shadow_lost));
 	seq_printf(s, "shim.pending_full %lld\n", (long long)atomic64_read(&smmu->pending_full));
 	seq_printf(s, "shim.lazy_unmaps %lld\n", (long long)atomic64_read(&smmu->lazy_unmaps));
-	seq_printf(s, "shim.unmap_batch_calls %lld\n", (long long)atomic64_read(&smmu->unmap_batch_calls));
-	seq_printf(s, "shim.lazy_fallbacks %lld\n", (long long)atomic64_read(&smmu->lazy_fallbacks));
+	seq_printf(s, "shim.unmap_batch_calls %lld\n",
+		   (long long)atomic64_read(&smmu->unmap_batch_calls));
+	seq_printf(s, "shim.lazy_fallbacks %lld\n",
+		   (long long)atomic64_read(&smmu->lazy_fallbacks));
 	seq_printf(s, "shim.donate_busy %lld\n", (long long)atomic64_read(&smmu->donate_busy));
-	seq_printf(s, "shim.faults_reported %lld\n", (long long)atomic64_read(&smmu->faults_reported));
+	seq_printf(s, "shim.faults_reported %lld\n",
+		   (long long)atomic64_read(&smmu->faults_reported));
 	seq_printf(s, "shim.events_lost %llu\n", smmu->events_lost_seen);
 	return 0;
 }
@@ -311,9 +335,9 @@ DEFINE_SHOW_ATTRIBUTE(warden_masters);
 /* ---- release (the step before rmmod) ---- */
 
 /*
- * Unregisters the iommu_device: the core releases every master (release_device → host-identity) and frees
- * every default domain. Its sysfs device (with the release attribute) stays until teardown. Caller holds
- * warden_lifecycle_lock.
+ * Unregisters the iommu_device: the core releases every master (release_device: back to
+ * host-identity) and frees every default domain. Its sysfs device (with the release attribute)
+ * stays until teardown. Caller holds warden_lifecycle_lock.
  */
 static void warden_unregister(struct warden_smmu *smmu)
 {
@@ -324,13 +348,15 @@ static void warden_unregister(struct warden_smmu *smmu)
 }
 
 /*
- * Releases every master unless one is in use: refused (-EBUSY, naming the device) while a master outside
- * host-identity has a driver bound (the driver holds IOVAs that would turn into physical addresses) or is
- * being bound or unbound right now, or while its group is owned by a user such as VFIO.
+ * Releases every master unless one is in use: refused (-EBUSY, naming the device) while a master
+ * outside host-identity has a driver bound (the driver holds IOVAs that would turn into physical
+ * addresses) or is being bound or unbound right now, or while its group is owned by a user such as
+ * VFIO.
  *
- * The device lock of every translated master is held (trylock: never waits, so no lock-order problem) from
- * the check until the masters are released, so no driver can bind to one of them in between. Core calls are
- * made with smmu->lock dropped (the core's group mutex ranks above it). Caller holds warden_lifecycle_lock.
+ * The device lock of every translated master is held (trylock: never waits, so no lock-order
+ * problem) from the check until the masters are released, so no driver can bind to one of them in
+ * between. Core calls are made with smmu->lock dropped (the core's group mutex ranks above it).
+ * Caller holds warden_lifecycle_lock.
  */
 static int warden_release(struct warden_smmu *smmu)
 {
@@ -401,9 +427,10 @@ static struct warden_smmu *warden_smmu_from_sysfs(struct device *dev)
 
 /*
  * /sys/class/iommu/warden/release: writing 1 (any kstrtobool "true") releases every device (see
- * warden_release); reading says whether that was done (1) or the IOMMU is still registered (0). The callback
- * runs with the attribute active, so the instance cannot be freed under it (teardown removes the attribute
- * first, which waits for it); it only tries the lifecycle lock, as that teardown holds it while removing.
+ * warden_release); reading says whether that was done (1) or the IOMMU is still registered (0). The
+ * callback runs with the attribute active, so the instance cannot be freed under it (teardown
+ * removes the attribute first, which waits for it); it only tries the lifecycle lock, as that
+ * teardown holds it while removing.
  */
 static ssize_t release_store(struct device *dev, struct device_attribute *attr, const char *buf,
 			     size_t count)
@@ -462,7 +489,10 @@ static void warden_teardown(struct warden_smmu *smmu)
 	debugfs_remove_recursive(smmu->debugfs);
 	warden_unregister(smmu);
 	if (smmu->sysfs_added) {
-		/* Waits for a running release_store/show (which only trylock warden_lifecycle_lock). */
+		/*
+		 * Waits for a running release_store/show (which only trylock
+		 * warden_lifecycle_lock).
+		 */
 		iommu_device_sysfs_remove(&smmu->iommu);
 		smmu->sysfs_added = false;
 	}
@@ -483,7 +513,8 @@ static int warden_probe(struct platform_device *pdev)
 
 	mutex_lock(&warden_lifecycle_lock);
 	if (warden_probed) {
-		dev_err(dev, "a second %s node: only one paravirtual SMMU is supported\n", WARDEN_DT_COMPATIBLE);
+		dev_err(dev, "a second %s node: only one paravirtual SMMU is supported\n",
+			WARDEN_DT_COMPATIBLE);
 		ret = -EBUSY;
 		goto out_unlock;
 	}
@@ -513,7 +544,10 @@ static int warden_probe(struct platform_device *pdev)
 	if (ret)
 		goto err_teardown;
 	smmu->sysfs_added = true;
-	/* Probes every device whose fwspec names this node (none before the first client driver binds). */
+	/*
+	 * Probes every device whose fwspec names this node (none before the first client driver
+	 * binds).
+	 */
 	ret = iommu_device_register(&smmu->iommu, &warden_iommu_ops, dev);
 	if (ret) {
 		dev_err(dev, "iommu_device_register failed (%d)\n", ret);
@@ -536,8 +570,10 @@ static int warden_probe(struct platform_device *pdev)
 	dev_info(dev, "Warden paravirtual SMMU: IOMMU registered (%s DMA, faults: %s%s)\n",
 		 smmu->coherent ? "coherent" : "non-coherent",
 		 !smmu->events_enabled ? "not reported by this hyp" :
-		 (smmu->event_irq > 0 ? "eventq IRQ + polling" : "polling"),
-		 smmu->events_enabled && !fault_poll_ms && smmu->event_irq <= 0 ? " (fault_poll_ms=0: none!)" : "");
+					 (smmu->event_irq > 0 ? "eventq IRQ + polling" : "polling"),
+		 smmu->events_enabled && !fault_poll_ms && smmu->event_irq <= 0 ?
+			 " (fault_poll_ms=0: none!)" :
+			 "");
 	mutex_unlock(&warden_lifecycle_lock);
 	return 0;
 
@@ -557,8 +593,9 @@ static void warden_remove(struct platform_device *pdev)
 	if (!smmu)
 		return;
 	/*
-	 * Reached from rmmod only (bind attributes are suppressed), and rmmod only gets here with no module
-	 * reference left, i.e. no master probed: unregistering cannot pull a domain from under a driver.
+	 * Reached from rmmod only (bind attributes are suppressed), and rmmod only gets here with
+	 * no module reference left, i.e. no master probed: unregistering cannot pull a domain from
+	 * under a driver.
 	 */
 	mutex_lock(&warden_lifecycle_lock);
 	warden_teardown(smmu);
@@ -589,7 +626,10 @@ static int __init warden_init(void)
 	if (ret)
 		return ret;
 	warden_batch_init();
-	/* Synchronous, no deferral: the module refuses to load when the node is missing or probing fails. */
+	/*
+	 * Synchronous, no deferral: the module refuses to load when the node is missing or probing
+	 * fails.
+	 */
 	ret = platform_driver_probe(&warden_driver, warden_probe);
 	if (ret == -ENODEV)
 		pr_err("Warden found, but no usable \"%s\" node in the device tree; refusing to load\n",

@@ -13,10 +13,7 @@ use crate::*;
 pub fn write_c_header(w: &mut impl Write) -> fmt::Result {
     writeln!(w, "/* SPDX-License-Identifier: MIT OR Apache-2.0 */")?;
     writeln!(w, "/*")?;
-    writeln!(
-        w,
-        " * warden_abi.h - the Warden hypercall ABI for the host shim."
-    )?;
+    writeln!(w, " * The Warden hypercall ABI for the host shim.")?;
     writeln!(w, " *")?;
     writeln!(
         w,
@@ -50,10 +47,7 @@ pub fn write_c_header(w: &mut impl Write) -> fmt::Result {
         }
         write!(w, "{b:02x}")?;
     }
-    writeln!(
-        w,
-        ", as returned in w0..w3 by the vendor-hyp Call UID query */"
-    )?;
+    writeln!(w, ", as the Call UID query returns it in w0..w3 */")?;
     for (i, word) in UUID_WORDS.iter().enumerate() {
         writeln!(w, "#define WARDEN_UUID_W{i} 0x{word:08x}U")?;
     }
@@ -214,7 +208,7 @@ pub fn write_c_header(w: &mut impl Write) -> fmt::Result {
 
     section(
         w,
-        "READ_EVENT call: x0 = 1 (record) or 0, x1 = IOVA, x2 = sid | reason | flags, x3 = lost",
+        "READ_EVENT call: x0 = 1 (record) or 0, x1 = IOVA, x2 = sid|reason|flags, x3 = lost",
     )?;
     def(
         w,
@@ -403,13 +397,37 @@ fn lower_return(w: &mut impl Write, c_name: &str) -> fmt::Result {
     writeln!(w, "\";")
 }
 
-/// Writes `doc` as a one-line C comment: trimmed, rustdoc link brackets dropped.
+/// Longest line the header has (checkpatch's default, tabs counted as 8).
+const MAX_LINE: usize = 100;
+
+/// Writes `doc` as a C comment, rustdoc link brackets dropped: one line if it fits in [`MAX_LINE`]
+/// columns, else a block comment wrapped at word boundaries.
 fn comment(w: &mut impl Write, doc: &str) -> fmt::Result {
-    write!(w, "/* ")?;
-    for c in doc.trim().chars().filter(|c| !matches!(c, '[' | ']')) {
-        w.write_char(c)?;
+    let kept = |c: &char| !matches!(c, '[' | ']');
+    let len = |word: &str| word.chars().filter(kept).count();
+    let put = |w: &mut dyn Write, word: &str| -> fmt::Result {
+        w.write_char(' ')?;
+        word.chars().filter(kept).try_for_each(|c| w.write_char(c))
+    };
+    let text_len: usize = doc.split_whitespace().map(|word| len(word) + 1).sum();
+    if "/* */".len() + text_len <= MAX_LINE {
+        write!(w, "/*")?;
+        for word in doc.split_whitespace() {
+            put(w, word)?;
+        }
+        return writeln!(w, " */");
     }
-    writeln!(w, " */")
+    write!(w, "/*\n *")?;
+    let mut col = " *".len();
+    for word in doc.split_whitespace() {
+        if col > " *".len() && col + 1 + len(word) > MAX_LINE {
+            write!(w, "\n *")?;
+            col = " *".len();
+        }
+        put(w, word)?;
+        col += 1 + len(word);
+    }
+    writeln!(w, "\n */")
 }
 
 fn section(w: &mut impl Write, title: &str) -> fmt::Result {

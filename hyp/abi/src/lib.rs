@@ -661,6 +661,17 @@ mod tests {
         assert!(func.contains("\"domain_alloc\"") && func.contains("\"unmap_batch\""));
     }
 
+    /// checkpatch's default line length: no header line is longer than 100 columns (tabs = 8).
+    #[test]
+    fn header_lines_fit_in_100_columns() {
+        let mut h = String::new();
+        write_c_header(&mut h).unwrap();
+        for line in h.lines() {
+            let cols: usize = line.chars().map(|c| if c == '\t' { 8 } else { 1 }).sum();
+            assert!(cols <= 100, "{cols} columns: {line}");
+        }
+    }
+
     #[test]
     fn checked_in_header_is_current() {
         let mut s = String::new();

@@ -244,6 +244,11 @@
 #define WARDEN_STAT_HOST_TRAPS_UNHANDLED 17
 /* Host requests the GIC emulation refused: ITS commands replaced by a `SYNC` (unknown opcode, a */
 #define WARDEN_STAT_GIC_REFUSED 18
+/*
+ * Bytes of RAM the hypervisor keeps for itself: the fixed carve-out plus the part sized from the
+ * machine
+ */
+#define WARDEN_STAT_HYP_MEMORY_BYTES 19
 #define WARDEN_STAT_CALLS_BASE 0x100ULL
 
 /* ---- Names and Linux errnos ---- */
@@ -356,6 +361,8 @@ static inline const char *warden_stat_name(unsigned long long id)
 		return "host_traps_unhandled";
 	case WARDEN_STAT_GIC_REFUSED:
 		return "gic_refused";
+	case WARDEN_STAT_HYP_MEMORY_BYTES:
+		return "hyp_memory_bytes";
 	default:
 		return NULL;
 	}

@@ -1,6 +1,31 @@
 # Helpers for guest scripts (tests/qemu/*.sh and `cargo xtask run --script`): `. /warden/tests/lib.sh`.
 # The boot protocol's addresses (HYP_CARVEOUT_PA, HOST_KERNEL_PA, ...), generated from warden_core::layout:
 . /warden/layout.env
+# The part of the hyp's memory it sizes from the machine at boot (warden_core::sizing), from the /reserved-memory
+# nodes the hyp adds besides the fixed carve-out's (unset natively): HYP_SIZED_PA and HYP_SIZED_SIZE (all of it:
+# heap, then SMMU memory and page tables), HYP_SMMU_PA (where the SMMU's memory starts: stream table, queues).
+for _n in /proc/device-tree/reserved-memory/warden@*; do
+    [ -e "$_n/reg" ] || continue
+    _pa=$((0x${_n##*@}))
+    [ "$_pa" -eq $((HYP_CARVEOUT_PA)) ] && continue
+    _size=$((0x$(od -An -tx1 -j8 -N8 "$_n/reg" | tr -d ' \n')))
+    if [ -z "$HYP_SIZED_PA" ] || [ "$_pa" -lt $((HYP_SIZED_PA)) ]; then HYP_SIZED_PA=$(printf '0x%x' "$_pa"); fi
+    if [ -z "$HYP_SMMU_PA" ] || [ "$_pa" -gt $((HYP_SMMU_PA)) ]; then HYP_SMMU_PA=$(printf '0x%x' "$_pa"); fi
+    HYP_SIZED_SIZE=$(printf '0x%x' $((${HYP_SIZED_SIZE:-0} + _size)))
+done
+
+# scratch_pa BYTES: the address of BYTES of host RAM Linux does not use (above the command line's mem=<N>M) and
+# that is not the hyp's sized memory.
+scratch_pa() {
+    _m=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^mem=\([0-9]*\)M$/\1/p')
+    [ -n "$_m" ] || fail "scratch_pa needs mem=<N>M on the kernel command line"
+    _s=$((RAM_BASE + (_m << 20)))
+    if [ -n "$HYP_SIZED_PA" ] && [ $((_s + $1)) -gt $((HYP_SIZED_PA)) ] &&
+        [ "$_s" -lt $((HYP_SIZED_PA + HYP_SIZED_SIZE)) ]; then
+        _s=$((HYP_SIZED_PA + HYP_SIZED_SIZE))
+    fi
+    printf '0x%x\n' "$_s"
+}
 
 # fail MESSAGE: print and exit 1.
 fail() {

@@ -13,8 +13,9 @@
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
 . /warden/tests/hvc_lib.sh
-scratch=0x7f000000
-STRTAB=0x41000000
+scratch=$(scratch_pa 0x2000)
+# Where the SMMU's memory starts (stream table, queues), in the hyp's sized memory.
+STRTAB=$HYP_SMMU_PA
 edu_open
 # StreamID = PCI requester ID (QEMU virt: iommu-map is the identity): bus << 8 | device << 3 | function.
 bdf=${edu#*:}

@@ -19,8 +19,8 @@ FW_CFG=0x9020000
 VIRTIO_MMIO=0xa000000
 # "virt", the virtio-mmio MagicValue register.
 VIRTIO_MAGIC=0x74726976
-# Host RAM above mem=1000M: Linux never uses it, so it can be donated.
-scratch=0x7f000000
+# Host RAM above mem=1000M (not the hyp's sized memory): Linux never uses it, so it can be donated.
+scratch=$(scratch_pa 0x1000)
 
 if [ "$WARDEN_MODE" = native ]; then
     out=$(fwcfg_dma $FW_CFG host 2>&1)

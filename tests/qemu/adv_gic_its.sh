@@ -22,7 +22,7 @@ insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warde
 ITS=0x8080000
 SMMU=0x9050000
 # Host RAM Linux does not use (mem=1000M): the ITT of the attacker's own device.
-scratch=0x7f000000
+scratch=$(scratch_pa 0x20000)
 # A DeviceID no PCI function has, and an LPI Linux has not allocated.
 DEV=0xfff0
 LPI=0xfde8

@@ -21,7 +21,7 @@ SMMU=0x9050000
 PROPBASER=0x70
 PENDBASER=0x78
 # Host RAM Linux does not use (mem=1000M).
-scratch=0x7f000000
+scratch=$(scratch_pa 0x20000)
 
 refused() { stat $STAT_GIC_REFUSED; }
 peek64() { peek "$(printf '0x%x' $(($1)))" | sed -n 's/^peek: value //p'; }

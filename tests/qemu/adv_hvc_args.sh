@@ -99,14 +99,15 @@ attack() {
 
 # --- Memory the host does not own.
 group "map hyp memory (carve-out start, image, canary, heap, stream table, last page)"
-for p in "$HYP_CARVEOUT_PA" "$HYP_LOAD_PA" "$HYP_CANARY_PA" $((HYP_LOAD_PA + 0x600000)) 0x41000000 \
-    $((HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE - PG)); do
+for p in "$HYP_CARVEOUT_PA" "$HYP_LOAD_PA" "$HYP_CANARY_PA" $((HYP_LOAD_PA + 0x600000)) "$HYP_SMMU_PA" \
+    $((HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE - PG)) "$HYP_SIZED_PA" $((HYP_SIZED_PA + HYP_SIZED_SIZE - PG)); do
     try $E_HYP_MEMORY $MAP "$dom" 0x300000 "$p" $PG 1 $RW
     try $E_HYP_MEMORY $MAP "$dom" 0x300000 "$p" $PG 1 $((RW | 16))
 done
 try $E_HYP_MEMORY $MAP "$dom" 0x400000 "$HYP_CARVEOUT_PA" $BLK 1 $RW
 try $E_HYP_MEMORY $MAP "$dom" 0x400000 "$HYP_CARVEOUT_PA" $BLK 15 $RW
 try $E_HYP_MEMORY $MAP "$dom" 0x300000 $((HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE - PG)) $PG 2 $RW
+try $E_HYP_MEMORY $MAP "$dom" 0x300000 $((HYP_SIZED_PA - PG)) $PG 2 $RW
 done_group
 
 smmu=$(ls -d /proc/device-tree/smmuv3@* | head -n 1)
@@ -226,8 +227,8 @@ try $E_BAD_COUNT $RECLAIM "$blk" 0
 try $E_OVERFLOW $MAP "$dom" 0x300000 "$blk" $PG 0xffffffffffffffff $RW
 try $E_OUT_OF_RANGE_IOVA $MAP "$dom" 0x300000 "$blk" $PG 0x8000000 $RW
 try $E_ALREADY_MAPPED $MAP "$dom" 0 "$blk" $PG 0x8000000 $RW
-# 2^26 pages (256 GiB) from IOVA 2^38: per-page checks reach the end of RAM.
-try $E_NOT_HOST_MEMORY $MAP "$dom" 0x4000000000 "$blk" $PG 0x4000000 $RW
+# 2^26 pages (256 GiB) from IOVA 2^38: per-page checks reach the hyp's sized memory near the top of RAM.
+try $E_HYP_MEMORY $MAP "$dom" 0x4000000000 "$blk" $PG 0x4000000 $RW
 try $E_NOT_MAPPED $UNMAP "$dom" 0x100000 $PG 0x7ff00
 try $E_BAD_COUNT $DONATE "$blk" 0x100000000
 try $E_BAD_COUNT $DONATE "$blk" 0xffffffffffffffff
@@ -267,7 +268,7 @@ done_group "40 invalid refused (BAD_PROT), 24 valid mapped and unmapped"
 
 # --- MAP_BATCH (ABI 1.1): the descriptor page and each descriptor are host input too.
 # The array lives in host RAM Linux does not use (mem=1000M), so /dev/mem (devmem) may write it.
-desc=0x7f000000
+desc=$(scratch_pa 0x1000)
 # put_desc I IOVA PA LEN: descriptor I of the array at $desc (IOVA, PA, length: little-endian u64s).
 put_desc() {
     devmem $((desc + 24 * $1)) 64 "$(hex $2)"

@@ -9,13 +9,12 @@
 # timeout: 180
 # append: warden.noshim deferred_probe_timeout=0 mem=1000M
 # expect-log(hyp): host stage-2 fault: W IPA 0x9050020
-# expect-log(hyp): host stage-2 fault: W IPA 0x41000000
 # expect-log(hyp): host stage-2 fault: W IPA 0x40100000
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
 insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
 . /warden/tests/hvc_lib.sh
-scratch=0x7f000000
+scratch=$(scratch_pa 0x2000)
 SMMU=0x9050000
 edu_open
 
@@ -43,10 +42,12 @@ attack "host writes SMMU GBPA (global bypass)" $((SMMU + 0x44)) 0
 attack "host writes SMMU STRTAB_BASE" $((SMMU + 0x80)) 0x7f000000
 attack "host writes SMMU CMDQ_PROD" $((SMMU + 0x98)) 0
 attack "host writes SMMU page 1 (EVTQ_PROD)" $((SMMU + 0x100a8)) 0
-# The stream table (boot log: "... KiB at 0x41000000") and the rest of the carve-out (heap, pool, queues).
-attack "host writes the stream table (STE of SID 0)" 0x41000000 0
-for pa in 0x40000000 0x40200000 0x40800000 0x41100000 0x41400000 0x41800000 0x41c00000 0x41dff000; do
-    attack "host writes the carve-out at $pa" $pa 0xdeadbeef
+# The SMMU's memory (stream table, queues; boot log: "... KiB at <HYP_SMMU_PA>"), the rest of the fixed carve-out
+# (stacks, image, boot heap) and the sized part (heap, page tables).
+attack "host writes the stream table (STE of SID 0)" "$HYP_SMMU_PA" 0
+for pa in 0x40000000 0x40200000 0x40800000 $((HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE - 0x1000)) "$HYP_SIZED_PA" \
+    $((HYP_SIZED_PA + 0x100000)) $((HYP_SMMU_PA + 0x100000)) $((HYP_SIZED_PA + HYP_SIZED_SIZE - 0x1000)); do
+    attack "host writes the carve-out at $(printf '0x%x' "$pa")" "$pa" 0xdeadbeef
 done
 attack "host writes the canary page at $HYP_CANARY_PA" $HYP_CANARY_PA 0xdeadbeef
 attack "host writes the hyp text at $HYP_LOAD_PA+0x1000" $((HYP_LOAD_PA + 0x1000)) 0xd503201f

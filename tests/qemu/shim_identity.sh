@@ -39,7 +39,7 @@ h1=$(hcalls)
 echo "identity I/O: no map/unmap hypercalls"
 
 # A device in an identity group still cannot read the hyp: edu DMA from host RAM works, from the carve-out not.
-scratch=0x7f000000
+scratch=$(scratch_pa 0x3000)
 f0=$(shim_stat shim.faults_reported)
 edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
 # Bound to vfio-pci (not opened) so that the shim has it: its group takes the default type, identity.

@@ -2,13 +2,13 @@
 # QEMU's edu device, with no IOMMU driver in the host (no shim), sits in the hyp's host-identity domain from
 # boot: its DMA to and from host RAM works 1:1, and its DMA from the hypervisor's carve-out is refused by the
 # SMMU (the identity stage-2 does not map it), so the hyp image never reaches the device. RAM above mem= is
-# left to the test as a scratch page (host RAM for the hyp, not used by Linux).
+# left to the test as scratch pages (host RAM for the hyp, not used by Linux; `scratch_pa` skips hyp memory).
 # modes: hyp
 # timeout: 180
 # append: warden.noshim deferred_probe_timeout=0 mem=1000M
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-scratch=0x7f000000
+scratch=$(scratch_pa 0x3000)
 edu_open
 [ "$(devmem $bar0 32)" = 0x010000ED ] || fail "edu BAR0 at $bar0 does not read its ident"
 [ -e /sys/kernel/iommu_groups/0 ] && fail "an IOMMU driver is active; this test is about host-identity"

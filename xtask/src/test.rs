@@ -8,6 +8,7 @@
 //! # timeout: 120                           (seconds, default 300)
 //! # smp: 4                                 (CPUs, default 2)
 //! # append: iommu.strict=0                 (extra kernel command-line arguments)
+//! # qemu: -m 16G                           (extra QEMU arguments, after xtask's own: a later `-m` wins)
 //! # expect-log(hyp): warden: host stage-2 fault
 //!                                          (the serial log of that mode's boot must contain the text;
 //!                                           `expect-log:` without a mode applies to every mode)
@@ -135,6 +136,8 @@ pub struct QemuTest {
     pub smp: u32,
     /// Extra kernel command-line arguments.
     pub append: Vec<String>,
+    /// Extra QEMU arguments.
+    pub qemu_args: Vec<String>,
     /// Texts the serial log must contain: (mode or every mode, text).
     pub expect_log: Vec<(Option<Mode>, String)>,
     /// Texts the serial log must contain exactly once: (mode or every mode, text).
@@ -158,6 +161,7 @@ pub fn parse_header(name: &str, path: &Path, text: &str) -> Result<QemuTest> {
         timeout: Duration::from_secs(300),
         smp: 2,
         append: Vec::new(),
+        qemu_args: Vec::new(),
         expect_log: Vec::new(),
         expect_log_once: Vec::new(),
     };
@@ -191,6 +195,9 @@ pub fn parse_header(name: &str, path: &Path, text: &str) -> Result<QemuTest> {
                     .with_context(|| format!("bad smp `{value}`"))?;
             }
             "append" => t.append.extend(value.split_whitespace().map(String::from)),
+            "qemu" => t
+                .qemu_args
+                .extend(value.split_whitespace().map(String::from)),
             k if k.starts_with("expect-log") => {
                 let (base, list) = if k.starts_with("expect-log-once") {
                     ("expect-log-once", &mut t.expect_log_once)
@@ -392,6 +399,7 @@ fn qemu_tests(ws: &Ws, o: &TestOpts, tally: &mut Tally) -> Result<()> {
                 mode,
                 smp: t.smp,
                 append: t.append.clone(),
+                qemu_args: t.qemu_args.clone(),
                 ..RunOpts::default()
             };
             let t1 = Instant::now();
@@ -437,13 +445,14 @@ mod tests {
 
     #[test]
     fn header_parsing() {
-        let text = "#!/bin/sh\n# Reads hyp memory.\n# modes: hyp native\n# timeout: 60\n# smp: 4\n# append: a=1 b\n\
+        let text = "#!/bin/sh\n# Reads hyp memory.\n# modes: hyp native\n# timeout: 60\n# smp: 4\n# append: a=1 b\n# qemu: -m 2G\n\
                     # expect-log(hyp): warden: host stage-2 fault\n# expect-log: WARDEN-INIT\nset -e\n# modes: x\n";
         let t = parse_header("probe", Path::new("p.sh"), text).unwrap();
         assert_eq!(t.modes, vec![Mode::Hyp, Mode::Native]);
         assert_eq!(t.timeout, Duration::from_secs(60));
         assert_eq!(t.smp, 4);
         assert_eq!(t.append, vec!["a=1", "b"]);
+        assert_eq!(t.qemu_args, vec!["-m", "2G"]);
         assert_eq!(
             t.expect_log,
             vec![

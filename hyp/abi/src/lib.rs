@@ -524,6 +524,9 @@ abi_enum! {
         /// memory that is not host-owned RAM or written while in use, `GICR_CTLR.EnableLPIs` with such tables,
         /// VLPI register writes. `BAD_STAT` where the hypervisor does not emulate the GIC.
         GicRefused = 18 => "GIC_REFUSED",
+        /// Bytes of RAM the hypervisor keeps for itself: the fixed carve-out plus the part sized from the machine
+        /// at boot (docs/abi.md). `BAD_STAT` where the hypervisor did not set it (host unit tests).
+        HypMemoryBytes = 19 => "HYP_MEMORY_BYTES",
     }
 }
 

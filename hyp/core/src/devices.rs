@@ -177,7 +177,7 @@ pub struct Classification<'p> {
     /// The device nodes in DT order, one entry per [`Platform::devices`] entry.
     pub devices: Vec<ClassifiedDevice<'p>>,
     ram: Vec<Region>,
-    carveout: Region,
+    hyp: Vec<Region>,
     smmu_frames: Vec<Region>,
 }
 
@@ -195,10 +195,10 @@ impl<'p> Classification<'p> {
             .collect()
     }
 
-    /// What the host stage-2 never maps: the carve-out, every SMMU frame, and every region of a withheld
+    /// What the host stage-2 never maps: the hyp's memory, every SMMU frame, and every region of a withheld
     /// node, less the RAM it overlaps (a hostile `reg` cannot take RAM from the host).
     pub fn excluded(&self) -> Vec<Region> {
-        let mut out = alloc::vec![self.carveout];
+        let mut out = self.hyp.clone();
         out.extend(self.smmu_frames.iter().copied());
         for d in self.withheld() {
             for r in d.node.regs.iter().chain(d.node.windows.iter()) {
@@ -246,8 +246,9 @@ fn pci_behind_owned_smmu(platform: &Platform, host: &PciHost) -> bool {
         })
 }
 
-/// The classification of every device node of `platform`, for a hyp whose carve-out is `carveout`.
-pub fn classify(platform: &Platform, carveout: Region) -> Classification<'_> {
+/// The classification of every device node of `platform`, for a hyp whose memory is `hyp` (the fixed carve-out
+/// and the part sized at boot, `crate::sizing`).
+pub fn classify<'p>(platform: &'p Platform, hyp: &[Region]) -> Classification<'p> {
     let ram: Vec<Region> = platform.memory.iter().map(region).collect();
     let smmu_frames: Vec<Region> = platform.smmus.iter().map(|s| region(&s.reg)).collect();
     let mut devices: Vec<ClassifiedDevice<'_>> = Vec::with_capacity(platform.devices.len());
@@ -257,8 +258,7 @@ pub fn classify(platform: &Platform, carveout: Region) -> Classification<'_> {
             .and_then(|p| devices.get(p))
             .map(|d: &ClassifiedDevice<'_>| d.class);
         let (class, host_regions) = decide(platform, node, parent_class);
-        let (class, host_regions) = match check_regions(&host_regions, &ram, carveout, &smmu_frames)
-        {
+        let (class, host_regions) = match check_regions(&host_regions, &ram, hyp, &smmu_frames) {
             Ok(()) => (class, host_regions),
             Err(reason) => (DeviceClass::Withheld(reason), Vec::new()),
         };
@@ -271,7 +271,7 @@ pub fn classify(platform: &Platform, carveout: Region) -> Classification<'_> {
     Classification {
         devices,
         ram,
-        carveout,
+        hyp: hyp.to_vec(),
         smmu_frames,
     }
 }
@@ -340,11 +340,11 @@ fn decide(
 }
 
 /// Checks the regions a node would have mapped: each non-empty, inside the IPA space, clear of RAM, the
-/// carve-out and the SMMU frames.
+/// hyp's memory and the SMMU frames.
 fn check_regions(
     regions: &[Region],
     ram: &[Region],
-    carveout: Region,
+    hyp: &[Region],
     smmu_frames: &[Region],
 ) -> Result<(), WithholdReason> {
     for r in regions {
@@ -354,7 +354,7 @@ fn check_regions(
         if r.end > IPA_LIMIT {
             return Err(WithholdReason::BeyondIpaSpace(r.end));
         }
-        if r.overlaps(&carveout) || smmu_frames.iter().any(|s| s.overlaps(r)) {
+        if hyp.iter().chain(smmu_frames).any(|h| h.overlaps(r)) {
             return Err(WithholdReason::OverlapsHyp(r.start));
         }
         if ram.iter().any(|m| m.overlaps(r)) {
@@ -419,7 +419,7 @@ mod tests {
     fn qemu_virt_every_node_classified() {
         for dtb in VIRT_DTBS {
             let platform = warden_dt::parse(dtb).unwrap();
-            let c = classify(&platform, CARVEOUT);
+            let c = classify(&platform, &[CARVEOUT]);
             let mut expected = virt_expected();
             for i in 0..32u64 {
                 let path = alloc::format!("/virtio_mmio@{:x}", 0x0a00_0000 + i * 0x200);
@@ -456,7 +456,7 @@ mod tests {
     fn qemu_virt_layout_page_by_page() {
         for dtb in VIRT_DTBS {
             let platform = warden_dt::parse(dtb).unwrap();
-            let c = classify(&platform, CARVEOUT);
+            let c = classify(&platform, &[CARVEOUT]);
             let s2 = stage2(&c);
             let leaves = s2.leaves();
             let mapped_regions = c.host_mmio();
@@ -530,7 +530,7 @@ mod tests {
     fn host_dt_disables_exactly_the_withheld_nodes() {
         for dtb in VIRT_DTBS {
             let platform = warden_dt::parse(dtb).unwrap();
-            let c = classify(&platform, CARVEOUT);
+            let c = classify(&platform, &[CARVEOUT]);
             let edits = HostDtEdits {
                 reserved_no_map: vec![(HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE)],
                 smmu_compatible: warden_abi::DT_COMPATIBLE,
@@ -579,7 +579,7 @@ mod tests {
         let path = alloc::format!("/{}", node.name());
         let dtb = edited(|m| m.root.add_child(node));
         let platform = warden_dt::parse(&dtb).unwrap();
-        let c = classify(&platform, CARVEOUT);
+        let c = classify(&platform, &[CARVEOUT]);
         (c.class_of(&path).unwrap(), stage2(&c))
     }
 
@@ -696,7 +696,7 @@ mod tests {
                 .add_property(prop("status", "disabled"));
         });
         let platform = warden_dt::parse(&dtb).unwrap();
-        let c = classify(&platform, CARVEOUT);
+        let c = classify(&platform, &[CARVEOUT]);
         assert_eq!(
             c.class_of("/platform-bus@c000000/uart@1000"),
             Some(DeviceClass::Withheld(WithholdReason::ParentWithheld))
@@ -738,7 +738,7 @@ mod tests {
             let compatible = ["arm,pl011", "cfi-flash", "virtio,mmio", "acme,unknown"][pick];
             let dtb = edited(|m| m.root.add_child(device("fuzz@0", Some(compatible), (base, size))));
             let platform = warden_dt::parse(&dtb).unwrap();
-            let c = classify(&platform, CARVEOUT);
+            let c = classify(&platform, &[CARVEOUT]);
             let class = c.class_of("/fuzz@0").unwrap();
             let s2 = stage2(&c);
             let node = Region::with_size(base, size);
@@ -764,7 +764,7 @@ mod tests {
                     .add_property(prop("iommu-map", map));
             });
             let platform = warden_dt::parse(&dtb).unwrap();
-            let c = classify(&platform, CARVEOUT);
+            let c = classify(&platform, &[CARVEOUT]);
             (c.class_of("/pcie@10000000").unwrap(), stage2(&c))
         };
         let not_behind = DeviceClass::Withheld(WithholdReason::NotBehindOwnedSmmu);

@@ -441,6 +441,8 @@ pub struct Warden<B: Backend> {
     /// The GIC emulation's counters (once installed): refusals (`STAT GIC_REFUSED`) and pinned pages (left
     /// out of `STAT MAPPED_PAGES`).
     gic_stats: spin::Once<GicStatFns>,
+    /// `STAT HYP_MEMORY_BYTES` (set by EL2).
+    hyp_memory: spin::Once<u64>,
 }
 
 /// Splits a domain ID into (slot, generation).
@@ -723,6 +725,7 @@ impl<B: Backend> Warden<B> {
             integrity: spin::Once::new(),
             trap_log: spin::Once::new(),
             gic_stats: spin::Once::new(),
+            hyp_memory: spin::Once::new(),
         };
         let identity_ste = w.identity_ste();
         for r in &w.sid_ranges {
@@ -752,6 +755,11 @@ impl<B: Backend> Warden<B> {
             SlotKind::Identity(d) => SteConfig::Translate(d.s2_config(self.pa_bits)),
             _ => SteConfig::Abort,
         }
+    }
+
+    /// Records the bytes of RAM the hypervisor keeps (`STAT HYP_MEMORY_BYTES`); only the first call counts.
+    pub fn set_hyp_memory(&self, bytes: u64) {
+        self.hyp_memory.call_once(|| bytes);
     }
 
     /// Installs the hash behind `STAT HYP_INTEGRITY` (EL2: the image's text and read-only data and the canary
@@ -1370,6 +1378,7 @@ impl<B: Backend> Warden<B> {
             Stat::HypIntegrityBoot => self.integrity.get().ok_or(Error::BadStat)?.1,
             Stat::HostTrapsUnhandled => self.trap_log.get().ok_or(Error::BadStat)?.count(),
             Stat::GicRefused => (self.gic_stats.get().ok_or(Error::BadStat)?.0)(),
+            Stat::HypMemoryBytes => *self.hyp_memory.get().ok_or(Error::BadStat)?,
         })
     }
 

@@ -968,7 +968,7 @@ mod tests {
         );
         for dtb in VIRT_DTBS {
             let platform = warden_dt::parse(dtb).unwrap();
-            let devices = crate::devices::classify(&platform, carveout);
+            let devices = crate::devices::classify(&platform, &[carveout]);
             let layout = HostS2Layout::from_devices(&devices);
             let s2 = HostStage2::build(&layout.spec()).unwrap();
             let smmu = platform.smmus[0].reg;

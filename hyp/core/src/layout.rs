@@ -2,8 +2,9 @@
 //!
 //! QEMU's `virt` machine puts RAM at [`RAM_BASE`] and loads the hypervisor image (it carries an arm64 Image
 //! header with `text_offset` = 2 MiB) at [`HYP_LOAD_PA`]. The hypervisor owns the carve-out
-//! `[HYP_CARVEOUT_PA, HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE)`: its image, stacks, heap, page-table pool, stream
-//! table and SMMU queues. The host never gets a stage-2 mapping for it. Just above the carve-out the hypervisor
+//! `[HYP_CARVEOUT_PA, HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE)` (its image, stacks and boot heap) and a second
+//! region it sizes from the machine and places at boot ([`crate::sizing`]: stream table, SMMU queues, page
+//! ownership, page tables). The host never gets a stage-2 mapping for either. Just above the carve-out the hypervisor
 //! writes the rewritten device tree for the host ([`HOST_DTB_PA`], host-visible RAM that Linux reserves as its
 //! FDT), and xtask loads the uncompressed Linux `Image` at [`HOST_KERNEL_PA`] with QEMU's generic loader.
 
@@ -15,8 +16,10 @@ pub const BLOCK_2M: u64 = 0x20_0000;
 pub const HYP_LOAD_PA: u64 = RAM_BASE + BLOCK_2M;
 /// Start of the memory the hypervisor keeps for itself.
 pub const HYP_CARVEOUT_PA: u64 = RAM_BASE;
-/// Size of the hypervisor carve-out (30 MiB).
-pub const HYP_CARVEOUT_SIZE: u64 = 15 * BLOCK_2M;
+/// Size of the fixed part of the hypervisor carve-out (12 MiB: stacks, canary pages, image, boot heap). The
+/// rest of the hyp's memory is sized from the machine at boot and placed elsewhere in RAM
+/// ([`crate::sizing`]).
+pub const HYP_CARVEOUT_SIZE: u64 = 6 * BLOCK_2M;
 /// Where the hypervisor writes the device tree it hands to the host (host RAM, just above the carve-out).
 pub const HOST_DTB_PA: u64 = HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE;
 /// The largest device tree the hypervisor hands to the host.
@@ -37,10 +40,10 @@ pub const HYP_STACK_SIZE: u64 = 0x1_0000;
 pub const HYP_STACKS_PA: u64 = HYP_CARVEOUT_PA;
 /// The most the hypervisor image (text, data, bss) may occupy from [`HYP_LOAD_PA`] (the linker script checks).
 pub const HYP_IMAGE_MAX_SIZE: u64 = 3 * BLOCK_2M;
-/// Start of the hypervisor heap (page tables, stream table, queues, device-tree copies): the rest of the
-/// carve-out after the image.
+/// Start of the hypervisor's boot heap (the device tree, the EL2 stage-1): the rest of the fixed carve-out
+/// after the image. At boot the sized part of the carve-out ([`crate::sizing`]) is added to the heap.
 pub const HYP_HEAP_PA: u64 = HYP_LOAD_PA + HYP_IMAGE_MAX_SIZE;
-/// Size of the hypervisor heap.
+/// Size of the boot heap.
 pub const HYP_HEAP_SIZE: u64 = HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE - HYP_HEAP_PA;
 /// Canary pages: the hypervisor fills them at boot with [`canary_word`] and never writes them again, and
 /// `STAT HYP_INTEGRITY` hashes them (with the image's text and read-only data), so a test can aim DMA at them
@@ -68,4 +71,4 @@ static_assertions::const_assert!(
 static_assertions::const_assert!(HYP_CANARY_PA + HYP_CANARY_SIZE <= HYP_LOAD_PA);
 static_assertions::const_assert_eq!(HYP_CANARY_PA % 0x1000, 0);
 static_assertions::const_assert_eq!(HYP_HEAP_PA % BLOCK_2M, 0);
-static_assertions::const_assert!(HYP_HEAP_SIZE >= 16 << 20);
+static_assertions::const_assert!(HYP_HEAP_SIZE >= 4 << 20);

@@ -17,6 +17,7 @@ pub mod host_s2;
 pub mod layout;
 pub mod ownership;
 pub mod psci;
+pub mod sizing;
 pub mod smccc;
 pub mod smmu_backend;
 #[cfg(any(test, feature = "test-support"))]

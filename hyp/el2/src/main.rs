@@ -2,8 +2,9 @@
 //!
 //! QEMU enters [`entry`] at EL2 with the MMU off and x0 = the DTB. The assembly sets up a stack, the vectors
 //! and a boot identity map, clears `.bss` and calls [`warden_main`], which:
-//! 1. starts the heap and the console, reads the DTB with `warden-dt`;
-//! 2. builds the EL2 stage-1 ([`mmu`]) and the host stage-2 (`warden_core::host_s2`);
+//! 1. starts the boot heap and the console, reads the DTB with `warden-dt`, sizes and places the hyp's
+//!    memory (`warden_core::sizing`; a machine too small gets a `warden:` line and a power-off);
+//! 2. builds the EL2 stage-1 ([`mmu`]), adds the sized heap, builds the host stage-2 (`warden_core::host_s2`);
 //! 3. takes the SMMU ([`smmu`]): abort first, then every DT StreamID in the host-identity domain;
 //! 4. writes the rewritten DTB for the host at `layout::HOST_DTB_PA` and checks the Linux `Image` at
 //!    `layout::HOST_KERNEL_PA`;
@@ -38,13 +39,16 @@ use alloc::vec::Vec;
 use buddy_system_allocator::LockedHeap;
 use spin::Once;
 use warden_core::host_s2::{self, HostS2Layout, HostStage2, Region};
-use warden_core::layout;
+use warden_core::{layout, sizing};
+use warden_dt::PhysRange;
 
 #[global_allocator]
 static HEAP: LockedHeap<32> = LockedHeap::empty();
 
 /// Where the boot map (see [`entry`]) maps normal memory: the DTB must lie there to be read.
 const BOOT_MAP_RAM: Region = Region::new(1 << 30, 4 << 30);
+/// Offset of `image_size` in an arm64 Linux `Image` header.
+const IMAGE_SIZE_OFFSET: u64 = 0x10;
 /// Offset of the magic in an arm64 Linux `Image` header.
 const IMAGE_MAGIC_OFFSET: u64 = 0x38;
 /// The arm64 `Image` magic, "ARM\x64" little-endian.
@@ -123,6 +127,39 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         console::base()
     );
 
+    // The hyp's memory, sized from the machine and placed where nothing the loader put in RAM lies.
+    let loaded = [
+        PhysRange {
+            base: dtb_pa,
+            size: dtb.len() as u64,
+        },
+        PhysRange {
+            base: layout::HOST_KERNEL_PA,
+            size: kernel_image_size(),
+        },
+    ];
+    let plan = match sizing::plan(&platform, &loaded) {
+        Ok(p) => p,
+        Err(e) => not_enough_memory(&platform, e),
+    };
+    let m = plan.memory;
+    log!(
+        "hyp memory: {} KiB = {} KiB fixed at {:#x} + {} KiB sized from the machine at {:#x} (SMMU {} KiB, \
+         page ownership {} KiB, host-identity tables {} KiB, domain pool {} KiB, heap {} KiB), {}.{:02} % of RAM",
+        m.total() >> 10,
+        m.fixed >> 10,
+        layout::HYP_CARVEOUT_PA,
+        m.sized() >> 10,
+        plan.region.base,
+        m.smmu >> 10,
+        m.ownership >> 10,
+        m.identity_tables >> 10,
+        m.domain_pool >> 10,
+        m.heap() >> 10,
+        m.basis_points_of(platform.memory_size()) / 100,
+        m.basis_points_of(platform.memory_size()) % 100
+    );
+
     // EL2 stage-1.
     let mut devices = smmus.clone();
     devices.push(Region::with_size(console::base(), 0x1000));
@@ -132,6 +169,14 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         devices: &devices,
     });
     log!("EL2 stage-1 MMU on");
+    let heap = plan.heap();
+    // SAFETY: The heap part of the sized region is RAM the host stage-2, the DT for the host and the SMMU all
+    // exclude (it is in `plan.hyp_ranges()`), mapped read/write by the stage-1 just built, and used by nothing
+    // else.
+    unsafe {
+        HEAP.lock()
+            .add_to_heap(heap.base as usize, heap.end() as usize);
+    }
     #[cfg(feature = "test-hooks")]
     if platform
         .chosen
@@ -149,10 +194,14 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         gic::probe(&platform)
     };
 
-    // Host stage-2: RAM minus the carve-out; as MMIO only the classified devices (deny by default), minus the
-    // GIC frames the hyp emulates.
-    let carveout = Region::with_size(layout::HYP_CARVEOUT_PA, layout::HYP_CARVEOUT_SIZE);
-    let devices = warden_core::devices::classify(&platform, carveout);
+    // Host stage-2: RAM minus the hyp's memory (fixed carve-out and sized part); as MMIO only the classified
+    // devices (deny by default), minus the GIC frames the hyp emulates.
+    let hyp: Vec<Region> = plan
+        .hyp_ranges()
+        .iter()
+        .map(|r| Region::with_size(r.base, r.size))
+        .collect();
+    let devices = warden_core::devices::classify(&platform, &hyp);
     for d in devices.withheld() {
         log!("{d}");
     }
@@ -183,7 +232,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     if platform.smmus.is_empty() {
         log!("no SMMU in the device tree: DMA is not confined");
     } else {
-        match smmu::bring_up(&platform) {
+        match smmu::bring_up(&platform, &plan) {
             Ok(w) => {
                 w.set_trap_log(&traps::HOST_TRAPS);
                 gic::install(&platform, &gic_layout, w.ownership());
@@ -196,7 +245,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
 
     // The device tree for the host.
     let edits = warden_dt::HostDtEdits {
-        reserved_no_map: alloc::vec![(layout::HYP_CARVEOUT_PA, layout::HYP_CARVEOUT_SIZE)],
+        reserved_no_map: plan.reserved().iter().map(|r| (r.base, r.size)).collect(),
         smmu_compatible: warden_abi::DT_COMPATIBLE,
         disable: devices.withheld().map(|d| d.node.path.as_str()).collect(),
     };
@@ -274,6 +323,27 @@ extern "C" fn warden_secondary_main(cpu: usize) -> ! {
     log!("CPU {cpu} up, entering the host at {entry:#x}");
     // SAFETY: EL2 is set up for the host on this CPU; `entry` is host RAM (checked when CPU_ON was relayed).
     unsafe { vectors::enter_el1(entry, context) }
+}
+
+/// The `image_size` of the Linux `Image` at `layout::HOST_KERNEL_PA` (0 if there is none: the boot stops
+/// later with a clear message), at least one 2 MiB block.
+fn kernel_image_size() -> u64 {
+    // SAFETY: HOST_KERNEL_PA is RAM in the boot map; aligned 8-byte reads of the Image header.
+    let size = unsafe {
+        core::ptr::read_volatile((layout::HOST_KERNEL_PA + IMAGE_SIZE_OFFSET) as *const u64)
+    };
+    size.clamp(layout::BLOCK_2M, 1 << 30)
+}
+
+/// Stops the boot cleanly when the machine cannot hold the hyp's memory: what was needed, what was found,
+/// then power-off.
+fn not_enough_memory(platform: &warden_dt::Platform, e: sizing::SizingError) -> ! {
+    log!(
+        "not enough memory for the hypervisor: {e} (RAM: {} MiB in {} range(s)); powering off",
+        platform.memory_size() >> 20,
+        platform.memory.len()
+    );
+    firmware::system_off()
 }
 
 /// The boot DTB as a slice, after checking it lies in the boot map's RAM.

@@ -5,17 +5,16 @@
 //!   memory, no `read_volatile`), ordered as Linux's `writel`/`readl`: `dsb st` before each store (queue
 //!   entries and STEs written to memory are visible to the SMMU before the `CMDQ_PROD` write that publishes
 //!   them), `dsb ld` after each load (event records are read after the `EVTQ_PROD` load that announced them).
-//! - [`CarveoutDma`]: a bump allocator over one region of the carve-out (taken from the hyp heap once, never
-//!   freed, never mapped for the host or any device), VA == PA, volatile 64-bit accesses. The SMMU is coherent
+//! - [`CarveoutDma`]: a bump allocator over the SMMU's part of the hyp's sized memory (`warden_core::sizing`:
+//!   never freed, never mapped for the host or any device), VA == PA, volatile 64-bit accesses. The SMMU is coherent
 //!   (`IDR0.COHACC`, checked by the driver), so no cache maintenance.
 //! - [`bring_up`]: `GBPA.ABORT` first, probe (the features line is logged), enable with every StreamID aborting,
 //!   the host-identity domain for every StreamID the DT's `iommu-map`s name; the result lives in a `static`.
 
-use alloc::alloc::{Layout, alloc_zeroed};
 use core::arch::asm;
 use spin::Once;
 use warden_core::dispatch::Warden;
-use warden_core::layout;
+use warden_core::sizing::{self, Plan};
 use warden_core::smmu_backend::{self, BootConfig, BootError, SmmuBackend};
 use warden_dt::{PhysRange, Platform};
 use warden_smmu::{DmaMemory, RegisterAccess};
@@ -23,20 +22,6 @@ use warden_smmu::{DmaMemory, RegisterAccess};
 use crate::host_mem::El2HostStage2;
 use crate::log;
 
-/// Bytes of carve-out given to the SMMU's stream table and queues: the level-2 tables of QEMU virt's whole
-/// `iommu-map` (256 × 16 KiB = 4 MiB), the level-1 table, the queues and the blocked domain's empty table.
-const SMMU_DMA_SIZE: usize = (4 << 20) + (256 << 10);
-/// Of which level-2 stream tables may take at most this much (checked before any is allocated).
-const STRTAB_BUDGET: u64 = 4 << 20;
-/// Bytes of carve-out given to the page tables of the host's DMA domains (4 KiB pages: each translated domain
-/// takes a root and a few more per mapped 1 GiB of IOVA; beyond that the host donates pages on `NOMEM`, so a
-/// full set of 1024 domains needs donations). Host-identity's reserve comes on top ([`identity_reserve`]): 2 MiB
-/// for QEMU virt's 1 GiB, so page tables take 4 MiB of carve-out in all, as much as the single pool did before.
-const POOL_SIZE: usize = 2 << 20;
-/// The most carve-out the host-identity domain's table reserve may take (its worst case, computed from the DT
-/// by `warden_core::dispatch::identity_reserve_pages`, is about 2 MiB per GiB of host RAM: 501 pages for QEMU
-/// virt's 1 GiB). Bigger machines fail to boot with a clear message rather than eat the heap.
-const IDENTITY_RESERVE_MAX: usize = 8 << 20;
 /// Allocatable DMA domains.
 const MAX_DOMAINS: u16 = 1024;
 /// Pages the host may have donated at once.
@@ -120,17 +105,18 @@ pub struct CarveoutDma {
 }
 
 impl CarveoutDma {
-    /// Takes `size` bytes from the hyp heap (inside the carve-out) for the SMMU, for good.
+    /// The SMMU's part of the hyp's sized memory (`warden_core::sizing::Plan::smmu`), zeroed here.
     ///
-    /// # Panics
+    /// # Safety
     ///
-    /// If the heap cannot provide them (a boot-time configuration error).
-    pub fn take_from_heap(size: usize) -> Self {
-        let base = leak_zeroed(size, 64 << 10);
+    /// `region` must be hyp memory mapped read/write at VA == PA and used by nothing else, for good.
+    pub unsafe fn over(region: PhysRange) -> Self {
+        // SAFETY: Promised by the caller: the region is ours, mapped and not aliased.
+        unsafe { core::ptr::write_bytes(region.base as *mut u8, 0, region.size as usize) };
         Self {
-            base,
-            next: base,
-            end: base + size as u64,
+            base: region.base,
+            next: region.base,
+            end: region.end(),
         }
     }
 
@@ -163,7 +149,7 @@ impl DmaMemory for CarveoutDma {
             return None;
         }
         self.next = end;
-        // The region came zeroed from the heap and is handed out once: nothing to clear.
+        // The region was zeroed by `over` and is handed out once: nothing to clear.
         Some(start)
     }
 
@@ -186,50 +172,6 @@ pub type El2Warden = Warden<SmmuBackend<SmmuRegs, CarveoutDma, El2HostStage2>>;
 
 static WARDEN: Once<El2Warden> = Once::new();
 
-/// The host-identity domain's table reserve: carve-out bytes (a power of two, as the buddy heap would round
-/// the request up anyway; the pages beyond the worst case go to the host's domains).
-fn identity_reserve(platform: &Platform, hyp: &[PhysRange]) -> usize {
-    let doorbells = smmu_backend::msi_doorbells(platform);
-    let config = warden_core::dispatch::Config {
-        ram: &platform.memory,
-        hyp,
-        pool: &[],
-        msi_doorbells: &doorbells,
-        sids: &[],
-        max_domains: MAX_DOMAINS,
-        vmid_bits: 16,
-        pa_bits: 48,
-        max_donated_pages: MAX_DONATED_PAGES,
-        phys_offset: 0,
-        event_ring: EVENT_RING,
-    };
-    let pages = match warden_core::dispatch::identity_reserve_pages(&config) {
-        Ok(p) => p,
-        Err(e) => panic!("host-identity table reserve: {e}"),
-    };
-    let bytes = (pages * 4096).next_power_of_two();
-    if bytes > IDENTITY_RESERVE_MAX {
-        panic!(
-            "host-identity needs {pages} table pages, more than the {} KiB the hyp heap can spare",
-            IDENTITY_RESERVE_MAX >> 10
-        );
-    }
-    bytes
-}
-
-/// Zeroed, `align`-aligned memory from the hyp heap, never freed; returns its address (VA == PA).
-fn leak_zeroed(size: usize, align: usize) -> u64 {
-    let Ok(layout) = Layout::from_size_align(size, align) else {
-        panic!("bad layout {size:#x}/{align:#x}");
-    };
-    // SAFETY: `layout` has a non-zero size; the block is never freed (leaked on purpose).
-    let p = unsafe { alloc_zeroed(layout) };
-    if p.is_null() {
-        panic!("hyp heap cannot provide {size:#x} bytes");
-    }
-    p as u64
-}
-
 /// Takes the first SMMU of `platform` (the EL2 stage-1 must map its frame as device memory) and builds the
 /// dispatcher with every StreamID the DT routes to it in the host-identity domain. Call once, on the boot
 /// CPU, before the host runs.
@@ -237,7 +179,7 @@ fn leak_zeroed(size: usize, align: usize) -> u64 {
 /// # Errors
 ///
 /// No SMMU in the DT, or what `smmu_backend::bring_up` reports (missing feature, timeout, memory).
-pub fn bring_up(platform: &Platform) -> Result<&'static El2Warden, BootError> {
+pub fn bring_up(platform: &Platform, plan: &Plan) -> Result<&'static El2Warden, BootError> {
     let Some(node) = platform.smmus.first() else {
         return Err(BootError::NoPhandle);
     };
@@ -250,24 +192,13 @@ pub fn bring_up(platform: &Platform) -> Result<&'static El2Warden, BootError> {
     // SAFETY: The DT's SMMU frame; `mmu::init` mapped it as device memory for EL2 and the host stage-2 does
     // not map it; this is the only driver.
     let regs = unsafe { SmmuRegs::new(node.reg.base) };
-    let mem = CarveoutDma::take_from_heap(SMMU_DMA_SIZE);
+    // SAFETY: The plan's SMMU part is hyp memory (never mapped for the host nor any device), mapped read/write
+    // by `mmu::init`, and nothing else uses it.
+    let mem = unsafe { CarveoutDma::over(plan.smmu()) };
     let dma_region = mem.region();
-    let hyp = [PhysRange {
-        base: layout::HYP_CARVEOUT_PA,
-        size: layout::HYP_CARVEOUT_SIZE,
-    }];
-    // Host-identity's reserve first: `Warden::new` takes its tables from the first pages of the pool.
-    let reserve = identity_reserve(platform, &hyp);
-    let pool = [
-        PhysRange {
-            base: leak_zeroed(reserve, 4096),
-            size: reserve as u64,
-        },
-        PhysRange {
-            base: leak_zeroed(POOL_SIZE, 4096),
-            size: POOL_SIZE as u64,
-        },
-    ];
+    let hyp = plan.hyp_ranges();
+    // Host-identity's tables first: `Warden::new` takes its reserve from the first pages of the pool.
+    let pool = [plan.identity_tables(), plan.domain_pool()];
     let config = BootConfig {
         ram: &platform.memory,
         hyp: &hyp,
@@ -276,7 +207,7 @@ pub fn bring_up(platform: &Platform) -> Result<&'static El2Warden, BootError> {
         max_donated_pages: MAX_DONATED_PAGES,
         event_ring: EVENT_RING,
         phys_offset: 0,
-        strtab_budget: STRTAB_BUDGET,
+        strtab_budget: plan.memory.smmu - sizing::SMMU_FIXED_BYTES,
         driver: warden_smmu::Config::default(),
     };
     let sids = smmu_backend::stream_ids(platform, node, 32);
@@ -312,6 +243,7 @@ pub fn bring_up(platform: &Platform) -> Result<&'static El2Warden, BootError> {
         (pool[0].size + pool[1].size) / 1024 - ip.total as u64 * 4,
         heap_free_mib.unwrap_or(0)
     );
+    w.set_hyp_memory(plan.memory.total());
     Ok(WARDEN.call_once(|| w))
 }
 

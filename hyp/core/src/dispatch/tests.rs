@@ -1066,11 +1066,20 @@ fn stats() {
                 | Stat::HypIntegrityBoot
                 | Stat::HostTrapsUnhandled
                 | Stat::GicRefused
+                | Stat::HypMemoryBytes
         ) {
             continue;
         }
         assert!(res(w, Function::Stat, &[s.value()]).is_ok(), "{s:?}");
     }
+    // Set once by EL2, BAD_STAT before.
+    assert_eq!(
+        res(w, Function::Stat, &[Stat::HypMemoryBytes.value()]),
+        Err(Error::BadStat)
+    );
+    w.set_hyp_memory(70 << 20);
+    w.set_hyp_memory(1);
+    assert_eq!(stat(w, Stat::HypMemoryBytes), 70 << 20);
     assert_eq!(stat(w, Stat::SmmuCommands), 7);
     assert_eq!(stat(w, Stat::SmmuSyncs), 3);
     assert_eq!(stat(w, Stat::DomainsMax), 8);

@@ -26,7 +26,8 @@ insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warde
 total=$(stat $STAT_HYP_MEMORY_BYTES)
 [ "$total" -eq $((HYP_CARVEOUT_SIZE + HYP_SIZED_SIZE)) ] ||
     fail "STAT HYP_MEMORY_BYTES $total != reserved $((HYP_CARVEOUT_SIZE + HYP_SIZED_SIZE))"
-echo "hyp memory: $((total >> 10)) KiB = $((total * 10000 / ram / 100)).$(printf '%02d' $((total * 10000 / ram % 100))) % of $((ram >> 20)) MiB RAM (STAT HYP_MEMORY_BYTES)"
+bp=$(((total * 10000 + ram - 1) / ram)) # basis points, rounded up as the hyp's log does
+echo "hyp memory: $((total >> 10)) KiB = $((bp / 100)).$(printf '%02d' $((bp % 100))) % of $((ram >> 20)) MiB RAM (STAT HYP_MEMORY_BYTES)"
 
 # Unreachable: CPU reads die of SIGBUS, DMA mappings are refused.
 expect 0 $ALLOC 0 # a paging domain

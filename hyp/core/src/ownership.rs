@@ -9,6 +9,10 @@
 //! | [`WORD_HYP`] | [`PageState::Hyp`]: the hypervisor's carve-out, never mappable |
 //! | [`WORD_DONATED`] | [`PageState::Donated`]: given to the hyp's page-table pool by the host, never mappable |
 //!
+//! Cost: one word per 4 KiB page of each tracked range, allocated per range (0.1 % of RAM; holes between ranges,
+//! e.g. NUMA nodes or RAM above 4 GiB, cost nothing), counted in `crate::sizing`. A page's state is found by a
+//! binary search over the ranges and one index, so every operation stays O(pages touched).
+//!
 //! MMIO pages devices may be granted (MSI doorbells) are tracked the same way in regions of kind
 //! [`MemKind::Mmio`]; everything else ([`PageState::None`]: holes, other MMIO) is never mappable.
 //!

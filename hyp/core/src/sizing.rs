@@ -21,6 +21,9 @@
 //! | domain pool | [`DOMAIN_POOL_BYTES`] |
 //! | heap slack | [`HEAP_SLACK_BYTES`] + 4 KiB per GiB of RAM (host stage-2 tables, DT copies, domain slots) |
 //!
+//! CPUs cost nothing proportional: their EL2 stacks are in the fixed part, for up to `layout::HYP_MAX_CPUS`
+//! (further CPUs are never started).
+//!
 //! The same function gives the boot log, `STAT HYP_MEMORY_BYTES` and the README's table (a test checks the
 //! table against it).
 

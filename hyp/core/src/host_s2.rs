@@ -17,11 +17,14 @@
 //! assert_eq!(s2.translate(0x4200_0000).unwrap().pa, 0x4200_0000);
 //! ```
 
-use aarch64_paging::MapError;
-use aarch64_paging::descriptor::Stage2Attributes;
-use aarch64_paging::idmap::IdMap;
-use aarch64_paging::paging::{MemoryRegion, Stage2};
+use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
+use aarch64_paging::paging::{Constraints, MemoryRegion, PageTable, Stage2};
+use aarch64_paging::{MapError, Mapping};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use spin::Mutex;
 
 use crate::trap::esr::{EC_DABT_LOW, EC_IABT_LOW, ESR_S1PTW, ESR_WNR, exception_class};
 
@@ -132,6 +135,9 @@ pub enum HostS2Error {
     /// A runtime edit reaches outside the host RAM this stage-2 was built with (the carve-out, an SMMU
     /// frame, MMIO, beyond RAM); carries the start.
     NotHostRam(u64),
+    /// The table reserve could not be refilled to [`MAX_TABLES_PER_EDIT`] pages before a runtime edit (the
+    /// hyp heap is exhausted); nothing changed. Carries the start of the edit.
+    NoTables(u64),
 }
 
 impl core::fmt::Display for HostS2Error {
@@ -145,6 +151,10 @@ impl core::fmt::Display for HostS2Error {
             Self::Map(start) => write!(f, "mapping the region at {start:#x} failed"),
             Self::Misaligned(start) => write!(f, "range at {start:#x} is not a page-aligned range"),
             Self::NotHostRam(start) => write!(f, "range at {start:#x} is not host RAM"),
+            Self::NoTables(start) => write!(
+                f,
+                "no hyp heap for the page tables of the edit at {start:#x}"
+            ),
         }
     }
 }
@@ -193,11 +203,114 @@ pub trait HostS2Tlb {
     fn invalidate(&mut self, region: Region);
 }
 
-/// The host's stage-2 translation (VMID 0).
-#[derive(Debug)]
-pub struct HostStage2 {
-    map: IdMap<Stage2>,
+/// The most page tables one runtime edit ([`HostStage2::unmap_range`], [`HostStage2::map_range`]) can
+/// allocate: the range has two ends, and at each end one 1 GiB block (or invalid 1 GiB entry) becomes a table
+/// of 2 MiB entries plus one table of 4 KiB pages. Level-1 tables for host RAM all exist after the boot build
+/// (every RAM range is mapped then), so nothing above level 2 is ever allocated by an edit.
+pub const MAX_TABLES_PER_EDIT: usize = 4;
+
+/// Where the host stage-2 gets its page tables from (the hyp heap at EL2; tests inject failing sources).
+pub trait TableSource: Send {
+    /// A zeroed, 4 KiB-aligned page table owned by the caller, or `None` if none is available.
+    fn alloc_table(&mut self) -> Option<NonNull<PageTable<Stage2Attributes>>>;
+
+    /// Gives back a table from [`Self::alloc_table`].
+    ///
+    /// # Safety
+    ///
+    /// `table` came from `alloc_table` of this source, is no longer referenced, and is freed only once.
+    unsafe fn free_table(&mut self, table: NonNull<PageTable<Stage2Attributes>>);
+}
+
+/// Page tables from the global heap (the hyp heap at EL2, which maps it 1:1, so a table's address is its PA).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeapTables;
+
+/// The layout of one page table.
+const TABLE_LAYOUT: Layout = Layout::new::<PageTable<Stage2Attributes>>();
+
+impl TableSource for HeapTables {
+    fn alloc_table(&mut self) -> Option<NonNull<PageTable<Stage2Attributes>>> {
+        // SAFETY: `TABLE_LAYOUT` has a non-zero size; an all-zero page table is valid (every entry invalid).
+        NonNull::new(unsafe { alloc::alloc::alloc_zeroed(TABLE_LAYOUT) }.cast())
+    }
+
+    unsafe fn free_table(&mut self, table: NonNull<PageTable<Stage2Attributes>>) {
+        // SAFETY: Our caller promises `table` came from `alloc_table`, which used the global allocator with
+        // `TABLE_LAYOUT`, and is freed once.
+        unsafe { alloc::alloc::dealloc(table.as_ptr().cast(), TABLE_LAYOUT) };
+    }
+}
+
+/// The host stage-2's table source and its reserve of at most [`MAX_TABLES_PER_EDIT`] zeroed tables.
+struct Tables<S> {
+    source: S,
+    reserve: Vec<NonNull<PageTable<Stage2Attributes>>>,
+    /// Set once the table is live: from then on tables come only from the reserve.
+    live: bool,
+    /// Tables handed out so far (tests check the per-edit bound with it).
+    allocated: usize,
+}
+
+// SAFETY: The reserved tables are owned by this value alone (taken from the source, not yet handed to the
+// page-table library), so moving it to another CPU moves their ownership with it.
+unsafe impl<S: TableSource> Send for Tables<S> {}
+
+/// aarch64-paging [`aarch64_paging::paging::Translation`] of the host stage-2 (identity: a table's address is
+/// its PA). Allocation pops the reserve; while the table is being built, before it goes live, it may also take
+/// from the source (boot, not host input). Deallocated tables go back to the reserve, or to the source when
+/// the reserve is full.
+struct HostS2Tables<S>(Arc<Mutex<Tables<S>>>);
+
+impl<S: TableSource> aarch64_paging::paging::Translation<Stage2Attributes> for HostS2Tables<S> {
+    fn allocate_table(&mut self) -> (NonNull<PageTable<Stage2Attributes>>, PhysicalAddress) {
+        let mut t = self.0.lock();
+        let table = match t.reserve.pop() {
+            Some(table) => table,
+            None if !t.live => t
+                .source
+                .alloc_table()
+                .expect("hyp heap exhausted while building the host stage-2"),
+            // A broken invariant: every edit refills the reserve to the bound first (see the tests).
+            None => panic!("host stage-2 edit needed more than {MAX_TABLES_PER_EDIT} tables"),
+        };
+        t.allocated += 1;
+        (table, PhysicalAddress(table.as_ptr() as usize))
+    }
+
+    unsafe fn deallocate_table(&mut self, table: NonNull<PageTable<Stage2Attributes>>) {
+        let mut t = self.0.lock();
+        if t.reserve.len() < MAX_TABLES_PER_EDIT {
+            // SAFETY: The library no longer references `table`, a whole page table we own: zero it so that
+            // the reserve only holds empty tables.
+            unsafe { table.as_ptr().write_bytes(0, 1) };
+            t.reserve.push(table);
+        } else {
+            // SAFETY: Our caller promises the library allocated `table` here and no longer uses it; every
+            // table came from the source.
+            unsafe { t.source.free_table(table) };
+        }
+    }
+
+    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<Stage2Attributes>> {
+        NonNull::new(pa.0 as *mut PageTable<Stage2Attributes>).expect("host stage-2 table at PA 0")
+    }
+}
+
+/// The host's stage-2 translation (VMID 0), its tables from `S` ([`HeapTables`] at EL2).
+pub struct HostStage2<S: TableSource = HeapTables> {
+    map: Mapping<HostS2Tables<S>, Stage2>,
+    tables: Arc<Mutex<Tables<S>>>,
     ram: Vec<Region>,
+}
+
+impl<S: TableSource> core::fmt::Debug for HostStage2<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HostStage2")
+            .field("root", &self.root_pa())
+            .field("ram", &self.ram)
+            .finish()
+    }
 }
 
 /// `ranges` minus every hole in `holes` (both page aligned), as a list of non-empty ranges in order.
@@ -224,13 +337,26 @@ pub(crate) fn subtract(range: Region, holes: &[Region]) -> Vec<Region> {
 }
 
 impl HostStage2 {
-    /// Builds the host stage-2 from `spec`.
+    /// Builds the host stage-2 from `spec`, its tables from the heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`HostStage2::build_with`].
+    pub fn build(spec: &HostS2Spec<'_>) -> Result<Self, HostS2Error> {
+        Self::build_with(spec, HeapTables)
+    }
+}
+
+impl<S: TableSource> HostStage2<S> {
+    /// Builds the host stage-2 from `spec`, its tables from `source`. The build allocates as many tables as
+    /// it needs (it panics if `source` runs dry: boot, not host input); runtime edits allocate only from a
+    /// reserve refilled, fallibly, before each edit.
     ///
     /// # Errors
     ///
     /// [`HostS2Error::OutOfRange`] if a region reaches beyond [`IPA_LIMIT`], [`HostS2Error::RamOverlapsMmio`]
     /// if RAM and MMIO overlap, [`HostS2Error::Map`] if the page-table library fails.
-    pub fn build(spec: &HostS2Spec<'_>) -> Result<Self, HostS2Error> {
+    pub fn build_with(spec: &HostS2Spec<'_>, source: S) -> Result<Self, HostS2Error> {
         let excluded: Vec<Region> = spec.excluded.iter().map(|r| r.grow_to_pages()).collect();
         let ram: Vec<Region> = spec
             .ram
@@ -253,8 +379,15 @@ impl HostStage2 {
             return Err(HostS2Error::RamOverlapsMmio(r.start));
         }
 
+        let tables = Arc::new(Mutex::new(Tables {
+            source,
+            reserve: Vec::with_capacity(MAX_TABLES_PER_EDIT),
+            live: false,
+            allocated: 0,
+        }));
         let mut s2 = Self {
-            map: IdMap::new(ROOT_LEVEL, Stage2),
+            map: Mapping::new(HostS2Tables(tables.clone()), ROOT_LEVEL, Stage2),
+            tables,
             ram: Vec::new(),
         };
         for r in &ram {
@@ -274,7 +407,12 @@ impl HostStage2 {
     fn map_identity(&mut self, r: Region, attributes: Stage2Attributes) -> Result<(), HostS2Error> {
         let range = MemoryRegion::new(r.start as usize, r.end as usize);
         self.map
-            .map_range(&range, attributes)
+            .map_range(
+                &range,
+                PhysicalAddress(r.start as usize),
+                attributes,
+                Constraints::empty(),
+            )
             .map_err(|e: MapError| match e {
                 MapError::AddressRange(_) => HostS2Error::OutOfRange(r.end),
                 _ => HostS2Error::Map(r.start),
@@ -406,8 +544,25 @@ impl HostStage2 {
     fn clear(&mut self, r: Region) -> Result<(), HostS2Error> {
         let range = MemoryRegion::new(r.start as usize, r.end as usize);
         self.map
-            .map_range(&range, Stage2Attributes::empty())
+            .map_range(
+                &range,
+                PhysicalAddress(r.start as usize),
+                Stage2Attributes::empty(),
+                Constraints::empty(),
+            )
             .map_err(|_| HostS2Error::Map(r.start))
+    }
+
+    /// Refills the table reserve to [`MAX_TABLES_PER_EDIT`] tables with fallible allocations, so that the
+    /// edit that follows cannot run out (tables it frees go back to the reserve). Changes no descriptor.
+    fn refill(&mut self, start: u64) -> Result<(), HostS2Error> {
+        let mut t = self.tables.lock();
+        while t.reserve.len() < MAX_TABLES_PER_EDIT {
+            let table = t.source.alloc_table().ok_or(HostS2Error::NoTables(start))?;
+            // Never reallocates: the capacity is the bound, allocated at build time.
+            t.reserve.push(table);
+        }
+        Ok(())
     }
 
     /// Removes the host RAM range `[pa, pa + len)` (page aligned) from the live stage-2, splitting the
@@ -433,11 +588,13 @@ impl HostStage2 {
     /// translates, and returning retries the access).
     ///
     /// At most two blocks are split per call (one at each end), each costing one or two new tables (a
-    /// 1 GiB block becomes 2 MiB blocks plus one table of pages).
+    /// 1 GiB block becomes 2 MiB blocks plus one table of pages): [`MAX_TABLES_PER_EDIT`]. Those come from the
+    /// reserve, refilled before anything changes.
     ///
     /// # Errors
     ///
-    /// [`HostS2Error::Misaligned`] or [`HostS2Error::NotHostRam`] before anything changed;
+    /// [`HostS2Error::Misaligned`], [`HostS2Error::NotHostRam`] or [`HostS2Error::NoTables`] (the reserve
+    /// could not be refilled) before anything changed;
     /// [`HostS2Error::Map`] if the page-table library refuses an edit (a broken invariant: the sequence above
     /// never violates its rules).
     pub fn unmap_range(
@@ -447,6 +604,7 @@ impl HostStage2 {
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
         let range = self.check_ram_range(pa, len)?;
+        self.refill(pa)?;
         let straddling: Vec<Leaf> = self
             .leaves_in(range)
             .into_iter()
@@ -491,10 +649,14 @@ impl HostStage2 {
     /// The carve-out, SMMU frames, MMIO and addresses outside RAM can never be mapped through this: the
     /// range must lie inside the host RAM the stage-2 was built with.
     ///
+    /// Invalid 1 GiB or 2 MiB entries at the ends of the range become tables: at most
+    /// [`MAX_TABLES_PER_EDIT`], from the reserve, refilled before anything changes.
+    ///
     /// # Errors
     ///
-    /// [`HostS2Error::Misaligned`] or [`HostS2Error::NotHostRam`] before anything changed;
-    /// [`HostS2Error::Map`] if the page-table library refuses the edit.
+    /// [`HostS2Error::Misaligned`], [`HostS2Error::NotHostRam`] or [`HostS2Error::NoTables`] (the reserve
+    /// could not be refilled) before anything changed; [`HostS2Error::Map`] if the page-table library refuses
+    /// the edit.
     pub fn map_range(
         &mut self,
         pa: u64,
@@ -502,6 +664,7 @@ impl HostStage2 {
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
         let range = self.check_ram_range(pa, len)?;
+        self.refill(pa)?;
         self.map_identity(range, RAM_ATTRIBUTES)?;
         tlb.invalidate(range);
         Ok(())
@@ -525,6 +688,7 @@ impl HostStage2 {
     /// Marks the table live for the page-table library's break-before-make checks (tests: as at EL2).
     #[cfg(test)]
     fn mark_live(&mut self) {
+        self.tables.lock().live = true;
         self.map.mark_active();
     }
 
@@ -536,6 +700,7 @@ impl HostStage2 {
     /// Must run at EL2 with `VTCR_EL2` programmed by [`vtcr`]; the table must stay alive while any CPU uses it,
     /// and must map everything the host is about to touch.
     pub unsafe fn activate(&mut self) {
+        self.tables.lock().live = true;
         // SAFETY: Our caller promised the above.
         unsafe {
             self.map.activate();
@@ -1033,22 +1198,22 @@ mod edit_tests {
     }
 
     /// A host stage-2 marked live (no CPU uses it: marked inactive again before the library's drop check).
-    struct Live(HostStage2);
+    struct Live<S: TableSource = HeapTables>(HostStage2<S>);
 
-    impl core::ops::Deref for Live {
-        type Target = HostStage2;
-        fn deref(&self) -> &HostStage2 {
+    impl<S: TableSource> core::ops::Deref for Live<S> {
+        type Target = HostStage2<S>;
+        fn deref(&self) -> &HostStage2<S> {
             &self.0
         }
     }
 
-    impl core::ops::DerefMut for Live {
-        fn deref_mut(&mut self) -> &mut HostStage2 {
+    impl<S: TableSource> core::ops::DerefMut for Live<S> {
+        fn deref_mut(&mut self) -> &mut HostStage2<S> {
             &mut self.0
         }
     }
 
-    impl Drop for Live {
+    impl<S: TableSource> Drop for Live<S> {
         fn drop(&mut self) {
             self.0.map.mark_inactive();
         }
@@ -1056,16 +1221,157 @@ mod edit_tests {
 
     /// A live host stage-2 with RAM `[1 GiB, ram_end)`, the carve-out and the SMMU frames excluded.
     fn live(ram_end: u64) -> Live {
+        live_with(ram_end, HeapTables)
+    }
+
+    /// [`live`] with its tables from `source`.
+    fn live_with<S: TableSource>(ram_end: u64, source: S) -> Live<S> {
         let ram = [Region::new(0x4000_0000, ram_end)];
         let mmio = [Region::new(0, 0x4000_0000)];
-        let mut s2 = HostStage2::build(&HostS2Spec {
-            ram: &ram,
-            mmio: &mmio,
-            excluded: &[CARVEOUT, SMMU],
-        })
+        let mut s2 = HostStage2::build_with(
+            &HostS2Spec {
+                ram: &ram,
+                mmio: &mmio,
+                excluded: &[CARVEOUT, SMMU],
+            },
+            source,
+        )
         .unwrap();
         s2.mark_live();
         Live(s2)
+    }
+
+    /// Heap tables that run out after a budget the test sets at any time (an allocator failing after N
+    /// allocations).
+    #[derive(Clone, Default)]
+    struct Budget(Arc<core::sync::atomic::AtomicUsize>);
+
+    impl Budget {
+        fn unlimited() -> Self {
+            let b = Self::default();
+            b.set(usize::MAX);
+            b
+        }
+
+        fn set(&self, n: usize) {
+            self.0.store(n, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl TableSource for Budget {
+        fn alloc_table(&mut self) -> Option<NonNull<PageTable<Stage2Attributes>>> {
+            use core::sync::atomic::Ordering::Relaxed;
+            self.0
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .ok()?;
+            HeapTables.alloc_table()
+        }
+
+        unsafe fn free_table(&mut self, table: NonNull<PageTable<Stage2Attributes>>) {
+            // SAFETY: Forwarded: our caller's promise, and `table` came from `HeapTables`.
+            unsafe { HeapTables.free_table(table) };
+        }
+    }
+
+    /// Tables the page-table library took so far.
+    fn allocated<S: TableSource>(s2: &HostStage2<S>) -> usize {
+        s2.tables.lock().allocated
+    }
+
+    /// Unmap from inside one 1 GiB block to inside the next and map the middle of two unmapped 1 GiB blocks:
+    /// the worst cases, each needing exactly the bound.
+    #[test]
+    fn worst_case_edits_need_exactly_the_bound() {
+        let mut s2 = live(0x1_4000_0000);
+        let mut tlb = Tlb::default();
+        assert_eq!(s2.translate(0x8000_0000).unwrap().level, 1);
+        assert_eq!(s2.translate(0xc000_0000).unwrap().level, 1);
+        let before = allocated(&s2);
+        let r = Region::new(0x8123_4000, 0xc123_4000);
+        s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        assert_eq!(allocated(&s2) - before, MAX_TABLES_PER_EDIT);
+        assert_eq!(s2.translate(r.start), None);
+        assert!(identity_ram(&s2, r.start - PAGE_SIZE));
+        assert!(identity_ram(&s2, r.end));
+        // Back to one mapping: allocates nothing (the tables stay).
+        let before = allocated(&s2);
+        s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        assert_eq!(allocated(&s2), before);
+        // Two whole 1 GiB blocks away (no split), then their middle back: a table of 2 MiB entries and one of
+        // pages at each end.
+        let gibs = Region::new(0x1_0000_0000, 0x1_4000_0000);
+        let mut s2 = live(0x1_8000_0000);
+        s2.unmap_range(gibs.start - GIB, 2 * GIB, &mut tlb).unwrap();
+        let before = allocated(&s2);
+        let r = Region::new(gibs.start - GIB + PAGE_SIZE, gibs.end - PAGE_SIZE);
+        s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        assert_eq!(allocated(&s2) - before, MAX_TABLES_PER_EDIT);
+        assert!(identity_ram(&s2, r.start));
+        assert!(identity_ram(&s2, r.end - PAGE_SIZE));
+        assert_eq!(s2.translate(r.start - PAGE_SIZE), None);
+        assert_eq!(s2.translate(r.end), None);
+    }
+
+    #[test]
+    fn edit_without_heap_fails_and_changes_nothing() {
+        let budget = Budget::unlimited();
+        let mut s2 = live_with(0x1_4000_0000, budget.clone());
+        let mut tlb = Tlb::default();
+        let r = Region::new(0x8123_4000, 0xc123_4000);
+        for n in 0..MAX_TABLES_PER_EDIT {
+            // The reserve holds the `n - 1` tables of the earlier rounds; one more is still short of the bound.
+            let before = s2.leaves();
+            budget.set(usize::from(n > 0));
+            for unmap in [true, false] {
+                let result = if unmap {
+                    s2.unmap_range(r.start, r.end - r.start, &mut tlb)
+                } else {
+                    s2.map_range(r.start, PAGE_SIZE, &mut tlb)
+                };
+                assert_eq!(result, Err(HostS2Error::NoTables(r.start)));
+                budget.set(0);
+            }
+            assert_eq!(s2.leaves(), before);
+            assert!(tlb.0.is_empty());
+        }
+        budget.set(1);
+        s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        assert_eq!(s2.translate(r.start), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Random edits over 2 GiB of 1 GiB blocks, with an allocator that fails after `budget` tables: each
+        /// edit allocates at most the bound, and a refused one changes no leaf.
+        #[test]
+        fn edits_stay_within_the_bound(
+            ops in proptest::collection::vec((any::<bool>(), 0u64..(2 * GIB / PAGE_SIZE), 1u64..(1 << 19), 0usize..6), 1..8)
+        ) {
+            const BASE: u64 = 0x8000_0000;
+            let budget = Budget::unlimited();
+            let mut s2 = live_with(0x1_0000_0000, budget.clone());
+            let mut tlb = Tlb::default();
+            for (unmap, first, count, n) in ops {
+                let count = count.min(2 * GIB / PAGE_SIZE - first);
+                let (pa, len) = (BASE + first * PAGE_SIZE, count * PAGE_SIZE);
+                budget.set(n);
+                let before = (s2.leaves(), allocated(&s2));
+                let result = if unmap {
+                    s2.unmap_range(pa, len, &mut tlb)
+                } else {
+                    s2.map_range(pa, len, &mut tlb)
+                };
+                prop_assert!(allocated(&s2) - before.1 <= MAX_TABLES_PER_EDIT);
+                match result {
+                    Ok(()) => prop_assert_eq!(s2.is_mapped(pa, len), !unmap),
+                    Err(e) => {
+                        prop_assert_eq!(e, HostS2Error::NoTables(pa));
+                        prop_assert_eq!(s2.leaves(), before.0);
+                    }
+                }
+            }
+        }
     }
 
     fn identity_ram(s2: &HostStage2, pa: u64) -> bool {
@@ -1336,7 +1642,12 @@ mod edit_tests {
         let mut s2 = live(0x8000_0000);
         let page = MemoryRegion::new(0x4220_3000, 0x4220_4000);
         assert!(matches!(
-            s2.map.map_range(&page, Stage2Attributes::empty()),
+            s2.map.map_range(
+                &page,
+                PhysicalAddress(0x4220_3000),
+                Stage2Attributes::empty(),
+                Constraints::empty()
+            ),
             Err(MapError::BreakBeforeMakeViolation(_))
         ));
         assert!(identity_ram(&s2, 0x4220_3000));

@@ -2,7 +2,8 @@
 //! host donates pages to the hypervisor (`WARDEN_FN_DONATE`) and reclaims them (`WARDEN_FN_RECLAIM`).
 //!
 //! - [`HOST_S2`] holds `warden_core::host_s2::HostStage2` in a `spin::Mutex`. Edits
-//!   (`HostStage2::unmap_range`/`map_range`) run under it; so does the stage-2 fault handler's re-check
+//!   (`HostStage2::unmap_range`/`map_range`) run under it, each first refilling the table's own reserve from
+//!   the heap with fallible allocations (heap exhaustion is an error before anything changed, never a panic); so does the stage-2 fault handler's re-check
 //!   ([`fault_is_transient`]), which is what makes break-before-make safe on a live table: a CPU that
 //!   touches the rest of a block while another CPU has it broken faults to EL2, waits for the lock, sees the
 //!   address translate again and retries the access instead of getting an external abort.
@@ -13,9 +14,10 @@
 //!   mapping it non-cacheable reads the zeroes, not stale DRAM.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
 use spin::{Mutex, Once};
 use warden_core::dispatch::HwError;
-use warden_core::host_s2::{HostS2Tlb, HostStage2, PAGE_SIZE, Region};
+use warden_core::host_s2::{HostS2Error, HostS2Tlb, HostStage2, PAGE_SIZE, Region};
 use warden_core::smmu_backend::HostStage2Ops;
 
 use crate::{log, mmu};
@@ -27,11 +29,18 @@ static ROOT: Once<u64> = Once::new();
 
 /// Above this many pages one `TLBI VMALLS12E1IS` replaces the per-page `TLBI IPAS2E1IS`.
 const TLBI_PAGE_LIMIT: u64 = 512;
-/// Heap bytes that must be free before an edit starts. An edit allocates at most four 4 KiB tables (two
-/// block splits, 1 GiB ones needing two tables each), but the buddy heap may be fragmented: ask for much more,
-/// so that the host, which decides how many blocks get split, gets `HW_ERROR` instead of a hyp out-of-memory
-/// panic. (Split tables stay after reclaim: at most one per 2 MiB of RAM.)
-const EDIT_HEAP_MARGIN: usize = 1 << 20;
+/// Set once the hyp heap could not refill the host stage-2's table reserve (logged the first time only).
+static NO_TABLES_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// The dispatcher's error for a failed edit, logged: `HostS2Error::NoTables` (hyp heap exhausted, nothing
+/// changed) once per boot, other failures each time. Every failure is `HW_ERROR` for the host: donating more
+/// pages cannot help, since donations feed the domain page pool, not the hyp heap.
+fn edit_error(what: &str, pa: u64, len: u64, e: HostS2Error) -> HwError {
+    if !matches!(e, HostS2Error::NoTables(_)) || !NO_TABLES_LOGGED.swap(true, Ordering::Relaxed) {
+        log!("host stage-2: cannot {what} {pa:#x}+{len:#x}: {e}");
+    }
+    HwError::Failed
+}
 
 /// Installs the boot CPU's host stage-2 (already activated). Call once.
 pub fn install(s2: HostStage2) {
@@ -115,24 +124,15 @@ impl HostStage2Ops for El2HostStage2 {
         let Some(s2) = HOST_S2.get() else {
             return Err(HwError::Failed);
         };
-        if !crate::heap_has_room(EDIT_HEAP_MARGIN) {
-            log!("host stage-2: hyp heap low, refusing to unmap {pa:#x}+{len:#x}");
-            return Err(HwError::Failed);
-        }
-        s2.lock().unmap_range(pa, len, &mut CpuTlb).map_err(|e| {
-            log!("host stage-2: cannot unmap {pa:#x}+{len:#x}: {e}");
-            HwError::Failed
-        })
+        s2.lock()
+            .unmap_range(pa, len, &mut CpuTlb)
+            .map_err(|e| edit_error("unmap", pa, len, e))
     }
 
     fn map(&self, pa: u64, len: u64) -> Result<(), HwError> {
         let Some(s2) = HOST_S2.get() else {
             return Err(HwError::Failed);
         };
-        if !crate::heap_has_room(EDIT_HEAP_MARGIN) {
-            log!("host stage-2: hyp heap low, refusing to map {pa:#x}+{len:#x}");
-            return Err(HwError::Failed);
-        }
         let mut s2 = s2.lock();
         // Checked before touching the memory: only host RAM (never the carve-out) is cleaned and mapped.
         if !s2.is_host_ram(pa) || !s2.is_host_ram(pa.saturating_add(len).saturating_sub(1)) {
@@ -140,9 +140,7 @@ impl HostStage2Ops for El2HostStage2 {
         }
         // The pool zeroed the pages through the hyp's cacheable mapping: push the zeroes to memory.
         mmu::clean_dcache_to_poc(pa, len);
-        s2.map_range(pa, len, &mut CpuTlb).map_err(|e| {
-            log!("host stage-2: cannot map {pa:#x}+{len:#x}: {e}");
-            HwError::Failed
-        })
+        s2.map_range(pa, len, &mut CpuTlb)
+            .map_err(|e| edit_error("map", pa, len, e))
     }
 }

@@ -516,27 +516,47 @@ impl<S: TableSource> HostStage2<S> {
         self.map
             .walk_range(&mr, &mut |mr, desc, level| {
                 if desc.is_valid() {
-                    let size = granule(level);
-                    let start = mr.start().0 as u64 & !(size - 1);
-                    leaves.push(Leaf {
-                        ipa: Region::new(start, start + size),
-                        pa: desc.output_address().0 as u64,
-                        level,
-                        kind: if desc
-                            .flags()
-                            .contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB)
-                        {
-                            MemKind::Ram
-                        } else {
-                            MemKind::Device
-                        },
-                        attributes: desc.flags(),
-                    });
+                    leaves.push(whole_leaf(mr, desc, level));
                 }
                 Ok(())
             })
             .expect("walking host RAM of a well-formed table cannot fail");
         leaves
+    }
+
+    /// The valid leaf holding the page at `addr`, with its whole extent. Never allocates.
+    fn leaf_at(&self, addr: u64) -> Option<Leaf> {
+        let page = addr & !(PAGE_SIZE - 1);
+        let mut found = None;
+        let mr = MemoryRegion::new(page as usize, (page + PAGE_SIZE) as usize);
+        self.map
+            .walk_range(&mr, &mut |mr, desc, level| {
+                if desc.is_valid() {
+                    found = Some(whole_leaf(mr, desc, level));
+                }
+                Ok(())
+            })
+            .ok()?;
+        found
+    }
+
+    /// The first run of contiguous valid leaves in `range` (whole extents joined), or `None` if `range`
+    /// maps nothing. Never allocates.
+    fn next_run(&self, range: Region) -> Option<Region> {
+        let mut run: Option<Region> = None;
+        let mr = MemoryRegion::new(range.start as usize, range.end as usize);
+        // The walk stops (callback error) at the first gap after a run: that error is the expected end.
+        let _ = self.map.walk_range(&mr, &mut |mr, desc, level| {
+            let ipa = whole_leaf(mr, desc, level).ipa;
+            match (desc.is_valid(), run) {
+                (true, None) => run = Some(ipa),
+                (true, Some(r)) if r.end == ipa.start => run = Some(Region::new(r.start, ipa.end)),
+                (false, None) => {}
+                _ => return Err(()),
+            }
+            Ok(())
+        });
+        run
     }
 
     /// Writes invalid descriptors over `r`, which must be exactly covered by whole valid leaves or
@@ -605,36 +625,35 @@ impl<S: TableSource> HostStage2<S> {
     ) -> Result<(), HostS2Error> {
         let range = self.check_ram_range(pa, len)?;
         self.refill(pa)?;
-        let straddling: Vec<Leaf> = self
-            .leaves_in(range)
-            .into_iter()
-            .filter(|l| l.ipa.start < range.start || l.ipa.end > range.end)
-            .collect();
-        for block in &straddling {
+        // Only the leaves holding the range's first and last pages can reach outside it (found before any
+        // change; the same block if one holds both ends). No heap allocation from here on: the size of
+        // the range is the host's choice.
+        let first = self
+            .leaf_at(range.start)
+            .filter(|l| l.ipa.start < range.start || l.ipa.end > range.end);
+        let last = self
+            .leaf_at(range.end - PAGE_SIZE)
+            .filter(|l| l.ipa.end > range.end && Some(*l) != first);
+        for block in [first, last].into_iter().flatten() {
             // Break.
             self.clear(block.ipa)?;
             tlb.invalidate(block.ipa);
             // Make: the block's attributes again, outside the range.
             let attributes = block.attributes & !Stage2Attributes::TABLE_OR_PAGE;
-            for part in subtract(block.ipa, &[range]) {
-                self.map_identity(part, attributes)?;
+            let below = Region::new(block.ipa.start, range.start.max(block.ipa.start));
+            let above = Region::new(range.end.min(block.ipa.end), block.ipa.end);
+            for part in [below, above] {
+                if !part.is_empty() {
+                    self.map_identity(part, attributes)?;
+                }
             }
         }
         // What is left in the range are whole leaves: clear them in runs.
-        let mut run: Option<Region> = None;
-        for leaf in self.leaves_in(range) {
-            debug_assert!(leaf.ipa.start >= range.start && leaf.ipa.end <= range.end);
-            run = match run {
-                Some(r) if r.end == leaf.ipa.start => Some(Region::new(r.start, leaf.ipa.end)),
-                Some(r) => {
-                    self.clear(r)?;
-                    Some(leaf.ipa)
-                }
-                None => Some(leaf.ipa),
-            };
-        }
-        if let Some(r) = run {
-            self.clear(r)?;
+        let mut rest = range;
+        while let Some(run) = self.next_run(rest) {
+            debug_assert!(run.start >= range.start && run.end <= range.end);
+            self.clear(run)?;
+            rest = Region::new(run.end, range.end);
         }
         tlb.invalidate(range);
         Ok(())
@@ -705,6 +724,28 @@ impl<S: TableSource> HostStage2<S> {
         unsafe {
             self.map.activate();
         }
+    }
+}
+
+/// The leaf a table walk reports as `(mr, desc, level)`, with the whole extent of its descriptor.
+fn whole_leaf(
+    mr: &MemoryRegion,
+    desc: &aarch64_paging::descriptor::Descriptor<Stage2Attributes>,
+    level: usize,
+) -> Leaf {
+    let size = granule(level);
+    let start = mr.start().0 as u64 & !(size - 1);
+    let attributes = desc.flags();
+    Leaf {
+        ipa: Region::new(start, start + size),
+        pa: desc.output_address().0 as u64,
+        level,
+        kind: if attributes.contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB) {
+            MemKind::Ram
+        } else {
+            MemKind::Device
+        },
+        attributes,
     }
 }
 

@@ -574,15 +574,38 @@ impl<S: TableSource> HostStage2<S> {
     }
 
     /// Refills the table reserve to [`MAX_TABLES_PER_EDIT`] tables with fallible allocations, so that the
-    /// edit that follows cannot run out (tables it frees go back to the reserve). Changes no descriptor.
-    fn refill(&mut self, start: u64) -> Result<(), HostS2Error> {
+    /// edit of `range` that follows cannot run out (tables it frees go back to the reserve). Changes no
+    /// descriptor. A short heap is an error only if the edit may allocate ([`Self::needs_tables`]): so an
+    /// edit that undoes the one before (the rollback of a failed `DONATE`) never fails for want of heap.
+    fn refill(&mut self, range: Region) -> Result<(), HostS2Error> {
+        let needs_tables = self.needs_tables(range);
         let mut t = self.tables.lock();
         while t.reserve.len() < MAX_TABLES_PER_EDIT {
-            let table = t.source.alloc_table().ok_or(HostS2Error::NoTables(start))?;
-            // Never reallocates: the capacity is the bound, allocated at build time.
-            t.reserve.push(table);
+            match t.source.alloc_table() {
+                // Never reallocates: the capacity is the bound, allocated at build time.
+                Some(table) => t.reserve.push(table),
+                None if needs_tables => return Err(HostS2Error::NoTables(range.start)),
+                None => break,
+            }
         }
         Ok(())
+    }
+
+    /// Whether an edit of `range` may allocate a table: a descriptor (valid or not) above level 3 covers
+    /// one of its ends and reaches outside it. Otherwise every descriptor the edit writes exists already.
+    fn needs_tables(&self, range: Region) -> bool {
+        [range.start, range.end - PAGE_SIZE]
+            .into_iter()
+            .any(|addr| {
+                let mut needs = true;
+                let mr = MemoryRegion::new(addr as usize, (addr + PAGE_SIZE) as usize);
+                let _ = self.map.walk_range(&mr, &mut |mr, desc, level| {
+                    let ipa = whole_leaf(mr, desc, level).ipa;
+                    needs = level < 3 && (ipa.start < range.start || ipa.end > range.end);
+                    Ok(())
+                });
+                needs
+            })
     }
 
     /// Removes the host RAM range `[pa, pa + len)` (page aligned) from the live stage-2, splitting the
@@ -624,7 +647,7 @@ impl<S: TableSource> HostStage2<S> {
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
         let range = self.check_ram_range(pa, len)?;
-        self.refill(pa)?;
+        self.refill(range)?;
         // Only the leaves holding the range's first and last pages can reach outside it (found before any
         // change; the same block if one holds both ends). No heap allocation from here on: the size of
         // the range is the host's choice.
@@ -683,7 +706,7 @@ impl<S: TableSource> HostStage2<S> {
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
         let range = self.check_ram_range(pa, len)?;
-        self.refill(pa)?;
+        self.refill(range)?;
         self.map_identity(range, RAM_ATTRIBUTES)?;
         tlb.invalidate(range);
         Ok(())
@@ -1378,6 +1401,37 @@ mod edit_tests {
         budget.set(1);
         s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
         assert_eq!(s2.translate(r.start), None);
+    }
+
+    /// The rollback of a failed `DONATE` (mapping back what was just unmapped) needs no table, so it
+    /// succeeds with the heap dry; an edit that would split still fails.
+    #[test]
+    fn undoing_an_edit_needs_no_heap() {
+        let budget = Budget::unlimited();
+        let mut s2 = live_with(0x1_8000_0000, budget.clone());
+        let mut tlb = Tlb::default();
+        for r in [
+            Region::new(0x8123_4000, 0xc123_4000),
+            Region::new(0x4220_0000, 0x4260_0000),
+            Region::new(0x4330_1000, 0x4330_2000),
+        ] {
+            budget.set(usize::MAX);
+            s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+            budget.set(0);
+            s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
+            assert!(s2.is_mapped(r.start, r.end - r.start));
+            // Unmapping again splits nothing either.
+            s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+            s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        }
+        let before = s2.leaves();
+        let r = Region::new(0x1_4000_1000, 0x1_4000_2000);
+        assert_eq!(s2.translate(r.start).unwrap().level, 1);
+        assert_eq!(
+            s2.unmap_range(r.start, PAGE_SIZE, &mut tlb),
+            Err(HostS2Error::NoTables(r.start))
+        );
+        assert_eq!(s2.leaves(), before);
     }
 
     proptest! {

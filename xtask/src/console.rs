@@ -111,8 +111,14 @@ impl Watcher {
 
 /// Reads QEMU's stdout and stderr until the script's exit (then waits for the power-off), a panic (then reads a
 /// few more seconds for the trace), QEMU's exit, or the timeout (then kills QEMU). `echo` copies the output to
-/// stdout as it comes.
-pub fn watch(child: &mut Child, timeout: Duration, echo: bool) -> Result<Outcome> {
+/// stdout as it comes. Before killing a machine that hung (timeout, or no power-off after the script), `stuck`
+/// is asked for a description of its state (e.g. every CPU's registers from QEMU's monitor), appended to the log.
+pub fn watch(
+    child: &mut Child,
+    timeout: Duration,
+    echo: bool,
+    stuck: &dyn Fn() -> String,
+) -> Result<Outcome> {
     let start = Instant::now();
     let (tx, rx) = mpsc::channel::<Option<Vec<u8>>>();
     for stream in [
@@ -153,6 +159,19 @@ pub fn watch(child: &mut Child, timeout: Duration, echo: bool) -> Result<Outcome
     while open_streams > 0 {
         let now = Instant::now();
         if now >= deadline && !killed {
+            // A machine that panicked is not stuck; one that hung says where its CPUs are.
+            if w.panic.is_none() {
+                let state = stuck();
+                if !state.is_empty() {
+                    let text =
+                        format!("\n==> the machine hung; its state before the kill:\n{state}\n");
+                    if echo {
+                        let _ = stdout.write_all(text.as_bytes());
+                    }
+                    log.extend_from_slice(text.as_bytes());
+                    scanned = log.len();
+                }
+            }
             let _ = child.kill();
             killed = true;
             deadline = now + Duration::from_secs(5);

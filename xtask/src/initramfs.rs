@@ -49,6 +49,8 @@ if [ -e /warden/script ]; then
     status=$?
     cd /
     echo "WARDEN-SCRIPT-EXIT: $status"
+    # Scripts may have quietened the kernel: let a slow power-off say why.
+    echo 7 > /proc/sys/kernel/printk
     poweroff -f
 fi
 echo "WARDEN-INIT: root shell (mode $WARDEN_MODE); leave with 'poweroff -f'"

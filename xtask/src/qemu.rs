@@ -281,7 +281,12 @@ impl Machine {
     /// timeout. `echo` streams the console to stdout as it comes.
     pub fn boot(&self, o: &RunOpts, echo: bool) -> Result<Outcome> {
         let dir = self.boot_dir(o)?;
-        let args = self.qemu_args(o, &dir.0)?;
+        let mut args = self.qemu_args(o, &dir.0)?;
+        let monitor = dir.0.join("monitor.sock");
+        args.extend([
+            "-monitor".to_string(),
+            format!("unix:{},server=on,wait=off", monitor.display()),
+        ]);
         let mut child = Command::new("qemu-system-aarch64")
             .args(&args)
             .stdin(Stdio::null())
@@ -289,7 +294,7 @@ impl Machine {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start qemu-system-aarch64 (run `cargo xtask deps`)")?;
-        crate::console::watch(&mut child, o.timeout, echo)
+        crate::console::watch(&mut child, o.timeout, echo, &|| cpu_state(&monitor))
     }
 
     /// Boots interactively: QEMU owns the terminal; returns QEMU's exit status.
@@ -386,4 +391,44 @@ pub fn run_command(ws: &Ws, o: &RunOpts) -> Result<u8> {
         eprintln!("xtask: error: {msg}");
     }
     Ok(code)
+}
+
+/// Every CPU's registers (PC, PSTATE with the exception level, ...), asked of QEMU's human monitor at `socket`;
+/// the error instead if the monitor does not answer. For the log of a machine that hung.
+fn cpu_state(socket: &Path) -> String {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let ask = || -> std::io::Result<String> {
+        let mut s = UnixStream::connect(socket)?;
+        s.set_read_timeout(Some(Duration::from_millis(1500)))?;
+        s.write_all(b"info registers -a\n")?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        // The monitor never closes the stream: read until it has been quiet for the timeout.
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&out).replace('\r', "");
+        // From the first CPU on (the monitor echoes the command with line-editing escapes), without the
+        // SVE/predicate registers (pages of zeros that say nothing about where a CPU is stuck).
+        let from = text.find("CPU#").unwrap_or(text.len());
+        Ok(text[from..]
+            .lines()
+            .filter(|l| {
+                !["Z", "P0", "P1", "FFR", "(qemu)"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
+    };
+    ask().unwrap_or_else(|e| {
+        format!(
+            "(QEMU's monitor at {} did not answer: {e})",
+            socket.display()
+        )
+    })
 }

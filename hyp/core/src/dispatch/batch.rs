@@ -27,6 +27,7 @@
 //! entries cleared, counts kept). A batch whose ranges have more than [`BATCH_UNMAP_RUNS`] discontiguous PA runs
 //! between them takes one invalidation per [`BATCH_UNMAP_RUNS`] runs.
 
+use super::unmap::{BATCH_UNMAP_RUNS, Cleared};
 use super::*;
 
 /// Most descriptors per call.

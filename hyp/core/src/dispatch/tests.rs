@@ -1,6 +1,7 @@
 //! Dispatcher tests: every error path, a no-panic property over random arguments, and random operation
 //! sequences checked against a reference model.
 
+use super::unmap::UNMAP_RUNS;
 use super::*;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};

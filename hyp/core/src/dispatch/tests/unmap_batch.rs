@@ -4,6 +4,7 @@
 //! invalidation's record take several invalidations, block ends split.
 
 use super::*;
+use crate::dispatch::unmap::BATCH_UNMAP_RUNS;
 
 const NO: u64 = abi::MAP_BATCH_NO_ENTRY;
 /// Descriptor page (host RAM, away from the PAs the tests map).

@@ -1,0 +1,140 @@
+//! What the dispatcher needs from the hardware: the [`Backend`] trait and the types it speaks.
+
+use super::S2Config;
+
+/// What an STE should do with a StreamID's transactions.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum SteConfig {
+    /// Abort every transaction (blocked domains), recording a fault.
+    Abort,
+    /// Stage-2 translation through a domain.
+    Translate(S2Config),
+}
+
+/// Hints for a range invalidation.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct InvalidateHint {
+    /// Only leaf entries were removed: walk caches need no invalidation.
+    pub leaf_only: bool,
+    /// Size of every removed leaf if they were all the same (4 KiB, 2 MiB or 1 GiB); `None` if mixed.
+    pub leaf_size: Option<u64>,
+}
+
+/// A failure reported by the [`Backend`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum HwError {
+    /// The SMMU did not complete in time.
+    #[error("SMMU timeout")]
+    Timeout,
+    /// The backend ran out of memory (e.g. host stage-2 tables).
+    #[error("backend out of memory")]
+    NoMem,
+    /// Any other failure.
+    #[error("SMMU or stage-2 failure")]
+    Failed,
+}
+
+/// One fault record, as the SMMU driver decoded it.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct FaultRecord {
+    /// StreamID.
+    pub sid: u32,
+    /// Input address (IOVA), if `flags` has [`EVENT_FLAG_IOVA_VALID`](warden_abi::EVENT_FLAG_IOVA_VALID).
+    pub iova: u64,
+    /// Reason: the SMMUv3 event type (`abi::EVENT_REASON_*`).
+    pub reason: u8,
+    /// `abi::EVENT_FLAG_*`.
+    pub flags: u16,
+}
+
+/// Counters the SMMU driver keeps.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct SmmuCounters {
+    /// Commands issued.
+    pub commands: u64,
+    /// CMD_SYNCs issued.
+    pub syncs: u64,
+    /// Event-queue overflows the SMMU signalled (each lost at least one fault record; the SMMU does not say
+    /// how many).
+    pub event_overflows: u64,
+}
+
+/// What [`Warden`](super::Warden) needs from the hardware. Implemented by EL2 over warden-smmu's driver and
+/// the host stage-2, and by mocks in tests. Every method must return (timeouts become [`HwError::Timeout`]).
+/// `Warden<B>` is `Sync` (shareable by all CPUs) exactly when `B` is.
+pub trait Backend {
+    /// Writes the STE of `sid` so that the device never sees a half-written entry, and waits for the SMMU to
+    /// observe it (CFGI_STE + CMD_SYNC). While the SMMU is still disabled (boot), the backend may skip commands.
+    ///
+    /// # Errors
+    ///
+    /// A timeout or another SMMU failure.
+    fn install_ste(&self, sid: u32, config: SteConfig) -> Result<(), HwError>;
+
+    /// Points `count` StreamIDs from `first` at the same configuration (boot: every StreamID of an `iommu-map`
+    /// goes to host-identity). The default writes them one by one with [`Backend::install_ste`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::install_ste`].
+    fn install_ste_range(&self, first: u32, count: u32, config: SteConfig) -> Result<(), HwError> {
+        for i in 0..count {
+            self.install_ste(first.wrapping_add(i), config)?;
+        }
+        Ok(())
+    }
+
+    /// Invalidates every cached translation of `[iova, iova + len)` in `vmid` (walk caches too unless
+    /// `hint.leaf_only`) and waits for completion (one CMD_SYNC).
+    ///
+    /// # Errors
+    ///
+    /// A timeout or another SMMU failure.
+    fn invalidate_range(
+        &self,
+        vmid: u16,
+        iova: u64,
+        len: u64,
+        hint: InvalidateHint,
+    ) -> Result<(), HwError>;
+
+    /// Invalidates everything cached for `vmid` and waits for completion.
+    ///
+    /// # Errors
+    ///
+    /// A timeout or another SMMU failure.
+    fn invalidate_vmid(&self, vmid: u16) -> Result<(), HwError>;
+
+    /// The next fault record from the SMMU's event queue, if any.
+    fn next_event(&self) -> Option<FaultRecord>;
+
+    /// Removes `[pa, pa + len)` from the host's stage-2 (donation), with the CPU TLB maintenance that needs.
+    ///
+    /// # Errors
+    ///
+    /// The host stage-2 could not be changed (nothing changed).
+    fn host_unmap(&self, pa: u64, len: u64) -> Result<(), HwError>;
+
+    /// Gives `[pa, pa + len)` back to the host's stage-2 (reclaim).
+    ///
+    /// # Errors
+    ///
+    /// The host stage-2 could not be changed (nothing changed).
+    fn host_map(&self, pa: u64, len: u64) -> Result<(), HwError>;
+
+    /// The driver's command counters.
+    fn counters(&self) -> SmmuCounters {
+        SmmuCounters::default()
+    }
+
+    /// Whether the SMMU has range invalidation (IDR3.RIL), reported as a feature bit.
+    fn range_invalidation(&self) -> bool {
+        false
+    }
+
+    /// Whether replacing a live block by a table needs break-before-make (the SMMU does not report
+    /// `IDR3.BBML` = 2). The default, `true`, is the safe answer for any SMMU.
+    fn break_before_make(&self) -> bool {
+        true
+    }
+}

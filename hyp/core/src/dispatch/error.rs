@@ -1,0 +1,104 @@
+//! Why [`Warden::new`](super::Warden::new) or a call failed, and how failures become ABI errors.
+
+use super::*;
+use crate::domain::DomainError;
+use crate::ownership::{OwnershipError, OwnershipInitError};
+
+/// Why [`Warden::new`] failed.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum InitError {
+    /// The memory description is inconsistent.
+    #[error("memory map: {0}")]
+    Ownership(#[from] OwnershipInitError),
+    /// Building the host-identity domain failed (a broken invariant: its pool is sized for the worst case).
+    #[error("page-table pool: {0}")]
+    Domain(#[from] DomainError),
+    /// `Config::pool` cannot hold the host-identity reserve plus [`MIN_DOMAIN_POOL_PAGES`].
+    #[error("page-table pool of {have} pages, {need} needed")]
+    PoolTooSmall {
+        /// Pages needed: the host-identity reserve plus [`MIN_DOMAIN_POOL_PAGES`].
+        need: usize,
+        /// Pages `Config::pool` holds.
+        have: usize,
+    },
+    /// Host RAM or a doorbell lies beyond the IOVA size (2^39), so identity cannot map it.
+    #[error("memory at {0:#x} beyond the IOVA size")]
+    BeyondIova(u64),
+    /// A config value is out of range (`max_domains`, `vmid_bits`, `pa_bits`, SID ranges).
+    #[error("bad configuration")]
+    BadConfig,
+    /// Installing the host-identity STEs failed.
+    #[error("STE install: {0}")]
+    Hw(#[from] HwError),
+}
+
+/// A call's failure: an ABI error, or NOMEM with the number of pages the host should donate.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum CallError {
+    /// `x0` = the error.
+    Abi(Error),
+    /// `x0` = [`Error::NoMem`], `x1` = pages needed.
+    NoMem(u64),
+    /// A `MAP_BATCH` failure: `x0` = `error`, `x1` = `pages` (pages needed for [`Error::NoMem`], else 0),
+    /// `x2` = `index` (the failing descriptor, or [`abi::MAP_BATCH_NO_ENTRY`]).
+    Batch {
+        /// The error.
+        error: Error,
+        /// Pages to donate (NOMEM only).
+        pages: u64,
+        /// Index of the failing descriptor, or [`abi::MAP_BATCH_NO_ENTRY`].
+        index: u64,
+    },
+}
+
+impl From<Error> for CallError {
+    fn from(e: Error) -> Self {
+        CallError::Abi(e)
+    }
+}
+
+impl From<HwError> for CallError {
+    fn from(e: HwError) -> Self {
+        match e {
+            HwError::Timeout => Error::Timeout.into(),
+            HwError::NoMem => CallError::NoMem(1),
+            HwError::Failed => Error::HwError.into(),
+        }
+    }
+}
+
+impl From<DomainError> for CallError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::NoMem(n) => CallError::NoMem(n as u64),
+            DomainError::AlreadyMapped(_) => Error::AlreadyMapped.into(),
+            DomainError::NotMapped(_) => Error::NotMapped.into(),
+            DomainError::Busy(_) => Error::Busy.into(),
+            DomainError::Limit => Error::Limit.into(),
+            DomainError::Internal => Error::Internal.into(),
+        }
+    }
+}
+
+impl From<OwnershipError> for CallError {
+    fn from(e: OwnershipError) -> Self {
+        Error::from(e).into()
+    }
+}
+
+impl From<OwnershipError> for Error {
+    fn from(e: OwnershipError) -> Self {
+        match e {
+            OwnershipError::NotHostMemory(_) => Error::NotHostMemory,
+            OwnershipError::HypMemory(_) => Error::HypMemory,
+            OwnershipError::DonatedMemory(_) => Error::DonatedMemory,
+            OwnershipError::WrongKind(_) => Error::BadProt,
+            OwnershipError::Busy(_) => Error::Busy,
+            OwnershipError::NotDonated(_) => Error::NotDonated,
+            OwnershipError::CountOverflow(_) => Error::CountOverflow,
+            OwnershipError::CountUnderflow(_) | OwnershipError::BadRange(_) => Error::Internal,
+        }
+    }
+}
+
+pub(super) type CallResult = Result<[u64; 3], CallError>;

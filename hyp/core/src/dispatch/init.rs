@@ -1,0 +1,232 @@
+//! Boot: the configuration EL2 passes, the host-identity reserve, and [`Warden::new`].
+
+use super::*;
+
+/// A range of StreamIDs from an `iommu-map` (`base .. base + count`).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct SidRange {
+    /// First StreamID.
+    pub base: u32,
+    /// Number of StreamIDs.
+    pub count: u32,
+}
+
+/// How EL2 configures [`Warden::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct Config<'a> {
+    /// All RAM (DT `memory` nodes), page aligned.
+    pub ram: &'a [PhysRange],
+    /// Hypervisor memory inside RAM (the carve-out): never mapped for any device.
+    pub hyp: &'a [PhysRange],
+    /// Part of `hyp` given to page tables. Its first [`identity_reserve_pages`] pages (in the order of
+    /// the ranges) are the host-identity domain's own pool; the rest, with donated pages, is the pool of the
+    /// host's domains (at least [`MIN_DOMAIN_POOL_PAGES`]).
+    pub pool: &'a [PhysRange],
+    /// MMIO frames devices may write (MSI doorbells such as the GIC ITS `GITS_TRANSLATER` frame): mapped in the
+    /// host-identity domain and mappable with `PROT_MMIO`.
+    pub msi_doorbells: &'a [PhysRange],
+    /// Valid StreamIDs (from the DT's `iommu-map`s of this SMMU). Non-overlapping.
+    pub sids: &'a [SidRange],
+    /// Maximum number of allocatable domains (≤ 2^vmid_bits - 2, ≤ 65534).
+    pub max_domains: u16,
+    /// VMID bits of the SMMU (8 or 16).
+    pub vmid_bits: u8,
+    /// PA bits the SMMU outputs (its OAS: 32, 36, 40, 42, 44, 48).
+    pub pa_bits: u8,
+    /// Maximum number of pages the host may have donated at once.
+    pub max_donated_pages: usize,
+    /// EL2 accesses RAM page `pa` at `pa + phys_offset` (0 for an identity map).
+    pub phys_offset: u64,
+    /// Capacity of the fault ring.
+    pub event_ring: usize,
+}
+
+/// Carve-out pages the host's domains need at least (beyond the host-identity reserve): one domain's root and
+/// the reserve allocating calls keep for unmap splits.
+pub const MIN_DOMAIN_POOL_PAGES: usize = POOL_RESERVE + 1;
+
+/// Identity domain prot: everything host RAM, coherent.
+pub(super) const IDENTITY_PROT: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_CACHE;
+pub(super) const DOORBELL_PROT: u64 =
+    abi::PROT_READ | abi::PROT_WRITE | abi::PROT_MMIO | abi::PROT_NOEXEC;
+
+/// Splits `ranges` (page-aligned parts taken in order) into their first `n` pages and the rest.
+pub(super) fn split_pages(ranges: &[PhysRange], n: usize) -> (Vec<PhysRange>, Vec<PhysRange>) {
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    let mut left = n as u64;
+    for r in ranges {
+        let base = r.base.next_multiple_of(PAGE_SIZE);
+        let count = r.end().saturating_sub(base) / PAGE_SIZE;
+        let take = count.min(left);
+        left -= take;
+        if take > 0 {
+            head.push(PhysRange {
+                base,
+                size: take * PAGE_SIZE,
+            });
+        }
+        if count > take {
+            tail.push(PhysRange {
+                base: base + take * PAGE_SIZE,
+                size: (count - take) * PAGE_SIZE,
+            });
+        }
+    }
+    (head, tail)
+}
+
+/// The host-identity domain's runs: host RAM (read/write, cacheable) and the MSI doorbells.
+pub(super) fn identity_runs(own: &Ownership) -> Vec<(u64, u64, u64)> {
+    let mut runs: Vec<(u64, u64, u64)> = Vec::new();
+    own.host_runs(MemKind::Ram, |b, s| runs.push((b, s, IDENTITY_PROT)));
+    own.host_runs(MemKind::Mmio, |b, s| runs.push((b, s, DOORBELL_PROT)));
+    runs
+}
+
+/// Pages of `Config::pool` the host-identity domain keeps for its tables: the most it can ever need
+/// ([`domain::identity_table_bound`] over host RAM and the doorbells, i.e. with every block of them split).
+/// [`Warden::new`] takes them from the start of `Config::pool`.
+///
+/// # Errors
+///
+/// The memory description is inconsistent.
+pub fn identity_reserve_pages(config: &Config<'_>) -> Result<usize, InitError> {
+    let own = Ownership::new(config.ram, config.msi_doorbells, config.hyp)?;
+    Ok(identity_bound(&own))
+}
+
+pub(super) fn identity_bound(own: &Ownership) -> usize {
+    let runs: Vec<(u64, u64)> = identity_runs(own).iter().map(|&(b, s, _)| (b, s)).collect();
+    domain::identity_table_bound(&runs)
+}
+
+impl<B: Backend> Warden<B> {
+    /// Builds the state: the ownership map, the two pools, the host-identity domain (all host RAM and the
+    /// doorbells 1:1, largest blocks), and points every valid StreamID at host-identity through `backend`.
+    ///
+    /// # Errors
+    ///
+    /// See [`InitError`].
+    pub fn new(config: &Config<'_>, backend: B) -> Result<Self, InitError> {
+        let vmid_limit = 1u32 << config.vmid_bits.min(16);
+        if !matches!(config.vmid_bits, 8 | 16)
+            || config.max_domains == 0
+            || u32::from(config.max_domains) + 2 > vmid_limit
+            || config.max_domains == u16::MAX
+            || domain::pa_size_encoding(config.pa_bits).is_none()
+            || config.pa_bits > 48
+            || config.event_ring == 0
+        {
+            return Err(InitError::BadConfig);
+        }
+        let mut sid_ranges = config.sids.to_vec();
+        sid_ranges.sort_unstable_by_key(|r| r.base);
+        let mut total_sids = 0usize;
+        for (i, r) in sid_ranges.iter().enumerate() {
+            if r.count == 0 || r.base.checked_add(r.count - 1).is_none() {
+                return Err(InitError::BadConfig);
+            }
+            if let Some(next) = sid_ranges.get(i + 1)
+                && u64::from(r.base) + u64::from(r.count) > u64::from(next.base)
+            {
+                return Err(InitError::BadConfig);
+            }
+            total_sids += r.count as usize;
+        }
+        for p in config.pool {
+            if !config
+                .hyp
+                .iter()
+                .any(|h| h.base <= p.base && p.end() <= h.end())
+            {
+                return Err(InitError::BadConfig);
+            }
+        }
+
+        let own = Ownership::new(config.ram, config.msi_doorbells, config.hyp)?;
+        let runs = identity_runs(&own);
+        if let Some(&(base, _, _)) = runs.iter().find(|&&(b, s, _)| b + s > 1 << IOVA_BITS) {
+            return Err(InitError::BeyondIova(base));
+        }
+        let reserve = identity_bound(&own);
+        let have: usize = config
+            .pool
+            .iter()
+            .map(|r| {
+                (r.end().saturating_sub(r.base.next_multiple_of(PAGE_SIZE)) / PAGE_SIZE) as usize
+            })
+            .sum();
+        let need = reserve + MIN_DOMAIN_POOL_PAGES;
+        if have < need {
+            return Err(InitError::PoolTooSmall { need, have });
+        }
+        let (identity_ranges, domain_ranges) = split_pages(config.pool, reserve);
+        let identity_pool = Arc::new(PagePool::new(&identity_ranges, 0, config.phys_offset));
+        let pool = Arc::new(PagePool::new(
+            &domain_ranges,
+            config.max_donated_pages,
+            config.phys_offset,
+        ));
+
+        // The host-identity domain, slot 0, VMID 1, with tables from its own pool only.
+        let mut identity = PagingDomain::new(identity_pool.clone(), 0, 1, 0)?;
+        for (base, size, prot) in runs {
+            let need = identity.map_need(base, base, size)?;
+            identity_pool.reserve(need, 0)?;
+            identity.map(base, base, size, domain::attributes(prot))?;
+        }
+
+        let mut slots = Vec::with_capacity(usize::from(config.max_domains) + 1);
+        slots.push(Mutex::new(Slot {
+            generation: 0,
+            kind: SlotKind::Identity(identity),
+        }));
+        for _ in 0..config.max_domains {
+            slots.push(Mutex::new(Slot {
+                generation: 1,
+                kind: SlotKind::Free,
+            }));
+        }
+        let free = (1..=config.max_domains).rev().collect();
+        let mut attached = alloc::vec![0u32; usize::from(config.max_domains) + 1];
+        attached[0] = total_sids as u32;
+
+        let w = Self {
+            backend,
+            own,
+            pool,
+            identity_pool,
+            sid_ranges,
+            streams: Mutex::new(Streams {
+                domain: alloc::vec![0; total_sids],
+                attached,
+            }),
+            alloc: Mutex::new(AllocState { free, in_use: 0 }),
+            slots,
+            events: Mutex::new(EventRing {
+                buf: alloc::vec![FaultRecord::default(); config.event_ring],
+                head: 0,
+                len: 0,
+                lost: 0,
+            }),
+            pa_bits: config.pa_bits,
+            vmid_bits: config.vmid_bits,
+            max_domains: config.max_domains,
+            max_donated: config.max_donated_pages,
+            calls: Default::default(),
+            calls_total: AtomicU64::new(0),
+            errors_total: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            phys_offset: config.phys_offset,
+            integrity: spin::Once::new(),
+            trap_log: spin::Once::new(),
+            gic_stats: spin::Once::new(),
+            hyp_memory: spin::Once::new(),
+        };
+        let identity_ste = w.identity_ste();
+        for r in &w.sid_ranges {
+            w.backend.install_ste_range(r.base, r.count, identity_ste)?;
+        }
+        Ok(w)
+    }
+}

@@ -1,0 +1,110 @@
+//! DOMAIN_ALLOC, DOMAIN_FREE, ATTACH/DETACH: every error path and the STEs written.
+
+use super::*;
+
+#[test]
+fn domain_alloc_free_errors() {
+    let h = harness_with(256, 3, 16);
+    let w = &h.w;
+    assert_eq!(res(w, Function::DomainAlloc, &[2]), Err(Error::BadKind));
+    assert_eq!(
+        res(w, Function::DomainAlloc, &[u64::MAX]),
+        Err(Error::BadKind)
+    );
+    let a = alloc_paging(w);
+    let b = res(w, Function::DomainAlloc, &[1]).unwrap();
+    let c = alloc_paging(w);
+    assert_ne!(a, 0);
+    assert_eq!(BTreeSet::from([a, b, c]).len(), 3);
+    assert_eq!(res(w, Function::DomainAlloc, &[0]), Err(Error::Limit));
+    assert_eq!(stat(w, Stat::DomainsInUse), 3);
+    assert_eq!(
+        res(w, Function::DomainFree, &[0]),
+        Err(Error::ImmutableDomain)
+    );
+    for bad in [1 << 16, 4, 0xffff, 1 << 32, u64::MAX, a ^ (1 << 16)] {
+        assert_eq!(
+            res(w, Function::DomainFree, &[bad]),
+            Err(Error::BadDomain),
+            "id {bad:#x}"
+        );
+    }
+    assert_eq!(res(w, Function::DomainFree, &[a]), Ok(0));
+    assert_eq!(
+        res(w, Function::DomainFree, &[a]),
+        Err(Error::BadDomain),
+        "double free"
+    );
+    let a2 = alloc_paging(w);
+    assert_ne!(a2, a, "a reused slot gets a new generation");
+    assert_eq!(
+        res(w, Function::DomainFree, &[a]),
+        Err(Error::BadDomain),
+        "stale id"
+    );
+    assert_eq!(
+        res(w, Function::Attach, &[1, a]),
+        Err(Error::BadDomain),
+        "attach to a freed domain"
+    );
+    // Freeing a paging domain invalidates its VMID.
+    let vmid = (a2 & 0xffff) as u16 + 1;
+    assert_eq!(res(w, Function::DomainFree, &[a2]), Ok(0));
+    assert_eq!(
+        w.backend().invals.lock().unwrap().last(),
+        Some(&Inval::Vmid(vmid))
+    );
+    assert_eq!(stat(w, Stat::DomainsInUse), 2);
+}
+
+#[test]
+fn attach_detach_rules() {
+    let h = harness();
+    let w = &h.w;
+    let d = alloc_paging(w);
+    let b = res(w, Function::DomainAlloc, &[1]).unwrap();
+    for bad in [16, 0xff, 0x108, 1 << 32, u64::MAX] {
+        assert_eq!(
+            res(w, Function::Attach, &[bad, d]),
+            Err(Error::BadSid),
+            "sid {bad:#x}"
+        );
+        assert_eq!(res(w, Function::Detach, &[bad]), Err(Error::BadSid));
+    }
+    assert_eq!(
+        res(w, Function::Attach, &[3, 1 << 40]),
+        Err(Error::BadDomain)
+    );
+    assert_eq!(
+        res(w, Function::Attach, &[3, 7]),
+        Err(Error::BadDomain),
+        "never allocated"
+    );
+    let writes = w.backend().ste_writes.load(Ordering::Relaxed);
+    assert_eq!(res(w, Function::Attach, &[3, d]), Ok(0));
+    assert_eq!(res(w, Function::Attach, &[3, d]), Ok(0), "idempotent");
+    assert_eq!(w.backend().ste_writes.load(Ordering::Relaxed), writes + 1);
+    assert_eq!(res(w, Function::Attach, &[0x107, b]), Ok(0));
+    assert_eq!(w.backend().stes.lock().unwrap()[&0x107], SteConfig::Abort);
+    let SteConfig::Translate(c) = w.backend().stes.lock().unwrap()[&3] else {
+        panic!()
+    };
+    assert_eq!(c.vmid, (d & 0xffff) as u16 + 1);
+    assert_eq!(stat(w, Stat::AttachedSids), 2);
+    assert_eq!(w.sid_domain(3), Some(d));
+    assert_eq!(res(w, Function::DomainFree, &[d]), Err(Error::Busy));
+    assert_eq!(res(w, Function::DomainFree, &[b]), Err(Error::Busy));
+    // Move SID 3 straight to the blocked domain, then back to identity.
+    assert_eq!(res(w, Function::Attach, &[3, b]), Ok(0));
+    assert_eq!(res(w, Function::DomainFree, &[d]), Ok(0));
+    assert_eq!(res(w, Function::Detach, &[3]), Ok(0));
+    assert_eq!(res(w, Function::Detach, &[3]), Ok(0));
+    assert_eq!(
+        res(w, Function::Attach, &[0x107, 0]),
+        Ok(0),
+        "attach to host-identity = detach"
+    );
+    assert_eq!(w.backend().stes.lock().unwrap()[&3], w.identity_ste());
+    assert_eq!(res(w, Function::DomainFree, &[b]), Ok(0));
+    assert_eq!(stat(w, Stat::AttachedSids), 0);
+}

@@ -1,0 +1,286 @@
+//! Boot and discovery: the initial state, the identity reserve, configurations refused, VERSION and unknown calls.
+
+use super::*;
+
+#[test]
+fn discovery_calls() {
+    let h = harness();
+    let r = h.w.handle(abi::VENDOR_HYP_CALL_UID, [0; 6]);
+    assert_eq!(r, abi::UUID_WORDS.map(u64::from));
+    assert_eq!(
+        h.w.handle(abi::VENDOR_HYP_REVISION, [0; 6]),
+        [1, abi::ABI_VERSION_MINOR.into(), 0, 0]
+    );
+    let [x0, x1, x2, x3] = call(&h.w, Function::Version, &[]);
+    assert_eq!(x0, 0);
+    assert_eq!(x1 >> abi::VERSION_MAJOR_SHIFT & 0xffff, 1);
+    assert_ne!(x1 >> abi::VERSION_FEATURES_SHIFT & abi::FEAT_EVENTS, 0);
+    assert_eq!(x2, abi::PGSIZE_BITMAP);
+    let l = abi::Limits::unpack(x3);
+    assert_eq!(
+        (
+            l.max_domains,
+            l.iova_bits,
+            l.pa_bits,
+            l.vmid_bits,
+            l.max_donated_pages
+        ),
+        (8, 39, 44, 16, 1024)
+    );
+}
+
+#[test]
+fn unknown_functions_are_not_supported() {
+    let h = harness();
+    for fid in [
+        0,
+        0xC600_00FF,
+        0x8600_0005,
+        0xC500_0005,
+        0x8400_0000,
+        u32::MAX,
+    ] {
+        assert_eq!(
+            h.w.handle(fid, [1; 6])[0],
+            Error::NotSupported.to_reg(),
+            "fid {fid:#x}"
+        );
+    }
+    assert_eq!(stat(&h.w, Stat::ErrorsTotal), 6);
+}
+
+#[test]
+fn initial_state_is_host_identity() {
+    let h = harness();
+    let stes = h.w.backend().stes.lock().unwrap().clone();
+    assert_eq!(stes.len(), 24);
+    let id = h.w.identity_ste();
+    assert!(stes.values().all(|s| *s == id));
+    let SteConfig::Translate(c) = id else {
+        panic!()
+    };
+    assert_eq!((c.vmid, c.t0sz, c.sl0, c.ps), (1, 25, 1, 4));
+    // Host RAM 1:1, hyp memory absent, doorbell mapped.
+    assert_eq!(
+        res(&h.w, Function::IovaToPhys, &[0, host(0x1234)]),
+        Ok(host(0x1234))
+    );
+    assert_eq!(
+        res(&h.w, Function::IovaToPhys, &[0, RAM + RAM_SIZE - 8]),
+        Ok(RAM + RAM_SIZE - 8)
+    );
+    assert_eq!(
+        res(&h.w, Function::IovaToPhys, &[0, RAM]),
+        Err(Error::NotMapped)
+    );
+    assert_eq!(
+        res(&h.w, Function::IovaToPhys, &[0, RAM + HYP_SIZE - 1]),
+        Err(Error::NotMapped)
+    );
+    assert_eq!(
+        res(&h.w, Function::IovaToPhys, &[0, DOORBELL + 0x40]),
+        Ok(DOORBELL + 0x40)
+    );
+    assert_eq!(
+        res(&h.w, Function::IovaToPhys, &[0, RAM + RAM_SIZE]),
+        Err(Error::NotMapped)
+    );
+    assert_eq!(
+        res(&h.w, Function::IovaToPhys, &[0, 1 << 39]),
+        Err(Error::OutOfRangeIova)
+    );
+    assert_eq!(stat(&h.w, Stat::DomainsInUse), 0);
+    assert_eq!(stat(&h.w, Stat::AttachedSids), 0);
+}
+
+#[test]
+fn pool_must_hold_the_identity_reserve() {
+    let ram = [PhysRange {
+        base: RAM,
+        size: RAM_SIZE,
+    }];
+    let hyp = [PhysRange {
+        base: RAM,
+        size: HYP_SIZE,
+    }];
+    let doorbells = [PhysRange {
+        base: DOORBELL,
+        size: 0x1_0000,
+    }];
+    let mem = Backing::new();
+    let need = IDENTITY_RESERVE as usize + MIN_DOMAIN_POOL_PAGES;
+    // Two pool ranges: the reserve is taken from the first pages across them.
+    let pool = |pages: u64| {
+        [
+            PhysRange {
+                base: RAM,
+                size: 5 * PAGE_SIZE,
+            },
+            PhysRange {
+                base: RAM + 0x10_0000,
+                size: (pages - 5) * PAGE_SIZE,
+            },
+        ]
+    };
+    let config = |pool| Config {
+        ram: &ram,
+        hyp: &hyp,
+        pool,
+        msi_doorbells: &doorbells,
+        sids: &[],
+        max_domains: 4,
+        vmid_bits: 16,
+        pa_bits: 44,
+        max_donated_pages: 8,
+        phys_offset: (mem.ptr as u64).wrapping_sub(RAM),
+        event_ring: 1,
+    };
+    let short = pool(need as u64 - 1);
+    assert_eq!(
+        identity_reserve_pages(&config(&short)),
+        Ok(IDENTITY_RESERVE as usize)
+    );
+    assert_eq!(
+        Warden::new(&config(&short), Mock::default()).err(),
+        Some(InitError::PoolTooSmall {
+            need,
+            have: need - 1
+        })
+    );
+    let exact = pool(need as u64);
+    let w = Warden::new(&config(&exact), Mock::default()).unwrap();
+    assert_eq!(stat(&w, Stat::PoolTotalPages), MIN_DOMAIN_POOL_PAGES as u64);
+    // One domain fits; the next is NOMEM (the reserve for unmap splits stays free).
+    let d = alloc_paging(&w);
+    assert_eq!(
+        call(&w, Function::DomainAlloc, &[0])[..2],
+        [Error::NoMem.to_reg(), 1]
+    );
+    // Host-identity's root is the first pool page.
+    let SteConfig::Translate(c) = w.identity_ste() else {
+        panic!()
+    };
+    assert_eq!(c.root_pa, RAM);
+    assert_eq!(res(&w, Function::DomainFree, &[d]), Ok(0));
+    drop(w);
+}
+
+/// The worst case for host-identity (one page donated out of every 2 MiB block of host RAM, then everything
+/// reclaimed, twice) fits its reserve exactly; the host's domain pool is untouched.
+#[test]
+fn identity_reserve_covers_every_split() {
+    let h = harness();
+    let w = &h.w;
+    let pool0 = [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s));
+    for off in [0x1000, 0] {
+        let mut blocks = Vec::new();
+        let mut b = host(0);
+        while b < RAM + RAM_SIZE {
+            assert_eq!(res(w, Function::Donate, &[b + off, 1]), Ok(0));
+            blocks.push(b + off);
+            b += M2;
+        }
+        assert_eq!(
+            w.identity_pool_stats().free,
+            0,
+            "every table of the bound in use"
+        );
+        assert_eq!(
+            [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s)),
+            [
+                pool0[0] + blocks.len() as u64,
+                pool0[1] + blocks.len() as u64
+            ]
+        );
+        for pa in blocks {
+            assert_eq!(res(w, Function::Reclaim, &[pa, 1]), Ok(0));
+        }
+    }
+    assert_eq!(
+        [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s)),
+        pool0
+    );
+    // A whole 2 MiB block donated: its L3 table goes back to identity's pool; reclaimed, it is a block again.
+    assert_eq!(res(w, Function::Donate, &[host(0), 512]), Ok(0));
+    assert_eq!(w.identity_pool_stats().free, 1);
+    assert_eq!(res(w, Function::Reclaim, &[host(0), 512]), Ok(0));
+    assert_eq!(w.identity_pool_stats().free, 1);
+    assert_eq!(
+        res(w, Function::IovaToPhys, &[0, host(0x1000)]),
+        Ok(host(0x1000))
+    );
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    let ram = [PhysRange {
+        base: RAM,
+        size: RAM_SIZE,
+    }];
+    let base = Config {
+        ram: &ram,
+        hyp: &[],
+        pool: &[],
+        msi_doorbells: &[],
+        sids: &[],
+        max_domains: 4,
+        vmid_bits: 16,
+        pa_bits: 44,
+        max_donated_pages: 0,
+        phys_offset: 0,
+        event_ring: 1,
+    };
+    let bad = [
+        Config {
+            vmid_bits: 12,
+            ..base
+        },
+        Config {
+            max_domains: 0,
+            ..base
+        },
+        Config {
+            vmid_bits: 8,
+            max_domains: 255,
+            ..base
+        },
+        Config {
+            pa_bits: 45,
+            ..base
+        },
+        Config {
+            event_ring: 0,
+            ..base
+        },
+        Config {
+            sids: &[
+                SidRange { base: 0, count: 4 },
+                SidRange { base: 3, count: 1 },
+            ],
+            ..base
+        },
+        Config {
+            sids: &[SidRange {
+                base: u32::MAX,
+                count: 2,
+            }],
+            ..base
+        },
+        Config { pool: &ram, ..base },
+    ];
+    for c in bad {
+        assert_eq!(
+            Warden::new(&c, Mock::default()).err(),
+            Some(InitError::BadConfig),
+            "{c:?}"
+        );
+    }
+    // An empty pool cannot even hold the identity reserve (16 MiB of RAM: root, one L2, eight L3).
+    assert_eq!(
+        Warden::new(&base, Mock::default()).err(),
+        Some(InitError::PoolTooSmall {
+            need: 10 + MIN_DOMAIN_POOL_PAGES,
+            have: 0
+        })
+    );
+}

@@ -1,0 +1,466 @@
+//! The host stage-2 tables: the boot build, walks, and the runtime edits (donation and reclaim).
+
+use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
+use aarch64_paging::paging::{Constraints, MemoryRegion, Stage2};
+use aarch64_paging::{MapError, Mapping};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use spin::Mutex;
+
+use super::layout::{HostS2Spec, Region, subtract};
+use super::reserve::{HeapTables, HostS2Tables, MAX_TABLES_PER_EDIT, TableSource, Tables};
+use super::{
+    HostS2Error, HostS2Tlb, IPA_LIMIT, Leaf, MMIO_ATTRIBUTES, MemKind, PAGE_SIZE, RAM_ATTRIBUTES,
+    ROOT_LEVEL, Translation, granule,
+};
+
+/// The host's stage-2 translation (VMID 0), its tables from `S` ([`HeapTables`] at EL2).
+pub struct HostStage2<S: TableSource = HeapTables> {
+    pub(super) map: Mapping<HostS2Tables<S>, Stage2>,
+    pub(super) tables: Arc<Mutex<Tables<S>>>,
+    ram: Vec<Region>,
+}
+
+impl<S: TableSource> core::fmt::Debug for HostStage2<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HostStage2")
+            .field("root", &self.root_pa())
+            .field("ram", &self.ram)
+            .finish()
+    }
+}
+impl HostStage2 {
+    /// Builds the host stage-2 from `spec`, its tables from the heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`HostStage2::build_with`].
+    pub fn build(spec: &HostS2Spec<'_>) -> Result<Self, HostS2Error> {
+        Self::build_with(spec, HeapTables)
+    }
+}
+
+impl<S: TableSource> HostStage2<S> {
+    /// Builds the host stage-2 from `spec`, its tables from `source`. The build allocates as many tables as
+    /// it needs (it panics if `source` runs dry: boot, not host input); runtime edits allocate only from a
+    /// reserve refilled, fallibly, before each edit.
+    ///
+    /// # Errors
+    ///
+    /// [`HostS2Error::OutOfRange`] if a region reaches beyond [`IPA_LIMIT`], [`HostS2Error::RamOverlapsMmio`]
+    /// if RAM and MMIO overlap, [`HostS2Error::Map`] if the page-table library fails.
+    pub fn build_with(spec: &HostS2Spec<'_>, source: S) -> Result<Self, HostS2Error> {
+        let excluded: Vec<Region> = spec.excluded.iter().map(|r| r.grow_to_pages()).collect();
+        let ram: Vec<Region> = spec
+            .ram
+            .iter()
+            .map(|r| r.shrink_to_pages())
+            .filter(|r| !r.is_empty())
+            .collect();
+        let mmio: Vec<Region> = spec
+            .mmio
+            .iter()
+            .map(|r| r.grow_to_pages())
+            .filter(|r| !r.is_empty())
+            .collect();
+        for r in ram.iter().chain(mmio.iter()) {
+            if r.end > IPA_LIMIT {
+                return Err(HostS2Error::OutOfRange(r.end));
+            }
+        }
+        if let Some(r) = ram.iter().find(|r| mmio.iter().any(|m| m.overlaps(r))) {
+            return Err(HostS2Error::RamOverlapsMmio(r.start));
+        }
+
+        let tables = Arc::new(Mutex::new(Tables {
+            source,
+            reserve: Vec::with_capacity(MAX_TABLES_PER_EDIT),
+            live: false,
+            allocated: 0,
+        }));
+        let mut s2 = Self {
+            map: Mapping::new(HostS2Tables(tables.clone()), ROOT_LEVEL, Stage2),
+            tables,
+            ram: Vec::new(),
+        };
+        for r in &ram {
+            for piece in subtract(*r, &excluded) {
+                s2.map_identity(piece, RAM_ATTRIBUTES)?;
+                s2.ram.push(piece);
+            }
+        }
+        for r in &mmio {
+            for piece in subtract(*r, &excluded) {
+                s2.map_identity(piece, MMIO_ATTRIBUTES)?;
+            }
+        }
+        Ok(s2)
+    }
+
+    fn map_identity(&mut self, r: Region, attributes: Stage2Attributes) -> Result<(), HostS2Error> {
+        let range = MemoryRegion::new(r.start as usize, r.end as usize);
+        self.map
+            .map_range(
+                &range,
+                PhysicalAddress(r.start as usize),
+                attributes,
+                Constraints::empty(),
+            )
+            .map_err(|e: MapError| match e {
+                MapError::AddressRange(_) => HostS2Error::OutOfRange(r.end),
+                _ => HostS2Error::Map(r.start),
+            })
+    }
+
+    /// Physical address of the root table: the value for `VTTBR_EL2.BADDR` (VMID 0).
+    pub fn root_pa(&self) -> u64 {
+        self.map.root_address().0 as u64
+    }
+
+    /// Whether `pa` is host RAM mapped by this stage-2 (not the carve-out, not MMIO).
+    pub fn is_host_ram(&self, pa: u64) -> bool {
+        self.ram.iter().any(|r| r.contains(pa))
+    }
+
+    /// The host RAM ranges this stage-2 maps, in order.
+    pub fn host_ram(&self) -> &[Region] {
+        &self.ram
+    }
+
+    /// Every valid leaf descriptor of the table, in IPA order (a full walk of the IPA space).
+    pub fn leaves(&self) -> Vec<Leaf> {
+        let mut leaves = Vec::new();
+        let whole = MemoryRegion::new(0, IPA_LIMIT as usize);
+        self.map
+            .walk_range(&whole, &mut |mr, desc, level| {
+                if desc.is_valid() {
+                    let attributes = desc.flags();
+                    let kind = if attributes.contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB) {
+                        MemKind::Ram
+                    } else {
+                        MemKind::Device
+                    };
+                    leaves.push(Leaf {
+                        ipa: Region::new(mr.start().0 as u64, mr.end().0 as u64),
+                        pa: desc.output_address().0 as u64,
+                        level,
+                        kind,
+                        attributes,
+                    });
+                }
+                Ok(())
+            })
+            .expect("walking the whole IPA space of a well-formed table cannot fail");
+        leaves
+    }
+
+    /// Translates `ipa` by walking the table: `None` if the host has no mapping there.
+    pub fn translate(&self, ipa: u64) -> Option<Translation> {
+        if ipa >= IPA_LIMIT {
+            return None;
+        }
+        let page = ipa & !(PAGE_SIZE - 1);
+        let mut found = None;
+        let range = MemoryRegion::new(page as usize, (page + PAGE_SIZE) as usize);
+        self.map
+            .walk_range(&range, &mut |mr, desc, level| {
+                if desc.is_valid() {
+                    let kind = if desc
+                        .flags()
+                        .contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB)
+                    {
+                        MemKind::Ram
+                    } else {
+                        MemKind::Device
+                    };
+                    let block_start = mr.start().0 as u64 & !(granule(level) - 1);
+                    let pa = desc.output_address().0 as u64 + (ipa - block_start);
+                    found = Some(Translation { pa, kind, level });
+                }
+                Ok(())
+            })
+            .ok()?;
+        found
+    }
+
+    /// The page-aligned host RAM range `[pa, pa + len)`, checked: non-empty, inside one RAM range this
+    /// stage-2 was built with (so never the carve-out, an SMMU frame or MMIO).
+    fn check_ram_range(&self, pa: u64, len: u64) -> Result<Region, HostS2Error> {
+        let end = pa.checked_add(len).ok_or(HostS2Error::Misaligned(pa))?;
+        if len == 0 || !pa.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(HostS2Error::Misaligned(pa));
+        }
+        let range = Region::new(pa, end);
+        if !self
+            .ram
+            .iter()
+            .any(|r| r.start <= range.start && range.end <= r.end)
+        {
+            return Err(HostS2Error::NotHostRam(pa));
+        }
+        Ok(range)
+    }
+
+    /// The valid leaves of the table that intersect `range`, each with its whole extent (a block is
+    /// reported once, not clipped to `range`).
+    fn leaves_in(&self, range: Region) -> Vec<Leaf> {
+        let mut leaves: Vec<Leaf> = Vec::new();
+        let mr = MemoryRegion::new(range.start as usize, range.end as usize);
+        self.map
+            .walk_range(&mr, &mut |mr, desc, level| {
+                if desc.is_valid() {
+                    leaves.push(whole_leaf(mr, desc, level));
+                }
+                Ok(())
+            })
+            .expect("walking host RAM of a well-formed table cannot fail");
+        leaves
+    }
+
+    /// The valid leaf holding the page at `addr`, with its whole extent. Never allocates.
+    fn leaf_at(&self, addr: u64) -> Option<Leaf> {
+        let page = addr & !(PAGE_SIZE - 1);
+        let mut found = None;
+        let mr = MemoryRegion::new(page as usize, (page + PAGE_SIZE) as usize);
+        self.map
+            .walk_range(&mr, &mut |mr, desc, level| {
+                if desc.is_valid() {
+                    found = Some(whole_leaf(mr, desc, level));
+                }
+                Ok(())
+            })
+            .ok()?;
+        found
+    }
+
+    /// The first run of contiguous valid leaves in `range` (whole extents joined), or `None` if `range`
+    /// maps nothing. Never allocates.
+    fn next_run(&self, range: Region) -> Option<Region> {
+        let mut run: Option<Region> = None;
+        let mr = MemoryRegion::new(range.start as usize, range.end as usize);
+        // The walk stops (callback error) at the first gap after a run: that error is the expected end.
+        let _ = self.map.walk_range(&mr, &mut |mr, desc, level| {
+            let ipa = whole_leaf(mr, desc, level).ipa;
+            match (desc.is_valid(), run) {
+                (true, None) => run = Some(ipa),
+                (true, Some(r)) if r.end == ipa.start => run = Some(Region::new(r.start, ipa.end)),
+                (false, None) => {}
+                _ => return Err(()),
+            }
+            Ok(())
+        });
+        run
+    }
+
+    /// Writes invalid descriptors over `r`, which must be exactly covered by whole valid leaves or
+    /// invalid entries (no block is split). Never allocates.
+    fn clear(&mut self, r: Region) -> Result<(), HostS2Error> {
+        let range = MemoryRegion::new(r.start as usize, r.end as usize);
+        self.map
+            .map_range(
+                &range,
+                PhysicalAddress(r.start as usize),
+                Stage2Attributes::empty(),
+                Constraints::empty(),
+            )
+            .map_err(|_| HostS2Error::Map(r.start))
+    }
+
+    /// Refills the table reserve to [`MAX_TABLES_PER_EDIT`] tables with fallible allocations, so that the
+    /// edit of `range` that follows cannot run out (tables it frees go back to the reserve). Changes no
+    /// descriptor. A short heap is an error only if the edit may allocate ([`Self::needs_tables`]): so an
+    /// edit that undoes the one before (the rollback of a failed `DONATE`) never fails for want of heap.
+    fn refill(&mut self, range: Region) -> Result<(), HostS2Error> {
+        let needs_tables = self.needs_tables(range);
+        let mut t = self.tables.lock();
+        while t.reserve.len() < MAX_TABLES_PER_EDIT {
+            match t.source.alloc_table() {
+                // Never reallocates: the capacity is the bound, allocated at build time.
+                Some(table) => t.reserve.push(table),
+                None if needs_tables => return Err(HostS2Error::NoTables(range.start)),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an edit of `range` may allocate a table: a descriptor (valid or not) above level 3 covers
+    /// one of its ends and reaches outside it. Otherwise every descriptor the edit writes exists already.
+    fn needs_tables(&self, range: Region) -> bool {
+        [range.start, range.end - PAGE_SIZE]
+            .into_iter()
+            .any(|addr| {
+                let mut needs = true;
+                let mr = MemoryRegion::new(addr as usize, (addr + PAGE_SIZE) as usize);
+                let _ = self.map.walk_range(&mr, &mut |mr, desc, level| {
+                    let ipa = whole_leaf(mr, desc, level).ipa;
+                    needs = level < 3 && (ipa.start < range.start || ipa.end > range.end);
+                    Ok(())
+                });
+                needs
+            })
+    }
+
+    /// Removes the host RAM range `[pa, pa + len)` (page aligned) from the live stage-2, splitting the
+    /// blocks that straddle its ends; every other address keeps its translation. On return every CPU's
+    /// TLBs are clean of the range (`tlb` ran for it after the last descriptor change).
+    ///
+    /// # Break-before-make
+    ///
+    /// Replacing a live block by a table of pages is a change of block size, which the architecture allows
+    /// in place only with `FEAT_BBM` level 1 or 2 (and even then TLB conflict aborts are possible at level
+    /// 1). This code never relies on it, so it is correct on every CPU: for each straddling block it
+    /// 1. writes an invalid descriptor over the whole block (*break*),
+    /// 2. calls `tlb.invalidate(block)`, which completes the TLB invalidation on every CPU
+    ///    (`DSB ISHST`; `TLBI IPAS2E1IS` per page or `VMALLS12E1IS`; `DSB ISH`; `TLBI VMALLE1IS`;
+    ///    `DSB ISH`; `ISB`),
+    /// 3. maps the block's part outside the range again (*make*): a new table filled before it is linked
+    ///    (the library links it with a release store), then pages or smaller blocks.
+    ///
+    /// Then the leaves wholly inside the range are invalidated (valid → invalid needs no break) and `tlb`
+    /// runs for the range. Another CPU touching the rest of a block during steps 1–3 takes a stage-2
+    /// translation fault: the EL2 fault handler must take the same lock as the caller of this function and
+    /// check [`HostStage2::translate`] again before treating it as a host error (after the edit the address
+    /// translates, and returning retries the access).
+    ///
+    /// At most two blocks are split per call (one at each end), each costing one or two new tables (a
+    /// 1 GiB block becomes 2 MiB blocks plus one table of pages): [`MAX_TABLES_PER_EDIT`]. Those come from the
+    /// reserve, refilled before anything changes.
+    ///
+    /// # Errors
+    ///
+    /// [`HostS2Error::Misaligned`], [`HostS2Error::NotHostRam`] or [`HostS2Error::NoTables`] (the reserve
+    /// could not be refilled) before anything changed;
+    /// [`HostS2Error::Map`] if the page-table library refuses an edit (a broken invariant: the sequence above
+    /// never violates its rules).
+    pub fn unmap_range(
+        &mut self,
+        pa: u64,
+        len: u64,
+        tlb: &mut impl HostS2Tlb,
+    ) -> Result<(), HostS2Error> {
+        let range = self.check_ram_range(pa, len)?;
+        self.refill(range)?;
+        // Only the leaves holding the range's first and last pages can reach outside it (found before any
+        // change; the same block if one holds both ends). No heap allocation from here on: the size of
+        // the range is the host's choice.
+        let first = self
+            .leaf_at(range.start)
+            .filter(|l| l.ipa.start < range.start || l.ipa.end > range.end);
+        let last = self
+            .leaf_at(range.end - PAGE_SIZE)
+            .filter(|l| l.ipa.end > range.end && Some(*l) != first);
+        for block in [first, last].into_iter().flatten() {
+            // Break.
+            self.clear(block.ipa)?;
+            tlb.invalidate(block.ipa);
+            // Make: the block's attributes again, outside the range.
+            let attributes = block.attributes & !Stage2Attributes::TABLE_OR_PAGE;
+            let below = Region::new(block.ipa.start, range.start.max(block.ipa.start));
+            let above = Region::new(range.end.min(block.ipa.end), block.ipa.end);
+            for part in [below, above] {
+                if !part.is_empty() {
+                    self.map_identity(part, attributes)?;
+                }
+            }
+        }
+        // What is left in the range are whole leaves: clear them in runs.
+        let mut rest = range;
+        while let Some(run) = self.next_run(rest) {
+            debug_assert!(run.start >= range.start && run.end <= range.end);
+            self.clear(run)?;
+            rest = Region::new(run.end, range.end);
+        }
+        tlb.invalidate(range);
+        Ok(())
+    }
+
+    /// Maps the host RAM range `[pa, pa + len)` (page aligned) back into the live stage-2 as identity
+    /// normal memory, with the attributes the boot build gave RAM. Only invalid entries change (invalid →
+    /// valid needs no break-before-make); pages already mapped stay as they are. `tlb` runs for the range
+    /// afterwards (not needed for correctness, since invalid entries are never cached, but it publishes the
+    /// new descriptors with a `DSB` before the host runs again).
+    ///
+    /// The carve-out, SMMU frames, MMIO and addresses outside RAM can never be mapped through this: the
+    /// range must lie inside the host RAM the stage-2 was built with.
+    ///
+    /// Invalid 1 GiB or 2 MiB entries at the ends of the range become tables: at most
+    /// [`MAX_TABLES_PER_EDIT`], from the reserve, refilled before anything changes.
+    ///
+    /// # Errors
+    ///
+    /// [`HostS2Error::Misaligned`], [`HostS2Error::NotHostRam`] or [`HostS2Error::NoTables`] (the reserve
+    /// could not be refilled) before anything changed; [`HostS2Error::Map`] if the page-table library refuses
+    /// the edit.
+    pub fn map_range(
+        &mut self,
+        pa: u64,
+        len: u64,
+        tlb: &mut impl HostS2Tlb,
+    ) -> Result<(), HostS2Error> {
+        let range = self.check_ram_range(pa, len)?;
+        self.refill(range)?;
+        self.map_identity(range, RAM_ATTRIBUTES)?;
+        tlb.invalidate(range);
+        Ok(())
+    }
+
+    /// Whether every page of `[pa, pa + len)` translates (identity) for the host.
+    pub fn is_mapped(&self, pa: u64, len: u64) -> bool {
+        let Some(end) = pa.checked_add(len) else {
+            return false;
+        };
+        let mut covered = pa & !(PAGE_SIZE - 1);
+        for leaf in self.leaves_in(Region::new(covered, end.max(covered + 1))) {
+            if leaf.ipa.start > covered {
+                return false;
+            }
+            covered = covered.max(leaf.ipa.end);
+        }
+        covered >= end
+    }
+
+    /// Marks the table live for the page-table library's break-before-make checks (tests: as at EL2).
+    #[cfg(test)]
+    pub(super) fn mark_live(&mut self) {
+        self.tables.lock().live = true;
+        self.map.mark_active();
+    }
+
+    /// Marks the table live, so that later changes are checked against break-before-make rules, and (on
+    /// aarch64 outside tests) writes `VTTBR_EL2` with the root address and VMID 0.
+    ///
+    /// # Safety
+    ///
+    /// Must run at EL2 with `VTCR_EL2` programmed by [`vtcr`](super::vtcr); the table must stay alive while any
+    /// CPU uses it, and must map everything the host is about to touch.
+    pub unsafe fn activate(&mut self) {
+        self.tables.lock().live = true;
+        // SAFETY: Our caller promised the above.
+        unsafe {
+            self.map.activate();
+        }
+    }
+}
+
+/// The leaf a table walk reports as `(mr, desc, level)`, with the whole extent of its descriptor.
+fn whole_leaf(
+    mr: &MemoryRegion,
+    desc: &aarch64_paging::descriptor::Descriptor<Stage2Attributes>,
+    level: usize,
+) -> Leaf {
+    let size = granule(level);
+    let start = mr.start().0 as u64 & !(size - 1);
+    let attributes = desc.flags();
+    Leaf {
+        ipa: Region::new(start, start + size),
+        pa: desc.output_address().0 as u64,
+        level,
+        kind: if attributes.contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB) {
+            MemKind::Ram
+        } else {
+            MemKind::Device
+        },
+        attributes,
+    }
+}

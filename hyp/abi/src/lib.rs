@@ -329,16 +329,41 @@ pub const PROT_PRIV: u64 = 1 << 5;
 /// Every defined prot bit (the values equal Linux's `IOMMU_*`); any other bit is [`Error::BadProt`].
 pub const PROT_ALL: u64 = PROT_READ | PROT_WRITE | PROT_CACHE | PROT_NOEXEC | PROT_MMIO | PROT_PRIV;
 
-/// 4 KiB page.
-pub const PGSIZE_4K: u64 = 1 << 12;
-/// 2 MiB block.
-pub const PGSIZE_2M: u64 = 1 << 21;
-/// 1 GiB block.
-pub const PGSIZE_1G: u64 = 1 << 30;
+// Translation geometry: the 4 KiB granule (Arm ARM D8.2), the only one Warden uses. Every page-sized thing
+// (the host stage-2, the domains' SMMU stage-2 tables, the EL2 stage-1, ownership tracking, donation and
+// reclaim) takes its geometry from here.
+
+/// log2 of [`PAGE_SIZE`].
+pub const PAGE_SHIFT: u32 = 12;
+/// The translation granule (4 KiB): the size of a page, of a translation table, and the unit of ownership
+/// tracking, donation and reclaim.
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// log2 of the size of one translation descriptor (8 bytes).
+const DESC_SHIFT: u32 = 3;
+/// Input-address bits one table level resolves (9): a table is one page of 8-byte descriptors.
+pub const BITS_PER_LEVEL: u32 = PAGE_SHIFT - DESC_SHIFT;
+/// Descriptors in one translation table (512).
+pub const TABLE_ENTRIES: usize = 1 << BITS_PER_LEVEL;
+/// The level whose descriptors map single pages (3); levels 1 and 2 may hold blocks.
+pub const LEAF_LEVEL: usize = 3;
+
+/// Bytes one descriptor at `level` covers: [`PAGE_SIZE`] at [`LEAF_LEVEL`], 2 MiB at 2, 1 GiB at 1, 512 GiB
+/// at 0.
+///
+/// `level` must be at most [`LEAF_LEVEL`] (a larger one fails to compile in a constant, panics otherwise).
+#[must_use]
+pub const fn granule(level: usize) -> u64 {
+    PAGE_SIZE << ((LEAF_LEVEL - level) as u32 * BITS_PER_LEVEL)
+}
+
+/// 4 KiB page (a level-3 descriptor).
+pub const PGSIZE_4K: u64 = granule(LEAF_LEVEL);
+/// 2 MiB block (a level-2 descriptor).
+pub const PGSIZE_2M: u64 = granule(LEAF_LEVEL - 1);
+/// 1 GiB block (a level-1 descriptor).
+pub const PGSIZE_1G: u64 = granule(LEAF_LEVEL - 2);
 /// Bitmap of supported page sizes (Linux's `pgsize_bitmap`).
 pub const PGSIZE_BITMAP: u64 = PGSIZE_4K | PGSIZE_2M | PGSIZE_1G;
-/// The granule of ownership tracking, donation and reclaim.
-pub const PAGE_SIZE: u64 = PGSIZE_4K;
 
 /// Version call, x1 bits 15:0: ABI minor.
 pub const VERSION_MINOR_SHIFT: u32 = 0;
@@ -536,6 +561,25 @@ pub const STAT_CALLS_BASE: u64 = 0x100;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geometry_is_the_4k_granule() {
+        assert_eq!(PAGE_SIZE, 0x1000);
+        assert_eq!((BITS_PER_LEVEL, TABLE_ENTRIES), (9, 512));
+        assert_eq!(
+            TABLE_ENTRIES as u64 * 8,
+            PAGE_SIZE,
+            "a table fills one page"
+        );
+        assert_eq!(
+            [granule(0), granule(1), granule(2), granule(3)],
+            [1 << 39, 1 << 30, 1 << 21, 1 << 12]
+        );
+        assert_eq!(
+            (PGSIZE_4K, PGSIZE_2M, PGSIZE_1G),
+            (0x1000, 0x20_0000, 0x4000_0000)
+        );
+    }
 
     #[test]
     fn function_ids_round_trip() {

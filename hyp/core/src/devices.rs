@@ -367,13 +367,14 @@ fn check_regions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host_s2::{HostS2Layout, HostStage2, MemKind, PAGE_SIZE};
+    use crate::host_s2::{HostS2Layout, HostStage2, MemKind};
     use crate::layout::{HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE, HYP_LOAD_PA};
     use alloc::string::{String, ToString};
     use alloc::vec;
     use dtoolkit::Node;
     use dtoolkit::fdt::Fdt;
     use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
+    use warden_abi::PAGE_SIZE;
     use warden_dt::HostDtEdits;
 
     /// The QEMU `virt` DTBs checked in by warden-dt.

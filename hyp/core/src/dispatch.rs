@@ -56,12 +56,11 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
-use warden_abi::{self as abi, DomainKind, Error, Function, Stat};
+use warden_abi::{self as abi, DomainKind, Error, Function, PAGE_SIZE, Stat};
 use warden_dt::PhysRange;
 
 use crate::domain::{
-    self, DomainError, IOVA_BITS, PAGE_SIZE, POOL_RESERVE, PagePool, PagingDomain, PoolStats,
-    S2Config,
+    self, DomainError, IOVA_BITS, POOL_RESERVE, PagePool, PagingDomain, PoolStats, S2Config,
 };
 use crate::ownership::{MemKind, Ownership, OwnershipError};
 use crate::trap::TrapLog;

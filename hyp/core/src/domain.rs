@@ -53,6 +53,7 @@ use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
 use aarch64_paging::paging::{Constraints, MemoryRegion, PageTable, Stage2, Translation};
 use spin::Mutex;
 use warden_abi as abi;
+use warden_abi::{BITS_PER_LEVEL, LEAF_LEVEL, PAGE_SHIFT, PAGE_SIZE, TABLE_ENTRIES, granule};
 use warden_dt::PhysRange;
 
 static_assertions::const_assert_eq!(core::mem::size_of::<usize>(), 8);
@@ -65,18 +66,9 @@ pub const ROOT_LEVEL: usize = 1;
 pub const S2_T0SZ: u8 = 64 - IOVA_BITS as u8;
 /// `S2SL0` for the STE: 1 = the walk starts at level 1 (4 KiB granule).
 pub const S2_SL0: u8 = 1;
-/// Page size.
-pub const PAGE_SIZE: u64 = 4096;
 /// Pages a map must leave free in the pool, for unmap splits (each end of an unmap needs at most 2). The
 /// host-identity domain has a pool of its own ([`identity_table_bound`]).
 pub const POOL_RESERVE: usize = 16;
-const LEAF_LEVEL: usize = 3;
-
-/// Size covered by one entry at `level`.
-#[must_use]
-pub const fn granule(level: usize) -> u64 {
-    PAGE_SIZE << ((LEAF_LEVEL - level) * 9)
-}
 
 /// The `S2PS`/`OAS` encoding of a PA width (32, 36, 40, 42, 44, 48, 52 bits); `None` for other widths.
 #[must_use]
@@ -528,12 +520,12 @@ const DESC_TYPE_MASK: u64 = 0b11;
 const DESC_TABLE: u64 = 0b11;
 /// The output-address bits of a descriptor (as aarch64-paging keeps them: bits 12..=47).
 const DESC_ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
-const TABLE_ENTRIES: usize = 512;
 const L2_GRANULE: u64 = granule(ROOT_LEVEL + 1);
 
 /// Index of the entry translating `iova` in a table at `level`.
 const fn index_at(iova: u64, level: usize) -> usize {
-    ((iova >> (PAGE_SIZE.trailing_zeros() as usize + (LEAF_LEVEL - level) * 9)) & 511) as usize
+    (iova >> (PAGE_SHIFT + (LEAF_LEVEL - level) as u32 * BITS_PER_LEVEL)) as usize
+        & (TABLE_ENTRIES - 1)
 }
 
 fn region(iova: u64, len: u64) -> MemoryRegion {

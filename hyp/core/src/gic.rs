@@ -27,11 +27,12 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::host_s2::Region;
-use crate::ownership::{MemKind, Ownership, OwnershipError, PAGE_SIZE};
+use crate::ownership::{MemKind, Ownership, OwnershipError};
 use crate::trap::esr::{
     EC_DABT_LOW, ESR_EC_SHIFT, ESR_ISV, ESR_S1PTW, ESR_SAS_SHIFT, ESR_SF, ESR_SRT_SHIFT, ESR_SSE,
     ESR_WNR,
 };
+use warden_abi::PAGE_SIZE;
 
 /// Size of one GIC register frame (ITS control and translation frames, redistributor frames).
 pub const FRAME_SIZE: u64 = 0x1_0000;

@@ -40,8 +40,6 @@ pub use vtcr::{
 
 use aarch64_paging::descriptor::Stage2Attributes;
 
-/// Translation granule: 4 KiB.
-pub const PAGE_SIZE: u64 = 4096;
 /// Size of the intermediate physical address space the host stage-2 covers: 48 bits (root table at level 0).
 pub const IPA_BITS: u32 = 48;
 /// The first IPA the host stage-2 cannot map.
@@ -145,8 +143,4 @@ pub trait HostS2Tlb {
     /// descriptors. At EL2: `DSB ISHST`; `TLBI IPAS2E1IS` for each page of `region` (or one
     /// `TLBI VMALLS12E1IS` for large regions); `DSB ISH`; `TLBI VMALLE1IS`; `DSB ISH`; `ISB`.
     fn invalidate(&mut self, region: Region);
-}
-/// Size of the region one descriptor covers at `level` (4 KiB granule).
-pub const fn granule(level: usize) -> u64 {
-    PAGE_SIZE << (9 * (3 - level as u64))
 }

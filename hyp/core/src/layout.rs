@@ -10,8 +10,9 @@
 
 /// Base of RAM on QEMU's `virt` machine.
 pub const RAM_BASE: u64 = 0x4000_0000;
-/// Size of a 2 MiB block, the alignment of every region below.
-pub const BLOCK_2M: u64 = 0x20_0000;
+/// The alignment of every region below: a 2 MiB level-2 block ([`warden_abi::PGSIZE_2M`]), so that the EL2
+/// stage-1 and the host stage-2 map each region with blocks.
+pub const BLOCK_2M: u64 = warden_abi::PGSIZE_2M;
 /// Where QEMU loads the hypervisor image (RAM base + the image header's `text_offset`).
 pub const HYP_LOAD_PA: u64 = RAM_BASE + BLOCK_2M;
 /// Start of the memory the hypervisor keeps for itself.

@@ -29,12 +29,9 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use warden_abi::{PAGE_SHIFT, PAGE_SIZE};
 use warden_dt::PhysRange;
 
-/// log2 of the tracking granule.
-pub const PAGE_SHIFT: u32 = 12;
-/// The tracking granule (4 KiB).
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 /// Word value of a hypervisor-owned page.
 pub const WORD_HYP: u32 = u32::MAX;
 /// Word value of a donated page.

@@ -29,14 +29,13 @@
 
 use alloc::vec::Vec;
 
+use warden_abi::PAGE_SIZE;
 use warden_dt::{PhysRange, Platform};
 
 use crate::dispatch::SidRange;
 use crate::layout::{BLOCK_2M, HOST_DTB_MAX_SIZE, HOST_DTB_PA, HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE};
 use crate::{domain, smmu_backend};
 
-/// The 4 KiB page.
-const PAGE: u64 = 4096;
 /// The physical address space the hypervisor maps (48 bits: its stage-1 and the host stage-2).
 const PA_LIMIT: u64 = 1 << 48;
 /// StreamIDs per level-2 stream table (the SMMU driver's `SPLIT` of 8).
@@ -51,7 +50,7 @@ pub const DOMAIN_POOL_BYTES: u64 = 2 << 20;
 /// Heap for everything not proportional to RAM: domain slots, DT copies, the fault ring.
 pub const HEAP_SLACK_BYTES: u64 = 2 << 20;
 /// Heap slack per GiB of RAM (host stage-2 tables: at most one level-3 table per GiB at boot).
-pub const HEAP_SLACK_PER_GIB: u64 = PAGE;
+pub const HEAP_SLACK_PER_GIB: u64 = PAGE_SIZE;
 /// Bytes of ownership state per 4 KiB page (`ownership`: one `AtomicU32`).
 pub const OWNERSHIP_BYTES_PER_PAGE: u64 = 4;
 
@@ -148,8 +147,8 @@ fn checked_ranges(ranges: &[PhysRange]) -> Result<Vec<PhysRange>, SizingError> {
     let mut sorted = ranges.to_vec();
     for r in &sorted {
         if r.size == 0
-            || !r.base.is_multiple_of(PAGE)
-            || !r.size.is_multiple_of(PAGE)
+            || !r.base.is_multiple_of(PAGE_SIZE)
+            || !r.size.is_multiple_of(PAGE_SIZE)
             || r.base.checked_add(r.size).is_none()
         {
             return Err(SizingError::BadRange(*r));
@@ -186,7 +185,7 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
 
     let mut ownership = 0u64;
     for r in &tracked {
-        let words = (r.size / PAGE)
+        let words = (r.size / PAGE_SIZE)
             .checked_mul(OWNERSHIP_BYTES_PER_PAGE)
             .ok_or(SizingError::TooLarge)?;
         ownership = ownership
@@ -196,7 +195,7 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
     let runs: Vec<(u64, u64)> = tracked.iter().map(|r| (r.base, r.size)).collect();
     let identity_pages = domain::identity_table_bound(&runs) as u64;
     let identity_tables = identity_pages
-        .checked_mul(PAGE)
+        .checked_mul(PAGE_SIZE)
         .ok_or(SizingError::TooLarge)?;
 
     let mut l2_tables = 0u64;

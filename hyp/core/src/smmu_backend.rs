@@ -102,12 +102,10 @@ pub fn stage2_ste(c: &domain::S2Config) -> Ste {
 
 /// The driver's invalidation request for a dispatch-level range invalidation.
 pub fn invalidation_for(vmid: u16, iova: u64, len: u64, hint: InvalidateHint) -> S2Invalidation {
-    const SIZE_2M: u64 = domain::granule(2);
-    const SIZE_1G: u64 = domain::granule(1);
     let leaf_size = match hint.leaf_size {
-        Some(domain::PAGE_SIZE) => LeafSize::Page4K,
-        Some(SIZE_2M) => LeafSize::Block2M,
-        Some(SIZE_1G) => LeafSize::Block1G,
+        Some(abi::PGSIZE_4K) => LeafSize::Page4K,
+        Some(abi::PGSIZE_2M) => LeafSize::Block2M,
+        Some(abi::PGSIZE_1G) => LeafSize::Block1G,
         _ => LeafSize::Mixed,
     };
     S2Invalidation {
@@ -163,7 +161,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
     pub fn new(mut smmu: Smmu<R, M>, host: H) -> Result<Self, warden_smmu::Error> {
         let features = *smmu.features();
         let range_invalidation = smmu.invalidation_policy().range;
-        let page = warden_smmu::PAGE_SIZE as usize;
+        let page = abi::PAGE_SIZE as usize;
         let root = smmu
             .memory_mut()
             .alloc_zeroed(page, page)

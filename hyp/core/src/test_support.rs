@@ -32,8 +32,8 @@ use warden_smmu::fake::{FakeMemory, FakeSmmu, Translation, qemu};
 use warden_smmu::{Command, CommandKind, StreamId};
 
 use crate::dispatch::{HwError, Warden};
-use crate::domain::PAGE_SIZE;
 use crate::smmu_backend::{BootConfig, BootError, HostStage2Ops, SmmuBackend, bring_up};
+use warden_abi::PAGE_SIZE;
 
 /// QEMU virt's DTB (1 GiB, 2 CPUs), as checked in by warden-dt.
 pub const DTB: &[u8] = include_bytes!("../../dt/tests/data/virt-smp2-1g.dtb");

@@ -10,14 +10,15 @@
 //! the same `TCR_EL2` (48-bit VA, 4 KiB granule, root at level 0), so the switch only changes `TTBR0_EL2`.
 
 use core::arch::global_asm;
+use warden_abi::{PAGE_SIZE, PGSIZE_1G, TABLE_ENTRIES};
 use warden_core::layout;
 
-/// Number of entries in a 4 KiB translation table.
-const ENTRIES: usize = 512;
-
-/// A 4 KiB-aligned translation table.
+/// A translation table: one page-aligned page of descriptors.
 #[repr(C, align(4096))]
-pub struct Table(pub [u64; ENTRIES]);
+pub struct Table(pub [u64; TABLE_ENTRIES]);
+
+static_assertions::const_assert_eq!(core::mem::align_of::<Table>() as u64, PAGE_SIZE);
+static_assertions::const_assert_eq!(core::mem::size_of::<Table>() as u64, PAGE_SIZE);
 
 /// Block/page descriptor bit 0: valid.
 const DESC_VALID: u64 = 1;
@@ -46,8 +47,6 @@ pub const TCR_EL2_VALUE: u64 =
 /// `SCTLR_EL2` with the MMU, data and instruction caches and SP alignment checks on: RES1 bits
 /// (29, 28, 23, 22, 18, 16, 11, 5, 4) | `I` | `SA` | `C` | `M`. Little-endian, `WXN` off.
 pub const SCTLR_EL2_MMU_ON: u64 = 0x30c5_0830 | (1 << 12) | (1 << 3) | (1 << 2) | 1;
-/// Size of a level-1 block.
-const GIB: u64 = 1 << 30;
 
 const fn device_block(pa: u64) -> u64 {
     pa | DESC_VALID | (MAIR_IDX_DEVICE << DESC_ATTR_SHIFT) | DESC_AP1_RES1 | DESC_AF | DESC_XN
@@ -58,11 +57,11 @@ const fn normal_block(pa: u64) -> u64 {
 }
 
 const fn boot_l1() -> Table {
-    let mut t = [0u64; ENTRIES];
+    let mut t = [0u64; TABLE_ENTRIES];
     t[0] = device_block(0);
-    t[1] = normal_block(GIB);
-    t[2] = normal_block(2 * GIB);
-    t[3] = normal_block(3 * GIB);
+    t[1] = normal_block(PGSIZE_1G);
+    t[2] = normal_block(2 * PGSIZE_1G);
+    t[3] = normal_block(3 * PGSIZE_1G);
     Table(t)
 }
 
@@ -72,7 +71,7 @@ static mut BOOT_PT_L1: Table = boot_l1();
 /// Level-0 root of the boot map; entry 0 is pointed at [`BOOT_PT_L1`] by the entry assembly (a pointer
 /// cannot be turned into an integer in a constant).
 #[unsafe(no_mangle)]
-static mut BOOT_PT_L0: Table = Table([0; ENTRIES]);
+static mut BOOT_PT_L0: Table = Table([0; TABLE_ENTRIES]);
 
 // `mov_imm`: load a 64-bit constant with movz/movk (the assembler has no `ldr =` literal pools here).
 global_asm!(

@@ -17,8 +17,9 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::{Mutex, Once};
+use warden_abi::PAGE_SIZE;
 use warden_core::dispatch::HwError;
-use warden_core::host_s2::{HostS2Error, HostS2Tlb, HostStage2, PAGE_SIZE, Region};
+use warden_core::host_s2::{HostS2Error, HostS2Tlb, HostStage2, Region};
 use warden_core::smmu_backend::HostStage2Ops;
 
 use crate::{log, mmu};

@@ -45,7 +45,7 @@ pub use driver::{Config, Counters, Features, Smmu};
 pub use event::{Event, EventKind};
 pub use regs::{CmdqError, RegisterAccess};
 pub use ste::{S2Config, S2ConfigError, Ste, SteKind};
-pub use types::{MAX_ADDR_BITS, PAGE_SHIFT, PAGE_SIZE, StreamId, Vmid};
+pub use types::{MAX_ADDR_BITS, StreamId, Vmid};
 
 /// Memory for the SMMU's own structures (stream table, queues), shared with the device.
 ///

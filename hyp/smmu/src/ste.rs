@@ -6,7 +6,8 @@
 //! described in [`crate::driver`] (`Smmu::write_ste`).
 
 use crate::regs::{field64, mask64, prep64};
-use crate::types::{PAGE_SIZE, Vmid};
+use crate::types::Vmid;
+use warden_abi::{BITS_PER_LEVEL, PAGE_SHIFT, PAGE_SIZE};
 
 /// Size of one STE in bytes.
 pub const STE_SIZE: usize = 64;
@@ -134,8 +135,6 @@ impl S2Config {
         const T0SZ_MIN: u8 = 16;
         /// Largest T0SZ with the 4 KiB granule (25-bit input).
         const T0SZ_MAX: u8 = 39;
-        /// Bits resolved per level with the 4 KiB granule.
-        const BITS_PER_LEVEL: u32 = 9;
         /// At most 16 concatenated root tables (4 extra bits) at the start level (Arm ARM D8.2.6).
         const MAX_CONCAT_BITS: u32 = 4;
         if !(T0SZ_MIN..=T0SZ_MAX).contains(&self.t0sz) || self.ias_bits() > ias_bits {
@@ -145,7 +144,7 @@ impl S2Config {
             return Err(S2ConfigError::StartLevel);
         }
         // Bits translated from the start level to the page: (4 - level) * 9 + 12.
-        let covered = (4 - self.start_level() as u32) * BITS_PER_LEVEL + crate::types::PAGE_SHIFT;
+        let covered = (4 - self.start_level() as u32) * BITS_PER_LEVEL + PAGE_SHIFT;
         let ias = self.ias_bits();
         if ias > covered + MAX_CONCAT_BITS || ias + BITS_PER_LEVEL <= covered {
             return Err(S2ConfigError::StartLevel);

@@ -24,9 +24,5 @@ impl fmt::Display for Vmid {
     }
 }
 
-/// log2 of the 4 KiB translation granule, the only one this driver programs.
-pub const PAGE_SHIFT: u32 = 12;
-/// The 4 KiB translation granule.
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 /// Largest input/output address width the architecture defines (52 bits).
 pub const MAX_ADDR_BITS: u32 = 52;

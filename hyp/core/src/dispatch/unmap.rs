@@ -105,7 +105,7 @@ impl<const N: usize> Cleared<N> {
             leaf_size: if self.mixed {
                 None
             } else {
-                self.level.map(domain::granule)
+                self.level.map(abi::granule)
             },
         }
     }
@@ -194,7 +194,7 @@ impl<B: Backend> Warden<B> {
             self.invalidations.fetch_add(1, Ordering::Relaxed);
             let hint = InvalidateHint {
                 leaf_only: true,
-                leaf_size: Some(domain::granule(level)),
+                leaf_size: Some(abi::granule(level)),
             };
             self.backend
                 .invalidate_range(vmid, block, block_len, hint)

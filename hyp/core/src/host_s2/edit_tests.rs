@@ -8,6 +8,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 use proptest::prelude::*;
+use warden_abi::{PAGE_SIZE, granule};
 
 const MIB2: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;

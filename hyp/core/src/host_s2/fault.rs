@@ -1,7 +1,7 @@
 //! Host stage-2 faults, decoded from the EL2 syndrome registers.
 
-use super::PAGE_SIZE;
 use crate::trap::esr::{EC_DABT_LOW, EC_IABT_LOW, ESR_S1PTW, ESR_WNR, exception_class};
+use warden_abi::PAGE_SIZE;
 
 /// A host stage-2 fault, decoded from the EL2 syndrome registers.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

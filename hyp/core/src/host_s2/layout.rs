@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use super::PAGE_SIZE;
+use warden_abi::PAGE_SIZE;
 
 /// A half-open physical address range `[start, end)`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

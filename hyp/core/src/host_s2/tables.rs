@@ -10,9 +10,10 @@ use spin::Mutex;
 use super::layout::{HostS2Spec, Region, subtract};
 use super::reserve::{HeapTables, HostS2Tables, MAX_TABLES_PER_EDIT, TableSource, Tables};
 use super::{
-    HostS2Error, HostS2Tlb, IPA_LIMIT, Leaf, MMIO_ATTRIBUTES, MemKind, PAGE_SIZE, RAM_ATTRIBUTES,
-    ROOT_LEVEL, Translation, granule,
+    HostS2Error, HostS2Tlb, IPA_LIMIT, Leaf, MMIO_ATTRIBUTES, MemKind, RAM_ATTRIBUTES, ROOT_LEVEL,
+    Translation,
 };
+use warden_abi::{PAGE_SIZE, granule};
 
 /// The host's stage-2 translation (VMID 0), its tables from `S` ([`HeapTables`] at EL2).
 pub struct HostStage2<S: TableSource = HeapTables> {

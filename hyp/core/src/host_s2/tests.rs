@@ -1,5 +1,6 @@
 use super::*;
 use crate::trap::esr::{EC_DABT_LOW, EC_IABT_LOW, ESR_EC_SHIFT, ESR_IL, ESR_S1PTW, ESR_WNR};
+use warden_abi::{PAGE_SIZE, granule};
 
 const GIB: u64 = 1 << 30;
 const CARVEOUT: Region = Region::new(0x4000_0000, 0x41e0_0000);

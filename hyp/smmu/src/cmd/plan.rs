@@ -11,7 +11,8 @@
 //! - Past [`InvalidationPolicy::vmall_threshold`] commands, one `CMD_TLBI_S12_VMALL` for the VMID instead.
 
 use super::{Command, TG_4K, TLBI_NUM_MAX, TLBI_SCALE_MAX, TlbiS2Ipa};
-use crate::types::{MAX_ADDR_BITS, PAGE_SHIFT, PAGE_SIZE, Vmid};
+use crate::types::{MAX_ADDR_BITS, Vmid};
+use warden_abi::{PAGE_SHIFT, PAGE_SIZE};
 
 /// Size of the leaf entries that were removed from the range (drives the per-granule step and the `TTL` hint).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

@@ -14,6 +14,7 @@ use crate::regs::{
     RegisterAccess,
 };
 use crate::ste::Ste;
+use warden_abi::PAGE_SHIFT;
 
 /// One register access seen by the fake.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -242,8 +243,8 @@ impl FakeSmmu {
                 }
             }
             CommandKind::TlbiS2Ipa(t) => {
-                let first = t.ipa >> crate::PAGE_SHIFT;
-                let pages = t.span() >> crate::PAGE_SHIFT;
+                let first = t.ipa >> PAGE_SHIFT;
+                let pages = t.span() >> PAGE_SHIFT;
                 let vmid = t.vmid.0;
                 // Drops every cached page whose leaf overlaps the range: a non-range TLBI of one address
                 // inside a 2 MiB or 1 GiB block removes the whole block (the fake caches it page by page).

@@ -5,6 +5,7 @@ use crate::StreamId;
 use crate::event::{Event, event_id};
 use crate::regs::{Cr0, StrtabBase, StrtabBaseCfg, mask64};
 use crate::ste::{S2TG_4K, STE_DWORDS, STE_SIZE, Ste, SteKind};
+use warden_abi::{BITS_PER_LEVEL, PAGE_SHIFT, PAGE_SIZE};
 
 /// A cached stage-2 translation of one 4 KiB page, remembering the leaf (page or block) it came from: the
 /// TLB is keyed by page, but a TLBI of any address inside a block drops the whole block, as on hardware.
@@ -64,7 +65,6 @@ const DESC_TABLE: u64 = 1 << 1;
 const S2AP_READ: u64 = 1 << 6;
 const S2AP_WRITE: u64 = 1 << 7;
 const DESC_AF: u64 = 1 << 10;
-const BITS_PER_LEVEL: u32 = 9;
 
 impl FakeSmmu {
     /// A device with StreamID `sid` accesses `iova` (a write when `write`): what happens.
@@ -103,11 +103,11 @@ impl FakeSmmu {
         else {
             return self.fault(event_id::C_BAD_STE, sid, iova, write, true);
         };
-        let page = iova >> crate::PAGE_SHIFT;
-        let offset = iova & (crate::PAGE_SIZE - 1);
+        let page = iova >> PAGE_SHIFT;
+        let offset = iova & (PAGE_SIZE - 1);
         if let Some(entry) = self.tlb.get(&(cfg.vmid.0, page)).copied() {
             return if allowed(entry.perm, write) {
-                Translation::Ok((entry.pa_page << crate::PAGE_SHIFT) | offset)
+                Translation::Ok((entry.pa_page << PAGE_SHIFT) | offset)
             } else {
                 self.fault(event_id::F_PERMISSION, sid, iova, write, record)
             };
@@ -121,7 +121,7 @@ impl FakeSmmu {
         let mut level = u32::from(cfg.start_level());
         let mut first = true;
         loop {
-            let shift = crate::PAGE_SHIFT + BITS_PER_LEVEL * (3 - level);
+            let shift = PAGE_SHIFT + BITS_PER_LEVEL * (3 - level);
             let index_bits = if first { ias - shift } else { BITS_PER_LEVEL };
             let index = (iova >> shift) & ((1 << index_bits) - 1);
             first = false;
@@ -131,7 +131,7 @@ impl FakeSmmu {
             if desc & DESC_VALID == 0 || (level == 3 && desc & DESC_TABLE == 0) {
                 return self.fault(event_id::F_TRANSLATION, sid, iova, write, record);
             }
-            let oa = desc & mask64(47, crate::PAGE_SHIFT);
+            let oa = desc & mask64(47, PAGE_SHIFT);
             if level < 3 && desc & DESC_TABLE != 0 {
                 table = oa;
                 level += 1;
@@ -155,10 +155,10 @@ impl FakeSmmu {
                 return self.fault(event_id::F_ADDR_SIZE, sid, iova, write, record);
             }
             let entry = TlbEntry {
-                pa_page: pa >> crate::PAGE_SHIFT,
+                pa_page: pa >> PAGE_SHIFT,
                 perm,
-                leaf_first: (iova & !((1 << shift) - 1)) >> crate::PAGE_SHIFT,
-                leaf_pages: 1 << (shift - crate::PAGE_SHIFT),
+                leaf_first: (iova & !((1 << shift) - 1)) >> PAGE_SHIFT,
+                leaf_pages: 1 << (shift - PAGE_SHIFT),
                 desc_pa: table + 8 * index,
             };
             // Without BBML2, a walk result overlapping a cached entry of another leaf size is a TLB

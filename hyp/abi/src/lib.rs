@@ -1,4 +1,4 @@
-//! Warden hypercall ABI: function IDs, error codes, prot bits, limits (single source of truth).
+//! Warden hypercall ABI: function IDs, error codes, prot bits, limits, page geometry (single source of truth).
 //!
 //! The host talks to Warden with SMCCC **vendor-specific hypervisor service** calls (owning entity 6), SMC64
 //! fast calls, issued with the SMCCC conduit (SMC or HVC). Arguments go in `x1..x6`; results come back in

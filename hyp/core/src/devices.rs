@@ -367,8 +367,9 @@ fn check_regions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host_s2::{HostS2Layout, HostStage2, MemKind};
+    use crate::host_s2::{HostS2Layout, HostStage2};
     use crate::layout::{HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE, HYP_LOAD_PA};
+    use crate::ownership::MemKind;
     use alloc::string::{String, ToString};
     use alloc::vec;
     use dtoolkit::Node;
@@ -474,7 +475,7 @@ mod tests {
                     && !excluded.iter().any(|r| r.overlaps(&p));
                 assert_eq!(mapped, wanted, "page {page:#x}");
                 if mapped {
-                    assert_eq!(leaves[leaf].kind, MemKind::Device, "page {page:#x}");
+                    assert_eq!(leaves[leaf].kind, MemKind::Mmio, "page {page:#x}");
                     mapped_pages += 1;
                 }
             }
@@ -520,7 +521,7 @@ mod tests {
             ] {
                 assert_eq!(
                     s2.translate(pa).map(|t| t.kind),
-                    Some(MemKind::Device),
+                    Some(MemKind::Mmio),
                     "{pa:#x}"
                 );
             }
@@ -646,7 +647,7 @@ mod tests {
             let (class, s2) = with_node(node);
             assert_eq!(class, DeviceClass::Withheld(reason), "{name}");
             assert_eq!(
-                s2.translate(probe).filter(|t| t.kind == MemKind::Device),
+                s2.translate(probe).filter(|t| t.kind == MemKind::Mmio),
                 None,
                 "{name}"
             );
@@ -654,7 +655,7 @@ mod tests {
         // The control: the same node with an allow-listed compatible at a free address is mapped.
         let (class, s2) = with_node(device("uart@9070000", Some("arm,pl011"), (free, 0x1000)));
         assert_eq!(class, DeviceClass::NoDma);
-        assert_eq!(s2.translate(free).unwrap().kind, MemKind::Device);
+        assert_eq!(s2.translate(free).unwrap().kind, MemKind::Mmio);
     }
 
     #[test]
@@ -666,9 +667,9 @@ mod tests {
             (0x0901_f000, 0x3000),
         ));
         assert_eq!(class, DeviceClass::NoDma);
-        assert_eq!(s2.translate(0x0901_f000).unwrap().kind, MemKind::Device);
+        assert_eq!(s2.translate(0x0901_f000).unwrap().kind, MemKind::Mmio);
         assert_eq!(s2.translate(0x0902_0000), None);
-        assert_eq!(s2.translate(0x0902_1000).unwrap().kind, MemKind::Device);
+        assert_eq!(s2.translate(0x0902_1000).unwrap().kind, MemKind::Mmio);
     }
 
     #[test]
@@ -744,7 +745,7 @@ mod tests {
             let s2 = stage2(&c);
             let node = Region::with_size(base, size);
             for probe in [base, base.saturating_add(size / 2), base.saturating_add(size).saturating_sub(1)] {
-                if let Some(t) = s2.translate(probe) && node.contains(probe) && t.kind == MemKind::Device {
+                if let Some(t) = s2.translate(probe) && node.contains(probe) && t.kind == MemKind::Mmio {
                     proptest::prop_assert_eq!(class, DeviceClass::NoDma, "{:#x}", probe);
                     proptest::prop_assert!(!CARVEOUT.contains(probe) && !c.ram().iter().any(|r| r.contains(probe)));
                     proptest::prop_assert!(!(0x0905_0000..0x0907_0000).contains(&probe));

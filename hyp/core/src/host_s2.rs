@@ -40,6 +40,8 @@ pub use vtcr::{
 
 use aarch64_paging::descriptor::Stage2Attributes;
 
+use crate::ownership::MemKind;
+
 /// Size of the intermediate physical address space the host stage-2 covers: 48 bits (root table at level 0).
 pub const IPA_BITS: u32 = 48;
 /// The first IPA the host stage-2 cannot map.
@@ -99,15 +101,6 @@ impl core::fmt::Display for HostS2Error {
             ),
         }
     }
-}
-
-/// Kind of memory behind a host IPA.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum MemKind {
-    /// Normal write-back memory (host RAM).
-    Ram,
-    /// Device memory (MMIO).
-    Device,
 }
 
 /// One valid leaf descriptor of the host stage-2, as found by a table walk.

@@ -39,12 +39,14 @@ pub const WORD_DONATED: u32 = u32::MAX - 1;
 /// The largest DMA mapping count a page can have.
 pub const MAX_DMA_COUNT: u32 = u32::MAX - 16;
 
-/// What kind of physical memory a region is.
+/// What kind of physical memory a page or region is: the kind ownership tracks pages by, and the memory type
+/// of a host stage-2 mapping ([`crate::host_s2::Translation::kind`]).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum MemKind {
-    /// RAM from a DT `memory` node.
+    /// RAM from a DT `memory` node: Normal write-back memory in the host stage-2.
     Ram,
-    /// MMIO that devices may be granted DMA access to (an MSI doorbell frame).
+    /// MMIO: Device memory in the host stage-2. Ownership tracks only the MMIO devices may be granted DMA
+    /// access to (MSI doorbell frames).
     Mmio,
 }
 

@@ -295,7 +295,7 @@ fn unmap_aligned_blocks_splits_nothing() {
     assert!(
         s2.leaves()
             .iter()
-            .all(|l| l.level != 3 || l.kind == MemKind::Device)
+            .all(|l| l.level != 3 || l.kind == MemKind::Mmio)
     );
     assert_eq!(tlb.0, [r]);
     assert_eq!(s2.translate(r.start), None);

@@ -139,7 +139,7 @@ impl<S: TableSource> HostStage2<S> {
                     let kind = if attributes.contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB) {
                         MemKind::Ram
                     } else {
-                        MemKind::Device
+                        MemKind::Mmio
                     };
                     leaves.push(Leaf {
                         ipa: Region::new(mr.start().0 as u64, mr.end().0 as u64),
@@ -172,7 +172,7 @@ impl<S: TableSource> HostStage2<S> {
                     {
                         MemKind::Ram
                     } else {
-                        MemKind::Device
+                        MemKind::Mmio
                     };
                     let block_start = mr.start().0 as u64 & !(granule(level) - 1);
                     let pa = desc.output_address().0 as u64 + (ipa - block_start);
@@ -460,7 +460,7 @@ fn whole_leaf(
         kind: if attributes.contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB) {
             MemKind::Ram
         } else {
-            MemKind::Device
+            MemKind::Mmio
         },
         attributes,
     }

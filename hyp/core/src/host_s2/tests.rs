@@ -60,11 +60,11 @@ fn identity_is_exact_and_typed() {
     let t = s2.translate(0x7fff_ffff).unwrap();
     assert_eq!((t.pa, t.kind), (0x7fff_ffff, MemKind::Ram));
     // PL011, just below and just above the SMMU frames.
-    assert_eq!(s2.translate(0x0900_0018).unwrap().kind, MemKind::Device);
+    assert_eq!(s2.translate(0x0900_0018).unwrap().kind, MemKind::Mmio);
     assert_eq!(s2.translate(SMMU.start - 1).unwrap().pa, SMMU.start - 1);
     assert_eq!(s2.translate(SMMU.end).unwrap().pa, SMMU.end);
-    assert_eq!(s2.translate(0x80_0000_1000).unwrap().kind, MemKind::Device);
-    assert_eq!(s2.translate(0x40_1000_0000).unwrap().kind, MemKind::Device);
+    assert_eq!(s2.translate(0x80_0000_1000).unwrap().kind, MemKind::Mmio);
+    assert_eq!(s2.translate(0x40_1000_0000).unwrap().kind, MemKind::Mmio);
     // Past RAM and between windows: nothing.
     assert_eq!(s2.translate(0x8000_0000), None);
     assert_eq!(s2.translate(0x40_0000_0000), None);
@@ -81,7 +81,7 @@ fn attributes() {
                 leaf.attributes & !Stage2Attributes::TABLE_OR_PAGE,
                 RAM_ATTRIBUTES
             ),
-            MemKind::Device => {
+            MemKind::Mmio => {
                 assert_eq!(
                     leaf.attributes & !Stage2Attributes::TABLE_OR_PAGE,
                     MMIO_ATTRIBUTES
@@ -110,7 +110,7 @@ fn all_host_ram_mapped_exactly() {
     let mmio_bytes: u64 = s2
         .leaves()
         .iter()
-        .filter(|l| l.kind == MemKind::Device)
+        .filter(|l| l.kind == MemKind::Mmio)
         .map(|l| l.ipa.end - l.ipa.start)
         .sum();
     assert_eq!(
@@ -329,19 +329,19 @@ fn real_qemu_dtbs() {
         // The host reaches its devices: PL011, GIC distributor, PCI ECAM and both PCI memory windows.
         let uart = platform.uart.as_ref().unwrap().reg.base;
         let gicd = platform.gic.as_ref().unwrap().distributor.base;
-        assert_eq!(s2.translate(uart).unwrap().kind, MemKind::Device);
-        assert_eq!(s2.translate(gicd).unwrap().kind, MemKind::Device);
+        assert_eq!(s2.translate(uart).unwrap().kind, MemKind::Mmio);
+        assert_eq!(s2.translate(gicd).unwrap().kind, MemKind::Mmio);
         let host = &platform.pci_hosts[0];
-        assert_eq!(s2.translate(host.ecam.base).unwrap().kind, MemKind::Device);
+        assert_eq!(s2.translate(host.ecam.base).unwrap().kind, MemKind::Mmio);
         for w in &host.windows {
             assert_eq!(
                 s2.translate(w.cpu.base).unwrap().kind,
-                MemKind::Device,
+                MemKind::Mmio,
                 "{w:?}"
             );
             assert_eq!(
                 s2.translate(w.cpu.base + w.cpu.size - 1).unwrap().kind,
-                MemKind::Device,
+                MemKind::Mmio,
                 "{w:?}"
             );
         }

@@ -29,7 +29,7 @@ use core::fmt;
 
 use warden_dt::{DeviceNode, PciHost, PciSpace, PhysRange, Platform};
 
-use crate::host_s2::{IPA_LIMIT, Region, subtract};
+use crate::host_s2::{IPA_LIMIT, subtract};
 
 /// `compatible` strings of devices that cannot master DMA (matched against a node's most specific one):
 /// their registers may be mapped for the host as they are.
@@ -147,7 +147,7 @@ pub struct ClassifiedDevice<'p> {
     /// Its class.
     pub class: DeviceClass,
     /// What the host stage-2 maps for it (empty unless `BehindSmmu`, `NoDma` or `Emulated`).
-    pub host_regions: Vec<Region>,
+    pub host_regions: Vec<PhysRange>,
 }
 
 impl ClassifiedDevice<'_> {
@@ -176,19 +176,19 @@ impl fmt::Display for ClassifiedDevice<'_> {
 pub struct Classification<'p> {
     /// The device nodes in DT order, one entry per [`Platform::devices`] entry.
     pub devices: Vec<ClassifiedDevice<'p>>,
-    ram: Vec<Region>,
-    hyp: Vec<Region>,
-    smmu_frames: Vec<Region>,
+    ram: Vec<PhysRange>,
+    hyp: Vec<PhysRange>,
+    smmu_frames: Vec<PhysRange>,
 }
 
 impl<'p> Classification<'p> {
     /// The RAM banks of the platform.
-    pub fn ram(&self) -> &[Region] {
+    pub fn ram(&self) -> &[PhysRange] {
         &self.ram
     }
 
     /// Every region the host stage-2 maps as MMIO: the host regions of every classified node.
-    pub fn host_mmio(&self) -> Vec<Region> {
+    pub fn host_mmio(&self) -> Vec<PhysRange> {
         self.devices
             .iter()
             .flat_map(|d| d.host_regions.iter().copied())
@@ -197,12 +197,12 @@ impl<'p> Classification<'p> {
 
     /// What the host stage-2 never maps: the hyp's memory, every SMMU frame, and every region of a withheld
     /// node, less the RAM it overlaps (a hostile `reg` cannot take RAM from the host).
-    pub fn excluded(&self) -> Vec<Region> {
+    pub fn excluded(&self) -> Vec<PhysRange> {
         let mut out = self.hyp.clone();
         out.extend(self.smmu_frames.iter().copied());
         for d in self.withheld() {
             for r in d.node.regs.iter().chain(d.node.windows.iter()) {
-                out.extend(subtract(region(r), &self.ram));
+                out.extend(subtract(*r, &self.ram));
             }
         }
         out
@@ -222,17 +222,12 @@ impl<'p> Classification<'p> {
     }
 }
 
-/// A DT range as a [`Region`].
-fn region(r: &PhysRange) -> Region {
-    Region::with_size(r.base, r.size)
-}
-
 /// The GIC frames the host stage-2 maps for a GICv3 or ITS node: every `reg` of the node (GICD, GICR
 /// regions, ITS control and translation frames), less the frames the hyp emulates, which the EL2 image probes at
 /// boot and adds to the excluded list ([`crate::gic::GicLayout::trapped_frames`]: ITS control frames,
 /// redistributor `RD_base` and VLPI frames).
-pub fn gic_host_regions(node: &DeviceNode) -> Vec<Region> {
-    node.regs.iter().map(region).collect()
+pub fn gic_host_regions(node: &DeviceNode) -> Vec<PhysRange> {
+    node.regs.clone()
 }
 
 /// Whether every requester ID of `host`'s bus range reaches, through its `iommu-map`, an SMMU of `platform`.
@@ -248,9 +243,9 @@ fn pci_behind_owned_smmu(platform: &Platform, host: &PciHost) -> bool {
 
 /// The classification of every device node of `platform`, for a hyp whose memory is `hyp` (the fixed carve-out
 /// and the part sized at boot, `crate::sizing`).
-pub fn classify<'p>(platform: &'p Platform, hyp: &[Region]) -> Classification<'p> {
-    let ram: Vec<Region> = platform.memory.iter().map(region).collect();
-    let smmu_frames: Vec<Region> = platform.smmus.iter().map(|s| region(&s.reg)).collect();
+pub fn classify<'p>(platform: &'p Platform, hyp: &[PhysRange]) -> Classification<'p> {
+    let ram: Vec<PhysRange> = platform.memory.clone();
+    let smmu_frames: Vec<PhysRange> = platform.smmus.iter().map(|s| s.reg).collect();
     let mut devices: Vec<ClassifiedDevice<'_>> = Vec::with_capacity(platform.devices.len());
     for node in &platform.devices {
         let parent_class = node
@@ -281,7 +276,7 @@ fn decide(
     platform: &Platform,
     node: &DeviceNode,
     parent: Option<DeviceClass>,
-) -> (DeviceClass, Vec<Region>) {
+) -> (DeviceClass, Vec<PhysRange>) {
     let withheld = |reason| (DeviceClass::Withheld(reason), Vec::new());
     if !node.enabled {
         return (DeviceClass::Disabled, Vec::new());
@@ -307,12 +302,12 @@ fn decide(
         if !pci_behind_owned_smmu(platform, host) {
             return withheld(WithholdReason::NotBehindOwnedSmmu);
         }
-        let mut regions = alloc::vec![region(&host.ecam)];
+        let mut regions = alloc::vec![host.ecam];
         regions.extend(
             host.windows
                 .iter()
                 .filter(|w| w.space != PciSpace::Config)
-                .map(|w| region(&w.cpu)),
+                .map(|w| w.cpu),
         );
         return (DeviceClass::BehindSmmu, regions);
     }
@@ -325,13 +320,10 @@ fn decide(
         if !owned {
             return withheld(WithholdReason::NotBehindOwnedSmmu);
         }
-        return (
-            DeviceClass::BehindSmmu,
-            node.regs.iter().map(region).collect(),
-        );
+        return (DeviceClass::BehindSmmu, node.regs.clone());
     }
     if NO_DMA.contains(&compatible) {
-        return (DeviceClass::NoDma, node.regs.iter().map(region).collect());
+        return (DeviceClass::NoDma, node.regs.clone());
     }
     match DMA_MASTERS.iter().find(|(c, _)| *c == compatible) {
         Some(&(_, why)) => withheld(WithholdReason::DmaMaster(why)),
@@ -342,23 +334,23 @@ fn decide(
 /// Checks the regions a node would have mapped: each non-empty, inside the IPA space, clear of RAM, the
 /// hyp's memory and the SMMU frames.
 fn check_regions(
-    regions: &[Region],
-    ram: &[Region],
-    hyp: &[Region],
-    smmu_frames: &[Region],
+    regions: &[PhysRange],
+    ram: &[PhysRange],
+    hyp: &[PhysRange],
+    smmu_frames: &[PhysRange],
 ) -> Result<(), WithholdReason> {
     for r in regions {
         if r.is_empty() {
-            return Err(WithholdReason::EmptyRegion(r.start));
+            return Err(WithholdReason::EmptyRegion(r.base));
         }
-        if r.end > IPA_LIMIT {
-            return Err(WithholdReason::BeyondIpaSpace(r.end));
+        if r.end() > IPA_LIMIT {
+            return Err(WithholdReason::BeyondIpaSpace(r.end()));
         }
         if hyp.iter().chain(smmu_frames).any(|h| h.overlaps(r)) {
-            return Err(WithholdReason::OverlapsHyp(r.start));
+            return Err(WithholdReason::OverlapsHyp(r.base));
         }
         if ram.iter().any(|m| m.overlaps(r)) {
-            return Err(WithholdReason::OverlapsRam(r.start));
+            return Err(WithholdReason::OverlapsRam(r.base));
         }
     }
     Ok(())
@@ -384,7 +376,8 @@ mod tests {
         include_bytes!("../../dt/tests/data/virt-smp4-2g.dtb"),
         include_bytes!("../../dt/tests/data/virt-initrd-append.dtb"),
     ];
-    const CARVEOUT: Region = Region::new(HYP_CARVEOUT_PA, HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE);
+    const CARVEOUT: PhysRange =
+        PhysRange::from_bounds(HYP_CARVEOUT_PA, HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE);
     const FW_CFG: &str = "/fw-cfg@9020000";
 
     fn dma_master(compatible: &str) -> DeviceClass {
@@ -466,11 +459,11 @@ mod tests {
             let mut leaf = 0;
             let mut mapped_pages = 0u64;
             for page in (0..0x4000_0000u64).step_by(PAGE_SIZE as usize) {
-                while leaf < leaves.len() && leaves[leaf].ipa.end <= page {
+                while leaf < leaves.len() && leaves[leaf].ipa.end() <= page {
                     leaf += 1;
                 }
                 let mapped = leaves.get(leaf).is_some_and(|l| l.ipa.contains(page));
-                let p = Region::new(page, page + PAGE_SIZE);
+                let p = PhysRange::from_bounds(page, page + PAGE_SIZE);
                 let wanted = mapped_regions.iter().any(|r| r.overlaps(&p))
                     && !excluded.iter().any(|r| r.overlaps(&p));
                 assert_eq!(mapped, wanted, "page {page:#x}");
@@ -743,7 +736,7 @@ mod tests {
             let c = classify(&platform, &[CARVEOUT]);
             let class = c.class_of("/fuzz@0").unwrap();
             let s2 = stage2(&c);
-            let node = Region::with_size(base, size);
+            let node = PhysRange { base, size };
             for probe in [base, base.saturating_add(size / 2), base.saturating_add(size).saturating_sub(1)] {
                 if let Some(t) = s2.translate(probe) && node.contains(probe) && t.kind == MemKind::Mmio {
                     proptest::prop_assert_eq!(class, DeviceClass::NoDma, "{:#x}", probe);

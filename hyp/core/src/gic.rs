@@ -26,13 +26,13 @@ pub mod rd;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::host_s2::Region;
 use crate::ownership::{MemKind, Ownership, OwnershipError};
 use crate::trap::esr::{
     EC_DABT_LOW, ESR_EC_SHIFT, ESR_ISV, ESR_S1PTW, ESR_SAS_SHIFT, ESR_SF, ESR_SRT_SHIFT, ESR_SSE,
     ESR_WNR,
 };
 use warden_abi::PAGE_SIZE;
+use warden_dt::PhysRange;
 
 /// Size of one GIC register frame (ITS control and translation frames, redistributor frames).
 pub const FRAME_SIZE: u64 = 0x1_0000;
@@ -232,16 +232,25 @@ impl GicLayout {
 
     /// The frames the host stage-2 must not map: each ITS control frame, each RD_base frame and, with VLPIs,
     /// each VLPI frame. Add them to the host stage-2's excluded list.
-    pub fn trapped_frames(&self) -> Vec<Region> {
-        let mut v: Vec<Region> = self
+    pub fn trapped_frames(&self) -> Vec<PhysRange> {
+        let mut v: Vec<PhysRange> = self
             .its
             .iter()
-            .map(|&b| Region::with_size(b, FRAME_SIZE))
+            .map(|&b| PhysRange {
+                base: b,
+                size: FRAME_SIZE,
+            })
             .collect();
         for &rd in &self.redistributors {
-            v.push(Region::with_size(rd, FRAME_SIZE));
+            v.push(PhysRange {
+                base: rd,
+                size: FRAME_SIZE,
+            });
             if self.vlpis {
-                v.push(Region::with_size(rd + GICR_VLPI_OFFSET, FRAME_SIZE));
+                v.push(PhysRange {
+                    base: rd + GICR_VLPI_OFFSET,
+                    size: FRAME_SIZE,
+                });
             }
         }
         v
@@ -582,9 +591,18 @@ mod tests {
         assert_eq!(
             l.trapped_frames(),
             [
-                Region::with_size(0x0808_0000, FRAME_SIZE),
-                Region::with_size(0x080a_0000, FRAME_SIZE),
-                Region::with_size(0x080c_0000, FRAME_SIZE),
+                PhysRange {
+                    base: 0x0808_0000,
+                    size: FRAME_SIZE
+                },
+                PhysRange {
+                    base: 0x080a_0000,
+                    size: FRAME_SIZE
+                },
+                PhysRange {
+                    base: 0x080c_0000,
+                    size: FRAME_SIZE
+                },
             ]
         );
         // With VLPIs: 256 KiB stride, the VLPI frame trapped too.
@@ -594,10 +612,10 @@ mod tests {
         ]);
         let l = GicLayout::probe(&gic(), &regs);
         assert_eq!(l.redistributors, [0x080a_0000, 0x080e_0000]);
-        assert!(
-            l.trapped_frames()
-                .contains(&Region::with_size(0x0810_0000, FRAME_SIZE))
-        );
+        assert!(l.trapped_frames().contains(&PhysRange {
+            base: 0x0810_0000,
+            size: FRAME_SIZE
+        }));
         // Never past the region, even without Last.
         let l = GicLayout::probe(&gic(), &TyperRegs(Vec::new()));
         assert_eq!(l.redistributors.len(), 0xf6_0000 / GICR_STRIDE as usize);

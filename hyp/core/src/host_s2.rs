@@ -7,11 +7,15 @@
 //! injects an external abort into the host. Block mappings (1 GiB, 2 MiB) are used wherever alignment allows.
 //!
 //! ```
-//! use warden_core::host_s2::{HostStage2, HostS2Spec, Region};
+//! use warden_core::host_s2::{HostStage2, HostS2Spec};
+//! use warden_dt::PhysRange;
 //!
-//! let ram = [Region::new(0x4000_0000, 0x8000_0000)];
-//! let mmio = [Region::new(0, 0x4000_0000)];
-//! let excluded = [Region::new(0x4000_0000, 0x41e0_0000), Region::new(0x0905_0000, 0x0907_0000)];
+//! let ram = [PhysRange::from_bounds(0x4000_0000, 0x8000_0000)];
+//! let mmio = [PhysRange::from_bounds(0, 0x4000_0000)];
+//! let excluded = [
+//!     PhysRange::from_bounds(0x4000_0000, 0x41e0_0000),
+//!     PhysRange::from_bounds(0x0905_0000, 0x0907_0000),
+//! ];
 //! let s2 = HostStage2::build(&HostS2Spec { ram: &ram, mmio: &mmio, excluded: &excluded }).unwrap();
 //! assert_eq!(s2.translate(0x4000_1000), None);
 //! assert_eq!(s2.translate(0x4200_0000).unwrap().pa, 0x4200_0000);
@@ -30,7 +34,7 @@ mod tests;
 
 pub use fault::Stage2Fault;
 pub(crate) use layout::subtract;
-pub use layout::{HostS2Layout, HostS2Spec, Region};
+pub use layout::{HostS2Layout, HostS2Spec};
 pub use reserve::{HeapTables, MAX_TABLES_PER_EDIT, TableSource};
 pub use tables::HostStage2;
 pub use vtcr::{
@@ -39,6 +43,8 @@ pub use vtcr::{
 };
 
 use aarch64_paging::descriptor::Stage2Attributes;
+
+use warden_dt::PhysRange;
 
 use crate::ownership::MemKind;
 
@@ -107,8 +113,8 @@ impl core::fmt::Display for HostS2Error {
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct Leaf {
     /// The IPA range the descriptor covers.
-    pub ipa: Region,
-    /// The output address of the descriptor (equal to `ipa.start` in an identity map).
+    pub ipa: PhysRange,
+    /// The output address of the descriptor (equal to `ipa.base` in an identity map).
     pub pa: u64,
     /// Translation level of the descriptor: 1 (1 GiB block), 2 (2 MiB block) or 3 (4 KiB page).
     pub level: usize,
@@ -135,5 +141,5 @@ pub trait HostS2Tlb {
     /// entries and combined stage-1+2 entries of VMID 0) can hold a translation of `region` made from the old
     /// descriptors. At EL2: `DSB ISHST`; `TLBI IPAS2E1IS` for each page of `region` (or one
     /// `TLBI VMALLS12E1IS` for large regions); `DSB ISH`; `TLBI VMALLE1IS`; `DSB ISH`; `ISB`.
-    fn invalidate(&mut self, region: Region);
+    fn invalidate(&mut self, region: PhysRange);
 }

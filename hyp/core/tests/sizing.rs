@@ -5,7 +5,7 @@
 use dtoolkit::fdt::Fdt;
 use dtoolkit::model::{DeviceTree, DeviceTreeProperty};
 use warden_core::dispatch::{self, Config};
-use warden_core::host_s2::{HostS2Layout, HostStage2, Region};
+use warden_core::host_s2::{HostS2Layout, HostStage2};
 use warden_core::layout::{HOST_DTB_MAX_SIZE, HOST_DTB_PA, HOST_KERNEL_PA, HYP_CARVEOUT_PA};
 use warden_core::ownership::MemKind;
 use warden_core::ownership::{Ownership, PageState};
@@ -142,19 +142,15 @@ fn check_plan(name: &str, platform: &Platform, plan: &Plan) {
     );
 
     // The host stage-2 built from it maps every RAM byte but the hyp's, and none of the hyp's.
-    let hyp_regions: Vec<Region> = hyp
-        .iter()
-        .map(|r| Region::with_size(r.base, r.size))
-        .collect();
-    let devices = warden_core::devices::classify(platform, &hyp_regions);
+    let devices = warden_core::devices::classify(platform, &hyp);
     let s2 = HostStage2::build(&HostS2Layout::from_devices(&devices).spec()).unwrap();
     let mut mapped = 0;
     for leaf in s2.leaves() {
-        for h in &hyp_regions {
+        for h in &hyp {
             assert!(!leaf.ipa.overlaps(h), "{name}: {leaf:?}");
         }
         if leaf.kind == MemKind::Ram {
-            mapped += leaf.ipa.end - leaf.ipa.start;
+            mapped += leaf.ipa.size;
         }
     }
     assert_eq!(mapped, platform.memory_size() - m.total(), "{name}");

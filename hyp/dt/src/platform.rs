@@ -27,6 +27,21 @@ impl PhysRange {
         }
     }
 
+    /// The range `[start, end)`; empty (size 0 at `start`) when `end <= start`.
+    #[must_use]
+    pub const fn from_bounds(start: u64, end: u64) -> Self {
+        Self {
+            base: start,
+            size: end.saturating_sub(start),
+        }
+    }
+
+    /// Whether the range holds no byte.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
     /// One past the last byte (saturating, so a hand-built wrapping range cannot panic).
     #[must_use]
     pub const fn end(&self) -> u64 {
@@ -514,6 +529,19 @@ mod tests {
         assert!(!r(0x1000, 0x1000).contains(0x2000));
         assert!(r(0x1000, 0x1000).overlaps(&r(0x1fff, 1)));
         assert!(!r(0x1000, 0x1000).overlaps(&r(0x2000, 1)));
+    }
+
+    #[test]
+    fn phys_range_from_bounds() {
+        assert_eq!(PhysRange::from_bounds(0x1000, 0x3000), r(0x1000, 0x2000));
+        assert_eq!(PhysRange::from_bounds(0x1000, 0x3000).end(), 0x3000);
+        assert_eq!(PhysRange::from_bounds(0, u64::MAX), r(0, u64::MAX));
+        // An inverted or equal pair is the empty range at `start`.
+        assert_eq!(PhysRange::from_bounds(0x3000, 0x1000), r(0x3000, 0));
+        assert!(PhysRange::from_bounds(0x3000, 0x1000).is_empty());
+        assert!(PhysRange::from_bounds(0x3000, 0x3000).is_empty());
+        assert!(!PhysRange::from_bounds(0x3000, 0x3001).is_empty());
+        assert!(!PhysRange::from_bounds(0x3000, 0x3000).contains(0x3000));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use spin::Once;
 use warden_core::gic::its::ItsEmulator;
 use warden_core::gic::rd::RdEmulator;
 use warden_core::gic::{GicLayout, GicMemory, GicRefusal, GicRegs, MmioAccess, RegAccess};
-use warden_core::host_s2::Region;
 use warden_core::ownership::Ownership;
+use warden_dt::PhysRange;
 use warden_dt::Platform;
 
 use crate::vectors::TrapFrame;
@@ -81,14 +81,14 @@ impl GicMemory for El2Memory {
 
 /// The GIC regions the EL2 stage-1 maps as device memory: the distributor, the redistributor regions and
 /// each ITS (control and translation frames).
-pub fn el2_frames(platform: &Platform) -> Vec<Region> {
+pub fn el2_frames(platform: &Platform) -> Vec<PhysRange> {
     let Some(gic) = &platform.gic else {
         return Vec::new();
     };
     core::iter::once(&gic.distributor)
         .chain(gic.redistributors.iter())
         .chain(gic.its.iter().map(|i| &i.reg))
-        .map(|r| Region::with_size(r.base, r.size))
+        .copied()
         .collect()
 }
 

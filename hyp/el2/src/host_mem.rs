@@ -19,8 +19,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use spin::{Mutex, Once};
 use warden_abi::PAGE_SIZE;
 use warden_core::dispatch::HwError;
-use warden_core::host_s2::{HostS2Error, HostS2Tlb, HostStage2, Region};
+use warden_core::host_s2::{HostS2Error, HostS2Tlb, HostStage2};
 use warden_core::smmu_backend::HostStage2Ops;
+use warden_dt::PhysRange;
 
 use crate::{log, mmu};
 
@@ -88,16 +89,16 @@ impl HostS2Tlb for CpuTlb {
     /// (stage-2 entries, any level, all CPUs of the inner-shareable domain) or one `TLBI VMALLS12E1IS` past
     /// [`TLBI_PAGE_LIMIT`] pages; `DSB ISH`; `TLBI VMALLE1IS` (combined stage-1+2 entries, which an
     /// IPA-based TLBI does not reach); `DSB ISH`; `ISB`.
-    fn invalidate(&mut self, region: Region) {
-        let pages = (region.end - region.start) / PAGE_SIZE;
+    fn invalidate(&mut self, region: PhysRange) {
+        let pages = region.size / PAGE_SIZE;
         // SAFETY: Barriers.
         unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
         if pages > TLBI_PAGE_LIMIT {
             // SAFETY: TLB invalidation of the current VMID (the host's) has no other effect.
             unsafe { asm!("tlbi vmalls12e1is", options(nostack, preserves_flags)) };
         } else {
-            let mut ipa = region.start;
-            while ipa < region.end {
+            let mut ipa = region.base;
+            while ipa < region.end() {
                 // SAFETY: TLB invalidation by IPA (operand: IPA[47:12]) has no other effect.
                 unsafe {
                     asm!("tlbi ipas2e1is, {}", in(reg) ipa >> 12, options(nostack, preserves_flags))

@@ -38,7 +38,7 @@ use aarch64_cpu::registers::{MPIDR_EL1, Readable};
 use alloc::vec::Vec;
 use buddy_system_allocator::LockedHeap;
 use spin::Once;
-use warden_core::host_s2::{self, HostS2Layout, HostStage2, Region};
+use warden_core::host_s2::{self, HostS2Layout, HostStage2};
 use warden_core::{layout, sizing};
 use warden_dt::PhysRange;
 
@@ -46,7 +46,7 @@ use warden_dt::PhysRange;
 static HEAP: LockedHeap<32> = LockedHeap::empty();
 
 /// Where the boot map (see [`entry`]) maps normal memory: the DTB must lie there to be read.
-const BOOT_MAP_RAM: Region = Region::new(1 << 30, 4 << 30);
+const BOOT_MAP_RAM: PhysRange = PhysRange::from_bounds(1 << 30, 4 << 30);
 /// Offset of `image_size` in an arm64 Linux `Image` header.
 const IMAGE_SIZE_OFFSET: u64 = 0x10;
 /// Offset of the magic in an arm64 Linux `Image` header.
@@ -108,16 +108,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     if let Some(uart) = &platform.uart {
         console::set_base(uart.reg.base);
     }
-    let ram: Vec<Region> = platform
-        .memory
-        .iter()
-        .map(|r| Region::with_size(r.base, r.size))
-        .collect();
-    let smmus: Vec<Region> = platform
-        .smmus
-        .iter()
-        .map(|s| Region::with_size(s.reg.base, s.reg.size))
-        .collect();
+    let smmus: Vec<PhysRange> = platform.smmus.iter().map(|s| s.reg).collect();
     log!(
         "{} MiB RAM, {} CPUs, {} SMMU(s), {} PCI host(s), UART at {:#x}",
         platform.memory_size() >> 20,
@@ -162,10 +153,13 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
 
     // EL2 stage-1.
     let mut devices = smmus.clone();
-    devices.push(Region::with_size(console::base(), 0x1000));
+    devices.push(PhysRange {
+        base: console::base(),
+        size: 0x1000,
+    });
     devices.extend(gic::el2_frames(&platform));
     mmu::init(&mmu::El2MapSpec {
-        ram: &ram,
+        ram: &platform.memory,
         devices: &devices,
     });
     log!("EL2 stage-1 MMU on");
@@ -196,11 +190,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
 
     // Host stage-2: RAM minus the hyp's memory (fixed carve-out and sized part); as MMIO only the classified
     // devices (deny by default), minus the GIC frames the hyp emulates.
-    let hyp: Vec<Region> = plan
-        .hyp_ranges()
-        .iter()
-        .map(|r| Region::with_size(r.base, r.size))
-        .collect();
+    let hyp = plan.hyp_ranges();
     let devices = warden_core::devices::classify(&platform, &hyp);
     for d in devices.withheld() {
         log!("{d}");

@@ -15,8 +15,9 @@ use aarch64_paging::paging::{El2, MemoryRegion};
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
-use warden_core::host_s2::Region;
+use warden_abi::PAGE_SIZE;
 use warden_core::layout;
+use warden_dt::PhysRange;
 
 use crate::entry::{MAIR_IDX_DEVICE, MAIR_IDX_NORMAL};
 
@@ -58,17 +59,17 @@ fn sym(s: &u8) -> u64 {
 /// What the EL2 stage-1 must map besides the carve-out.
 pub struct El2MapSpec<'a> {
     /// RAM banks.
-    pub ram: &'a [Region],
+    pub ram: &'a [PhysRange],
     /// Device regions (PL011, SMMU frames).
-    pub devices: &'a [Region],
+    pub devices: &'a [PhysRange],
 }
 
-fn map(idmap: &mut IdMap<El2>, r: Region, attrs: El23Attributes) {
+fn map(idmap: &mut IdMap<El2>, r: PhysRange, attrs: El23Attributes) {
     if r.is_empty() {
         return;
     }
-    let start = r.start & !0xfff;
-    let end = (r.end + 0xfff) & !0xfff;
+    let start = r.base & !(PAGE_SIZE - 1);
+    let end = (r.end() + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
     idmap
         .map_range(&MemoryRegion::new(start as usize, end as usize), attrs)
         .unwrap_or_else(|e| panic!("EL2 stage-1: mapping {start:#x}..{end:#x}: {e}"));
@@ -79,25 +80,40 @@ pub fn init(spec: &El2MapSpec<'_>) {
     // SAFETY: Linker-script symbols; only their addresses are used.
     let (image, text_end, rodata_end) =
         unsafe { (sym(&__image_start), sym(&__text_end), sym(&__rodata_end)) };
-    let carveout = Region::with_size(layout::HYP_CARVEOUT_PA, layout::HYP_CARVEOUT_SIZE);
+    let carveout = PhysRange {
+        base: layout::HYP_CARVEOUT_PA,
+        size: layout::HYP_CARVEOUT_SIZE,
+    };
     let mut idmap = IdMap::new(ROOT_LEVEL, El2);
     for bank in spec.ram {
         // RAM outside the carve-out.
         map(
             &mut idmap,
-            Region::new(bank.start, bank.end.min(carveout.start)),
+            PhysRange::from_bounds(bank.base, bank.end().min(carveout.base)),
             RW_DATA,
         );
         map(
             &mut idmap,
-            Region::new(bank.start.max(carveout.end), bank.end),
+            PhysRange::from_bounds(bank.base.max(carveout.end()), bank.end()),
             RW_DATA,
         );
     }
-    map(&mut idmap, Region::new(carveout.start, image), RW_DATA);
-    map(&mut idmap, Region::new(image, text_end), TEXT);
-    map(&mut idmap, Region::new(text_end, rodata_end), RO_DATA);
-    map(&mut idmap, Region::new(rodata_end, carveout.end), RW_DATA);
+    map(
+        &mut idmap,
+        PhysRange::from_bounds(carveout.base, image),
+        RW_DATA,
+    );
+    map(&mut idmap, PhysRange::from_bounds(image, text_end), TEXT);
+    map(
+        &mut idmap,
+        PhysRange::from_bounds(text_end, rodata_end),
+        RO_DATA,
+    );
+    map(
+        &mut idmap,
+        PhysRange::from_bounds(rodata_end, carveout.end()),
+        RW_DATA,
+    );
     for d in spec.devices {
         map(&mut idmap, *d, DEVICE);
     }

@@ -12,15 +12,15 @@ use warden_abi::{PAGE_SIZE, granule};
 
 const MIB2: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;
-const CARVEOUT: Region = Region::new(0x4000_0000, 0x41e0_0000);
-const SMMU: Region = Region::new(0x0905_0000, 0x0907_0000);
+const CARVEOUT: PhysRange = PhysRange::from_bounds(0x4000_0000, 0x41e0_0000);
+const SMMU: PhysRange = PhysRange::from_bounds(0x0905_0000, 0x0907_0000);
 
 /// Records every TLB maintenance request, in order.
 #[derive(Default)]
-struct Tlb(Vec<Region>);
+struct Tlb(Vec<PhysRange>);
 
 impl HostS2Tlb for Tlb {
-    fn invalidate(&mut self, region: Region) {
+    fn invalidate(&mut self, region: PhysRange) {
         self.0.push(region);
     }
 }
@@ -54,8 +54,8 @@ fn live(ram_end: u64) -> Live {
 
 /// [`live`] with its tables from `source`.
 fn live_with<S: TableSource>(ram_end: u64, source: S) -> Live<S> {
-    let ram = [Region::new(0x4000_0000, ram_end)];
-    let mmio = [Region::new(0, 0x4000_0000)];
+    let ram = [PhysRange::from_bounds(0x4000_0000, ram_end)];
+    let mmio = [PhysRange::from_bounds(0, 0x4000_0000)];
     let mut s2 = HostStage2::build_with(
         &HostS2Spec {
             ram: &ram,
@@ -115,29 +115,29 @@ fn worst_case_edits_need_exactly_the_bound() {
     assert_eq!(s2.translate(0x8000_0000).unwrap().level, 1);
     assert_eq!(s2.translate(0xc000_0000).unwrap().level, 1);
     let before = allocated(&s2);
-    let r = Region::new(0x8123_4000, 0xc123_4000);
-    s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+    let r = PhysRange::from_bounds(0x8123_4000, 0xc123_4000);
+    s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
     assert_eq!(allocated(&s2) - before, MAX_TABLES_PER_EDIT);
-    assert_eq!(s2.translate(r.start), None);
-    assert!(identity_ram(&s2, r.start - PAGE_SIZE));
-    assert!(identity_ram(&s2, r.end));
+    assert_eq!(s2.translate(r.base), None);
+    assert!(identity_ram(&s2, r.base - PAGE_SIZE));
+    assert!(identity_ram(&s2, r.end()));
     // Back to one mapping: allocates nothing (the tables stay).
     let before = allocated(&s2);
-    s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
+    s2.map_range(r.base, r.size, &mut tlb).unwrap();
     assert_eq!(allocated(&s2), before);
     // Two whole 1 GiB blocks away (no split), then their middle back: a table of 2 MiB entries and one of
     // pages at each end.
-    let gibs = Region::new(0x1_0000_0000, 0x1_4000_0000);
+    let gibs = PhysRange::from_bounds(0x1_0000_0000, 0x1_4000_0000);
     let mut s2 = live(0x1_8000_0000);
-    s2.unmap_range(gibs.start - GIB, 2 * GIB, &mut tlb).unwrap();
+    s2.unmap_range(gibs.base - GIB, 2 * GIB, &mut tlb).unwrap();
     let before = allocated(&s2);
-    let r = Region::new(gibs.start - GIB + PAGE_SIZE, gibs.end - PAGE_SIZE);
-    s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
+    let r = PhysRange::from_bounds(gibs.base - GIB + PAGE_SIZE, gibs.end() - PAGE_SIZE);
+    s2.map_range(r.base, r.size, &mut tlb).unwrap();
     assert_eq!(allocated(&s2) - before, MAX_TABLES_PER_EDIT);
-    assert!(identity_ram(&s2, r.start));
-    assert!(identity_ram(&s2, r.end - PAGE_SIZE));
-    assert_eq!(s2.translate(r.start - PAGE_SIZE), None);
-    assert_eq!(s2.translate(r.end), None);
+    assert!(identity_ram(&s2, r.base));
+    assert!(identity_ram(&s2, r.end() - PAGE_SIZE));
+    assert_eq!(s2.translate(r.base - PAGE_SIZE), None);
+    assert_eq!(s2.translate(r.end()), None);
 }
 
 #[test]
@@ -145,26 +145,26 @@ fn edit_without_heap_fails_and_changes_nothing() {
     let budget = Budget::unlimited();
     let mut s2 = live_with(0x1_4000_0000, budget.clone());
     let mut tlb = Tlb::default();
-    let r = Region::new(0x8123_4000, 0xc123_4000);
+    let r = PhysRange::from_bounds(0x8123_4000, 0xc123_4000);
     for n in 0..MAX_TABLES_PER_EDIT {
         // The reserve holds the `n - 1` tables of the earlier rounds; one more is still short of the bound.
         let before = s2.leaves();
         budget.set(usize::from(n > 0));
         for unmap in [true, false] {
             let result = if unmap {
-                s2.unmap_range(r.start, r.end - r.start, &mut tlb)
+                s2.unmap_range(r.base, r.size, &mut tlb)
             } else {
-                s2.map_range(r.start, PAGE_SIZE, &mut tlb)
+                s2.map_range(r.base, PAGE_SIZE, &mut tlb)
             };
-            assert_eq!(result, Err(HostS2Error::NoTables(r.start)));
+            assert_eq!(result, Err(HostS2Error::NoTables(r.base)));
             budget.set(0);
         }
         assert_eq!(s2.leaves(), before);
         assert!(tlb.0.is_empty());
     }
     budget.set(1);
-    s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
-    assert_eq!(s2.translate(r.start), None);
+    s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
+    assert_eq!(s2.translate(r.base), None);
 }
 
 /// The rollback of a failed `DONATE` (mapping back what was just unmapped) needs no table, so it
@@ -175,25 +175,25 @@ fn undoing_an_edit_needs_no_heap() {
     let mut s2 = live_with(0x1_8000_0000, budget.clone());
     let mut tlb = Tlb::default();
     for r in [
-        Region::new(0x8123_4000, 0xc123_4000),
-        Region::new(0x4220_0000, 0x4260_0000),
-        Region::new(0x4330_1000, 0x4330_2000),
+        PhysRange::from_bounds(0x8123_4000, 0xc123_4000),
+        PhysRange::from_bounds(0x4220_0000, 0x4260_0000),
+        PhysRange::from_bounds(0x4330_1000, 0x4330_2000),
     ] {
         budget.set(usize::MAX);
-        s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
         budget.set(0);
-        s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
-        assert!(s2.is_mapped(r.start, r.end - r.start));
+        s2.map_range(r.base, r.size, &mut tlb).unwrap();
+        assert!(s2.is_mapped(r.base, r.size));
         // Unmapping again splits nothing either.
-        s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
-        s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
+        s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
+        s2.map_range(r.base, r.size, &mut tlb).unwrap();
     }
     let before = s2.leaves();
-    let r = Region::new(0x1_4000_1000, 0x1_4000_2000);
-    assert_eq!(s2.translate(r.start).unwrap().level, 1);
+    let r = PhysRange::from_bounds(0x1_4000_1000, 0x1_4000_2000);
+    assert_eq!(s2.translate(r.base).unwrap().level, 1);
     assert_eq!(
-        s2.unmap_range(r.start, PAGE_SIZE, &mut tlb),
-        Err(HostS2Error::NoTables(r.start))
+        s2.unmap_range(r.base, PAGE_SIZE, &mut tlb),
+        Err(HostS2Error::NoTables(r.base))
     );
     assert_eq!(s2.leaves(), before);
 }
@@ -239,7 +239,7 @@ fn identity_ram(s2: &HostStage2, pa: u64) -> bool {
 }
 
 /// Leaves of `level` inside `r`.
-fn leaves_at(s2: &HostStage2, level: usize, r: Region) -> usize {
+fn leaves_at(s2: &HostStage2, level: usize, r: PhysRange) -> usize {
     s2.leaves()
         .iter()
         .filter(|l| l.level == level && r.overlaps(&l.ipa))
@@ -250,7 +250,7 @@ fn leaves_at(s2: &HostStage2, level: usize, r: Region) -> usize {
 fn unmap_one_page_splits_only_its_block() {
     let mut s2 = live(0x8000_0000);
     let before = s2.leaves();
-    let block = Region::new(0x4220_0000, 0x4240_0000);
+    let block = PhysRange::from_bounds(0x4220_0000, 0x4240_0000);
     let pa = 0x4220_3000;
     let mut tlb = Tlb::default();
     s2.unmap_range(pa, PAGE_SIZE, &mut tlb).unwrap();
@@ -258,12 +258,12 @@ fn unmap_one_page_splits_only_its_block() {
     assert_eq!(s2.translate(pa + 0xfff), None);
     assert!(identity_ram(&s2, pa - 1));
     assert!(identity_ram(&s2, pa + PAGE_SIZE));
-    assert!(identity_ram(&s2, block.start));
-    assert!(identity_ram(&s2, block.end - 1));
+    assert!(identity_ram(&s2, block.base));
+    assert!(identity_ram(&s2, block.end() - 1));
     // The block became 511 pages; every other leaf is untouched.
     assert_eq!(leaves_at(&s2, 3, block), 511);
     assert_eq!(
-        leaves_at(&s2, 3, Region::new(0x4000_0000, 0x8000_0000)),
+        leaves_at(&s2, 3, PhysRange::from_bounds(0x4000_0000, 0x8000_0000)),
         511
     );
     let others = |l: &Vec<Leaf>| -> Vec<Leaf> {
@@ -278,30 +278,30 @@ fn unmap_one_page_splits_only_its_block() {
             l.attributes & !Stage2Attributes::TABLE_OR_PAGE,
             RAM_ATTRIBUTES
         );
-        assert_eq!(l.pa, l.ipa.start);
+        assert_eq!(l.pa, l.ipa.base);
     }
     // Break (the whole block) is invalidated before the make, then the range.
-    assert_eq!(tlb.0, [block, Region::new(pa, pa + PAGE_SIZE)]);
+    assert_eq!(tlb.0, [block, PhysRange::from_bounds(pa, pa + PAGE_SIZE)]);
     assert!(!s2.is_mapped(pa, PAGE_SIZE));
-    assert!(s2.is_mapped(block.start, pa - block.start));
+    assert!(s2.is_mapped(block.base, pa - block.base));
 }
 
 #[test]
 fn unmap_aligned_blocks_splits_nothing() {
     let mut s2 = live(0x8000_0000);
     let mut tlb = Tlb::default();
-    let r = Region::new(0x4400_0000, 0x4400_0000 + 3 * MIB2);
-    s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
+    let r = PhysRange::from_bounds(0x4400_0000, 0x4400_0000 + 3 * MIB2);
+    s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
     assert!(
         s2.leaves()
             .iter()
             .all(|l| l.level != 3 || l.kind == MemKind::Mmio)
     );
     assert_eq!(tlb.0, [r]);
-    assert_eq!(s2.translate(r.start), None);
-    assert_eq!(s2.translate(r.end - 1), None);
-    assert!(identity_ram(&s2, r.start - 1));
-    assert!(identity_ram(&s2, r.end));
+    assert_eq!(s2.translate(r.base), None);
+    assert_eq!(s2.translate(r.end() - 1), None);
+    assert!(identity_ram(&s2, r.base - 1));
+    assert!(identity_ram(&s2, r.end()));
 }
 
 #[test]
@@ -309,19 +309,19 @@ fn unmap_across_blocks_splits_both_ends_only() {
     let mut s2 = live(0x8000_0000);
     let mut tlb = Tlb::default();
     // From 1 MiB into one block to 1 MiB into the block three further on.
-    let r = Region::new(0x4210_0000, 0x4210_0000 + 3 * MIB2);
-    s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
-    let first = Region::new(0x4200_0000, 0x4220_0000);
-    let last = Region::new(0x4260_0000, 0x4280_0000);
+    let r = PhysRange::from_bounds(0x4210_0000, 0x4210_0000 + 3 * MIB2);
+    s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
+    let first = PhysRange::from_bounds(0x4200_0000, 0x4220_0000);
+    let last = PhysRange::from_bounds(0x4260_0000, 0x4280_0000);
     assert_eq!(leaves_at(&s2, 3, first), 256);
     assert_eq!(leaves_at(&s2, 3, last), 256);
     assert_eq!(
-        leaves_at(&s2, 3, Region::new(0x4000_0000, 0x8000_0000)),
+        leaves_at(&s2, 3, PhysRange::from_bounds(0x4000_0000, 0x8000_0000)),
         512
     );
     assert_eq!(tlb.0, [first, last, r]);
-    let mut a = first.start;
-    while a < last.end {
+    let mut a = first.base;
+    while a < last.end() {
         assert_eq!(s2.translate(a).is_none(), r.contains(a), "{a:#x}");
         a += PAGE_SIZE;
     }
@@ -330,8 +330,8 @@ fn unmap_across_blocks_splits_both_ends_only() {
 #[test]
 fn gib_block_is_split_into_blocks_and_one_table_of_pages() {
     let mut s2 = live(0x1_0000_0000);
-    let gib = Region::new(0x8000_0000, 0xc000_0000);
-    assert_eq!(s2.translate(gib.start).unwrap().level, 1);
+    let gib = PhysRange::from_bounds(0x8000_0000, 0xc000_0000);
+    assert_eq!(s2.translate(gib.base).unwrap().level, 1);
     let pa = 0x8123_4000;
     let mut tlb = Tlb::default();
     s2.unmap_range(pa, PAGE_SIZE, &mut tlb).unwrap();
@@ -339,9 +339,9 @@ fn gib_block_is_split_into_blocks_and_one_table_of_pages() {
     assert_eq!(leaves_at(&s2, 1, gib), 0);
     assert_eq!(leaves_at(&s2, 2, gib), 511);
     assert_eq!(leaves_at(&s2, 3, gib), 511);
-    assert_eq!(tlb.0, [gib, Region::new(pa, pa + PAGE_SIZE)]);
-    assert!(identity_ram(&s2, gib.start));
-    assert!(identity_ram(&s2, gib.end - 1));
+    assert_eq!(tlb.0, [gib, PhysRange::from_bounds(pa, pa + PAGE_SIZE)]);
+    assert!(identity_ram(&s2, gib.base));
+    assert!(identity_ram(&s2, gib.end() - 1));
     assert!(identity_ram(&s2, pa - 1));
     assert!(identity_ram(&s2, pa + PAGE_SIZE));
     // The neighbouring 1 GiB block is untouched.
@@ -355,30 +355,30 @@ fn map_restores_identity() {
     let mut s2 = live(0x8000_0000);
     let before: u64 = ram_bytes(&s2);
     let mut tlb = Tlb::default();
-    let r = Region::new(0x4330_1000, 0x4350_5000);
-    s2.unmap_range(r.start, r.end - r.start, &mut tlb).unwrap();
-    assert_eq!(ram_bytes(&s2), before - (r.end - r.start));
+    let r = PhysRange::from_bounds(0x4330_1000, 0x4350_5000);
+    s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
+    assert_eq!(ram_bytes(&s2), before - r.size);
     tlb.0.clear();
-    s2.map_range(r.start, r.end - r.start, &mut tlb).unwrap();
+    s2.map_range(r.base, r.size, &mut tlb).unwrap();
     assert_eq!(tlb.0, [r]);
     assert_eq!(ram_bytes(&s2), before);
     for l in s2.leaves().iter().filter(|l| l.kind == MemKind::Ram) {
-        assert_eq!(l.pa, l.ipa.start);
+        assert_eq!(l.pa, l.ipa.base);
         assert_eq!(
             l.attributes & !Stage2Attributes::TABLE_OR_PAGE,
             RAM_ATTRIBUTES
         );
     }
-    let mut a = r.start - MIB2;
-    while a < r.end + MIB2 {
+    let mut a = r.base - MIB2;
+    while a < r.end() + MIB2 {
         assert!(identity_ram(&s2, a), "{a:#x}");
         a += PAGE_SIZE;
     }
     // Mapping what is mapped changes nothing; unmapping twice is harmless.
-    s2.map_range(r.start, PAGE_SIZE, &mut tlb).unwrap();
+    s2.map_range(r.base, PAGE_SIZE, &mut tlb).unwrap();
     assert_eq!(ram_bytes(&s2), before);
-    s2.unmap_range(r.start, PAGE_SIZE, &mut tlb).unwrap();
-    s2.unmap_range(r.start, PAGE_SIZE, &mut tlb).unwrap();
+    s2.unmap_range(r.base, PAGE_SIZE, &mut tlb).unwrap();
+    s2.unmap_range(r.base, PAGE_SIZE, &mut tlb).unwrap();
     assert_eq!(ram_bytes(&s2), before - PAGE_SIZE);
 }
 
@@ -386,7 +386,7 @@ fn ram_bytes(s2: &HostStage2) -> u64 {
     s2.leaves()
         .iter()
         .filter(|l| l.kind == MemKind::Ram)
-        .map(|l| l.ipa.end - l.ipa.start)
+        .map(|l| l.ipa.size)
         .sum()
 }
 
@@ -397,17 +397,17 @@ fn carveout_smmu_mmio_and_beyond_ram_can_never_be_mapped() {
     let mut tlb = Tlb::default();
     let cases = [
         (
-            CARVEOUT.start,
+            CARVEOUT.base,
             PAGE_SIZE,
-            HostS2Error::NotHostRam(CARVEOUT.start),
+            HostS2Error::NotHostRam(CARVEOUT.base),
         ),
         (
-            CARVEOUT.end - PAGE_SIZE,
+            CARVEOUT.end() - PAGE_SIZE,
             2 * PAGE_SIZE,
-            HostS2Error::NotHostRam(CARVEOUT.end - PAGE_SIZE),
+            HostS2Error::NotHostRam(CARVEOUT.end() - PAGE_SIZE),
         ),
         (0x4080_0000, MIB2, HostS2Error::NotHostRam(0x4080_0000)),
-        (SMMU.start, PAGE_SIZE, HostS2Error::NotHostRam(SMMU.start)),
+        (SMMU.base, PAGE_SIZE, HostS2Error::NotHostRam(SMMU.base)),
         (0x0900_0000, PAGE_SIZE, HostS2Error::NotHostRam(0x0900_0000)),
         (0x8000_0000, PAGE_SIZE, HostS2Error::NotHostRam(0x8000_0000)),
         (
@@ -445,7 +445,7 @@ fn carveout_smmu_mmio_and_beyond_ram_can_never_be_mapped() {
     assert!(tlb.0.is_empty());
     assert_eq!(s2.leaves(), before);
     for r in [CARVEOUT, SMMU] {
-        assert_eq!(s2.translate(r.start), None);
+        assert_eq!(s2.translate(r.base), None);
     }
 }
 
@@ -464,7 +464,7 @@ proptest! {
         let outside_before: Vec<Leaf> = s2
             .leaves()
             .into_iter()
-            .filter(|l| !Region::new(BASE, BASE + PAGES * PAGE_SIZE).overlaps(&l.ipa))
+            .filter(|l| !PhysRange::from_bounds(BASE, BASE + PAGES * PAGE_SIZE).overlaps(&l.ipa))
             .collect();
         let mut mapped = alloc::vec![true; PAGES as usize];
         let mut tlb = Tlb::default();
@@ -479,7 +479,7 @@ proptest! {
             for m in &mut mapped[first as usize..(first + count) as usize] {
                 *m = !unmap;
             }
-            prop_assert_eq!(tlb.0.last().copied(), Some(Region::new(pa, pa + len)));
+            prop_assert_eq!(tlb.0.last().copied(), Some(PhysRange::from_bounds(pa, pa + len)));
         }
         for (i, m) in mapped.iter().enumerate() {
             let a = BASE + i as u64 * PAGE_SIZE;
@@ -488,7 +488,7 @@ proptest! {
         let outside: Vec<Leaf> = s2
             .leaves()
             .into_iter()
-            .filter(|l| !Region::new(BASE, BASE + PAGES * PAGE_SIZE).overlaps(&l.ipa))
+            .filter(|l| !PhysRange::from_bounds(BASE, BASE + PAGES * PAGE_SIZE).overlaps(&l.ipa))
             .collect();
         prop_assert_eq!(outside, outside_before);
         prop_assert!(!s2.leaves().iter().any(|l| l.ipa.overlaps(&CARVEOUT) || l.ipa.overlaps(&SMMU)));

@@ -1,80 +1,42 @@
-//! The platform description the host stage-2 is built from: address ranges, the borrowed spec and its owned
-//! form.
+//! The platform description the host stage-2 is built from (ranges are [`PhysRange`]s, rounded to pages here):
+//! the borrowed spec and its owned form.
 
 use alloc::vec::Vec;
 
 use warden_abi::PAGE_SIZE;
+use warden_dt::PhysRange;
 
-/// A half-open physical address range `[start, end)`.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct Region {
-    /// First address in the range.
-    pub start: u64,
-    /// First address after the range.
-    pub end: u64,
+/// The largest page-aligned range inside `r`.
+pub(super) const fn shrink_to_pages(r: PhysRange) -> PhysRange {
+    PhysRange::from_bounds(
+        r.base.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1),
+        r.end() & !(PAGE_SIZE - 1),
+    )
 }
 
-impl Region {
-    /// The range `[start, end)`.
-    pub const fn new(start: u64, end: u64) -> Self {
-        Self { start, end }
-    }
-
-    /// The range of `size` bytes at `start` (saturating at the top of the address space).
-    pub const fn with_size(start: u64, size: u64) -> Self {
-        Self {
-            start,
-            end: start.saturating_add(size),
-        }
-    }
-
-    /// Whether the range holds no address.
-    pub const fn is_empty(&self) -> bool {
-        self.end <= self.start
-    }
-
-    /// Whether `addr` lies in the range.
-    pub const fn contains(&self, addr: u64) -> bool {
-        self.start <= addr && addr < self.end
-    }
-
-    /// Whether the two ranges share at least one address.
-    pub const fn overlaps(&self, other: &Region) -> bool {
-        self.start < other.end && other.start < self.end
-    }
-
-    /// The largest page-aligned range inside this one.
-    pub(super) const fn shrink_to_pages(self) -> Self {
-        Self {
-            start: self.start.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1),
-            end: self.end & !(PAGE_SIZE - 1),
-        }
-    }
-
-    /// The smallest page-aligned range holding this one.
-    pub(super) const fn grow_to_pages(self) -> Self {
-        Self {
-            start: self.start & !(PAGE_SIZE - 1),
-            end: self.end.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1),
-        }
-    }
+/// The smallest page-aligned range holding `r`.
+pub(super) const fn grow_to_pages(r: PhysRange) -> PhysRange {
+    PhysRange::from_bounds(
+        r.base & !(PAGE_SIZE - 1),
+        r.end().saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1),
+    )
 }
 
 /// The platform description the host stage-2 is built from.
 #[derive(Clone, Copy, Debug)]
 pub struct HostS2Spec<'a> {
     /// Every RAM bank (from the device tree's `/memory` nodes). Shrunk to page boundaries.
-    pub ram: &'a [Region],
+    pub ram: &'a [PhysRange],
     /// Every MMIO window the host may use (from the boot-time classification, [`crate::devices`]).
     /// Grown to page boundaries.
-    pub mmio: &'a [Region],
+    pub mmio: &'a [PhysRange],
     /// Ranges never mapped for the host, whatever `ram` and `mmio` say: the hypervisor carve-out, the SMMU
     /// register frames. Grown to page boundaries.
-    pub excluded: &'a [Region],
+    pub excluded: &'a [PhysRange],
 }
 
 /// `ranges` minus every hole in `holes` (both page aligned), as a list of non-empty ranges in order.
-pub(crate) fn subtract(range: Region, holes: &[Region]) -> Vec<Region> {
+pub(crate) fn subtract(range: PhysRange, holes: &[PhysRange]) -> Vec<PhysRange> {
     let mut pieces = alloc::vec![range];
     for hole in holes {
         let mut next = Vec::new();
@@ -83,8 +45,8 @@ pub(crate) fn subtract(range: Region, holes: &[Region]) -> Vec<Region> {
                 next.push(piece);
                 continue;
             }
-            let below = Region::new(piece.start, hole.start.min(piece.end));
-            let above = Region::new(hole.end.max(piece.start), piece.end);
+            let below = PhysRange::from_bounds(piece.base, hole.base.min(piece.end()));
+            let above = PhysRange::from_bounds(hole.end().max(piece.base), piece.end());
             for part in [below, above] {
                 if !part.is_empty() {
                     next.push(part);
@@ -99,11 +61,11 @@ pub(crate) fn subtract(range: Region, holes: &[Region]) -> Vec<Region> {
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct HostS2Layout {
     /// RAM banks.
-    pub ram: Vec<Region>,
+    pub ram: Vec<PhysRange>,
     /// MMIO the host may use.
-    pub mmio: Vec<Region>,
+    pub mmio: Vec<PhysRange>,
     /// Never mapped for the host.
-    pub excluded: Vec<Region>,
+    pub excluded: Vec<PhysRange>,
 }
 
 impl HostS2Layout {

@@ -7,19 +7,20 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
 
-use super::layout::{HostS2Spec, Region, subtract};
+use super::layout::{HostS2Spec, grow_to_pages, shrink_to_pages, subtract};
 use super::reserve::{HeapTables, HostS2Tables, MAX_TABLES_PER_EDIT, TableSource, Tables};
 use super::{
     HostS2Error, HostS2Tlb, IPA_LIMIT, Leaf, MMIO_ATTRIBUTES, MemKind, RAM_ATTRIBUTES, ROOT_LEVEL,
     Translation,
 };
 use warden_abi::{PAGE_SIZE, granule};
+use warden_dt::PhysRange;
 
 /// The host's stage-2 translation (VMID 0), its tables from `S` ([`HeapTables`] at EL2).
 pub struct HostStage2<S: TableSource = HeapTables> {
     pub(super) map: Mapping<HostS2Tables<S>, Stage2>,
     pub(super) tables: Arc<Mutex<Tables<S>>>,
-    ram: Vec<Region>,
+    ram: Vec<PhysRange>,
 }
 
 impl<S: TableSource> core::fmt::Debug for HostStage2<S> {
@@ -51,26 +52,26 @@ impl<S: TableSource> HostStage2<S> {
     /// [`HostS2Error::OutOfRange`] if a region reaches beyond [`IPA_LIMIT`], [`HostS2Error::RamOverlapsMmio`]
     /// if RAM and MMIO overlap, [`HostS2Error::Map`] if the page-table library fails.
     pub fn build_with(spec: &HostS2Spec<'_>, source: S) -> Result<Self, HostS2Error> {
-        let excluded: Vec<Region> = spec.excluded.iter().map(|r| r.grow_to_pages()).collect();
-        let ram: Vec<Region> = spec
+        let excluded: Vec<PhysRange> = spec.excluded.iter().map(|r| grow_to_pages(*r)).collect();
+        let ram: Vec<PhysRange> = spec
             .ram
             .iter()
-            .map(|r| r.shrink_to_pages())
+            .map(|r| shrink_to_pages(*r))
             .filter(|r| !r.is_empty())
             .collect();
-        let mmio: Vec<Region> = spec
+        let mmio: Vec<PhysRange> = spec
             .mmio
             .iter()
-            .map(|r| r.grow_to_pages())
+            .map(|r| grow_to_pages(*r))
             .filter(|r| !r.is_empty())
             .collect();
         for r in ram.iter().chain(mmio.iter()) {
-            if r.end > IPA_LIMIT {
-                return Err(HostS2Error::OutOfRange(r.end));
+            if r.end() > IPA_LIMIT {
+                return Err(HostS2Error::OutOfRange(r.end()));
             }
         }
         if let Some(r) = ram.iter().find(|r| mmio.iter().any(|m| m.overlaps(r))) {
-            return Err(HostS2Error::RamOverlapsMmio(r.start));
+            return Err(HostS2Error::RamOverlapsMmio(r.base));
         }
 
         let tables = Arc::new(Mutex::new(Tables {
@@ -98,18 +99,22 @@ impl<S: TableSource> HostStage2<S> {
         Ok(s2)
     }
 
-    fn map_identity(&mut self, r: Region, attributes: Stage2Attributes) -> Result<(), HostS2Error> {
-        let range = MemoryRegion::new(r.start as usize, r.end as usize);
+    fn map_identity(
+        &mut self,
+        r: PhysRange,
+        attributes: Stage2Attributes,
+    ) -> Result<(), HostS2Error> {
+        let range = MemoryRegion::new(r.base as usize, r.end() as usize);
         self.map
             .map_range(
                 &range,
-                PhysicalAddress(r.start as usize),
+                PhysicalAddress(r.base as usize),
                 attributes,
                 Constraints::empty(),
             )
             .map_err(|e: MapError| match e {
-                MapError::AddressRange(_) => HostS2Error::OutOfRange(r.end),
-                _ => HostS2Error::Map(r.start),
+                MapError::AddressRange(_) => HostS2Error::OutOfRange(r.end()),
+                _ => HostS2Error::Map(r.base),
             })
     }
 
@@ -124,7 +129,7 @@ impl<S: TableSource> HostStage2<S> {
     }
 
     /// The host RAM ranges this stage-2 maps, in order.
-    pub fn host_ram(&self) -> &[Region] {
+    pub fn host_ram(&self) -> &[PhysRange] {
         &self.ram
     }
 
@@ -142,7 +147,7 @@ impl<S: TableSource> HostStage2<S> {
                         MemKind::Mmio
                     };
                     leaves.push(Leaf {
-                        ipa: Region::new(mr.start().0 as u64, mr.end().0 as u64),
+                        ipa: PhysRange::from_bounds(mr.start().0 as u64, mr.end().0 as u64),
                         pa: desc.output_address().0 as u64,
                         level,
                         kind,
@@ -186,16 +191,16 @@ impl<S: TableSource> HostStage2<S> {
 
     /// The page-aligned host RAM range `[pa, pa + len)`, checked: non-empty, inside one RAM range this
     /// stage-2 was built with (so never the carve-out, an SMMU frame or MMIO).
-    fn check_ram_range(&self, pa: u64, len: u64) -> Result<Region, HostS2Error> {
+    fn check_ram_range(&self, pa: u64, len: u64) -> Result<PhysRange, HostS2Error> {
         let end = pa.checked_add(len).ok_or(HostS2Error::Misaligned(pa))?;
         if len == 0 || !pa.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(HostS2Error::Misaligned(pa));
         }
-        let range = Region::new(pa, end);
+        let range = PhysRange::from_bounds(pa, end);
         if !self
             .ram
             .iter()
-            .any(|r| r.start <= range.start && range.end <= r.end)
+            .any(|r| r.base <= range.base && range.end() <= r.end())
         {
             return Err(HostS2Error::NotHostRam(pa));
         }
@@ -204,9 +209,9 @@ impl<S: TableSource> HostStage2<S> {
 
     /// The valid leaves of the table that intersect `range`, each with its whole extent (a block is
     /// reported once, not clipped to `range`).
-    fn leaves_in(&self, range: Region) -> Vec<Leaf> {
+    fn leaves_in(&self, range: PhysRange) -> Vec<Leaf> {
         let mut leaves: Vec<Leaf> = Vec::new();
-        let mr = MemoryRegion::new(range.start as usize, range.end as usize);
+        let mr = MemoryRegion::new(range.base as usize, range.end() as usize);
         self.map
             .walk_range(&mr, &mut |mr, desc, level| {
                 if desc.is_valid() {
@@ -236,15 +241,17 @@ impl<S: TableSource> HostStage2<S> {
 
     /// The first run of contiguous valid leaves in `range` (whole extents joined), or `None` if `range`
     /// maps nothing. Never allocates.
-    fn next_run(&self, range: Region) -> Option<Region> {
-        let mut run: Option<Region> = None;
-        let mr = MemoryRegion::new(range.start as usize, range.end as usize);
+    fn next_run(&self, range: PhysRange) -> Option<PhysRange> {
+        let mut run: Option<PhysRange> = None;
+        let mr = MemoryRegion::new(range.base as usize, range.end() as usize);
         // The walk stops (callback error) at the first gap after a run: that error is the expected end.
         let _ = self.map.walk_range(&mr, &mut |mr, desc, level| {
             let ipa = whole_leaf(mr, desc, level).ipa;
             match (desc.is_valid(), run) {
                 (true, None) => run = Some(ipa),
-                (true, Some(r)) if r.end == ipa.start => run = Some(Region::new(r.start, ipa.end)),
+                (true, Some(r)) if r.end() == ipa.base => {
+                    run = Some(PhysRange::from_bounds(r.base, ipa.end()))
+                }
                 (false, None) => {}
                 _ => return Err(()),
             }
@@ -255,30 +262,30 @@ impl<S: TableSource> HostStage2<S> {
 
     /// Writes invalid descriptors over `r`, which must be exactly covered by whole valid leaves or
     /// invalid entries (no block is split). Never allocates.
-    fn clear(&mut self, r: Region) -> Result<(), HostS2Error> {
-        let range = MemoryRegion::new(r.start as usize, r.end as usize);
+    fn clear(&mut self, r: PhysRange) -> Result<(), HostS2Error> {
+        let range = MemoryRegion::new(r.base as usize, r.end() as usize);
         self.map
             .map_range(
                 &range,
-                PhysicalAddress(r.start as usize),
+                PhysicalAddress(r.base as usize),
                 Stage2Attributes::empty(),
                 Constraints::empty(),
             )
-            .map_err(|_| HostS2Error::Map(r.start))
+            .map_err(|_| HostS2Error::Map(r.base))
     }
 
     /// Refills the table reserve to [`MAX_TABLES_PER_EDIT`] tables with fallible allocations, so that the
     /// edit of `range` that follows cannot run out (tables it frees go back to the reserve). Changes no
     /// descriptor. A short heap is an error only if the edit may allocate ([`Self::needs_tables`]): so an
     /// edit that undoes the one before (the rollback of a failed `DONATE`) never fails for want of heap.
-    fn refill(&mut self, range: Region) -> Result<(), HostS2Error> {
+    fn refill(&mut self, range: PhysRange) -> Result<(), HostS2Error> {
         let needs_tables = self.needs_tables(range);
         let mut t = self.tables.lock();
         while t.reserve.len() < MAX_TABLES_PER_EDIT {
             match t.source.alloc_table() {
                 // Never reallocates: the capacity is the bound, allocated at build time.
                 Some(table) => t.reserve.push(table),
-                None if needs_tables => return Err(HostS2Error::NoTables(range.start)),
+                None if needs_tables => return Err(HostS2Error::NoTables(range.base)),
                 None => break,
             }
         }
@@ -287,15 +294,15 @@ impl<S: TableSource> HostStage2<S> {
 
     /// Whether an edit of `range` may allocate a table: a descriptor (valid or not) above level 3 covers
     /// one of its ends and reaches outside it. Otherwise every descriptor the edit writes exists already.
-    fn needs_tables(&self, range: Region) -> bool {
-        [range.start, range.end - PAGE_SIZE]
+    fn needs_tables(&self, range: PhysRange) -> bool {
+        [range.base, range.end() - PAGE_SIZE]
             .into_iter()
             .any(|addr| {
                 let mut needs = true;
                 let mr = MemoryRegion::new(addr as usize, (addr + PAGE_SIZE) as usize);
                 let _ = self.map.walk_range(&mr, &mut |mr, desc, level| {
                     let ipa = whole_leaf(mr, desc, level).ipa;
-                    needs = level < 3 && (ipa.start < range.start || ipa.end > range.end);
+                    needs = level < 3 && (ipa.base < range.base || ipa.end() > range.end());
                     Ok(())
                 });
                 needs
@@ -346,19 +353,19 @@ impl<S: TableSource> HostStage2<S> {
         // change; the same block if one holds both ends). No heap allocation from here on: the size of
         // the range is the host's choice.
         let first = self
-            .leaf_at(range.start)
-            .filter(|l| l.ipa.start < range.start || l.ipa.end > range.end);
+            .leaf_at(range.base)
+            .filter(|l| l.ipa.base < range.base || l.ipa.end() > range.end());
         let last = self
-            .leaf_at(range.end - PAGE_SIZE)
-            .filter(|l| l.ipa.end > range.end && Some(*l) != first);
+            .leaf_at(range.end() - PAGE_SIZE)
+            .filter(|l| l.ipa.end() > range.end() && Some(*l) != first);
         for block in [first, last].into_iter().flatten() {
             // Break.
             self.clear(block.ipa)?;
             tlb.invalidate(block.ipa);
             // Make: the block's attributes again, outside the range.
             let attributes = block.attributes & !Stage2Attributes::TABLE_OR_PAGE;
-            let below = Region::new(block.ipa.start, range.start.max(block.ipa.start));
-            let above = Region::new(range.end.min(block.ipa.end), block.ipa.end);
+            let below = PhysRange::from_bounds(block.ipa.base, range.base.max(block.ipa.base));
+            let above = PhysRange::from_bounds(range.end().min(block.ipa.end()), block.ipa.end());
             for part in [below, above] {
                 if !part.is_empty() {
                     self.map_identity(part, attributes)?;
@@ -368,9 +375,9 @@ impl<S: TableSource> HostStage2<S> {
         // What is left in the range are whole leaves: clear them in runs.
         let mut rest = range;
         while let Some(run) = self.next_run(rest) {
-            debug_assert!(run.start >= range.start && run.end <= range.end);
+            debug_assert!(run.base >= range.base && run.end() <= range.end());
             self.clear(run)?;
-            rest = Region::new(run.end, range.end);
+            rest = PhysRange::from_bounds(run.end(), range.end());
         }
         tlb.invalidate(range);
         Ok(())
@@ -412,11 +419,11 @@ impl<S: TableSource> HostStage2<S> {
             return false;
         };
         let mut covered = pa & !(PAGE_SIZE - 1);
-        for leaf in self.leaves_in(Region::new(covered, end.max(covered + 1))) {
-            if leaf.ipa.start > covered {
+        for leaf in self.leaves_in(PhysRange::from_bounds(covered, end.max(covered + 1))) {
+            if leaf.ipa.base > covered {
                 return false;
             }
-            covered = covered.max(leaf.ipa.end);
+            covered = covered.max(leaf.ipa.end());
         }
         covered >= end
     }
@@ -454,7 +461,7 @@ fn whole_leaf(
     let start = mr.start().0 as u64 & !(size - 1);
     let attributes = desc.flags();
     Leaf {
-        ipa: Region::new(start, start + size),
+        ipa: PhysRange::from_bounds(start, start + size),
         pa: desc.output_address().0 as u64,
         level,
         kind: if attributes.contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB) {

@@ -3,16 +3,22 @@ use crate::trap::esr::{EC_DABT_LOW, EC_IABT_LOW, ESR_EC_SHIFT, ESR_IL, ESR_S1PTW
 use warden_abi::{PAGE_SIZE, granule};
 
 const GIB: u64 = 1 << 30;
-const CARVEOUT: Region = Region::new(0x4000_0000, 0x41e0_0000);
-const SMMU: Region = Region::new(0x0905_0000, 0x0907_0000);
+const CARVEOUT: PhysRange = PhysRange::from_bounds(0x4000_0000, 0x41e0_0000);
+const SMMU: PhysRange = PhysRange::from_bounds(0x0905_0000, 0x0907_0000);
 
 /// QEMU virt with 1 GiB: RAM at 1 GiB, devices below it, high ECAM and the 512 GiB high PCI window.
 fn virt() -> HostStage2 {
-    let ram = [Region::new(0x4000_0000, 0x8000_0000)];
+    let ram = [PhysRange::from_bounds(0x4000_0000, 0x8000_0000)];
     let mmio = [
-        Region::new(0, 0x4000_0000),
-        Region::with_size(0x40_1000_0000, 0x1000_0000),
-        Region::with_size(0x80_0000_0000, 0x80_0000_0000),
+        PhysRange::from_bounds(0, 0x4000_0000),
+        PhysRange {
+            base: 0x40_1000_0000,
+            size: 0x1000_0000,
+        },
+        PhysRange {
+            base: 0x80_0000_0000,
+            size: 0x80_0000_0000,
+        },
     ];
     let excluded = [CARVEOUT, SMMU];
     HostStage2::build(&HostS2Spec {
@@ -38,22 +44,22 @@ fn carveout_and_smmu_never_mapped_full_walk() {
 fn carveout_and_smmu_translate_to_nothing_page_by_page() {
     let s2 = virt();
     for r in [CARVEOUT, SMMU] {
-        let mut a = r.start;
-        while a < r.end {
+        let mut a = r.base;
+        while a < r.end() {
             assert_eq!(s2.translate(a), None, "{a:#x}");
             a += PAGE_SIZE;
         }
     }
-    assert_eq!(s2.translate(CARVEOUT.end - 1), None);
-    assert_eq!(s2.translate(SMMU.end - 1), None);
+    assert_eq!(s2.translate(CARVEOUT.end() - 1), None);
+    assert_eq!(s2.translate(SMMU.end() - 1), None);
 }
 
 #[test]
 fn identity_is_exact_and_typed() {
     let s2 = virt();
     for leaf in s2.leaves() {
-        assert_eq!(leaf.pa, leaf.ipa.start, "{leaf:?} is not identity");
-        assert_eq!(leaf.ipa.end - leaf.ipa.start, granule(leaf.level));
+        assert_eq!(leaf.pa, leaf.ipa.base, "{leaf:?} is not identity");
+        assert_eq!(leaf.ipa.size, granule(leaf.level));
     }
     let t = s2.translate(0x41e0_0123).unwrap();
     assert_eq!((t.pa, t.kind), (0x41e0_0123, MemKind::Ram));
@@ -61,8 +67,8 @@ fn identity_is_exact_and_typed() {
     assert_eq!((t.pa, t.kind), (0x7fff_ffff, MemKind::Ram));
     // PL011, just below and just above the SMMU frames.
     assert_eq!(s2.translate(0x0900_0018).unwrap().kind, MemKind::Mmio);
-    assert_eq!(s2.translate(SMMU.start - 1).unwrap().pa, SMMU.start - 1);
-    assert_eq!(s2.translate(SMMU.end).unwrap().pa, SMMU.end);
+    assert_eq!(s2.translate(SMMU.base - 1).unwrap().pa, SMMU.base - 1);
+    assert_eq!(s2.translate(SMMU.end()).unwrap().pa, SMMU.end());
     assert_eq!(s2.translate(0x80_0000_1000).unwrap().kind, MemKind::Mmio);
     assert_eq!(s2.translate(0x40_1000_0000).unwrap().kind, MemKind::Mmio);
     // Past RAM and between windows: nothing.
@@ -99,10 +105,13 @@ fn all_host_ram_mapped_exactly() {
         .leaves()
         .iter()
         .filter(|l| l.kind == MemKind::Ram)
-        .map(|l| l.ipa.end - l.ipa.start)
+        .map(|l| l.ipa.size)
         .sum();
-    assert_eq!(ram_bytes, 0x8000_0000 - CARVEOUT.end);
-    assert_eq!(s2.host_ram(), &[Region::new(CARVEOUT.end, 0x8000_0000)]);
+    assert_eq!(ram_bytes, 0x8000_0000 - CARVEOUT.end());
+    assert_eq!(
+        s2.host_ram(),
+        &[PhysRange::from_bounds(CARVEOUT.end(), 0x8000_0000)]
+    );
     assert!(s2.is_host_ram(0x4200_0000));
     assert!(!s2.is_host_ram(0x4000_0000));
     assert!(!s2.is_host_ram(0x0900_0000));
@@ -111,11 +120,11 @@ fn all_host_ram_mapped_exactly() {
         .leaves()
         .iter()
         .filter(|l| l.kind == MemKind::Mmio)
-        .map(|l| l.ipa.end - l.ipa.start)
+        .map(|l| l.ipa.size)
         .sum();
     assert_eq!(
         mmio_bytes,
-        0x4000_0000 - (SMMU.end - SMMU.start) + 0x1000_0000 + 0x80_0000_0000
+        0x4000_0000 - SMMU.size + 0x1000_0000 + 0x80_0000_0000
     );
 }
 
@@ -129,7 +138,10 @@ fn blocks_used_where_aligned() {
         .iter()
         .filter(|l| l.kind == MemKind::Ram && l.level == 2)
         .count();
-    assert_eq!(ram_blocks as u64, (0x8000_0000 - CARVEOUT.end) / (2 << 20));
+    assert_eq!(
+        ram_blocks as u64,
+        (0x8000_0000 - CARVEOUT.end()) / (2 << 20)
+    );
     assert!(
         leaves
             .iter()
@@ -141,25 +153,25 @@ fn blocks_used_where_aligned() {
     let pages: Vec<_> = leaves.iter().filter(|l| l.level == 3).collect();
     assert_eq!(
         pages.len() as u64,
-        (2 << 20) / PAGE_SIZE - (SMMU.end - SMMU.start) / PAGE_SIZE
+        (2 << 20) / PAGE_SIZE - SMMU.size / PAGE_SIZE
     );
     assert!(
         pages
             .iter()
-            .all(|l| Region::new(0x0900_0000, 0x0920_0000).overlaps(&l.ipa))
+            .all(|l| PhysRange::from_bounds(0x0900_0000, 0x0920_0000).overlaps(&l.ipa))
     );
     // The first GiB holds the SMMU hole, so it is split into 2 MiB blocks; the high ECAM is 2 MiB blocks
     // (256 MiB, not 1 GiB aligned in size), the high window 1 GiB blocks.
-    assert!(leaves.iter().any(|l| l.level == 2 && l.ipa.start == 0));
+    assert!(leaves.iter().any(|l| l.level == 2 && l.ipa.base == 0));
     assert!(leaves.iter().any(|l| l.level == 1
-        && l.ipa.start == 0x80_0000_0000
-        && l.ipa.end == 0x80_0000_0000 + GIB));
+        && l.ipa.base == 0x80_0000_0000
+        && l.ipa.end() == 0x80_0000_0000 + GIB));
 }
 
 #[test]
 fn unaligned_regions_are_rounded_safely() {
-    let ram = [Region::new(0x4000_0800, 0x4000_5800)];
-    let excluded = [Region::new(0x4000_2100, 0x4000_2200)];
+    let ram = [PhysRange::from_bounds(0x4000_0800, 0x4000_5800)];
+    let excluded = [PhysRange::from_bounds(0x4000_2100, 0x4000_2200)];
     let s2 = HostStage2::build(&HostS2Spec {
         ram: &ram,
         mmio: &[],
@@ -178,8 +190,8 @@ fn unaligned_regions_are_rounded_safely() {
 
 #[test]
 fn exclusion_covering_everything_maps_nothing() {
-    let ram = [Region::new(0x4000_0000, 0x4100_0000)];
-    let excluded = [Region::new(0, u64::MAX)];
+    let ram = [PhysRange::from_bounds(0x4000_0000, 0x4100_0000)];
+    let excluded = [PhysRange::from_bounds(0, u64::MAX)];
     let s2 = HostStage2::build(&HostS2Spec {
         ram: &ram,
         mmio: &ram[..0],
@@ -191,7 +203,10 @@ fn exclusion_covering_everything_maps_nothing() {
 
 #[test]
 fn errors() {
-    let too_high = [Region::new(IPA_LIMIT - 0x1000, IPA_LIMIT + 0x1000)];
+    let too_high = [PhysRange::from_bounds(
+        IPA_LIMIT - 0x1000,
+        IPA_LIMIT + 0x1000,
+    )];
     assert_eq!(
         HostStage2::build(&HostS2Spec {
             ram: &too_high,
@@ -201,8 +216,8 @@ fn errors() {
         .unwrap_err(),
         HostS2Error::OutOfRange(IPA_LIMIT + 0x1000)
     );
-    let ram = [Region::new(0x4000_0000, 0x8000_0000)];
-    let mmio = [Region::new(0x3000_0000, 0x5000_0000)];
+    let ram = [PhysRange::from_bounds(0x4000_0000, 0x8000_0000)];
+    let mmio = [PhysRange::from_bounds(0x3000_0000, 0x5000_0000)];
     assert_eq!(
         HostStage2::build(&HostS2Spec {
             ram: &ram,
@@ -216,30 +231,36 @@ fn errors() {
 
 #[test]
 fn subtract_cases() {
-    let r = Region::new(0x1000, 0x9000);
+    let r = PhysRange::from_bounds(0x1000, 0x9000);
     assert_eq!(subtract(r, &[]), [r]);
     assert_eq!(
-        subtract(r, &[Region::new(0x3000, 0x4000)]),
-        [Region::new(0x1000, 0x3000), Region::new(0x4000, 0x9000)]
+        subtract(r, &[PhysRange::from_bounds(0x3000, 0x4000)]),
+        [
+            PhysRange::from_bounds(0x1000, 0x3000),
+            PhysRange::from_bounds(0x4000, 0x9000)
+        ]
     );
     assert_eq!(
-        subtract(r, &[Region::new(0, 0x2000)]),
-        [Region::new(0x2000, 0x9000)]
+        subtract(r, &[PhysRange::from_bounds(0, 0x2000)]),
+        [PhysRange::from_bounds(0x2000, 0x9000)]
     );
     assert_eq!(
-        subtract(r, &[Region::new(0x8000, 0xa000)]),
-        [Region::new(0x1000, 0x8000)]
+        subtract(r, &[PhysRange::from_bounds(0x8000, 0xa000)]),
+        [PhysRange::from_bounds(0x1000, 0x8000)]
     );
-    assert!(subtract(r, &[Region::new(0, 0xa000)]).is_empty());
+    assert!(subtract(r, &[PhysRange::from_bounds(0, 0xa000)]).is_empty());
     assert_eq!(
         subtract(
             r,
-            &[Region::new(0x2000, 0x3000), Region::new(0x5000, 0x6000)]
+            &[
+                PhysRange::from_bounds(0x2000, 0x3000),
+                PhysRange::from_bounds(0x5000, 0x6000)
+            ]
         ),
         [
-            Region::new(0x1000, 0x2000),
-            Region::new(0x3000, 0x5000),
-            Region::new(0x6000, 0x9000)
+            PhysRange::from_bounds(0x1000, 0x2000),
+            PhysRange::from_bounds(0x3000, 0x5000),
+            PhysRange::from_bounds(0x6000, 0x9000)
         ]
     );
 }
@@ -300,17 +321,16 @@ const VIRT_DTBS: [&[u8]; 2] = [
 
 #[test]
 fn real_qemu_dtbs() {
-    let carveout = Region::with_size(
-        crate::layout::HYP_CARVEOUT_PA,
-        crate::layout::HYP_CARVEOUT_SIZE,
-    );
+    let carveout = PhysRange {
+        base: crate::layout::HYP_CARVEOUT_PA,
+        size: crate::layout::HYP_CARVEOUT_SIZE,
+    };
     for dtb in VIRT_DTBS {
         let platform = warden_dt::parse(dtb).unwrap();
         let devices = crate::devices::classify(&platform, &[carveout]);
         let layout = HostS2Layout::from_devices(&devices);
         let s2 = HostStage2::build(&layout.spec()).unwrap();
         let smmu = platform.smmus[0].reg;
-        let smmu = Region::with_size(smmu.base, smmu.size);
         assert_eq!(smmu, SMMU);
         for leaf in s2.leaves() {
             assert!(!leaf.ipa.overlaps(&carveout), "{leaf:?}");
@@ -322,9 +342,9 @@ fn real_qemu_dtbs() {
             .leaves()
             .iter()
             .filter(|l| l.kind == MemKind::Ram)
-            .map(|l| l.ipa.end - l.ipa.start)
+            .map(|l| l.ipa.size)
             .sum();
-        assert_eq!(mapped, ram_end - carveout.end);
+        assert_eq!(mapped, ram_end - carveout.end());
         assert_eq!(s2.translate(ram_end - 1).unwrap().kind, MemKind::Ram);
         // The host reaches its devices: PL011, GIC distributor, PCI ECAM and both PCI memory windows.
         let uart = platform.uart.as_ref().unwrap().reg.base;

@@ -1,105 +1,27 @@
-//! `cargo xtask bench --boot`: boot-to-userspace wall time under the hypervisor and natively, in one invocation.
+//! `cargo xtask bench [--quick]`: Warden against Linux's own arm-smmu-v3 driver, side by side in one run.
 //!
-//! Each boot runs a script that exits at once; the time measured is from starting QEMU to the init's first line
-//! ([`crate::initramfs::USERSPACE_MARKER`]). Boots alternate between the two modes so that drift in the machine's
-//! load affects both alike. The goal (hyp/native ≤ 1.1) is reported, not asserted.
+//! Six configurations of the same kernel — passthrough, native strict, native lazy, Warden identity (the shim
+//! with `iommu.passthrough=1`: devices on the hyp's host-identity domain, direct DMA, no hypercalls; I/O only),
+//! Warden lazy (the shim with `iommu.strict=0`), Warden strict — each boot
+//! running the same workloads (`tests/bench/guest.sh`: the `warden_bench` map/unmap microbenchmark and
+//! O_DIRECT I/O with `dio`, and fio jobs on the raw disks with the static fio of [`crate::fio`]). Rounds alternate the configurations (one boot per configuration per round) so
+//! that drift in the machine's load affects all alike; each measurement's min/median/max is over the rounds.
+//! Results go to the terminal, `target/bench/report.json`, `target/bench/report.md` and
+//! `target/bench/cost.png`.
 //!
-//! `cargo xtask bench [--quick]`: the map/unmap and I/O comparison of six configurations ([`suite`]).
+//! The modules, in the order of a run: [`plan`] (configurations, workloads, the guest script), [`run`] (the
+//! boots), [`parse`] (the guest's result lines, fio's JSON, QEMU's trace), [`stats`] (aggregation over the
+//! rounds), [`targets`] (the issues' targets), [`report`] (table, JSON, markdown, plot). [`boot`] is
+//! `cargo xtask bench --boot`.
 
+pub mod boot;
+pub mod parse;
+pub mod plan;
 pub mod png;
-pub mod suite;
-
-use std::fs;
-use std::time::Duration;
-
-use anyhow::{Result, bail};
-
-use crate::Ws;
-use crate::qemu::{Machine, Mode, RunOpts, Verdict};
-use crate::util::step;
-
-/// Target ratio of median boot times, hyp over native.
-const GOAL_RATIO: f64 = 1.1;
-
-/// Min, median and max of `xs` (sorted in place); `None` when empty.
-pub fn stats(xs: &mut [f64]) -> Option<(f64, f64, f64)> {
-    if xs.is_empty() {
-        return None;
-    }
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    let median = if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    };
-    Some((xs[0], median, xs[n - 1]))
-}
-
-/// Runs the boot benchmark with `runs` boots per mode.
-pub fn boot(ws: &Ws, runs: usize) -> Result<()> {
-    let m = Machine::prepare(ws, true)?;
-    let dir = ws.out.join("bench");
-    fs::create_dir_all(&dir)?;
-    let script = dir.join("boot.sh");
-    fs::write(&script, "#!/bin/sh\nexit 0\n")?;
-    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for i in 0..runs {
-        for (k, mode) in [Mode::Hyp, Mode::Native].into_iter().enumerate() {
-            let o = RunOpts {
-                script: Some(script.clone()),
-                timeout: Duration::from_secs(180),
-                mode,
-                ..RunOpts::default()
-            };
-            let out = m.boot(&o, false)?;
-            let (Verdict::Exited(0), Some(t)) = (&out.verdict, out.userspace) else {
-                let log = dir.join(format!("failed-{}.log", mode.name()));
-                fs::write(&log, &out.log)?;
-                bail!(
-                    "{} boot {} failed: {} (serial log: {})",
-                    mode.name(),
-                    i + 1,
-                    out.describe(),
-                    log.display()
-                );
-            };
-            step(format!(
-                "boot {}/{runs} {:>6}: userspace after {:.2} s",
-                i + 1,
-                mode.name(),
-                t.as_secs_f64()
-            ));
-            times[k].push(t.as_secs_f64());
-        }
-    }
-    println!("boot to userspace (s), {runs} boots each:");
-    println!("{:<8} {:>8} {:>8} {:>8}", "mode", "min", "median", "max");
-    let mut medians = [0.0; 2];
-    for (k, mode) in [Mode::Hyp, Mode::Native].into_iter().enumerate() {
-        let (lo, med, hi) = stats(&mut times[k]).unwrap_or_default();
-        medians[k] = med;
-        println!("{:<8} {lo:>8.2} {med:>8.2} {hi:>8.2}", mode.name());
-    }
-    let ratio = medians[0] / medians[1];
-    let verdict = if ratio <= GOAL_RATIO {
-        "meets"
-    } else {
-        "misses"
-    };
-    println!("ratio hyp/native (medians): {ratio:.3} ({verdict} the goal of <= {GOAL_RATIO})");
-    Ok(())
-}
+pub mod report;
+pub mod run;
+pub mod stats;
+pub mod targets;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn min_median_max() {
-        assert_eq!(stats(&mut [3.0, 1.0, 2.0]), Some((1.0, 2.0, 3.0)));
-        assert_eq!(stats(&mut [4.0, 1.0, 2.0, 3.0]), Some((1.0, 2.5, 4.0)));
-        assert_eq!(stats(&mut [5.0]), Some((5.0, 5.0, 5.0)));
-        assert_eq!(stats(&mut []), None);
-    }
-}
+mod tests;

@@ -178,11 +178,11 @@ pub fn dispatch(ws: &Ws, cmd: Cmd) -> Result<u8> {
             Ok(0)
         }
         Cmd::Bench { quick } => {
-            crate::bench::suite::run(ws, quick)?;
+            crate::bench::run::run(ws, quick)?;
             Ok(0)
         }
         Cmd::BenchBoot { runs } => {
-            crate::bench::boot(ws, runs)?;
+            crate::bench::boot::boot(ws, runs)?;
             Ok(0)
         }
     }

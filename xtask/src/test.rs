@@ -337,11 +337,11 @@ pub fn runs_bench(o: &TestOpts) -> bool {
 }
 
 /// `cargo xtask bench --quick`, as CI runs it: passes when every configuration × workload produced a record
-/// and the reports were written ([`crate::bench::suite::check`]); times are reported, never asserted.
+/// and the reports were written ([`crate::bench::run::check`]); times are reported, never asserted.
 fn bench_quick(ws: &Ws, tally: &mut Tally) {
     crate::util::step("bench --quick");
     let t0 = Instant::now();
-    let res = crate::bench::suite::run(ws, true).and_then(|o| crate::bench::suite::check(&o));
+    let res = crate::bench::run::run(ws, true).and_then(|o| crate::bench::run::check(&o));
     let why = res.err().map(|e| format!("{e:#}")).unwrap_or_default();
     tally.record("bench --quick", why.is_empty(), t0.elapsed(), &why);
 }

@@ -1,0 +1,311 @@
+//! The issues' targets (6 and 14), checked against a run's records: (target, measured, met?), reported, never
+//! asserted.
+
+use super::plan::{Config, NULL_WORKLOAD, is_fio};
+use super::stats::{Decomposition, Record, decompose};
+
+/// The issue's targets, checked against the Warden records: (target, measured, met?).
+pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    let warden: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.config == Config::Warden)
+        .collect();
+    let worst = |pred: &dyn Fn(&Record) -> bool| -> Option<(f64, String)> {
+        warden
+            .iter()
+            .filter(|r| pred(r))
+            .filter_map(|r| r.ratio.map(|x| (x, r.workload.clone())))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    if let Some((x, w)) = worst(&|r| r.workload.starts_with("unmap ")) {
+        out.push((
+            "unmap ≤ 1.0× native strict at every size".into(),
+            format!("worst {x:.2}× ({w})"),
+            x <= 1.0,
+        ));
+    }
+    if let Some((x, w)) = worst(&|r| r.workload.starts_with("map ")) {
+        out.push((
+            "map ≤ 1.5× native strict at every size".into(),
+            format!("worst {x:.2}× ({w})"),
+            x <= 1.5,
+        ));
+    }
+    for random in [false, true] {
+        let io_worst = warden
+            .iter()
+            .filter(|r| {
+                r.unit == "MB/s" && !is_fio(&r.workload) && r.workload.contains(" rand ") == random
+            })
+            .filter_map(|r| r.ratio.map(|x| (x, r.workload.clone())))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((x, w)) = io_worst {
+            out.push((
+                format!(
+                    "O_DIRECT {} throughput (MB/s, IOPS) ≥ 0.95× native strict",
+                    if random { "random" } else { "sequential" }
+                ),
+                format!("worst {x:.2}× ({w})"),
+                x >= 0.95,
+            ));
+        }
+    }
+    let cmds = warden
+        .iter()
+        .filter(|r| r.workload.starts_with("unmap ") && !r.workload.contains("sg16"))
+        .filter_map(|r| r.extra.get("smmu_cmds_per_call").copied())
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    if let Some(x) = cmds {
+        out.push((
+            "SMMU commands per contiguous unmap ≤ 2 (up to 2 MiB)".into(),
+            format!("max {x:.2}"),
+            x <= 2.0 + 1e-9,
+        ));
+    }
+    let sg = warden
+        .iter()
+        .filter(|r| r.workload.starts_with("map sg16"))
+        .filter_map(|r| r.extra.get("hypercalls_per_call").copied())
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    if let Some(x) = sg {
+        out.push((
+            "hypercalls per dma_map_sg of 16 segments = 1".into(),
+            format!("{x:.2}"),
+            x <= 1.0 + 1e-9,
+        ));
+    }
+    out
+}
+
+/// Issue 14's fio targets: Warden strict ≥ 0.95× native strict, Warden lazy ≥ 0.95× native lazy, Warden identity
+/// ≥ 0.95× native passthrough, in throughput on every fio workload, both disks (the worst ratio of each mode).
+/// (target, measured, met?).
+pub fn fio_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for cfg in [Config::Warden, Config::WardenLazy, Config::WardenIdentity] {
+        let Some(base) = cfg.baseline() else { continue };
+        let worst = records
+            .iter()
+            .filter(|r| r.config == cfg && is_fio(&r.workload))
+            .filter_map(|r| {
+                r.extra
+                    .get("ratio_to_native")
+                    .map(|&x| (x, r.workload.as_str()))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((x, w)) = worst {
+            out.push((
+                format!(
+                    "{} fio throughput ≥ 0.95× native {} on every workload",
+                    cfg.name(),
+                    base.name()
+                ),
+                format!("worst {x:.2}× ({w})"),
+                x >= 0.95,
+            ));
+        }
+    }
+    out
+}
+
+/// Issue 14's targets for Warden lazy and Warden identity: O_DIRECT throughput ≥ 0.95× their native
+/// counterpart (native lazy, native passthrough), and lazy unmaps at ≤ 1 hypercall per 16. (target, measured,
+/// met?).
+pub fn mode_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for cfg in [Config::WardenLazy, Config::WardenIdentity] {
+        let Some(base) = cfg.baseline() else { continue };
+        let worst = records
+            .iter()
+            .filter(|r| r.config == cfg && r.unit == "MB/s" && !is_fio(&r.workload))
+            .filter_map(|r| {
+                r.extra
+                    .get("ratio_to_native")
+                    .map(|&x| (x, r.workload.as_str()))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((x, w)) = worst {
+            out.push((
+                format!(
+                    "{} O_DIRECT throughput ≥ 0.95× native {}",
+                    cfg.name(),
+                    base.name()
+                ),
+                format!("worst {x:.2}× ({w})"),
+                x >= 0.95,
+            ));
+        }
+    }
+    let lazy = records
+        .iter()
+        .filter(|r| r.config == Config::WardenLazy && r.workload.starts_with("unmap "))
+        .filter_map(|r| {
+            r.extra
+                .get("hypercalls_per_call")
+                .map(|&x| (x, r.workload.as_str()))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((x, w)) = lazy {
+        out.push((
+            "warden-lazy: ≤ 1 hypercall per 16 unmaps".into(),
+            format!("worst {x:.3} per unmap ({w})"),
+            x <= 1.0 / 16.0 + 1e-9,
+        ));
+    }
+    out
+}
+
+/// Issue 14's map targets against the null hypercall, at 1 thread: time ≤ native strict + one null hypercall,
+/// and instructions ≤ 1.5× native strict's. (target, measured, met?).
+pub fn floor_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    let find = |cfg: Config, w: &str| records.iter().find(|r| r.config == cfg && r.workload == w);
+    let Some(null) = find(Config::Warden, NULL_WORKLOAD) else {
+        return out;
+    };
+    let maps: Vec<(&Record, &Record)> = records
+        .iter()
+        .filter(|r| {
+            r.config == Config::Warden
+                && r.workload.starts_with("map ")
+                && r.workload.ends_with(" t1")
+        })
+        .filter_map(|r| Some((r, find(Config::Strict, &r.workload)?)))
+        .collect();
+    let excess = maps
+        .iter()
+        .map(|(w, s)| (w.median - s.median - null.median, w.workload.as_str()))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((x, w)) = excess {
+        out.push((
+            "map time ≤ native strict + one null hypercall (1 thread)".into(),
+            format!(
+                "worst {x:+.0} ns over that bound ({w}; null hypercall {:.0} ns)",
+                null.median
+            ),
+            x <= 0.0,
+        ));
+    }
+    let instr = maps
+        .iter()
+        .filter_map(|(w, s)| {
+            let (a, b) = (
+                w.extra.get("instr_per_call")?,
+                s.extra.get("instr_per_call")?,
+            );
+            (*b > 0.0).then(|| (a / b, w.workload.as_str()))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((x, w)) = instr {
+        out.push((
+            "map ≤ 1.5× native strict in instructions per call (1 thread)".into(),
+            format!("worst {x:.2}× ({w})"),
+            x <= 1.5,
+        ));
+    }
+    out
+}
+
+/// Not an issue target, reported next to them: the worst warden / warden-identity and warden-identity / strict
+/// throughput ratios, sequential and random, so that a reader sees which part of a missed I/O target the IOMMU
+/// path causes.
+pub fn split_notes(records: &[Record]) -> Vec<String> {
+    let d = decompose(records);
+    let mut out = Vec::new();
+    for random in [false, true] {
+        let of = |f: &dyn Fn(&Decomposition) -> f64| {
+            d.iter()
+                .filter(|x| x.workload.contains(" rand ") == random)
+                .map(|x| (f(x), x.workload.as_str()))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+        };
+        if let (Some((i, iw)), Some((s, sw))) = (of(&|x| x.iommu()), of(&|x| x.under_hyp())) {
+            out.push(format!(
+                "O_DIRECT {}: IOMMU path alone (warden / warden-identity) worst {i:.2}× ({iw}); under the hyp \
+                 with direct DMA (warden-identity / native strict) worst {s:.2}× ({sw})",
+                if random { "random" } else { "sequential" }
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::parse::Sample;
+    use crate::bench::stats::aggregate;
+    use crate::bench::tests::sample;
+
+    #[test]
+    fn fio_targets_per_mode() {
+        let mut s = Vec::new();
+        for (c, v) in [
+            (Config::Strict, 100.0),
+            (Config::Warden, 96.0),
+            (Config::Lazy, 100.0),
+            (Config::WardenLazy, 90.0),
+            (Config::Passthrough, 100.0),
+            (Config::WardenIdentity, 99.0),
+        ] {
+            let mut x = sample("fio vda randread 4K qd1", v);
+            x.unit = "MB/s";
+            s.push((c, x));
+            // O_DIRECT rows are not fio's targets.
+            let mut d = sample("vda rand read 4K", 1.0);
+            d.unit = "MB/s";
+            s.push((c, d));
+        }
+        let t = fio_targets(&aggregate(&s));
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert!(t[0].0.starts_with("warden fio") && t[0].1.contains("0.96") && t[0].2);
+        assert!(t[1].0.starts_with("warden-lazy fio") && t[1].1.contains("0.90") && !t[1].2);
+        assert!(t[2].0.starts_with("warden-identity fio") && t[2].2);
+        assert!(t.iter().all(|x| x.1.contains("fio vda")));
+        assert!(targets(&aggregate(&s)).iter().all(|x| !x.1.contains("fio")));
+    }
+
+    #[test]
+    fn compares_each_warden_mode_with_its_native_counterpart() {
+        let io = |w: &str, v: f64| Sample {
+            unit: "MB/s",
+            lower_is_better: false,
+            ..sample(w, v)
+        };
+        let unmap = |hc: f64| {
+            let mut s = sample("unmap 4K t1", 100.0);
+            s.extra.insert("hypercalls_per_call", hc);
+            s
+        };
+        let s = vec![
+            (Config::Lazy, io("vda read 1M", 100.0)),
+            (Config::WardenLazy, io("vda read 1M", 96.0)),
+            (Config::Passthrough, io("vda read 1M", 200.0)),
+            (Config::WardenIdentity, io("vda read 1M", 180.0)),
+            (Config::Strict, io("vda read 1M", 50.0)),
+            (Config::WardenLazy, unmap(1.0 / 32.0)),
+        ];
+        let r = aggregate(&s);
+        let get = |c: Config| {
+            r.iter()
+                .find(|x| x.config == c && x.unit == "MB/s")
+                .unwrap()
+        };
+        assert_eq!(get(Config::WardenLazy).extra["ratio_to_native"], 0.96);
+        assert_eq!(get(Config::WardenIdentity).extra["ratio_to_native"], 0.9);
+        assert_eq!(
+            get(Config::WardenLazy).ratio,
+            Some(96.0 / 50.0),
+            "×strict as before"
+        );
+        assert!(!get(Config::Lazy).extra.contains_key("ratio_to_native"));
+        let t = mode_targets(&r);
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert!(t[0].0.contains("warden-lazy") && t[0].0.contains("native lazy") && t[0].2);
+        assert!(t[1].0.contains("warden-identity") && t[1].0.contains("passthrough") && !t[1].2);
+        assert!(t[2].0.contains("1 hypercall per 16") && t[2].2, "{t:?}");
+        let r = aggregate(&[(Config::WardenLazy, unmap(0.1))]);
+        assert!(!mode_targets(&r)[0].2, "1 per 10 misses 1 per 16");
+    }
+}

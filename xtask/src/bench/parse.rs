@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
+use serde::Deserialize;
 
 use super::plan::{FioRun, micro_name, size_label};
 
@@ -34,54 +35,99 @@ pub struct Sample {
     pub lower_is_better: bool,
 }
 
+/// The part of fio's `--output-format=json` report that [`parse_fio`] reads.
+#[derive(Debug, Deserialize)]
+struct FioReport {
+    /// One entry per job, or a single one with `group_reporting`.
+    jobs: Vec<FioJob>,
+}
+
+/// One job (or group) of a [`FioReport`].
+#[derive(Debug, Deserialize)]
+struct FioJob {
+    /// fio's error code for the job; 0 when it ran.
+    #[serde(default)]
+    error: i64,
+    /// The read direction's results.
+    read: FioDirection,
+    /// The write direction's results.
+    write: FioDirection,
+}
+
+/// One direction (read or write) of a [`FioJob`].
+#[derive(Debug, Deserialize)]
+struct FioDirection {
+    /// Bytes per second.
+    bw_bytes: f64,
+    /// I/Os completed.
+    total_ios: f64,
+    /// I/Os per second.
+    iops: f64,
+    /// Completion latency (ns).
+    clat_ns: FioClat,
+    /// Total latency, submission to completion (ns).
+    lat_ns: FioLat,
+}
+
+/// Completion latency of a [`FioDirection`]: fio leaves out the percentiles of a direction that did no I/O.
+#[derive(Debug, Deserialize)]
+struct FioClat {
+    /// Percentiles.
+    percentile: Option<FioPercentiles>,
+}
+
+/// The percentiles [`parse_fio`] reports, under fio's default `percentile_list` names.
+#[derive(Debug, Deserialize)]
+struct FioPercentiles {
+    /// Median.
+    #[serde(rename = "50.000000")]
+    p50: f64,
+    /// 99th percentile.
+    #[serde(rename = "99.000000")]
+    p99: f64,
+}
+
+/// Total latency of a [`FioDirection`].
+#[derive(Debug, Deserialize)]
+struct FioLat {
+    /// Mean.
+    mean: f64,
+}
+
 /// Parses one fio `--output-format=json` report of a single group (`group_reporting`) into a sample of `run`:
 /// MB/s (the primary value), IOPS, completion latency p50/p99 (ns) and total latency mean (ns) of the job's
 /// direction.
 pub fn parse_fio(run: &FioRun, json: &str) -> Result<Sample> {
-    let v: serde_json::Value = serde_json::from_str(json).context("fio's output is not JSON")?;
-    let job = v
-        .get("jobs")
-        .and_then(|j| j.get(0))
-        .context("fio's JSON has no jobs")?;
-    if let Some(e) = job.get("error").and_then(serde_json::Value::as_i64)
-        && e != 0
-    {
-        bail!("fio job {} failed with error {e}", run.name());
+    let report: FioReport =
+        serde_json::from_str(json).context("fio's output is not a JSON report fio would write")?;
+    let job = report.jobs.first().context("fio's JSON has no jobs")?;
+    if job.error != 0 {
+        bail!("fio job {} failed with error {}", run.name(), job.error);
     }
-    let dir = if run.rw.contains("write") {
-        "write"
+    let (dir, d) = if run.rw.contains("write") {
+        ("write", &job.write)
     } else {
-        "read"
+        ("read", &job.read)
     };
-    let d = job
-        .get(dir)
-        .with_context(|| format!("fio's JSON has no {dir} section"))?;
-    let f = |path: &[&str]| -> Result<f64> {
-        let mut x = d;
-        for p in path {
-            x = x
-                .get(p)
-                .with_context(|| format!("fio's JSON lacks {dir}.{}", path.join(".")))?;
-        }
-        x.as_f64()
-            .with_context(|| format!("fio's {dir}.{} is not a number", path.join(".")))
-    };
-    let bw = f(&["bw_bytes"])?;
-    let ios = f(&["total_ios"])?;
-    if bw <= 0.0 || ios <= 0.0 {
+    if d.bw_bytes <= 0.0 || d.total_ios <= 0.0 {
         bail!("fio job {} did no I/O", run.name());
     }
+    let pct = d
+        .clat_ns
+        .percentile
+        .as_ref()
+        .with_context(|| format!("fio's JSON lacks {dir}.clat_ns.percentile"))?;
     let mut extra = BTreeMap::new();
-    extra.insert("iops", f(&["iops"])?);
-    extra.insert("clat_p50_ns", f(&["clat_ns", "percentile", "50.000000"])?);
-    extra.insert("clat_p99_ns", f(&["clat_ns", "percentile", "99.000000"])?);
+    extra.insert("iops", d.iops);
+    extra.insert("clat_p50_ns", pct.p50);
+    extra.insert("clat_p99_ns", pct.p99);
     // Submission + completion: with io_uring many completions are reaped at submission, so clat alone is
     // bimodal; the total latency's mean is the per-I/O time.
-    extra.insert("lat_mean_ns", f(&["lat_ns", "mean"])?);
-    extra.insert("calls", ios);
+    extra.insert("lat_mean_ns", d.lat_ns.mean);
+    extra.insert("calls", d.total_ios);
     Ok(Sample {
         workload: run.name(),
-        value: bw / 1e6,
+        value: d.bw_bytes / 1e6,
         unit: "MB/s",
         extra,
         lower_is_better: false,
@@ -438,6 +484,35 @@ ops_per_s=9 hc_null=500\n@icount op=null size=0 sg=0 calls=64 instr=19200 instr_
         assert_eq!(p[0].extra["smmu_cmds_per_io"], 2.0);
         assert!(parse("@fio disk=sdz rw=randread bs=4096 qd=1 jobs=1 json={}").is_err());
         assert!(parse("@fio disk=vda rw=randread").is_err());
+    }
+
+    #[test]
+    fn reports_fio_errors() {
+        let run = FioRun {
+            disk: "nvme0n1",
+            rw: "randread",
+            bs: 4096,
+            iodepth: 1,
+            jobs: 1,
+        };
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value = serde_json::from_str(FIO_JSON).unwrap();
+            f(&mut v["jobs"][0]);
+            parse_fio(&run, &v.to_string()).unwrap_err().to_string()
+        };
+        let e = edit(&|j| j["error"] = 5.into());
+        assert!(e.contains("failed with error 5"), "{e}");
+        let e = edit(&|j| {
+            j["read"]["clat_ns"]
+                .as_object_mut()
+                .unwrap()
+                .remove("percentile");
+        });
+        assert!(e.contains("lacks read.clat_ns.percentile"), "{e}");
+        let e = edit(&|j| {
+            j.as_object_mut().unwrap().remove("read");
+        });
+        assert!(e.contains("not a JSON report"), "{e}");
     }
 
     #[test]

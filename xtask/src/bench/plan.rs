@@ -4,12 +4,14 @@
 use std::fs;
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 
 use crate::Ws;
 use crate::qemu::Mode;
 
-/// One kernel configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// One kernel configuration; serialised as its [name](Config::name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Config {
     /// Native, `iommu.passthrough=1`: no translation.
     Passthrough,
@@ -370,5 +372,15 @@ mod tests {
         assert!(q.micro.iter().any(|m| m.2), "an sg run in --quick too");
         assert_eq!(size_label(4096), "4K");
         assert_eq!(size_label(2 << 20), "2M");
+    }
+
+    #[test]
+    fn configs_serialise_as_their_names() {
+        for c in Config::ALL {
+            let text = serde_json::to_string(&c).unwrap();
+            assert_eq!(text, format!("\"{}\"", c.name()));
+            assert_eq!(serde_json::from_str::<Config>(&text).unwrap(), c);
+        }
+        assert!(serde_json::from_str::<Config>("\"native\"").is_err());
     }
 }

@@ -1,69 +1,88 @@
 //! A run's reports: the terminal table, `report.json`, `report.md` and the `cost.png` plot.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 
 use super::plan::{Config, ICOUNT_CALLS, Plan};
 use super::png::{Canvas, Series, panel};
 use super::stats::{Record, SPREAD_WARN, decompose, floor_split};
 use super::targets::{fio_targets, floor_targets, mode_targets, split_notes, targets};
 
-/// A JSON string literal.
-fn js(s: &str) -> String {
-    let mut o = String::from("\"");
-    for ch in s.chars() {
-        match ch {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
+/// `report.json`: the run's description and one record per configuration × workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JsonReport {
+    /// What was run (`--quick` or full, rounds, wall time).
+    pub meta: String,
+    /// One object per configuration × workload, in [`Record`] order.
+    pub records: Vec<JsonRecord>,
+}
+
+/// One [`Record`] in `report.json`. Values are rounded to 3 decimals; a value that is not finite is `null`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JsonRecord {
+    /// Configuration ([`Config::name`]).
+    pub config: Config,
+    /// Workload name.
+    pub workload: String,
+    /// Unit of `min`, `median` and `max`.
+    pub unit: String,
+    /// Minimum over the rounds.
+    pub min: Option<f64>,
+    /// Median over the rounds.
+    pub median: Option<f64>,
+    /// Maximum over the rounds.
+    pub max: Option<f64>,
+    /// Rounds measured.
+    pub runs: usize,
+    /// [`Record::spread`].
+    pub spread: Option<f64>,
+    /// Median over native strict's median ([`Record::ratio`]).
+    pub ratio_to_strict: Option<f64>,
+    /// Lower is better.
+    pub lower_is_better: bool,
+    /// Secondary metrics ([`Record::extra`]).
+    pub extra: BTreeMap<String, Option<f64>>,
+}
+
+/// `x` rounded to 3 decimals, `None` when not finite (JSON has no NaN or infinity).
+fn rounded(x: f64) -> Option<f64> {
+    x.is_finite().then(|| (x * 1000.0).round() / 1000.0)
+}
+
+impl From<&Record> for JsonRecord {
+    fn from(r: &Record) -> JsonRecord {
+        JsonRecord {
+            config: r.config,
+            workload: r.workload.clone(),
+            unit: r.unit.to_string(),
+            min: rounded(r.min),
+            median: rounded(r.median),
+            max: rounded(r.max),
+            runs: r.n,
+            spread: rounded(r.spread()),
+            ratio_to_strict: r.ratio.and_then(rounded),
+            lower_is_better: r.lower_is_better,
+            extra: r
+                .extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), rounded(*v)))
+                .collect(),
         }
     }
-    o.push('"');
-    o
 }
 
-/// A JSON number (null when not finite).
-fn jn(x: f64) -> String {
-    if x.is_finite() {
-        format!("{}", (x * 1000.0).round() / 1000.0)
-    } else {
-        "null".into()
-    }
-}
-
-/// `report.json`: one object per configuration × workload.
-pub fn json(records: &[Record], meta: &str) -> String {
-    let mut o = format!("{{\"meta\": {},\n \"records\": [\n", js(meta));
-    for (i, r) in records.iter().enumerate() {
-        let extra: Vec<String> = r
-            .extra
-            .iter()
-            .map(|(k, v)| format!("{}: {}", js(k), jn(*v)))
-            .collect();
-        let _ = writeln!(
-            o,
-            "  {{\"config\": {}, \"workload\": {}, \"unit\": {}, \"min\": {}, \"median\": {}, \"max\": {}, \
-             \"runs\": {}, \"spread\": {}, \"ratio_to_strict\": {}, \"lower_is_better\": {}, \"extra\": {{{}}}}}{}",
-            js(r.config.name()),
-            js(&r.workload),
-            js(r.unit),
-            jn(r.min),
-            jn(r.median),
-            jn(r.max),
-            r.n,
-            jn(r.spread()),
-            r.ratio.map(jn).unwrap_or_else(|| "null".into()),
-            r.lower_is_better,
-            extra.join(", "),
-            if i + 1 < records.len() { "," } else { "" }
-        );
-    }
-    o.push_str("]}\n");
-    o
+/// `report.json` ([`JsonReport`]), pretty-printed.
+pub fn json(records: &[Record], meta: &str) -> Result<String> {
+    let report = JsonReport {
+        meta: meta.to_string(),
+        records: records.iter().map(JsonRecord::from).collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&report)?;
+    text.push('\n');
+    Ok(text)
 }
 
 fn fmt_val(x: f64) -> String {
@@ -308,4 +327,29 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
          no map/unmap runs).\n",
     );
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::parse::Sample;
+    use crate::bench::stats::aggregate;
+
+    #[test]
+    fn json_has_null_for_values_that_are_not_finite() {
+        let mut s = Sample {
+            workload: "map 4K t1".into(),
+            value: 1.23456,
+            unit: "ns/call",
+            extra: BTreeMap::new(),
+            lower_is_better: true,
+        };
+        s.extra.insert("p50_ns", f64::INFINITY);
+        let j = json(&aggregate(&[(Config::Warden, s)]), "m").unwrap();
+        let back: JsonReport = serde_json::from_str(&j).unwrap();
+        let r = &back.records[0];
+        assert_eq!(r.median, Some(1.235));
+        assert_eq!(r.extra["p50_ns"], None);
+        assert!(j.contains("\"p50_ns\": null"), "{j}");
+    }
 }

@@ -184,7 +184,7 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
         );
     }
     let files = ["report.json", "report.md", "cost.png"].map(|f| out_dir.join(f));
-    fs::write(&files[0], json(&records, &meta))?;
+    fs::write(&files[0], json(&records, &meta)?)?;
     fs::write(&files[1], markdown(&records, &meta, &plan))?;
     fs::write(&files[2], plot(&records)?)?;
     step(format!(

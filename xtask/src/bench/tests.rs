@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::parse::Sample;
 use super::plan::{Config, NULL_WORKLOAD, Plan};
-use super::report::{json, markdown, table};
+use super::report::{JsonReport, json, markdown, table};
 use super::stats::{aggregate, decompose, floor_split};
 use super::targets::{floor_targets, split_notes, targets};
 
@@ -91,9 +91,23 @@ fn aggregates_with_ratio_to_strict() {
     assert!(table(&r).contains("instr/call"));
     assert!(!t[0].2, "2× strict misses the unmap target");
     assert!(table(&r).contains("noisy"));
-    let j = json(&r, "m\"x");
-    assert!(j.contains("\"ratio_to_strict\": 2,"), "{j}");
+    let j = json(&r, "m\"x").unwrap();
+    assert!(j.contains("\"ratio_to_strict\": 2.0,"), "{j}");
     assert!(j.contains("\"meta\": \"m\\\"x\""));
+    let back: JsonReport = serde_json::from_str(&j).unwrap();
+    assert_eq!(back.meta, "m\"x");
+    assert_eq!(back.records.len(), 2);
+    let w = &back.records[1];
+    assert_eq!(
+        (w.config, w.workload.as_str()),
+        (Config::Warden, "unmap 4K t1")
+    );
+    assert_eq!(
+        (w.min, w.median, w.max, w.runs),
+        (Some(20.0), Some(22.0), Some(31.0), 3)
+    );
+    assert_eq!((w.ratio_to_strict, w.spread), (Some(2.0), Some(0.5)));
+    assert_eq!(back.records[0].ratio_to_strict, None);
 }
 
 #[test]

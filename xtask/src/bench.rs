@@ -7,17 +7,17 @@
 //! O_DIRECT I/O with `dio`, and fio jobs on the raw disks with the static fio of [`crate::fio`]). Rounds alternate the configurations (one boot per configuration per round) so
 //! that drift in the machine's load affects all alike; each measurement's min/median/max is over the rounds.
 //! Results go to the terminal, `target/bench/report.json`, `target/bench/report.md` and
-//! `target/bench/cost.png`.
+//! `target/bench/cost.svg` and `cost.png` (the figure).
 //!
 //! The modules, in the order of a run: [`plan`] (configurations, workloads, the guest script), [`run`] (the
 //! boots), [`parse`] (the guest's result lines, fio's JSON, QEMU's trace), [`stats`] (aggregation over the
-//! rounds), [`targets`] (the issues' targets), [`report`] (table, JSON, markdown, plot). [`boot`] is
+//! rounds), [`targets`] (the issues' targets), [`report`] (table, JSON, markdown), [`plot`] (the figure). [`boot`] is
 //! `cargo xtask bench --boot`.
 
 pub mod boot;
 pub mod parse;
 pub mod plan;
-pub mod png;
+pub mod plot;
 pub mod report;
 pub mod run;
 pub mod stats;

@@ -65,15 +65,12 @@ fn kernel_compiler(guest: &Guest) -> Result<()> {
     step(format!(
         "the guest kernel's modules are built with {program}: installing {package}"
     ));
-    let env = [("DEBIAN_FRONTEND", "noninteractive")];
-    let root = Root::detect();
-    root.run(&["apt-get", "install", "-y", &package], &env)
-        .with_context(|| {
-            format!(
-                "{program} is needed to build modules for the guest kernel ({})",
-                guest.release
-            )
-        })
+    apt_install(Root::detect(), &[&package], false).with_context(|| {
+        format!(
+            "{program} is needed to build modules for the guest kernel ({})",
+            guest.release
+        )
+    })
 }
 
 /// Checks the rustup target and components (rust-toolchain.toml lists them; rustup may not have installed them).
@@ -124,40 +121,97 @@ pub fn qemu_major(version_text: &str) -> Option<u32> {
     rest.split(['.', ' ']).next()?.parse().ok()
 }
 
-/// A host tool and the Debian package that provides it.
+/// What shows that a host package is installed.
+enum Probe {
+    /// A program on PATH.
+    Program(&'static str),
+    /// A file.
+    File(&'static str),
+}
+
+impl Probe {
+    /// Whether the package's program or file is there.
+    fn present(&self) -> bool {
+        match self {
+            Probe::Program(p) => util::on_path(p),
+            Probe::File(f) => Path::new(f).is_file(),
+        }
+    }
+}
+
+/// A host tool (or file) and the Debian package that provides it.
 struct Tool {
-    /// Program probed on PATH.
-    program: &'static str,
+    /// What is probed.
+    probe: Probe,
     /// Debian package.
     package: &'static str,
 }
+
+/// The font of the bench figure (`cargo xtask bench`, and its unit tests).
+const PLOT_FONT: Tool = Tool {
+    probe: Probe::File(crate::bench::plot::FONT_FILE),
+    package: crate::bench::plot::FONT_PACKAGE,
+};
 
 /// Host tools besides QEMU. The kernel's prebuilt kbuild tools (fixdep, modpost, genksyms from the amd64
 /// `linux-kbuild` package) need only libc; sign-file (unused: modules stay unsigned) would need libssl3.
 const TOOLS: &[Tool] = &[
     Tool {
-        program: CROSS_GCC,
+        probe: Probe::Program(CROSS_GCC),
         package: "gcc-aarch64-linux-gnu",
     },
     Tool {
-        program: "make",
+        probe: Probe::Program("make"),
         package: "make",
     },
     Tool {
-        program: "dpkg-deb",
+        probe: Probe::Program("dpkg-deb"),
         package: "dpkg",
     },
     Tool {
-        program: "apt-get",
+        probe: Probe::Program("apt-get"),
         package: "apt",
     },
+    PLOT_FONT,
 ];
+
+/// Installs the bench figure's font if it is missing: the host unit tests draw the figure, and `cargo xtask
+/// test` runs them before `deps`.
+pub fn plot_font() -> Result<()> {
+    if PLOT_FONT.probe.present() {
+        return Ok(());
+    }
+    if !util::on_path("apt-get") {
+        bail!(
+            "the bench figure's font is missing and there is no apt-get to install it: install the Debian \
+             package {} (or put DejaVu Sans at {})",
+            PLOT_FONT.package,
+            crate::bench::plot::FONT_FILE
+        );
+    }
+    step(format!(
+        "installing host package {} (the bench figure's font)",
+        PLOT_FONT.package
+    ));
+    apt_install(Root::detect(), &[PLOT_FONT.package], true)
+}
+
+/// `apt-get install -y PACKAGES`, after `apt-get update` if `update`.
+fn apt_install(root: Root, packages: &[&str], update: bool) -> Result<()> {
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    if update {
+        root.run(&["apt-get", "update"], &env)?;
+    }
+    let mut args = vec!["apt-get", "install", "-y"];
+    args.extend(packages);
+    root.run(&args, &env)
+}
 
 fn host_packages(ws: &Ws) -> Result<()> {
     let os_release = fs::read_to_string("/etc/os-release").unwrap_or_default();
     let codename = sources::codename(&os_release);
 
-    let missing: Vec<&Tool> = TOOLS.iter().filter(|t| !util::on_path(t.program)).collect();
+    let missing: Vec<&Tool> = TOOLS.iter().filter(|t| !t.probe.present()).collect();
     let qemu = util::probe("qemu-system-aarch64", &["--version"]);
     let qemu_ok = qemu
         .as_deref()
@@ -212,12 +266,7 @@ fn host_packages(ws: &Ws) -> Result<()> {
     if !missing.is_empty() {
         let pkgs: Vec<&str> = missing.iter().map(|t| t.package).collect();
         step(format!("installing host packages: {}", pkgs.join(" ")));
-        if !updated {
-            root.run(&["apt-get", "update"], &env)?;
-        }
-        let mut args = vec!["apt-get", "install", "-y"];
-        args.extend(&pkgs);
-        root.run(&args, &env)?;
+        apt_install(root, &pkgs, !updated)?;
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! A run's reports: the terminal table, `report.json`, `report.md` and the `cost.png` plot.
+//! A run's reports: the terminal table, `report.json` and `report.md` (the figure is [`super::plot`]'s).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,7 +7,6 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{Config, ICOUNT_CALLS, Plan};
-use super::png::{Canvas, Series, panel};
 use super::stats::{Record, SPREAD_WARN, decompose, floor_split};
 use super::targets::{fio_targets, floor_targets, mode_targets, split_notes, targets};
 
@@ -163,44 +162,6 @@ pub fn table(records: &[Record]) -> String {
     o
 }
 
-/// The PNG: mean ns per call vs buffer size at 1 thread; left panel map, right panel unmap; one line per
-/// configuration (colours in report.md).
-pub fn plot(records: &[Record]) -> Result<Vec<u8>> {
-    let mut c = Canvas::new(1000, 420);
-    for (i, op) in ["map", "unmap"].into_iter().enumerate() {
-        let mut series = Vec::new();
-        for cfg in Config::ALL.into_iter().filter(|c| c.runs_micro()) {
-            let mut points: Vec<(f64, f64)> = records
-                .iter()
-                .filter(|r| {
-                    r.config == cfg
-                        && r.workload.starts_with(&format!("{op} "))
-                        && r.workload.ends_with(" t1")
-                        && !r.workload.contains("sg16")
-                })
-                .filter_map(|r| r.extra.get("size").map(|s| (*s, r.median)))
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            series.push(Series {
-                color: cfg.color(),
-                points,
-            });
-        }
-        let x0 = 40 + i as i64 * 500;
-        panel(&mut c, (x0, 40, x0 + 420, 380), &series, 5000.0);
-    }
-    // Legend: one colour square per plotted configuration, in Config::ALL order, top left.
-    for (k, cfg) in Config::ALL
-        .into_iter()
-        .filter(|c| c.runs_micro())
-        .enumerate()
-    {
-        let x = 50 + 30 * k as i64;
-        c.rect(x, 10, x + 18, 28, cfg.color());
-    }
-    c.png()
-}
-
 /// The markdown report.
 pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
     let mut o = String::from("# Warden vs Linux's arm-smmu-v3: `cargo xtask bench`\n\n");
@@ -319,12 +280,11 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
     }
     o.push_str("\n## Results\n\n```\n");
     o.push_str(&table(records));
-    o.push_str("```\n\n![per-call cost vs buffer size](cost.png)\n\n");
+    o.push_str("```\n\n![per-call cost vs buffer size](cost.svg)\n\n");
     o.push_str(
-        "`cost.png`: mean ns per call (y, linear from 0, grid every 5 µs) against buffer size (x, log2, grid \
-         at each power of two) at 1 thread; left map, right unmap. Colours (also the legend squares, left to \
-         right): grey passthrough, blue strict, green lazy, purple warden-lazy, red warden (warden-identity has \
-         no map/unmap runs).\n",
+        "`cost.svg` (also `cost.png`): median over the rounds of the mean time per call, in µs, against buffer \
+         size (log₂ scale) at 1 thread; left map, right unmap; one line per configuration, named in each \
+         panel's legend (warden-identity has no map/unmap runs).\n",
     );
     o
 }

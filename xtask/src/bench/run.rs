@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 
 use super::parse::{Sample, attribute_counts, parse, parse_icount, trace_counts};
 use super::plan::{Config, ICOUNT_CALLS, Plan};
-use super::report::{json, markdown, plot, table};
+use super::plot::plot;
+use super::report::{json, markdown, table};
 use super::stats::{Record, SPREAD_WARN, aggregate};
 use super::targets::{fio_targets, floor_targets, mode_targets, split_notes, targets};
 use crate::Ws;
@@ -22,7 +23,7 @@ pub struct Outcome {
     pub plan: Plan,
     /// Every configuration × workload record.
     pub records: Vec<Record>,
-    /// `report.json`, `report.md` and `cost.png`.
+    /// `report.json`, `report.md`, `cost.svg` and `cost.png`.
     pub files: Vec<PathBuf>,
 }
 
@@ -183,18 +184,18 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
             SPREAD_WARN * 100.0
         );
     }
-    let files = ["report.json", "report.md", "cost.png"].map(|f| out_dir.join(f));
+    let mut files = vec![out_dir.join("report.json"), out_dir.join("report.md")];
     fs::write(&files[0], json(&records, &meta)?)?;
     fs::write(&files[1], markdown(&records, &meta, &plan))?;
-    fs::write(&files[2], plot(&records)?)?;
+    files.extend(plot(&records, &out_dir)?);
     step(format!(
         "{meta}; reports in {}",
-        out_dir.join("report.{json,md}, cost.png").display()
+        out_dir.join("report.{json,md}, cost.{svg,png}").display()
     ));
     Ok(Outcome {
         plan,
         records,
-        files: files.to_vec(),
+        files,
     })
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{Config, ICOUNT_CALLS, Plan};
 use super::stats::{Record, SPREAD_WARN, decompose, floor_split};
-use super::targets::{fio_targets, floor_targets, mode_targets, split_notes, targets};
+use super::targets::{all_targets, split_notes};
 
 /// `report.json`: the run's description and one record per configuration × workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,12 +204,7 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
         ICOUNT_CALLS
     );
     o.push_str("## Targets (issues 6 and 14)\n\n| target | measured | met |\n|---|---|---|\n");
-    for (t, m, ok) in targets(records)
-        .into_iter()
-        .chain(floor_targets(records))
-        .chain(mode_targets(records))
-        .chain(fio_targets(records))
-    {
+    for (t, m, ok) in all_targets(records) {
         let _ = writeln!(o, "| {t} | {m} | {} |", if ok { "yes" } else { "**no**" });
     }
     o.push('\n');

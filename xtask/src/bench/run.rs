@@ -12,7 +12,7 @@ use super::plan::{Config, ICOUNT_CALLS, Plan};
 use super::plot::plot;
 use super::report::{json, markdown, table};
 use super::stats::{Record, SPREAD_WARN, aggregate};
-use super::targets::{fio_targets, floor_targets, mode_targets, split_notes, targets};
+use super::targets::{all_targets, split_notes};
 use crate::Ws;
 use crate::qemu::{Machine, RunOpts, Verdict};
 use crate::util::step;
@@ -166,12 +166,7 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     );
     let tbl = table(&records);
     println!("{tbl}");
-    for (t, m, ok) in targets(&records)
-        .into_iter()
-        .chain(floor_targets(&records))
-        .chain(mode_targets(&records))
-        .chain(fio_targets(&records))
-    {
+    for (t, m, ok) in all_targets(&records) {
         println!("target: {t}: {m} -> {}", if ok { "met" } else { "MISSED" });
     }
     for n in split_notes(&records) {

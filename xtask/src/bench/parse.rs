@@ -19,6 +19,16 @@ fn num(f: &BTreeMap<&str, &str>, k: &str) -> Option<f64> {
     f.get(k)?.parse().ok()
 }
 
+/// The hyp's counters of an I/O line (`hc_total`, `cmds`: absent or `na` without the shim), per I/O of `ios`.
+fn per_io_counts(f: &BTreeMap<&str, &str>, ios: f64, extra: &mut BTreeMap<&'static str, f64>) {
+    if let Some(v) = num(f, "hc_total") {
+        extra.insert("hypercalls_per_io", v / ios);
+    }
+    if let Some(v) = num(f, "cmds") {
+        extra.insert("smmu_cmds_per_io", v / ios);
+    }
+}
+
 /// One measured value of one workload in one boot.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sample {
@@ -170,12 +180,7 @@ pub fn parse(log: &str) -> Result<Vec<Sample>> {
             };
             let mut s = parse_fio(&run, json)?;
             let ios = s.extra.get("calls").copied().unwrap_or(0.0);
-            if let Some(v) = num(&f, "hc_total") {
-                s.extra.insert("hypercalls_per_io", v / ios);
-            }
-            if let Some(v) = num(&f, "cmds") {
-                s.extra.insert("smmu_cmds_per_io", v / ios);
-            }
+            per_io_counts(&f, ios, &mut s.extra);
             out.push(s);
         } else if let Some(rest) = line.strip_prefix("@micro ") {
             let f = fields(rest);
@@ -251,12 +256,7 @@ pub fn parse(log: &str) -> Result<Vec<Sample>> {
             let mut extra = BTreeMap::new();
             extra.insert("iops", n / secs);
             extra.insert("calls", n);
-            if let Some(v) = num(&f, "hc_total") {
-                extra.insert("hypercalls_per_io", v / n);
-            }
-            if let Some(v) = num(&f, "cmds") {
-                extra.insert("smmu_cmds_per_io", v / n);
-            }
+            per_io_counts(&f, n, &mut extra);
             out.push(Sample {
                 workload: format!(
                     "{disk} {}{kind} {}",

@@ -49,13 +49,6 @@ dmesg -c > /dev/null
 insmod /lib/modules/$(uname -r)/extra/warden_lazy.ko || { dmesg | tail -5; fail "warden_lazy failed"; }
 rmmod warden_lazy
 dmesg | grep "warden_lazy: ok" || fail "warden_lazy printed no result"
-[ "$(shim_stat shim.faults_reported)" = 0 ] || fail "faults were reported"
-[ "$(shim_stat shim.shadow_lost)" = 0 ] || fail "a translation shadow was lost"
-sync
-echo 3 > /proc/sys/vm/drop_caches
-sleep 1
-mapped1=$(shim_stat hyp.mapped_pages)
-echo "hyp mapped pages: $mapped0 -> $mapped1"
-[ "$mapped1" -le $((mapped0 + 64)) ] || fail "mapped pages grew from $mapped0 to $mapped1"
+shim_settled $mapped0
 no_oops
 echo "lazy domains OK"

@@ -14,6 +14,40 @@ shim_stat() {
     awk -v k="$1" '$1 == k { print $2 }' "$SHIM_STATS"
 }
 
+# shim_settled MAPPED0: no DMA fault was reported and no translation shadow lost; once the page cache is
+# dropped (releasing its DMA mappings), the hyp's mapped pages are back within 64 of MAPPED0 (shim_stat
+# hyp.mapped_pages taken before the I/O). Fails the script otherwise.
+shim_settled() {
+    [ "$(shim_stat shim.faults_reported)" = 0 ] || fail "faults were reported"
+    [ "$(shim_stat shim.shadow_lost)" = 0 ] || fail "a translation shadow was lost"
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    sleep 1
+    mapped1=$(shim_stat hyp.mapped_pages)
+    echo "hyp mapped pages: $1 -> $mapped1"
+    [ "$mapped1" -le $(($1 + 64)) ] || fail "mapped pages grew from $1 to $mapped1"
+}
+
+# expect_one_fault BEFORE BDF SHIM_TEXT IOVA_RE WHAT: after a DMA by BDF that must fault once, wait for the
+# report and check it: under the hyp, exactly one shim line "BDF: DMA fault: SHIM_TEXT" (a grep pattern) and
+# shim.faults_reported BEFORE + 1; natively, exactly one F_TRANSLATION event from arm-smmu-v3, naming an IOVA that
+# matches IOVA_RE (a grep pattern). WHAT names the DMA in failures. Leaves the kernel log in /tmp/fault.log.
+expect_one_fault() {
+    sleep 1 # the shim polls the hyp's event ring every 100 ms
+    dmesg > /tmp/fault.log
+    cat /tmp/fault.log
+    if [ "$WARDEN_MODE" = hyp ]; then
+        n=$(grep -c "$2: DMA fault: $3" /tmp/fault.log)
+        [ "$n" = 1 ] || fail "expected exactly one shim fault line for $2 $5, got $n"
+        after=$(shim_stat shim.faults_reported)
+        [ $((after - $1)) = 1 ] || fail "faults_reported went $1 -> $after, expected +1"
+    else
+        n=$(grep -c "event 0x10 received" /tmp/fault.log)
+        [ "$n" = 1 ] || fail "expected exactly one F_TRANSLATION event from arm-smmu-v3, got $n"
+        grep -q "$4" /tmp/fault.log || fail "the event does not name the IOVA ($4) of the DMA $5"
+    fi
+}
+
 # shim_unload: release every device back to host-identity, then rmmod (fails if a device is still in use).
 shim_unload() {
     echo 1 > /sys/class/iommu/warden/release || return 1

@@ -1,10 +1,13 @@
 //! `cargo xtask`: everything around the Warden crates that is not Rust-for-EL2.
 //!
-//! - `deps`: checks and installs what the build needs (rustup pieces, QEMU ≥ 9, the cross compiler) and fetches
-//!   Debian's arm64 kernel, headers and busybox into a private apt root under `target/warden/`.
+//! - `deps`: checks and installs what the build needs (rustup pieces, QEMU ≥ 9, the cross compiler, the bench
+//!   figure's font) and fetches Debian's arm64 kernel, headers and busybox into a private apt root under
+//!   `target/warden/`.
 //! - `build`: the hypervisor image, the uncompressed kernel `Image`, the C modules and guest programs.
 //! - `run`: boots the stack in QEMU (interactive, or `--script FILE` for tests).
 //! - `test`: formatting, clippy, host unit tests, then the QEMU integration tests in `tests/qemu/`.
+//! - `bench [--quick]`: map/unmap, O_DIRECT and fio against Linux's arm-smmu-v3, reports and figure in
+//!   `target/bench/`.
 //! - `bench --boot`: boot time under the hypervisor against a native boot.
 //! - `gen-header [--check]`: `host-shim/warden_abi.h` from the `warden-abi` crate.
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{Config, ICOUNT_CALLS, Plan};
 use super::stats::{Record, SPREAD_WARN, decompose, floor_split};
-use super::targets::{all_targets, split_notes};
+use super::targets::{Target, all_targets, split_notes};
 
 /// `report.json`: the run's description and one record per configuration × workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,8 +204,17 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
         ICOUNT_CALLS
     );
     o.push_str("## Targets (issues 6 and 14)\n\n| target | measured | met |\n|---|---|---|\n");
-    for (t, m, ok) in all_targets(records) {
-        let _ = writeln!(o, "| {t} | {m} | {} |", if ok { "yes" } else { "**no**" });
+    for Target {
+        goal,
+        measured,
+        met,
+    } in all_targets(records)
+    {
+        let _ = writeln!(
+            o,
+            "| {goal} | {measured} | {} |",
+            if met { "yes" } else { "**no**" }
+        );
     }
     o.push('\n');
     for n in split_notes(records) {

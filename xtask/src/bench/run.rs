@@ -12,7 +12,7 @@ use super::plan::{Config, ICOUNT_CALLS, Plan};
 use super::plot::plot;
 use super::report::{json, markdown, table};
 use super::stats::{Record, SPREAD_WARN, aggregate};
-use super::targets::{all_targets, split_notes};
+use super::targets::{Target, all_targets, split_notes};
 use crate::Ws;
 use crate::qemu::{Machine, RunOpts, Verdict};
 use crate::util::step;
@@ -166,8 +166,16 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     );
     let tbl = table(&records);
     println!("{tbl}");
-    for (t, m, ok) in all_targets(&records) {
-        println!("target: {t}: {m} -> {}", if ok { "met" } else { "MISSED" });
+    for Target {
+        goal,
+        measured,
+        met,
+    } in all_targets(&records)
+    {
+        println!(
+            "target: {goal}: {measured} -> {}",
+            if met { "met" } else { "MISSED" }
+        );
     }
     for n in split_notes(&records) {
         println!("not a target: {n}");

@@ -1,14 +1,36 @@
-//! The issues' targets (6 and 14), checked against a run's records: (target, measured, met?), reported, never
-//! asserted.
+//! The issues' targets (6 and 14), checked against a run's records ([`Target`]: goal, measured, met), reported,
+//! never asserted.
 
 use super::plan::{Config, NULL_WORKLOAD, is_fio};
 use super::stats::{Decomposition, Record, decompose};
+
+/// One target checked against a run's records: what it asks, what was measured, and whether that meets it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// The target, as the issue states it (`unmap ≤ 1.0× native strict at every size`).
+    pub goal: String,
+    /// What the run measured, with the workload that decided it (`worst 1.20× (unmap 4K t1)`).
+    pub measured: String,
+    /// Whether the measurement meets the goal.
+    pub met: bool,
+}
+
+impl Target {
+    /// A checked target.
+    fn new(goal: impl Into<String>, measured: String, met: bool) -> Target {
+        Target {
+            goal: goal.into(),
+            measured,
+            met,
+        }
+    }
+}
 
 /// The throughput goal of the O_DIRECT and fio targets: at least this fraction of the native counterpart's.
 const THROUGHPUT_GOAL: f64 = 0.95;
 
 /// Every target, in report order: [`targets`], [`floor_targets`], [`mode_targets`], [`fio_targets`].
-pub fn all_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+pub fn all_targets(records: &[Record]) -> Vec<Target> {
     let mut out = targets(records);
     out.extend(floor_targets(records));
     out.extend(mode_targets(records));
@@ -33,8 +55,8 @@ fn worst_vs_native(
         .min_by(|a, b| a.0.total_cmp(&b.0))
 }
 
-/// The issue's targets, checked against the Warden records: (target, measured, met?).
-pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
+/// Issue 6's targets, checked against the Warden records.
+pub fn targets(records: &[Record]) -> Vec<Target> {
     let mut out = Vec::new();
     let warden: Vec<&Record> = records
         .iter()
@@ -48,15 +70,15 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
             .max_by(|a, b| a.0.total_cmp(&b.0))
     };
     if let Some((x, w)) = worst(&|r| r.workload.starts_with("unmap ")) {
-        out.push((
-            "unmap ≤ 1.0× native strict at every size".into(),
+        out.push(Target::new(
+            "unmap ≤ 1.0× native strict at every size",
             format!("worst {x:.2}× ({w})"),
             x <= 1.0,
         ));
     }
     if let Some((x, w)) = worst(&|r| r.workload.starts_with("map ")) {
-        out.push((
-            "map ≤ 1.5× native strict at every size".into(),
+        out.push(Target::new(
+            "map ≤ 1.5× native strict at every size",
             format!("worst {x:.2}× ({w})"),
             x <= 1.5,
         ));
@@ -70,7 +92,7 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
             .filter_map(|r| r.ratio.map(|x| (x, r.workload.clone())))
             .min_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((x, w)) = io_worst {
-            out.push((
+            out.push(Target::new(
                 format!(
                     "O_DIRECT {} throughput (MB/s, IOPS) ≥ {THROUGHPUT_GOAL}× native strict",
                     if random { "random" } else { "sequential" }
@@ -86,8 +108,8 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
         .filter_map(|r| r.extra.get("smmu_cmds_per_call").copied())
         .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
     if let Some(x) = cmds {
-        out.push((
-            "SMMU commands per contiguous unmap ≤ 2 (up to 2 MiB)".into(),
+        out.push(Target::new(
+            "SMMU commands per contiguous unmap ≤ 2 (up to 2 MiB)",
             format!("max {x:.2}"),
             x <= 2.0 + 1e-9,
         ));
@@ -98,8 +120,8 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
         .filter_map(|r| r.extra.get("hypercalls_per_call").copied())
         .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
     if let Some(x) = sg {
-        out.push((
-            "hypercalls per dma_map_sg of 16 segments = 1".into(),
+        out.push(Target::new(
+            "hypercalls per dma_map_sg of 16 segments = 1",
             format!("{x:.2}"),
             x <= 1.0 + 1e-9,
         ));
@@ -109,13 +131,12 @@ pub fn targets(records: &[Record]) -> Vec<(String, String, bool)> {
 
 /// Issue 14's fio targets: Warden strict ≥ 0.95× native strict, Warden lazy ≥ 0.95× native lazy, Warden identity
 /// ≥ 0.95× native passthrough, in throughput on every fio workload, both disks (the worst ratio of each mode).
-/// (target, measured, met?).
-pub fn fio_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+pub fn fio_targets(records: &[Record]) -> Vec<Target> {
     let mut out = Vec::new();
     for cfg in [Config::Warden, Config::WardenLazy, Config::WardenIdentity] {
         let Some(base) = cfg.baseline() else { continue };
         if let Some((x, w)) = worst_vs_native(records, cfg, |r| is_fio(&r.workload)) {
-            out.push((
+            out.push(Target::new(
                 format!(
                     "{} fio throughput ≥ {THROUGHPUT_GOAL}× native {} on every workload",
                     cfg.name(),
@@ -130,15 +151,14 @@ pub fn fio_targets(records: &[Record]) -> Vec<(String, String, bool)> {
 }
 
 /// Issue 14's targets for Warden lazy and Warden identity: O_DIRECT throughput ≥ 0.95× their native
-/// counterpart (native lazy, native passthrough), and lazy unmaps at ≤ 1 hypercall per 16. (target, measured,
-/// met?).
-pub fn mode_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+/// counterpart (native lazy, native passthrough), and lazy unmaps at ≤ 1 hypercall per 16.
+pub fn mode_targets(records: &[Record]) -> Vec<Target> {
     let mut out = Vec::new();
     for cfg in [Config::WardenLazy, Config::WardenIdentity] {
         let Some(base) = cfg.baseline() else { continue };
         let direct = |r: &Record| r.unit == "MB/s" && !is_fio(&r.workload);
         if let Some((x, w)) = worst_vs_native(records, cfg, direct) {
-            out.push((
+            out.push(Target::new(
                 format!(
                     "{} O_DIRECT throughput ≥ {THROUGHPUT_GOAL}× native {}",
                     cfg.name(),
@@ -159,8 +179,8 @@ pub fn mode_targets(records: &[Record]) -> Vec<(String, String, bool)> {
         })
         .max_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((x, w)) = lazy {
-        out.push((
-            "warden-lazy: ≤ 1 hypercall per 16 unmaps".into(),
+        out.push(Target::new(
+            "warden-lazy: ≤ 1 hypercall per 16 unmaps",
             format!("worst {x:.3} per unmap ({w})"),
             x <= 1.0 / 16.0 + 1e-9,
         ));
@@ -169,8 +189,8 @@ pub fn mode_targets(records: &[Record]) -> Vec<(String, String, bool)> {
 }
 
 /// Issue 14's map targets against the null hypercall, at 1 thread: time ≤ native strict + one null hypercall,
-/// and instructions ≤ 1.5× native strict's. (target, measured, met?).
-pub fn floor_targets(records: &[Record]) -> Vec<(String, String, bool)> {
+/// and instructions ≤ 1.5× native strict's.
+pub fn floor_targets(records: &[Record]) -> Vec<Target> {
     let mut out = Vec::new();
     let find = |cfg: Config, w: &str| records.iter().find(|r| r.config == cfg && r.workload == w);
     let Some(null) = find(Config::Warden, NULL_WORKLOAD) else {
@@ -190,8 +210,8 @@ pub fn floor_targets(records: &[Record]) -> Vec<(String, String, bool)> {
         .map(|(w, s)| (w.median - s.median - null.median, w.workload.as_str()))
         .max_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((x, w)) = excess {
-        out.push((
-            "map time ≤ native strict + one null hypercall (1 thread)".into(),
+        out.push(Target::new(
+            "map time ≤ native strict + one null hypercall (1 thread)",
             format!(
                 "worst {x:+.0} ns over that bound ({w}; null hypercall {:.0} ns)",
                 null.median
@@ -210,8 +230,8 @@ pub fn floor_targets(records: &[Record]) -> Vec<(String, String, bool)> {
         })
         .max_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((x, w)) = instr {
-        out.push((
-            "map ≤ 1.5× native strict in instructions per call (1 thread)".into(),
+        out.push(Target::new(
+            "map ≤ 1.5× native strict in instructions per call (1 thread)",
             format!("worst {x:.2}× ({w})"),
             x <= 1.5,
         ));
@@ -271,11 +291,17 @@ mod tests {
         }
         let t = fio_targets(&aggregate(&s));
         assert_eq!(t.len(), 3, "{t:?}");
-        assert!(t[0].0.starts_with("warden fio") && t[0].1.contains("0.96") && t[0].2);
-        assert!(t[1].0.starts_with("warden-lazy fio") && t[1].1.contains("0.90") && !t[1].2);
-        assert!(t[2].0.starts_with("warden-identity fio") && t[2].2);
-        assert!(t.iter().all(|x| x.1.contains("fio vda")));
-        assert!(targets(&aggregate(&s)).iter().all(|x| !x.1.contains("fio")));
+        assert!(t[0].goal.starts_with("warden fio") && t[0].measured.contains("0.96") && t[0].met);
+        assert!(
+            t[1].goal.starts_with("warden-lazy fio") && t[1].measured.contains("0.90") && !t[1].met
+        );
+        assert!(t[2].goal.starts_with("warden-identity fio") && t[2].met);
+        assert!(t.iter().all(|x| x.measured.contains("fio vda")));
+        assert!(
+            targets(&aggregate(&s))
+                .iter()
+                .all(|x| !x.measured.contains("fio"))
+        );
     }
 
     #[test]
@@ -314,10 +340,15 @@ mod tests {
         assert!(!get(Config::Lazy).extra.contains_key("ratio_to_native"));
         let t = mode_targets(&r);
         assert_eq!(t.len(), 3, "{t:?}");
-        assert!(t[0].0.contains("warden-lazy") && t[0].0.contains("native lazy") && t[0].2);
-        assert!(t[1].0.contains("warden-identity") && t[1].0.contains("passthrough") && !t[1].2);
-        assert!(t[2].0.contains("1 hypercall per 16") && t[2].2, "{t:?}");
+        assert!(t[0].goal.contains("warden-lazy") && t[0].goal.contains("native lazy") && t[0].met);
+        assert!(
+            t[1].goal.contains("warden-identity") && t[1].goal.contains("passthrough") && !t[1].met
+        );
+        assert!(
+            t[2].goal.contains("1 hypercall per 16") && t[2].met,
+            "{t:?}"
+        );
         let r = aggregate(&[(Config::WardenLazy, unmap(0.1))]);
-        assert!(!mode_targets(&r)[0].2, "1 per 10 misses 1 per 16");
+        assert!(!mode_targets(&r)[0].met, "1 per 10 misses 1 per 16");
     }
 }

@@ -40,7 +40,7 @@ fn splits_calls_at_the_null_hypercall() {
     assert!(
         floor_targets(&r)
             .iter()
-            .all(|t| !t.0.contains("instructions"))
+            .all(|t| !t.goal.contains("instructions"))
     );
     for (c, s, i) in &rows {
         let x = r
@@ -59,8 +59,8 @@ fn splits_calls_at_the_null_hypercall() {
     let t = floor_targets(&r);
     assert_eq!(t.len(), 2, "{t:?}");
     // 5000 - 3500 - 1000 = +500 ns over the bound; 1500 / 1000 = 1.5× meets the instruction target.
-    assert!(!t[0].2 && t[0].1.contains("+500 ns"), "{t:?}");
-    assert!(t[1].2 && t[1].1.contains("1.50×"), "{t:?}");
+    assert!(!t[0].met && t[0].measured.contains("+500 ns"), "{t:?}");
+    assert!(t[1].met && t[1].measured.contains("1.50×"), "{t:?}");
     let md = markdown(&r, "m", &Plan::new(true));
     assert!(
         md.contains("| map 4K t1 | 5000 | 1.00 | 1000 | 4000 | 1500 | 300 | 1200 |"),
@@ -89,7 +89,7 @@ fn aggregates_with_ratio_to_strict() {
     let t = targets(&r);
     assert_eq!(t.len(), 1);
     assert!(table(&r).contains("instr/call"));
-    assert!(!t[0].2, "2× strict misses the unmap target");
+    assert!(!t[0].met, "2× strict misses the unmap target");
     assert!(table(&r).contains("noisy"));
     let j = json(&r, "m\"x").unwrap();
     assert!(j.contains("\"ratio_to_strict\": 2.0,"), "{j}");

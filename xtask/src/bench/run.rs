@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -87,7 +88,13 @@ pub fn check(o: &Outcome) -> Result<()> {
     Ok(())
 }
 
-/// One boot of `cfg` running `script`; fails unless the script exits 0. Its serial log goes to `log`.
+/// Serial logs of boots whose script exited 0 but whose guest then did not power off (QEMU killed after the
+/// grace period, every CPU's registers appended to the log). Their measurements are complete and kept; the run
+/// reports each one (a warning and the reports' summary line), so a hang at power-off is seen, not hidden.
+static POWEROFF_HANGS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// One boot of `cfg` running `script`; fails unless the script exits 0 (a guest that then fails to power off is
+/// recorded in [`POWEROFF_HANGS`]). Its serial log goes to `log`.
 fn boot_script(
     m: &Machine,
     cfg: Config,
@@ -109,7 +116,18 @@ fn boot_script(
     };
     let out = m.boot(&o, false)?;
     fs::write(log, &out.log)?;
-    if !matches!(out.verdict, Verdict::Exited(0)) {
+    if out.verdict == Verdict::NoPoweroff(0) {
+        eprintln!(
+            "xtask: warning: {}: {}; its results are kept (serial log with every CPU's registers: {})",
+            cfg.name(),
+            out.describe(),
+            log.display()
+        );
+        POWEROFF_HANGS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(log.to_path_buf());
+    } else if !matches!(out.verdict, Verdict::Exited(0)) {
         bail!(
             "{}: {} (serial log: {})",
             cfg.name(),
@@ -158,12 +176,26 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
         let _ = fs::remove_file(p);
     }
     let records = res?;
-    let meta = format!(
+    let mut meta = format!(
         "{} run of {} rounds, {:.0} s wall (including boots), QEMU TCG, 2 vCPUs",
         if quick { "--quick" } else { "full" },
         plan.rounds,
         started.elapsed().as_secs_f64()
     );
+    let hangs = std::mem::take(
+        &mut *POWEROFF_HANGS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    if !hangs.is_empty() {
+        let logs: Vec<String> = hangs.iter().map(|p| p.display().to_string()).collect();
+        meta.push_str(&format!(
+            "; {} boot(s) finished their script but did not power off (killed; logs: {})",
+            hangs.len(),
+            logs.join(", ")
+        ));
+        eprintln!("xtask: warning: {meta}");
+    }
     let tbl = table(&records);
     println!("{tbl}");
     for Target {

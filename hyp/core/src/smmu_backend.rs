@@ -1,8 +1,12 @@
 //! [`Backend`] over warden-smmu's driver, and the boot sequence that hands the SMMU to [`Warden`].
 //!
-//! [`SmmuBackend`] owns the [`Smmu`] behind one `spin::Mutex` (the innermost lock: [`Warden`] calls the backend
-//! with its domain and stream locks held, never the other way round) and forwards the host stage-2 half of
-//! the trait (donation, reclaim) to a [`HostStage2Ops`] the EL2 image supplies. It translates:
+//! [`SmmuBackend`] owns the [`Smmu`] behind one `spin::Mutex`, the command-queue lock (the innermost lock:
+//! [`Warden`] calls the backend with its domain and stream locks held, never the other way round), and forwards
+//! the host stage-2 half of the trait (donation, reclaim) to a [`HostStage2Ops`] the EL2 image supplies. An
+//! invalidation holds that lock only to write its commands and `CMD_SYNC` ([`Smmu::issue`]); it waits for its
+//! sync with the driver's shared [`CmdqWaiter`], taking the lock again only if the queue stalls (to look for a
+//! command error) or an error is pending, so CPUs invalidating at once overlap their waits. STE updates (attach,
+//! detach: several dependent syncs) still run whole under the lock. It translates:
 //! - [`SteConfig`] → [`Ste`] (stage 2 from the domain's [`crate::domain::S2Config`]: 4 KiB granule, WB
 //!   inner-shareable walks, faults recorded; [`SteConfig::Abort`], a blocked domain, → stage 2 through an
 //!   empty table, so that its DMA is *reported*, see [`SmmuBackend::blocked_ste`]);
@@ -38,15 +42,17 @@
 #[cfg(test)]
 mod tests;
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use spin::Mutex;
 use warden_abi as abi;
 use warden_dt::{Phandle, PhysRange, Platform, SmmuV3};
+use warden_smmu::driver::{CmdqWaiter, SyncTicket};
 use warden_smmu::ste::{CACHE_WBWA, SH_INNER};
 use warden_smmu::{
-    Counters, DmaMemory, Event, Features, LeafSize, RegisterAccess, S2Config, S2Invalidation, Smmu,
-    Ste, StreamId, Vmid,
+    Command, Counters, DmaMemory, Event, Features, LeafSize, RegisterAccess, S2Config,
+    S2Invalidation, Smmu, Ste, StreamId, Vmid,
 };
 
 use crate::dispatch::{
@@ -79,6 +85,8 @@ pub const BLOCKED_VMID: u16 = 0;
 /// [`Backend`] over an initialised [`Smmu`] and a [`HostStage2Ops`].
 pub struct SmmuBackend<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> {
     smmu: Mutex<Smmu<R, M>>,
+    /// The command queue's consumer side: waiting for a `CMD_SYNC` without `smmu`'s lock.
+    waiter: Arc<CmdqWaiter<R::Cons>>,
     host: H,
     features: Features,
     range_invalidation: bool,
@@ -174,6 +182,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
             ps: features.oas_encoding as u8,
         });
         Ok(Self {
+            waiter: smmu.cmdq_waiter(),
             smmu: Mutex::new(smmu),
             host,
             features,
@@ -217,6 +226,18 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
     pub fn host(&self) -> &H {
         &self.host
     }
+
+    /// Issues one batch with the driver locked (`issue` writes it and its `CMD_SYNC`), then waits for that
+    /// sync without the lock.
+    fn issue_and_wait(
+        &self,
+        issue: impl FnOnce(&mut Smmu<R, M>) -> Result<SyncTicket, warden_smmu::Error>,
+    ) -> Result<(), HwError> {
+        let ticket = issue(&mut self.smmu.lock()).map_err(hw_error)?;
+        self.waiter
+            .wait(ticket, |step| self.smmu.lock().sync_step(ticket, step))
+            .map_err(hw_error)
+    }
 }
 
 impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<R, M, H> {
@@ -244,14 +265,14 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<
         hint: InvalidateHint,
     ) -> Result<(), HwError> {
         let req = invalidation_for(vmid, iova, len, hint);
-        self.smmu.lock().invalidate_s2(&req).map_err(hw_error)
+        self.issue_and_wait(|s| {
+            let plan = s.plan_invalidation(&req);
+            s.issue(plan)
+        })
     }
 
     fn invalidate_vmid(&self, vmid: u16) -> Result<(), HwError> {
-        self.smmu
-            .lock()
-            .invalidate_vmid(Vmid(vmid))
-            .map_err(hw_error)
+        self.issue_and_wait(|s| s.issue([Command::tlbi_s12_vmall(Vmid(vmid))]))
     }
 
     fn next_event(&self) -> Option<FaultRecord> {

@@ -17,7 +17,7 @@ use warden_core::dispatch::Warden;
 use warden_core::sizing::{self, Plan};
 use warden_core::smmu_backend::{self, BootConfig, BootError, SmmuBackend};
 use warden_dt::{PhysRange, Platform};
-use warden_smmu::{DmaMemory, RegisterAccess};
+use warden_smmu::{CmdqConsReader, DmaMemory, RegisterAccess};
 
 use crate::host_mem::El2HostStage2;
 use crate::log;
@@ -54,7 +54,34 @@ impl SmmuRegs {
     }
 }
 
+/// `SMMU_CMDQ_CONS` of the frame [`SmmuRegs`] owns, read by any CPU waiting for its `CMD_SYNC`.
+pub struct SmmuCmdqCons {
+    addr: u64,
+}
+
+impl CmdqConsReader for SmmuCmdqCons {
+    fn read_cmdq_cons(&self) -> u32 {
+        let value: u32;
+        // SAFETY: `addr` is the aligned `CMDQ_CONS` register of the frame promised to `SmmuRegs::new`, mapped as
+        // device memory on every CPU; reading it has no side effects (IHI 0070 §6.3.27), so concurrent reads
+        // with the driver's owner are harmless. `dsb ld` orders later memory reads after this load.
+        unsafe {
+            asm!("ldr {v:w}, [{a}]", "dsb ld", v = out(reg) value, a = in(reg) self.addr,
+                 options(nostack, preserves_flags));
+        }
+        value
+    }
+}
+
 impl RegisterAccess for SmmuRegs {
+    type Cons = SmmuCmdqCons;
+
+    fn cmdq_cons_reader(&self) -> SmmuCmdqCons {
+        SmmuCmdqCons {
+            addr: self.addr(warden_smmu::regs::CMDQ_CONS, 4),
+        }
+    }
+
     fn read32(&mut self, offset: usize) -> u32 {
         let addr = self.addr(offset, 4);
         let value: u32;

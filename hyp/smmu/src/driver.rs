@@ -6,10 +6,13 @@
 //!   STEs; 2-level leaves filled with abort STEs when allocated; StreamIDs with no leaf are rejected by the SMMU
 //!   with a `C_BAD_STREAMID` event, recorded because `CR2.RECINVSID` is set).
 //! - Every poll is bounded by [`Config::poll_limit`]; running out is `Err(Error::Timeout)`, never a hang.
-//! - A batch writes its commands, one `CMD_SYNC`, then updates `CMDQ_PROD` once and waits for `CMDQ_CONS` to
-//!   pass the sync. A batch larger than the free space publishes what fits and waits (bounded) for room.
+//! - A batch writes its commands, one `CMD_SYNC`, then updates `CMDQ_PROD` once ([`Smmu::issue`], which needs
+//!   the caller's lock around the driver) and its caller waits for `CMDQ_CONS` to pass that sync
+//!   ([`CmdqWaiter::wait`], without the lock), so several CPUs' batches share the queue and their waits
+//!   overlap. A batch larger than the free space publishes what fits and waits (bounded) for room.
 //! - A command the SMMU rejects (`GERROR.CMDQ_ERR`) is replaced in the queue by a `CMD_SYNC`, the error is
-//!   acknowledged through `GERRORN`, the batch completes, and the caller gets `Err(Error::CommandError)`.
+//!   acknowledged through `GERRORN`, the batch completes, and the caller of the batch that owns the command
+//!   (whichever CPU noticed the error) gets `Err(Error::CommandError)`.
 //! - STE updates never expose a half-written entry: see [`Smmu::write_ste`].
 //! - Event records are read from the event queue in bounded batches and handed to the caller (the driver keeps
 //!   no ring of its own); event queue overflows (`EVENTQ_PROD.OVFLG`) are counted and acknowledged.
@@ -22,7 +25,12 @@ mod strtab;
 #[cfg(test)]
 mod tests;
 
+pub use cmdq::{CmdqWaiter, STALL_CHECK_POLLS, SyncStep, SyncTicket};
 pub use features::Features;
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use crate::DmaMemory;
 use crate::cmd::{InvalidationPolicy, RangeMode};
@@ -97,6 +105,8 @@ pub struct Counters {
     pub l2_tables: u64,
     /// Bounded polls that ran out.
     pub timeouts: u64,
+    /// Reads of `CMDQ_CONS` by CPUs waiting for their `CMD_SYNC` ([`CmdqWaiter::wait`]).
+    pub sync_polls: u64,
     /// Commands rejected by the SMMU (`GERROR.CMDQ_ERR`).
     pub cmdq_errors: u64,
     /// Other global errors acknowledged.
@@ -107,17 +117,36 @@ pub struct Counters {
     pub evtq_overflows: u64,
 }
 
-/// Where the command queue is and how far the driver has written and seen consumed.
+/// Where the command queue is, what the driver has written to it, and which batches are in flight.
 #[derive(Debug)]
 struct CmdQueue {
     pa: u64,
     q: Queue,
-    /// The driver's producer index (published to `CMDQ_PROD` at the end of a batch).
-    prod: u32,
-    /// Last `CMDQ_CONS` value read (position bits only).
-    cons: u32,
+    /// Commands written since init (the driver's producer index, extended to 64 bits: `CMDQ_PROD` holds its
+    /// low position bits, published at the end of a batch).
+    prod: u64,
+    /// The end (sequence number just past the `CMD_SYNC`) of every issued batch not yet known to be consumed,
+    /// oldest first: the batch owning a failing command is the first whose end lies beyond it.
+    batch_ends: VecDeque<BatchEnd>,
+    /// Errors blamed on batches, until their waiter collects them (see [`Smmu::sync_step`]).
+    blame: Vec<Blame>,
 }
 
+/// One issued batch in flight.
+#[derive(Clone, Copy, Debug)]
+struct BatchEnd {
+    /// Sequence number just past its `CMD_SYNC`.
+    end: u64,
+    /// Its waiter gave up: an error in it goes to the CPU that finds it.
+    abandoned: bool,
+}
+
+/// An error blamed on the batch ending at `end`.
+#[derive(Clone, Copy, Debug)]
+struct Blame {
+    end: u64,
+    error: crate::Error,
+}
 /// Where the event queue is and how far the driver has consumed it.
 #[derive(Debug)]
 struct EvtQueue {
@@ -149,6 +178,8 @@ pub struct Smmu<R: RegisterAccess, M: DmaMemory> {
     config: Config,
     policy: InvalidationPolicy,
     cmdq: CmdQueue,
+    /// The part of the command queue shared with CPUs waiting without the driver's lock.
+    waiter: Arc<CmdqWaiter<R::Cons>>,
     evtq: EvtQueue,
     strtab: StreamTable,
     counters: Counters,
@@ -172,9 +203,14 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         &self.features
     }
 
-    /// The activity counters.
+    /// The activity counters (those of [`CmdqWaiter`]s included).
     pub fn counters(&self) -> Counters {
-        self.counters
+        let (sync_polls, timeouts) = self.waiter.counters();
+        Counters {
+            sync_polls,
+            timeouts: self.counters.timeouts + timeouts,
+            ..self.counters
+        }
     }
 
     /// The invalidation policy in force (derived from `IDR3.RIL` and the [`Config`]).

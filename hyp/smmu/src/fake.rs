@@ -16,7 +16,7 @@ mod smmu;
 mod translate;
 
 pub use memory::{FAKE_RAM_BASE, FakeMemory};
-pub use smmu::{FakeSmmu, RegAccess};
+pub use smmu::{FakeCmdqCons, FakeSmmu, RegAccess};
 pub use translate::{Perm, Translation};
 
 /// QEMU 10.0.2 virt machine ID register values (`/work/shared/notes/platform.md`).

@@ -41,9 +41,9 @@ pub mod ste;
 mod types;
 
 pub use cmd::{Command, CommandKind, LeafSize, RangeMode, S2Invalidation, SyncCompletion};
-pub use driver::{Config, Counters, Features, Smmu};
+pub use driver::{CmdqWaiter, Config, Counters, Features, Smmu, SyncStep, SyncTicket};
 pub use event::{Event, EventKind};
-pub use regs::{CmdqError, RegisterAccess};
+pub use regs::{CmdqConsReader, CmdqError, RegisterAccess};
 pub use ste::{S2Config, S2ConfigError, Ste, SteKind};
 pub use types::{MAX_ADDR_BITS, StreamId, Vmid};
 

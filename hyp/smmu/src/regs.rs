@@ -28,6 +28,12 @@ pub use queue_regs::{
 /// the SMMU before a `CMDQ_PROD` write publishes them; every read is ordered before later normal-memory reads
 /// (e.g. `dsb ld` after the load), so that event records are read only after `EVTQ_PROD` said they exist.
 pub trait RegisterAccess {
+    /// The [`CmdqConsReader`] of this frame (see [`RegisterAccess::cmdq_cons_reader`]).
+    type Cons: CmdqConsReader;
+
+    /// A reader of `SMMU_CMDQ_CONS` that any CPU may use at any time, concurrently with this value's owner: a
+    /// CPU waits for its `CMD_SYNC` with it, without the driver's lock.
+    fn cmdq_cons_reader(&self) -> Self::Cons;
     /// Reads the 32-bit register at `offset`.
     fn read32(&mut self, offset: usize) -> u32;
     /// Writes the 32-bit register at `offset`.
@@ -36,6 +42,13 @@ pub trait RegisterAccess {
     fn read64(&mut self, offset: usize) -> u64;
     /// Writes the 64-bit register at `offset` (8-byte aligned).
     fn write64(&mut self, offset: usize, value: u64);
+}
+
+/// Reads `SMMU_CMDQ_CONS` through a shared reference, from any CPU (IHI 0070 §6.3.27: reading it has no side
+/// effects). Same ordering contract as [`RegisterAccess`] reads: the load is ordered before later memory reads.
+pub trait CmdqConsReader: Send + Sync {
+    /// The current `SMMU_CMDQ_CONS` value (position, wrap and `ERR` bits).
+    fn read_cmdq_cons(&self) -> u32;
 }
 
 /// Size of one register page; page 1 starts here (IHI 0070 §6.1).

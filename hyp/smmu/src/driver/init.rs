@@ -3,7 +3,7 @@
 
 use alloc::vec;
 
-use super::{CmdQueue, Config, EvtQueue, Features, Smmu, StreamTable};
+use super::{CmdQueue, CmdqWaiter, Config, EvtQueue, Features, Smmu, StreamTable};
 use crate::cmd::{CMD_SIZE, Command, InvalidationPolicy};
 use crate::event::EVT_SIZE;
 use crate::queue::Queue;
@@ -13,6 +13,9 @@ use crate::regs::{
 use crate::regs::{StrtabBaseCfg, l1_descriptor};
 use crate::ste::{STE_SIZE, Ste};
 use crate::{DmaMemory, Error, Feature, Wait};
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 /// Smallest alignment of a queue or table base (`ADDR` fields start at bit 5 or 6).
 const MIN_ALIGN: usize = 64;
@@ -114,6 +117,11 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         let mut policy = InvalidationPolicy::new(features.range_invalidation);
         policy.vmall_threshold = config.vmall_threshold;
         policy.range_mode = config.range_mode;
+        let waiter = Arc::new(CmdqWaiter::new(
+            regs.cmdq_cons_reader(),
+            cmdq_q,
+            config.poll_limit,
+        ));
         let mut smmu = Self {
             regs,
             mem,
@@ -124,8 +132,10 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
                 pa: cmdq_pa,
                 q: cmdq_q,
                 prod: 0,
-                cons: 0,
+                batch_ends: VecDeque::with_capacity(cmdq_q.entries() as usize + 1),
+                blame: Vec::new(),
             },
+            waiter,
             evtq: EvtQueue {
                 pa: evtq_pa,
                 q: evtq_q,

@@ -871,3 +871,5 @@ fn stage2_parameters_are_validated_before_any_write() {
         Err(Error::InvalidVmid(256))
     );
 }
+
+mod cmdq_concurrency;

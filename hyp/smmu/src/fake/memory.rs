@@ -1,9 +1,9 @@
 //! Fake DMA memory: host allocations named by their host addresses.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use spin::Mutex;
 
 use crate::DmaMemory;
 
@@ -34,7 +34,7 @@ struct Inner {
 /// external aborts) and panic through [`DmaMemory`] (a driver bug).
 #[derive(Clone, Debug, Default)]
 pub struct FakeMemory {
-    inner: Rc<RefCell<Inner>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 /// First synthetic physical address handed out by [`FakeMemory::new`].
@@ -48,7 +48,7 @@ impl FakeMemory {
             ..Inner::default()
         };
         Self {
-            inner: Rc::new(RefCell::new(inner)),
+            inner: Arc::new(Mutex::new(inner)),
         }
     }
 
@@ -61,7 +61,7 @@ impl FakeMemory {
     pub fn alloc(&self, size: usize, align: usize) -> u64 {
         let align = align.max(8) as u64;
         let len = (size as u64).next_multiple_of(8).max(8);
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner.lock();
         if let Some(next) = inner.next_pa {
             let base = next.next_multiple_of(align);
             inner.next_pa = Some(base + len);
@@ -89,7 +89,7 @@ impl FakeMemory {
 
     /// Reads the word at `pa`, or `None` outside every allocation or unaligned.
     pub fn try_read64(&self, pa: u64) -> Option<u64> {
-        let inner = self.inner.borrow();
+        let inner = self.inner.lock();
         let (region, index) = locate(&inner.regions, pa)?;
         Some(inner.regions[region].words[index])
     }
@@ -98,14 +98,14 @@ impl FakeMemory {
     /// plays EL2 (which reaches memory through a linear map, `pa + offset`) reads and writes what the fake SMMU
     /// sees at `pa`. Valid while this memory lives: allocations are never moved or freed.
     pub fn host_address(&self, pa: u64) -> Option<u64> {
-        let inner = self.inner.borrow();
+        let inner = self.inner.lock();
         let (region, index) = locate(&inner.regions, pa)?;
         Some(inner.regions[region].words.as_ptr() as u64 + 8 * index as u64)
     }
 
     /// Writes the word at `pa`; returns false outside every allocation or unaligned.
     pub fn try_write64(&self, pa: u64, value: u64) -> bool {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner.lock();
         let Some((region, index)) = locate(&inner.regions, pa) else {
             return false;
         };
@@ -118,17 +118,17 @@ impl FakeMemory {
 
     /// Starts recording every write (address, value) made through this memory.
     pub fn start_write_log(&self) {
-        self.inner.borrow_mut().write_log = Some(Vec::new());
+        self.inner.lock().write_log = Some(Vec::new());
     }
 
     /// Stops recording and returns the writes recorded since [`FakeMemory::start_write_log`].
     pub fn take_write_log(&self) -> Vec<(u64, u64)> {
-        self.inner.borrow_mut().write_log.take().unwrap_or_default()
+        self.inner.lock().write_log.take().unwrap_or_default()
     }
 
     /// Total bytes allocated.
     pub fn allocated(&self) -> u64 {
-        self.inner.borrow().regions.iter().map(|r| r.len).sum()
+        self.inner.lock().regions.iter().map(|r| r.len).sum()
     }
 }
 

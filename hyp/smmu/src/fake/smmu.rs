@@ -1,7 +1,9 @@
 //! The fake SMMU's registers and command processing.
 
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::FakeMemory;
 use super::qemu;
@@ -10,8 +12,8 @@ use crate::cmd::{CFGI_RANGE_ALL, CMD_SIZE, Command, CommandKind};
 use crate::event::{EVT_DWORDS, EVT_SIZE};
 use crate::queue::Queue;
 use crate::regs::{
-    self, CMDQ_CONS_ERR_SHIFT, CmdqError, Cr0, GBPA_UPDATE, Gerror, Q_OVERFLOW_FLAG, QueueBase,
-    RegisterAccess,
+    self, CMDQ_CONS_ERR_SHIFT, CmdqConsReader, CmdqError, Cr0, GBPA_UPDATE, Gerror,
+    Q_OVERFLOW_FLAG, QueueBase, RegisterAccess,
 };
 use crate::ste::Ste;
 use warden_abi::PAGE_SHIFT;
@@ -46,6 +48,8 @@ pub struct FakeSmmu {
     cmdq_base: u64,
     cmdq_prod: u32,
     cmdq_cons: u32,
+    /// `cmdq_cons` as [`FakeCmdqCons`] readers see it, updated after every register access.
+    cons_shared: Arc<AtomicU32>,
     evtq_base: u64,
     pub(super) evtq_prod: u32,
     evtq_cons: u32,
@@ -86,6 +90,7 @@ impl FakeSmmu {
             cmdq_base: 0,
             cmdq_prod: 0,
             cmdq_cons: 0,
+            cons_shared: Arc::new(AtomicU32::new(0)),
             evtq_base: 0,
             evtq_prod: 0,
             evtq_cons: 0,
@@ -123,7 +128,13 @@ impl FakeSmmu {
         self.sync_stall = stall;
         if !stall {
             self.process_cmdq(u32::MAX);
+            self.share_cons();
         }
+    }
+
+    /// Makes the current `CMDQ_CONS` visible to [`FakeCmdqCons`] readers.
+    fn share_cons(&self) {
+        self.cons_shared.store(self.cmdq_cons, Ordering::Release);
     }
 
     /// A slow consumer: at most `budget` commands consumed per `CMDQ_PROD` write or `CMDQ_CONS` read
@@ -386,12 +397,31 @@ impl FakeSmmu {
             regs::CR0ACK => self.cr0ack = value,
             _ => self.write(offset, value.into()),
         }
+        self.share_cons();
+    }
+}
+
+/// The fake's [`CmdqConsReader`]: the `CMDQ_CONS` value as of the last register access of the fake's owner
+/// (the fake's consumer only moves when the owner writes `CMDQ_PROD`, reads `CMDQ_CONS` or lifts a stall).
+#[derive(Clone, Debug)]
+pub struct FakeCmdqCons(Arc<AtomicU32>);
+
+impl CmdqConsReader for FakeCmdqCons {
+    fn read_cmdq_cons(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
     }
 }
 
 impl RegisterAccess for FakeSmmu {
+    type Cons = FakeCmdqCons;
+
+    fn cmdq_cons_reader(&self) -> FakeCmdqCons {
+        FakeCmdqCons(self.cons_shared.clone())
+    }
+
     fn read32(&mut self, offset: usize) -> u32 {
         let value = self.read(offset) as u32;
+        self.share_cons();
         self.accesses.push(RegAccess {
             write: false,
             offset,
@@ -407,10 +437,12 @@ impl RegisterAccess for FakeSmmu {
             value: value.into(),
         });
         self.write(offset, value.into());
+        self.share_cons();
     }
 
     fn read64(&mut self, offset: usize) -> u64 {
         let value = self.read(offset);
+        self.share_cons();
         self.accesses.push(RegAccess {
             write: false,
             offset,
@@ -426,5 +458,6 @@ impl RegisterAccess for FakeSmmu {
             value,
         });
         self.write(offset, value);
+        self.share_cons();
     }
 }

@@ -249,6 +249,21 @@
  * machine
  */
 #define WARDEN_STAT_HYP_MEMORY_BYTES 19
+/*
+ * Acquisitions of the SMMU command-queue lock that found it taken (another CPU writing commands).
+ */
+#define WARDEN_STAT_CMDQ_LOCK_WAITS 20
+/* Reads of the taken command-queue lock while waiting for it, summed over all waits. */
+#define WARDEN_STAT_CMDQ_LOCK_SPINS 21
+/* Reads of the SMMU's `CMDQ_CONS` by CPUs waiting, without the lock, for their batch's CMD_SYNC. */
+#define WARDEN_STAT_SYNC_POLLS 22
+/*
+ * Acquisitions of a domain's lock that found it taken (another CPU in the same domain), all
+ * domains.
+ */
+#define WARDEN_STAT_DOMAIN_LOCK_WAITS 23
+/* Reads of a taken domain lock while waiting for it, summed over all waits and domains. */
+#define WARDEN_STAT_DOMAIN_LOCK_SPINS 24
 #define WARDEN_STAT_CALLS_BASE 0x100ULL
 
 /* ---- Names and Linux errnos ---- */
@@ -363,6 +378,16 @@ static inline const char *warden_stat_name(unsigned long long id)
 		return "gic_refused";
 	case WARDEN_STAT_HYP_MEMORY_BYTES:
 		return "hyp_memory_bytes";
+	case WARDEN_STAT_CMDQ_LOCK_WAITS:
+		return "cmdq_lock_waits";
+	case WARDEN_STAT_CMDQ_LOCK_SPINS:
+		return "cmdq_lock_spins";
+	case WARDEN_STAT_SYNC_POLLS:
+		return "sync_polls";
+	case WARDEN_STAT_DOMAIN_LOCK_WAITS:
+		return "domain_lock_waits";
+	case WARDEN_STAT_DOMAIN_LOCK_SPINS:
+		return "domain_lock_spins";
 	default:
 		return NULL;
 	}

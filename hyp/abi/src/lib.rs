@@ -552,6 +552,16 @@ abi_enum! {
         /// Bytes of RAM the hypervisor keeps for itself: the fixed carve-out plus the part sized from the machine
         /// at boot (docs/abi.md). `BAD_STAT` where the hypervisor did not set it (host unit tests).
         HypMemoryBytes = 19 => "HYP_MEMORY_BYTES",
+        /// Acquisitions of the SMMU command-queue lock that found it taken (another CPU writing commands).
+        CmdqLockWaits = 20 => "CMDQ_LOCK_WAITS",
+        /// Reads of the taken command-queue lock while waiting for it, summed over all waits.
+        CmdqLockSpins = 21 => "CMDQ_LOCK_SPINS",
+        /// Reads of the SMMU's `CMDQ_CONS` by CPUs waiting, without the lock, for their batch's CMD_SYNC.
+        SyncPolls = 22 => "SYNC_POLLS",
+        /// Acquisitions of a domain's lock that found it taken (another CPU in the same domain), all domains.
+        DomainLockWaits = 23 => "DOMAIN_LOCK_WAITS",
+        /// Reads of a taken domain lock while waiting for it, summed over all waits and domains.
+        DomainLockSpins = 24 => "DOMAIN_LOCK_SPINS",
     }
 }
 

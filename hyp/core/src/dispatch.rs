@@ -62,6 +62,7 @@ use warden_dt::PhysRange;
 use crate::domain::{
     self, DomainError, IOVA_BITS, POOL_RESERVE, PagePool, PagingDomain, PoolStats, S2Config,
 };
+use crate::lock_stats::LockStats;
 use crate::ownership::{MemKind, Ownership, OwnershipError};
 use crate::trap::TrapLog;
 
@@ -91,6 +92,8 @@ pub struct Warden<B: Backend> {
     streams: Mutex<Streams>,
     alloc: Mutex<AllocState>,
     slots: Vec<Mutex<Slot>>,
+    /// Contention on the slot locks, all slots together (`STAT DOMAIN_LOCK_WAITS`/`DOMAIN_LOCK_SPINS`).
+    slot_locks: LockStats,
     events: Mutex<EventRing>,
     pa_bits: u8,
     vmid_bits: u8,
@@ -123,6 +126,11 @@ impl<B: Backend> Warden<B> {
         &self.backend
     }
 
+    /// Locks domain slot `i`, counting contention.
+    fn lock_slot(&self, i: usize) -> spin::MutexGuard<'_, Slot> {
+        self.slot_locks.lock(&self.slots[i])
+    }
+
     /// The page ownership map.
     pub fn ownership(&self) -> &Ownership {
         &self.own
@@ -135,7 +143,7 @@ impl<B: Backend> Warden<B> {
 
     /// The STE configuration of the host-identity domain.
     pub fn identity_ste(&self) -> SteConfig {
-        match &self.slots[0].lock().kind {
+        match &self.lock_slot(0).kind {
             SlotKind::Identity(d) => SteConfig::Translate(d.s2_config(self.pa_bits)),
             _ => SteConfig::Abort,
         }

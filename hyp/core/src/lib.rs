@@ -15,6 +15,7 @@ pub mod domain;
 pub mod gic;
 pub mod host_s2;
 pub mod layout;
+pub mod lock_stats;
 pub mod ownership;
 pub mod psci;
 pub mod sizing;

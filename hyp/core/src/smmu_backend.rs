@@ -60,6 +60,7 @@ use crate::dispatch::{
     SteConfig, Warden,
 };
 use crate::domain;
+use crate::lock_stats::LockStats;
 
 /// The host stage-2 side of donation and reclaim: EL2 implements it over its host stage-2 (with the TLB
 /// maintenance that needs); tests use a recording mock.
@@ -87,6 +88,8 @@ pub struct SmmuBackend<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> {
     smmu: Mutex<Smmu<R, M>>,
     /// The command queue's consumer side: waiting for a `CMD_SYNC` without `smmu`'s lock.
     waiter: Arc<CmdqWaiter<R::Cons>>,
+    /// Contention on `smmu`'s lock (`STAT CMDQ_LOCK_WAITS`/`CMDQ_LOCK_SPINS`).
+    lock_stats: LockStats,
     host: H,
     features: Features,
     range_invalidation: bool,
@@ -183,6 +186,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
         });
         Ok(Self {
             waiter: smmu.cmdq_waiter(),
+            lock_stats: LockStats::new(),
             smmu: Mutex::new(smmu),
             host,
             features,
@@ -214,17 +218,22 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
 
     /// All of the driver's counters.
     pub fn driver_counters(&self) -> Counters {
-        self.smmu.lock().counters()
+        self.lock().counters()
     }
 
     /// Runs `f` with the driver locked (diagnostics, and the fake's test hooks through [`Smmu::regs_mut`]).
     pub fn with_smmu<T>(&self, f: impl FnOnce(&mut Smmu<R, M>) -> T) -> T {
-        f(&mut self.smmu.lock())
+        f(&mut self.lock())
     }
 
     /// The host stage-2 operations.
     pub fn host(&self) -> &H {
         &self.host
+    }
+
+    /// Locks the driver (the command-queue lock), counting contention.
+    fn lock(&self) -> spin::MutexGuard<'_, Smmu<R, M>> {
+        self.lock_stats.lock(&self.smmu)
     }
 
     /// Issues one batch with the driver locked (`issue` writes it and its `CMD_SYNC`), then waits for that
@@ -233,9 +242,9 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
         &self,
         issue: impl FnOnce(&mut Smmu<R, M>) -> Result<SyncTicket, warden_smmu::Error>,
     ) -> Result<(), HwError> {
-        let ticket = issue(&mut self.smmu.lock()).map_err(hw_error)?;
+        let ticket = issue(&mut self.lock()).map_err(hw_error)?;
         self.waiter
-            .wait(ticket, |step| self.smmu.lock().sync_step(ticket, step))
+            .wait(ticket, |step| self.lock().sync_step(ticket, step))
             .map_err(hw_error)
     }
 }
@@ -243,16 +252,12 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
 impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<R, M, H> {
     fn install_ste(&self, sid: u32, config: SteConfig) -> Result<(), HwError> {
         let ste = self.ste_for(config);
-        self.smmu
-            .lock()
-            .write_ste(StreamId(sid), &ste)
-            .map_err(hw_error)
+        self.lock().write_ste(StreamId(sid), &ste).map_err(hw_error)
     }
 
     fn install_ste_range(&self, first: u32, count: u32, config: SteConfig) -> Result<(), HwError> {
         let ste = self.ste_for(config);
-        self.smmu
-            .lock()
+        self.lock()
             .write_ste_range(StreamId(first), count, &ste)
             .map_err(hw_error)
     }
@@ -276,7 +281,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<
     }
 
     fn next_event(&self) -> Option<FaultRecord> {
-        let mut smmu = self.smmu.lock();
+        let mut smmu = self.lock();
         if let Err(e) = smmu.check_global_errors() {
             let code = match e {
                 warden_smmu::Error::GlobalError(bits) => u64::from(bits),
@@ -306,11 +311,14 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<
     }
 
     fn counters(&self) -> SmmuCounters {
-        let c = self.smmu.lock().counters();
+        let c = self.lock().counters();
         SmmuCounters {
             commands: c.commands,
             syncs: c.syncs,
             event_overflows: c.evtq_overflows,
+            cmdq_lock_waits: self.lock_stats.waits(),
+            cmdq_lock_spins: self.lock_stats.spins(),
+            sync_polls: c.sync_polls,
         }
     }
 

@@ -57,6 +57,12 @@ pub struct SmmuCounters {
     /// Event-queue overflows the SMMU signalled (each lost at least one fault record; the SMMU does not say
     /// how many).
     pub event_overflows: u64,
+    /// Acquisitions of the command-queue lock that found it taken.
+    pub cmdq_lock_waits: u64,
+    /// Reads of the taken command-queue lock while waiting for it.
+    pub cmdq_lock_spins: u64,
+    /// `CMDQ_CONS` reads by CPUs waiting for their CMD_SYNC without the lock.
+    pub sync_polls: u64,
 }
 
 /// What [`Warden`](super::Warden) needs from the hardware. Implemented by EL2 over warden-smmu's driver and

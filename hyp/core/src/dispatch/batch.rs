@@ -261,7 +261,7 @@ impl<B: Backend> Warden<B> {
             total += len;
         }
 
-        let mut s = self.slots[slot].lock();
+        let mut s = self.lock_slot(slot);
         if s.generation != generation {
             return Err(whole(Error::BadDomain));
         }
@@ -352,7 +352,7 @@ impl<B: Backend> Warden<B> {
             total += ent.len;
         }
 
-        let mut s = self.slots[slot].lock();
+        let mut s = self.lock_slot(slot);
         if s.generation != generation {
             return Err(whole(Error::BadDomain));
         }

@@ -68,7 +68,7 @@ impl<B: Backend> Warden<B> {
         let kind = DomainKind::from_value(kind).ok_or(Error::BadKind)?;
         let mut alloc = self.alloc.lock();
         let slot = *alloc.free.last().ok_or(Error::Limit)?;
-        let mut s = self.slots[usize::from(slot)].lock();
+        let mut s = self.lock_slot(usize::from(slot));
         s.kind = match kind {
             DomainKind::Blocked => SlotKind::Blocked,
             DomainKind::Paging => {
@@ -92,7 +92,7 @@ impl<B: Backend> Warden<B> {
     pub(super) fn domain_free(&self, id: u64) -> CallResult {
         let (slot, generation) = self.slot_of(id)?;
         let streams = self.streams.lock();
-        let mut s = self.slots[slot].lock();
+        let mut s = self.lock_slot(slot);
         if s.generation != generation || matches!(s.kind, SlotKind::Free) {
             return Err(Error::BadDomain.into());
         }
@@ -144,7 +144,7 @@ impl<B: Backend> Warden<B> {
             (0usize, self.identity_ste())
         } else {
             let (slot, generation) = self.slot_of(id)?;
-            let s = self.slots[slot].lock();
+            let s = self.lock_slot(slot);
             if s.generation != generation {
                 return Err(Error::BadDomain.into());
             }
@@ -173,6 +173,6 @@ impl<B: Backend> Warden<B> {
         if slot == 0 {
             return Some(abi::DOMAIN_ID_HOST_IDENTITY);
         }
-        Some(make_id(slot, self.slots[slot].lock().generation))
+        Some(make_id(slot, self.lock_slot(slot).generation))
     }
 }

@@ -17,7 +17,7 @@ impl<B: Backend> Warden<B> {
     }
 
     pub(super) fn with_identity<T>(&self, f: impl FnOnce(&mut PagingDomain) -> T) -> T {
-        let mut s = self.slots[0].lock();
+        let mut s = self.lock_slot(0);
         match &mut s.kind {
             SlotKind::Identity(d) => f(d),
             _ => unreachable!("slot 0 is always host-identity"),

@@ -217,6 +217,7 @@ impl<B: Backend> Warden<B> {
             calls_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
+            slot_locks: LockStats::new(),
             phys_offset: config.phys_offset,
             integrity: spin::Once::new(),
             trap_log: spin::Once::new(),

@@ -60,7 +60,7 @@ impl<B: Backend> Warden<B> {
         }
         self.check_pa_range(pa, len)?;
         let (slot, generation) = self.slot_of(id)?;
-        let mut s = self.slots[slot].lock();
+        let mut s = self.lock_slot(slot);
         if s.generation != generation {
             return Err(Error::BadDomain.into());
         }
@@ -101,7 +101,7 @@ impl<B: Backend> Warden<B> {
         } else {
             self.slot_of(id)?
         };
-        let s = self.slots[slot].lock();
+        let s = self.lock_slot(slot);
         if s.generation != generation {
             return Err(Error::BadDomain.into());
         }

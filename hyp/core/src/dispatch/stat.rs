@@ -64,6 +64,11 @@ impl<B: Backend> Warden<B> {
             Stat::HostTrapsUnhandled => self.trap_log.get().ok_or(Error::BadStat)?.count(),
             Stat::GicRefused => (self.gic_stats.get().ok_or(Error::BadStat)?.0)(),
             Stat::HypMemoryBytes => *self.hyp_memory.get().ok_or(Error::BadStat)?,
+            Stat::CmdqLockWaits => self.backend.counters().cmdq_lock_waits,
+            Stat::CmdqLockSpins => self.backend.counters().cmdq_lock_spins,
+            Stat::SyncPolls => self.backend.counters().sync_polls,
+            Stat::DomainLockWaits => self.slot_locks.waits(),
+            Stat::DomainLockSpins => self.slot_locks.spins(),
         })
     }
 }

@@ -117,7 +117,7 @@ impl Backend for Mock {
         SmmuCounters {
             commands: 7,
             syncs: 3,
-            event_overflows: 0,
+            ..SmmuCounters::default()
         }
     }
 }

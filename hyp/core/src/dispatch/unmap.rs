@@ -115,7 +115,7 @@ impl<B: Backend> Warden<B> {
     pub(super) fn unmap_pages(&self, id: u64, iova: u64, pgsize: u64, pgcount: u64) -> CallResult {
         let len = Self::check_iova_range(iova, pgsize, pgcount)?;
         let (slot, generation) = self.slot_of(id)?;
-        let mut s = self.slots[slot].lock();
+        let mut s = self.lock_slot(slot);
         if s.generation != generation {
             return Err(Error::BadDomain.into());
         }

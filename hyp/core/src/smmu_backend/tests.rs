@@ -991,7 +991,11 @@ fn cpus_invalidate_concurrently_through_one_queue() {
     assert_eq!(after.timeouts, 0);
     let cmds = h.take_cmds();
     assert_eq!(cmds.iter().filter(|c| is_sync(c)).count() as u64, unmaps);
-    assert_eq!(cmds.len() as u64, 2 * unmaps, "one TLBI and one sync per unmap");
+    assert_eq!(
+        cmds.len() as u64,
+        2 * unmaps,
+        "one TLBI and one sync per unmap"
+    );
     for (t, &d) in domains.iter().enumerate() {
         let sid = 0x10 + t as u32;
         h.ok(Function::Attach, &[u64::from(sid), d]);
@@ -1003,4 +1007,35 @@ fn cpus_invalidate_concurrently_through_one_queue() {
             );
         }
     }
+}
+
+/// The command-queue stats: every invalidation's wait polls `CMDQ_CONS`; a CPU that finds the queue locked
+/// counts one wait and its spins.
+#[test]
+fn cmdq_contention_stats() {
+    let h = boot(true);
+    let d = h.paging_domain();
+    let stat = |s: Stat| h.res(Function::Stat, &[s.value()]).unwrap();
+    let polls = stat(Stat::SyncPolls);
+    h.ok(Function::MapPages, &[d, 0, h.ram + (4 << 20), K4, 1, RW]);
+    h.ok(Function::UnmapPages, &[d, 0, K4, 1]);
+    assert!(stat(Stat::SyncPolls) > polls, "the unmap's wait polled");
+    assert_eq!(stat(Stat::CmdqLockWaits), 0);
+    assert_eq!(stat(Stat::CmdqLockSpins), 0);
+    let started = core::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        h.w.backend().with_smmu(|_| {
+            s.spawn(|| {
+                started.store(true, core::sync::atomic::Ordering::Release);
+                h.ok(Function::MapPages, &[d, 0, h.ram + (4 << 20), K4, 1, RW]);
+                h.ok(Function::UnmapPages, &[d, 0, K4, 1]);
+            });
+            while !started.load(core::sync::atomic::Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        });
+    });
+    assert_eq!(stat(Stat::CmdqLockWaits), 1);
+    assert!(stat(Stat::CmdqLockSpins) > 0);
 }

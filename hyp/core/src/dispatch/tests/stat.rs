@@ -115,3 +115,33 @@ fn stats() {
     assert_eq!(res(w, Function::DomainFree, &[d]), Ok(0));
     assert_eq!(stat(w, Stat::TablePagesInUse), 0);
 }
+
+/// A CPU that finds a domain's lock taken counts one wait and its spins; uncontended calls count nothing.
+#[test]
+fn domain_lock_contention_stats() {
+    let h = harness();
+    let w = &h.w;
+    let d = alloc_paging(w);
+    res(w, Function::IovaToPhys, &[d, 0]).unwrap_err();
+    assert_eq!(stat(w, Stat::DomainLockWaits), 0);
+    assert_eq!(stat(w, Stat::DomainLockSpins), 0);
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let held = w.slots[0].lock();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            started.store(true, Ordering::Release);
+            // Locks slot 0 (host-identity).
+            w.identity_ste()
+        });
+        while !started.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(held);
+    });
+    assert_eq!(stat(w, Stat::DomainLockWaits), 1);
+    assert!(stat(w, Stat::DomainLockSpins) > 0);
+    // The mock backend has no command queue: its counters are zero.
+    assert_eq!(stat(w, Stat::CmdqLockWaits), 0);
+    assert_eq!(stat(w, Stat::SyncPolls), 0);
+}

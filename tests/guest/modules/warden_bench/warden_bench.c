@@ -7,6 +7,9 @@
  *   -> "warden_bench: result op=map threads=1 size=4096 sg=0 calls=N mean_ns=.. p50_ns=.. p99_ns=.. ops_per_s=.."
  *      and the same for op=unmap; then rmmod warden_bench.
  *
+ * With devs=A,B,..: thread i maps through device i % (number listed) instead (each a PCI device bound to a
+ * driver, so, under the shim, each in its own DMA domain): CPUs mapping in different domains.
+ *
  * dev: a PCI device bound to a driver (default: the first NVMe controller). Each of `threads` kernel threads
  * owns its buffers and loops, for `duration_ms`, dma_map_single + dma_unmap_single of one `size`-byte buffer
  * (DMA_BIDIRECTIONAL), or with sg=1 dma_map_sg + dma_unmap_sg of a 16-entry scatterlist whose entries are 16
@@ -66,6 +69,10 @@
 static char *dev;
 module_param(dev, charp, 0444);
 MODULE_PARM_DESC(dev, "PCI device (e.g. 0000:00:03.0) bound to a driver; default: the first NVMe controller");
+static char *devs[WB_MAX_THREADS];
+static int ndevs;
+module_param_array(devs, charp, &ndevs, 0444);
+MODULE_PARM_DESC(devs, "PCI devices bound to drivers; thread i maps through devs[i % count] (overrides dev)");
 static int threads = 1;
 module_param(threads, int, 0444);
 MODULE_PARM_DESC(threads, "number of threads (1..8)");
@@ -412,7 +419,7 @@ static bool wb_under_warden(void)
 static int __init warden_bench_init(void)
 {
 	struct wb_thread *ts;
-	struct device *d = NULL;
+	struct device *d = NULL, *tdevs[WB_MAX_THREADS] = { NULL };
 	unsigned int order, nbufs = null ? 0 : sg ? WB_SG_NENTS : 1;
 	u64 start, end;
 	int i, j, nt, err = 0;
@@ -452,8 +459,15 @@ static int __init warden_bench_init(void)
 		put_device(d);
 		return -ENOMEM;
 	}
+	for (i = 0; i < ndevs && !null && !icount_calls && !err; i++) {
+		tdevs[i] = bus_find_device_by_name(&pci_bus_type, NULL, devs[i]);
+		if (!tdevs[i] || !tdevs[i]->driver) {
+			pr_err("devs: %s is no PCI device with a driver bound\n", devs[i]);
+			err = -ENODEV;
+		}
+	}
 	for (i = 0; i < nt && !err; i++) {
-		ts[i].dev = d;
+		ts[i].dev = ndevs && !null && !icount_calls ? tdevs[i % ndevs] : d;
 		ts[i].order = order;
 		init_completion(&ts[i].done);
 		ts[i].map.samples = vmalloc(WB_SAMPLES * sizeof(u32));
@@ -470,7 +484,8 @@ static int __init warden_bench_init(void)
 		}
 	}
 	if (err) {
-		pr_err("out of memory for %d threads of %lu-byte buffers\n", nt, size);
+		if (err == -ENOMEM)
+			pr_err("out of memory for %d threads of %lu-byte buffers\n", nt, size);
 		goto out;
 	}
 	if (null)
@@ -483,8 +498,8 @@ static int __init warden_bench_init(void)
 		goto out;
 	}
 	if (!null)
-		pr_info("device %s (driver %s), %d threads, size %lu, sg %d, %d ms\n", dev_name(d),
-			d->driver->name, nt, size, sg, duration_ms);
+		pr_info("device %s (driver %s), %d threads, size %lu, sg %d, %d ms, %d devices\n", dev_name(d),
+			d->driver->name, nt, size, sg, duration_ms, ndevs ? ndevs : 1);
 	start = ktime_get_ns();
 	for (i = 0; i < nt; i++) {
 		struct task_struct *task;
@@ -521,6 +536,9 @@ out:
 		vfree(ts[i].unmap.samples);
 	}
 	kfree(ts);
+	for (i = 0; i < ndevs; i++)
+		if (tdevs[i])
+			put_device(tdevs[i]);
 	put_device(d);
 	return err;
 }

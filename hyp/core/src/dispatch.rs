@@ -12,8 +12,9 @@
 //! Always taken in this order (a path may skip any of them, never go back up):
 //! 1. `streams` — StreamID → domain table and per-domain attach counts (attach, detach, free);
 //! 2. `alloc` — the free list of domain slots (alloc, free);
-//! 3. one domain slot (`slots[i]`) — a domain's tables; map/unmap/iova_to_phys take only their own domain's
-//!    lock, so CPUs working in different domains do not serialise; donate/reclaim take slot 0 (host-identity);
+//! 3. one domain slot (`slots[i]`, locked through `lock_slot`, which counts contention for `STAT
+//!    DOMAIN_LOCK_*`) — a domain's tables; map/unmap/iova_to_phys take only their own domain's lock, so CPUs
+//!    working in different domains do not serialise; donate/reclaim take slot 0 (host-identity);
 //! 4. the page-table pool lock (inside [`PagePool`], O(1) critical sections; the host-identity domain's own
 //!    pool is a second [`PagePool`] at the same place in the order, never taken together with the first);
 //! 5. `events` — the fault ring.

@@ -232,3 +232,30 @@ fn threads_issue_and_wait_concurrently() {
     assert!(c.sync_polls >= u64::from(THREADS * BATCHES));
     assert_eq!(waiter.consumed(), smmu.issue([]).unwrap().end() - 1);
 }
+
+#[test]
+fn an_error_in_an_abandoned_batch_goes_to_the_cpu_that_finds_it() {
+    let (mut smmu, _) = init();
+    let waiter = smmu.cmdq_waiter();
+    smmu.regs_mut().set_consume_budget(Some(0));
+    let a = smmu.issue([Command::from_raw([0xFF, 0])]).unwrap();
+    assert_eq!(
+        waiter.wait(a, |step| smmu.sync_step(a, step)),
+        Err(Error::Timeout(Wait::CmdSync))
+    );
+    // The consumer resumes and stops on the abandoned batch's command: the next waiter finds the error, and
+    // gets it, as nobody else would.
+    smmu.regs_mut().set_consume_budget(None);
+    let b = smmu.issue([Command::tlbi_nsnh_all()]).unwrap();
+    assert_eq!(
+        waiter.wait(b, |step| smmu.sync_step(b, step)),
+        Err(Error::CommandError {
+            opcode: 0xFF,
+            error: crate::CmdqError::Illegal
+        })
+    );
+    assert!(waiter.is_done(a) && waiter.is_done(b));
+    assert_eq!(smmu.invalidate_vmid(Vmid(1)), Ok(()));
+    let c = smmu.counters();
+    assert_eq!((c.cmdq_errors, c.timeouts), (1, 1));
+}

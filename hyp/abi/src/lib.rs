@@ -57,6 +57,8 @@ pub const SMCCC_OWNER_SHIFT: u32 = 24;
 pub const SMCCC_OWNER_MASK: u32 = 0x3f;
 /// Owning entity 6: vendor-specific hypervisor service calls.
 pub const SMCCC_OWNER_VENDOR_HYP: u32 = 6;
+/// Bits 23:16 of a function ID, which must be zero in a fast call.
+pub const SMCCC_FAST_RESERVED: u32 = 0xff << 16;
 /// Mask of the function number (bits 15:0).
 pub const SMCCC_FUNC_MASK: u32 = 0xffff;
 
@@ -67,6 +69,26 @@ pub const VENDOR_HYP_REVISION: u32 = 0x8600_ff03;
 /// Base of Warden's calls: SMC64 fast call, owning entity 6, function number 0.
 pub const FID_BASE: u32 =
     SMCCC_FAST_CALL | SMCCC_64 | (SMCCC_OWNER_VENDOR_HYP << SMCCC_OWNER_SHIFT);
+
+/// Whether `fid` (the low 32 bits of `x0`) is a well-formed vendor-specific hypervisor service fast call:
+/// fast-call bit set, owning entity 6, bits 23:16 zero, either calling convention. These are the calls the
+/// hypervisor hands to its Warden dispatcher (which answers the SMC32 discovery calls and its own SMC64 calls
+/// and `NOT_SUPPORTED` to the rest); every other function ID is for the SMCCC/PSCI handling.
+///
+/// ```
+/// use warden_abi::{Function, VENDOR_HYP_CALL_UID, is_vendor_hyp_call};
+/// assert!(is_vendor_hyp_call(Function::MapPages.fid()));
+/// assert!(is_vendor_hyp_call(VENDOR_HYP_CALL_UID));
+/// assert!(!is_vendor_hyp_call(0x8400_0000)); // PSCI_VERSION: owner 4
+/// assert!(!is_vendor_hyp_call(0x4600_0001)); // a yielding call
+/// ```
+#[must_use]
+pub const fn is_vendor_hyp_call(fid: u32) -> bool {
+    const MASK: u32 =
+        SMCCC_FAST_CALL | (SMCCC_OWNER_MASK << SMCCC_OWNER_SHIFT) | SMCCC_FAST_RESERVED;
+    const WANT: u32 = SMCCC_FAST_CALL | (SMCCC_OWNER_VENDOR_HYP << SMCCC_OWNER_SHIFT);
+    fid & MASK == WANT
+}
 
 /// Result of every successful call in `x0`.
 pub const SUCCESS: i64 = 0;
@@ -604,6 +626,40 @@ mod tests {
             "SMC32 form is not a Warden call"
         );
         assert_eq!(Function::from_fid(0xC500_0005), None);
+    }
+
+    #[test]
+    fn vendor_hyp_call_decode() {
+        // Every Warden call and both discovery calls are vendor-hyp calls.
+        for &f in Function::ALL {
+            assert!(is_vendor_hyp_call(f.fid()), "{f:?}");
+        }
+        assert!(is_vendor_hyp_call(VENDOR_HYP_CALL_UID));
+        assert!(is_vendor_hyp_call(VENDOR_HYP_REVISION));
+        // Either convention, any function number: the dispatcher answers the unknown ones.
+        assert!(is_vendor_hyp_call(0x8600_0005));
+        assert!(is_vendor_hyp_call(0xC600_FFFF));
+        // Yielding calls (bit 31 clear).
+        assert!(!is_vendor_hyp_call(0x4600_0005));
+        assert!(!is_vendor_hyp_call(0x0600_0001));
+        // Bits 23:16 set: malformed, whichever bit.
+        for bit in 16..24 {
+            assert!(
+                !is_vendor_hyp_call(Function::Version.fid() | 1 << bit),
+                "bit {bit}"
+            );
+        }
+        // Every other owner, in both conventions.
+        for owner in (0..=SMCCC_OWNER_MASK).filter(|&o| o != SMCCC_OWNER_VENDOR_HYP) {
+            for conv in [0, SMCCC_64] {
+                let fid = SMCCC_FAST_CALL | conv | owner << SMCCC_OWNER_SHIFT | 5;
+                assert!(!is_vendor_hyp_call(fid), "{fid:#x}");
+            }
+        }
+        // PSCI (owner 4), SMCCC_VERSION (owner 0), standard hyp (owner 5).
+        for fid in [0x8400_0000, 0xC400_0003, 0x8000_0000, 0xC500_0005] {
+            assert!(!is_vendor_hyp_call(fid), "{fid:#x}");
+        }
     }
 
     #[test]

@@ -91,16 +91,21 @@ pub enum Action {
 /// Decides what to do with a host call, given its `x0..=x3`, the MPIDR of each CPU (device-tree order) and a
 /// predicate telling whether a physical address is host RAM (a `CPU_ON` entry point must be).
 ///
-/// Never panics, whatever the registers hold.
+/// Never panics, whatever the registers hold. A vendor-specific hypervisor call
+/// ([`smccc::is_vendor_hyp_call`]) is [`Action::VendorHyp`] whatever the other registers hold; the EL2 trap
+/// path makes that check itself first and calls `decide` only for the other calls.
 pub fn decide(regs: [u64; 4], cpus: &[u64], is_host_ram: impl Fn(u64) -> bool) -> Action {
     let fid = FunctionId::from_x0(regs[0]);
+    if smccc::is_vendor_hyp_call(fid.raw()) {
+        return Action::VendorHyp;
+    }
     if !fid.is_valid_fast_call() {
         return Action::Return(smccc::ret(smccc::NOT_SUPPORTED));
     }
     match fid.owner() {
         Owner::Arch => Action::Return(smccc::arch_call(fid, regs[1])),
-        Owner::VendorHyp => Action::VendorHyp,
         Owner::StandardSecure => decide_psci(fid, regs, cpus, is_host_ram),
+        // Owner::VendorHyp never gets here: every well-formed one was taken above.
         _ => Action::Return(smccc::ret(smccc::NOT_SUPPORTED)),
     }
 }
@@ -304,9 +309,31 @@ mod tests {
     }
 
     #[test]
+    fn vendor_hyp_decode_agrees_with_the_fast_check() {
+        // Every owner and convention (bits 31:24), reserved bits 23:16 clear or set, assorted function numbers,
+        // junk in the upper half of x0: `decide` says VendorHyp exactly when the EL2 fast check does, and that
+        // is exactly the well-formed fast calls of owner 6.
+        for hi in 0..=0xffu64 {
+            for mid in [0u64, 0x01, 0x80, 0xff] {
+                for lo in [0u64, 1, 5, 0xd, 0xff01, 0xff03, 0xffff] {
+                    for upper in [0u64, 0xdead_beef] {
+                        let x0 = upper << 32 | hi << 24 | mid << 16 | lo;
+                        let fast = smccc::is_vendor_hyp_call(x0 as u32);
+                        assert_eq!(fast, (hi == 0x86 || hi == 0xc6) && mid == 0, "{x0:#x}");
+                        let action = d([x0, u64::MAX, u64::MAX, u64::MAX]);
+                        assert_eq!(action == Action::VendorHyp, fast, "{x0:#x}: {action:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn other_owners_and_malformed_calls_are_not_supported() {
         for x0 in [
             0x8200_0000u64,
+            0x4600_0001,
+            0x8610_0001,
             0x8300_0001,
             0x8500_0000,
             0xb200_0000,

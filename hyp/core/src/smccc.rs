@@ -2,22 +2,14 @@
 //!
 //! The layout of a function identifier (Arm DEN0028, "SMC Calling Convention", section 2.5):
 //! bit 31 fast call, bit 30 SMC64/HVC64 calling convention, bits 29:24 the owning entity, bits 23:16 must be
-//! zero for fast calls, bits 15:0 the function number within the owner's range.
+//! zero for fast calls, bits 15:0 the function number within the owner's range. The field constants are
+//! warden-abi's (`SMCCC_*`), as is [`is_vendor_hyp_call`], the check the EL2 trap path makes first.
 
-/// Bit 31 of a function ID: set for a fast call, clear for a yielding call.
-pub const FAST_CALL: u32 = 1 << 31;
-/// Bit 30 of a function ID: set for the 64-bit calling convention.
-pub const CONV_64: u32 = 1 << 30;
-/// Shift of the owning-entity field (bits 29:24).
-pub const OWNER_SHIFT: u32 = 24;
-/// Mask of the owning-entity field once shifted down.
-pub const OWNER_MASK: u32 = 0x3f;
-/// Shift of the bits 23:16 that must be zero in a fast call.
-pub const RESERVED_SHIFT: u32 = 16;
-/// Mask of the bits 23:16 once shifted down.
-pub const RESERVED_MASK: u32 = 0xff;
-/// Mask of the function number (bits 15:0).
-pub const FUNCTION_MASK: u32 = 0xffff;
+pub use warden_abi::is_vendor_hyp_call;
+use warden_abi::{
+    SMCCC_64, SMCCC_FAST_CALL, SMCCC_FAST_RESERVED, SMCCC_FUNC_MASK, SMCCC_OWNER_MASK,
+    SMCCC_OWNER_SHIFT,
+};
 
 /// SMCCC return code: success.
 pub const SUCCESS: i64 = 0;
@@ -63,7 +55,7 @@ pub enum Owner {
 impl Owner {
     /// Decodes the owner field (bits 29:24 of a function ID, already shifted down).
     pub fn from_field(field: u8) -> Self {
-        match field & OWNER_MASK as u8 {
+        match field & SMCCC_OWNER_MASK as u8 {
             0 => Self::Arch,
             1 => Self::Cpu,
             2 => Self::Sip,
@@ -96,27 +88,27 @@ impl FunctionId {
 
     /// Whether this is a fast call (bit 31).
     pub fn is_fast(self) -> bool {
-        self.0 & FAST_CALL != 0
+        self.0 & SMCCC_FAST_CALL != 0
     }
 
     /// Whether the call uses the 64-bit convention (bit 30).
     pub fn is_64(self) -> bool {
-        self.0 & CONV_64 != 0
+        self.0 & SMCCC_64 != 0
     }
 
     /// The owning entity (bits 29:24).
     pub fn owner(self) -> Owner {
-        Owner::from_field(((self.0 >> OWNER_SHIFT) & OWNER_MASK) as u8)
+        Owner::from_field(((self.0 >> SMCCC_OWNER_SHIFT) & SMCCC_OWNER_MASK) as u8)
     }
 
     /// The function number within the owner's range (bits 15:0).
     pub fn number(self) -> u16 {
-        (self.0 & FUNCTION_MASK) as u16
+        (self.0 & SMCCC_FUNC_MASK) as u16
     }
 
     /// Whether the bits 23:16, which must be zero for a fast call, are zero.
     pub fn reserved_bits_clear(self) -> bool {
-        (self.0 >> RESERVED_SHIFT) & RESERVED_MASK == 0
+        self.0 & SMCCC_FAST_RESERVED == 0
     }
 
     /// Whether this is a well-formed fast call: the only kind the hypervisor services.

@@ -274,11 +274,11 @@ pub fn bring_up(platform: &Platform, plan: &Plan) -> Result<&'static El2Warden, 
     Ok(WARDEN.call_once(|| w))
 }
 
-/// A Warden hypercall (SMCCC owner 6) from the host: `x` = the caller's x0..x6; returns x0..x3. Without a
-/// dispatcher (no SMMU), `NOT_SUPPORTED`.
-pub fn hypercall(x: &[u64; 7]) -> [u64; 4] {
+/// A Warden hypercall (SMCCC owner 6) from the host: `fid` = the caller's w0, `args` its x1..x6; returns
+/// x0..x3. Without a dispatcher (no SMMU), `NOT_SUPPORTED`.
+pub fn hypercall(fid: u32, args: [u64; 6]) -> [u64; 4] {
     match WARDEN.get() {
-        Some(w) => w.handle(x[0] as u32, [x[1], x[2], x[3], x[4], x[5], x[6]]),
+        Some(w) => w.handle(fid, args),
         None => [
             warden_core::smccc::ret(warden_core::smccc::NOT_SUPPORTED),
             0,

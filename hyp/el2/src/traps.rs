@@ -1,4 +1,4 @@
-//! Exception handling at EL2: host HVC/SMC (PSCI relay, Warden hypercalls), host stage-2 faults (accesses to
+//! Exception handling at EL2: host HVC/SMC (Warden hypercalls, checked first; then PSCI relay), host stage-2 faults (accesses to
 //! the emulated GIC frames answered by `gic`; the rest logged and answered with an injected external abort,
 //! unless the address translates again after a concurrent break-before-make edit, see `host_mem`), every other
 //! host exception (an undefined-instruction exception injected for a synchronous one, an asynchronous one
@@ -100,8 +100,12 @@ fn enter_el1(frame: &mut TrapFrame, inj: &Injection) {
     frame.spsr = inj.spsr_el2;
 }
 
-/// A host SMC or HVC: PSCI relay, SMCCC architecture calls, Warden hypercalls.
+/// A host SMC or HVC: Warden hypercalls first (the hot path: straight to the dispatcher, without the PSCI
+/// relay's decode), then PSCI relay and SMCCC architecture calls.
 fn host_call(frame: &mut TrapFrame) {
+    if smccc::is_vendor_hyp_call(frame.x[0] as u32) {
+        return vendor_hyp_call(frame);
+    }
     let regs = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
     let action = {
         let cpus = percpu::mpidrs();
@@ -128,13 +132,16 @@ fn host_call(frame: &mut TrapFrame) {
             ]);
             frame.x[0] = r[0];
         }
-        Action::VendorHyp => {
-            let mut x = [0u64; 7];
-            x.copy_from_slice(&frame.x[..7]);
-            let r = crate::smmu::hypercall(&x);
-            frame.x[..4].copy_from_slice(&r);
-        }
+        // Not reached (taken above); kept so that `decide`'s answer is obeyed whatever it is.
+        Action::VendorHyp => vendor_hyp_call(frame),
     }
+}
+
+/// A vendor-specific hypervisor call (SMCCC owner 6): the Warden dispatcher answers in `x0..x3`.
+fn vendor_hyp_call(frame: &mut TrapFrame) {
+    let x = &frame.x;
+    let r = crate::smmu::hypercall(x[0] as u32, [x[1], x[2], x[3], x[4], x[5], x[6]]);
+    frame.x[..4].copy_from_slice(&r);
 }
 
 /// A host access to an IPA its stage-2 does not map: log it and inject a synchronous external abort.

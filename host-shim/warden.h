@@ -173,12 +173,13 @@ static_assert(WARDEN_LAZY_ENTRIES * WARDEN_UNMAP_BATCH_ENTRY_SIZE <= WARDEN_PAGE
 /**
  * struct warden_domain - a paging domain, backed by a hyp PAGING domain.
  *
- * @shadow: a translation shadow for iova_to_phys without a hypercall: an io-pgtable
- *          (ARM_64_LPAE_S1, the native driver's format and iova_to_phys), never walked by hardware,
- *          no TLB ops. map_pages maps it before the hyp hears of the run; unmaps remove from the
- *          hyp first, then the same bytes from the shadow; so it always holds everything the hyp
- *          has mapped (plus runs still pending). Lock-free for disjoint ranges, like the native
- *          driver's tables. NULL if it could not be set up.
+ * @shadow: with the module parameter iova_shadow (default off), a translation shadow for
+ *          iova_to_phys without a hypercall: an io-pgtable (ARM_64_LPAE_S1, the native driver's
+ *          format and iova_to_phys), never walked by hardware, no TLB ops. map_pages maps it before
+ *          the hyp hears of the run; unmaps remove from the hyp first, then the same bytes from the
+ *          shadow; so it always holds everything the hyp has mapped (plus runs still pending).
+ *          Lock-free for disjoint ranges, like the native driver's tables. NULL when off or if it
+ *          could not be set up: iova_to_phys is then an IOVA_TO_PHYS hypercall.
  * @shadow_ok: the shadow is trusted; turns false for good if an unmap of it went wrong
  *             (iova_to_phys then asks the hyp: the shadow never answers with a stale PA).
  * @runs: map_pages runs not yet given to the hyp: slot i holds one if bit i of @used is set, under
@@ -186,9 +187,9 @@ static_assert(WARDEN_LAZY_ENTRIES * WARDEN_UNMAP_BATCH_ENTRY_SIZE <= WARDEN_PAGE
  *        iova + size), sends them with one MAP_BATCH and frees them; a claimed slot is only read by
  *        its flush. When every slot is used, map_pages maps directly (MAP_PAGES).
  * @lazy: unmaps iommu-dma's flush queue deferred (IOMMU_DOMAIN_DMA_FQ: unmap_pages with a queued
- *        gather), @lazy_n of them, under @lazy_lock: already out of the shadow, still mapped in the
- *        hyp (their pages DMA-counted, so not donatable) until flush_iotlb_all or a full queue
- *        sends them with one UNMAP_BATCH.
+ *        gather), @lazy_n of them, under @lazy_lock: already out of the shadow (if there is one),
+ *        still mapped in the hyp (their pages DMA-counted, so not donatable) until flush_iotlb_all
+ *        or a full queue sends them with one UNMAP_BATCH.
  */
 struct warden_domain {
 	struct iommu_domain domain;

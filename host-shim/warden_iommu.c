@@ -6,9 +6,10 @@
  *
  * Every operation on the hardware is a hypercall; the hyp validates each argument, owns the page
  * tables and the SMMU, and invalidates the SMMU's TLBs itself before an unmap returns. The shim
- * only keeps the book-keeping Linux needs (which SIDs a device has, which domain they are in, a
- * CPU-only io-pgtable shadow of each paging domain for iova_to_phys, the runs a mapping operation
- * has not sent yet) and the list of pages it donated.
+ * only keeps the book-keeping Linux needs (which SIDs a device has, which domain they are in, the
+ * runs a mapping operation has not sent yet, the unmaps a lazy domain has queued, and, with
+ * iova_shadow=1, a CPU-only io-pgtable shadow of each paging domain for iova_to_phys) and the list
+ * of pages it donated.
  */
 #define pr_fmt(fmt) "warden: " fmt
 
@@ -49,9 +50,14 @@ static inline struct warden_domain *to_warden_domain(struct iommu_domain *domain
 static bool map_batch = true;
 module_param(map_batch, bool, 0644);
 MODULE_PARM_DESC(map_batch, "Defer map_pages to iotlb_sync_map and send each mapping operation with one MAP_BATCH");
-static bool iova_shadow = true;
-module_param(iova_shadow, bool, 0644);
-MODULE_PARM_DESC(iova_shadow, "Answer iova_to_phys from the shim's translation shadow instead of IOVA_TO_PHYS");
+/*
+ * Off by default: measured, the shadow's io-pgtable work at EL1 costs a map + unmap pair more
+ * instructions than the IOVA_TO_PHYS round trip it saves per dma_unmap_page (host-shim/README.md,
+ * "Translation shadow"). Read-only: a domain has a shadow from its birth or never.
+ */
+static bool iova_shadow;
+module_param(iova_shadow, bool, 0444);
+MODULE_PARM_DESC(iova_shadow, "Keep a translation shadow of each paging domain and answer iova_to_phys from it instead of IOVA_TO_PHYS (default off)");
 static bool lazy_unmap = true;
 module_param(lazy_unmap, bool, 0444);
 MODULE_PARM_DESC(lazy_unmap, "Offer lazy (flush-queue) domains: queue their unmaps and send them with UNMAP_BATCH");
@@ -605,12 +611,13 @@ static struct iommu_domain *warden_domain_alloc_paging(struct device *dev)
 		.tlb = NULL,		/* nothing caches it: no TLB maintenance */
 		.iommu_dev = smmu->dev,
 	};
-	wd->shadow = alloc_io_pgtable_ops(ARM_64_LPAE_S1, &cfg, wd);
+	if (iova_shadow)
+		wd->shadow = alloc_io_pgtable_ops(ARM_64_LPAE_S1, &cfg, wd);
 	if (wd->shadow && cfg.pgsize_bitmap != warden_info.pgsize_bitmap) {
 		free_io_pgtable_ops(wd->shadow);
 		wd->shadow = NULL;
 	}
-	if (!wd->shadow)
+	if (iova_shadow && !wd->shadow)
 		dev_warn_once(smmu->dev, "no io-pgtable translation shadow (IOVA bits %u, page sizes %#llx): iova_to_phys asks the hyp\n",
 			      warden_info.iova_bits, warden_info.pgsize_bitmap);
 	wd->shadow_ok = !!wd->shadow;
@@ -703,8 +710,8 @@ static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 
  * every segment (IOVA-contiguous from iova). When a map_pages fails, neither calls iotlb_sync_map:
  * __iommu_map and iommu_map_sg unmap what was mapped so far (iommu_unmap), and an iotlb_sync_map
  * that fails is followed by iommu_unmap of its whole range. So with deferral on, map_pages maps the
- * shadow and records the run in a free slot of the domain's fixed array (no allocation; it reports
- * the run mapped; with every slot in use it sends it at once, MAP_PAGES), iotlb_sync_map claims
+ * shadow (if any) and records the run in a free slot of the domain's fixed array (no allocation; it
+ * reports the run mapped; with every slot in use it sends it at once, MAP_PAGES), iotlb_sync_map claims
  * every run inside its range and sends them with one MAP_BATCH (one MAP_PAGES when there is one
  * run) before the core returns to its caller, and unmap_pages first drops runs that are still
  * pending (they never reached the hyp). Concurrent mappers in one domain own disjoint IOVA ranges
@@ -879,8 +886,8 @@ static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 
  * type DMA-FQ) passes unmap_pages a gather marked queued: it will not reuse the IOVA, nor report
  * the unmap done to anyone who could hand the IOVA out again, before it has called flush_iotlb_all
  * (from its flush-queue timer, at most IOVA_FQ_TIMEOUT later, or when its queue fills). Such an
- * unmap leaves the shadow at once and is queued in the domain's @lazy page; the queue goes to the
- * hyp with one UNMAP_BATCH when it fills or at flush_iotlb_all, and the hyp clears every range,
+ * unmap leaves the shadow (if any) at once and is queued in the domain's @lazy page; the queue goes
+ * to the hyp with one UNMAP_BATCH when it fills or at flush_iotlb_all, and the hyp clears every range,
  * invalidates once, and only then drops the pages' DMA counts. Until then the range stays mapped in
  * the hyp and its pages stay counted: a device can still reach them (as natively, where the PTE is
  * gone but the IOTLB may keep it until the flush), and the hyp refuses to take them as donations
@@ -939,15 +946,18 @@ static bool warden_lazy_flush(struct warden_domain *wd)
 
 /*
  * Queues [iova, iova + len) for @wd's next UNMAP_BATCH (merged with the last entry when adjacent),
- * sending the queue when it is full. False when it cannot: no queue, or the shadow (which holds
- * everything the hyp has mapped) did not hold the whole range; the caller then unmaps at once.
+ * sending the queue when it is full. False when it cannot: no queue, or the domain has a shadow
+ * (which holds everything the hyp has mapped) and it did not hold the whole range; the caller then
+ * unmaps at once. Without a shadow the range is queued as iommu-dma gives it (it unmaps only what it
+ * mapped); should a queued range not be mapped in full, the hyp refuses the UNMAP_BATCH and every
+ * entry goes alone (UNMAP_PAGES, counted in lazy_fallbacks).
  */
 static bool warden_lazy_add(struct warden_domain *wd, u64 iova, u64 pgsize, u64 len)
 {
 	struct warden_lazy_entry *last;
 	unsigned long flags;
 
-	if (!wd->lazy || !warden_shadow_unmap(wd, iova, pgsize, len))
+	if (!wd->lazy || (wd->shadow && !warden_shadow_unmap(wd, iova, pgsize, len)))
 		return false;
 	spin_lock_irqsave(&wd->lazy_lock, flags);
 	last = wd->lazy_n ? &wd->lazy[wd->lazy_n - 1] : NULL;
@@ -1121,16 +1131,17 @@ static int warden_iotlb_sync_map(struct iommu_domain *domain, unsigned long iova
 }
 
 /*
- * Paging domains answer from the shadow with io-pgtable's own walk (what the native driver answers
- * with; no hypercall: iommu-dma asks before every dma_unmap_page); the hyp stays the authority, the
- * shadow only mirrors what map_pages gave it. IOVA_TO_PHYS when the shadow is off or was lost.
+ * An IOVA_TO_PHYS hypercall (iommu-dma asks before every dma_unmap_page). With iova_shadow=1,
+ * paging domains answer from the shadow with io-pgtable's own walk instead (what the native driver
+ * answers with; no hypercall); the hyp stays the authority, the shadow only mirrors what map_pages
+ * gave it, and a lost shadow falls back to IOVA_TO_PHYS.
  */
 static phys_addr_t warden_iova_to_phys(struct iommu_domain *domain, dma_addr_t iova)
 {
 	struct warden_domain *wd = to_warden_domain(domain);
 	struct warden_ret r;
 
-	if (READ_ONCE(iova_shadow) && READ_ONCE(wd->shadow_ok)) {
+	if (READ_ONCE(wd->shadow_ok)) {
 		atomic64_inc(&wd->smmu->shadow_hits);
 		return wd->shadow->iova_to_phys(wd->shadow, iova);
 	}

@@ -171,3 +171,65 @@ edu_dma() {
         sleep 0.1
     done
 }
+
+# shim_bench ARGS: one warden_bench run on the NVMe controller (1 thread, 300 ms, then ARGS); sets calls (maps
+# done) and the hyp's call deltas over the run: mp (MAP_PAGES), mb (MAP_BATCH), up (UNMAP_PAGES), i2p
+# (IOVA_TO_PHYS).
+shim_bench() {
+    set -- $(shim_stat hyp.calls.map_pages) $(shim_stat hyp.calls.map_batch) $(shim_stat hyp.calls.unmap_pages) \
+        $(shim_stat hyp.calls.iova_to_phys) "$@"
+    a_mp=$1 a_mb=$2 a_up=$3 a_i2p=$4
+    shift 4
+    dmesg -c > /dev/null
+    insmod /lib/modules/$(uname -r)/extra/warden_bench.ko threads=1 duration_ms=300 "$@" ||
+        { dmesg | tail -5; fail "warden_bench $* failed"; }
+    rmmod warden_bench
+    calls=$(dmesg | sed -n 's/.*result op=map .* calls=\([0-9]*\) .*/\1/p')
+    [ -n "$calls" ] && [ "$calls" -gt 0 ] || fail "warden_bench $* reported no calls"
+    mp=$(($(shim_stat hyp.calls.map_pages) - a_mp))
+    mb=$(($(shim_stat hyp.calls.map_batch) - a_mb))
+    up=$(($(shim_stat hyp.calls.unmap_pages) - a_up))
+    i2p=$(($(shim_stat hyp.calls.iova_to_phys) - a_i2p))
+    echo "warden_bench $*: $calls maps; hyp calls: map_pages $mp, map_batch $mb, unmap_pages $up, iova_to_phys $i2p"
+}
+
+# shim_slack N: the calls other DMA (the disks' own traffic) may add while a shim_bench of N calls runs.
+shim_slack() { echo $(($1 / 100 + 8)); }
+
+# shim_param NAME: warden.ko's module parameter NAME (Y/N for a bool).
+shim_param() {
+    cat /sys/module/warden/parameters/$1
+}
+
+# shim_lazy_io MIB: on a machine booted with iommu.strict=0, checks that the disks' groups are DMA-FQ, writes and
+# reads back MIB MiB on each disk (disk_check), and fails unless the unmaps went the lazy way: at least 1000
+# queued, no UNMAP_PAGES, no queued unmap fell back to UNMAP_PAGES, at most one UNMAP_BATCH per 16 unmaps.
+shim_lazy_io() {
+    mib=$1
+    grep -q "iommu.strict=0" /proc/cmdline || fail "not booted with iommu.strict=0"
+    [ "$(shim_param lazy_unmap)" = Y ] || fail "lazy_unmap is not on by default"
+    for drv in nvme virtio-pci; do
+        for b in $(pci_driver_devs $drv); do
+            t=$(iommu_type $b)
+            echo "$drv $b: $t"
+            [ "$t" = DMA-FQ ] || fail "$b ($drv) is in a $t domain, not DMA-FQ"
+        done
+    done
+    set -- $(shim_stat hyp.calls.unmap_pages) $(shim_stat hyp.calls.unmap_batch) $(shim_stat shim.lazy_unmaps) \
+        $(shim_stat shim.lazy_fallbacks) $(shim_stat hyp.smmu_commands)
+    up0=$1 ub0=$2 lz0=$3 fb0=$4 cmd0=$5
+    for d in vda nvme0n1; do
+        disk_check $d "$mib" || fail "/dev/$d data check failed"
+        echo "/dev/$d: $mib MiB O_DIRECT + buffered read-back OK"
+    done
+    up=$(($(shim_stat hyp.calls.unmap_pages) - up0)) ub=$(($(shim_stat hyp.calls.unmap_batch) - ub0))
+    lz=$(($(shim_stat shim.lazy_unmaps) - lz0)) fb=$(($(shim_stat shim.lazy_fallbacks) - fb0))
+    cmd=$(($(shim_stat hyp.smmu_commands) - cmd0))
+    echo "sustained I/O: $lz unmaps queued, $ub UNMAP_BATCH, $up UNMAP_PAGES, $fb fallbacks, $cmd SMMU commands"
+    [ "$lz" -ge 1000 ] || fail "only $lz unmaps were queued lazily"
+    [ "$up" -eq 0 ] || fail "$up unmaps went to the hyp one by one (UNMAP_PAGES)"
+    [ "$fb" -eq 0 ] || fail "$fb queued unmaps fell back to UNMAP_PAGES"
+    [ "$ub" -gt 0 ] || fail "no UNMAP_BATCH"
+    [ $((16 * (ub + up))) -le "$lz" ] || fail "$((ub + up)) unmap hypercalls for $lz unmaps: more than 1 per 16"
+    echo "unmap hypercalls per unmap: $((ub + up)) / $lz (at most 1/16)"
+}

@@ -69,7 +69,9 @@ use crate::trap::TrapLog;
 
 pub use backend::{Backend, FaultRecord, HwError, InvalidateHint, SmmuCounters, SteConfig};
 pub use error::{CallError, InitError};
-pub use init::{Config, MIN_DOMAIN_POOL_PAGES, SidRange, identity_reserve_pages};
+pub use init::{
+    Config, IDENTITY_SPARE_TABLES, MIN_DOMAIN_POOL_PAGES, SidRange, identity_reserve_pages,
+};
 
 use domains::{AllocState, Slot, SlotKind, Streams};
 use error::CallResult;

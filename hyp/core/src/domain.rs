@@ -2,7 +2,7 @@
 //!
 //! A [`PagingDomain`] is an aarch64-paging [`Mapping`] in the [`Stage2`] regime whose tables come from the
 //! [`PagePool`] (hyp carve-out pages plus pages the host donated; the host-identity domain has a pool of
-//! carve-out pages only, [`identity_table_bound`] pages). It is never marked active, so aarch64-paging
+//! carve-out pages only: its boot tables, [`identity_boot_tables`], and a small spare). It is never marked active, so aarch64-paging
 //! issues no CPU TLB maintenance: the SMMU's TLBs are invalidated by the caller ([`crate::dispatch`]) through the
 //! SMMU driver, and table pages freed by an update are **quarantined** until that invalidation completed
 //! (an SMMU walk could still be reading them).
@@ -67,7 +67,7 @@ pub const S2_T0SZ: u8 = 64 - IOVA_BITS as u8;
 /// `S2SL0` for the STE: 1 = the walk starts at level 1 (4 KiB granule).
 pub const S2_SL0: u8 = 1;
 /// Pages a map must leave free in the pool, for unmap splits (each end of an unmap needs at most 2). The
-/// host-identity domain has a pool of its own ([`identity_table_bound`]).
+/// host-identity domain has a pool of its own ([`identity_boot_tables`] plus a spare).
 pub const POOL_RESERVE: usize = 16;
 
 /// The `S2PS`/`OAS` encoding of a PA width (32, 36, 40, 42, 44, 48, 52 bits); `None` for other widths.
@@ -141,6 +141,9 @@ struct PoolInner {
     reserved: usize,
     hyp_total: usize,
     donated_total: usize,
+    /// Donated pages held outside the pool (host-identity level-3 tables): they count against
+    /// `max_donated`, not in `donated_total`.
+    held: usize,
     max_donated: usize,
 }
 
@@ -198,6 +201,7 @@ impl PagePool {
             reserved: 0,
             hyp_total,
             donated_total: 0,
+            held: 0,
             max_donated,
         };
         Self {
@@ -259,11 +263,21 @@ impl PagePool {
             let pa = p.free_hyp.pop().or_else(|| p.free_donated.pop());
             pa.expect("reserved page missing from pool")
         };
-        let va = self.virt(pa);
         // SAFETY: `pa` was a free pool page: hyp-owned (carve-out or donated, unmapped from the host and from
-        // every device), mapped at `va` for the hyp, and referenced by nothing else until we return it.
-        unsafe { core::ptr::write_bytes(va.as_ptr(), 0, PAGE_SIZE as usize) };
+        // every device), and referenced by nothing else until we return it.
+        unsafe { self.zero(pa) };
         pa
+    }
+
+    /// Zeroes page `pa` through the hyp's mapping.
+    ///
+    /// # Safety
+    ///
+    /// `pa` is a hyp-owned RAM page (mapped for the hyp at `pa + phys_offset`) that nothing else accesses.
+    unsafe fn zero(&self, pa: u64) {
+        let va = self.virt(pa);
+        // SAFETY: as promised by our caller, the page is mapped at `va` and nothing else accesses it.
+        unsafe { core::ptr::write_bytes(va.as_ptr(), 0, PAGE_SIZE as usize) };
     }
 
     fn virt(&self, pa: u64) -> NonNull<u8> {
@@ -302,7 +316,7 @@ impl PagePool {
     /// [`DomainError::Limit`] if the pool would hold more than its donation capacity.
     pub fn begin_donation(&self, pages: usize) -> Result<(), DomainError> {
         let mut p = self.inner.lock();
-        if p.donated_total.saturating_add(pages) > p.max_donated {
+        if p.donated_total.saturating_add(p.held).saturating_add(pages) > p.max_donated {
             return Err(DomainError::Limit);
         }
         p.donated_total += pages;
@@ -314,6 +328,40 @@ impl PagePool {
     pub fn release_donation(&self, pages: usize) {
         let mut p = self.inner.lock();
         p.donated_total = p.donated_total.saturating_sub(pages);
+    }
+
+    /// Moves `pages` donated pages whose capacity is claimed out of the pool for good (they became host-identity
+    /// tables): they keep their share of the donation capacity but no longer count in [`PoolStats::total`].
+    pub fn hold_donated(&self, pages: usize) {
+        let mut p = self.inner.lock();
+        let n = pages.min(p.donated_total);
+        p.donated_total -= n;
+        p.held += n;
+    }
+
+    /// Releases the donation capacity of `pages` held pages ([`Self::hold_donated`]) that left for good.
+    pub fn release_held(&self, pages: usize) {
+        let mut p = self.inner.lock();
+        p.held = p.held.saturating_sub(pages);
+    }
+
+    /// Takes one free donated page in `[lo, hi)` outside `[skip_lo, skip_hi)` off the free list, zeroed, if
+    /// one is there and reservations stay covered. It still counts as donated (see [`Self::hold_donated`]).
+    pub fn take_donated_in(&self, lo: u64, hi: u64, skip_lo: u64, skip_hi: u64) -> Option<u64> {
+        let mut p = self.inner.lock();
+        if p.free() <= p.reserved {
+            return None;
+        }
+        let i = p
+            .free_donated
+            .iter()
+            .position(|&x| (lo..hi).contains(&x) && !(skip_lo..skip_hi).contains(&x))?;
+        let pa = p.free_donated.swap_remove(i);
+        drop(p);
+        // SAFETY: the page was a free pool page (hyp-owned, mapped for the hyp, referenced by nothing); it was
+        // just removed from the free list under the lock, so nothing else can take it.
+        unsafe { self.zero(pa) };
+        Some(pa)
     }
 
     /// Puts donated pages whose capacity is claimed (already checked, unmapped from the host and from every
@@ -359,11 +407,10 @@ impl PagePool {
         p.free_donated.retain(|&x| x < pa || x >= end);
         drop(p);
         for i in 0..pages as u64 {
-            let va = self.virt(pa + i * PAGE_SIZE);
-            // SAFETY: the page was a free pool page (hyp-owned, mapped at `va`, referenced by nothing); it was
-            // just removed from the free list under the lock, so nothing else can take it. Zeroing it keeps old
-            // page-table contents from reaching the host.
-            unsafe { core::ptr::write_bytes(va.as_ptr(), 0, PAGE_SIZE as usize) };
+            // SAFETY: the page was a free pool page (hyp-owned, mapped for the hyp, referenced by nothing); it
+            // was just removed from the free list under the lock, so nothing else can take it. Zeroing it keeps
+            // old page-table contents from reaching the host.
+            unsafe { self.zero(pa + i * PAGE_SIZE) };
         }
         Ok(())
     }
@@ -374,12 +421,23 @@ pub struct PoolTranslation {
     pool: Arc<PagePool>,
     tag: u16,
     freed: usize,
+    allocated: usize,
     in_use: usize,
+    /// The page the next allocation takes instead of a reserved pool page ([`PagingDomain::set_next_table`]).
+    next_table: core::cell::Cell<Option<u64>>,
 }
 
 impl Translation<Stage2Attributes> for PoolTranslation {
     fn allocate_table(&mut self) -> (NonNull<PageTable<Stage2Attributes>>, PhysicalAddress) {
-        let pa = self.pool.take_reserved();
+        let pa = match self.next_table.take() {
+            Some(pa) => {
+                // SAFETY: `set_next_table`'s caller promised a hyp-owned page nothing else accesses.
+                unsafe { self.pool.zero(pa) };
+                pa
+            }
+            None => self.pool.take_reserved(),
+        };
+        self.allocated += 1;
         self.in_use += 1;
         (self.pool.virt(pa).cast(), PhysicalAddress(pa as usize))
     }
@@ -502,15 +560,61 @@ fn entries_touched(runs: &[(u64, u64)], level: usize) -> usize {
     n as usize
 }
 
-/// The most table pages a domain can ever hold if it only maps and unmaps inside `runs` (`(base, size)`,
-/// page aligned, below 2^[`IOVA_BITS`]): the root, one level-2 table per 1 GiB and one level-3 table per 2 MiB
-/// that a run touches. The host-identity domain is such a domain (host RAM and doorbell runs; donation and
-/// reclaim only cut and refill them), so a pool of this many pages can never run short for it.
+/// Number of distinct 2 MiB pieces that a run `(base, size)` covers only in part (its first and last piece
+/// when its ends are not 2 MiB aligned; runs may share pieces and come in any order).
+fn pieces_cut(runs: &[(u64, u64)]) -> usize {
+    let g = granule(ROOT_LEVEL + 1);
+    let mut pieces: Vec<u64> = Vec::new();
+    for &(base, size) in runs.iter().filter(|&&(_, size)| size != 0) {
+        let end = base + size;
+        if !base.is_multiple_of(g) {
+            pieces.push(base & !(g - 1));
+        }
+        if !end.is_multiple_of(g) {
+            pieces.push((end - 1) & !(g - 1));
+        }
+    }
+    pieces.sort_unstable();
+    pieces.dedup();
+    pieces.len()
+}
+
+/// The table pages of the host-identity domain after boot, exactly: the root, one level-2 table per 1 GiB a
+/// run touches (host-identity has no 1 GiB blocks: [`pieces_below_1g`]), and one level-3 table per 2 MiB
+/// piece a run covers only in part (the others are 2 MiB blocks). `runs` are `(base, size)`, page aligned,
+/// non-overlapping, below 2^[`IOVA_BITS`], each mapped 1:1.
 #[must_use]
-pub fn identity_table_bound(runs: &[(u64, u64)]) -> usize {
-    1 + (ROOT_LEVEL..LEAF_LEVEL)
-        .map(|level| entries_touched(runs, level))
-        .sum::<usize>()
+pub fn identity_boot_tables(runs: &[(u64, u64)]) -> usize {
+    1 + entries_touched(runs, ROOT_LEVEL) + pieces_cut(runs)
+}
+
+/// `[iova, iova + len)` cut into pieces that cover no whole 1 GiB entry (a whole aligned GiB goes in two
+/// pieces, split at its last 2 MiB), so that a map through them writes no 1 GiB block and a clear through
+/// them frees no level-2 table: the host-identity domain's level-2 tables stay from boot on.
+pub fn pieces_below_1g(iova: u64, len: u64) -> impl Iterator<Item = (u64, u64)> {
+    let g1 = granule(ROOT_LEVEL);
+    let g2 = granule(ROOT_LEVEL + 1);
+    let end = iova + len;
+    let mut s = iova;
+    let mut split_at = None;
+    core::iter::from_fn(move || {
+        if let Some(at) = split_at.take() {
+            let piece_end = (at & !(g1 - 1)) + g1;
+            s = piece_end;
+            return Some((at, piece_end - at));
+        }
+        if s >= end {
+            return None;
+        }
+        let e = end.min((s & !(g1 - 1)) + g1);
+        let start = s;
+        if e - start == g1 {
+            split_at = Some(e - g2);
+            return Some((start, g1 - g2));
+        }
+        s = e;
+        Some((start, e - start))
+    })
 }
 
 /// Descriptor bits: valid, and (with valid) table or page rather than block.
@@ -559,7 +663,9 @@ impl PagingDomain {
             pool,
             tag,
             freed: 0,
+            allocated: 0,
             in_use: 0,
+            next_table: core::cell::Cell::new(None),
         };
         Ok(Self {
             map: Mapping::new(t, ROOT_LEVEL, Stage2),
@@ -684,9 +790,8 @@ impl PagingDomain {
         unsafe { core::slice::from_raw_parts(table.as_ptr(), TABLE_ENTRIES) }
     }
 
-    /// The level-3 table that translates `iova` (its descriptors), if the level-1 and level-2 entries on the
-    /// way are table descriptors.
-    fn l3_table(&self, iova: u64) -> Option<&[AtomicUsize]> {
+    /// The level-2 descriptor that translates `iova`, if the level-1 entry on the way is a table descriptor.
+    fn l2_entry(&self, iova: u64) -> Option<u64> {
         // SAFETY: the root is a table page of this domain.
         let l1 = unsafe { self.table(self.root_pa()) }[index_at(iova, ROOT_LEVEL)]
             .load(Ordering::Relaxed) as u64;
@@ -694,13 +799,32 @@ impl PagingDomain {
             return None;
         }
         // SAFETY: `l1` is a valid table descriptor of this domain: it points at one of its table pages.
-        let l2 = unsafe { self.table(l1 & DESC_ADDR_MASK) }[index_at(iova, ROOT_LEVEL + 1)]
-            .load(Ordering::Relaxed) as u64;
-        if l2 & DESC_TYPE_MASK != DESC_TABLE {
-            return None;
-        }
-        // SAFETY: as above, one level down.
-        Some(unsafe { self.table(l2 & DESC_ADDR_MASK) })
+        Some(
+            unsafe { self.table(l1 & DESC_ADDR_MASK) }[index_at(iova, ROOT_LEVEL + 1)]
+                .load(Ordering::Relaxed) as u64,
+        )
+    }
+
+    /// The PA of the level-3 table that translates `iova`, if the level-1 and level-2 entries on the way are
+    /// table descriptors.
+    #[must_use]
+    pub fn l3_table_pa(&self, iova: u64) -> Option<u64> {
+        let l2 = self.l2_entry(iova)?;
+        (l2 & DESC_TYPE_MASK == DESC_TABLE).then_some(l2 & DESC_ADDR_MASK)
+    }
+
+    /// Whether the level-2 entry that translates `iova` is reached through a level-1 table and is invalid.
+    #[must_use]
+    pub fn l2_entry_invalid(&self, iova: u64) -> bool {
+        self.l2_entry(iova).is_some_and(|d| d & DESC_VALID == 0)
+    }
+
+    /// The level-3 table that translates `iova` (its descriptors), if the level-1 and level-2 entries on the
+    /// way are table descriptors.
+    fn l3_table(&self, iova: u64) -> Option<&[AtomicUsize]> {
+        let pa = self.l3_table_pa(iova)?;
+        // SAFETY: `pa` comes from a valid table descriptor of this domain: it is one of its table pages.
+        Some(unsafe { self.table(pa) })
     }
 
     /// Calls `f(iova, entries)` for each 2 MiB piece of `[iova, iova + len)` with the level-3 descriptors that
@@ -1054,6 +1178,146 @@ impl PagingDomain {
         Ok(())
     }
 
+    /// Makes the next table this domain allocates page `pa` instead of a reserved pool page (the page is
+    /// zeroed first). The host-identity domain uses it to make a donated page the level-3 table of the 2 MiB
+    /// block it lies in ([`Self::split_block_around`]).
+    ///
+    /// # Safety
+    ///
+    /// `pa` is a hyp-owned RAM page, mapped for the hyp at its pool's offset, that no CPU but the hyp and no
+    /// device can reach any more (unmapped from the host stage-2, and from every domain with its TLB entries
+    /// invalidated), and nothing else uses it from now on.
+    pub unsafe fn set_next_table(&mut self, pa: u64) {
+        self.map.translation().next_table.set(Some(pa));
+    }
+
+    /// Tables allocated since the domain was made (a running count; [`Self::table_pages`] is what it holds).
+    #[must_use]
+    pub fn tables_allocated(&self) -> usize {
+        self.map.translation().allocated
+    }
+
+    /// Replaces the 2 MiB block at `block` (a valid level-2 block entry) by a level-3 table that maps all of
+    /// it as before except `[lo, hi)`, break-before-make: the entry goes invalid, `invalidate(block, 2 MiB, 2)`
+    /// must remove it from the SMMU's TLBs and wait, then the table is written and installed. The table is the
+    /// page given to [`Self::set_next_table`], else a page the caller reserved. `[lo, hi)` is never mapped
+    /// through the new table, so a page in it can be that table.
+    ///
+    /// # Errors
+    ///
+    /// What `invalidate` returns (the block is written back as it was and the next-table page is forgotten), or
+    /// [`DomainError::Internal`] if the entry is not a 2 MiB block or aarch64-paging refuses (broken invariants).
+    pub fn split_block_around<E: From<DomainError>>(
+        &mut self,
+        block: u64,
+        lo: u64,
+        hi: u64,
+        invalidate: impl FnOnce(u64, u64, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let g = L2_GRANULE;
+        let mut leaf = None;
+        let _ = self.map.walk_range(&region(block, g), &mut |_, d, level| {
+            if level == ROOT_LEVEL + 1 && d.is_valid() && !d.is_table_or_page() {
+                leaf = Some((d.output_address().0 as u64, d.flags()));
+            }
+            Ok::<(), ()>(())
+        });
+        let Some((pa, attrs)) = leaf else {
+            self.map.translation().next_table.set(None);
+            return Err(DomainError::Internal.into());
+        };
+        self.map
+            .map_range(
+                &region(block, g),
+                PhysicalAddress(0),
+                Stage2Attributes::empty(),
+                Constraints::empty(),
+            )
+            .map_err(|_| DomainError::Internal)?;
+        if let Err(e) = invalidate(block, g, ROOT_LEVEL + 1) {
+            self.map.translation().next_table.set(None);
+            let _ = self.map.map_range(
+                &region(block, g),
+                PhysicalAddress(pa as usize),
+                attrs,
+                Constraints::empty(),
+            );
+            return Err(e);
+        }
+        let (lo, hi) = (lo.clamp(block, block + g), hi.clamp(block, block + g));
+        for (s, e) in [(block, lo), (hi, block + g)] {
+            if s < e {
+                self.map
+                    .map_range(
+                        &region(s, e - s),
+                        PhysicalAddress((pa + (s - block)) as usize),
+                        attrs,
+                        Constraints::empty(),
+                    )
+                    .map_err(|_| DomainError::Internal)?;
+            }
+        }
+        self.map.translation().next_table.set(None);
+        Ok(())
+    }
+
+    /// Whether the 2 MiB piece at `block` has a level-3 table whose every entry maps its own IOVA as a page
+    /// with `attrs`, except the entries `skip` names (whatever they hold).
+    #[must_use]
+    pub fn piece_is_identity_except(
+        &self,
+        block: u64,
+        attrs: Stage2Attributes,
+        skip: impl Fn(u64) -> bool,
+    ) -> bool {
+        let Some(entries) = self.l3_table(block) else {
+            return false;
+        };
+        let flags = (attrs | Stage2Attributes::TABLE_OR_PAGE).bits() as u64;
+        entries.iter().enumerate().all(|(i, d)| {
+            let iova = block + i as u64 * PAGE_SIZE;
+            skip(iova) || d.load(Ordering::Relaxed) as u64 == iova | flags
+        })
+    }
+
+    /// Replaces the level-3 table of the 2 MiB piece at `block` by a 2 MiB block mapping it 1:1 with `attrs`,
+    /// break-before-make: the entry goes invalid (the table to quarantine), `invalidate(block, 2 MiB)` must
+    /// remove the old entries and the table from the SMMU's TLBs and walk caches and wait, then the block is
+    /// written. Returns the freed table's PA (in quarantine until the caller releases it).
+    ///
+    /// # Errors
+    ///
+    /// What `invalidate` returns: the entry stays invalid and the table in quarantine (the SMMU may still hold
+    /// the table; nothing may reuse it). [`DomainError::Internal`] if the piece has no level-3 table or
+    /// aarch64-paging refuses.
+    pub fn merge_block<E: From<DomainError>>(
+        &mut self,
+        block: u64,
+        attrs: Stage2Attributes,
+        invalidate: impl FnOnce(u64, u64) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let g = L2_GRANULE;
+        let table = self.l3_table_pa(block).ok_or(DomainError::Internal)?;
+        self.map
+            .map_range(
+                &region(block, g),
+                PhysicalAddress(0),
+                Stage2Attributes::empty(),
+                Constraints::empty(),
+            )
+            .map_err(|_| DomainError::Internal)?;
+        invalidate(block, g)?;
+        self.map
+            .map_range(
+                &region(block, g),
+                PhysicalAddress(block as usize),
+                attrs,
+                Constraints::empty(),
+            )
+            .map_err(|_| DomainError::Internal)?;
+        Ok(table)
+    }
+
     /// The PA `iova` translates to, if mapped.
     #[must_use]
     pub fn translate(&self, iova: u64) -> Option<u64> {
@@ -1257,58 +1521,82 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn identity_bound_counts_distinct_tables() {
+    fn identity_boot_tables_counts_cut_pieces() {
         const G: u64 = 1 << 30;
         const M: u64 = 1 << 21;
-        assert_eq!(identity_table_bound(&[]), 1);
+        assert_eq!(identity_boot_tables(&[]), 1);
         // One page: an L2 and an L3 table.
-        assert_eq!(identity_table_bound(&[(G + 5 * M, 0x1000)]), 3);
-        // QEMU virt, 1 GiB of RAM minus the 30 MiB carve-out, the ITS doorbell frame: 497 + 1 L3 tables, two L2.
+        assert_eq!(identity_boot_tables(&[(G + 5 * M, 0x1000)]), 3);
+        // QEMU virt, 1 GiB of RAM minus a 2 MiB-aligned 30 MiB carve-out, the ITS doorbell frame: two L2
+        // tables, one L3 table (the doorbell); RAM is all 2 MiB blocks.
         let virt = [(0x4000_0000 + 15 * M, G - 15 * M), (0x0809_0000, 0x1_0000)];
-        assert_eq!(identity_table_bound(&virt), 1 + 2 + 498);
-        // Runs sharing blocks count them once, in any order; a run straddling a GiB touches both.
+        assert_eq!(identity_boot_tables(&virt), 1 + 2 + 1);
+        // Runs sharing pieces count them once, in any order; a run straddling a GiB touches both.
         assert_eq!(
-            identity_table_bound(&[(M + 0x1000, 0x1000), (M, 0x1000), (G - M, 2 * M)]),
-            1 + 2 + 3
+            identity_boot_tables(&[(M + 0x1000, 0x1000), (M, 0x1000), (G - M, 2 * M)]),
+            1 + 2 + 1
+        );
+        assert_eq!(identity_boot_tables(&[(M + 0x1000, 4 * M)]), 1 + 1 + 2);
+    }
+
+    #[test]
+    fn pieces_below_1g_never_cover_a_whole_gib() {
+        const G: u64 = 1 << 30;
+        const M: u64 = 1 << 21;
+        let p: Vec<_> = pieces_below_1g(G - M, 2 * G + 4 * M).collect();
+        assert_eq!(
+            p,
+            [
+                (G - M, M),
+                (G, G - M),
+                (2 * G - M, M),
+                (2 * G, G - M),
+                (3 * G - M, M),
+                (3 * G, 3 * M)
+            ]
+        );
+        assert_eq!(
+            pieces_below_1g(5 * M, 0x1000).collect::<Vec<_>>(),
+            [(5 * M, 0x1000)]
         );
     }
 
-    /// The bound holds against aarch64-paging: cutting one page out of every 2 MiB block of identity runs (the
-    /// worst case) takes exactly the bound, and refilling takes nothing more.
+    /// Boot tables against aarch64-paging: mapping the runs through [`pieces_below_1g`] takes exactly
+    /// [`identity_boot_tables`] pages, with no 1 GiB block, and clearing and refilling a whole GiB through them
+    /// frees and allocates nothing.
     #[test]
-    fn identity_bound_is_reached_and_never_exceeded() {
+    fn identity_boot_tables_is_exact() {
         const M: u64 = 1 << 21;
+        const G: u64 = 1 << 30;
         let runs = [
             (0x4000_0000 + 3 * M, 5 * M + 0x3000),
             (0x0809_0000, 0x1_0000),
-            ((1 << 30) * 3 - M, 2 * M),
+            (3 * G - M, G + 2 * M),
         ];
-        let bound = identity_table_bound(&runs);
+        let bound = identity_boot_tables(&runs);
         let pool = backed_pool(0x4000_0000, bound, 0, bound);
         let mut d = PagingDomain::new(pool.clone(), 0, 1, 0).unwrap();
         for &(base, size) in &runs {
-            map(&mut d, &pool, base, base, size);
-        }
-        for round in 0..2 {
-            for &(base, size) in &runs {
-                let mut b = base & !(M - 1);
-                while b < base + size {
-                    let page = b.max(base) + if round == 0 { 0x1000 } else { 0 };
-                    if page < base + size {
-                        let need = d.unmap_need(page, 0x1000).unwrap();
-                        pool.reserve(need, 0).unwrap();
-                        d.clear(page, 0x1000).unwrap();
-                        pool.release_quarantine(0);
-                        let need = d.map_need(page, page, 0x1000).unwrap();
-                        pool.reserve(need, 0).unwrap();
-                        d.map(page, page, 0x1000, attributes(RW)).unwrap();
-                    }
-                    b += M;
-                }
+            for (b, s) in pieces_below_1g(base, size) {
+                map(&mut d, &pool, b, b, s);
             }
-            assert_eq!(d.table_pages(), bound);
         }
+        assert_eq!(d.table_pages(), bound);
         assert_eq!(pool.stats().free, 0);
+        let mut levels = Vec::new();
+        d.leaves(3 * G, G, |_, _, _, level| {
+            levels.push(level);
+            true
+        });
+        assert!(levels.iter().all(|&l| l == 2), "2 MiB blocks only");
+        for (b, s) in pieces_below_1g(3 * G, G) {
+            assert_eq!(d.unmap_need(b, s), Ok(0));
+            d.clear(b, s).unwrap();
+        }
+        assert_eq!(d.table_pages(), bound, "the level-2 table stays");
+        for (b, s) in pieces_below_1g(3 * G, G) {
+            assert_eq!(map(&mut d, &pool, b, b, s), 0);
+        }
     }
 
     #[test]

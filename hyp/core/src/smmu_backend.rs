@@ -412,6 +412,8 @@ pub struct BootConfig<'a> {
     pub max_donated_pages: usize,
     /// Capacity of the dispatcher's fault ring.
     pub event_ring: usize,
+    /// The host-identity domain's spare level-3 tables (`Config::identity_spare_tables`).
+    pub identity_spare_tables: usize,
     /// EL2 accesses RAM page `pa` at `pa + phys_offset` (0 for an identity map).
     pub phys_offset: u64,
     /// Most bytes of level-2 stream tables the host-identity StreamIDs may take.
@@ -507,6 +509,7 @@ where
             max_donated_pages: config.max_donated_pages,
             phys_offset: config.phys_offset,
             event_ring: config.event_ring,
+            identity_spare_tables: config.identity_spare_tables,
         },
         backend,
     )?;

@@ -136,6 +136,8 @@ pub struct Options {
     pub max_donated_pages: usize,
     /// [`BootConfig::event_ring`].
     pub event_ring: usize,
+    /// [`BootConfig::identity_spare_tables`].
+    pub identity_spare_tables: usize,
 }
 
 impl Default for Options {
@@ -152,6 +154,7 @@ impl Default for Options {
             max_domains: 8,
             max_donated_pages: 64,
             event_ring: 16,
+            identity_spare_tables: 8,
         }
     }
 }
@@ -213,6 +216,7 @@ impl Harness {
             max_domains: o.max_domains,
             max_donated_pages: o.max_donated_pages,
             event_ring: o.event_ring,
+            identity_spare_tables: o.identity_spare_tables,
             phys_offset: linear.wrapping_sub(ram),
             strtab_budget: o.strtab_budget,
             driver: o.driver,

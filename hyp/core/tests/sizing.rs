@@ -129,6 +129,7 @@ fn check_plan(name: &str, platform: &Platform, plan: &Plan) {
         max_donated_pages: 4096,
         phys_offset: 0,
         event_ring: 256,
+        identity_spare_tables: dispatch::IDENTITY_SPARE_TABLES,
     };
     let reserve = dispatch::identity_reserve_pages(&config).unwrap() as u64;
     assert!(

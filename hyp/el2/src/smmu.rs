@@ -13,7 +13,7 @@
 
 use core::arch::asm;
 use spin::Once;
-use warden_core::dispatch::Warden;
+use warden_core::dispatch::{IDENTITY_SPARE_TABLES, Warden};
 use warden_core::sizing::{self, Plan};
 use warden_core::smmu_backend::{self, BootConfig, BootError, SmmuBackend};
 use warden_dt::{PhysRange, Platform};
@@ -233,6 +233,7 @@ pub fn bring_up(platform: &Platform, plan: &Plan) -> Result<&'static El2Warden, 
         max_domains: MAX_DOMAINS,
         max_donated_pages: MAX_DONATED_PAGES,
         event_ring: EVENT_RING,
+        identity_spare_tables: IDENTITY_SPARE_TABLES,
         phys_offset: 0,
         strtab_budget: plan.memory.smmu - sizing::SMMU_FIXED_BYTES,
         driver: warden_smmu::Config::default(),

@@ -1,4 +1,4 @@
-//! Boot: the configuration EL2 passes, the host-identity reserve, and [`Warden::new`].
+//! Boot: the configuration EL2 passes, the host-identity pool, and [`Warden::new`].
 
 use super::*;
 
@@ -19,8 +19,8 @@ pub struct Config<'a> {
     /// Hypervisor memory inside RAM (the carve-out): never mapped for any device.
     pub hyp: &'a [PhysRange],
     /// Part of `hyp` given to page tables. Its first [`identity_reserve_pages`] pages (in the order of
-    /// the ranges) are the host-identity domain's own pool; the rest, with donated pages, is the pool of the
-    /// host's domains (at least [`MIN_DOMAIN_POOL_PAGES`]).
+    /// the ranges) are the host-identity domain's own pool (its boot tables and `identity_spare_tables`); the
+    /// rest, with donated pages, is the pool of the host's domains (at least [`MIN_DOMAIN_POOL_PAGES`]).
     pub pool: &'a [PhysRange],
     /// MMIO frames devices may write (MSI doorbells such as the GIC ITS `GITS_TRANSLATER` frame): mapped in the
     /// host-identity domain and mappable with `PROT_MMIO`.
@@ -39,7 +39,15 @@ pub struct Config<'a> {
     pub phys_offset: u64,
     /// Capacity of the fault ring.
     pub event_ring: usize,
+    /// Spare level-3 tables of the host-identity domain, beyond its boot tables, for the 2 MiB blocks that
+    /// donations cut (when it is empty, a donated page of the cut block becomes the table). See
+    /// [`IDENTITY_SPARE_TABLES`].
+    pub identity_spare_tables: usize,
 }
+
+/// The host-identity domain's spare level-3 tables that EL2 configures (`Config::identity_spare_tables`):
+/// 256 KiB, enough for the blocks that 64 scattered donations cut before donated pages become tables.
+pub const IDENTITY_SPARE_TABLES: usize = 64;
 
 /// Carve-out pages the host's domains need at least (beyond the host-identity reserve): one domain's root and
 /// the reserve allocating calls keep for unmap splits.
@@ -83,21 +91,22 @@ pub(super) fn identity_runs(own: &Ownership) -> Vec<(u64, u64, u64)> {
     runs
 }
 
-/// Pages of `Config::pool` the host-identity domain keeps for its tables: the most it can ever need
-/// ([`domain::identity_table_bound`] over host RAM and the doorbells, i.e. with every block of them split).
-/// [`Warden::new`] takes them from the start of `Config::pool`.
+/// Pages of `Config::pool` the host-identity domain keeps for its tables: its boot tables
+/// ([`domain::identity_boot_tables`] over host RAM and the doorbells: no 1 GiB blocks, so the root, one
+/// level-2 table per GiB and a level-3 table per 2 MiB block that is only partly host memory) plus
+/// `Config::identity_spare_tables`. [`Warden::new`] takes them from the start of `Config::pool`.
 ///
 /// # Errors
 ///
 /// The memory description is inconsistent.
 pub fn identity_reserve_pages(config: &Config<'_>) -> Result<usize, InitError> {
     let own = Ownership::new(config.ram, config.msi_doorbells, config.hyp)?;
-    Ok(identity_bound(&own))
+    Ok(identity_boot(&own).saturating_add(config.identity_spare_tables))
 }
 
-pub(super) fn identity_bound(own: &Ownership) -> usize {
+pub(super) fn identity_boot(own: &Ownership) -> usize {
     let runs: Vec<(u64, u64)> = identity_runs(own).iter().map(|&(b, s, _)| (b, s)).collect();
-    domain::identity_table_bound(&runs)
+    domain::identity_boot_tables(&runs)
 }
 
 impl<B: Backend> Warden<B> {
@@ -148,7 +157,8 @@ impl<B: Backend> Warden<B> {
         if let Some(&(base, _, _)) = runs.iter().find(|&&(b, s, _)| b + s > 1 << IOVA_BITS) {
             return Err(InitError::BeyondIova(base));
         }
-        let reserve = identity_bound(&own);
+        let boot = identity_boot(&own);
+        let reserve = boot.saturating_add(config.identity_spare_tables);
         let have: usize = config
             .pool
             .iter()
@@ -168,13 +178,20 @@ impl<B: Backend> Warden<B> {
             config.phys_offset,
         ));
 
-        // The host-identity domain, slot 0, VMID 1, with tables from its own pool only.
+        // The host-identity domain, slot 0, VMID 1, with tables from its own pool only, in 2 MiB blocks at most.
         let mut identity = PagingDomain::new(identity_pool.clone(), 0, 1, 0)?;
         for (base, size, prot) in runs {
-            let need = identity.map_need(base, base, size)?;
-            identity_pool.reserve(need, 0)?;
-            identity.map(base, base, size, domain::attributes(prot))?;
+            for (b, s) in domain::pieces_below_1g(base, size) {
+                let need = identity.map_need(b, b, s)?;
+                identity_pool.reserve(need, 0)?;
+                identity.map(b, b, s, domain::attributes(prot))?;
+            }
         }
+        debug_assert_eq!(
+            identity.table_pages(),
+            boot,
+            "identity_boot_tables is exact"
+        );
 
         let mut slots = Vec::with_capacity(usize::from(config.max_domains) + 1);
         slots.push(Mutex::new(Slot {

@@ -13,9 +13,11 @@ pub(super) const RAM: u64 = 0x4000_0000;
 pub(super) const RAM_SIZE: u64 = 16 << 20;
 pub(super) const HYP_SIZE: u64 = 2 << 20;
 pub(super) const DOORBELL: u64 = 0x0809_0000;
-/// Host-identity's table bound for this RAM layout: root, two L2 tables (GiB 0 for the doorbell, GiB 1 for RAM),
-/// one L3 table per 2 MiB block of host RAM (7) and one for the doorbell.
-pub(super) const IDENTITY_RESERVE: u64 = 1 + 2 + 7 + 1;
+/// Host-identity's spare level-3 tables in these tests (small, so that donations run it dry).
+pub(super) const SPARE: usize = 2;
+/// Host-identity's pool for this RAM layout: its boot tables (root, two L2 tables: GiB 0 for the doorbell,
+/// GiB 1 for RAM; one L3 table for the doorbell; host RAM is 2 MiB blocks) and the spare.
+pub(super) const IDENTITY_RESERVE: u64 = 1 + 2 + 1 + SPARE as u64;
 const RW: u64 = abi::PROT_READ | abi::PROT_WRITE;
 const K4: u64 = abi::PGSIZE_4K;
 const M2: u64 = abi::PGSIZE_2M;
@@ -193,6 +195,7 @@ pub(super) fn harness_with(pool_pages: u64, max_domains: u16, max_donated: usize
         max_donated_pages: max_donated,
         phys_offset: (mem.ptr as u64).wrapping_sub(RAM),
         event_ring: 4,
+        identity_spare_tables: SPARE,
     };
     let w = Warden::new(&config, Mock::default()).unwrap();
     Harness { w, _mem: mem }

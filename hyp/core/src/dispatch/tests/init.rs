@@ -134,6 +134,7 @@ fn pool_must_hold_the_identity_reserve() {
         max_donated_pages: 8,
         phys_offset: (mem.ptr as u64).wrapping_sub(RAM),
         event_ring: 1,
+        identity_spare_tables: SPARE,
     };
     let short = pool(need as u64 - 1);
     assert_eq!(
@@ -165,46 +166,53 @@ fn pool_must_hold_the_identity_reserve() {
     drop(w);
 }
 
-/// The worst case for host-identity (one page donated out of every 2 MiB block of host RAM, then everything
-/// reclaimed, twice) fits its reserve exactly; the host's domain pool is untouched.
+/// One page donated out of every 2 MiB block of host RAM (twice, then everything reclaimed): the first
+/// `SPARE` cut blocks take the spare, the others their donated page as the level-3 table (the host's pool grows
+/// by one page less each); each reclaim merges its block back, so the spare and the pool end at baseline.
 #[test]
-fn identity_reserve_covers_every_split() {
+fn identity_spare_then_donated_tables() {
     let h = harness();
     let w = &h.w;
     let pool0 = [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s));
+    assert_eq!(w.identity_pool_stats().free, SPARE);
     for off in [0x1000, 0] {
         let mut blocks = Vec::new();
         let mut b = host(0);
         while b < RAM + RAM_SIZE {
             assert_eq!(res(w, Function::Donate, &[b + off, 1]), Ok(0));
+            assert_eq!(
+                res(w, Function::IovaToPhys, &[0, b + off]),
+                Err(Error::NotMapped)
+            );
+            let other = if off == 0 { b + 0x1000 } else { b };
+            assert_eq!(res(w, Function::IovaToPhys, &[0, other]), Ok(other));
             blocks.push(b + off);
             b += M2;
         }
-        assert_eq!(
-            w.identity_pool_stats().free,
-            0,
-            "every table of the bound in use"
-        );
+        let tables = blocks.len() - SPARE;
+        assert_eq!(w.identity_pool_stats().free, 0, "the spare is used up");
         assert_eq!(
             [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s)),
-            [
-                pool0[0] + blocks.len() as u64,
-                pool0[1] + blocks.len() as u64
-            ]
+            [pool0[0] + SPARE as u64, pool0[1] + SPARE as u64],
+            "{tables} donated pages became tables"
         );
+        assert_eq!(stat(w, Stat::DonatedPages), blocks.len() as u64);
         for pa in blocks {
             assert_eq!(res(w, Function::Reclaim, &[pa, 1]), Ok(0));
+            assert_eq!(res(w, Function::IovaToPhys, &[0, pa]), Ok(pa));
         }
+        assert_eq!(w.identity_pool_stats().free, SPARE, "merged back");
     }
     assert_eq!(
         [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s)),
         pool0
     );
-    // A whole 2 MiB block donated: its L3 table goes back to identity's pool; reclaimed, it is a block again.
+    assert!(w.backend().host_unmapped.lock().unwrap().is_empty());
+    // A whole 2 MiB block donated needs no table; reclaimed, it is a block again.
     assert_eq!(res(w, Function::Donate, &[host(0), 512]), Ok(0));
-    assert_eq!(w.identity_pool_stats().free, 1);
+    assert_eq!(w.identity_pool_stats().free, SPARE);
     assert_eq!(res(w, Function::Reclaim, &[host(0), 512]), Ok(0));
-    assert_eq!(w.identity_pool_stats().free, 1);
+    assert_eq!(w.identity_pool_stats().free, SPARE);
     assert_eq!(
         res(w, Function::IovaToPhys, &[0, host(0x1000)]),
         Ok(host(0x1000))
@@ -229,6 +237,7 @@ fn bad_configs_are_refused() {
         max_donated_pages: 0,
         phys_offset: 0,
         event_ring: 1,
+        identity_spare_tables: SPARE,
     };
     let bad = [
         Config {
@@ -275,11 +284,12 @@ fn bad_configs_are_refused() {
             "{c:?}"
         );
     }
-    // An empty pool cannot even hold the identity reserve (16 MiB of RAM: root, one L2, eight L3).
+    // An empty pool cannot even hold host-identity's pool (16 MiB of RAM in 2 MiB blocks: root, one L2; the
+    // spare).
     assert_eq!(
         Warden::new(&base, Mock::default()).err(),
         Some(InitError::PoolTooSmall {
-            need: 10 + MIN_DOMAIN_POOL_PAGES,
+            need: 2 + SPARE + MIN_DOMAIN_POOL_PAGES,
             have: 0
         })
     );

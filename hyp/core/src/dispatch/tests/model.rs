@@ -1,6 +1,8 @@
 //! Random operation sequences against a reference model: a `BTreeMap` of IOVA page → PA page per domain, the
-//! StreamID → domain table and the set of donated pages. After every call the hypervisor's answer must be the
-//! one the model predicts, and iova_to_phys, ownership counts, STEs and stats must agree with the model.
+//! StreamID → domain table, the set of donated pages and host-identity's cut 2 MiB blocks (each with its
+//! level-3 table: from the spare, or a donated page of the block once the spare is empty). After every call the
+//! hypervisor's answer must be the one the model predicts, and iova_to_phys, ownership counts, STEs, host-identity's
+//! spare and stats must agree with the model.
 
 use super::*;
 use crate::ownership::PageState;
@@ -60,6 +62,33 @@ struct Model {
     live: BTreeMap<u64, MDom>,
     sid: BTreeMap<u32, u64>,
     donated: BTreeSet<u64>,
+    /// Host-identity's cut 2 MiB blocks → their table: `None` from the spare, `Some(page)` a donated page.
+    cut: BTreeMap<u64, Option<u64>>,
+    /// Free spare tables of host-identity.
+    spare: usize,
+    /// `STAT POOL_TOTAL_PAGES` with nothing donated.
+    pool_base: u64,
+}
+
+const BLOCK: u64 = 2 << 20;
+
+impl Model {
+    fn new(pool_base: u64) -> Self {
+        Self {
+            spare: SPARE,
+            pool_base,
+            ..Self::default()
+        }
+    }
+
+    fn block_has_donated(&self, b: u64) -> bool {
+        self.donated.range(b..b + BLOCK).next().is_some()
+    }
+
+    /// Donated pages serving as host-identity tables.
+    fn table_pages(&self) -> usize {
+        self.cut.values().flatten().count()
+    }
 }
 
 fn valid_sids() -> Vec<u32> {
@@ -261,6 +290,21 @@ impl Model {
                 };
                 prop_assert_eq!(r, expect, "donate {:#x} x {}", pa, count);
                 if r.is_ok() {
+                    // Blocks cut now (count < 512: never a whole block) take a table: spare, else first page.
+                    let end = pa + count * K4;
+                    let mut b = pa & !(BLOCK - 1);
+                    while b < end {
+                        if !self.cut.contains_key(&b) {
+                            let t = if self.spare > 0 {
+                                self.spare -= 1;
+                                None
+                            } else {
+                                Some(pa.max(b))
+                            };
+                            self.cut.insert(b, t);
+                        }
+                        b += BLOCK;
+                    }
                     self.donated.extend((0..count).map(|i| pa + i * K4));
                 }
             }
@@ -268,16 +312,38 @@ impl Model {
                 let pa = RAM + p * K4;
                 let r = res(w, Function::Reclaim, &[pa, count]);
                 if (0..count).all(|i| self.donated.contains(&(pa + i * K4))) {
-                    // Busy when one of them holds a page table right now: the model does not track tables.
-                    prop_assert!(
-                        r == Ok(0) || r == Err(Error::Busy),
-                        "reclaim {:#x}: {:?}",
-                        pa,
-                        r
-                    );
+                    let end = pa + count * K4;
+                    // A host-identity table in the range whose block keeps other donated pages: BUSY.
+                    let table_busy = self.cut.iter().any(|(&b, &t)| {
+                        t.is_some_and(|t| (pa..end).contains(&t))
+                            && self
+                                .donated
+                                .range(b..b + BLOCK)
+                                .any(|&p| !(pa..end).contains(&p))
+                    });
+                    if table_busy {
+                        prop_assert_eq!(r, Err(Error::Busy), "reclaim {:#x}: a table", pa);
+                    } else {
+                        // Else BUSY only when a page holds a domain's table: the model does not track those.
+                        prop_assert!(
+                            r == Ok(0) || r == Err(Error::Busy),
+                            "reclaim {:#x}: {:?}",
+                            pa,
+                            r
+                        );
+                    }
                     if r.is_ok() {
                         for i in 0..count {
                             self.donated.remove(&(pa + i * K4));
+                        }
+                        // Blocks whole again merge: their table goes back to the spare or to the host.
+                        let blocks: Vec<u64> = self.cut.keys().copied().collect();
+                        for b in blocks {
+                            if !self.block_has_donated(b) {
+                                if self.cut.remove(&b) == Some(None) {
+                                    self.spare += 1;
+                                }
+                            }
                         }
                     }
                 } else {
@@ -352,6 +418,21 @@ impl Model {
         }
         prop_assert_eq!(stat(w, Stat::DonatedPages), self.donated.len() as u64);
         prop_assert_eq!(
+            w.identity_pool_stats().free,
+            self.spare,
+            "host-identity's spare"
+        );
+        prop_assert_eq!(
+            stat(w, Stat::PoolTotalPages),
+            self.pool_base + (self.donated.len() - self.table_pages()) as u64,
+            "donated pages that are host-identity tables stay out of the pool"
+        );
+        for (&b, &t) in &self.cut {
+            if let Some(t) = t {
+                prop_assert!(self.donated.contains(&t) && (b..b + BLOCK).contains(&t));
+            }
+        }
+        prop_assert_eq!(
             w.backend().host_unmapped.lock().unwrap().clone(),
             self.donated.clone()
         );
@@ -394,7 +475,7 @@ proptest! {
         // Break-before-make on block splits (an SMMU without BBML2): the model's answers must not change.
         w.backend().bbm.store(true, Ordering::Relaxed);
         let baseline = (stat(w, Stat::PoolFreePages), stat(w, Stat::PoolTotalPages));
-        let mut m = Model::default();
+        let mut m = Model::new(baseline.1);
         for op in &ops {
             m.step(w, op)?;
             m.check(w, &probes)?;
@@ -409,9 +490,19 @@ proptest! {
             }
             prop_assert_eq!(res(w, Function::DomainFree, &[id]), Ok(0));
         }
-        for &p in &m.donated {
-            prop_assert_eq!(res(w, Function::Reclaim, &[p, 1]), Ok(0));
+        // Page by page, like the shim: a page that is a host-identity table is BUSY until the rest of its
+        // block is back, so BUSY pages are retried after the others.
+        let mut left: Vec<u64> = m.donated.iter().copied().collect();
+        while !left.is_empty() {
+            let before = left.len();
+            left.retain(|&p| match res(w, Function::Reclaim, &[p, 1]) {
+                Ok(0) => false,
+                Err(Error::Busy) => true,
+                r => panic!("reclaim {p:#x}: {r:?}"),
+            });
+            prop_assert!(left.len() < before, "no progress: {:x?}", left);
         }
+        prop_assert_eq!(w.identity_pool_stats().free, SPARE, "every cut block merged back");
         prop_assert_eq!(stat(w, Stat::MappedPages), 0);
         prop_assert_eq!(stat(w, Stat::DonatedPages), 0);
         prop_assert_eq!(stat(w, Stat::DomainsInUse), 0);

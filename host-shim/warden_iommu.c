@@ -333,8 +333,13 @@ static int warden_topup_runs(struct warden_smmu *smmu, u64 need, gfp_t alloc_gfp
 	return 0;
 }
 
-/* Reclaims one run; returns the number of kernel pages that stay with the hyp. */
-static unsigned int warden_reclaim_run(unsigned long pfn, unsigned int nr_pages)
+/*
+ * Reclaims one run; returns the number of kernel pages that stay with the hyp. Pages refused with
+ * BUSY go to @busy (one-page chunks) to be retried once the other runs are back, when it can allocate
+ * their record; they are not counted.
+ */
+static unsigned int warden_reclaim_run(unsigned long pfn, unsigned int nr_pages,
+				       struct list_head *busy)
 {
 	struct warden_ret r;
 	unsigned int i, kept = 0;
@@ -349,17 +354,60 @@ static unsigned int warden_reclaim_run(unsigned long pfn, unsigned int nr_pages)
 	 * Part of the run is still a page table (or the call is all-or-nothing): go page by page.
 	 */
 	for (i = 0; i < nr_pages; i++) {
+		struct warden_chunk *retry;
+
 		if (nr_pages > 1)
 			r = warden_call2(WARDEN_FID_RECLAIM, PFN_PHYS(pfn + i),
 					 WARDEN_HYP_PAGES_PER_PAGE);
 		if (r.status == WARDEN_SUCCESS) {
 			__free_page(pfn_to_page(pfn + i));
-		} else {
-			pr_warn_ratelimited("page %#llx stays donated: RECLAIM says %s\n",
-					    (unsigned long long)PFN_PHYS(pfn + i),
-					    warden_strerror(r.status));
-			kept++;
+			continue;
 		}
+		retry = r.status == WARDEN_E_BUSY ? kmalloc(sizeof(*retry), GFP_KERNEL) : NULL;
+		if (retry) {
+			retry->pfn = pfn + i;
+			retry->nr_pages = 1;
+			list_add_tail(&retry->node, busy);
+			continue;
+		}
+		pr_warn_ratelimited("page %#llx stays donated: RECLAIM says %s\n",
+				    (unsigned long long)PFN_PHYS(pfn + i), warden_strerror(r.status));
+		kept++;
+	}
+	return kept;
+}
+
+/*
+ * Retries the pages in @busy until a round returns none: a donated page that the hyp uses as the
+ * host-identity table of its 2 MiB block is BUSY until the block's other donated pages are back.
+ * Returns the kernel pages that stay with the hyp (and frees every record).
+ */
+static unsigned long warden_reclaim_busy(struct list_head *busy)
+{
+	struct warden_chunk *chunk, *next;
+	unsigned long kept = 0;
+	bool progress = true;
+
+	while (progress && !list_empty(busy)) {
+		progress = false;
+		list_for_each_entry_safe(chunk, next, busy, node) {
+			struct warden_ret r = warden_call2(WARDEN_FID_RECLAIM, PFN_PHYS(chunk->pfn),
+							   WARDEN_HYP_PAGES_PER_PAGE);
+
+			if (r.status != WARDEN_SUCCESS)
+				continue;
+			__free_page(pfn_to_page(chunk->pfn));
+			list_del(&chunk->node);
+			kfree(chunk);
+			progress = true;
+		}
+	}
+	list_for_each_entry_safe(chunk, next, busy, node) {
+		pr_warn_ratelimited("page %#llx stays donated: RECLAIM says busy\n",
+				    (unsigned long long)PFN_PHYS(chunk->pfn));
+		list_del(&chunk->node);
+		kfree(chunk);
+		kept++;
 	}
 	return kept;
 }
@@ -369,29 +417,40 @@ static unsigned int warden_reclaim_run(unsigned long pfn, unsigned int nr_pages)
  * @smmu: the instance whose donations are reclaimed.
  *
  * Called at teardown, after every domain is freed, when no donated page should still be a page
- * table. A page the hyp refuses to return is leaked on purpose (never freed to Linux: it is still
- * the hyp's) and counted.
+ * table of a domain. A donated page may still be the host-identity table of its 2 MiB block (the
+ * hyp took it when a donation cut that block): RECLAIM says BUSY for it until the block's other
+ * donated pages are back, so such pages are retried after all the others. A page the hyp refuses to
+ * return is leaked on purpose (never freed to Linux: it is still the hyp's) and counted.
  */
 void warden_reclaim_all(struct warden_smmu *smmu)
 {
 	struct warden_chunk *chunk, *next;
-	unsigned long flags, kept = 0;
+	unsigned long flags, kept = 0, k;
 	LIST_HEAD(list);
+	LIST_HEAD(busy);
 
 	spin_lock_irqsave(&smmu->donate_lock, flags);
 	list_splice_init(&smmu->donations, &list);
 	spin_unlock_irqrestore(&smmu->donate_lock, flags);
 
 	list_for_each_entry_safe(chunk, next, &list, node) {
-		unsigned int k = warden_reclaim_run(chunk->pfn, chunk->nr_pages);
+		unsigned int n = warden_reclaim_run(chunk->pfn, chunk->nr_pages, &busy);
 
-		kept += k;
+		kept += n;
 		spin_lock_irqsave(&smmu->donate_lock, flags);
 		smmu->donated_pages -=
-			(unsigned long)(chunk->nr_pages - k) * WARDEN_HYP_PAGES_PER_PAGE;
+			(unsigned long)(chunk->nr_pages - n) * WARDEN_HYP_PAGES_PER_PAGE;
 		spin_unlock_irqrestore(&smmu->donate_lock, flags);
 		list_del(&chunk->node);
 		kfree(chunk);
+	}
+	/* The BUSY pages were subtracted above as if returned; those still refused are added back. */
+	k = warden_reclaim_busy(&busy);
+	if (k) {
+		spin_lock_irqsave(&smmu->donate_lock, flags);
+		smmu->donated_pages += k * WARDEN_HYP_PAGES_PER_PAGE;
+		spin_unlock_irqrestore(&smmu->donate_lock, flags);
+		kept += k;
 	}
 	if (kept) {
 		spin_lock_irqsave(&smmu->donate_lock, flags);

@@ -24,12 +24,15 @@
 //!
 //! # Two page-table pools
 //!
-//! The host's domains take tables from one pool: carve-out pages (`Config::pool` after the identity reserve),
-//! then pages the host DONATEs. The host-identity domain (slot 0) takes tables only from its own pool, the
-//! first [`identity_reserve_pages`] pages of `Config::pool`: the most its tables can ever take (every 2 MiB and
-//! 1 GiB block of host RAM and doorbells split). So a donation or reclaim never runs short because of
-//! host-identity, and host-identity, which never gives its tables back, never holds a donated page: after all
-//! domains are freed, every donated page is reclaimable. The `STAT` pool values describe the host's pool only.
+//! The host's domains take tables from one pool: carve-out pages (`Config::pool` after host-identity's pool),
+//! then pages the host DONATEs. The host-identity domain (slot 0) takes tables from its own pool, the first
+//! [`identity_reserve_pages`] pages of `Config::pool`: its boot tables (host RAM in 2 MiB blocks, never 1 GiB
+//! ones, see [`domain::identity_boot_tables`]) and a small spare (`Config::identity_spare_tables`). A donation
+//! that cuts a 2 MiB block takes its level-3 table from the spare, else the block's first donated page, which
+//! stays out of the host's pool ([`PagePool::hold_donated`]); the reclaim that makes the block whole merges it
+//! back and frees the table, and until then RECLAIM of that page is `BUSY`. A donated page is only ever the
+//! table of its own block, so after all domains are freed every donated page is reclaimable (the `BUSY` ones
+//! after the others). The `STAT` pool values describe the host's pool only.
 //!
 //! # Unmap ordering
 //!

@@ -207,7 +207,7 @@ impl<B: Backend> Warden<B> {
         let mut tables: Vec<u64> = Vec::new();
         for b in blocks_of(pa, len) {
             if let Some(t) = d.l3_table_pa(b).filter(|&t| in_range(t)) {
-                if !d.piece_is_identity_except(b, attrs, |i| in_range(i)) {
+                if !d.piece_is_identity_except(b, attrs, in_range) {
                     return Err(DomainError::Busy(t).into());
                 }
                 tables.push(t);
@@ -303,13 +303,13 @@ impl<B: Backend> Warden<B> {
         for &(s, n) in &removed {
             for b in blocks_of(s, n * PAGE_SIZE) {
                 let (ps, pe) = (s.max(b), (s + n * PAGE_SIZE).min(b + BLOCK));
-                if let Some((_, Some(q))) = new_tables.iter().flatten().find(|t| t.0 == b) {
-                    if d.l2_entry_invalid(b) {
-                        // SAFETY: `q` is a donated page off the host's pool free list (hyp-owned, out of the host
-                        // stage-2 and of every domain: its 2 MiB entry in host-identity is invalid and was
-                        // invalidated when it was donated), used for nothing else.
-                        unsafe { d.set_next_table(*q) };
-                    }
+                if let Some((_, Some(q))) = new_tables.iter().flatten().find(|t| t.0 == b)
+                    && d.l2_entry_invalid(b)
+                {
+                    // SAFETY: `q` is a donated page off the host's pool free list (hyp-owned, out of the host
+                    // stage-2 and of every domain: its 2 MiB entry in host-identity is invalid and was
+                    // invalidated when it was donated), used for nothing else.
+                    unsafe { d.set_next_table(*q) };
                 }
                 if let Err(e) = d.map(ps, ps, pe - ps, attrs) {
                     r = Err(e);

@@ -10,7 +10,7 @@ pub enum InitError {
     /// The memory description is inconsistent.
     #[error("memory map: {0}")]
     Ownership(#[from] OwnershipInitError),
-    /// Building the host-identity domain failed (a broken invariant: its pool is sized for the worst case).
+    /// Building the host-identity domain failed (a broken invariant: its pool holds exactly its boot tables).
     #[error("page-table pool: {0}")]
     Domain(#[from] DomainError),
     /// `Config::pool` cannot hold the host-identity reserve plus [`MIN_DOMAIN_POOL_PAGES`].

@@ -339,10 +339,8 @@ impl Model {
                         // Blocks whole again merge: their table goes back to the spare or to the host.
                         let blocks: Vec<u64> = self.cut.keys().copied().collect();
                         for b in blocks {
-                            if !self.block_has_donated(b) {
-                                if self.cut.remove(&b) == Some(None) {
-                                    self.spare += 1;
-                                }
+                            if !self.block_has_donated(b) && self.cut.remove(&b) == Some(None) {
+                                self.spare += 1;
                             }
                         }
                     }

@@ -45,6 +45,9 @@ const K4: u64 = abi::PGSIZE_4K;
 const M2: u64 = abi::PGSIZE_2M;
 /// Carve-out pages given to the pool.
 const POOL: u64 = 64 * K4;
+/// Host-identity's spare level-3 tables: fewer than the 2 MiB blocks of host RAM, so that donations run it
+/// dry and donated pages become host-identity tables (RECLAIM of them is BUSY until their block is back).
+const SPARE: usize = 2;
 const IOVA_BITS: u32 = 39;
 const MAX_DOMAINS: u16 = 4;
 const MAX_DONATED: usize = 512;
@@ -77,6 +80,7 @@ impl Rig {
             max_domains: MAX_DOMAINS,
             max_donated_pages: MAX_DONATED,
             event_ring: 16,
+            identity_spare_tables: SPARE,
             ..Options::default()
         })
         .expect("boot");
@@ -159,6 +163,8 @@ struct Model {
     live: BTreeMap<u64, Dom>,
     sid: BTreeMap<u32, u64>,
     donated: BTreeSet<u64>,
+    /// `STAT POOL_TOTAL_PAGES` with nothing donated.
+    pool_base: u64,
 }
 
 /// Counts that no failing call may change.
@@ -392,6 +398,10 @@ struct Tally {
     why: BTreeMap<String, u64>,
     dma_checks: u64,
     full_checks: u64,
+    /// Full checks that found donated pages serving as host-identity tables.
+    identity_tables: u64,
+    /// Teardown reclaims refused with BUSY (host-identity tables) and retried.
+    busy_retries: u64,
 }
 
 /// One random call. Returns after checking it against the model and updating the model.
@@ -991,6 +1001,20 @@ fn check(r: &Rig, m: &Model, rng: &mut Rng, t: &mut Tally) {
     let pool = (r.stat(Stat::PoolFreePages), r.stat(Stat::PoolTotalPages));
     assert!(pool.0 <= pool.1, "pool free {} > total {}", pool.0, pool.1);
     assert!(r.stat(Stat::DonatedFreePages) <= m.donated.len() as u64);
+    // Donated pages outside the pool are host-identity tables: at most one per 2 MiB block with donated pages,
+    // and only once the spare is used up.
+    let in_pool = pool.1 - m.pool_base;
+    let tables = m.donated.len() as u64 - in_pool;
+    let blocks: BTreeSet<u64> = m.donated.iter().map(|p| p & !(M2 - 1)).collect();
+    assert!(tables <= blocks.len() as u64, "{tables} identity tables");
+    if tables > 0 {
+        assert_eq!(
+            r.w.identity_pool_stats().free,
+            0,
+            "donated tables while the spare lasts"
+        );
+        t.identity_tables += 1;
+    }
 
     // Devices: what each StreamID's DMA reaches.
     let forbidden: Vec<u64> = [RAM, RAM + POOL, RAM + HYP_SIZE - 8]
@@ -1070,7 +1094,7 @@ fn check(r: &Rig, m: &Model, rng: &mut Rng, t: &mut Tally) {
 }
 
 /// Detach all, free all, reclaim all: back to the start values.
-fn teardown(r: &Rig, m: &mut Model, baseline: (u64, u64)) {
+fn teardown(r: &Rig, m: &mut Model, baseline: (u64, u64), t: &mut Tally) {
     for sid in valid_sids() {
         assert_eq!(r.call(Function::Detach, &[u64::from(sid)]), Ok(0));
     }
@@ -1079,9 +1103,25 @@ fn teardown(r: &Rig, m: &mut Model, baseline: (u64, u64)) {
         assert_eq!(r.call(Function::DomainFree, &[id]), Ok(0), "free {id:#x}");
     }
     m.live.clear();
-    for p in std::mem::take(&mut m.donated) {
-        assert_eq!(r.call(Function::Reclaim, &[p, 1]), Ok(0), "reclaim {p:#x}");
+    // Page by page, the BUSY ones (host-identity tables) again after the others, like the shim's unload.
+    let mut left: Vec<u64> = std::mem::take(&mut m.donated).into_iter().collect();
+    while !left.is_empty() {
+        let before = left.len();
+        left.retain(|&p| match r.call(Function::Reclaim, &[p, 1]) {
+            Ok(0) => false,
+            Err(Error::Busy) => {
+                t.busy_retries += 1;
+                true
+            }
+            res => panic!("reclaim {p:#x}: {res:?}"),
+        });
+        assert!(left.len() < before, "reclaim makes no progress: {left:x?}");
     }
+    assert_eq!(
+        r.w.identity_pool_stats().free,
+        SPARE,
+        "every cut block merged back"
+    );
     assert!(r.w.backend().host().unmapped_pages().is_empty());
     assert_eq!(r.stat(Stat::MappedPages), 0);
     assert_eq!(r.stat(Stat::DonatedPages), 0);
@@ -1115,10 +1155,13 @@ fn run(seed: u64, iters: u64) -> Tally {
     // meets a table under a cached block, which the model's DMA checks would catch, and counts TLB conflicts).
     let bbml = if seed % 2 == 1 { 0 } else { 2 };
     let r = Rig::new(bbml);
-    let mut m = Model::default();
+    let baseline = (r.stat(Stat::PoolFreePages), r.stat(Stat::PoolTotalPages));
+    let mut m = Model {
+        pool_base: baseline.1,
+        ..Model::default()
+    };
     let mut rng = Rng(seed);
     let mut t = Tally::default();
-    let baseline = (r.stat(Stat::PoolFreePages), r.stat(Stat::PoolTotalPages));
     for i in 0..iters {
         step(&r, &mut m, &mut rng, &mut t);
         if i % 64 == 63 {
@@ -1126,7 +1169,7 @@ fn run(seed: u64, iters: u64) -> Tally {
         }
     }
     check(&r, &m, &mut rng, &mut t);
-    teardown(&r, &mut m, baseline);
+    teardown(&r, &mut m, baseline, &mut t);
     let conflicts = r.w.backend().with_smmu(|s| s.regs_mut().tlb_conflicts());
     assert_eq!(conflicts, 0, "seed {seed}: TLB conflicts with BBML {bbml}");
     t
@@ -1152,6 +1195,8 @@ fn hostile_call_sequences_match_model() {
         total.calls += t.calls;
         total.dma_checks += t.dma_checks;
         total.full_checks += t.full_checks;
+        total.identity_tables += t.identity_tables;
+        total.busy_retries += t.busy_retries;
         for (k, v) in t.ok {
             *total.ok.entry(k).or_default() += v;
         }
@@ -1174,6 +1219,14 @@ fn hostile_call_sequences_match_model() {
     eprintln!("FUZZ: ok {:?}", total.ok);
     eprintln!("FUZZ: refused {:?}", total.err);
     eprintln!("FUZZ: refusals by error {:?}", total.why);
+    eprintln!(
+        "FUZZ: {} full checks with donated host-identity tables, {} BUSY reclaims retried at teardown",
+        total.identity_tables, total.busy_retries
+    );
+    assert!(
+        total.identity_tables > 0,
+        "the generator never ran host-identity's spare dry"
+    );
     // The generator must exercise the successful paths too, not only refusals.
     for f in [
         "alloc",

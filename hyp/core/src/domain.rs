@@ -420,9 +420,9 @@ impl PagePool {
 pub struct PoolTranslation {
     pool: Arc<PagePool>,
     tag: u16,
-    freed: usize,
+    freed: core::cell::Cell<usize>,
     allocated: usize,
-    in_use: usize,
+    in_use: core::cell::Cell<usize>,
     /// The page the next allocation takes instead of a reserved pool page ([`PagingDomain::set_next_table`]).
     next_table: core::cell::Cell<Option<u64>>,
 }
@@ -438,14 +438,14 @@ impl Translation<Stage2Attributes> for PoolTranslation {
             None => self.pool.take_reserved(),
         };
         self.allocated += 1;
-        self.in_use += 1;
+        self.in_use.set(self.in_use.get() + 1);
         (self.pool.virt(pa).cast(), PhysicalAddress(pa as usize))
     }
 
     unsafe fn deallocate_table(&mut self, page_table: NonNull<PageTable<Stage2Attributes>>) {
         let pa = (page_table.as_ptr() as u64).wrapping_sub(self.pool.phys_offset);
-        self.freed += 1;
-        self.in_use -= 1;
+        self.freed.set(self.freed.get() + 1);
+        self.in_use.set(self.in_use.get() - 1);
         self.pool.quarantine(pa, self.tag);
     }
 
@@ -662,9 +662,9 @@ impl PagingDomain {
         let t = PoolTranslation {
             pool,
             tag,
-            freed: 0,
+            freed: core::cell::Cell::new(0),
             allocated: 0,
-            in_use: 0,
+            in_use: core::cell::Cell::new(0),
             next_table: core::cell::Cell::new(None),
         };
         Ok(Self {
@@ -701,7 +701,7 @@ impl PagingDomain {
     /// Table pages this domain holds.
     #[must_use]
     pub fn table_pages(&self) -> usize {
-        self.map.translation().in_use
+        self.map.translation().in_use.get()
     }
 
     /// Calls `f` for every leaf (valid or not) covering `[iova, iova + len)`; the range must be page aligned and
@@ -1076,7 +1076,7 @@ impl PagingDomain {
     ///
     /// [`DomainError::Internal`] if aarch64-paging refuses (a broken invariant).
     pub fn clear(&mut self, iova: u64, len: u64) -> Result<ClearOutcome, DomainError> {
-        let before = self.map.translation().freed;
+        let before = self.map.translation().freed.get();
         // Pass pa = iova so that aarch64-paging's alignment test for whole blocks follows the IOVA.
         self.map
             .map_range(
@@ -1087,7 +1087,7 @@ impl PagingDomain {
             )
             .map_err(|_| DomainError::Internal)?;
         Ok(ClearOutcome {
-            tables_freed: self.map.translation().freed != before,
+            tables_freed: self.map.translation().freed.get() != before,
         })
     }
 
@@ -1280,24 +1280,45 @@ impl PagingDomain {
         })
     }
 
-    /// Replaces the level-3 table of the 2 MiB piece at `block` by a 2 MiB block mapping it 1:1 with `attrs`,
-    /// break-before-make: the entry goes invalid (the table to quarantine), `invalidate(block, 2 MiB)` must
-    /// remove the old entries and the table from the SMMU's TLBs and walk caches and wait, then the block is
-    /// written. Returns the freed table's PA (in quarantine until the caller releases it).
+    /// Replaces the level-3 table of the 2 MiB piece at `block` by a 2 MiB block mapping it 1:1 with `attrs`
+    /// (the caller checked with [`Self::piece_is_identity_except`] that the table maps the piece so) and
+    /// detaches the table to quarantine; `invalidate(block, 2 MiB)` must then remove the old entries and the
+    /// table from the SMMU's TLBs and walk caches and wait. With `in_place` (an SMMU with BBML2, and a table
+    /// no device can write) the block descriptor replaces the table descriptor in one store, so DMA to the
+    /// piece never faults. Else break-before-make: the entry goes invalid, the invalidation, then the block
+    /// (DMA to the piece faults in between). Returns the freed table's PA (in quarantine until the caller
+    /// releases it).
     ///
     /// # Errors
     ///
-    /// What `invalidate` returns: the entry stays invalid and the table in quarantine (the SMMU may still hold
-    /// the table; nothing may reuse it). [`DomainError::Internal`] if the piece has no level-3 table or
-    /// aarch64-paging refuses.
+    /// What `invalidate` returns: the table stays in quarantine (the SMMU may still hold it; nothing may
+    /// reuse it) and, without `in_place`, the entry stays invalid. [`DomainError::Internal`] if the piece has
+    /// no level-3 table or aarch64-paging refuses.
     pub fn merge_block<E: From<DomainError>>(
         &mut self,
         block: u64,
         attrs: Stage2Attributes,
+        in_place: bool,
         invalidate: impl FnOnce(u64, u64) -> Result<(), E>,
     ) -> Result<u64, E> {
         let g = L2_GRANULE;
         let table = self.l3_table_pa(block).ok_or(DomainError::Internal)?;
+        if in_place {
+            // SAFETY: the root is a table page of this domain.
+            let l1 = unsafe { self.table(self.root_pa()) }[index_at(block, ROOT_LEVEL)]
+                .load(Ordering::Relaxed) as u64;
+            // SAFETY: `l3_table_pa` found `l1` to be a valid table descriptor of this domain.
+            let l2 = unsafe { self.table(l1 & DESC_ADDR_MASK) };
+            // A 2 MiB block descriptor: output address and attributes (valid, not a table).
+            let desc = block | (attrs - Stage2Attributes::TABLE_OR_PAGE).bits() as u64;
+            l2[index_at(block, ROOT_LEVEL + 1)].store(desc as usize, Ordering::Release);
+            let t = self.map.translation();
+            t.freed.set(t.freed.get() + 1);
+            t.in_use.set(t.in_use.get() - 1);
+            t.pool.quarantine(table, t.tag);
+            invalidate(block, g)?;
+            return Ok(table);
+        }
         self.map
             .map_range(
                 &region(block, g),
@@ -1862,9 +1883,9 @@ pub(crate) mod tests {
                                 Ok(need) => {
                                     prop_assert!(full);
                                     pool.reserve(need, 0).unwrap();
-                                    let allocated = d.map.translation().in_use + d.map.translation().freed;
+                                    let allocated = d.map.translation().in_use.get() + d.map.translation().freed.get();
                                     d.clear(iova, len).unwrap();
-                                    let used = d.map.translation().in_use + d.map.translation().freed - allocated;
+                                    let used = d.map.translation().in_use.get() + d.map.translation().freed.get() - allocated;
                                     prop_assert!(used <= need, "used {} > need {}", used, need);
                                     pool.unreserve(need - used);
                                     pool.release_quarantine(1);

@@ -1,6 +1,6 @@
 //! The hyp's memory sized and placed on QEMU's real device trees (1, 2, 4 and 16 GiB, two NUMA nodes) and on
 //! hostile ones: the plan the EL2 image uses (`sizing::plan`) is checked against the structures that then live
-//! in it (ownership map, host-identity reserve, host stage-2), and bad memory descriptions are errors.
+//! in it (ownership map, host-identity pool, host stage-2), and bad memory descriptions are errors.
 
 use dtoolkit::fdt::Fdt;
 use dtoolkit::model::{DeviceTree, DeviceTreeProperty};

@@ -264,7 +264,7 @@ pub fn bring_up(platform: &Platform, plan: &Plan) -> Result<&'static El2Warden, 
         .take_while(|m| crate::heap_has_room(m << 20))
         .last();
     log!(
-        "page tables: host-identity reserve {} pages ({} in use), host domains {} KiB of carve-out + donations; \
+        "page tables: host-identity pool {} pages ({} in use: boot tables), host domains {} KiB of carve-out + donations; \
          hyp heap >= {} MiB free",
         ip.total,
         ip.total - ip.free,

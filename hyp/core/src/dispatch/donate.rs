@@ -327,7 +327,12 @@ impl<B: Backend> Warden<B> {
             if !d.piece_is_identity_except(b, attrs, |i| donated_table && i == t) {
                 continue;
             }
-            d.merge_block(b, attrs, |blk, l| self.invalidate_identity(blk, l, false))?;
+            // In place with BBML2 unless the table is a donated page, which the new block maps: a device must
+            // not reach it before the SMMU has dropped it as a table.
+            let in_place = !self.backend.break_before_make() && !donated_table;
+            d.merge_block(b, attrs, in_place, |blk, l| {
+                self.invalidate_identity(blk, l, false)
+            })?;
             self.identity_pool.release_quarantine(0);
             if donated_table {
                 // Out of host-identity's pool (where the release put it), zeroed.

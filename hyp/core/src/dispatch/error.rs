@@ -13,10 +13,10 @@ pub enum InitError {
     /// Building the host-identity domain failed (a broken invariant: its pool holds exactly its boot tables).
     #[error("page-table pool: {0}")]
     Domain(#[from] DomainError),
-    /// `Config::pool` cannot hold the host-identity reserve plus [`MIN_DOMAIN_POOL_PAGES`].
+    /// `Config::pool` cannot hold the host-identity pool (boot tables and spare) plus [`MIN_DOMAIN_POOL_PAGES`].
     #[error("page-table pool of {have} pages, {need} needed")]
     PoolTooSmall {
-        /// Pages needed: the host-identity reserve plus [`MIN_DOMAIN_POOL_PAGES`].
+        /// Pages needed: the host-identity pool plus [`MIN_DOMAIN_POOL_PAGES`].
         need: usize,
         /// Pages `Config::pool` holds.
         have: usize,

@@ -49,7 +49,7 @@ pub struct Config<'a> {
 /// 256 KiB, enough for the blocks that 64 scattered donations cut before donated pages become tables.
 pub const IDENTITY_SPARE_TABLES: usize = 64;
 
-/// Carve-out pages the host's domains need at least (beyond the host-identity reserve): one domain's root and
+/// Carve-out pages the host's domains need at least (beyond the host-identity pool): one domain's root and
 /// the reserve allocating calls keep for unmap splits.
 pub const MIN_DOMAIN_POOL_PAGES: usize = POOL_RESERVE + 1;
 

@@ -213,3 +213,123 @@ fn identity_splits_never_pin_donated_pages() {
     assert_eq!(after, baseline, "pool stats back at baseline");
     assert!(w.backend().host_unmapped.lock().unwrap().is_empty());
 }
+
+/// Once host-identity's spare is empty, a donation that cuts a 2 MiB block makes its first donated page there
+/// the block's table (break-before-make, one page less in the pool); RECLAIM of that page is BUSY, changing
+/// nothing, until the rest of the block is back, or takes it with the rest; the block then merges back. A block
+/// donated whole and reclaimed in part takes one of its free donated pages as its table.
+#[test]
+fn donated_page_is_identity_table_until_its_block_is_back() {
+    donated_table_cycle(false);
+}
+
+/// The same on an SMMU without BBML2 (every split and merge break-before-make).
+#[test]
+fn donated_page_is_identity_table_until_its_block_is_back_bbm() {
+    donated_table_cycle(true);
+}
+
+fn donated_table_cycle(bbm: bool) {
+    let h = harness();
+    let w = &h.w;
+    w.backend().bbm.store(bbm, Ordering::Relaxed);
+    let total0 = stat(w, Stat::PoolTotalPages);
+    let total = || stat(w, Stat::PoolTotalPages);
+    // Blocks 0 and 1 take the spare.
+    for b in 0..2 {
+        assert_eq!(res(w, Function::Donate, &[host(b * M2 + 0x5000), 1]), Ok(0));
+    }
+    assert_eq!(w.identity_pool_stats().free, 0);
+    assert_eq!(total(), total0 + 2);
+    // Block 2: three pages, the first becomes its table.
+    let pa = host(2 * M2 + 0x1_0000);
+    w.backend().invals.lock().unwrap().clear();
+    assert_eq!(res(w, Function::Donate, &[pa, 3]), Ok(0));
+    assert_eq!(total(), total0 + 2 + 2, "one donated page is a table");
+    assert_eq!(stat(w, Stat::DonatedPages), 5);
+    assert_eq!(
+        w.backend().invals.lock().unwrap().first(),
+        Some(&Inval::Range {
+            vmid: 1,
+            iova: host(2 * M2),
+            len: M2,
+            hint: InvalidateHint {
+                leaf_only: true,
+                leaf_size: Some(M2)
+            }
+        }),
+        "break-before-make before the donated page is written as a table, BBML2 or not"
+    );
+    assert_eq!(
+        res(w, Function::IovaToPhys, &[0, pa]),
+        Err(Error::NotMapped)
+    );
+    assert_eq!(
+        res(w, Function::IovaToPhys, &[0, pa + 2 * K4]),
+        Err(Error::NotMapped)
+    );
+    assert_eq!(
+        res(w, Function::IovaToPhys, &[0, pa + 3 * K4]),
+        Ok(pa + 3 * K4)
+    );
+    assert_eq!(
+        res(w, Function::IovaToPhys, &[0, host(2 * M2)]),
+        Ok(host(2 * M2))
+    );
+    // The table page is BUSY while the block's other pages are donated; nothing changes.
+    assert_eq!(res(w, Function::Reclaim, &[pa, 1]), Err(Error::Busy));
+    assert_eq!(res(w, Function::Reclaim, &[pa, 2]), Err(Error::Busy));
+    assert_eq!(stat(w, Stat::DonatedPages), 5);
+    assert_eq!(total(), total0 + 4);
+    assert_eq!(res(w, Function::Reclaim, &[pa + K4, 1]), Ok(0));
+    assert_eq!(res(w, Function::Reclaim, &[pa, 1]), Err(Error::Busy));
+    assert_eq!(res(w, Function::Reclaim, &[pa + 2 * K4, 1]), Ok(0));
+    assert_eq!(total(), total0 + 2);
+    assert_eq!(res(w, Function::Reclaim, &[pa, 1]), Ok(0));
+    assert_eq!(
+        res(w, Function::IovaToPhys, &[0, pa]),
+        Ok(pa),
+        "merged back"
+    );
+    assert_eq!(total(), total0 + 2);
+    assert_eq!(stat(w, Stat::DonatedPages), 2);
+    // Reclaiming the whole donation at once takes the table with it.
+    assert_eq!(res(w, Function::Donate, &[pa, 3]), Ok(0));
+    assert_eq!(total(), total0 + 2 + 2);
+    assert_eq!(res(w, Function::Reclaim, &[pa, 3]), Ok(0));
+    assert_eq!(total(), total0 + 2);
+    // Block 4 donated whole (no table), reclaimed in part: a free donated page of it becomes the table.
+    let b4 = host(4 * M2);
+    assert_eq!(res(w, Function::Donate, &[b4, 512]), Ok(0));
+    assert_eq!(total(), total0 + 2 + 512);
+    assert_eq!(res(w, Function::Reclaim, &[b4 + K4, 1]), Ok(0));
+    assert_eq!(total(), total0 + 2 + 510, "one page back, one page a table");
+    assert_eq!(res(w, Function::IovaToPhys, &[0, b4 + K4]), Ok(b4 + K4));
+    assert_eq!(
+        res(w, Function::IovaToPhys, &[0, b4]),
+        Err(Error::NotMapped)
+    );
+    let mut left: Vec<u64> = (0..512).filter(|&i| i != 1).map(|i| b4 + i * K4).collect();
+    let mut rounds = 0;
+    while !left.is_empty() {
+        rounds += 1;
+        assert!(rounds <= 2, "BUSY pages come back in the second round");
+        left.retain(|&p| res(w, Function::Reclaim, &[p, 1]) == Err(Error::Busy));
+    }
+    assert_eq!(rounds, 2, "the table page answered BUSY once");
+    assert_eq!(
+        res(w, Function::IovaToPhys, &[0, b4 + 0x1f_f000]),
+        Ok(b4 + 0x1f_f000)
+    );
+    // The spare's blocks merge back too: everything at baseline.
+    for b in 0..2 {
+        assert_eq!(
+            res(w, Function::Reclaim, &[host(b * M2 + 0x5000), 1]),
+            Ok(0)
+        );
+    }
+    assert_eq!(w.identity_pool_stats().free, SPARE);
+    assert_eq!(total(), total0);
+    assert_eq!(stat(w, Stat::DonatedPages), 0);
+    assert!(w.backend().host_unmapped.lock().unwrap().is_empty());
+}

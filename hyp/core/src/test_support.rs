@@ -53,10 +53,13 @@ const IDR3_BBML_SHIFT: u32 = 11;
 /// `IDR3.BBML` (bits \[12:11\]).
 const IDR3_BBML: u32 = 0b11 << IDR3_BBML_SHIFT;
 
-/// Records host stage-2 calls: (map?, pa, len); fails them all while [`MockHost::fail`] is set.
+/// Records host stage-2 calls: (map?, pa, len); fails them all while [`MockHost::fail`] is set. Panics when a
+/// successful call unmaps a page the host no longer has, or maps back a page it still has: the dispatcher's
+/// ownership tracking must never ask for either.
 #[derive(Default)]
 pub struct MockHost {
     calls: Mutex<Vec<(bool, u64, u64)>>,
+    unmapped: Mutex<BTreeSet<u64>>,
     /// Fail every call (and record it).
     pub fail: AtomicBool,
 }
@@ -67,6 +70,20 @@ impl MockHost {
         if self.fail.load(Ordering::Relaxed) {
             return Err(HwError::Failed);
         }
+        let mut unmapped = self.unmapped.lock();
+        for p in (pa..pa + len).step_by(PAGE_SIZE as usize) {
+            if map {
+                assert!(
+                    unmapped.remove(&p),
+                    "page {p:#x} mapped back without being unmapped"
+                );
+            } else {
+                assert!(
+                    unmapped.insert(p),
+                    "page {p:#x} unmapped from the host twice"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -75,27 +92,14 @@ impl MockHost {
         self.calls.lock().clone()
     }
 
-    /// Forgets the calls so far.
+    /// Forgets the calls so far (not the pages they unmapped).
     pub fn clear(&self) {
         self.calls.lock().clear();
     }
 
     /// The pages the successful calls leave unmapped from the host's stage-2.
     pub fn unmapped_pages(&self) -> BTreeSet<u64> {
-        let mut s = BTreeSet::new();
-        if self.fail.load(Ordering::Relaxed) {
-            return s;
-        }
-        for &(map, pa, len) in self.calls.lock().iter() {
-            for p in (pa..pa + len).step_by(PAGE_SIZE as usize) {
-                if map {
-                    s.remove(&p);
-                } else {
-                    s.insert(p);
-                }
-            }
-        }
-        s
+        self.unmapped.lock().clone()
     }
 }
 
@@ -193,6 +197,31 @@ pub fn platform_with(sids: u32, extra: Option<(u32, u32)>) -> Platform {
     p
 }
 
+/// The machine of `o`: memory, host RAM in it (`o.ram_size` bytes, returned as its base) and the fake SMMU with
+/// QEMU 10's ID registers (RIL per `o.ril`, BBML per `o.bbml`), not yet initialised.
+fn machine(o: &Options) -> (FakeMemory, u64, FakeSmmu) {
+    let mem = FakeMemory::new();
+    let ram = mem.alloc(o.ram_size as usize, 2 << 20);
+    let ril = if o.ril { 0 } else { IDR3_RIL };
+    let idr3 = (qemu::IDR3 & !ril & !IDR3_BBML) | (o.bbml << IDR3_BBML_SHIFT) & IDR3_BBML;
+    let fake = FakeSmmu::with_ids(mem.clone(), qemu::IDR0, qemu::IDR1, idr3, qemu::IDR5);
+    (mem, ram, fake)
+}
+
+/// The shipped backend over an initialised fake SMMU (the machine [`Harness::boot`] builds, without
+/// [`bring_up`]'s [`Warden::new`]), for tests that give [`Warden::new`] configurations of their own. Also
+/// returns the memory and the base of host RAM in it.
+///
+/// # Panics
+///
+/// If the driver refuses the fake (it does not with [`Options::default`]'s settings).
+pub fn fake_backend(o: &Options) -> (FakeBackend, FakeMemory, u64) {
+    let (mem, ram, fake) = machine(o);
+    let smmu = warden_smmu::Smmu::init(fake, mem.clone(), o.driver).expect("driver init");
+    let backend = SmmuBackend::new(smmu, MockHost::default()).expect("blocked-domain table");
+    (backend, mem, ram)
+}
+
 impl Harness {
     /// Boots: the fake SMMU with QEMU 10's ID registers (RIL per `o.ril`, BBML per `o.bbml`), [`bring_up`] with the platform of
     /// [`platform_with`].
@@ -202,12 +231,8 @@ impl Harness {
     /// What [`bring_up`] returns.
     pub fn boot(o: &Options) -> Result<Self, BootError> {
         let p = platform_with(o.sids, o.extra_sids);
-        let mem = FakeMemory::new();
-        let ram = mem.alloc(o.ram_size as usize, 2 << 20);
+        let (mem, ram, fake) = machine(o);
         let linear = mem.host_address(ram).expect("RAM allocated");
-        let ril = if o.ril { 0 } else { IDR3_RIL };
-        let idr3 = (qemu::IDR3 & !ril & !IDR3_BBML) | (o.bbml << IDR3_BBML_SHIFT) & IDR3_BBML;
-        let fake = FakeSmmu::with_ids(mem.clone(), qemu::IDR0, qemu::IDR1, idr3, qemu::IDR5);
         let range = |size| PhysRange { base: ram, size };
         let config = BootConfig {
             ram: &[range(o.ram_size)],

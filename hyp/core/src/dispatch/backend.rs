@@ -66,7 +66,8 @@ pub struct SmmuCounters {
 }
 
 /// What [`Warden`](super::Warden) needs from the hardware. Implemented by EL2 over warden-smmu's driver and
-/// the host stage-2, and by mocks in tests. Every method must return (timeouts become [`HwError::Timeout`]).
+/// the host stage-2 (host tests run that same adapter over the fake SMMU: `test_support`). Every method must
+/// return (timeouts become [`HwError::Timeout`]).
 /// `Warden<B>` is `Sync` (shareable by all CPUs) exactly when `B` is.
 pub trait Backend {
     /// Writes the STE of `sid` so that the device never sees a half-written entry, and waits for the SMMU to

@@ -1,18 +1,23 @@
 //! Dispatcher tests: every error path, a no-panic property over random arguments, and random operation
-//! sequences checked against a reference model.
+//! sequences checked against a reference model. All of them run the shipped adapter over the fake SMMU
+//! ([`crate::test_support`]): what they observe (STEs, invalidations, timeouts, fault records) is what the
+//! driver wrote to the stream table and command queue, or what the fake SMMU did.
 
 use super::unmap::UNMAP_RUNS;
 use super::*;
-use alloc::alloc::{Layout, alloc_zeroed, dealloc};
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::test_support::{CARVEOUT_SIZE, FakeBackend, Harness, ITS_FRAME, Options, fake_backend};
+use alloc::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
-use std::sync::Mutex as StdMutex;
-use std::sync::atomic::AtomicBool;
+use warden_smmu::fake::FAKE_RAM_BASE;
+use warden_smmu::fake::Translation;
+use warden_smmu::{CommandKind, Ste, StreamId};
 
-pub(super) const RAM: u64 = 0x4000_0000;
+/// Host RAM's base: the fake memory's first allocation.
+pub(super) const RAM: u64 = FAKE_RAM_BASE;
 pub(super) const RAM_SIZE: u64 = 16 << 20;
-pub(super) const HYP_SIZE: u64 = 2 << 20;
-pub(super) const DOORBELL: u64 = 0x0809_0000;
+/// The hyp carve-out at the start of RAM.
+pub(super) const HYP_SIZE: u64 = CARVEOUT_SIZE;
+pub(super) const DOORBELL: u64 = ITS_FRAME;
 /// Host-identity's spare level-3 tables in these tests (small, so that donations run it dry).
 pub(super) const SPARE: usize = 2;
 /// Host-identity's pool for this RAM layout: its boot tables (root, two L2 tables: GiB 0 for the doorbell,
@@ -22,137 +27,25 @@ const RW: u64 = abi::PROT_READ | abi::PROT_WRITE;
 const K4: u64 = abi::PGSIZE_4K;
 const M2: u64 = abi::PGSIZE_2M;
 
-/// A recorded invalidation.
+/// The dispatcher these tests drive: the shipped one, over the shipped adapter and the fake SMMU.
+pub(super) type W = Warden<FakeBackend>;
+
+/// An invalidation, read back from the commands the SMMU executed: the TLBIs up to one `CMD_SYNC`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(super) enum Inval {
+    /// Contiguous `TLBI_S2_IPA`s: their VMID, first IPA and total span; `leaf_only` from `Leaf`, `leaf_size`
+    /// from `TTL` (`None` for TTL 0).
     Range {
         vmid: u16,
         iova: u64,
         len: u64,
         hint: InvalidateHint,
     },
+    /// `TLBI_S12_VMALL`.
     Vmid(u16),
 }
 
-/// A mock SMMU + host stage-2.
-#[derive(Default)]
-pub(super) struct Mock {
-    pub stes: StdMutex<BTreeMap<u32, SteConfig>>,
-    pub ste_writes: AtomicU64,
-    pub invals: StdMutex<Vec<Inval>>,
-    pub fail_invalidate: AtomicBool,
-    pub fail_host: AtomicBool,
-    pub events: StdMutex<VecDeque<FaultRecord>>,
-    pub host_unmapped: StdMutex<BTreeSet<u64>>,
-    /// Asks for break-before-make on block splits (an SMMU without BBML2); off by default, like QEMU's.
-    pub bbm: AtomicBool,
-}
-
-impl Backend for Mock {
-    fn install_ste(&self, sid: u32, config: SteConfig) -> Result<(), HwError> {
-        self.ste_writes.fetch_add(1, Ordering::Relaxed);
-        self.stes.lock().unwrap().insert(sid, config);
-        Ok(())
-    }
-
-    fn invalidate_range(
-        &self,
-        vmid: u16,
-        iova: u64,
-        len: u64,
-        hint: InvalidateHint,
-    ) -> Result<(), HwError> {
-        if self.fail_invalidate.load(Ordering::Relaxed) {
-            return Err(HwError::Timeout);
-        }
-        self.invals.lock().unwrap().push(Inval::Range {
-            vmid,
-            iova,
-            len,
-            hint,
-        });
-        Ok(())
-    }
-
-    fn invalidate_vmid(&self, vmid: u16) -> Result<(), HwError> {
-        if self.fail_invalidate.load(Ordering::Relaxed) {
-            return Err(HwError::Timeout);
-        }
-        self.invals.lock().unwrap().push(Inval::Vmid(vmid));
-        Ok(())
-    }
-
-    fn next_event(&self) -> Option<FaultRecord> {
-        self.events.lock().unwrap().pop_front()
-    }
-
-    fn break_before_make(&self) -> bool {
-        self.bbm.load(Ordering::Relaxed)
-    }
-
-    fn host_unmap(&self, pa: u64, len: u64) -> Result<(), HwError> {
-        if self.fail_host.load(Ordering::Relaxed) {
-            return Err(HwError::Failed);
-        }
-        let mut s = self.host_unmapped.lock().unwrap();
-        for p in (pa..pa + len).step_by(PAGE_SIZE as usize) {
-            assert!(s.insert(p), "page {p:#x} unmapped from the host twice");
-        }
-        Ok(())
-    }
-
-    fn host_map(&self, pa: u64, len: u64) -> Result<(), HwError> {
-        if self.fail_host.load(Ordering::Relaxed) {
-            return Err(HwError::Failed);
-        }
-        let mut s = self.host_unmapped.lock().unwrap();
-        for p in (pa..pa + len).step_by(PAGE_SIZE as usize) {
-            assert!(
-                s.remove(&p),
-                "page {p:#x} mapped back without being unmapped"
-            );
-        }
-        Ok(())
-    }
-
-    fn counters(&self) -> SmmuCounters {
-        SmmuCounters {
-            commands: 7,
-            syncs: 3,
-            ..SmmuCounters::default()
-        }
-    }
-}
-
-/// Real memory standing in for RAM at fake PA [`RAM`] (the pool writes page tables into it).
-pub(super) struct Backing {
-    ptr: *mut u8,
-    layout: Layout,
-}
-
-impl Backing {
-    fn new() -> Self {
-        let layout = Layout::from_size_align(RAM_SIZE as usize, 4096).unwrap();
-        // SAFETY: non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        assert!(!ptr.is_null());
-        Self { ptr, layout }
-    }
-}
-
-impl Drop for Backing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout; the Warden using it was dropped first (field order).
-        unsafe { dealloc(self.ptr, self.layout) }
-    }
-}
-
-/// A Warden over the mock, with its backing memory.
-pub(super) struct Harness {
-    pub w: Warden<Mock>,
-    _mem: Backing,
-}
-
+/// StreamIDs of the test machine: 16 from 0 (the first `iommu-map` entry) and 8 from 0x100 (a second one).
 pub(super) fn sids() -> [SidRange; 2] {
     [
         SidRange { base: 0, count: 16 },
@@ -163,56 +56,54 @@ pub(super) fn sids() -> [SidRange; 2] {
     ]
 }
 
-/// `pool_pages` pages of the carve-out (from its start) form the pool.
-pub(super) fn harness_with(pool_pages: u64, max_domains: u16, max_donated: usize) -> Harness {
-    let mem = Backing::new();
-    let ram = [PhysRange {
-        base: RAM,
-        size: RAM_SIZE,
-    }];
-    let hyp = [PhysRange {
-        base: RAM,
-        size: HYP_SIZE,
-    }];
-    let pool = [PhysRange {
-        base: RAM,
-        size: pool_pages * PAGE_SIZE,
-    }];
-    let doorbells = [PhysRange {
-        base: DOORBELL,
-        size: 0x1_0000,
-    }];
-    let sids = sids();
-    let config = Config {
-        ram: &ram,
-        hyp: &hyp,
-        pool: &pool,
-        msi_doorbells: &doorbells,
-        sids: &sids,
+/// The harness options of these tests: [`RAM_SIZE`] of RAM, [`sids`], an event ring of 4, [`SPARE`] spare
+/// tables; `pool_pages` pages of the carve-out (from its start) form the pool.
+pub(super) fn options(pool_pages: u64, max_domains: u16, max_donated: usize) -> Options {
+    let [a, b] = sids();
+    Options {
+        sids: a.count,
+        extra_sids: Some((b.base, b.count)),
+        ram_size: RAM_SIZE,
+        pool_size: pool_pages * PAGE_SIZE,
         max_domains,
-        vmid_bits: 16,
-        pa_bits: 44,
         max_donated_pages: max_donated,
-        phys_offset: (mem.ptr as u64).wrapping_sub(RAM),
         event_ring: 4,
         identity_spare_tables: SPARE,
-    };
-    let w = Warden::new(&config, Mock::default()).unwrap();
-    Harness { w, _mem: mem }
+        ..Options::default()
+    }
+}
+
+/// Boots the harness of `o`.
+pub(super) fn boot(o: &Options) -> Harness {
+    let h = Harness::boot(o).expect("boot");
+    assert_eq!(h.ram, RAM);
+    h
+}
+
+/// [`options`], booted.
+pub(super) fn harness_with(pool_pages: u64, max_domains: u16, max_donated: usize) -> Harness {
+    boot(&options(pool_pages, max_domains, max_donated))
 }
 
 pub(super) fn harness() -> Harness {
     harness_with(256, 8, 1024)
 }
 
-fn call(w: &Warden<Mock>, f: Function, args: &[u64]) -> [u64; 4] {
+/// A harness whose SMMU needs break-before-make on block splits (`IDR3.BBML` 0) if `bbm`, else not (2, QEMU's).
+pub(super) fn harness_bbm(bbm: bool) -> Harness {
+    let mut o = options(256, 8, 1024);
+    o.bbml = if bbm { 0 } else { 2 };
+    boot(&o)
+}
+
+fn call(w: &W, f: Function, args: &[u64]) -> [u64; 4] {
     let mut a = [0u64; 6];
     a[..args.len()].copy_from_slice(args);
     w.handle(f.fid(), a)
 }
 
 /// `Ok(x1)` or `Err(error)`.
-fn res(w: &Warden<Mock>, f: Function, args: &[u64]) -> Result<u64, Error> {
+fn res(w: &W, f: Function, args: &[u64]) -> Result<u64, Error> {
     let r = call(w, f, args);
     if r[0] as i64 >= 0 {
         Ok(r[1])
@@ -221,17 +112,123 @@ fn res(w: &Warden<Mock>, f: Function, args: &[u64]) -> Result<u64, Error> {
     }
 }
 
-fn alloc_paging(w: &Warden<Mock>) -> u64 {
+fn alloc_paging(w: &W) -> u64 {
     res(w, Function::DomainAlloc, &[0]).unwrap()
 }
 
-fn stat(w: &Warden<Mock>, s: Stat) -> u64 {
+fn stat(w: &W, s: Stat) -> u64 {
     res(w, Function::Stat, &[s.value()]).unwrap()
 }
 
 /// A host RAM address (above the carve-out).
 fn host(off: u64) -> u64 {
     RAM + HYP_SIZE + off
+}
+
+/// The commands the SMMU executed since boot or the last [`clear_commands`], decoded.
+pub(super) fn commands(w: &W) -> Vec<CommandKind> {
+    w.backend()
+        .with_smmu(|s| s.regs_mut().executed().iter().map(|c| c.decode()).collect())
+}
+
+/// Forgets the commands executed so far.
+pub(super) fn clear_commands(w: &W) {
+    w.backend().with_smmu(|s| s.regs_mut().take_executed());
+}
+
+/// The invalidations among [`commands`].
+pub(super) fn invals(w: &W) -> Vec<Inval> {
+    decode_invals(commands(w))
+}
+
+/// The invalidation the SMMU sees when the dispatcher asks for `[iova, iova + len)` in `vmid` with `hint`:
+/// the shipped adapter's request, planned by the driver (which may widen it: to the leaf size given, or to
+/// what the range encoding can express).
+pub(super) fn planned(w: &W, vmid: u16, iova: u64, len: u64, hint: InvalidateHint) -> Inval {
+    let req = crate::smmu_backend::invalidation_for(vmid, iova, len, hint);
+    let cmds = w
+        .backend()
+        .with_smmu(|s| s.plan_invalidation(&req).map(|c| c.decode()).collect());
+    let [one] = decode_invals(cmds)[..] else {
+        panic!("{req:x?} is not one invalidation")
+    };
+    one
+}
+
+/// Groups TLBI commands into invalidations (see [`Inval`]).
+fn decode_invals(cmds: Vec<CommandKind>) -> Vec<Inval> {
+    let mut out = Vec::new();
+    let mut cur: Option<Inval> = None;
+    for c in cmds {
+        match c {
+            CommandKind::TlbiS2Ipa(t) => {
+                let hint = InvalidateHint {
+                    leaf_only: t.leaf,
+                    leaf_size: match (t.tg, t.ttl) {
+                        (0, _) | (_, 0) => None,
+                        (_, 1) => Some(abi::PGSIZE_1G),
+                        (_, 2) => Some(M2),
+                        _ => Some(K4),
+                    },
+                };
+                match &mut cur {
+                    Some(Inval::Range {
+                        vmid,
+                        iova,
+                        len,
+                        hint: h,
+                    }) if *vmid == t.vmid.0 && *iova + *len == t.ipa && *h == hint => {
+                        *len += t.span();
+                    }
+                    _ => {
+                        out.extend(cur.take());
+                        cur = Some(Inval::Range {
+                            vmid: t.vmid.0,
+                            iova: t.ipa,
+                            len: t.span(),
+                            hint,
+                        });
+                    }
+                }
+            }
+            CommandKind::TlbiS12Vmall { vmid } => {
+                out.extend(cur.take());
+                out.push(Inval::Vmid(vmid.0));
+            }
+            _ => out.extend(cur.take()),
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+/// The STE of `sid` as the driver wrote it to the stream table.
+pub(super) fn ste(w: &W, sid: u32) -> Ste {
+    w.backend()
+        .with_smmu(|s| s.ste(StreamId(sid)))
+        .expect("StreamID in the stream table")
+}
+
+/// The STE the shipped adapter writes for `config`.
+pub(super) fn ste_for(w: &W, config: SteConfig) -> Ste {
+    w.backend().ste_for(config)
+}
+
+/// Stops (or restarts) the fake SMMU in front of every `CMD_SYNC`: the driver's waits time out as they would
+/// on a hung SMMU ([`HwError::Timeout`]).
+pub(super) fn set_sync_stall(w: &W, stall: bool) {
+    w.backend()
+        .with_smmu(|s| s.regs_mut().set_sync_stall(stall));
+}
+
+/// Makes every host stage-2 change fail (or succeed again).
+pub(super) fn set_fail_host(w: &W, fail: bool) {
+    w.backend().host().fail.store(fail, Ordering::Relaxed);
+}
+
+/// The pages the host's stage-2 no longer maps.
+pub(super) fn host_unmapped(w: &W) -> BTreeSet<u64> {
+    w.backend().host().unmapped_pages()
 }
 
 proptest! {

@@ -10,20 +10,18 @@ const NO: u64 = abi::MAP_BATCH_NO_ENTRY;
 /// Descriptor page used by most tests (host RAM, well away from the PAs the tests map).
 const DESC: u64 = RAM + 8 * (1 << 20);
 
-/// Writes descriptors `(iova, pa, len)` at host PA `pa` of the harness's backing memory.
+/// Writes descriptors `(iova, pa, len)` at host PA `pa` of the harness's memory.
 fn put(h: &Harness, pa: u64, entries: &[(u64, u64, u64)]) {
     for (i, &(iova, p, len)) in entries.iter().enumerate() {
         for (j, v) in [iova, p, len].into_iter().enumerate() {
-            let off = (pa - RAM) as usize + i * 24 + j * 8;
-            assert!(off + 8 <= RAM_SIZE as usize);
-            // SAFETY: inside the backing allocation (checked above); tests write it from one thread here.
-            unsafe { h._mem.ptr.add(off).cast::<u64>().write_unaligned(v) };
+            let at = pa + (i * 24 + j * 8) as u64;
+            assert!(h.mem.try_write64(at, v), "{at:#x} outside the fake memory");
         }
     }
 }
 
 /// `[x0, x1, x2, x3]` of MAP_BATCH.
-fn batch(w: &Warden<Mock>, dom: u64, desc: u64, count: u64, prot: u64) -> [u64; 4] {
+fn batch(w: &W, dom: u64, desc: u64, count: u64, prot: u64) -> [u64; 4] {
     call(w, Function::MapBatch, &[dom, desc, count, prot])
 }
 
@@ -32,7 +30,7 @@ fn err(e: Error, index: u64) -> [u64; 4] {
 }
 
 /// Nothing is mapped in `d` at any of `iovas`, no DMA counts are held, the pool is as it was.
-fn unchanged(w: &Warden<Mock>, d: u64, iovas: &[u64], free: u64) {
+fn unchanged(w: &W, d: u64, iovas: &[u64], free: u64) {
     assert_eq!(stat(w, Stat::MappedPages), 0);
     assert_eq!(stat(w, Stat::PoolFreePages), free);
     for &i in iovas {
@@ -330,7 +328,7 @@ fn host_rewriting_descriptors_concurrently_cannot_break_invariants() {
         .map(|i| (0x10_0000, RAM + i * K4, 1 << 40))
         .collect();
     let stop = AtomicBool::new(false);
-    let base = h._mem.ptr as usize + (DESC - RAM) as usize;
+    let base = h.mem.host_address(DESC).expect("RAM") as usize;
     /// Stops the writer when dropped, also when an assertion below panics (else the scope would wait for the
     /// writer forever and the failure would show as a hang).
     struct Stop<'a>(&'a AtomicBool);
@@ -401,7 +399,7 @@ fn host_rewriting_descriptors_concurrently_cannot_break_invariants() {
 }
 
 /// Every leaf of domain `id` in the first 2 GiB of IOVA: (IOVA, PA, bytes, level) of each valid one, in order.
-fn leaves(w: &Warden<Mock>, id: u64) -> Vec<(u64, u64, u64, usize)> {
+fn leaves(w: &W, id: u64) -> Vec<(u64, u64, u64, usize)> {
     let (slot, _) = w.slot_of(id).unwrap();
     let s = w.slots[slot].lock();
     let SlotKind::Paging(d) = &s.kind else {
@@ -418,7 +416,7 @@ fn leaves(w: &Warden<Mock>, id: u64) -> Vec<(u64, u64, u64, usize)> {
 }
 
 /// Whether `[iova, iova + len)` of domain `id` can be mapped in place (level-3 tables there, nothing mapped).
-fn in_place(w: &Warden<Mock>, id: u64, iova: u64, len: u64) -> bool {
+fn in_place(w: &W, id: u64, iova: u64, len: u64) -> bool {
     let (slot, _) = w.slot_of(id).unwrap();
     let s = w.slots[slot].lock();
     let SlotKind::Paging(d) = &s.kind else {

@@ -51,9 +51,9 @@ fn nomem_topup_and_reclaim() {
         Err(Error::OutOfRangePa)
     );
     assert_eq!(res(w, Function::Donate, &[!0xfff, 2]), Err(Error::Overflow));
-    w.backend().fail_host.store(true, Ordering::Relaxed);
+    set_fail_host(w, true);
     assert_eq!(res(w, Function::Donate, &[don, 4]), Err(Error::HwError));
-    w.backend().fail_host.store(false, Ordering::Relaxed);
+    set_fail_host(w, false);
     assert_eq!(stat(w, Stat::DonatedPages), 0);
     // Top up with `need` pages and a few more (the identity split comes out of identity's own pool).
     assert_eq!(res(w, Function::Donate, &[don, need + 4]), Ok(0));
@@ -73,7 +73,7 @@ fn nomem_topup_and_reclaim() {
         res(w, Function::IovaToPhys, &[0, don + (need + 4) * K4]),
         Ok(don + (need + 4) * K4)
     );
-    assert!(w.backend().host_unmapped.lock().unwrap().contains(&don));
+    assert!(host_unmapped(w).contains(&don));
     assert_eq!(
         res(w, Function::MapPages, &[d, 0, don, K4, 1, RW]),
         Err(Error::DonatedMemory)
@@ -133,7 +133,7 @@ fn nomem_topup_and_reclaim() {
         res(w, Function::IovaToPhys, &[0, don2 + 39 * K4]),
         Ok(don2 + 39 * K4)
     );
-    assert!(w.backend().host_unmapped.lock().unwrap().is_empty());
+    assert!(host_unmapped(w).is_empty());
     assert_eq!(stat(w, Stat::PoolTotalPages), total);
     assert_eq!(stat(w, Stat::PoolFreePages), free0);
     assert_eq!(stat(w, Stat::TablePagesInUse), 0);
@@ -211,7 +211,7 @@ fn identity_splits_never_pin_donated_pages() {
     ]
     .map(|s| stat(w, s));
     assert_eq!(after, baseline, "pool stats back at baseline");
-    assert!(w.backend().host_unmapped.lock().unwrap().is_empty());
+    assert!(host_unmapped(w).is_empty());
 }
 
 /// Once host-identity's spare is empty, a donation that cuts a 2 MiB block makes its first donated page there
@@ -230,9 +230,8 @@ fn donated_page_is_identity_table_until_its_block_is_back_bbm() {
 }
 
 fn donated_table_cycle(bbm: bool) {
-    let h = harness();
+    let h = harness_bbm(bbm);
     let w = &h.w;
-    w.backend().bbm.store(bbm, Ordering::Relaxed);
     let total0 = stat(w, Stat::PoolTotalPages);
     let total = || stat(w, Stat::PoolTotalPages);
     // Blocks 0 and 1 take the spare.
@@ -243,12 +242,12 @@ fn donated_table_cycle(bbm: bool) {
     assert_eq!(total(), total0 + 2);
     // Block 2: three pages, the first becomes its table.
     let pa = host(2 * M2 + 0x1_0000);
-    w.backend().invals.lock().unwrap().clear();
+    clear_commands(w);
     assert_eq!(res(w, Function::Donate, &[pa, 3]), Ok(0));
     assert_eq!(total(), total0 + 2 + 2, "one donated page is a table");
     assert_eq!(stat(w, Stat::DonatedPages), 5);
     assert_eq!(
-        w.backend().invals.lock().unwrap().first(),
+        invals(w).first(),
         Some(&Inval::Range {
             vmid: 1,
             iova: host(2 * M2),
@@ -331,5 +330,5 @@ fn donated_table_cycle(bbm: bool) {
     assert_eq!(w.identity_pool_stats().free, SPARE);
     assert_eq!(total(), total0);
     assert_eq!(stat(w, Stat::DonatedPages), 0);
-    assert!(w.backend().host_unmapped.lock().unwrap().is_empty());
+    assert!(host_unmapped(w).is_empty());
 }

@@ -52,10 +52,19 @@ fn unknown_functions_are_not_supported() {
 #[test]
 fn initial_state_is_host_identity() {
     let h = harness();
-    let stes = h.w.backend().stes.lock().unwrap().clone();
-    assert_eq!(stes.len(), 24);
     let id = h.w.identity_ste();
-    assert!(stes.values().all(|s| *s == id));
+    for r in sids() {
+        for sid in r.base..r.base + r.count {
+            assert_eq!(ste(&h.w, sid), ste_for(&h.w, id), "sid {sid:#x}");
+        }
+    }
+    for sid in [16, 0xff, 0x108] {
+        assert_eq!(
+            ste(&h.w, sid).s2_config(),
+            None,
+            "sid {sid:#x} is in no iommu-map"
+        );
+    }
     let SteConfig::Translate(c) = id else {
         panic!()
     };
@@ -107,7 +116,13 @@ fn pool_must_hold_the_identity_reserve() {
         base: DOORBELL,
         size: 0x1_0000,
     }];
-    let mem = Backing::new();
+    // The shipped adapter over a fresh fake SMMU, with host RAM at RAM: one machine per Warden::new call.
+    let machine = || {
+        let (backend, mem, ram) = fake_backend(&options(0, 4, 8));
+        assert_eq!(ram, RAM);
+        let offset = mem.host_address(RAM).expect("RAM").wrapping_sub(RAM);
+        (backend, mem, offset)
+    };
     let need = IDENTITY_RESERVE as usize + MIN_DOMAIN_POOL_PAGES;
     // Two pool ranges: the reserve is taken from the first pages across them.
     let pool = |pages: u64| {
@@ -122,7 +137,7 @@ fn pool_must_hold_the_identity_reserve() {
             },
         ]
     };
-    let config = |pool| Config {
+    let config = |pool, phys_offset| Config {
         ram: &ram,
         hyp: &hyp,
         pool,
@@ -132,24 +147,26 @@ fn pool_must_hold_the_identity_reserve() {
         vmid_bits: 16,
         pa_bits: 44,
         max_donated_pages: 8,
-        phys_offset: (mem.ptr as u64).wrapping_sub(RAM),
+        phys_offset,
         event_ring: 1,
         identity_spare_tables: SPARE,
     };
     let short = pool(need as u64 - 1);
+    let (backend, _mem, offset) = machine();
     assert_eq!(
-        identity_reserve_pages(&config(&short)),
+        identity_reserve_pages(&config(&short, offset)),
         Ok(IDENTITY_RESERVE as usize)
     );
     assert_eq!(
-        Warden::new(&config(&short), Mock::default()).err(),
+        Warden::new(&config(&short, offset), backend).err(),
         Some(InitError::PoolTooSmall {
             need,
             have: need - 1
         })
     );
     let exact = pool(need as u64);
-    let w = Warden::new(&config(&exact), Mock::default()).unwrap();
+    let (backend, _mem, offset) = machine();
+    let w = Warden::new(&config(&exact, offset), backend).unwrap();
     assert_eq!(stat(&w, Stat::PoolTotalPages), MIN_DOMAIN_POOL_PAGES as u64);
     // One domain fits; the next is NOMEM (the reserve for unmap splits stays free).
     let d = alloc_paging(&w);
@@ -207,7 +224,7 @@ fn identity_spare_then_donated_tables() {
         [Stat::PoolTotalPages, Stat::PoolFreePages].map(|s| stat(w, s)),
         pool0
     );
-    assert!(w.backend().host_unmapped.lock().unwrap().is_empty());
+    assert!(host_unmapped(w).is_empty());
     // A whole 2 MiB block donated needs no table; reclaimed, it is a block again.
     assert_eq!(res(w, Function::Donate, &[host(0), 512]), Ok(0));
     assert_eq!(w.identity_pool_stats().free, SPARE);
@@ -279,7 +296,7 @@ fn bad_configs_are_refused() {
     ];
     for c in bad {
         assert_eq!(
-            Warden::new(&c, Mock::default()).err(),
+            Warden::new(&c, fake_backend(&Options::default()).0).err(),
             Some(InitError::BadConfig),
             "{c:?}"
         );
@@ -287,7 +304,7 @@ fn bad_configs_are_refused() {
     // An empty pool cannot even hold host-identity's pool (16 MiB of RAM in 2 MiB blocks: root, one L2; the
     // spare).
     assert_eq!(
-        Warden::new(&base, Mock::default()).err(),
+        Warden::new(&base, fake_backend(&Options::default()).0).err(),
         Some(InitError::PoolTooSmall {
             need: 2 + SPARE + MIN_DOMAIN_POOL_PAGES,
             have: 0

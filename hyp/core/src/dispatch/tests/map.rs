@@ -124,12 +124,12 @@ fn map_unmap_roundtrip_with_one_invalidation() {
             count: 1
         }
     );
-    w.backend().invals.lock().unwrap().clear();
+    clear_commands(w);
     assert_eq!(
         res(w, Function::UnmapPages, &[d, 0x4000_0000, M2, 2]),
         Ok(4 << 20)
     );
-    let invals = w.backend().invals.lock().unwrap().clone();
+    let invals = invals(w);
     assert_eq!(
         invals,
         [Inval::Range {

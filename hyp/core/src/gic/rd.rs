@@ -8,6 +8,12 @@
 //! | `GICR_SETLPIR` 0x40, `GICR_CLRLPIR` 0x48, `GICR_INVLPIR` 0xa0, `GICR_INVALLR` 0xb0 | 0 | passed |
 //! | anything else, and the whole VLPI frame | 0 | ignored (VLPI writes reported) |
 //!
+//! Every write is decided and carried out under the lock of its redistributor ([`RdEmulator`]'s `frames`):
+//! the checks read the real registers (`EnableLPIs`, the table bases), and another CPU writing the same
+//! frame must not change them between the check and the write that relies on it (a `GICR_PENDBASER`
+//! write landing between `EnableLPIs`'s check of the tables and the `GICR_CTLR` write would leave the
+//! redistributor using an unchecked table).
+//!
 //! The property table holds one byte per LPI (2^n − 8192 bytes) and the pending table one bit per INTID
 //! (2^n / 8 bytes), n = min(`GICR_PROPBASER.IDbits`, `GICD_TYPER.IDbits`) + 1: what the redistributor may
 //! read and write once `EnableLPIs` is set.
@@ -63,8 +69,9 @@ pub struct RdEmulator<'a> {
     vlpis: bool,
     /// LPI INTID bits the distributor supports (`GICD_TYPER.IDbits` + 1).
     lpi_bits: u32,
-    /// The tables pinned by each redistributor's `EnableLPIs`.
-    pinned: Mutex<Vec<Option<Tables>>>,
+    /// Per redistributor: the lock every write to its frame holds from its checks to its last register
+    /// write, and the tables its `EnableLPIs` pinned.
+    frames: Vec<Mutex<Option<Tables>>>,
 }
 
 impl<'a> RdEmulator<'a> {
@@ -77,7 +84,7 @@ impl<'a> RdEmulator<'a> {
             redistributors,
             vlpis,
             lpi_bits,
-            pinned: Mutex::new(alloc::vec![None; n]),
+            frames: (0..n).map(|_| Mutex::new(None)).collect(),
         }
     }
 
@@ -147,6 +154,8 @@ impl<'a> RdEmulator<'a> {
         report: &mut dyn FnMut(GicRefusal),
     ) {
         let reg = off & !7;
+        // Held until the last register write: no other CPU's write to this frame in between.
+        let mut pinned = self.frames[i].lock();
         let enabled = regs.read32(rd + GICR_CTLR) & CTLR_ENABLE_LPIS != 0;
         match reg {
             GICR_CTLR if off == GICR_CTLR && size == 4 => {
@@ -160,7 +169,7 @@ impl<'a> RdEmulator<'a> {
                 }
                 match self.pin_tables(regs, rd) {
                     Ok(t) => {
-                        self.pinned.lock()[i] = Some(t);
+                        *pinned = Some(t);
                         regs.write32(rd + GICR_CTLR, dpg | CTLR_ENABLE_LPIS);
                     }
                     Err(e) => {
@@ -222,7 +231,7 @@ impl<'a> RdEmulator<'a> {
 
     /// Whether redistributor `i` has its tables pinned.
     pub fn lpis_enabled(&self, i: usize) -> bool {
-        self.pinned.lock().get(i).is_some_and(Option::is_some)
+        self.frames.get(i).is_some_and(|f| f.lock().is_some())
     }
 }
 
@@ -383,5 +392,110 @@ mod tests {
             [GicRefusal::Register("redistributor VLPI frame")]
         );
         assert_eq!(gic.writes_to(vpend), 0);
+    }
+
+    /// Registers shared by threads; a read of `stall_at` (once) pauses the reader until another thread
+    /// says it is done or a second has passed, so a test can put another CPU's access inside that window.
+    struct RacyGic {
+        regs: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+        stall_at: u64,
+        armed: core::sync::atomic::AtomicBool,
+        stalled: std::sync::mpsc::SyncSender<()>,
+        resume: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl GicRegs for RacyGic {
+        fn read32(&self, pa: u64) -> u32 {
+            self.read64(pa & !7).wrapping_shr(((pa & 4) * 8) as u32) as u32
+        }
+        fn write32(&self, pa: u64, value: u32) {
+            self.write64(pa, u64::from(value));
+        }
+        fn read64(&self, pa: u64) -> u64 {
+            let v = self.regs.lock().unwrap().get(&pa).copied().unwrap_or(0);
+            if pa == self.stall_at && self.armed.swap(false, core::sync::atomic::Ordering::SeqCst) {
+                self.stalled.send(()).unwrap();
+                let _ = self
+                    .resume
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(std::time::Duration::from_secs(1));
+            }
+            v
+        }
+        fn write64(&self, pa: u64, value: u64) {
+            self.regs.lock().unwrap().insert(pa, value);
+        }
+    }
+
+    #[test]
+    fn a_table_base_written_by_another_cpu_during_enable_lpis_never_reaches_the_redistributor() {
+        let own = crate::gic::tests_support::ownership();
+        let (stalled_tx, stalled_rx) = std::sync::mpsc::sync_channel(1);
+        let (resume_tx, resume_rx) = std::sync::mpsc::channel();
+        let gic = RacyGic {
+            regs: Default::default(),
+            stall_at: RD1 + GICR_PENDBASER,
+            armed: false.into(),
+            stalled: stalled_tx,
+            resume: std::sync::Mutex::new(resume_rx),
+        };
+        let e = RdEmulator::new(&own, alloc::vec![RD0, RD1], false, 16);
+        let good = 0x4040_0000;
+        let mut r = Vec::new();
+        let wr = |pa: u64, size: u8, value: u64, out: &mut Vec<GicRefusal>| {
+            let off = pa & 0xffff;
+            e.access(&gic, pa, RegAccess::Write { off, size, value }, &mut |x| {
+                out.push(x)
+            });
+        };
+        wr(RD1 + GICR_PROPBASER, 8, 0x4030_0000 | 15, &mut r);
+        wr(RD1 + GICR_PENDBASER, 8, good, &mut r);
+        assert!(r.is_empty());
+        gic.armed.store(true, core::sync::atomic::Ordering::SeqCst);
+        let (enable, attack) = std::thread::scope(|s| {
+            // CPU A sets EnableLPIs; its check of the tables reads GICR_PENDBASER and stalls there...
+            let a = s.spawn(|| {
+                let mut out = Vec::new();
+                e.access(
+                    &gic,
+                    RD1 + GICR_CTLR,
+                    RegAccess::Write {
+                        off: GICR_CTLR,
+                        size: 4,
+                        value: 1,
+                    },
+                    &mut |x| out.push(x),
+                );
+                out
+            });
+            // ... while CPU B aims GICR_PENDBASER at the carve-out.
+            stalled_rx.recv().unwrap();
+            let b = s.spawn(|| {
+                let mut out = Vec::new();
+                e.access(
+                    &gic,
+                    RD1 + GICR_PENDBASER,
+                    RegAccess::Write {
+                        off: GICR_PENDBASER,
+                        size: 8,
+                        value: 0x4000_0000,
+                    },
+                    &mut |x| out.push(x),
+                );
+                out
+            });
+            // B either finished (no lock: its write landed inside A's check) or waits for A's lock, which
+            // the timeout in `read64` lets A release.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let _ = resume_tx.send(());
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert!(enable.is_empty(), "{enable:?}");
+        assert_eq!(gic.read32(RD1 + GICR_CTLR) & CTLR_ENABLE_LPIS, 1);
+        // The redistributor uses exactly the tables that were checked and pinned.
+        assert_eq!(gic.read64(RD1 + GICR_PENDBASER), good);
+        assert_eq!(attack, [GicRefusal::InUse("GICR_PENDBASER")]);
+        assert_eq!(count(&own, good), 1);
     }
 }

@@ -28,8 +28,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ownership::{MemKind, Ownership, OwnershipError};
 use crate::trap::esr::{
-    EC_DABT_LOW, ESR_EC_SHIFT, ESR_ISV, ESR_S1PTW, ESR_SAS_SHIFT, ESR_SF, ESR_SRT_SHIFT, ESR_SSE,
-    ESR_WNR,
+    EC_DABT_LOW, ESR_EC_SHIFT, ESR_IL, ESR_ISV, ESR_S1PTW, ESR_SAS_SHIFT, ESR_SF, ESR_SRT_SHIFT,
+    ESR_SSE, ESR_WNR,
 };
 use warden_abi::PAGE_SIZE;
 use warden_dt::PhysRange;
@@ -272,6 +272,9 @@ pub struct MmioAccess {
     pub sign_extend: bool,
     /// The register is 64 bits wide (else 32: the upper half is zeroed).
     pub sf: bool,
+    /// Bytes of the instruction to step over once the access is emulated: 4, or 2 for a 16-bit T32
+    /// instruction (`ESR.IL` = 0, an AArch32 EL0 process in Thumb state).
+    pub insn_len: u8,
 }
 
 impl MmioAccess {
@@ -290,6 +293,7 @@ impl MmioAccess {
             reg: ((esr >> ESR_SRT_SHIFT) & 0x1f) as u8,
             sign_extend: esr & ESR_SSE != 0,
             sf: esr & ESR_SF != 0,
+            insn_len: if esr & ESR_IL != 0 { 4 } else { 2 },
         })
     }
 
@@ -469,6 +473,7 @@ mod tests {
             | if sse { ESR_SSE } else { 0 }
             | if sf { ESR_SF } else { 0 }
             | if write { ESR_WNR } else { 0 }
+            | ESR_IL
             | 0x06
     }
 
@@ -483,9 +488,13 @@ mod tests {
                 size: 8,
                 reg: 5,
                 sign_extend: false,
-                sf: true
+                sf: true,
+                insn_len: 4,
             }
         );
+        // A 16-bit T32 load (an AArch32 process in Thumb state): step over 2 bytes, not 4.
+        let t = MmioAccess::decode(esr(false, 2, 1, false, false) & !ESR_IL, 0x0808_0000).unwrap();
+        assert_eq!(t.insn_len, 2);
         let mut x = [0u64; 31];
         x[5] = 0x1234_5678_9abc_def0;
         assert_eq!(a.store_value(&x), 0x1234_5678_9abc_def0);

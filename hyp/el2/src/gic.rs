@@ -195,6 +195,6 @@ pub fn handle(frame: &mut TrapFrame, esr: u64, ipa: u64) -> bool {
     if !acc.write && acc.reg < 31 {
         frame.x[usize::from(acc.reg)] = acc.load_result(value);
     }
-    frame.elr = frame.elr.wrapping_add(4);
+    frame.elr = frame.elr.wrapping_add(u64::from(acc.insn_len));
     true
 }

@@ -3,10 +3,11 @@
 //! [`SmmuBackend`] owns the [`Smmu`] behind one `spin::Mutex`, the command-queue lock (the innermost lock:
 //! [`Warden`] calls the backend with its domain and stream locks held, never the other way round), and forwards
 //! the host stage-2 half of the trait (donation, reclaim) to a [`HostStage2Ops`] the EL2 image supplies. An
-//! invalidation holds that lock only to write its commands and `CMD_SYNC` ([`Smmu::issue`]); it waits for its
-//! sync with the driver's shared [`CmdqWaiter`], taking the lock again only if the queue stalls (to look for a
-//! command error) or an error is pending, so CPUs invalidating at once overlap their waits. STE updates (attach,
-//! detach: several dependent syncs) still run whole under the lock. It translates:
+//! invalidation does not hold that lock: it reserves, writes and publishes its commands and `CMD_SYNC` through
+//! the driver's [`SharedCmdq`] (only the CPU that publishes `CMDQ_PROD` for everyone takes the lock, with
+//! `try_lock`), then waits for its sync, taking the lock only if the queue stalls (to publish and look for a
+//! command error) or an error is pending, so CPUs invalidating at once fill the queue and wait together. STE
+//! updates (attach, detach: several dependent syncs) still run whole under the lock. It translates:
 //! - [`SteConfig`] → [`Ste`] (stage 2 from the domain's [`crate::domain::S2Config`]: 4 KiB granule, WB
 //!   inner-shareable walks, faults recorded; [`SteConfig::Abort`], a blocked domain, → stage 2 through an
 //!   empty table, so that its DMA is *reported*, see [`SmmuBackend::blocked_ste`]);
@@ -48,7 +49,8 @@ use alloc::vec::Vec;
 use spin::Mutex;
 use warden_abi as abi;
 use warden_dt::{Phandle, PhysRange, Platform, SmmuV3};
-use warden_smmu::driver::{CmdqWaiter, SyncTicket};
+use warden_smmu::cmd::InvalidationPolicy;
+use warden_smmu::driver::SharedCmdq;
 use warden_smmu::ste::{CACHE_WBWA, SH_INNER};
 use warden_smmu::{
     Command, Counters, DmaMemory, Event, Features, LeafSize, RegisterAccess, S2Config,
@@ -86,9 +88,11 @@ pub const BLOCKED_VMID: u16 = 0;
 /// [`Backend`] over an initialised [`Smmu`] and a [`HostStage2Ops`].
 pub struct SmmuBackend<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> {
     smmu: Mutex<Smmu<R, M>>,
-    /// The command queue's consumer side: waiting for a `CMD_SYNC` without `smmu`'s lock.
-    waiter: Arc<CmdqWaiter<R::Cons>>,
-    /// Contention on `smmu`'s lock (`STAT CMDQ_LOCK_WAITS`/`CMDQ_LOCK_SPINS`).
+    /// The command queue shared by every CPU: issuing and waiting for a `CMD_SYNC` without `smmu`'s lock.
+    cmdq: Arc<SharedCmdq<R::Cons, M::Writer>>,
+    /// The driver's invalidation policy (fixed at init), to plan invalidations without the lock.
+    policy: InvalidationPolicy,
+    /// Contention on `smmu`'s lock (with the command queue's own, `STAT CMDQ_LOCK_WAITS`/`CMDQ_LOCK_SPINS`).
     lock_stats: LockStats,
     host: H,
     features: Features,
@@ -185,7 +189,8 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
             ps: features.oas_encoding as u8,
         });
         Ok(Self {
-            waiter: smmu.cmdq_waiter(),
+            cmdq: smmu.shared_cmdq(),
+            policy: smmu.invalidation_policy(),
             lock_stats: LockStats::new(),
             smmu: Mutex::new(smmu),
             host,
@@ -236,14 +241,20 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
         self.lock_stats.lock(&self.smmu)
     }
 
-    /// Issues one batch with the driver locked (`issue` writes it and its `CMD_SYNC`), then waits for that
-    /// sync without the lock.
-    fn issue_and_wait(
-        &self,
-        issue: impl FnOnce(&mut Smmu<R, M>) -> Result<SyncTicket, warden_smmu::Error>,
-    ) -> Result<(), HwError> {
-        let ticket = issue(&mut self.lock()).map_err(hw_error)?;
-        self.waiter
+    /// Issues `cmds` and a `CMD_SYNC` as one batch through the shared command queue, then waits for that
+    /// sync; the driver's lock is only tried to publish `CMDQ_PROD` and taken on the slow paths.
+    fn issue_and_wait(&self, cmds: impl IntoIterator<Item = Command>) -> Result<(), HwError> {
+        let ticket = self
+            .cmdq
+            .issue(cmds, |try_only| {
+                if try_only {
+                    self.smmu.try_lock()
+                } else {
+                    Some(self.lock())
+                }
+            })
+            .map_err(hw_error)?;
+        self.cmdq
             .wait(ticket, |step| self.lock().sync_step(ticket, step))
             .map_err(hw_error)
     }
@@ -270,14 +281,11 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<
         hint: InvalidateHint,
     ) -> Result<(), HwError> {
         let req = invalidation_for(vmid, iova, len, hint);
-        self.issue_and_wait(|s| {
-            let plan = s.plan_invalidation(&req);
-            s.issue(plan)
-        })
+        self.issue_and_wait(warden_smmu::cmd::plan_s2_invalidation(&req, &self.policy))
     }
 
     fn invalidate_vmid(&self, vmid: u16) -> Result<(), HwError> {
-        self.issue_and_wait(|s| s.issue([Command::tlbi_s12_vmall(Vmid(vmid))]))
+        self.issue_and_wait([Command::tlbi_s12_vmall(Vmid(vmid))])
     }
 
     fn next_event(&self) -> Option<FaultRecord> {
@@ -312,12 +320,13 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<
 
     fn counters(&self) -> SmmuCounters {
         let c = self.lock().counters();
+        let (cmdq_waits, cmdq_spins) = self.cmdq.contention();
         SmmuCounters {
             commands: c.commands,
             syncs: c.syncs,
             event_overflows: c.evtq_overflows,
-            cmdq_lock_waits: self.lock_stats.waits(),
-            cmdq_lock_spins: self.lock_stats.spins(),
+            cmdq_lock_waits: self.lock_stats.waits() + cmdq_waits,
+            cmdq_lock_spins: self.lock_stats.spins() + cmdq_spins,
             sync_polls: c.sync_polls,
         }
     }

@@ -17,7 +17,7 @@ use warden_core::dispatch::{IDENTITY_SPARE_TABLES, Warden};
 use warden_core::sizing::{self, Plan};
 use warden_core::smmu_backend::{self, BootConfig, BootError, SmmuBackend};
 use warden_dt::{PhysRange, Platform};
-use warden_smmu::{CmdqConsReader, DmaMemory, RegisterAccess};
+use warden_smmu::{CmdqConsReader, DmaMemory, DmaWriter, RegisterAccess};
 
 use crate::host_mem::El2HostStage2;
 use crate::log;
@@ -168,7 +168,36 @@ impl CarveoutDma {
     }
 }
 
+/// [`CarveoutDma`]'s [`DmaWriter`]: any CPU writes its commands into the command queue with it.
+pub struct CarveoutWriter {
+    base: u64,
+    end: u64,
+}
+
+impl DmaWriter for CarveoutWriter {
+    fn write64(&self, pa: u64, value: u64) {
+        assert!(
+            pa.is_multiple_of(8) && pa >= self.base && pa < self.end,
+            "SMMU driver access outside its memory: {pa:#x}"
+        );
+        // SAFETY: `pa` is an aligned word of the carve-out region (checked), mapped read/write at VA == PA and
+        // owned by the driver (promised to `CarveoutDma::over`). The driver writes a slot only after reserving
+        // it, so CPUs never write the same word at once. Volatile and single-copy-atomic: the SMMU reads
+        // commands concurrently.
+        unsafe { core::ptr::write_volatile(pa as *mut u64, value) }
+    }
+}
+
 impl DmaMemory for CarveoutDma {
+    type Writer = CarveoutWriter;
+
+    fn writer(&self) -> CarveoutWriter {
+        CarveoutWriter {
+            base: self.base,
+            end: self.end,
+        }
+    }
+
     fn alloc_zeroed(&mut self, size: usize, align: usize) -> Option<u64> {
         let start = self.next.checked_next_multiple_of(align as u64)?;
         let end = start.checked_add(size as u64)?;

@@ -6,10 +6,11 @@
 //!   STEs; 2-level leaves filled with abort STEs when allocated; StreamIDs with no leaf are rejected by the SMMU
 //!   with a `C_BAD_STREAMID` event, recorded because `CR2.RECINVSID` is set).
 //! - Every poll is bounded by [`Config::poll_limit`]; running out is `Err(Error::Timeout)`, never a hang.
-//! - A batch writes its commands, one `CMD_SYNC`, then updates `CMDQ_PROD` once ([`Smmu::issue`], which needs
-//!   the caller's lock around the driver) and its caller waits for `CMDQ_CONS` to pass that sync
-//!   ([`CmdqWaiter::wait`], without the lock), so several CPUs' batches share the queue and their waits
-//!   overlap. A batch larger than the free space publishes what fits and waits (bounded) for room.
+//! - A batch reserves its slots with a compare-and-swap, writes its commands and one `CMD_SYNC`, and one owner
+//!   updates `CMDQ_PROD` for every CPU's written commands ([`SharedCmdq::issue`], no lock held but the
+//!   owner's `try_lock` for the register write); its caller waits for `CMDQ_CONS` to pass that sync
+//!   ([`SharedCmdq::wait`], without the lock), so several CPUs fill the queue and wait at once. A batch
+//!   larger than the free space is claimed in chunks, waiting (bounded) for room.
 //! - A command the SMMU rejects (`GERROR.CMDQ_ERR`) is replaced in the queue by a `CMD_SYNC`, the error is
 //!   acknowledged through `GERRORN`, the batch completes, and the caller of the batch that owns the command
 //!   (whichever CPU noticed the error) gets `Err(Error::CommandError)`.
@@ -25,10 +26,9 @@ mod strtab;
 #[cfg(test)]
 mod tests;
 
-pub use cmdq::{CmdqWaiter, STALL_CHECK_POLLS, SyncStep, SyncTicket};
+pub use cmdq::{Batch, IssueStep, MAX_CHUNK, STALL_CHECK_POLLS, SharedCmdq, SyncStep, SyncTicket};
 pub use features::Features;
 
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -78,12 +78,11 @@ impl Default for Config {
 pub struct Counters {
     /// Commands written to the queue, `CMD_SYNC`s included.
     pub commands: u64,
-    /// Batches submitted (each ends with one `CMD_SYNC` and one `CMDQ_PROD` update, unless it overflowed the
-    /// queue).
+    /// Batches issued whole (each ends with one `CMD_SYNC`; one `CMDQ_PROD` write may publish several).
     pub batches: u64,
     /// `CMD_SYNC` commands.
     pub syncs: u64,
-    /// `CMDQ_PROD` writes.
+    /// `CMDQ_PROD` writes (each publishes every command written so far, of any CPU).
     pub prod_writes: u64,
     /// Non-range `CMD_TLBI_S2_IPA`.
     pub tlbi_s2_ipa: u64,
@@ -105,7 +104,7 @@ pub struct Counters {
     pub l2_tables: u64,
     /// Bounded polls that ran out.
     pub timeouts: u64,
-    /// Reads of `CMDQ_CONS` by CPUs waiting for their `CMD_SYNC` ([`CmdqWaiter::wait`]).
+    /// Reads of `CMDQ_CONS` by CPUs waiting for their `CMD_SYNC` ([`SharedCmdq::wait`]).
     pub sync_polls: u64,
     /// Commands rejected by the SMMU (`GERROR.CMDQ_ERR`).
     pub cmdq_errors: u64,
@@ -117,36 +116,33 @@ pub struct Counters {
     pub evtq_overflows: u64,
 }
 
-/// Where the command queue is, what the driver has written to it, and which batches are in flight.
-#[derive(Debug)]
-struct CmdQueue {
-    pa: u64,
-    q: Queue,
-    /// Commands written since init (the driver's producer index, extended to 64 bits: `CMDQ_PROD` holds its
-    /// low position bits, published at the end of a batch).
-    prod: u64,
-    /// The end (sequence number just past the `CMD_SYNC`) of every issued batch not yet known to be consumed,
-    /// oldest first: the batch owning a failing command is the first whose end lies beyond it.
-    batch_ends: VecDeque<BatchEnd>,
+/// The command queue: its shared, lock-free part and the error bookkeeping kept under the driver's lock.
+struct CmdQueue<C, W> {
+    shared: Arc<SharedCmdq<C, W>>,
     /// Errors blamed on batches, until their waiter collects them (see [`Smmu::sync_step`]).
     blame: Vec<Blame>,
+    /// Batches nobody waits for any more, with their ends (dropped once consumed): an error found in one
+    /// goes to the CPU that finds it.
+    abandoned: Vec<(Batch, u64)>,
 }
 
-/// One issued batch in flight.
-#[derive(Clone, Copy, Debug)]
-struct BatchEnd {
-    /// Sequence number just past its `CMD_SYNC`.
-    end: u64,
-    /// Its waiter gave up: an error in it goes to the CPU that finds it.
-    abandoned: bool,
+impl<C, W> core::fmt::Debug for CmdQueue<C, W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CmdQueue")
+            .field("shared", &self.shared)
+            .field("blame", &self.blame)
+            .field("abandoned", &self.abandoned)
+            .finish()
+    }
 }
 
-/// An error blamed on the batch ending at `end`.
+/// An error blamed on `batch`.
 #[derive(Clone, Copy, Debug)]
 struct Blame {
-    end: u64,
+    batch: Batch,
     error: crate::Error,
 }
+
 /// Where the event queue is and how far the driver has consumed it.
 #[derive(Debug)]
 struct EvtQueue {
@@ -177,9 +173,7 @@ pub struct Smmu<R: RegisterAccess, M: DmaMemory> {
     features: Features,
     config: Config,
     policy: InvalidationPolicy,
-    cmdq: CmdQueue,
-    /// The part of the command queue shared with CPUs waiting without the driver's lock.
-    waiter: Arc<CmdqWaiter<R::Cons>>,
+    cmdq: CmdQueue<R::Cons, M::Writer>,
     evtq: EvtQueue,
     strtab: StreamTable,
     counters: Counters,
@@ -203,14 +197,11 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         &self.features
     }
 
-    /// The activity counters (those of [`CmdqWaiter`]s included).
+    /// The activity counters (those of the [`SharedCmdq`] included).
     pub fn counters(&self) -> Counters {
-        let (sync_polls, timeouts) = self.waiter.counters();
-        Counters {
-            sync_polls,
-            timeouts: self.counters.timeouts + timeouts,
-            ..self.counters
-        }
+        let mut c = self.counters;
+        self.cmdq_counters(&mut c);
+        c
     }
 
     /// The invalidation policy in force (derived from `IDR3.RIL` and the [`Config`]).

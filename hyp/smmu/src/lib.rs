@@ -41,7 +41,9 @@ pub mod ste;
 mod types;
 
 pub use cmd::{Command, CommandKind, LeafSize, RangeMode, S2Invalidation, SyncCompletion};
-pub use driver::{CmdqWaiter, Config, Counters, Features, Smmu, SyncStep, SyncTicket};
+pub use driver::{
+    Batch, Config, Counters, Features, IssueStep, SharedCmdq, Smmu, SyncStep, SyncTicket,
+};
 pub use event::{Event, EventKind};
 pub use regs::{CmdqConsReader, CmdqError, RegisterAccess};
 pub use ste::{S2Config, S2ConfigError, Ste, SteKind};
@@ -55,6 +57,9 @@ pub use types::{MAX_ADDR_BITS, StreamId, Vmid};
 /// EL2), because the SMMU reads STEs and commands and writes event records concurrently. The SMMU must be
 /// coherent with the CPU (`IDR0.COHACC`, required by [`Smmu::init`]), so no cache maintenance is needed.
 pub trait DmaMemory {
+    /// The [`DmaWriter`] of this memory.
+    type Writer: DmaWriter;
+
     /// Allocates `size` bytes of zeroed memory aligned to `align` (a power of two, at least 64) and returns its
     /// physical address, or `None` when out of memory.
     fn alloc_zeroed(&mut self, size: usize, align: usize) -> Option<u64>;
@@ -62,6 +67,16 @@ pub trait DmaMemory {
     fn read64(&mut self, pa: u64) -> u64;
     /// Writes the 64-bit word at physical address `pa` (8-byte aligned, inside an allocation).
     fn write64(&mut self, pa: u64, value: u64);
+    /// A [`DmaWriter`] for this memory (how CPUs write commands into the queue without the driver's lock).
+    fn writer(&self) -> Self::Writer;
+}
+
+/// Writes to the driver's memory through a shared reference, from any CPU at any time: each CPU writes its
+/// commands into the command queue with it ([`SharedCmdq::issue`]), without the driver's lock. Same access
+/// rules as [`DmaMemory::write64`] (single-copy-atomic, not elided), into allocations of the memory it came from.
+pub trait DmaWriter: Send + Sync {
+    /// Writes the 64-bit word at physical address `pa` (8-byte aligned, inside an allocation).
+    fn write64(&self, pa: u64, value: u64);
 }
 
 /// What the driver was waiting for when it gave up.

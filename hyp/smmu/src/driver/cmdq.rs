@@ -3,111 +3,214 @@
 //!
 //! # Several CPUs, one queue
 //!
-//! Submitting a batch is two steps, so that no lock is held while the SMMU works (Linux's
-//! `arm_smmu_cmdq_issue_cmdlist` is the reference; it also drops its lock before polling for the sync):
-//! 1. [`Smmu::issue`] (`&mut Smmu`: the caller holds its lock around the driver) writes the commands and one
-//!    `CMD_SYNC`, publishes them with one `CMDQ_PROD` write and returns a [`SyncTicket`]: the position just past
-//!    that sync. It only waits if the queue is full (bounded, as before).
-//! 2. [`CmdqWaiter::wait`] (`&CmdqWaiter`, shared by every CPU through an `Arc`) polls `CMDQ_CONS` through the
-//!    [`CmdqConsReader`] until it has passed the ticket. Meanwhile other CPUs issue and wait for their own
-//!    batches; a later sync completing implies that every earlier command completed (the SMMU consumes in order).
+//! Modelled on Linux's `arm_smmu_cmdq_issue_cmdlist` (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c): CPUs fill
+//! the queue without a common lock, and no lock is held while the SMMU works. All of it is in [`SharedCmdq`]
+//! (shared by every CPU through an `Arc`, from [`Smmu::shared_cmdq`]):
+//! 1. **Reserve** ([`SharedCmdq::issue`]): a CPU claims room for its batch (its commands and one `CMD_SYNC`)
+//!    with one compare-and-swap on the software producer index `reserved`, if the queue has room; else it
+//!    polls `CMDQ_CONS` for space. A batch bigger than [`MAX_CHUNK`] or the queue is claimed in chunks (the
+//!    sync closes the last one); other CPUs' commands may fall between its chunks.
+//! 2. **Write** its commands into its slots (through the memory's [`crate::DmaWriter`]) and mark each slot
+//!    written: the slot's `seq` becomes the command's sequence number + 1 (the per-slot sequence that Linux
+//!    keeps as a valid bitmap), with the batch that owns it next to it (for error blame).
+//! 3. **Publish**: one CPU at a time (whoever takes the driver's lock with `try_lock`, the owner, Linux's
+//!    `CMDQ_PROD_OWNED_FLAG`) scans from `published` over every contiguous written slot, of any CPU, and writes
+//!    `CMDQ_PROD` once for all of them ([`Smmu::publish_written`]). A CPU that finds the lock taken spins
+//!    until `published` covers its batch or the lock is free (an owner-handoff wait); a CPU whose scan stops
+//!    at an earlier slot not yet written leaves its own to that slot's writer, who scans after writing.
+//! 4. **Wait** ([`SharedCmdq::wait`]): poll `CMDQ_CONS` through the [`CmdqConsReader`] until it has passed
+//!    the batch's [`SyncTicket`]; a later sync completing implies that every earlier command completed.
 //!
-//! Positions are 64-bit sequence numbers (commands written since init), so a ticket never meets a later lap of
-//! the ring. A `CMDQ_CONS` value (20 bits at most) is extended against `consumed`, a lower bound of the true
-//! count that every reader raises: the issuer never lets `prod` run more than one queue ahead of `consumed`,
-//! so the true consumer lies less than two laps (the wrap bit's period) beyond any value of `consumed`, and a
-//! stale `consumed` can only make the extension too small, never report a sync it has not passed.
+//! The driver's lock is taken only to write `CMDQ_PROD` (by the owner of step 3, without waiting), and on
+//! the slow paths: `CMDQ_CONS` not moving ([`SyncStep::Stalled`], [`IssueStep::Stalled`]: publish, check
+//! `GERROR`) and error collection. Contention of the lock-free steps (a lost compare-and-swap, a wait for
+//! the owner) is counted by [`SharedCmdq::contention`].
 //!
-//! When `CMDQ_CONS` stops moving for [`STALL_CHECK_POLLS`] polls, the waiter takes the driver's lock briefly
-//! (its `step` callback, [`Smmu::sync_step`] with [`SyncStep::Stalled`]) to look at `GERROR`: a command the
-//! SMMU rejected is replaced by a `CMD_SYNC` and acknowledged, and the error is blamed on the batch whose range
-//! holds the command (found in the in-flight batch ends), whichever CPU noticed it. Each waiter collects its
-//! own batch's error once its sync has passed ([`SyncStep::Completed`]); while no error is pending, completion
-//! takes no lock at all. A waiter that runs out of polls gives its batch up ([`SyncStep::GaveUp`]): an error
-//! later found in that batch has no one to go to, so it goes to the CPU that found it.
+//! Positions are 64-bit sequence numbers (commands reserved since init): the index and wrap bits of
+//! `CMDQ_PROD`/`CMDQ_CONS` are their low bits, and the high bits never wrap, so a ticket never meets a later
+//! lap of the ring and the overflow check is a subtraction. A `CMDQ_CONS` value (20 bits at most) is extended
+//! against `consumed`, a lower bound of the true count that every reader raises: nobody reserves more than
+//! one queue ahead of `consumed`, so the true consumer lies less than two laps (the wrap bit's period) beyond
+//! a value of `consumed` loaded before the register was read, and a stale `consumed` can only make the
+//! extension too small, never report a sync it has not passed (a value loaded *after* the read could be
+//! ahead of it: [`SharedCmdq`]'s `observe`).
+//!
+//! When `CMDQ_CONS` stops moving, a waiter takes the driver's lock (its `step` callback, [`Smmu::sync_step`])
+//! to publish what is written and look at `GERROR`: a command the SMMU rejected is replaced by a `CMD_SYNC`
+//! and acknowledged, and the error is blamed on the batch that owns the command's slot, whichever CPU noticed
+//! it. Each waiter collects its own batch's error once its sync has passed ([`SyncStep::Completed`]); while
+//! no error is pending, completion takes no lock at all. A waiter that runs out of polls gives its batch up
+//! ([`SyncStep::GaveUp`]): an error later found in that batch has no one to go to, so it goes to the CPU that
+//! found it.
 
+use alloc::boxed::Box;
+use core::ops::DerefMut;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use super::{BatchEnd, Blame, Smmu};
+use super::{Blame, Smmu};
 use crate::cmd::{
     CMD_DWORDS, CMD_SIZE, Command, CommandKind, InvalidationPlan, S2Invalidation, SyncCompletion,
     plan_s2_invalidation,
 };
 use crate::queue::Queue;
 use crate::regs::{self, CmdqConsReader, CmdqError, Gerror, RegisterAccess};
-use crate::{DmaMemory, Error, Vmid, Wait};
+use crate::{DmaMemory, DmaWriter, Error, Vmid, Wait};
 
 /// Polls without progress of `CMDQ_CONS` after which a waiter checks `GERROR` under the driver's lock.
 pub const STALL_CHECK_POLLS: u32 = 16;
 
-/// Blame key of errors found while a batch is being issued (its end is not known yet).
-const ISSUING: u64 = u64::MAX;
-/// Blame key of errors found outside any batch ([`Smmu::check_global_errors`]).
-const OUTSIDE: u64 = u64::MAX - 1;
+/// Most slots one reservation claims: a bigger batch is claimed in chunks (each also at most the queue).
+pub const MAX_CHUNK: usize = 32;
 
-/// A batch's place in the command queue, returned by [`Smmu::issue`]: the batch has completed once the SMMU
-/// has consumed everything before [`SyncTicket::end`].
+/// Blame key of errors found outside any batch ([`Smmu::check_global_errors`]).
+const OUTSIDE: Batch = Batch(u64::MAX);
+
+/// One batch's identity (numbered from 1 since init): the key its errors are blamed under.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Batch(u64);
+
+/// A batch's place in the command queue, returned by [`SharedCmdq::issue`]: the batch has completed once the
+/// SMMU has consumed everything before [`SyncTicket::end`].
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct SyncTicket {
+    batch: Batch,
     end: u64,
 }
 
 impl SyncTicket {
-    /// The sequence number just past the batch's `CMD_SYNC` (commands written since init).
+    /// The sequence number just past the batch's `CMD_SYNC` (commands reserved since init).
     pub fn end(self) -> u64 {
         self.end
     }
+
+    /// The batch.
+    pub fn batch(self) -> Batch {
+        self.batch
+    }
 }
 
-/// The command queue's consumer side, shared by every CPU: waits for [`SyncTicket`]s without the driver's lock.
-/// Get it with [`Smmu::cmdq_waiter`].
-pub struct CmdqWaiter<C> {
+/// One queue slot's bookkeeping.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Sequence number + 1 of the command last written here (0: never written).
+    seq: AtomicU64,
+    /// The batch that wrote it (valid once `seq` says so).
+    batch: AtomicU64,
+}
+
+/// Command counters kept by the lock-free issue path.
+#[derive(Debug, Default)]
+struct IssueCounters {
+    commands: AtomicU64,
+    batches: AtomicU64,
+    syncs: AtomicU64,
+    tlbi_s2_ipa: AtomicU64,
+    tlbi_s2_ipa_range: AtomicU64,
+    tlbi_s12_vmall: AtomicU64,
+    tlbi_nsnh_all: AtomicU64,
+    tlbi_el2_all: AtomicU64,
+    cfgi_ste: AtomicU64,
+    cfgi_range: AtomicU64,
+}
+
+/// Why [`SharedCmdq::issue`] needs the driver's lock (see [`Smmu::issue_step`]).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum IssueStep {
+    /// Write `CMDQ_PROD` for every contiguous written slot ([`Smmu::publish_written`]); taken with `try_lock`.
+    Publish,
+    /// Waiting for room, `CMDQ_CONS` did not move: publish, read `CMDQ_CONS` and check `GERROR`.
+    Stalled,
+    /// The batch could not be issued whole: forget its blame; errors later found in it go to their finder.
+    Failed {
+        /// Sequence number just past what it wrote.
+        end: u64,
+    },
+}
+
+/// The command queue shared by every CPU: issue and wait without the driver's lock (see the module docs).
+/// Get it with [`Smmu::shared_cmdq`].
+pub struct SharedCmdq<C, W> {
     cons: C,
+    mem: W,
+    pa: u64,
     q: Queue,
     poll_limit: u32,
+    /// The software producer index: commands reserved since init (claimed by compare-and-swap).
+    reserved: AtomicU64,
+    /// Commands published through `CMDQ_PROD` since init (only written with the driver's lock held).
+    published: AtomicU64,
+    slots: Box<[Slot]>,
+    next_batch: AtomicU64,
     /// Commands the SMMU is known to have consumed since init (a lower bound; only ever raised).
     consumed: AtomicU64,
-    /// Number of [`Blame`]s the driver holds (completion takes the lock only when this is non-zero).
+    /// Number of blames the driver holds (completion takes the lock only when this is non-zero).
     blamed: AtomicUsize,
+    counters: IssueCounters,
     sync_polls: AtomicU64,
     timeouts: AtomicU64,
+    /// Issues that lost a compare-and-swap or waited for the owner to publish.
+    waits: AtomicU64,
+    /// Lost compare-and-swaps and polls while waiting for the owner, summed.
+    spins: AtomicU64,
 }
 
-impl<C> core::fmt::Debug for CmdqWaiter<C> {
+impl<C, W> core::fmt::Debug for SharedCmdq<C, W> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("CmdqWaiter")
+        f.debug_struct("SharedCmdq")
             .field("q", &self.q)
+            .field("reserved", &self.reserved)
+            .field("published", &self.published)
             .field("consumed", &self.consumed)
             .field("blamed", &self.blamed)
             .finish_non_exhaustive()
     }
 }
 
-impl<C: CmdqConsReader> CmdqWaiter<C> {
-    pub(super) fn new(cons: C, q: Queue, poll_limit: u32) -> Self {
+impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
+    pub(super) fn new(cons: C, mem: W, pa: u64, q: Queue, poll_limit: u32) -> Self {
         Self {
             cons,
+            mem,
+            pa,
             q,
             poll_limit,
+            reserved: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            slots: (0..q.entries()).map(|_| Slot::default()).collect(),
+            next_batch: AtomicU64::new(1),
             consumed: AtomicU64::new(0),
             blamed: AtomicUsize::new(0),
+            counters: IssueCounters::default(),
             sync_polls: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            spins: AtomicU64::new(0),
         }
     }
 
-    /// Extends the `CMDQ_CONS` value `cons` to a sequence number (see the module docs) and raises `consumed`.
-    fn observe(&self, cons: u32) -> u64 {
-        let base = self.consumed.load(Ordering::Acquire);
+    /// Reads `CMDQ_CONS` with `read`, extends the value to a sequence number (see the module docs) and raises
+    /// `consumed`; returns the sequence number and the raw value. `consumed` is loaded *before* the register
+    /// is read: every value it holds then came from an earlier read, so the SMMU's consumer is at least there
+    /// when `read` runs. (Loaded after, it could come from a later read by another CPU, be ahead of this
+    /// value, and the difference would wrap to a position almost two laps beyond: a sync reported passed
+    /// that the SMMU has not reached.)
+    fn observe(&self, read: impl FnOnce() -> u32) -> (u64, u32) {
+        let base = self.consumed.load(Ordering::SeqCst);
+        let cons = read();
         let ahead = cons.wrapping_sub(base as u32) & self.q.position_mask();
         let seq = base + u64::from(ahead);
         self.consumed.fetch_max(seq, Ordering::AcqRel);
-        seq
+        (seq, cons)
     }
 
     /// Commands the SMMU is known to have consumed since init.
     pub fn consumed(&self) -> u64 {
         self.consumed.load(Ordering::Acquire)
+    }
+
+    /// Commands published through `CMDQ_PROD` since init.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
     }
 
     /// Whether the batch of `ticket` is known to have completed.
@@ -121,6 +224,228 @@ impl<C: CmdqConsReader> CmdqWaiter<C> {
             self.sync_polls.load(Ordering::Relaxed),
             self.timeouts.load(Ordering::Relaxed),
         )
+    }
+
+    /// Contention of the lock-free issue steps since init: (issues that lost a compare-and-swap on the
+    /// producer index or waited for the owner to publish, lost compare-and-swaps and owner-wait polls).
+    pub fn contention(&self) -> (u64, u64) {
+        (
+            self.waits.load(Ordering::Relaxed),
+            self.spins.load(Ordering::Relaxed),
+        )
+    }
+
+    fn slot(&self, seq: u64) -> &Slot {
+        &self.slots[self.q.index(seq as u32) as usize]
+    }
+
+    fn slot_pa(&self, seq: u64) -> u64 {
+        self.pa + (self.q.index(seq as u32) as usize * CMD_SIZE) as u64
+    }
+
+    /// Whether the command with sequence number `seq` has been written.
+    fn is_written(&self, seq: u64) -> bool {
+        self.slot(seq).seq.load(Ordering::SeqCst) == seq + 1
+    }
+
+    /// The batch that wrote the command with sequence number `seq`, if it is still in its slot.
+    fn owner(&self, seq: u64) -> Option<Batch> {
+        let slot = self.slot(seq);
+        let batch = slot.batch.load(Ordering::Acquire);
+        (slot.seq.load(Ordering::Acquire) == seq + 1).then_some(Batch(batch))
+    }
+
+    /// Issues `cmds` and one `CMD_SYNC` as one batch from any CPU, without holding the driver's lock: reserve,
+    /// write, publish (module docs); returns the batch's [`SyncTicket`] without waiting for the SMMU (see
+    /// [`SharedCmdq::wait`]). `lock(true)` must try to take the driver's lock without waiting, `lock(false)`
+    /// take it (`None` only for a try that failed).
+    ///
+    /// # Errors
+    ///
+    /// `Timeout(CmdqSpace)` when the SMMU stops consuming (what was written stays queued; a later batch
+    /// continues after it).
+    pub fn issue<R, M, G>(
+        &self,
+        cmds: impl IntoIterator<Item = Command>,
+        mut lock: impl FnMut(bool) -> Option<G>,
+    ) -> Result<SyncTicket, Error>
+    where
+        R: RegisterAccess<Cons = C>,
+        M: DmaMemory<Writer = W>,
+        G: DerefMut<Target = Smmu<R, M>>,
+    {
+        self.issue_with(cmds, |batch, step| match step {
+            IssueStep::Publish => lock(true).map(|mut s| s.issue_step(batch, step)),
+            _ => lock(false).map(|mut s| s.issue_step(batch, step)),
+        })
+    }
+
+    /// [`SharedCmdq::issue`] with the locked steps as one callback: `step(batch, IssueStep::Publish)` returns
+    /// `None` when the lock is taken (only that step may), others run [`Smmu::issue_step`] under the lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedCmdq::issue`].
+    pub fn issue_with(
+        &self,
+        cmds: impl IntoIterator<Item = Command>,
+        mut step: impl FnMut(Batch, IssueStep) -> Option<Result<(), Error>>,
+    ) -> Result<SyncTicket, Error> {
+        let batch = Batch(self.next_batch.fetch_add(1, Ordering::Relaxed));
+        let chunk_max = MAX_CHUNK.min(self.q.entries() as usize);
+        let mut cmds = cmds.into_iter();
+        let mut kinds = [0u64; KINDS];
+        let mut end = None;
+        let result = loop {
+            // The next chunk: up to `chunk_max` commands; the one that has room for the sync is the last.
+            let mut chunk = [Command([0; CMD_DWORDS]); MAX_CHUNK];
+            let mut n = 0;
+            while n < chunk_max {
+                let Some(cmd) = cmds.next() else { break };
+                chunk[n] = cmd;
+                n += 1;
+            }
+            let last = n < chunk_max;
+            if last {
+                chunk[n] = Command::sync(SyncCompletion::None);
+                n += 1;
+            }
+            let start = match self.reserve(batch, n as u64, &mut step) {
+                Ok(start) => start,
+                Err(e) => break Err(e),
+            };
+            for (i, cmd) in chunk[..n].iter().enumerate() {
+                self.write(batch, start + i as u64, *cmd);
+                count_kind(&mut kinds, *cmd);
+            }
+            let chunk_end = start + n as u64;
+            end = Some(chunk_end);
+            self.publish(batch, chunk_end, &mut step);
+            if last {
+                break Ok(SyncTicket {
+                    batch,
+                    end: chunk_end,
+                });
+            }
+        };
+        self.add_counts(&kinds);
+        if result.is_err() {
+            let end = end.unwrap_or(0);
+            let _ = step(batch, IssueStep::Failed { end });
+        } else {
+            self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Claims `n` slots (at most the queue) for `batch`: the sequence number of the first.
+    fn reserve(
+        &self,
+        batch: Batch,
+        n: u64,
+        step: &mut impl FnMut(Batch, IssueStep) -> Option<Result<(), Error>>,
+    ) -> Result<u64, Error> {
+        let entries = u64::from(self.q.entries());
+        let mut lost = 0u64;
+        let mut polls = 0u32;
+        let mut last = None;
+        let mut reserved = self.reserved.load(Ordering::Relaxed);
+        let result = loop {
+            if reserved + n - self.consumed() <= entries {
+                match self.reserved.compare_exchange_weak(
+                    reserved,
+                    reserved + n,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(start) => break Ok(start),
+                    Err(now) => {
+                        lost += 1;
+                        reserved = now;
+                        continue;
+                    }
+                }
+            }
+            // No room: poll for the SMMU to consume; when it does not move, publish and check `GERROR` under
+            // the lock (the queue may be full of written, unpublished commands, or stopped on an error).
+            if polls >= self.poll_limit.max(1) {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+                break Err(Error::Timeout(Wait::CmdqSpace));
+            }
+            polls += 1;
+            let (seq, _) = self.observe(|| self.cons.read_cmdq_cons());
+            if last == Some(seq)
+                && let Some(Err(e)) = step(batch, IssueStep::Stalled)
+            {
+                break Err(e);
+            }
+            last = Some(seq);
+            core::hint::spin_loop();
+            reserved = self.reserved.load(Ordering::Relaxed);
+        };
+        if lost > 0 {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+            self.spins.fetch_add(lost, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Writes `cmd` into the reserved slot of sequence number `seq` and marks the slot written.
+    fn write(&self, batch: Batch, seq: u64, cmd: Command) {
+        let pa = self.slot_pa(seq);
+        for (i, dword) in cmd.0.iter().enumerate() {
+            self.mem.write64(pa + 8 * i as u64, *dword);
+        }
+        let slot = self.slot(seq);
+        slot.batch.store(batch.0, Ordering::Relaxed);
+        // SeqCst: a publisher's scan that starts after this store sees it (module docs, step 3), and sees the
+        // command written before it.
+        slot.seq.store(seq + 1, Ordering::SeqCst);
+    }
+
+    /// Makes sure the slots up to `end` are published, or left to an earlier slot's writer (module docs).
+    fn publish(
+        &self,
+        batch: Batch,
+        end: u64,
+        step: &mut impl FnMut(Batch, IssueStep) -> Option<Result<(), Error>>,
+    ) {
+        let mut spins = 0u64;
+        for _ in 0..self.poll_limit.max(1) {
+            if self.published.load(Ordering::SeqCst) >= end
+                || step(batch, IssueStep::Publish).is_some()
+            {
+                break;
+            }
+            spins += 1;
+            core::hint::spin_loop();
+        }
+        // Polls running out leave the slots written: the next publisher, or this batch's waiter when the
+        // queue stalls ([`SyncStep::Stalled`]), publishes them.
+        if spins > 0 {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+            self.spins.fetch_add(spins, Ordering::Relaxed);
+        }
+    }
+
+    fn add_counts(&self, kinds: &[u64; KINDS]) {
+        let c = &self.counters;
+        let fields = [
+            &c.commands,
+            &c.syncs,
+            &c.tlbi_s2_ipa,
+            &c.tlbi_s2_ipa_range,
+            &c.tlbi_s12_vmall,
+            &c.tlbi_nsnh_all,
+            &c.tlbi_el2_all,
+            &c.cfgi_ste,
+            &c.cfgi_range,
+        ];
+        for (field, n) in fields.iter().zip(kinds) {
+            if *n != 0 {
+                field.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Waits (bounded by [`crate::Config::poll_limit`] polls) until the SMMU has consumed the `CMD_SYNC` of
@@ -141,7 +466,7 @@ impl<C: CmdqConsReader> CmdqWaiter<C> {
         let mut stalled = 0u32;
         for _ in 0..self.poll_limit.max(1) {
             self.sync_polls.fetch_add(1, Ordering::Relaxed);
-            let seq = self.observe(self.cons.read_cmdq_cons());
+            let (seq, _) = self.observe(|| self.cons.read_cmdq_cons());
             if seq >= ticket.end {
                 // A blame on this batch was recorded before its failing command was acknowledged, hence
                 // before the SMMU could pass the sync observed here.
@@ -172,10 +497,30 @@ impl<C: CmdqConsReader> CmdqWaiter<C> {
     }
 }
 
-/// Why [`CmdqWaiter::wait`] needs the driver's lock (see [`Smmu::sync_step`]).
+/// Entries of a command count: commands, syncs, then the kinds [`count_kind`] tells apart.
+const KINDS: usize = 9;
+
+/// Counts `cmd` into `kinds`: commands, syncs, then one per [`IssueCounters`] command kind.
+fn count_kind(kinds: &mut [u64; KINDS], cmd: Command) {
+    kinds[0] += 1;
+    let i = match cmd.decode() {
+        CommandKind::Sync(_) => 1,
+        CommandKind::TlbiS2Ipa(t) if t.tg != 0 => 3,
+        CommandKind::TlbiS2Ipa(_) => 2,
+        CommandKind::TlbiS12Vmall { .. } => 4,
+        CommandKind::TlbiNsnhAll => 5,
+        CommandKind::TlbiEl2All => 6,
+        CommandKind::CfgiSte { .. } => 7,
+        CommandKind::CfgiSteRange { .. } => 8,
+        CommandKind::PrefetchConfig { .. } | CommandKind::Other { .. } => return,
+    };
+    kinds[i] += 1;
+}
+
+/// Why [`SharedCmdq::wait`] needs the driver's lock (see [`Smmu::sync_step`]).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum SyncStep {
-    /// `CMDQ_CONS` stopped moving: check `GERROR`.
+    /// `CMDQ_CONS` stopped moving: publish what is written, check `GERROR`.
     Stalled,
     /// The sync has passed and some batch has an error pending: collect this batch's.
     Completed,
@@ -184,78 +529,77 @@ pub enum SyncStep {
 }
 
 impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
-    /// Submits `cmds` as one batch and waits for it: [`Smmu::issue`], then [`CmdqWaiter::wait`] with this
+    /// Submits `cmds` as one batch and waits for it: [`Smmu::issue`], then [`SharedCmdq::wait`] with this
     /// driver as the lock holder (for a caller that owns the driver outright, e.g. at boot).
     ///
     /// # Errors
     ///
-    /// As [`Smmu::issue`] and [`CmdqWaiter::wait`].
+    /// As [`Smmu::issue`] and [`SharedCmdq::wait`].
     pub fn submit<I: IntoIterator<Item = Command>>(&mut self, cmds: I) -> Result<(), Error> {
         let ticket = self.issue(cmds)?;
-        let waiter = self.waiter.clone();
-        waiter.wait(ticket, |step| self.sync_step(ticket, step))
+        let cmdq = self.cmdq.shared.clone();
+        cmdq.wait(ticket, |step| self.sync_step(ticket, step))
     }
 
-    /// The shared consumer side of the command queue, for waiting on [`SyncTicket`]s without this driver.
-    pub fn cmdq_waiter(&self) -> alloc::sync::Arc<CmdqWaiter<R::Cons>> {
-        self.waiter.clone()
+    /// The command queue shared by every CPU, for issuing and waiting without this driver's lock.
+    pub fn shared_cmdq(&self) -> alloc::sync::Arc<SharedCmdq<R::Cons, M::Writer>> {
+        self.cmdq.shared.clone()
     }
 
-    /// Issues `cmds` as one batch: writes them and a `CMD_SYNC` to the queue and updates `CMDQ_PROD` once;
-    /// returns the batch's [`SyncTicket`] without waiting for the SMMU (see [`CmdqWaiter::wait`]).
-    ///
-    /// A batch bigger than the free space publishes what fits, waits (bounded) for room and continues; it still
-    /// ends with one sync.
+    /// Issues `cmds` as one batch with the driver's lock held (this `&mut`): [`SharedCmdq::issue`], publishing
+    /// through this driver; returns the batch's [`SyncTicket`] without waiting for the SMMU.
     ///
     /// # Errors
     ///
-    /// `Timeout(CmdqSpace)` when the SMMU stops consuming (what was written stays queued; a later batch
-    /// continues after it).
+    /// As [`SharedCmdq::issue`].
     pub fn issue<I: IntoIterator<Item = Command>>(&mut self, cmds: I) -> Result<SyncTicket, Error> {
-        let consumed = self.waiter.consumed();
-        while self
-            .cmdq
-            .batch_ends
-            .front()
-            .is_some_and(|b| b.end <= consumed)
-        {
-            self.cmdq.batch_ends.pop_front();
-        }
-        if let Err(e) = self.write_batch(cmds) {
-            self.cmdq.blame.retain(|b| b.end != ISSUING);
-            self.sync_blame_count();
-            return Err(e);
-        }
-        let end = self.cmdq.prod;
-        for b in &mut self.cmdq.blame {
-            if b.end == ISSUING {
-                b.end = end;
-            }
-        }
-        self.cmdq.batch_ends.push_back(BatchEnd {
-            end,
-            abandoned: false,
-        });
-        Ok(SyncTicket { end })
+        let cmdq = self.cmdq.shared.clone();
+        cmdq.issue_with(cmds, |batch, step| Some(self.issue_step(batch, step)))
     }
 
-    fn write_batch<I: IntoIterator<Item = Command>>(&mut self, cmds: I) -> Result<(), Error> {
-        for cmd in cmds {
-            // Keep one slot for the closing sync.
-            self.reserve(2)?;
-            self.push(cmd);
+    /// The locked steps of [`SharedCmdq::issue`] for `batch` (see [`IssueStep`]).
+    ///
+    /// # Errors
+    ///
+    /// None so far: errors found while issuing are blamed on their batch and reported by its wait.
+    pub fn issue_step(&mut self, batch: Batch, step: IssueStep) -> Result<(), Error> {
+        match step {
+            IssueStep::Publish => self.publish_written(),
+            IssueStep::Stalled => {
+                self.publish_written();
+                self.read_cons();
+                self.check_gerror(batch);
+            }
+            IssueStep::Failed { end } => {
+                self.take_blame(batch);
+                self.abandon(batch, end);
+            }
         }
-        self.reserve(1)?;
-        self.push(Command::sync(SyncCompletion::None));
-        self.counters.batches += 1;
-        self.publish();
         Ok(())
     }
 
-    /// The locked step of [`CmdqWaiter::wait`] for `ticket`:
-    /// - [`SyncStep::Stalled`]: reads `CMDQ_CONS`; if the batch has not completed, handles `GERROR` (a rejected
-    ///   command is skipped and blamed on its batch, other global errors on this one) and reads it again; if
-    ///   the batch has now completed, returns its error as for `Completed`;
+    /// Publishes every written command from `published` on, of whichever CPU, with one `CMDQ_PROD` write (the
+    /// write orders the memory writes: the slots' `SeqCst` marks were read first).
+    pub fn publish_written(&mut self) {
+        let cmdq = &self.cmdq.shared;
+        let start = cmdq.published.load(Ordering::Acquire);
+        let mut end = start;
+        while cmdq.is_written(end) {
+            end += 1;
+        }
+        if end == start {
+            return;
+        }
+        let prod = end as u32 & cmdq.q.position_mask();
+        self.regs.write32(regs::CMDQ_PROD, prod);
+        self.counters.prod_writes += 1;
+        self.cmdq.shared.published.store(end, Ordering::SeqCst);
+    }
+
+    /// The locked step of [`SharedCmdq::wait`] for `ticket`:
+    /// - [`SyncStep::Stalled`]: publishes what is written and reads `CMDQ_CONS`; if the batch has not
+    ///   completed, handles `GERROR` (a rejected command is skipped and blamed on its batch, other global errors
+    ///   on this one) and reads it again; if the batch has now completed, returns its error as for `Completed`;
     /// - [`SyncStep::Completed`]: removes and returns the error blamed on this batch, if any;
     /// - [`SyncStep::GaveUp`]: forgets the batch's blame, and errors later found in it go to whoever finds them.
     ///
@@ -265,8 +609,9 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
     pub fn sync_step(&mut self, ticket: SyncTicket, step: SyncStep) -> Result<(), Error> {
         match step {
             SyncStep::Stalled => {
+                self.publish_written();
                 if !self.read_cons_passed(ticket) {
-                    self.check_gerror(ticket.end);
+                    self.check_gerror(ticket.batch);
                     if !self.read_cons_passed(ticket) {
                         return Ok(());
                     }
@@ -274,19 +619,12 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
             }
             SyncStep::Completed => {}
             SyncStep::GaveUp => {
-                if let Some(b) = self
-                    .cmdq
-                    .batch_ends
-                    .iter_mut()
-                    .find(|b| b.end == ticket.end)
-                {
-                    b.abandoned = true;
-                }
-                self.take_blame(ticket.end);
+                self.abandon(ticket.batch, ticket.end);
+                self.take_blame(ticket.batch);
                 return Ok(());
             }
         }
-        match self.take_blame(ticket.end) {
+        match self.take_blame(ticket.batch) {
             Some(error) => Err(error),
             None => Ok(()),
         }
@@ -304,8 +642,8 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         plan_s2_invalidation(req, &self.policy)
     }
 
-    /// Plans and submits several stage-2 invalidations as ONE batch (one `CMD_SYNC`, one `CMDQ_PROD` update),
-    /// e.g. the discontiguous pieces of one unmap hypercall.
+    /// Plans and submits several stage-2 invalidations as ONE batch (one `CMD_SYNC`), e.g. the discontiguous
+    /// pieces of one unmap hypercall.
     pub fn invalidate_s2_many(&mut self, reqs: &[S2Invalidation]) -> Result<(), Error> {
         let policy = self.policy;
         self.submit(
@@ -334,80 +672,30 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         self.submit([Command::tlbi_s12_vmall(vmid)])
     }
 
-    /// Writes `cmd` at the driver's producer index (not yet visible to the SMMU) and counts it.
-    fn push(&mut self, cmd: Command) {
-        let slot =
-            self.cmdq.pa + (self.cmdq.q.index(self.cmdq.prod as u32) as usize * CMD_SIZE) as u64;
-        for (i, dword) in cmd.0.iter().enumerate().take(CMD_DWORDS) {
-            self.mem.write64(slot + 8 * i as u64, *dword);
-        }
-        self.cmdq.prod += 1;
-        let c = &mut self.counters;
-        c.commands += 1;
-        match cmd.decode() {
-            CommandKind::Sync(_) => c.syncs += 1,
-            CommandKind::TlbiS2Ipa(t) if t.tg != 0 => c.tlbi_s2_ipa_range += 1,
-            CommandKind::TlbiS2Ipa(_) => c.tlbi_s2_ipa += 1,
-            CommandKind::TlbiS12Vmall { .. } => c.tlbi_s12_vmall += 1,
-            CommandKind::TlbiNsnhAll => c.tlbi_nsnh_all += 1,
-            CommandKind::TlbiEl2All => c.tlbi_el2_all += 1,
-            CommandKind::CfgiSte { .. } => c.cfgi_ste += 1,
-            CommandKind::CfgiSteRange { .. } => c.cfgi_range += 1,
-            CommandKind::PrefetchConfig { .. } | CommandKind::Other { .. } => {}
-        }
-    }
-
-    /// Makes everything pushed so far visible to the SMMU (the register write orders the memory writes).
-    fn publish(&mut self) {
-        let prod = self.cmdq.prod as u32 & self.cmdq.q.position_mask();
-        self.regs.write32(regs::CMDQ_PROD, prod);
-        self.counters.prod_writes += 1;
-    }
-
     /// Reads `CMDQ_CONS` through the driver's register access and returns the consumed sequence number.
     fn read_cons(&mut self) -> u64 {
-        let cons = self.regs.read32(regs::CMDQ_CONS);
-        self.waiter.observe(cons)
+        let r = &mut self.regs;
+        self.cmdq.shared.observe(|| r.read32(regs::CMDQ_CONS)).0
     }
 
     fn read_cons_passed(&mut self, ticket: SyncTicket) -> bool {
         self.read_cons() >= ticket.end
     }
 
-    /// Free slots as far as the driver knows.
-    fn space(&self) -> u64 {
-        u64::from(self.cmdq.q.entries()) - (self.cmdq.prod - self.waiter.consumed())
-    }
-
-    /// Ensures `n` free slots, publishing and waiting for the SMMU to make room if needed.
-    fn reserve(&mut self, n: u64) -> Result<(), Error> {
-        if self.space() >= n {
-            return Ok(());
+    /// Records that nobody waits for `batch` (ending at `end`) any more; forgets batches already consumed.
+    fn abandon(&mut self, batch: Batch, end: u64) {
+        let consumed = self.cmdq.shared.consumed();
+        let abandoned = &mut self.cmdq.abandoned;
+        abandoned.retain(|&(_, e)| e > consumed);
+        if end > consumed {
+            abandoned.push((batch, end));
         }
-        let mut last = self.read_cons();
-        if self.space() >= n {
-            return Ok(());
-        }
-        self.publish();
-        for _ in 0..self.config.poll_limit.max(1) {
-            let seq = self.read_cons();
-            if self.space() >= n {
-                return Ok(());
-            }
-            if seq == last {
-                self.check_gerror(ISSUING);
-            }
-            last = seq;
-            core::hint::spin_loop();
-        }
-        self.counters.timeouts += 1;
-        Err(Error::Timeout(Wait::CmdqSpace))
     }
 
     /// Handles active global errors: a command error skips the bad command (replaced by a `CMD_SYNC`, as
-    /// Linux does), is blamed on the batch owning it (`fallback` if no batch in flight does) and acknowledged
-    /// so the SMMU resumes; other errors are acknowledged and blamed on `fallback`.
-    fn check_gerror(&mut self, fallback: u64) {
+    /// Linux does), is blamed on the batch owning its slot (`fallback` if that batch was abandoned) and
+    /// acknowledged so the SMMU resumes; other errors are acknowledged and blamed on `fallback`.
+    fn check_gerror(&mut self, fallback: Batch) {
         let gerror = self.regs.read32(regs::GERROR);
         let gerrorn = self.regs.read32(regs::GERRORN);
         let active = Gerror(gerror).active(gerrorn);
@@ -415,18 +703,18 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
             return;
         }
         if active & Gerror::CMDQ_ERR != 0 {
-            let cons = self.regs.read32(regs::CMDQ_CONS);
-            let failing = self.waiter.observe(cons);
+            let cmdq = self.cmdq.shared.clone();
+            let (failing, cons) = cmdq.observe(|| self.regs.read32(regs::CMDQ_CONS));
             let error = CmdqError::from_cons(cons);
-            let slot = self.cmdq.pa + (self.cmdq.q.index(cons) as usize * CMD_SIZE) as u64;
+            let slot = cmdq.slot_pa(failing);
             let opcode = (self.mem.read64(slot) & 0xFF) as u8;
             let sync = Command::sync(SyncCompletion::None);
             for (i, dword) in sync.0.iter().enumerate() {
                 self.mem.write64(slot + 8 * i as u64, *dword);
             }
             self.counters.cmdq_errors += 1;
-            let owner = match self.cmdq.batch_ends.iter().find(|b| b.end > failing) {
-                Some(b) if !b.abandoned => b.end,
+            let owner = match cmdq.owner(failing) {
+                Some(b) if !self.cmdq.abandoned.iter().any(|&(a, _)| a == b) => b,
                 _ => fallback,
             };
             self.blame(owner, Error::CommandError { opcode, error });
@@ -441,11 +729,11 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         self.regs.write32(regs::GERRORN, gerrorn ^ active);
     }
 
-    /// Records `error` against the batch ending at `end`: a command error wins over global errors, which are
-    /// merged; the first command error stays.
-    fn blame(&mut self, end: u64, error: Error) {
+    /// Records `error` against `batch`: a command error wins over global errors, which are merged; the first
+    /// command error stays.
+    fn blame(&mut self, batch: Batch, error: Error) {
         let blame = &mut self.cmdq.blame;
-        if let Some(b) = blame.iter_mut().find(|b| b.end == end) {
+        if let Some(b) = blame.iter_mut().find(|b| b.batch == batch) {
             b.error = match (b.error, error) {
                 (Error::GlobalError(a), Error::GlobalError(b)) => Error::GlobalError(a | b),
                 (Error::GlobalError(_), e) => e,
@@ -454,24 +742,45 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
             return;
         }
         // A batch whose waiter gave up never collects its blame: keep at most one queue's worth.
-        if blame.len() >= self.cmdq.q.entries() as usize {
+        if blame.len() >= self.cmdq.shared.q.entries() as usize {
             blame.remove(0);
         }
-        blame.push(Blame { end, error });
+        blame.push(Blame { batch, error });
         self.sync_blame_count();
     }
 
-    /// Removes and returns the error blamed on the batch ending at `end`.
-    fn take_blame(&mut self, end: u64) -> Option<Error> {
-        let i = self.cmdq.blame.iter().position(|b| b.end == end)?;
+    /// Removes and returns the error blamed on `batch`.
+    fn take_blame(&mut self, batch: Batch) -> Option<Error> {
+        let i = self.cmdq.blame.iter().position(|b| b.batch == batch)?;
         let error = self.cmdq.blame.remove(i).error;
         self.sync_blame_count();
         Some(error)
     }
 
     fn sync_blame_count(&self) {
-        self.waiter
+        self.cmdq
+            .shared
             .blamed
             .store(self.cmdq.blame.len(), Ordering::Release);
+    }
+
+    /// The command counters of the shared queue, merged into `c`.
+    pub(super) fn cmdq_counters(&self, c: &mut super::Counters) {
+        let shared = &self.cmdq.shared;
+        let k = &shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        c.commands = get(&k.commands);
+        c.batches = get(&k.batches);
+        c.syncs = get(&k.syncs);
+        c.tlbi_s2_ipa = get(&k.tlbi_s2_ipa);
+        c.tlbi_s2_ipa_range = get(&k.tlbi_s2_ipa_range);
+        c.tlbi_s12_vmall = get(&k.tlbi_s12_vmall);
+        c.tlbi_nsnh_all = get(&k.tlbi_nsnh_all);
+        c.tlbi_el2_all = get(&k.tlbi_el2_all);
+        c.cfgi_ste = get(&k.cfgi_ste);
+        c.cfgi_range = get(&k.cfgi_range);
+        let (sync_polls, timeouts) = shared.counters();
+        c.sync_polls = sync_polls;
+        c.timeouts += timeouts;
     }
 }

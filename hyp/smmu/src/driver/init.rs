@@ -3,7 +3,7 @@
 
 use alloc::vec;
 
-use super::{CmdQueue, CmdqWaiter, Config, EvtQueue, Features, Smmu, StreamTable};
+use super::{CmdQueue, Config, EvtQueue, Features, SharedCmdq, Smmu, StreamTable};
 use crate::cmd::{CMD_SIZE, Command, InvalidationPolicy};
 use crate::event::EVT_SIZE;
 use crate::queue::Queue;
@@ -13,7 +13,6 @@ use crate::regs::{
 use crate::regs::{StrtabBaseCfg, l1_descriptor};
 use crate::ste::{STE_SIZE, Ste};
 use crate::{DmaMemory, Error, Feature, Wait};
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -117,8 +116,10 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         let mut policy = InvalidationPolicy::new(features.range_invalidation);
         policy.vmall_threshold = config.vmall_threshold;
         policy.range_mode = config.range_mode;
-        let waiter = Arc::new(CmdqWaiter::new(
+        let shared = Arc::new(SharedCmdq::new(
             regs.cmdq_cons_reader(),
+            mem.writer(),
+            cmdq_pa,
             cmdq_q,
             config.poll_limit,
         ));
@@ -129,13 +130,10 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
             config,
             policy,
             cmdq: CmdQueue {
-                pa: cmdq_pa,
-                q: cmdq_q,
-                prod: 0,
-                batch_ends: VecDeque::with_capacity(cmdq_q.entries() as usize + 1),
+                shared,
                 blame: Vec::new(),
+                abandoned: Vec::new(),
             },
-            waiter,
             evtq: EvtQueue {
                 pa: evtq_pa,
                 q: evtq_q,
@@ -229,7 +227,12 @@ mod tests {
     #[test]
     fn alloc_aligns_to_size() {
         struct Mem(Vec<(usize, usize)>);
+        struct NoWriter;
+        impl crate::DmaWriter for NoWriter {
+            fn write64(&self, _: u64, _: u64) {}
+        }
         impl DmaMemory for Mem {
+            type Writer = NoWriter;
             fn alloc_zeroed(&mut self, size: usize, align: usize) -> Option<u64> {
                 self.0.push((size, align));
                 Some(0)
@@ -238,6 +241,9 @@ mod tests {
                 0
             }
             fn write64(&mut self, _: u64, _: u64) {}
+            fn writer(&self) -> NoWriter {
+                NoWriter
+            }
         }
         let mut mem = Mem(Vec::new());
         alloc(&mut mem, 16 << 10).unwrap();

@@ -142,6 +142,12 @@ fn locate(regions: &[Region], pa: u64) -> Option<(usize, usize)> {
 }
 
 impl DmaMemory for FakeMemory {
+    type Writer = FakeMemory;
+
+    fn writer(&self) -> FakeMemory {
+        self.clone()
+    }
+
     fn alloc_zeroed(&mut self, size: usize, align: usize) -> Option<u64> {
         Some(self.alloc(size, align))
     }
@@ -152,6 +158,15 @@ impl DmaMemory for FakeMemory {
     }
 
     fn write64(&mut self, pa: u64, value: u64) {
+        assert!(
+            self.try_write64(pa, value),
+            "driver write outside its memory: {pa:#x}"
+        );
+    }
+}
+
+impl crate::DmaWriter for FakeMemory {
+    fn write64(&self, pa: u64, value: u64) {
         assert!(
             self.try_write64(pa, value),
             "driver write outside its memory: {pa:#x}"

@@ -138,9 +138,13 @@ impl FakeSmmu {
     }
 
     /// A slow consumer: at most `budget` commands consumed per `CMDQ_PROD` write or `CMDQ_CONS` read
-    /// (`Some(0)`: stopped); `None` consumes everything at once.
+    /// (`Some(0)`: stopped); `None` consumes everything at once, starting with what is queued now.
     pub fn set_consume_budget(&mut self, budget: Option<u32>) {
         self.consume_budget = budget;
+        if budget.is_none() {
+            self.process_cmdq(u32::MAX);
+            self.share_cons();
+        }
     }
 
     /// Makes the `GBPA.Update` handshake never complete.

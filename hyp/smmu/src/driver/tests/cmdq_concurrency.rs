@@ -1,15 +1,37 @@
-//! Several CPUs on one command queue: issue under the lock, wait for the own `CMD_SYNC` without it.
+//! Several CPUs on one command queue: issue under the lock or without it (reserve, write, publish), wait for the
+//! own `CMD_SYNC` without it.
 
 use std::sync::Mutex;
 
 use super::*;
-use crate::driver::{CmdqWaiter, SyncTicket};
+use crate::driver::{SharedCmdq, SyncTicket};
 use crate::fake::FakeCmdqCons;
+
+/// Issues `cmds` as a CPU does: lock-free (the driver's lock only tried to publish `CMDQ_PROD`, taken on
+/// stalls), or with the driver locked around the whole issue.
+fn issue(
+    smmu: &Mutex<TestSmmu>,
+    cmdq: &SharedCmdq<FakeCmdqCons, FakeMemory>,
+    cmds: Vec<Command>,
+    lock_free: bool,
+) -> Result<SyncTicket, Error> {
+    if lock_free {
+        cmdq.issue(cmds, |try_only| {
+            if try_only {
+                smmu.try_lock().ok()
+            } else {
+                Some(smmu.lock().unwrap())
+            }
+        })
+    } else {
+        smmu.lock().unwrap().issue(cmds)
+    }
+}
 
 /// Waits for `ticket` as a CPU does: the driver's lock is taken only for a [`crate::driver::SyncStep`].
 fn wait(
     smmu: &Mutex<TestSmmu>,
-    waiter: &CmdqWaiter<FakeCmdqCons>,
+    waiter: &SharedCmdq<FakeCmdqCons, FakeMemory>,
     ticket: SyncTicket,
 ) -> Result<(), Error> {
     waiter.wait(ticket, |step| smmu.lock().unwrap().sync_step(ticket, step))
@@ -25,7 +47,7 @@ fn issue_returns_before_the_sync_and_the_wait_needs_no_lock() {
             ..config()
         },
     );
-    let waiter = smmu.cmdq_waiter();
+    let waiter = smmu.shared_cmdq();
     smmu.regs_mut().set_sync_stall(true);
     let a = smmu.issue([Command::tlbi_s12_vmall(Vmid(1))]).unwrap();
     assert!(!waiter.is_done(a));
@@ -71,7 +93,7 @@ fn tickets_are_not_confused_by_later_laps_of_the_ring() {
             ..config()
         },
     );
-    let waiter = smmu.cmdq_waiter();
+    let waiter = smmu.shared_cmdq();
     let first = smmu.issue([Command::tlbi_nsnh_all()]).unwrap();
     // 100 laps of an 8-entry queue later, the first ticket is still done, and a stalled sync is still pending
     // although its CMDQ_PROD value equals positions already passed many times.
@@ -96,7 +118,7 @@ fn tickets_are_not_confused_by_later_laps_of_the_ring() {
 #[test]
 fn a_command_error_is_blamed_on_the_batch_that_owns_it() {
     let (mut smmu, _) = init();
-    let waiter = smmu.cmdq_waiter();
+    let waiter = smmu.shared_cmdq();
     let bad = Command::from_raw([0xFF, 0]);
     // The SMMU stops on `bad` (second command of the first batch); the second batch queues behind it.
     let a = smmu
@@ -139,11 +161,21 @@ fn a_command_error_is_blamed_on_the_batch_that_owns_it() {
     assert_eq!(smmu.counters().cmdq_errors, 1);
 }
 
-/// Four threads issue 150 batches each into a 16-entry queue with a slow consumer (2 commands per register
-/// access): every batch completes, every command runs exactly once, each batch's commands run together and in
-/// order, followed by one sync, and the one bad command is reported to its own batch only.
+/// Four threads issue 150 batches each into a 16-entry queue (about 40 laps of the ring, often full) with a
+/// slow consumer (2 commands per register access): every batch completes, every command runs exactly once,
+/// each batch's commands run together and in order, followed by one sync, and the one bad command is reported
+/// to its own batch only, whichever thread finds it.
 #[test]
-fn threads_issue_and_wait_concurrently() {
+fn threads_issue_under_the_lock_and_wait_concurrently() {
+    threads_issue_and_wait_concurrently(false);
+}
+
+#[test]
+fn threads_issue_lock_free_and_wait_concurrently() {
+    threads_issue_and_wait_concurrently(true);
+}
+
+fn threads_issue_and_wait_concurrently(lock_free: bool) {
     const THREADS: u16 = 4;
     const BATCHES: u16 = 150;
     let (mut smmu, _) = init_with(
@@ -155,7 +187,7 @@ fn threads_issue_and_wait_concurrently() {
         },
     );
     smmu.regs_mut().set_consume_budget(Some(2));
-    let waiter = smmu.cmdq_waiter();
+    let waiter = smmu.shared_cmdq();
     let smmu = Mutex::new(smmu);
     // Batch (t, i) is 1 to 3 `TLBI_S12_VMALL`s whose VMIDs name the thread, the batch and the command.
     let vmid = |t: u16, i: u16, k: u16| Vmid(t * 4096 + i * 4 + k);
@@ -172,7 +204,7 @@ fn threads_issue_and_wait_concurrently() {
                     if (t, i) == bad_batch {
                         cmds.push(Command::from_raw([0xFF, 0]));
                     }
-                    let ticket = smmu.lock().unwrap().issue(cmds).unwrap();
+                    let ticket = issue(smmu, waiter, cmds, lock_free).unwrap();
                     let result = wait(smmu, waiter, ticket);
                     if (t, i) == bad_batch {
                         assert!(
@@ -231,12 +263,84 @@ fn threads_issue_and_wait_concurrently() {
     assert_eq!(c.timeouts, 0);
     assert!(c.sync_polls >= u64::from(THREADS * BATCHES));
     assert_eq!(waiter.consumed(), smmu.issue([]).unwrap().end() - 1);
+    assert_eq!(waiter.published(), waiter.consumed() + 1);
+}
+
+/// Stress without a model checker: four threads issue lock-free batches of 1 to 20 commands (bigger than the
+/// 8-entry queue: claimed in chunks, so other threads' commands fall between the chunks) into a consumer that
+/// takes 1 to 3 commands per register access. Every ticket completes, every command runs exactly once, each
+/// thread's commands run in its order, syncs are one per batch, and there is one sync per batch.
+#[test]
+fn lock_free_issue_stress_with_batches_bigger_than_the_queue() {
+    const THREADS: u16 = 4;
+    const BATCHES: u16 = 200;
+    let (mut smmu, _) = init_with(
+        FakeSmmu::qemu,
+        Config {
+            cmdq_log2: 3,
+            poll_limit: 1_000_000,
+            ..config()
+        },
+    );
+    smmu.regs_mut().set_consume_budget(Some(1));
+    let before = smmu.counters();
+    let cmdq = smmu.shared_cmdq();
+    let smmu = Mutex::new(smmu);
+    let vmid = |t: u16, n: u16| Vmid(t * 16384 + n);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (smmu, cmdq) = (&smmu, &cmdq);
+            s.spawn(move || {
+                let mut n = 0u16;
+                for i in 0..BATCHES {
+                    if i % 16 == 0 {
+                        smmu.lock()
+                            .unwrap()
+                            .regs_mut()
+                            .set_consume_budget(Some(1 + u32::from((t + i) % 3)));
+                    }
+                    let len = 1 + (i * 7 + t * 3) % 20;
+                    let cmds: Vec<Command> = (0..len)
+                        .map(|k| Command::tlbi_s12_vmall(vmid(t, n + k)))
+                        .collect();
+                    n += len;
+                    let ticket = issue(smmu, cmdq, cmds, true).unwrap();
+                    assert_eq!(wait(smmu, cmdq, ticket), Ok(()), "thread {t} batch {i}");
+                    assert!(cmdq.is_done(ticket));
+                }
+            });
+        }
+    });
+    let mut smmu = smmu.into_inner().unwrap();
+    let executed = kinds(&smmu.regs_mut().take_executed());
+    let syncs = executed.iter().filter(|k| **k == SYNC).count();
+    assert_eq!(syncs, usize::from(THREADS * BATCHES));
+    let mut next = [0u16; THREADS as usize];
+    for k in executed.iter().filter(|k| **k != SYNC) {
+        let CommandKind::TlbiS12Vmall { vmid: v } = k else {
+            panic!("unexpected {k:?}");
+        };
+        let (t, n) = (usize::from(v.0 / 16384), v.0 % 16384);
+        assert_eq!(n, next[t], "thread {t}'s commands run once, in order");
+        next[t] += 1;
+    }
+    let expected: Vec<u16> = (0..THREADS)
+        .map(|t| (0..BATCHES).map(|i| 1 + (i * 7 + t * 3) % 20).sum())
+        .collect();
+    assert_eq!(next.to_vec(), expected);
+    let c = smmu.counters();
+    assert_eq!(
+        (c.batches - before.batches, c.timeouts, c.cmdq_errors),
+        (u64::from(THREADS * BATCHES), 0, 0)
+    );
+    assert_eq!(c.commands - before.commands, executed.len() as u64);
+    assert_eq!(cmdq.published(), cmdq.consumed());
 }
 
 #[test]
 fn an_error_in_an_abandoned_batch_goes_to_the_cpu_that_finds_it() {
     let (mut smmu, _) = init();
-    let waiter = smmu.cmdq_waiter();
+    let waiter = smmu.shared_cmdq();
     smmu.regs_mut().set_consume_budget(Some(0));
     let a = smmu.issue([Command::from_raw([0xFF, 0])]).unwrap();
     assert_eq!(

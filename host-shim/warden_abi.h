@@ -250,10 +250,12 @@
  */
 #define WARDEN_STAT_HYP_MEMORY_BYTES 19
 /*
- * Acquisitions of the SMMU command-queue lock that found it taken (another CPU writing commands).
+ * Command-queue waits: acquisitions of the SMMU driver's lock that found it taken, plus lock-free
  */
 #define WARDEN_STAT_CMDQ_LOCK_WAITS 20
-/* Reads of the taken command-queue lock while waiting for it, summed over all waits. */
+/*
+ * Spins of those waits: reads of the taken lock, lost compare-and-swaps and polls while waiting for
+ */
 #define WARDEN_STAT_CMDQ_LOCK_SPINS 21
 /* Reads of the SMMU's `CMDQ_CONS` by CPUs waiting, without the lock, for their batch's CMD_SYNC. */
 #define WARDEN_STAT_SYNC_POLLS 22

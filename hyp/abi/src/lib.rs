@@ -574,9 +574,12 @@ abi_enum! {
         /// Bytes of RAM the hypervisor keeps for itself: the fixed carve-out plus the part sized from the machine
         /// at boot (docs/abi.md). `BAD_STAT` where the hypervisor did not set it (host unit tests).
         HypMemoryBytes = 19 => "HYP_MEMORY_BYTES",
-        /// Acquisitions of the SMMU command-queue lock that found it taken (another CPU writing commands).
+        /// Command-queue waits: acquisitions of the SMMU driver's lock that found it taken, plus lock-free
+        /// issues that lost the compare-and-swap on the queue's producer index or waited for the CPU
+        /// publishing `CMDQ_PROD`.
         CmdqLockWaits = 20 => "CMDQ_LOCK_WAITS",
-        /// Reads of the taken command-queue lock while waiting for it, summed over all waits.
+        /// Spins of those waits: reads of the taken lock, lost compare-and-swaps and polls while waiting for
+        /// the publishing CPU, summed over all waits.
         CmdqLockSpins = 21 => "CMDQ_LOCK_SPINS",
         /// Reads of the SMMU's `CMDQ_CONS` by CPUs waiting, without the lock, for their batch's CMD_SYNC.
         SyncPolls = 22 => "SYNC_POLLS",

@@ -20,7 +20,8 @@
 //! 5. `events` — the fault ring.
 //!
 //! Page ownership ([`Ownership`]) is lock-free (one atomic per page). [`Backend`] methods are called with
-//! locks held and must not call back into [`Warden`]; the SMMU driver's own command-queue lock is innermost.
+//! locks held and must not call back into [`Warden`]; the SMMU driver's lock (taken by invalidations only to publish
+//! `CMDQ_PROD` with a `try_lock`, or on a stalled queue) is innermost.
 //!
 //! # Two page-table pools
 //!

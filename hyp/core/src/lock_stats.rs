@@ -4,7 +4,8 @@
 //! taken (an uncontended acquisition costs one `try_lock`, as before). While it waits, a CPU reads the lock
 //! (`is_locked`) rather than retrying the atomic swap, so waiters do not steal the line from the holder; each
 //! read that still finds it taken is one spin. The dispatcher keeps one [`LockStats`] for all domain slots
-//! (`STAT DOMAIN_LOCK_*`), the SMMU backend one for its command-queue lock (`STAT CMDQ_LOCK_*`).
+//! (`STAT DOMAIN_LOCK_*`), the SMMU backend one for its driver lock (`STAT CMDQ_LOCK_*`, with the lock-free
+//! command queue's own waits).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

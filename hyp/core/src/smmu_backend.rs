@@ -1,6 +1,6 @@
 //! [`Backend`] over warden-smmu's driver, and the boot sequence that hands the SMMU to [`Warden`].
 //!
-//! [`SmmuBackend`] owns the [`Smmu`] behind one `spin::Mutex`, the command-queue lock (the innermost lock:
+//! [`SmmuBackend`] owns the [`Smmu`] behind one `spin::Mutex`, the driver lock (the innermost lock:
 //! [`Warden`] calls the backend with its domain and stream locks held, never the other way round), and forwards
 //! the host stage-2 half of the trait (donation, reclaim) to a [`HostStage2Ops`] the EL2 image supplies. An
 //! invalidation does not hold that lock: it reserves, writes and publishes its commands and `CMD_SYNC` through
@@ -236,7 +236,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
         &self.host
     }
 
-    /// Locks the driver (the command-queue lock), counting contention.
+    /// Locks the driver, counting contention.
     fn lock(&self) -> spin::MutexGuard<'_, Smmu<R, M>> {
         self.lock_stats.lock(&self.smmu)
     }

@@ -57,9 +57,10 @@ pub struct SmmuCounters {
     /// Event-queue overflows the SMMU signalled (each lost at least one fault record; the SMMU does not say
     /// how many).
     pub event_overflows: u64,
-    /// Acquisitions of the command-queue lock that found it taken.
+    /// Command-queue waits: driver-lock acquisitions that found it taken, plus lock-free issues that lost a
+    /// compare-and-swap or waited for the CPU publishing `CMDQ_PROD`.
     pub cmdq_lock_waits: u64,
-    /// Reads of the taken command-queue lock while waiting for it.
+    /// Spins of those waits (taken-lock reads, lost compare-and-swaps, polls for the publisher).
     pub cmdq_lock_spins: u64,
     /// `CMDQ_CONS` reads by CPUs waiting for their CMD_SYNC without the lock.
     pub sync_polls: u64,

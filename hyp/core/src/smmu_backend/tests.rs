@@ -955,7 +955,7 @@ fn block_splits_in_place_with_bbml2() {
 static_assertions::assert_impl_all!(Warden<crate::test_support::FakeBackend>: Sync, Send);
 
 /// Four CPUs map and unmap in their own domains through the shipped backend (each unmap is one invalidation
-/// batch, issued under the command-queue lock and waited for without it), while a fifth reads STAT: every call
+/// batch, issued and waited for through the lock-free shared command queue), while a fifth reads STAT: every call
 /// succeeds, every unmap's TLBI reaches the SMMU before its sync, and the devices see exactly the final mappings.
 #[test]
 fn cpus_invalidate_concurrently_through_one_queue() {

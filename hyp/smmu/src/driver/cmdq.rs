@@ -578,8 +578,10 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         Ok(())
     }
 
-    /// Publishes every written command from `published` on, of whichever CPU, with one `CMDQ_PROD` write (the
-    /// write orders the memory writes: the slots' `SeqCst` marks were read first).
+    /// Publishes every written command from `published` on, of whichever CPU, with one `CMDQ_PROD` write.
+    /// Ordering: each writer stores its commands before its slot mark (a release store), this CPU reads the
+    /// marks first, and the register write is ordered after every memory write this CPU has observed
+    /// ([`RegisterAccess`]'s contract; EL2's `dsb st` is cumulative), so the SMMU reads whole commands.
     pub fn publish_written(&mut self) {
         let cmdq = &self.cmdq.shared;
         let start = cmdq.published.load(Ordering::Acquire);

@@ -7,28 +7,30 @@
 //! ownership, page tables). The host never gets a stage-2 mapping for either. Just above the carve-out the hypervisor
 //! writes the rewritten device tree for the host ([`HOST_DTB_PA`], host-visible RAM that Linux reserves as its
 //! FDT), and xtask loads the uncompressed Linux `Image` at [`HOST_KERNEL_PA`] with QEMU's generic loader.
+//!
+//! Every region below is aligned to a 2 MiB level-2 block ([`PGSIZE_2M`]), so that the EL2 stage-1 and the
+//! host stage-2 map each region with blocks.
+
+use warden_abi::PGSIZE_2M;
 
 /// Base of RAM on QEMU's `virt` machine.
 pub const RAM_BASE: u64 = 0x4000_0000;
-/// The alignment of every region below: a 2 MiB level-2 block ([`warden_abi::PGSIZE_2M`]), so that the EL2
-/// stage-1 and the host stage-2 map each region with blocks.
-pub const BLOCK_2M: u64 = warden_abi::PGSIZE_2M;
 /// Where QEMU loads the hypervisor image (RAM base + the image header's `text_offset`).
-pub const HYP_LOAD_PA: u64 = RAM_BASE + BLOCK_2M;
+pub const HYP_LOAD_PA: u64 = RAM_BASE + PGSIZE_2M;
 /// Start of the memory the hypervisor keeps for itself.
 pub const HYP_CARVEOUT_PA: u64 = RAM_BASE;
 /// Size of the fixed part of the hypervisor carve-out (12 MiB: stacks, canary pages, image, boot heap). The
 /// rest of the hyp's memory is sized from the machine at boot and placed elsewhere in RAM
 /// ([`crate::sizing`]).
-pub const HYP_CARVEOUT_SIZE: u64 = 6 * BLOCK_2M;
+pub const HYP_CARVEOUT_SIZE: u64 = 6 * PGSIZE_2M;
 /// Where the hypervisor writes the device tree it hands to the host (host RAM, just above the carve-out).
 pub const HOST_DTB_PA: u64 = HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE;
 /// The largest device tree the hypervisor hands to the host.
-pub const HOST_DTB_MAX_SIZE: u64 = BLOCK_2M;
+pub const HOST_DTB_MAX_SIZE: u64 = PGSIZE_2M;
 /// Where xtask loads the host's uncompressed arm64 Linux `Image` (2 MiB aligned, as the boot protocol asks).
 pub const HOST_KERNEL_PA: u64 = HOST_DTB_PA + HOST_DTB_MAX_SIZE;
 
-static_assertions::const_assert_eq!(HOST_KERNEL_PA % BLOCK_2M, 0);
+static_assertions::const_assert_eq!(HOST_KERNEL_PA % PGSIZE_2M, 0);
 static_assertions::const_assert!(HYP_LOAD_PA >= HYP_CARVEOUT_PA);
 static_assertions::const_assert!(HYP_LOAD_PA < HYP_CARVEOUT_PA + HYP_CARVEOUT_SIZE);
 
@@ -40,7 +42,7 @@ pub const HYP_STACK_SIZE: u64 = 0x1_0000;
 /// `[HYP_STACKS_PA + n * HYP_STACK_SIZE, HYP_STACKS_PA + (n + 1) * HYP_STACK_SIZE)`.
 pub const HYP_STACKS_PA: u64 = HYP_CARVEOUT_PA;
 /// The most the hypervisor image (text, data, bss) may occupy from [`HYP_LOAD_PA`] (the linker script checks).
-pub const HYP_IMAGE_MAX_SIZE: u64 = 3 * BLOCK_2M;
+pub const HYP_IMAGE_MAX_SIZE: u64 = 3 * PGSIZE_2M;
 /// Start of the hypervisor's boot heap (the device tree, the EL2 stage-1): the rest of the fixed carve-out
 /// after the image. At boot the sized part of the carve-out ([`crate::sizing`]) is added to the heap.
 pub const HYP_HEAP_PA: u64 = HYP_LOAD_PA + HYP_IMAGE_MAX_SIZE;
@@ -71,5 +73,5 @@ static_assertions::const_assert!(
 );
 static_assertions::const_assert!(HYP_CANARY_PA + HYP_CANARY_SIZE <= HYP_LOAD_PA);
 static_assertions::const_assert_eq!(HYP_CANARY_PA % 0x1000, 0);
-static_assertions::const_assert_eq!(HYP_HEAP_PA % BLOCK_2M, 0);
+static_assertions::const_assert_eq!(HYP_HEAP_PA % PGSIZE_2M, 0);
 static_assertions::const_assert!(HYP_HEAP_SIZE >= 4 << 20);

@@ -29,11 +29,11 @@
 
 use alloc::vec::Vec;
 
-use warden_abi::PAGE_SIZE;
+use warden_abi::{PAGE_SIZE, PGSIZE_2M};
 use warden_dt::{PhysRange, Platform};
 
 use crate::dispatch::{self, SidRange};
-use crate::layout::{BLOCK_2M, HOST_DTB_MAX_SIZE, HOST_DTB_PA, HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE};
+use crate::layout::{HOST_DTB_MAX_SIZE, HOST_DTB_PA, HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE};
 use crate::{domain, smmu_backend};
 
 /// The physical address space the hypervisor maps (48 bits: its stage-1 and the host stage-2).
@@ -94,7 +94,7 @@ impl HypMemory {
     #[must_use]
     pub const fn sized(&self) -> u64 {
         let sum = self.smmu + self.ownership + self.identity_tables + self.domain_pool + self.slack;
-        sum.div_ceil(BLOCK_2M) * BLOCK_2M
+        sum.div_ceil(PGSIZE_2M) * PGSIZE_2M
     }
 
     /// All the hyp's memory: the fixed and the sized part.
@@ -230,7 +230,7 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
         m.domain_pool,
         m.slack,
         m.fixed,
-        BLOCK_2M,
+        PGSIZE_2M,
     ]
     .iter()
     .try_fold(0u64, |a, &b| a.checked_add(b))
@@ -248,9 +248,9 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
 pub fn place(ram: &[PhysRange], size: u64, avoid: &[PhysRange]) -> Result<PhysRange, SizingError> {
     let ram = checked_ranges(ram)?;
     let align = if size == 0 {
-        BLOCK_2M
+        PGSIZE_2M
     } else {
-        (1u64 << (63 - size.leading_zeros())).clamp(BLOCK_2M, 1 << 30)
+        (1u64 << (63 - size.leading_zeros())).clamp(PGSIZE_2M, 1 << 30)
     };
     let mut largest = 0u64;
     // Free pieces of every RAM range (RAM minus `avoid`), highest first.
@@ -277,8 +277,8 @@ pub fn place(ram: &[PhysRange], size: u64, avoid: &[PhysRange]) -> Result<PhysRa
     }
     pieces.sort_unstable_by_key(|&(s, _)| core::cmp::Reverse(s));
     for (s, e) in pieces {
-        let top = e & !(BLOCK_2M - 1);
-        let start = s.next_multiple_of(BLOCK_2M);
+        let top = e & !(PGSIZE_2M - 1);
+        let start = s.next_multiple_of(PGSIZE_2M);
         if top > start {
             largest = largest.max(top - start);
         }
@@ -439,7 +439,7 @@ mod tests {
             "root, L2 for GiB 0 (doorbell) and 1, an L3 for the doorbell (RAM is 2 MiB blocks), the spare"
         );
         assert!(m1.heap() >= m1.ownership + m1.slack);
-        assert_eq!(m1.sized() % BLOCK_2M, 0);
+        assert_eq!(m1.sized() % PGSIZE_2M, 0);
         let m16 = virt(&[r(GIB, 16 * GIB)]);
         assert_eq!(m16.ownership, 16 * MIB + 64);
         assert!(

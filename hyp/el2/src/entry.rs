@@ -165,7 +165,7 @@ enable_boot_mmu:
     isb
     ret
     "#,
-    text_offset = const layout::BLOCK_2M,
+    text_offset = const warden_abi::PGSIZE_2M,
     stack0_top = const layout::HYP_STACKS_PA + layout::HYP_STACK_SIZE,
     stacks = const layout::HYP_STACKS_PA,
     stack_size = const layout::HYP_STACK_SIZE,

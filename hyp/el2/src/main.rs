@@ -335,7 +335,7 @@ fn kernel_image_size() -> u64 {
     let size = unsafe {
         core::ptr::read_volatile((layout::HOST_KERNEL_PA + IMAGE_SIZE_OFFSET) as *const u64)
     };
-    size.clamp(layout::BLOCK_2M, 1 << 30)
+    size.clamp(warden_abi::PGSIZE_2M, 1 << 30)
 }
 
 /// Stops the boot cleanly when the machine cannot hold the hyp's memory: what was needed, what was found,

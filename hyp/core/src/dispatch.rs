@@ -65,7 +65,7 @@ use warden_abi::{self as abi, DomainKind, Error, Function, PAGE_SIZE, Stat};
 use warden_dt::PhysRange;
 
 use crate::domain::{
-    self, DomainError, IOVA_BITS, POOL_RESERVE, PagePool, PagingDomain, PoolStats, S2Config,
+    self, DomainError, IOVA_BITS, POOL_RESERVE, PagePool, PagingDomain, PoolStats,
 };
 use crate::lock_stats::LockStats;
 use crate::ownership::{MemKind, Ownership, OwnershipError};

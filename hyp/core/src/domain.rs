@@ -10,9 +10,9 @@
 //! # Geometry (what the STE needs)
 //!
 //! 4 KiB granule, input size [`IOVA_BITS`] = 39 bits, walk starting at level 1 ([`ROOT_LEVEL`]): one 4 KiB root
-//! table, three levels, 1 GiB / 2 MiB / 4 KiB leaves. STE fields: `S2T0SZ` = [`S2_T0SZ`] (25), `S2SL0` =
-//! [`S2_SL0`] (1 = start at level 1 for 4 KiB), `S2TG` = 0 (4 KiB), `S2PS` from the SMMU's OAS
-//! ([`pa_size_encoding`]). 39 bits fits any SMMUv3 (IAS ≥ 40 whenever stage 2 is implemented, and QEMU's OAS is
+//! table, three levels, 1 GiB / 2 MiB / 4 KiB leaves. STE fields ([`s2_config`], a
+//! [`warden_smmu::S2Config`]): `S2T0SZ` = 25, `S2SL0` = 1 (start at level 1 for 4 KiB), `S2TG` = 0 (4 KiB),
+//! `S2PS` from the SMMU's OAS ([`pa_size_encoding`]). 39 bits fits any SMMUv3 (IAS ≥ 40 whenever stage 2 is implemented, and QEMU's OAS is
 //! 44), needs no concatenated root tables (which aarch64-paging does not build) and keeps walks at three levels.
 //! The host-identity domain uses the same geometry, so RAM must lie below 512 GiB.
 //!
@@ -61,7 +61,7 @@ use warden_abi as abi;
 use warden_abi::{PAGE_SIZE, granule};
 
 pub use error::DomainError;
-pub use geometry::{IOVA_BITS, ROOT_LEVEL, S2_SL0, S2_T0SZ, S2Config, pa_size_encoding};
+pub use geometry::{IOVA_BITS, ROOT_LEVEL, pa_size_encoding, s2_config};
 pub use identity::{identity_boot_tables, pieces_below_1g};
 pub use pool::{POOL_RESERVE, PagePool, PoolStats, PoolTranslation};
 
@@ -168,14 +168,12 @@ impl PagingDomain {
     /// The STE parameters, for an SMMU that outputs `pa_bits` (must have an encoding, see
     /// [`pa_size_encoding`]; else 48 bits is used).
     #[must_use]
-    pub fn s2_config(&self, pa_bits: u8) -> S2Config {
-        S2Config {
-            vmid: self.vmid,
-            root_pa: self.root_pa(),
-            t0sz: S2_T0SZ,
-            sl0: S2_SL0,
-            ps: pa_size_encoding(pa_bits).unwrap_or(5),
-        }
+    pub fn s2_config(&self, pa_bits: u8) -> warden_smmu::S2Config {
+        s2_config(
+            warden_smmu::Vmid(self.vmid),
+            self.root_pa(),
+            pa_size_encoding(pa_bits).unwrap_or(5),
+        )
     }
 
     /// Table pages this domain holds.

@@ -8,7 +8,7 @@
 //! `try_lock`), then waits for its sync, taking the lock only if the queue stalls (to publish and look for a
 //! command error) or an error is pending, so CPUs invalidating at once fill the queue and wait together. STE
 //! updates (attach, detach: several dependent syncs) still run whole under the lock. It translates:
-//! - [`SteConfig`] → [`Ste`] (stage 2 from the domain's [`crate::domain::S2Config`]: 4 KiB granule, WB
+//! - [`SteConfig`] → [`Ste`] (stage 2 from the domain's [`warden_smmu::S2Config`]: 4 KiB granule, WB
 //!   inner-shareable walks, faults recorded; [`SteConfig::Abort`], a blocked domain, → stage 2 through an
 //!   empty table, so that its DMA is *reported*, see [`SmmuBackend::blocked_ste`]);
 //! - [`InvalidateHint`] → [`S2Invalidation`] (leaf size → `TTL`, `leaf_only` → leaf-only TLBI);
@@ -51,10 +51,9 @@ use warden_abi as abi;
 use warden_dt::{Phandle, PhysRange, Platform, SmmuV3};
 use warden_smmu::cmd::InvalidationPolicy;
 use warden_smmu::driver::SharedCmdq;
-use warden_smmu::ste::{CACHE_WBWA, SH_INNER};
 use warden_smmu::{
-    Command, Counters, DmaMemory, Event, Features, LeafSize, RegisterAccess, S2Config,
-    S2Invalidation, Smmu, Ste, StreamId, Vmid,
+    Command, Counters, DmaMemory, Event, Features, LeafSize, RegisterAccess, S2Invalidation, Smmu,
+    Ste, StreamId, Vmid,
 };
 
 use crate::dispatch::{
@@ -99,20 +98,6 @@ pub struct SmmuBackend<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> {
     range_invalidation: bool,
     /// The STE for [`SteConfig::Abort`] (blocked domains): see [`SmmuBackend::blocked_ste`].
     blocked: Ste,
-}
-
-/// The STE for a stage-2 dispatch configuration.
-pub fn stage2_ste(c: &domain::S2Config) -> Ste {
-    Ste::stage2(&S2Config {
-        vmid: Vmid(c.vmid),
-        ttb: c.root_pa,
-        t0sz: c.t0sz,
-        sl0: c.sl0,
-        ps: c.ps,
-        ir0: CACHE_WBWA,
-        or0: CACHE_WBWA,
-        sh0: SH_INNER,
-    })
 }
 
 /// The driver's invalidation request for a dispatch-level range invalidation.
@@ -181,13 +166,11 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
             .memory_mut()
             .alloc_zeroed(page, page)
             .ok_or(warden_smmu::Error::OutOfMemory(page))?;
-        let blocked = stage2_ste(&domain::S2Config {
-            vmid: BLOCKED_VMID,
-            root_pa: root,
-            t0sz: domain::S2_T0SZ,
-            sl0: domain::S2_SL0,
-            ps: features.oas_encoding as u8,
-        });
+        let blocked = Ste::stage2(&domain::s2_config(
+            Vmid(BLOCKED_VMID),
+            root,
+            features.oas_encoding as u8,
+        ));
         Ok(Self {
             cmdq: smmu.shared_cmdq(),
             policy: smmu.invalidation_policy(),
@@ -212,7 +195,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
     pub fn ste_for(&self, config: SteConfig) -> Ste {
         match config {
             SteConfig::Abort => self.blocked,
-            SteConfig::Translate(c) => stage2_ste(&c),
+            SteConfig::Translate(c) => Ste::stage2(&c),
         }
     }
 

@@ -1,13 +1,13 @@
 //! What the dispatcher needs from the hardware: the [`Backend`] trait and the types it speaks.
 
-use super::S2Config;
+use warden_smmu::S2Config;
 
 /// What an STE should do with a StreamID's transactions.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum SteConfig {
     /// Abort every transaction (blocked domains), recording a fault.
     Abort,
-    /// Stage-2 translation through a domain.
+    /// Stage-2 translation through a domain (its [`crate::domain::PagingDomain::s2_config`]).
     Translate(S2Config),
 }
 

@@ -1,15 +1,12 @@
 //! Domain geometry: the IOVA size, root level and STE fields every domain shares, and entry indexing.
 
 use warden_abi::{BITS_PER_LEVEL, LEAF_LEVEL, PAGE_SHIFT, TABLE_ENTRIES, granule};
+use warden_smmu::{S2Config, Vmid};
 
 /// Input address bits of every domain (IOVAs are below 2^39).
 pub const IOVA_BITS: u32 = 39;
 /// The level of the root table.
 pub const ROOT_LEVEL: usize = 1;
-/// `S2T0SZ` for the STE (64 - [`IOVA_BITS`]).
-pub const S2_T0SZ: u8 = 64 - IOVA_BITS as u8;
-/// `S2SL0` for the STE: 1 = the walk starts at level 1 (4 KiB granule).
-pub const S2_SL0: u8 = 1;
 
 /// The `S2PS`/`OAS` encoding of a PA width (32, 36, 40, 42, 44, 48, 52 bits); `None` for other widths.
 #[must_use]
@@ -26,19 +23,12 @@ pub const fn pa_size_encoding(pa_bits: u8) -> Option<u8> {
     }
 }
 
-/// Everything an SMMU stage-2 STE needs for a domain.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct S2Config {
-    /// The domain's VMID.
-    pub vmid: u16,
-    /// Physical address of the root table (`S2TTB`), 4 KiB aligned.
-    pub root_pa: u64,
-    /// `S2T0SZ`.
-    pub t0sz: u8,
-    /// `S2SL0`.
-    pub sl0: u8,
-    /// `S2PS` (the SMMU's OAS encoding, see [`pa_size_encoding`]).
-    pub ps: u8,
+/// The STE's stage-2 parameters for a table of this geometry ([`IOVA_BITS`] of input, walk from
+/// [`ROOT_LEVEL`]: `S2T0SZ` = 25, `S2SL0` = 1) rooted at `root_pa`, tagged `vmid`, outputting `S2PS` = `ps`
+/// (see [`pa_size_encoding`]). Every domain's STE and the blocked STE's empty table use it.
+#[must_use]
+pub const fn s2_config(vmid: Vmid, root_pa: u64, ps: u8) -> S2Config {
+    S2Config::new_4k(vmid, root_pa, IOVA_BITS as u8, ROOT_LEVEL as u8, ps)
 }
 
 /// Bytes a level-2 entry translates (2 MiB).

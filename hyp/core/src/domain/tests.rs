@@ -112,7 +112,11 @@ fn in_place_each_matches_single_calls() {
 
 #[test]
 fn geometry() {
-    assert_eq!(S2_T0SZ, 25);
+    let c = s2_config(warden_smmu::Vmid(3), 0x4000_0000, 4);
+    assert_eq!(
+        (c.t0sz, c.sl0, c.ias_bits(), c.start_level()),
+        (25, 1, 39, 1)
+    );
     assert_eq!(granule(1), 1 << 30);
     assert_eq!(granule(2), 1 << 21);
     assert_eq!(granule(3), 1 << 12);

@@ -10,7 +10,7 @@ use warden_abi::{DomainKind, Error, Function, Stat};
 use warden_smmu::event::event_id;
 use warden_smmu::fake::Translation;
 use warden_smmu::regs::GERROR;
-use warden_smmu::{Command, CommandKind};
+use warden_smmu::{Command, CommandKind, S2Config};
 
 const RW: u64 = abi::PROT_READ | abi::PROT_WRITE;
 const K4: u64 = abi::PGSIZE_4K;
@@ -595,15 +595,10 @@ fn translation_helpers() {
         hw_error(warden_smmu::Error::InvalidVmid(300)),
         HwError::Failed
     );
-    let cfg = domain::S2Config {
-        vmid: 5,
-        root_pa: 0x4123_4000,
-        t0sz: 25,
-        sl0: 1,
-        ps: 4,
-    };
+    let cfg = domain::s2_config(Vmid(5), 0x4123_4000, 4);
+    assert_eq!((cfg.t0sz, cfg.sl0, cfg.ps), (25, 1, 4));
     assert_eq!(
-        stage2_ste(&cfg),
+        Ste::stage2(&cfg),
         Ste::stage2(&S2Config::new_4k(Vmid(5), 0x4123_4000, 39, 1, 4))
     );
     // A read fault of a privileged instruction fetch, and a configuration error without an address.

@@ -1,6 +1,7 @@
 //! Boot and discovery: the initial state, the identity reserve, configurations refused, VERSION and unknown calls.
 
 use super::*;
+use warden_smmu::Vmid;
 
 #[test]
 fn discovery_calls() {
@@ -68,7 +69,7 @@ fn initial_state_is_host_identity() {
     let SteConfig::Translate(c) = id else {
         panic!()
     };
-    assert_eq!((c.vmid, c.t0sz, c.sl0, c.ps), (1, 25, 1, 4));
+    assert_eq!((c.vmid, c.t0sz, c.sl0, c.ps), (Vmid(1), 25, 1, 4));
     // Host RAM 1:1, hyp memory absent, doorbell mapped.
     assert_eq!(
         res(&h.w, Function::IovaToPhys, &[0, host(0x1234)]),
@@ -178,7 +179,7 @@ fn pool_must_hold_the_identity_reserve() {
     let SteConfig::Translate(c) = w.identity_ste() else {
         panic!()
     };
-    assert_eq!(c.root_pa, RAM);
+    assert_eq!(c.ttb, RAM);
     assert_eq!(res(&w, Function::DomainFree, &[d]), Ok(0));
     drop(w);
 }

@@ -74,7 +74,8 @@ use crate::trap::TrapLog;
 pub use backend::{Backend, FaultRecord, HwError, InvalidateHint, SmmuCounters, SteConfig};
 pub use error::{CallError, InitError};
 pub use init::{
-    Config, IDENTITY_SPARE_TABLES, MIN_DOMAIN_POOL_PAGES, SidRange, identity_reserve_pages,
+    Config, Hardware, IDENTITY_SPARE_TABLES, MIN_DOMAIN_POOL_PAGES, SidRange,
+    identity_reserve_pages,
 };
 
 use domains::{AllocState, Slot, SlotKind, Streams};

@@ -57,8 +57,8 @@ use warden_smmu::{
 };
 
 use crate::dispatch::{
-    Backend, Config, FaultRecord, HwError, InitError, InvalidateHint, SidRange, SmmuCounters,
-    SteConfig, Warden,
+    Backend, Config, FaultRecord, Hardware, HwError, InitError, InvalidateHint, SidRange,
+    SmmuCounters, SteConfig, Warden,
 };
 use crate::domain;
 use crate::lock_stats::LockStats;
@@ -389,25 +389,12 @@ pub fn stream_table_bytes(sids: &[SidRange], split: Option<u32>) -> u64 {
     leaves.len() as u64 * ((warden_smmu::ste::STE_SIZE as u64) << split)
 }
 
-/// What [`bring_up`] needs besides the platform and the hardware.
+/// What [`bring_up`] needs besides the platform and the hardware: the dispatcher's [`Config`] (the
+/// [`Hardware`] half of [`Warden::new`]'s input, bring_up reads from the DT and the SMMU) and the SMMU's.
 #[derive(Clone, Copy, Debug)]
 pub struct BootConfig<'a> {
-    /// All RAM, page aligned (usually the DT's memory nodes).
-    pub ram: &'a [PhysRange],
-    /// Hypervisor memory inside RAM (the carve-out): never mapped for any device.
-    pub hyp: &'a [PhysRange],
-    /// Part of `hyp` given to the page-table pool.
-    pub pool: &'a [PhysRange],
-    /// Maximum number of allocatable domains.
-    pub max_domains: u16,
-    /// Maximum number of pages the host may have donated at once.
-    pub max_donated_pages: usize,
-    /// Capacity of the dispatcher's fault ring.
-    pub event_ring: usize,
-    /// The host-identity domain's spare level-3 tables (`Config::identity_spare_tables`).
-    pub identity_spare_tables: usize,
-    /// EL2 accesses RAM page `pa` at `pa + phys_offset` (0 for an identity map).
-    pub phys_offset: u64,
+    /// Memory and limits of the dispatcher.
+    pub warden: Config<'a>,
     /// Most bytes of level-2 stream tables the host-identity StreamIDs may take.
     pub strtab_budget: u64,
     /// Driver settings.
@@ -489,19 +476,12 @@ where
     let doorbells = msi_doorbells(platform);
     let backend = SmmuBackend::new(smmu, host)?;
     let warden = Warden::new(
-        &Config {
-            ram: config.ram,
-            hyp: config.hyp,
-            pool: config.pool,
+        &config.warden,
+        &Hardware {
             msi_doorbells: &doorbells,
             sids: &sids,
-            max_domains: config.max_domains,
             vmid_bits: if features.vmid16 { 16 } else { 8 },
             pa_bits,
-            max_donated_pages: config.max_donated_pages,
-            phys_offset: config.phys_offset,
-            event_ring: config.event_ring,
-            identity_spare_tables: config.identity_spare_tables,
         },
         backend,
     )?;

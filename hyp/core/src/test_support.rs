@@ -31,7 +31,7 @@ use warden_dt::{PhysRange, Platform};
 use warden_smmu::fake::{FakeMemory, FakeSmmu, Translation, qemu};
 use warden_smmu::{Command, CommandKind, StreamId};
 
-use crate::dispatch::{HwError, Warden};
+use crate::dispatch::{Config, HwError, Warden};
 use crate::smmu_backend::{BootConfig, BootError, HostStage2Ops, SmmuBackend, bring_up};
 use warden_abi::PAGE_SIZE;
 
@@ -235,14 +235,16 @@ impl Harness {
         let linear = mem.host_address(ram).expect("RAM allocated");
         let range = |size| PhysRange { base: ram, size };
         let config = BootConfig {
-            ram: &[range(o.ram_size)],
-            hyp: &[range(CARVEOUT_SIZE)],
-            pool: &[range(o.pool_size.min(CARVEOUT_SIZE))],
-            max_domains: o.max_domains,
-            max_donated_pages: o.max_donated_pages,
-            event_ring: o.event_ring,
-            identity_spare_tables: o.identity_spare_tables,
-            phys_offset: linear.wrapping_sub(ram),
+            warden: Config {
+                ram: &[range(o.ram_size)],
+                hyp: &[range(CARVEOUT_SIZE)],
+                pool: &[range(o.pool_size.min(CARVEOUT_SIZE))],
+                max_domains: o.max_domains,
+                max_donated_pages: o.max_donated_pages,
+                event_ring: o.event_ring,
+                identity_spare_tables: o.identity_spare_tables,
+                phys_offset: linear.wrapping_sub(ram),
+            },
             strtab_budget: o.strtab_budget,
             driver: o.driver,
         };

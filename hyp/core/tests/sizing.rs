@@ -4,7 +4,7 @@
 
 use dtoolkit::fdt::Fdt;
 use dtoolkit::model::{DeviceTree, DeviceTreeProperty};
-use warden_core::dispatch::{self, Config};
+use warden_core::dispatch;
 use warden_core::host_s2::{HostS2Layout, HostStage2};
 use warden_core::layout::{HOST_DTB_MAX_SIZE, HOST_DTB_PA, HOST_KERNEL_PA, HYP_CARVEOUT_PA};
 use warden_core::ownership::MemKind;
@@ -117,21 +117,13 @@ fn check_plan(name: &str, platform: &Platform, plan: &Plan) {
         assert_eq!(own.state(h.base), PageState::Hyp, "{name}");
         assert_eq!(own.state(h.end() - 4096), PageState::Hyp, "{name}");
     }
-    let config = Config {
-        ram: &platform.memory,
-        hyp: &hyp,
-        pool: &[],
-        msi_doorbells: &doorbells,
-        sids: &[],
-        max_domains: 1024,
-        vmid_bits: 16,
-        pa_bits: 48,
-        max_donated_pages: 4096,
-        phys_offset: 0,
-        event_ring: 256,
-        identity_spare_tables: dispatch::IDENTITY_SPARE_TABLES,
-    };
-    let reserve = dispatch::identity_reserve_pages(&config).unwrap() as u64;
+    let reserve = dispatch::identity_reserve_pages(
+        &platform.memory,
+        &doorbells,
+        &hyp,
+        dispatch::IDENTITY_SPARE_TABLES,
+    )
+    .unwrap() as u64;
     assert!(
         reserve * 4096 <= m.identity_tables,
         "{name}: {reserve} pages"

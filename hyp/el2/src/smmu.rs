@@ -13,7 +13,7 @@
 
 use core::arch::asm;
 use spin::Once;
-use warden_core::dispatch::{IDENTITY_SPARE_TABLES, Warden};
+use warden_core::dispatch::{self, IDENTITY_SPARE_TABLES, Warden};
 use warden_core::sizing::{self, Plan};
 use warden_core::smmu_backend::{self, BootConfig, BootError, SmmuBackend};
 use warden_dt::{PhysRange, Platform};
@@ -256,14 +256,16 @@ pub fn bring_up(platform: &Platform, plan: &Plan) -> Result<&'static El2Warden, 
     // Host-identity's tables first: `Warden::new` takes its reserve from the first pages of the pool.
     let pool = [plan.identity_tables(), plan.domain_pool()];
     let config = BootConfig {
-        ram: &platform.memory,
-        hyp: &hyp,
-        pool: &pool,
-        max_domains: MAX_DOMAINS,
-        max_donated_pages: MAX_DONATED_PAGES,
-        event_ring: EVENT_RING,
-        identity_spare_tables: IDENTITY_SPARE_TABLES,
-        phys_offset: 0,
+        warden: dispatch::Config {
+            ram: &platform.memory,
+            hyp: &hyp,
+            pool: &pool,
+            max_domains: MAX_DOMAINS,
+            max_donated_pages: MAX_DONATED_PAGES,
+            event_ring: EVENT_RING,
+            identity_spare_tables: IDENTITY_SPARE_TABLES,
+            phys_offset: 0,
+        },
         strtab_budget: plan.memory.smmu - sizing::SMMU_FIXED_BYTES,
         driver: warden_smmu::Config::default(),
     };

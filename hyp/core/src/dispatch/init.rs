@@ -11,7 +11,8 @@ pub struct SidRange {
     pub count: u32,
 }
 
-/// How EL2 configures [`Warden::new`].
+/// What EL2 chooses for [`Warden::new`]: memory and limits. EL2 passes it inside
+/// [`BootConfig`](crate::smmu_backend::BootConfig); what the SMMU and the DT say is [`Hardware`].
 #[derive(Clone, Copy, Debug)]
 pub struct Config<'a> {
     /// All RAM (DT `memory` nodes), page aligned.
@@ -22,17 +23,8 @@ pub struct Config<'a> {
     /// the ranges) are the host-identity domain's own pool (its boot tables and `identity_spare_tables`); the
     /// rest, with donated pages, is the pool of the host's domains (at least [`MIN_DOMAIN_POOL_PAGES`]).
     pub pool: &'a [PhysRange],
-    /// MMIO frames devices may write (MSI doorbells such as the GIC ITS `GITS_TRANSLATER` frame): mapped in the
-    /// host-identity domain and mappable with `PROT_MMIO`.
-    pub msi_doorbells: &'a [PhysRange],
-    /// Valid StreamIDs (from the DT's `iommu-map`s of this SMMU). Non-overlapping.
-    pub sids: &'a [SidRange],
-    /// Maximum number of allocatable domains (≤ 2^vmid_bits - 2, ≤ 65534).
+    /// Maximum number of allocatable domains (≤ 2^[`Hardware::vmid_bits`] - 2, ≤ 65534).
     pub max_domains: u16,
-    /// VMID bits of the SMMU (8 or 16).
-    pub vmid_bits: u8,
-    /// PA bits the SMMU outputs (its OAS: 32, 36, 40, 42, 44, 48).
-    pub pa_bits: u8,
     /// Maximum number of pages the host may have donated at once.
     pub max_donated_pages: usize,
     /// EL2 accesses RAM page `pa` at `pa + phys_offset` (0 for an identity map).
@@ -43,6 +35,20 @@ pub struct Config<'a> {
     /// donations cut (when it is empty, a donated page of the cut block becomes the table). See
     /// [`IDENTITY_SPARE_TABLES`].
     pub identity_spare_tables: usize,
+}
+
+/// What the SMMU and the device tree tell [`Warden::new`] (`smmu_backend::bring_up` reads them).
+#[derive(Clone, Copy, Debug)]
+pub struct Hardware<'a> {
+    /// MMIO frames devices may write (MSI doorbells such as the GIC ITS `GITS_TRANSLATER` frame): mapped in the
+    /// host-identity domain and mappable with `PROT_MMIO`.
+    pub msi_doorbells: &'a [PhysRange],
+    /// Valid StreamIDs (from the DT's `iommu-map`s of this SMMU). Non-overlapping.
+    pub sids: &'a [SidRange],
+    /// VMID bits of the SMMU (8 or 16).
+    pub vmid_bits: u8,
+    /// PA bits the SMMU outputs (its OAS: 32, 36, 40, 42, 44, 48).
+    pub pa_bits: u8,
 }
 
 /// The host-identity domain's spare level-3 tables that EL2 configures (`Config::identity_spare_tables`):
@@ -92,16 +98,22 @@ pub(super) fn identity_runs(own: &Ownership) -> Vec<(u64, u64, u64)> {
 }
 
 /// Pages of `Config::pool` the host-identity domain keeps for its tables: its boot tables
-/// ([`domain::identity_boot_tables`] over host RAM and the doorbells: no 1 GiB blocks, so the root, one
-/// level-2 table per GiB and a level-3 table per 2 MiB block that is only partly host memory) plus
-/// `Config::identity_spare_tables`. [`Warden::new`] takes them from the start of `Config::pool`.
+/// ([`domain::identity_boot_tables`] over host RAM (`ram` less `hyp`) and the doorbells: no 1 GiB blocks, so
+/// the root, one level-2 table per GiB and a level-3 table per 2 MiB block that is only partly host memory)
+/// plus `spare_tables` (`Config::identity_spare_tables`). [`Warden::new`] takes them from the start of
+/// `Config::pool`.
 ///
 /// # Errors
 ///
 /// The memory description is inconsistent.
-pub fn identity_reserve_pages(config: &Config<'_>) -> Result<usize, InitError> {
-    let own = Ownership::new(config.ram, config.msi_doorbells, config.hyp)?;
-    Ok(identity_boot(&own).saturating_add(config.identity_spare_tables))
+pub fn identity_reserve_pages(
+    ram: &[PhysRange],
+    msi_doorbells: &[PhysRange],
+    hyp: &[PhysRange],
+    spare_tables: usize,
+) -> Result<usize, InitError> {
+    let own = Ownership::new(ram, msi_doorbells, hyp)?;
+    Ok(identity_boot(&own).saturating_add(spare_tables))
 }
 
 pub(super) fn identity_boot(own: &Ownership) -> usize {
@@ -116,19 +128,19 @@ impl<B: Backend> Warden<B> {
     /// # Errors
     ///
     /// See [`InitError`].
-    pub fn new(config: &Config<'_>, backend: B) -> Result<Self, InitError> {
-        let vmid_limit = 1u32 << config.vmid_bits.min(16);
-        if !matches!(config.vmid_bits, 8 | 16)
+    pub fn new(config: &Config<'_>, hw: &Hardware<'_>, backend: B) -> Result<Self, InitError> {
+        let vmid_limit = 1u32 << hw.vmid_bits.min(16);
+        if !matches!(hw.vmid_bits, 8 | 16)
             || config.max_domains == 0
             || u32::from(config.max_domains) + 2 > vmid_limit
             || config.max_domains == u16::MAX
-            || domain::pa_size_encoding(config.pa_bits).is_none()
-            || config.pa_bits > 48
+            || domain::pa_size_encoding(hw.pa_bits).is_none()
+            || hw.pa_bits > 48
             || config.event_ring == 0
         {
             return Err(InitError::BadConfig);
         }
-        let mut sid_ranges = config.sids.to_vec();
+        let mut sid_ranges = hw.sids.to_vec();
         sid_ranges.sort_unstable_by_key(|r| r.base);
         let mut total_sids = 0usize;
         for (i, r) in sid_ranges.iter().enumerate() {
@@ -152,7 +164,7 @@ impl<B: Backend> Warden<B> {
             }
         }
 
-        let own = Ownership::new(config.ram, config.msi_doorbells, config.hyp)?;
+        let own = Ownership::new(config.ram, hw.msi_doorbells, config.hyp)?;
         let runs = identity_runs(&own);
         if let Some(&(base, _, _)) = runs.iter().find(|&&(b, s, _)| b + s > 1 << IOVA_BITS) {
             return Err(InitError::BeyondIova(base));
@@ -226,8 +238,8 @@ impl<B: Backend> Warden<B> {
                 len: 0,
                 lost: 0,
             }),
-            pa_bits: config.pa_bits,
-            vmid_bits: config.vmid_bits,
+            pa_bits: hw.pa_bits,
+            vmid_bits: hw.vmid_bits,
             max_domains: config.max_domains,
             max_donated: config.max_donated_pages,
             calls: Default::default(),

@@ -138,15 +138,17 @@ fn pool_must_hold_the_identity_reserve() {
             },
         ]
     };
+    let hw = Hardware {
+        msi_doorbells: &doorbells,
+        sids: &[],
+        vmid_bits: 16,
+        pa_bits: 44,
+    };
     let config = |pool, phys_offset| Config {
         ram: &ram,
         hyp: &hyp,
         pool,
-        msi_doorbells: &doorbells,
-        sids: &[],
         max_domains: 4,
-        vmid_bits: 16,
-        pa_bits: 44,
         max_donated_pages: 8,
         phys_offset,
         event_ring: 1,
@@ -155,11 +157,11 @@ fn pool_must_hold_the_identity_reserve() {
     let short = pool(need as u64 - 1);
     let (backend, _mem, offset) = machine();
     assert_eq!(
-        identity_reserve_pages(&config(&short, offset)),
+        identity_reserve_pages(&ram, &doorbells, &hyp, SPARE),
         Ok(IDENTITY_RESERVE as usize)
     );
     assert_eq!(
-        Warden::new(&config(&short, offset), backend).err(),
+        Warden::new(&config(&short, offset), &hw, backend).err(),
         Some(InitError::PoolTooSmall {
             need,
             have: need - 1
@@ -167,7 +169,7 @@ fn pool_must_hold_the_identity_reserve() {
     );
     let exact = pool(need as u64);
     let (backend, _mem, offset) = machine();
-    let w = Warden::new(&config(&exact, offset), backend).unwrap();
+    let w = Warden::new(&config(&exact, offset), &hw, backend).unwrap();
     assert_eq!(stat(&w, Stat::PoolTotalPages), MIN_DOMAIN_POOL_PAGES as u64);
     // One domain fits; the next is NOMEM (the reserve for unmap splits stays free).
     let d = alloc_paging(&w);
@@ -247,65 +249,81 @@ fn bad_configs_are_refused() {
         ram: &ram,
         hyp: &[],
         pool: &[],
-        msi_doorbells: &[],
-        sids: &[],
         max_domains: 4,
-        vmid_bits: 16,
-        pa_bits: 44,
         max_donated_pages: 0,
         phys_offset: 0,
         event_ring: 1,
         identity_spare_tables: SPARE,
     };
+    let hw = Hardware {
+        msi_doorbells: &[],
+        sids: &[],
+        vmid_bits: 16,
+        pa_bits: 44,
+    };
     let bad = [
-        Config {
-            vmid_bits: 12,
-            ..base
-        },
-        Config {
-            max_domains: 0,
-            ..base
-        },
-        Config {
-            vmid_bits: 8,
-            max_domains: 255,
-            ..base
-        },
-        Config {
-            pa_bits: 45,
-            ..base
-        },
-        Config {
-            event_ring: 0,
-            ..base
-        },
-        Config {
-            sids: &[
-                SidRange { base: 0, count: 4 },
-                SidRange { base: 3, count: 1 },
-            ],
-            ..base
-        },
-        Config {
-            sids: &[SidRange {
-                base: u32::MAX,
-                count: 2,
-            }],
-            ..base
-        },
-        Config { pool: &ram, ..base },
+        (
+            base,
+            Hardware {
+                vmid_bits: 12,
+                ..hw
+            },
+        ),
+        (
+            Config {
+                max_domains: 0,
+                ..base
+            },
+            hw,
+        ),
+        (
+            Config {
+                max_domains: 255,
+                ..base
+            },
+            Hardware { vmid_bits: 8, ..hw },
+        ),
+        (base, Hardware { pa_bits: 45, ..hw }),
+        (
+            Config {
+                event_ring: 0,
+                ..base
+            },
+            hw,
+        ),
+        (
+            base,
+            Hardware {
+                sids: &[
+                    SidRange { base: 0, count: 4 },
+                    SidRange { base: 3, count: 1 },
+                ],
+                ..hw
+            },
+        ),
+        (
+            base,
+            Hardware {
+                sids: &[SidRange {
+                    base: u32::MAX,
+                    count: 2,
+                }],
+                ..hw
+            },
+        ),
+        (Config { pool: &ram, ..base }, hw),
     ];
-    for c in bad {
+    for (c, h) in bad {
         assert_eq!(
-            Warden::new(&c, fake_backend(&Options::default()).0).err(),
+            Warden::new(&c, &h, fake_backend(&Options::default()).0).err(),
             Some(InitError::BadConfig),
-            "{c:?}"
+            "{c:?} {h:?}"
         );
     }
     // An empty pool cannot even hold host-identity's pool (16 MiB of RAM in 2 MiB blocks: root, one L2; the
     // spare).
     assert_eq!(
-        Warden::new(&base, fake_backend(&Options::default()).0).err(),
+        Warden::new(&base, &hw, fake_backend(&Options::default()).0).err(),
         Some(InitError::PoolTooSmall {
             need: 2 + SPARE + MIN_DOMAIN_POOL_PAGES,
             have: 0

@@ -63,6 +63,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use warden_abi::{self as abi, DomainKind, Error, Function, PAGE_SIZE, Stat};
 use warden_dt::PhysRange;
+use warden_smmu::{LeafSize, S2Invalidation, StreamId, Vmid};
 
 use crate::domain::{
     self, DomainError, IOVA_BITS, POOL_RESERVE, PagePool, PagingDomain, PoolStats,
@@ -71,7 +72,7 @@ use crate::lock_stats::LockStats;
 use crate::ownership::{MemKind, Ownership, OwnershipError};
 use crate::trap::TrapLog;
 
-pub use backend::{Backend, FaultRecord, HwError, InvalidateHint, SmmuCounters, SteConfig};
+pub use backend::{Backend, FaultRecord, HwError, SmmuCounters, SteConfig};
 pub use error::{CallError, InitError};
 pub use init::{
     Config, Hardware, IDENTITY_SPARE_TABLES, MIN_DOMAIN_POOL_PAGES, SidRange,

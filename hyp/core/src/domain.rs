@@ -119,7 +119,7 @@ fn region(iova: u64, len: u64) -> MemoryRegion {
 /// A stage-2 translation for devices.
 pub struct PagingDomain {
     map: Mapping<PoolTranslation, Stage2>,
-    vmid: u16,
+    vmid: warden_smmu::Vmid,
 }
 
 impl core::fmt::Debug for PagingDomain {
@@ -137,7 +137,12 @@ impl PagingDomain {
     /// # Errors
     ///
     /// [`DomainError::NoMem`] if the pool cannot give the root table (keeping `keep` pages free).
-    pub fn new(pool: Arc<PagePool>, tag: u16, vmid: u16, keep: usize) -> Result<Self, DomainError> {
+    pub fn new(
+        pool: Arc<PagePool>,
+        tag: u16,
+        vmid: warden_smmu::Vmid,
+        keep: usize,
+    ) -> Result<Self, DomainError> {
         pool.reserve(1, keep)?;
         let t = PoolTranslation {
             pool,
@@ -155,7 +160,7 @@ impl PagingDomain {
 
     /// The VMID.
     #[must_use]
-    pub fn vmid(&self) -> u16 {
+    pub fn vmid(&self) -> warden_smmu::Vmid {
         self.vmid
     }
 
@@ -170,7 +175,7 @@ impl PagingDomain {
     #[must_use]
     pub fn s2_config(&self, pa_bits: u8) -> warden_smmu::S2Config {
         s2_config(
-            warden_smmu::Vmid(self.vmid),
+            self.vmid,
             self.root_pa(),
             pa_size_encoding(pa_bits).unwrap_or(5),
         )

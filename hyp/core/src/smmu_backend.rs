@@ -11,7 +11,6 @@
 //! - [`SteConfig`] → [`Ste`] (stage 2 from the domain's [`warden_smmu::S2Config`]: 4 KiB granule, WB
 //!   inner-shareable walks, faults recorded; [`SteConfig::Abort`], a blocked domain, → stage 2 through an
 //!   empty table, so that its DMA is *reported*, see [`SmmuBackend::blocked_ste`]);
-//! - [`InvalidateHint`] → [`S2Invalidation`] (leaf size → `TTL`, `leaf_only` → leaf-only TLBI);
 //! - [`warden_smmu::Error`] → [`HwError`] (timeouts stay timeouts);
 //! - [`Event`] → [`FaultRecord`], one at a time from the SMMU's event queue (the dispatcher's ring is the only
 //!   one), with a `GERROR` the driver acknowledged reported as [`abi::EVENT_REASON_GERROR`];
@@ -52,13 +51,13 @@ use warden_dt::{Phandle, PhysRange, Platform, SmmuV3};
 use warden_smmu::cmd::InvalidationPolicy;
 use warden_smmu::driver::SharedCmdq;
 use warden_smmu::{
-    Command, Counters, DmaMemory, Event, Features, LeafSize, RegisterAccess, S2Invalidation, Smmu,
-    Ste, StreamId, Vmid,
+    Command, Counters, DmaMemory, Event, Features, RegisterAccess, S2Invalidation, Smmu, Ste,
+    StreamId, Vmid,
 };
 
 use crate::dispatch::{
-    Backend, Config, FaultRecord, Hardware, HwError, InitError, InvalidateHint, SidRange,
-    SmmuCounters, SteConfig, Warden,
+    Backend, Config, FaultRecord, Hardware, HwError, InitError, SidRange, SmmuCounters, SteConfig,
+    Warden,
 };
 use crate::domain;
 use crate::lock_stats::LockStats;
@@ -100,23 +99,6 @@ pub struct SmmuBackend<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> {
     blocked: Ste,
 }
 
-/// The driver's invalidation request for a dispatch-level range invalidation.
-pub fn invalidation_for(vmid: u16, iova: u64, len: u64, hint: InvalidateHint) -> S2Invalidation {
-    let leaf_size = match hint.leaf_size {
-        Some(abi::PGSIZE_4K) => LeafSize::Page4K,
-        Some(abi::PGSIZE_2M) => LeafSize::Block2M,
-        Some(abi::PGSIZE_1G) => LeafSize::Block1G,
-        _ => LeafSize::Mixed,
-    };
-    S2Invalidation {
-        vmid: Vmid(vmid),
-        iova,
-        size: len,
-        leaf_size,
-        leaf_only: hint.leaf_only,
-    }
-}
-
 /// A driver failure as the dispatcher reports it: timeouts stay timeouts, everything else is a hardware error
 /// (out-of-memory included: the driver's memory is hyp memory that host donations cannot replenish).
 pub fn hw_error(e: warden_smmu::Error) -> HwError {
@@ -145,7 +127,7 @@ pub fn fault_record(e: &Event) -> FaultRecord {
         flags |= abi::EVENT_FLAG_STAGE2;
     }
     FaultRecord {
-        sid: e.sid.0,
+        sid: e.sid,
         iova: e.input_addr,
         reason: e.id,
         flags: flags as u16,
@@ -244,31 +226,29 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
 }
 
 impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<R, M, H> {
-    fn install_ste(&self, sid: u32, config: SteConfig) -> Result<(), HwError> {
+    fn install_ste(&self, sid: StreamId, config: SteConfig) -> Result<(), HwError> {
         let ste = self.ste_for(config);
-        self.lock().write_ste(StreamId(sid), &ste).map_err(hw_error)
+        self.lock().write_ste(sid, &ste).map_err(hw_error)
     }
 
-    fn install_ste_range(&self, first: u32, count: u32, config: SteConfig) -> Result<(), HwError> {
+    fn install_ste_range(
+        &self,
+        first: StreamId,
+        count: u32,
+        config: SteConfig,
+    ) -> Result<(), HwError> {
         let ste = self.ste_for(config);
         self.lock()
-            .write_ste_range(StreamId(first), count, &ste)
+            .write_ste_range(first, count, &ste)
             .map_err(hw_error)
     }
 
-    fn invalidate_range(
-        &self,
-        vmid: u16,
-        iova: u64,
-        len: u64,
-        hint: InvalidateHint,
-    ) -> Result<(), HwError> {
-        let req = invalidation_for(vmid, iova, len, hint);
-        self.issue_and_wait(warden_smmu::cmd::plan_s2_invalidation(&req, &self.policy))
+    fn invalidate_range(&self, inv: &S2Invalidation) -> Result<(), HwError> {
+        self.issue_and_wait(warden_smmu::cmd::plan_s2_invalidation(inv, &self.policy))
     }
 
-    fn invalidate_vmid(&self, vmid: u16) -> Result<(), HwError> {
-        self.issue_and_wait([Command::tlbi_s12_vmall(Vmid(vmid))])
+    fn invalidate_vmid(&self, vmid: Vmid) -> Result<(), HwError> {
+        self.issue_and_wait([Command::tlbi_s12_vmall(vmid)])
     }
 
     fn next_event(&self) -> Option<FaultRecord> {
@@ -280,7 +260,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> Backend for SmmuBackend<
                 _ => 0,
             };
             return Some(FaultRecord {
-                sid: 0,
+                sid: StreamId(0),
                 iova: code,
                 reason: abi::EVENT_REASON_GERROR as u8,
                 flags: 0,

@@ -104,7 +104,7 @@ fn map_unmap_costs() {
         0,
         (backing2.as_ptr() as u64).wrapping_sub(RAM),
     ));
-    let mut d = PagingDomain::new(pool.clone(), 1, 2, 0).unwrap();
+    let mut d = PagingDomain::new(pool.clone(), 1, warden_smmu::Vmid(2), 0).unwrap();
     let attrs = attributes(RW);
     println!("pages  map_need  inc_range  map  | unmap_need  leaves  clear  dec_range   [ns/call]");
     for pages in SIZES {

@@ -1,8 +1,16 @@
 //! What the dispatcher needs from the hardware: the [`Backend`] trait and the types it speaks.
+//!
+//! The trait speaks the SMMU driver's types ([`StreamId`], [`Vmid`], [`S2Config`], [`S2Invalidation`]). Four
+//! types of its own remain, each because the dispatcher needs a different shape than the driver's: [`SteConfig`]
+//! (a blocked domain's STE needs a table only the backend has), [`FaultRecord`] (the record `READ_EVENT` returns,
+//! `GERROR` included), [`HwError`] (failures of the driver *and* of the host stage-2, as the ABI reports them)
+//! and [`SmmuCounters`] (the driver's counters and the backend's own lock statistics).
 
-use warden_smmu::S2Config;
+use warden_smmu::{S2Config, S2Invalidation, StreamId, Vmid};
 
-/// What an STE should do with a StreamID's transactions.
+/// What an STE should do with a StreamID's transactions. Not a driver [`warden_smmu::Ste`]: a blocked domain's
+/// STE translates through an empty table the backend owns (see `smmu_backend::SmmuBackend::blocked_ste`), which
+/// the dispatcher cannot name.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum SteConfig {
     /// Abort every transaction (blocked domains), recording a fault.
@@ -11,16 +19,9 @@ pub enum SteConfig {
     Translate(S2Config),
 }
 
-/// Hints for a range invalidation.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct InvalidateHint {
-    /// Only leaf entries were removed: walk caches need no invalidation.
-    pub leaf_only: bool,
-    /// Size of every removed leaf if they were all the same (4 KiB, 2 MiB or 1 GiB); `None` if mixed.
-    pub leaf_size: Option<u64>,
-}
-
-/// A failure reported by the [`Backend`].
+/// A failure reported by the [`Backend`]: of the SMMU driver (`smmu_backend::hw_error` maps a
+/// [`warden_smmu::Error`]) or of the host stage-2, in the three outcomes the ABI tells apart (`TIMEOUT`,
+/// `NOMEM`, `HW_ERROR`).
 #[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
 pub enum HwError {
     /// The SMMU did not complete in time.
@@ -34,11 +35,12 @@ pub enum HwError {
     Failed,
 }
 
-/// One fault record, as the SMMU driver decoded it.
+/// One fault record as `READ_EVENT` returns it: a driver [`warden_smmu::Event`] reduced to the ABI's reason and
+/// flags (`smmu_backend::fault_record`), or a `GERROR` the driver acknowledged, which no event record carries.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct FaultRecord {
     /// StreamID.
-    pub sid: u32,
+    pub sid: StreamId,
     /// Input address (IOVA), if `flags` has [`EVENT_FLAG_IOVA_VALID`](warden_abi::EVENT_FLAG_IOVA_VALID).
     pub iova: u64,
     /// Reason: the SMMUv3 event type (`abi::EVENT_REASON_*`).
@@ -47,7 +49,8 @@ pub struct FaultRecord {
     pub flags: u16,
 }
 
-/// Counters the SMMU driver keeps.
+/// Counters the SMMU driver keeps (a subset of [`warden_smmu::Counters`]) and the backend's command-queue
+/// lock statistics, which the driver does not see.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct SmmuCounters {
     /// Commands issued.
@@ -77,7 +80,7 @@ pub trait Backend {
     /// # Errors
     ///
     /// A timeout or another SMMU failure.
-    fn install_ste(&self, sid: u32, config: SteConfig) -> Result<(), HwError>;
+    fn install_ste(&self, sid: StreamId, config: SteConfig) -> Result<(), HwError>;
 
     /// Points `count` StreamIDs from `first` at the same configuration (boot: every StreamID of an `iommu-map`
     /// goes to host-identity). The default writes them one by one with [`Backend::install_ste`].
@@ -85,33 +88,32 @@ pub trait Backend {
     /// # Errors
     ///
     /// As [`Backend::install_ste`].
-    fn install_ste_range(&self, first: u32, count: u32, config: SteConfig) -> Result<(), HwError> {
+    fn install_ste_range(
+        &self,
+        first: StreamId,
+        count: u32,
+        config: SteConfig,
+    ) -> Result<(), HwError> {
         for i in 0..count {
-            self.install_ste(first.wrapping_add(i), config)?;
+            self.install_ste(StreamId(first.0.wrapping_add(i)), config)?;
         }
         Ok(())
     }
 
-    /// Invalidates every cached translation of `[iova, iova + len)` in `vmid` (walk caches too unless
-    /// `hint.leaf_only`) and waits for completion (one CMD_SYNC).
+    /// Invalidates every cached translation of `inv`'s range in its VMID (walk caches too unless
+    /// `inv.leaf_only`) and waits for completion (one CMD_SYNC).
     ///
     /// # Errors
     ///
     /// A timeout or another SMMU failure.
-    fn invalidate_range(
-        &self,
-        vmid: u16,
-        iova: u64,
-        len: u64,
-        hint: InvalidateHint,
-    ) -> Result<(), HwError>;
+    fn invalidate_range(&self, inv: &S2Invalidation) -> Result<(), HwError>;
 
     /// Invalidates everything cached for `vmid` and waits for completion.
     ///
     /// # Errors
     ///
     /// A timeout or another SMMU failure.
-    fn invalidate_vmid(&self, vmid: u16) -> Result<(), HwError>;
+    fn invalidate_vmid(&self, vmid: Vmid) -> Result<(), HwError>;
 
     /// The next fault record from the SMMU's event queue, if any.
     fn next_event(&self) -> Option<FaultRecord>;

@@ -76,11 +76,11 @@ impl<B: Backend> Warden<B> {
                     // The previous domain of this slot was freed without a confirmed VMID invalidation: the
                     // SMMU may still cache its translations under the VMID this domain would reuse.
                     self.invalidations.fetch_add(1, Ordering::Relaxed);
-                    self.backend.invalidate_vmid(slot + 1)?;
+                    self.backend.invalidate_vmid(Vmid(slot + 1))?;
                     self.pool.release_quarantine(slot);
                 }
                 // VMID = slot + 1 (slot 0, host-identity, has VMID 1).
-                let d = PagingDomain::new(self.pool.clone(), slot, slot + 1, POOL_RESERVE)?;
+                let d = PagingDomain::new(self.pool.clone(), slot, Vmid(slot + 1), POOL_RESERVE)?;
                 SlotKind::Paging(d)
             }
         };
@@ -159,7 +159,7 @@ impl<B: Backend> Warden<B> {
         if current == slot {
             return Ok([0; 3]);
         }
-        self.backend.install_ste(sid as u32, config)?;
+        self.backend.install_ste(StreamId(sid as u32), config)?;
         streams.domain[idx] = slot as u16;
         streams.attached[current] -= 1;
         streams.attached[slot] += 1;

@@ -7,7 +7,7 @@
 //! into a 2 MiB block and frees it (to the spare, or, for a donated page, back to the host with that reclaim):
 //! so a donated table page is reclaimable exactly when the rest of its block is, or comes with it.
 
-use super::init::IDENTITY_PROT;
+use super::init::{IDENTITY_PROT, IDENTITY_VMID};
 use super::*;
 
 /// 2 MiB: the blocks host-identity maps host RAM with.
@@ -58,15 +58,22 @@ impl<B: Backend> Warden<B> {
         }
     }
 
-    /// One range invalidation of host-identity (VMID 1) with its CMD_SYNC; `leaf_only` when no table left.
+    /// One range invalidation of host-identity with its CMD_SYNC; `leaf_only` (of 2 MiB blocks) when no table
+    /// left.
     fn invalidate_identity(&self, iova: u64, len: u64, leaf_only: bool) -> Result<(), CallError> {
         self.invalidations.fetch_add(1, Ordering::Relaxed);
-        let hint = InvalidateHint {
-            leaf_only,
-            leaf_size: leaf_only.then_some(BLOCK),
-        };
         self.backend
-            .invalidate_range(1, iova, len, hint)
+            .invalidate_range(&S2Invalidation {
+                vmid: IDENTITY_VMID,
+                iova,
+                size: len,
+                leaf_size: if leaf_only {
+                    LeafSize::Block2M
+                } else {
+                    LeafSize::Mixed
+                },
+                leaf_only,
+            })
             .map_err(CallError::from)
     }
 

@@ -53,7 +53,7 @@ impl<B: Backend> Warden<B> {
             Some(r) => [
                 1,
                 r.iova,
-                (u64::from(r.sid) << abi::EVENT_SID_SHIFT)
+                (u64::from(r.sid.0) << abi::EVENT_SID_SHIFT)
                     | (u64::from(r.reason) << abi::EVENT_REASON_SHIFT)
                     | (u64::from(r.flags) << abi::EVENT_FLAGS_SHIFT),
                 lost,

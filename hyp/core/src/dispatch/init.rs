@@ -59,6 +59,9 @@ pub const IDENTITY_SPARE_TABLES: usize = 64;
 /// the reserve allocating calls keep for unmap splits.
 pub const MIN_DOMAIN_POOL_PAGES: usize = POOL_RESERVE + 1;
 
+/// The host-identity domain's VMID (the host's domains have their slot + 1).
+pub(super) const IDENTITY_VMID: Vmid = Vmid(1);
+
 /// Identity domain prot: everything host RAM, coherent.
 pub(super) const IDENTITY_PROT: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_CACHE;
 pub(super) const DOORBELL_PROT: u64 =
@@ -191,7 +194,7 @@ impl<B: Backend> Warden<B> {
         ));
 
         // The host-identity domain, slot 0, VMID 1, with tables from its own pool only, in 2 MiB blocks at most.
-        let mut identity = PagingDomain::new(identity_pool.clone(), 0, 1, 0)?;
+        let mut identity = PagingDomain::new(identity_pool.clone(), 0, IDENTITY_VMID, 0)?;
         for (base, size, prot) in runs {
             for (b, s) in domain::pieces_below_1g(base, size) {
                 let need = identity.map_need(b, b, s)?;
@@ -255,7 +258,8 @@ impl<B: Backend> Warden<B> {
         };
         let identity_ste = w.identity_ste();
         for r in &w.sid_ranges {
-            w.backend.install_ste_range(r.base, r.count, identity_ste)?;
+            w.backend
+                .install_ste_range(StreamId(r.base), r.count, identity_ste)?;
         }
         Ok(w)
     }

@@ -10,7 +10,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use warden_smmu::fake::FAKE_RAM_BASE;
 use warden_smmu::fake::Translation;
-use warden_smmu::{CommandKind, Ste, StreamId};
+use warden_smmu::{CommandKind, Ste};
 
 /// Host RAM's base: the fake memory's first allocation.
 pub(super) const RAM: u64 = FAKE_RAM_BASE;
@@ -34,15 +34,10 @@ pub(super) type W = Warden<FakeBackend>;
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(super) enum Inval {
     /// Contiguous `TLBI_S2_IPA`s: their VMID, first IPA and total span; `leaf_only` from `Leaf`, `leaf_size`
-    /// from `TTL` (`None` for TTL 0).
-    Range {
-        vmid: u16,
-        iova: u64,
-        len: u64,
-        hint: InvalidateHint,
-    },
+    /// from `TTL` ([`LeafSize::Mixed`] for TTL 0).
+    Range(S2Invalidation),
     /// `TLBI_S12_VMALL`.
-    Vmid(u16),
+    Vmid(Vmid),
 }
 
 /// StreamIDs of the test machine: 16 from 0 (the first `iommu-map` entry) and 8 from 0x100 (a second one).
@@ -141,11 +136,9 @@ pub(super) fn invals(w: &W) -> Vec<Inval> {
     decode_invals(commands(w))
 }
 
-/// The invalidation the SMMU sees when the dispatcher asks for `[iova, iova + len)` in `vmid` with `hint`:
-/// the shipped adapter's request, planned by the driver (which may widen it: to the leaf size given, or to
-/// what the range encoding can express).
-pub(super) fn planned(w: &W, vmid: u16, iova: u64, len: u64, hint: InvalidateHint) -> Inval {
-    let req = crate::smmu_backend::invalidation_for(vmid, iova, len, hint);
+/// The invalidation the SMMU sees when the dispatcher asks for `req`, as the driver plans it (which may widen
+/// it: to the leaf size given, or to what the range encoding can express).
+pub(super) fn planned(w: &W, req: S2Invalidation) -> Inval {
     let cmds = w
         .backend()
         .with_smmu(|s| s.plan_invalidation(&req).map(|c| c.decode()).collect());
@@ -162,38 +155,34 @@ fn decode_invals(cmds: Vec<CommandKind>) -> Vec<Inval> {
     for c in cmds {
         match c {
             CommandKind::TlbiS2Ipa(t) => {
-                let hint = InvalidateHint {
-                    leaf_only: t.leaf,
-                    leaf_size: match (t.tg, t.ttl) {
-                        (0, _) | (_, 0) => None,
-                        (_, 1) => Some(abi::PGSIZE_1G),
-                        (_, 2) => Some(M2),
-                        _ => Some(K4),
-                    },
+                let leaf_size = match (t.tg, t.ttl) {
+                    (0, _) | (_, 0) => LeafSize::Mixed,
+                    (_, ttl) => LeafSize::at_level(usize::from(ttl)),
                 };
                 match &mut cur {
-                    Some(Inval::Range {
-                        vmid,
-                        iova,
-                        len,
-                        hint: h,
-                    }) if *vmid == t.vmid.0 && *iova + *len == t.ipa && *h == hint => {
-                        *len += t.span();
+                    Some(Inval::Range(r))
+                        if r.vmid == t.vmid
+                            && r.iova + r.size == t.ipa
+                            && r.leaf_only == t.leaf
+                            && r.leaf_size == leaf_size =>
+                    {
+                        r.size += t.span();
                     }
                     _ => {
                         out.extend(cur.take());
-                        cur = Some(Inval::Range {
-                            vmid: t.vmid.0,
+                        cur = Some(Inval::Range(S2Invalidation {
+                            vmid: t.vmid,
                             iova: t.ipa,
-                            len: t.span(),
-                            hint,
-                        });
+                            size: t.span(),
+                            leaf_size,
+                            leaf_only: t.leaf,
+                        }));
                     }
                 }
             }
             CommandKind::TlbiS12Vmall { vmid } => {
                 out.extend(cur.take());
-                out.push(Inval::Vmid(vmid.0));
+                out.push(Inval::Vmid(vmid));
             }
             _ => out.extend(cur.take()),
         }

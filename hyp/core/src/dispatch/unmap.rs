@@ -97,16 +97,18 @@ impl<const N: usize> Cleared<N> {
         &self.runs[..self.n]
     }
 
-    /// The invalidation hint for the span: leaf-only unless a table was detached, the leaf size if all
-    /// leaves had one level.
-    pub(super) fn hint(&self) -> InvalidateHint {
-        InvalidateHint {
-            leaf_only: !self.tables_freed,
-            leaf_size: if self.mixed {
-                None
-            } else {
-                self.level.map(abi::granule)
+    /// The invalidation of `[start, end)` in `vmid` (the span): leaf-only unless a table was detached, the
+    /// leaf size if all leaves had one level.
+    pub(super) fn invalidation(&self, vmid: Vmid, start: u64, end: u64) -> S2Invalidation {
+        S2Invalidation {
+            vmid,
+            iova: start,
+            size: end - start,
+            leaf_size: match self.level {
+                Some(l) if !self.mixed => LeafSize::at_level(l),
+                _ => LeafSize::Mixed,
             },
+            leaf_only: !self.tables_freed,
         }
     }
 }
@@ -130,12 +132,14 @@ impl<B: Backend> Warden<B> {
             // SMMU can no longer reach the pages) drop their counts outside the domain's lock.
             d.clear_pages_in_place(iova, len);
             self.invalidations.fetch_add(1, Ordering::Relaxed);
-            let hint = InvalidateHint {
-                leaf_only: true,
-                leaf_size: Some(PAGE_SIZE),
-            };
             // On failure the counts stay (pages pinned: never donatable).
-            self.backend.invalidate_range(d.vmid(), iova, len, hint)?;
+            self.backend.invalidate_range(&S2Invalidation {
+                vmid: d.vmid(),
+                iova,
+                size: len,
+                leaf_size: LeafSize::Page4K,
+                leaf_only: true,
+            })?;
             drop(s);
             for &(pa, l) in &runs[..n] {
                 self.own.dec_range(pa, pages(l)).map_err(Error::from)?;
@@ -192,12 +196,14 @@ impl<B: Backend> Warden<B> {
         let vmid = d.vmid();
         d.break_cut_blocks(iova, len, |block, block_len, level| {
             self.invalidations.fetch_add(1, Ordering::Relaxed);
-            let hint = InvalidateHint {
-                leaf_only: true,
-                leaf_size: Some(abi::granule(level)),
-            };
             self.backend
-                .invalidate_range(vmid, block, block_len, hint)
+                .invalidate_range(&S2Invalidation {
+                    vmid,
+                    iova: block,
+                    size: block_len,
+                    leaf_size: LeafSize::at_level(level),
+                    leaf_only: true,
+                })
                 .map_err(CallError::from)
         })
     }
@@ -219,7 +225,7 @@ impl<B: Backend> Warden<B> {
         };
         self.invalidations.fetch_add(1, Ordering::Relaxed);
         self.backend
-            .invalidate_range(d.vmid(), start, end - start, acc.hint())?;
+            .invalidate_range(&acc.invalidation(d.vmid(), start, end))?;
         if counted {
             for &(pa, l) in acc.runs() {
                 self.own.dec_range(pa, pages(l)).map_err(Error::from)?;

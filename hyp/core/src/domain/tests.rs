@@ -30,7 +30,7 @@ const RW: u64 = abi::PROT_READ | abi::PROT_WRITE | abi::PROT_CACHE;
 
 fn domain(pool_pages: usize) -> (Arc<PagePool>, PagingDomain) {
     let pool = backed_pool(0x4000_0000, pool_pages, 0, pool_pages);
-    let d = PagingDomain::new(pool.clone(), 1, 2, 0).unwrap();
+    let d = PagingDomain::new(pool.clone(), 1, warden_smmu::Vmid(2), 0).unwrap();
     (pool, d)
 }
 
@@ -242,7 +242,7 @@ fn identity_boot_tables_is_exact() {
     ];
     let bound = identity_boot_tables(&runs);
     let pool = backed_pool(0x4000_0000, bound, 0, bound);
-    let mut d = PagingDomain::new(pool.clone(), 0, 1, 0).unwrap();
+    let mut d = PagingDomain::new(pool.clone(), 0, warden_smmu::Vmid(1), 0).unwrap();
     for &(base, size) in &runs {
         for (b, s) in pieces_below_1g(base, size) {
             map(&mut d, &pool, b, b, s);
@@ -372,9 +372,9 @@ mod model {
         #[test]
         fn in_place_paths_match_generic(ops in proptest::collection::vec(page_op(), 1..60)) {
             let pool = backed_pool(0x4000_0000, 64, 0, 64);
-            let mut fast = PagingDomain::new(pool.clone(), 1, 2, 0).unwrap();
+            let mut fast = PagingDomain::new(pool.clone(), 1, warden_smmu::Vmid(2), 0).unwrap();
             let twin_pool = backed_pool(0x4000_0000, 64, 0, 64);
-            let mut twin = PagingDomain::new(twin_pool.clone(), 1, 2, 0).unwrap();
+            let mut twin = PagingDomain::new(twin_pool.clone(), 1, warden_smmu::Vmid(2), 0).unwrap();
             for (map, iova, len, pa) in ops {
                 if map {
                     let generic = twin.map_need(iova, pa, len);
@@ -448,7 +448,7 @@ mod model {
             probes in proptest::collection::vec(0u64..(5 << 30), 32),
         ) {
             let pool = backed_pool(0x4000_0000, 640, 0, 640);
-            let mut d = PagingDomain::new(pool.clone(), 1, 2, 0).unwrap();
+            let mut d = PagingDomain::new(pool.clone(), 1, warden_smmu::Vmid(2), 0).unwrap();
             let mut model: Vec<(u64, u64, u64)> = Vec::new();
             let covered = |m: &Vec<(u64, u64, u64)>, a: u64| m.iter().find(|r| r.0 <= a && a < r.1).map(|r| r.2 + (a - r.0));
             for op in ops {

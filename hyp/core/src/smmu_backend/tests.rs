@@ -10,7 +10,7 @@ use warden_abi::{DomainKind, Error, Function, Stat};
 use warden_smmu::event::event_id;
 use warden_smmu::fake::Translation;
 use warden_smmu::regs::GERROR;
-use warden_smmu::{Command, CommandKind, S2Config};
+use warden_smmu::{Command, CommandKind, LeafSize, S2Config};
 
 const RW: u64 = abi::PROT_READ | abi::PROT_WRITE;
 const K4: u64 = abi::PGSIZE_4K;
@@ -556,33 +556,10 @@ fn boot_refuses_past_the_strtab_budget() {
 
 #[test]
 fn translation_helpers() {
-    let hint = |leaf_only, leaf_size| InvalidateHint {
-        leaf_only,
-        leaf_size,
-    };
-    assert_eq!(
-        invalidation_for(3, 0x1000, 0x2000, hint(true, Some(K4))).leaf_size,
-        LeafSize::Page4K
-    );
-    assert_eq!(
-        invalidation_for(3, 0, M2, hint(true, Some(M2))).leaf_size,
-        LeafSize::Block2M
-    );
-    assert_eq!(
-        invalidation_for(3, 0, 1 << 30, hint(false, Some(1 << 30))).leaf_size,
-        LeafSize::Block1G
-    );
-    let r = invalidation_for(7, 0x5000, 0x3000, hint(false, None));
-    assert_eq!(
-        r,
-        S2Invalidation {
-            vmid: Vmid(7),
-            iova: 0x5000,
-            size: 0x3000,
-            leaf_size: LeafSize::Mixed,
-            leaf_only: false
-        }
-    );
+    assert_eq!(LeafSize::at_level(3), LeafSize::Page4K);
+    assert_eq!(LeafSize::at_level(2), LeafSize::Block2M);
+    assert_eq!(LeafSize::at_level(1), LeafSize::Block1G);
+    assert_eq!(LeafSize::at_level(0), LeafSize::Mixed);
     assert_eq!(
         hw_error(warden_smmu::Error::Timeout(warden_smmu::Wait::CmdSync)),
         HwError::Timeout
@@ -611,7 +588,7 @@ fn translation_helpers() {
         2,
     );
     let rec = fault_record(&Event::decode(raw));
-    assert_eq!(rec.sid, 9);
+    assert_eq!(rec.sid, StreamId(9));
     assert_eq!(rec.iova, 0x7000);
     assert_eq!(u64::from(rec.reason), abi::EVENT_REASON_PERMISSION);
     assert_eq!(
@@ -625,7 +602,7 @@ fn translation_helpers() {
         0,
     ];
     let rec = fault_record(&Event::decode(raw));
-    assert_eq!((rec.sid, rec.iova, rec.flags), (0x300, 0, 0));
+    assert_eq!((rec.sid, rec.iova, rec.flags), (StreamId(0x300), 0, 0));
     assert_eq!(u64::from(rec.reason), abi::EVENT_REASON_BAD_STREAMID);
 }
 

@@ -37,6 +37,16 @@ impl LeafSize {
         }
     }
 
+    /// The size of leaves at translation table `level` (1, 2 or 3; [`LeafSize::Mixed`] for any other).
+    pub const fn at_level(level: usize) -> Self {
+        match level {
+            1 => Self::Block1G,
+            2 => Self::Block2M,
+            3 => Self::Page4K,
+            _ => Self::Mixed,
+        }
+    }
+
     /// `TTL` hint: the translation table level of the leaves (0 = no hint).
     pub const fn ttl(self) -> u8 {
         match self {

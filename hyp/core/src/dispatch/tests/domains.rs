@@ -50,7 +50,7 @@ fn domain_alloc_free_errors() {
     // Freeing a paging domain invalidates its VMID.
     let vmid = (a2 & 0xffff) as u16 + 1;
     assert_eq!(res(w, Function::DomainFree, &[a2]), Ok(0));
-    assert_eq!(invals(w).last(), Some(&Inval::Vmid(vmid)));
+    assert_eq!(invals(w).last(), Some(&Inval::Vmid(Vmid(vmid))));
     assert_eq!(stat(w, Stat::DomainsInUse), 2);
 }
 

@@ -248,15 +248,13 @@ fn donated_table_cycle(bbm: bool) {
     assert_eq!(stat(w, Stat::DonatedPages), 5);
     assert_eq!(
         invals(w).first(),
-        Some(&Inval::Range {
-            vmid: 1,
+        Some(&Inval::Range(S2Invalidation {
+            vmid: Vmid(1),
             iova: host(2 * M2),
-            len: M2,
-            hint: InvalidateHint {
-                leaf_only: true,
-                leaf_size: Some(M2)
-            }
-        }),
+            size: M2,
+            leaf_size: LeafSize::Block2M,
+            leaf_only: true,
+        })),
         "break-before-make before the donated page is written as a table, BBML2 or not"
     );
     assert_eq!(

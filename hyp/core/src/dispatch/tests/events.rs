@@ -36,7 +36,7 @@ fn events_ring_and_lost_count() {
         );
     }
     w.record_event(FaultRecord {
-        sid: 0x109,
+        sid: StreamId(0x109),
         iova: 0x9000,
         reason: abi::EVENT_REASON_TRANSLATION as u8,
         flags: flags as u16,

@@ -132,15 +132,13 @@ fn map_unmap_roundtrip_with_one_invalidation() {
     let invals = invals(w);
     assert_eq!(
         invals,
-        [Inval::Range {
-            vmid,
+        [Inval::Range(S2Invalidation {
+            vmid: Vmid(vmid),
             iova: 0x4000_0000,
-            len: 4 << 20,
-            hint: InvalidateHint {
-                leaf_only: true,
-                leaf_size: Some(M2)
-            }
-        }]
+            size: 4 << 20,
+            leaf_size: LeafSize::Block2M,
+            leaf_only: true,
+        })]
     );
     assert_eq!(stat(w, Stat::MappedPages), 0);
     assert_eq!(

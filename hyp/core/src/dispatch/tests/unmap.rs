@@ -60,24 +60,25 @@ fn unmap_errors_and_partial_block_with(bbm: bool) {
     let ranges: Vec<_> = invals
         .iter()
         .map(|i| match *i {
-            Inval::Range {
-                iova, len, hint, ..
-            } => (iova, len, hint),
+            Inval::Range(r) => (r.iova, r.size, r.leaf_size, r.leaf_only),
             Inval::Vmid(_) => panic!("{i:?}"),
         })
         .collect();
     // What the SMMU sees for a request (the driver widens a range to the leaf size it names); the split's
     // invalidations are leaf-only: the removed entries are leaves (the old block, then pages).
-    let vmid = (d & 0xffff) as u16 + 1;
-    let seen = |iova, len, leaf_size, leaf_only| {
-        let hint = InvalidateHint {
-            leaf_only,
+    let vmid = Vmid((d & 0xffff) as u16 + 1);
+    let seen = |iova, size, leaf_size, leaf_only| {
+        let req = S2Invalidation {
+            vmid,
+            iova,
+            size,
             leaf_size,
+            leaf_only,
         };
-        let Inval::Range { iova, len, .. } = planned(w, vmid, iova, len, hint) else {
+        let Inval::Range(r) = planned(w, req) else {
             panic!()
         };
-        (iova, len, hint)
+        (r.iova, r.size, leaf_size, leaf_only)
     };
     if bbm {
         // Break-before-make: the whole old 2 MiB entry is invalidated before its table is written, then the
@@ -85,15 +86,15 @@ fn unmap_errors_and_partial_block_with(bbm: bool) {
         assert_eq!(
             ranges[ranges.len() - 2..],
             [
-                seen(0x20_0000, M2, Some(M2), true),
-                seen(0x30_0000, 1 << 20, Some(K4), true)
+                seen(0x20_0000, M2, LeafSize::Block2M, true),
+                seen(0x30_0000, 1 << 20, LeafSize::Page4K, true)
             ],
             "the old 2 MiB entry leaves the TLB first"
         );
     } else {
         assert_eq!(
             ranges.last(),
-            Some(&seen(0x30_0000, 1 << 20, Some(M2), true)),
+            Some(&seen(0x30_0000, 1 << 20, LeafSize::Block2M, true)),
             "split in place: the old 2 MiB entry is what is cached"
         );
     }
@@ -127,7 +128,7 @@ fn fragmented_unmap_invalidates_before_each_batch_of_counts() {
     let ranges: Vec<(u64, u64)> = invals
         .iter()
         .map(|i| match *i {
-            Inval::Range { iova, len, .. } => (iova, len),
+            Inval::Range(r) => (r.iova, r.size),
             Inval::Vmid(_) => panic!("unexpected VMID invalidation"),
         })
         .collect();
@@ -176,7 +177,7 @@ fn unmap_timeout_keeps_pages_pinned() {
     assert_eq!(d2 & 0xffff, d & 0xffff, "same slot, same VMID");
     assert_eq!(
         invals(w).last(),
-        Some(&Inval::Vmid((d & 0xffff) as u16 + 1))
+        Some(&Inval::Vmid(Vmid((d & 0xffff) as u16 + 1)))
     );
     assert_eq!(
         stat(w, Stat::MappedPages),

@@ -37,13 +37,11 @@ fn map(w: &W, d: u64, iova: u64, pa: u64, len: u64) {
     );
 }
 
-fn ranges(w: &W) -> Vec<(u64, u64, InvalidateHint)> {
+fn ranges(w: &W) -> Vec<(u64, u64, S2Invalidation)> {
     invals(w)
         .into_iter()
         .map(|i| match i {
-            Inval::Range {
-                iova, len, hint, ..
-            } => (iova, len, hint),
+            Inval::Range(r) => (r.iova, r.size, r),
             Inval::Vmid(_) => panic!("unexpected VMID invalidation"),
         })
         .collect()
@@ -80,9 +78,12 @@ fn unmaps_every_descriptor_with_one_invalidation_then_drops_counts() {
         [(
             first,
             end - first,
-            InvalidateHint {
+            S2Invalidation {
+                vmid: Vmid((d & 0xffff) as u16 + 1),
+                iova: first,
+                size: end - first,
+                leaf_size: LeafSize::Page4K,
                 leaf_only: true,
-                leaf_size: Some(K4)
             }
         )],
         "one leaf-only range invalidation over the span of the batch"
@@ -129,8 +130,16 @@ fn blocks_and_mixed_leaves() {
     assert_eq!(batch(w, d, DESC, 3), [0, 3, M2 + 2 * K4, 0]);
     let r = ranges(w);
     assert_eq!(r.len(), 1, "{r:x?}");
-    let vmid = (d & 0xffff) as u16 + 1;
-    let Inval::Range { iova, len, .. } = planned(w, vmid, 0x40_0000, 0xa0_6000 - 0x40_0000, r[0].2)
+    let vmid = Vmid((d & 0xffff) as u16 + 1);
+    let req = S2Invalidation {
+        vmid,
+        iova: 0x40_0000,
+        size: 0xa0_6000 - 0x40_0000,
+        ..r[0].2
+    };
+    let Inval::Range(S2Invalidation {
+        iova, size: len, ..
+    }) = planned(w, req)
     else {
         panic!()
     };
@@ -139,7 +148,7 @@ fn blocks_and_mixed_leaves() {
         (iova, len),
         "0x40_0000..0xa0_6000 as the driver encodes it"
     );
-    assert_eq!(r[0].2.leaf_size, None, "leaves of two sizes");
+    assert_eq!(r[0].2.leaf_size, LeafSize::Mixed, "leaves of two sizes");
     assert_eq!(stat(w, Stat::MappedPages), 511);
     assert_eq!(
         res(w, Function::IovaToPhys, &[d, 0xa0_0000 + 4 * K4]),

@@ -150,17 +150,18 @@ impl<B: Backend> Warden<B> {
     ) -> CallResult {
         // The call's own arguments.
         let page = self.descriptor_page(desc, count, MAX, ENTRY)?;
-        let kind = Self::check_prot(prot).map_err(whole)?;
+        let prot = Prot::from_reg(prot).map_err(whole)?;
+        let id = DomainId::from_reg(id).map_err(whole)?;
         let (slot, generation) = self.slot_of(id).map_err(whole)?;
         let n = count as usize;
         // The copy's buffer is zeroed first (safe Rust), so a short list gets a short buffer: zeroing all
         // `MAX` entries costs more EL2 instructions than mapping a few pages in place.
         if n <= SHORT {
             let e: [BatchEntry; SHORT] = self.copy_descriptors(page, desc, n, &mut read)?;
-            self.map_entries(&e[..n], slot, generation, kind, prot)
+            self.map_entries(&e[..n], slot, generation, prot)
         } else {
             let e: [BatchEntry; MAX] = self.copy_descriptors(page, desc, n, &mut read)?;
-            self.map_entries(&e[..n], slot, generation, kind, prot)
+            self.map_entries(&e[..n], slot, generation, prot)
         }
     }
 
@@ -178,6 +179,7 @@ impl<B: Backend> Warden<B> {
         mut read: impl FnMut(u64) -> u64,
     ) -> CallResult {
         let page = self.descriptor_page(desc, count, UNMAP_MAX, UNMAP_ENTRY)?;
+        let id = DomainId::from_reg(id).map_err(whole)?;
         let (slot, generation) = self.slot_of(id).map_err(whole)?;
         let n = count as usize;
         if n <= SHORT {
@@ -207,7 +209,7 @@ impl<B: Backend> Warden<B> {
             return Err(whole(Error::Misaligned));
         }
         let page = desc & !(PAGE_SIZE - 1);
-        self.check_pa_range(page, PAGE_SIZE).map_err(whole)?;
+        PhysAddr::range(page, PAGE_SIZE, PAGE_SIZE, self.pa_bits).map_err(whole)?;
         Ok(page)
     }
 
@@ -317,9 +319,9 @@ impl<B: Backend> Warden<B> {
         e: &[BatchEntry],
         slot: usize,
         generation: u16,
-        kind: MemKind,
-        prot: u64,
+        prot: Prot,
     ) -> CallResult {
+        let kind = prot.kind();
         // Each descriptor on its own, then against the earlier ones.
         let mut total = 0u64;
         // The highest end of the descriptors checked so far: one starting at or after it overlaps none of them
@@ -339,8 +341,7 @@ impl<B: Backend> Warden<B> {
             if end > 1 << IOVA_BITS {
                 return Err(at(i, Error::OutOfRangeIova));
             }
-            self.check_pa_range(ent.pa, ent.len)
-                .map_err(|err| at(i, err))?;
+            PhysAddr::range(ent.pa, ent.len, PAGE_SIZE, self.pa_bits).map_err(|err| at(i, err))?;
             if ent.iova < max_end
                 && e[..i]
                     .iter()
@@ -389,7 +390,7 @@ impl<B: Backend> Warden<B> {
             self.uncount(e);
             return Err(whole(err));
         }
-        let attrs = domain::attributes(prot);
+        let attrs = prot.attributes();
         if in_place != u64::MAX >> (64 - e.len()) {
             let before = d.table_pages();
             for (i, ent) in e.iter().enumerate() {

@@ -26,22 +26,18 @@ pub(super) struct AllocState {
     pub(super) in_use: usize,
 }
 
-/// Splits a domain ID into (slot, generation).
-pub(super) fn split_id(id: u64) -> Option<(usize, u16)> {
-    if id > u64::from(u32::MAX) {
-        return None;
-    }
-    Some(((id & 0xffff) as usize, (id >> 16) as u16))
-}
-
-pub(super) fn make_id(slot: usize, generation: u16) -> u64 {
-    (u64::from(generation) << 16) | slot as u64
-}
-
 impl<B: Backend> Warden<B> {
+    /// Decodes a StreamID argument: the StreamID and its index in `Streams::domain`, or [`Error::BadSid`]
+    /// unless it is one of this SMMU's valid StreamIDs.
+    pub(super) fn stream(&self, sid: u64) -> Result<(StreamId, usize), Error> {
+        let sid = u32::try_from(sid).map_err(|_| Error::BadSid)?;
+        let idx = self.sid_index(StreamId(sid)).ok_or(Error::BadSid)?;
+        Ok((StreamId(sid), idx))
+    }
+
     /// Index of a valid StreamID in `Streams::domain`.
-    pub(super) fn sid_index(&self, sid: u64) -> Option<usize> {
-        let sid = u32::try_from(sid).ok()?;
+    pub(super) fn sid_index(&self, sid: StreamId) -> Option<usize> {
+        let sid = sid.0;
         let mut offset = 0usize;
         for r in &self.sid_ranges {
             if sid >= r.base && sid - r.base < r.count {
@@ -52,20 +48,19 @@ impl<B: Backend> Warden<B> {
         None
     }
 
-    /// The slot index of a live, allocatable (non-identity) domain ID; checks happen again under the slot lock.
-    pub(super) fn slot_of(&self, id: u64) -> Result<(usize, u16), Error> {
-        if id == abi::DOMAIN_ID_HOST_IDENTITY {
-            return Err(Error::ImmutableDomain);
+    /// The slot index and generation of an allocatable (non-identity) domain ID ([`Error::ImmutableDomain`] for
+    /// host-identity, [`Error::BadDomain`] beyond the slots); the generation is checked under the slot lock.
+    pub(super) fn slot_of(&self, id: DomainId) -> Result<(usize, u16), Error> {
+        match id {
+            DomainId::HostIdentity => Err(Error::ImmutableDomain),
+            DomainId::Allocated { slot, generation } if usize::from(slot) < self.slots.len() => {
+                Ok((usize::from(slot), generation))
+            }
+            DomainId::Allocated { .. } => Err(Error::BadDomain),
         }
-        let (slot, generation) = split_id(id).ok_or(Error::BadDomain)?;
-        if slot == 0 || slot >= self.slots.len() {
-            return Err(Error::BadDomain);
-        }
-        Ok((slot, generation))
     }
 
-    pub(super) fn domain_alloc(&self, kind: u64) -> CallResult {
-        let kind = DomainKind::from_value(kind).ok_or(Error::BadKind)?;
+    pub(super) fn domain_alloc(&self, kind: DomainKind) -> CallResult {
         let mut alloc = self.alloc.lock();
         let slot = *alloc.free.last().ok_or(Error::Limit)?;
         let mut s = self.lock_slot(usize::from(slot));
@@ -86,10 +81,10 @@ impl<B: Backend> Warden<B> {
         };
         alloc.free.pop();
         alloc.in_use += 1;
-        Ok([make_id(usize::from(slot), s.generation), 0, 0])
+        Ok([DomainId::new(slot, s.generation).to_reg(), 0, 0])
     }
 
-    pub(super) fn domain_free(&self, id: u64) -> CallResult {
+    pub(super) fn domain_free(&self, id: DomainId) -> CallResult {
         let (slot, generation) = self.slot_of(id)?;
         let streams = self.streams.lock();
         let mut s = self.lock_slot(slot);
@@ -137,10 +132,10 @@ impl<B: Backend> Warden<B> {
         result
     }
 
-    pub(super) fn attach(&self, sid: u64, id: u64) -> CallResult {
-        let idx = self.sid_index(sid).ok_or(Error::BadSid)?;
+    /// `ATTACH`/`DETACH` of `sid` (index `idx`, from [`Self::stream`]) to `id`.
+    pub(super) fn attach(&self, sid: StreamId, idx: usize, id: DomainId) -> CallResult {
         let mut streams = self.streams.lock();
-        let (slot, config) = if id == abi::DOMAIN_ID_HOST_IDENTITY {
+        let (slot, config) = if id == DomainId::HostIdentity {
             (0usize, self.identity_ste())
         } else {
             let (slot, generation) = self.slot_of(id)?;
@@ -159,7 +154,7 @@ impl<B: Backend> Warden<B> {
         if current == slot {
             return Ok([0; 3]);
         }
-        self.backend.install_ste(StreamId(sid as u32), config)?;
+        self.backend.install_ste(sid, config)?;
         streams.domain[idx] = slot as u16;
         streams.attached[current] -= 1;
         streams.attached[slot] += 1;
@@ -168,11 +163,11 @@ impl<B: Backend> Warden<B> {
 
     /// The domain ID a StreamID is attached to (host-identity = 0), for tests and diagnostics.
     pub fn sid_domain(&self, sid: u32) -> Option<u64> {
-        let idx = self.sid_index(u64::from(sid))?;
-        let slot = usize::from(self.streams.lock().domain[idx]);
+        let idx = self.sid_index(StreamId(sid))?;
+        let slot = self.streams.lock().domain[idx];
         if slot == 0 {
             return Some(abi::DOMAIN_ID_HOST_IDENTITY);
         }
-        Some(make_id(slot, self.lock_slot(slot).generation))
+        Some(DomainId::new(slot, self.lock_slot(usize::from(slot)).generation).to_reg())
     }
 }

@@ -38,18 +38,6 @@ fn runs_except(pa: u64, pages: u64, skip: &[u64], mut f: impl FnMut(u64, u64)) {
 }
 
 impl<B: Backend> Warden<B> {
-    pub(super) fn check_page_range(&self, pa: u64, count: u64) -> Result<u64, Error> {
-        if count == 0 || count > self.max_donated as u64 {
-            return Err(Error::BadCount);
-        }
-        if !pa.is_multiple_of(PAGE_SIZE) {
-            return Err(Error::Misaligned);
-        }
-        let len = count.checked_mul(PAGE_SIZE).ok_or(Error::Overflow)?;
-        self.check_pa_range(pa, len)?;
-        Ok(len)
-    }
-
     pub(super) fn with_identity<T>(&self, f: impl FnOnce(&mut PagingDomain) -> T) -> T {
         let mut s = self.lock_slot(0);
         match &mut s.kind {
@@ -77,8 +65,9 @@ impl<B: Backend> Warden<B> {
             .map_err(CallError::from)
     }
 
-    pub(super) fn donate(&self, pa: u64, count: u64) -> CallResult {
-        let len = self.check_page_range(pa, count)?;
+    /// `DONATE` of the `len` bytes (whole pages, checked) at `pa`.
+    pub(super) fn donate(&self, pa: PhysAddr, len: u64) -> CallResult {
+        let (pa, count) = (pa.get(), pages(len));
         self.pool.begin_donation(count as usize)?;
         if let Err(e) = self.own.donate_range(pa, count) {
             self.pool.release_donation(count as usize);
@@ -191,8 +180,9 @@ impl<B: Backend> Warden<B> {
         Ok(tables)
     }
 
-    pub(super) fn reclaim(&self, pa: u64, count: u64) -> CallResult {
-        let len = self.check_page_range(pa, count)?;
+    /// `RECLAIM` of the `len` bytes (whole pages, checked) at `pa`.
+    pub(super) fn reclaim(&self, pa: PhysAddr, len: u64) -> CallResult {
+        let (pa, count) = (pa.get(), pages(len));
         self.own.check_donated(pa, count)?;
         self.with_identity(|d| self.identity_reclaim(d, pa, count, len))?;
         Ok([0; 3])

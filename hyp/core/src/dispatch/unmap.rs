@@ -114,8 +114,9 @@ impl<const N: usize> Cleared<N> {
 }
 
 impl<B: Backend> Warden<B> {
-    pub(super) fn unmap_pages(&self, id: u64, iova: u64, pgsize: u64, pgcount: u64) -> CallResult {
-        let len = Self::check_iova_range(iova, pgsize, pgcount)?;
+    /// `UNMAP_PAGES` of `[iova, iova + len)` (checked: aligned to the page size, in range).
+    pub(super) fn unmap_pages(&self, id: DomainId, iova: Iova, len: u64) -> CallResult {
+        let iova = iova.get();
         let (slot, generation) = self.slot_of(id)?;
         let mut s = self.lock_slot(slot);
         if s.generation != generation {

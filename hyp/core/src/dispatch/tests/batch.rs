@@ -279,7 +279,7 @@ fn descriptors_are_read_exactly_once() {
     let h = harness();
     let w = &h.w;
     let d = alloc_paging(w);
-    let (slot, _) = w.slot_of(d).unwrap();
+    let (slot, _) = w.slot_of(DomainId::from_reg(d).unwrap()).unwrap();
     assert!(slot > 0);
     let first: Vec<(u64, u64, u64)> = (0..8)
         .map(|i| (0x30_0000 + i * K4, host(i * 0x3000), K4))
@@ -400,7 +400,7 @@ fn host_rewriting_descriptors_concurrently_cannot_break_invariants() {
 
 /// Every leaf of domain `id` in the first 2 GiB of IOVA: (IOVA, PA, bytes, level) of each valid one, in order.
 fn leaves(w: &W, id: u64) -> Vec<(u64, u64, u64, usize)> {
-    let (slot, _) = w.slot_of(id).unwrap();
+    let (slot, _) = w.slot_of(DomainId::from_reg(id).unwrap()).unwrap();
     let s = w.slots[slot].lock();
     let SlotKind::Paging(d) = &s.kind else {
         panic!("not a paging domain")
@@ -417,7 +417,7 @@ fn leaves(w: &W, id: u64) -> Vec<(u64, u64, u64, usize)> {
 
 /// Whether `[iova, iova + len)` of domain `id` can be mapped in place (level-3 tables there, nothing mapped).
 fn in_place(w: &W, id: u64, iova: u64, len: u64) -> bool {
-    let (slot, _) = w.slot_of(id).unwrap();
+    let (slot, _) = w.slot_of(DomainId::from_reg(id).unwrap()).unwrap();
     let s = w.slots[slot].lock();
     let SlotKind::Paging(d) = &s.kind else {
         panic!("not a paging domain")

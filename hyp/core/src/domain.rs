@@ -63,7 +63,7 @@ use warden_abi::{PAGE_SIZE, granule};
 pub use error::DomainError;
 pub use geometry::{IOVA_BITS, ROOT_LEVEL, pa_size_encoding, s2_config};
 pub use identity::{identity_boot_tables, pieces_below_1g};
-pub use pool::{POOL_RESERVE, PagePool, PoolStats, PoolTranslation};
+pub use pool::{POOL_RESERVE, PagePool, PoolStats, PoolTranslation, Reservation};
 
 static_assertions::const_assert_eq!(core::mem::size_of::<usize>(), 8);
 

@@ -152,16 +152,16 @@ impl<B: Backend> Warden<B> {
         let page = self.descriptor_page(desc, count, MAX, ENTRY)?;
         let prot = Prot::from_reg(prot).map_err(whole)?;
         let id = DomainId::from_reg(id).map_err(whole)?;
-        let (slot, generation) = self.slot_of(id).map_err(whole)?;
+        self.slot_of(id).map_err(whole)?;
         let n = count as usize;
         // The copy's buffer is zeroed first (safe Rust), so a short list gets a short buffer: zeroing all
         // `MAX` entries costs more EL2 instructions than mapping a few pages in place.
         if n <= SHORT {
             let e: [BatchEntry; SHORT] = self.copy_descriptors(page, desc, n, &mut read)?;
-            self.map_entries(&e[..n], slot, generation, prot)
+            self.map_entries(&e[..n], id, prot)
         } else {
             let e: [BatchEntry; MAX] = self.copy_descriptors(page, desc, n, &mut read)?;
-            self.map_entries(&e[..n], slot, generation, prot)
+            self.map_entries(&e[..n], id, prot)
         }
     }
 
@@ -180,14 +180,14 @@ impl<B: Backend> Warden<B> {
     ) -> CallResult {
         let page = self.descriptor_page(desc, count, UNMAP_MAX, UNMAP_ENTRY)?;
         let id = DomainId::from_reg(id).map_err(whole)?;
-        let (slot, generation) = self.slot_of(id).map_err(whole)?;
+        self.slot_of(id).map_err(whole)?;
         let n = count as usize;
         if n <= SHORT {
             let e: [UnmapEntry; SHORT] = self.copy_descriptors(page, desc, n, &mut read)?;
-            self.unmap_entries(&e[..n], slot, generation)
+            self.unmap_entries(&e[..n], id)
         } else {
             let e: [UnmapEntry; UNMAP_MAX] = self.copy_descriptors(page, desc, n, &mut read)?;
-            self.unmap_entries(&e[..n], slot, generation)
+            self.unmap_entries(&e[..n], id)
         }
     }
 
@@ -240,7 +240,7 @@ impl<B: Backend> Warden<B> {
     }
 
     /// Checks and unmaps the copied `{iova, len}` descriptors `e` with one invalidation (see the module docs).
-    fn unmap_entries(&self, e: &[UnmapEntry], slot: usize, generation: u16) -> CallResult {
+    fn unmap_entries(&self, e: &[UnmapEntry], id: DomainId) -> CallResult {
         let mut total = 0u64;
         let mut max_end = 0u64;
         for (i, &UnmapEntry { iova, len }) in e.iter().enumerate() {
@@ -263,22 +263,16 @@ impl<B: Backend> Warden<B> {
             total += len;
         }
 
-        let mut s = self.lock_slot(slot);
-        if s.generation != generation {
-            return Err(whole(Error::BadDomain));
-        }
-        let d = match &mut s.kind {
-            SlotKind::Paging(d) => d,
-            SlotKind::Blocked => return Err(whole(Error::WrongDomainKind)),
-            SlotKind::Free | SlotKind::Identity(_) => return Err(whole(Error::BadDomain)),
-        };
+        let mut s = self.paging_slot(id).map_err(whole)?;
+        let slot = s.index;
+        let d = s.domain();
         // Every range mapped; the splits its ends need (an upper bound when ranges cut one block).
         let mut need = 0usize;
         for (i, ent) in e.iter().enumerate() {
             need += d.unmap_need(ent.iova, ent.len).map_err(|err| at(i, err))?;
         }
-        self.pool.reserve(need, 0).map_err(whole)?;
-        let before = d.table_pages();
+        let mut d = self.pool.reserve_for(d, need, 0).map_err(whole)?;
+        let d = &mut *d;
         let mut acc = Cleared::<BATCH_UNMAP_RUNS>::new();
         let mut r = Ok(());
         'entries: for &UnmapEntry { iova, len } in e {
@@ -307,20 +301,12 @@ impl<B: Backend> Warden<B> {
         // What was cleared is invalidated before anything else happens, even after a failure (a broken
         // invariant in a clear): its counts then drop as for any unmap.
         let flushed = self.invalidate_cleared(d, &self.pool, slot as u16, &mut acc, true);
-        let used = d.table_pages().saturating_sub(before);
-        self.pool.unreserve(need.saturating_sub(used));
         r.and(flushed).map_err(whole)?;
         Ok([e.len() as u64, total, 0])
     }
 
     /// Checks and maps the copied descriptors `e`, all or nothing.
-    fn map_entries(
-        &self,
-        e: &[BatchEntry],
-        slot: usize,
-        generation: u16,
-        prot: Prot,
-    ) -> CallResult {
+    fn map_entries(&self, e: &[BatchEntry], id: DomainId, prot: Prot) -> CallResult {
         let kind = prot.kind();
         // Each descriptor on its own, then against the earlier ones.
         let mut total = 0u64;
@@ -353,15 +339,9 @@ impl<B: Backend> Warden<B> {
             total += ent.len;
         }
 
-        let mut s = self.lock_slot(slot);
-        if s.generation != generation {
-            return Err(whole(Error::BadDomain));
-        }
-        let d = match &mut s.kind {
-            SlotKind::Paging(d) => d,
-            SlotKind::Blocked => return Err(whole(Error::WrongDomainKind)),
-            SlotKind::Free | SlotKind::Identity(_) => return Err(whole(Error::BadDomain)),
-        };
+        let mut s = self.paging_slot(id).map_err(whole)?;
+        let slot = s.index;
+        let d = s.domain();
         // Nothing mapped yet in any range. Descriptors whose pages all go into level-3 tables the domain has
         // are mapped in place, as MAP_PAGES does (bit i of `in_place`); the others need an upper bound of the
         // tables they allocate (descriptors may share new tables). Both are decided on the domain as it is now:
@@ -386,13 +366,16 @@ impl<B: Backend> Warden<B> {
                 return Err(at(i, err));
             }
         }
-        if let Err(err) = self.pool.reserve(need, POOL_RESERVE) {
-            self.uncount(e);
-            return Err(whole(err));
-        }
         let attrs = prot.attributes();
+        // With every descriptor in place, `need` is 0: nothing to reserve.
         if in_place != u64::MAX >> (64 - e.len()) {
-            let before = d.table_pages();
+            let mut d = match self.pool.reserve_for(d, need, POOL_RESERVE) {
+                Ok(d) => d,
+                Err(err) => {
+                    self.uncount(e);
+                    return Err(whole(err));
+                }
+            };
             for (i, ent) in e.iter().enumerate() {
                 if in_place & 1 << i != 0 {
                     continue;
@@ -404,7 +387,7 @@ impl<B: Backend> Warden<B> {
                     for (j, other) in e.iter().enumerate() {
                         if j < i && in_place & 1 << j == 0 {
                             let _ = self.unmap_segments(
-                                d,
+                                &mut d,
                                 &self.pool,
                                 slot as u16,
                                 other.iova,
@@ -415,13 +398,9 @@ impl<B: Backend> Warden<B> {
                             self.uncount(core::slice::from_ref(other));
                         }
                     }
-                    let used = d.table_pages().saturating_sub(before);
-                    self.pool.unreserve(need.saturating_sub(used));
                     return Err(at(i, err));
                 }
             }
-            let used = d.table_pages().saturating_sub(before);
-            self.pool.unreserve(need.saturating_sub(used));
         }
         // Cannot fail: the in-place ranges are unmapped and their level-3 tables are still there.
         d.map_pages_in_place_each(

@@ -14,6 +14,23 @@ pub(super) struct Slot {
     pub(super) kind: SlotKind,
 }
 
+/// A paging domain's slot, locked ([`Warden::paging_slot`]).
+pub(super) struct PagingSlot<'a> {
+    guard: spin::MutexGuard<'a, Slot>,
+    /// The slot's index (the domain's quarantine tag).
+    pub(super) index: usize,
+}
+
+impl PagingSlot<'_> {
+    /// The domain.
+    pub(super) fn domain(&mut self) -> &mut PagingDomain {
+        match &mut self.guard.kind {
+            SlotKind::Paging(d) => d,
+            _ => unreachable!("paging_slot checked the kind under this lock"),
+        }
+    }
+}
+
 pub(super) struct Streams {
     /// Slot of each valid StreamID's domain (0 = host-identity), indexed like [`Warden::sid_index`].
     pub(super) domain: Vec<u16>,
@@ -57,6 +74,22 @@ impl<B: Backend> Warden<B> {
                 Ok((usize::from(slot), generation))
             }
             DomainId::Allocated { .. } => Err(Error::BadDomain),
+        }
+    }
+
+    /// Locks the slot of paging domain `id`: [`Error::ImmutableDomain`]/[`Error::BadDomain`] as
+    /// [`Self::slot_of`], [`Error::BadDomain`] if the domain was freed, [`Error::WrongDomainKind`] if it is
+    /// blocked.
+    pub(super) fn paging_slot(&self, id: DomainId) -> Result<PagingSlot<'_>, Error> {
+        let (index, generation) = self.slot_of(id)?;
+        let guard = self.lock_slot(index);
+        if guard.generation != generation {
+            return Err(Error::BadDomain);
+        }
+        match guard.kind {
+            SlotKind::Paging(_) => Ok(PagingSlot { guard, index }),
+            SlotKind::Blocked => Err(Error::WrongDomainKind),
+            SlotKind::Free | SlotKind::Identity(_) => Err(Error::BadDomain),
         }
     }
 

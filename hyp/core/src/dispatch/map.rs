@@ -13,16 +13,8 @@ impl<B: Backend> Warden<B> {
         prot: Prot,
     ) -> CallResult {
         let (iova, pa, kind) = (iova.get(), pa.get(), prot.kind());
-        let (slot, generation) = self.slot_of(id)?;
-        let mut s = self.lock_slot(slot);
-        if s.generation != generation {
-            return Err(Error::BadDomain.into());
-        }
-        let d = match &mut s.kind {
-            SlotKind::Paging(d) => d,
-            SlotKind::Blocked => return Err(Error::WrongDomainKind.into()),
-            SlotKind::Free | SlotKind::Identity(_) => return Err(Error::BadDomain.into()),
-        };
+        let mut s = self.paging_slot(id)?;
+        let d = s.domain();
         if d.can_map_in_place(iova, len)? {
             // Every page goes into a level-3 table the domain has: no allocation, no generic walk.
             self.own.inc_range(pa, pages(len), kind)?;
@@ -31,14 +23,10 @@ impl<B: Backend> Warden<B> {
         }
         let need = d.map_need(iova, pa, len)?;
         self.own.inc_range(pa, pages(len), kind)?;
-        if let Err(e) = self.pool.reserve(need, POOL_RESERVE) {
-            let _ = self.own.dec_range(pa, pages(len));
-            return Err(e.into());
-        }
-        let before = d.table_pages();
-        let r = d.map(iova, pa, len, prot.attributes());
-        let used = d.table_pages().saturating_sub(before);
-        self.pool.unreserve(need.saturating_sub(used));
+        let r = match self.pool.reserve_for(d, need, POOL_RESERVE) {
+            Ok(mut d) => d.map(iova, pa, len, prot.attributes()),
+            Err(e) => Err(e),
+        };
         if let Err(e) = r {
             let _ = self.own.dec_range(pa, pages(len));
             return Err(e.into());

@@ -117,16 +117,9 @@ impl<B: Backend> Warden<B> {
     /// `UNMAP_PAGES` of `[iova, iova + len)` (checked: aligned to the page size, in range).
     pub(super) fn unmap_pages(&self, id: DomainId, iova: Iova, len: u64) -> CallResult {
         let iova = iova.get();
-        let (slot, generation) = self.slot_of(id)?;
-        let mut s = self.lock_slot(slot);
-        if s.generation != generation {
-            return Err(Error::BadDomain.into());
-        }
-        let d = match &mut s.kind {
-            SlotKind::Paging(d) => d,
-            SlotKind::Blocked => return Err(Error::WrongDomainKind.into()),
-            SlotKind::Free | SlotKind::Identity(_) => return Err(Error::BadDomain.into()),
-        };
+        let mut s = self.paging_slot(id)?;
+        let slot = s.index;
+        let d = s.domain();
         let mut runs = [(0u64, 0u64); FAST_UNMAP_RUNS];
         if let Some(n) = d.page_runs(iova, len, &mut runs)? {
             // 4 KiB pages in level-3 tables that stay: clear them, one leaf-only invalidation, and (once the
@@ -148,13 +141,9 @@ impl<B: Backend> Warden<B> {
             return Ok([len, 0, 0]);
         }
         let need = d.unmap_need(iova, len)?;
-        self.pool.reserve(need, 0)?;
-        let before = d.table_pages();
-        let r = self.unmap_segments(d, &self.pool, slot as u16, iova, len, true);
-        // Every split happened by now (they are at the ends), so whatever was not used goes back.
-        let used = d.table_pages().saturating_sub(before);
-        self.pool.unreserve(need.saturating_sub(used));
-        r?;
+        // Every split happens at the ends, so whatever was not used goes back when `d` drops.
+        let mut d = self.pool.reserve_for(d, need, 0)?;
+        self.unmap_segments(&mut d, &self.pool, slot as u16, iova, len, true)?;
         Ok([len, 0, 0])
     }
 

@@ -11,7 +11,7 @@ use spin::Mutex;
 use warden_abi::PAGE_SIZE;
 use warden_dt::PhysRange;
 
-use super::DomainError;
+use super::{DomainError, PagingDomain};
 
 /// Pages a map must leave free in the pool, for unmap splits (each end of an unmap needs at most 2). The
 /// host-identity domain has a pool of its own ([`identity_boot_tables`](super::identity_boot_tables) plus a spare).
@@ -136,6 +136,28 @@ impl PagePool {
         }
         p.reserved += n;
         Ok(())
+    }
+
+    /// Reserves `n` pages for `d`'s tables (as [`PagePool::reserve`]) and returns the reservation, through which
+    /// `d` is used: when it drops, the pages `d` did not take (`n` less the tables it gained) go back.
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::NoMem`] with the shortfall (nothing reserved).
+    pub fn reserve_for<'a>(
+        &'a self,
+        d: &'a mut PagingDomain,
+        n: usize,
+        keep: usize,
+    ) -> Result<Reservation<'a>, DomainError> {
+        self.reserve(n, keep)?;
+        let before = d.table_pages();
+        Ok(Reservation {
+            pool: self,
+            d,
+            n,
+            before,
+        })
     }
 
     /// Gives back `n` reserved pages that were not used.
@@ -346,5 +368,36 @@ impl Translation<Stage2Attributes> for PoolTranslation {
 
     fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<Stage2Attributes>> {
         self.pool.virt(pa.0 as u64).cast()
+    }
+}
+
+/// Pages reserved in a [`PagePool`] for one domain's tables ([`PagePool::reserve_for`]): derefs to the domain;
+/// on drop, gives back what the domain did not take (every reserve → update → unreserve of the dispatcher).
+pub struct Reservation<'a> {
+    pool: &'a PagePool,
+    d: &'a mut PagingDomain,
+    n: usize,
+    /// The domain's table pages when the pages were reserved.
+    before: usize,
+}
+
+impl core::ops::Deref for Reservation<'_> {
+    type Target = PagingDomain;
+
+    fn deref(&self) -> &PagingDomain {
+        self.d
+    }
+}
+
+impl core::ops::DerefMut for Reservation<'_> {
+    fn deref_mut(&mut self) -> &mut PagingDomain {
+        self.d
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let used = self.d.table_pages().saturating_sub(self.before);
+        self.pool.unreserve(self.n.saturating_sub(used));
     }
 }

@@ -5,8 +5,8 @@
 //!   (`HostStage2::unmap_range`/`map_range`) run under it, each first refilling the table's own reserve
 //!   from the heap with fallible allocations (heap exhaustion is an error before anything changed, never a
 //!   panic); so does the stage-2 fault handler's re-check ([`fault_is_transient`]), which is what makes
-//!   break-before-make safe on a live table: a CPU that touches the rest of a block while another CPU has it
-//!   broken faults to EL2, waits for the lock, sees the address translate again and retries the access
+//!   break-before-make safe on a live table: a CPU that touches a block while another CPU has it broken (a
+//!   split on donation, or `map_range` merging a table back into its block on reclaim) faults to EL2, waits for the lock, sees the address translate again and retries the access
 //!   instead of getting an external abort.
 //! - [`CpuTlb`] is the TLB maintenance after each change (see [`CpuTlb::invalidate`]).
 //! - [`El2HostStage2`] is the dispatcher's `HostStage2Ops`. Page contents: the dispatcher's page pool zeroes

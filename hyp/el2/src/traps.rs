@@ -31,7 +31,7 @@ pub static STAGE2_FAULTS: AtomicU64 = AtomicU64::new(0);
 /// Host stage-2 translation faults on addresses that translated again once the host stage-2 lock was free
 /// (another CPU was splitting a block): answered by returning to the host, which retries.
 pub static STAGE2_RETRIES: AtomicU64 = AtomicU64::new(0);
-/// How many of those are logged (they are rare: one window per block split).
+/// How many of those are logged (they are rare: one window per block split or merge).
 const RETRIES_LOGGED: u64 = 16;
 /// The host exceptions the hypervisor did not handle (`STAT HOST_TRAPS_UNHANDLED`), each kind logged once.
 pub static HOST_TRAPS: TrapLog = TrapLog::new();
@@ -161,7 +161,7 @@ fn stage2_abort(frame: &mut TrapFrame, esr: u64) {
         let n = STAGE2_RETRIES.fetch_add(1, Ordering::Relaxed);
         if n < RETRIES_LOGGED {
             log!(
-                "host stage-2 fault: {} IPA {:#x} during a block split on another CPU -> retried",
+                "host stage-2 fault: {} IPA {:#x} during a block split or merge on another CPU -> retried",
                 if fault.write { 'W' } else { 'R' },
                 fault.ipa
             );

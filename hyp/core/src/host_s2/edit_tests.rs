@@ -168,11 +168,13 @@ fn edit_without_heap_fails_and_changes_nothing() {
 }
 
 /// The rollback of a failed `DONATE` (mapping back what was just unmapped) needs no table, so it
-/// succeeds with the heap dry; an edit that would split still fails.
+/// succeeds with the heap dry, merging the split blocks back (the freed tables refill the reserve); an edit
+/// that would split beyond the reserve still fails.
 #[test]
 fn undoing_an_edit_needs_no_heap() {
     let budget = Budget::unlimited();
     let mut s2 = live_with(0x1_8000_0000, budget.clone());
+    let boot = s2.leaves();
     let mut tlb = Tlb::default();
     for r in [
         PhysRange::from_bounds(0x8123_4000, 0xc123_4000),
@@ -184,12 +186,18 @@ fn undoing_an_edit_needs_no_heap() {
         budget.set(0);
         s2.map_range(r.base, r.size, &mut tlb).unwrap();
         assert!(s2.is_mapped(r.base, r.size));
-        // Unmapping again splits nothing either.
+        assert_eq!(s2.leaves(), boot);
+        // Unmapping again splits again, from the tables the merge gave back to the reserve.
         s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
         s2.map_range(r.base, r.size, &mut tlb).unwrap();
+        assert_eq!(s2.leaves(), boot);
     }
-    let before = s2.leaves();
+    // The reserve is full: one split of a 1 GiB block (two tables) comes from it, the next cannot refill it.
     let r = PhysRange::from_bounds(0x1_4000_1000, 0x1_4000_2000);
+    assert_eq!(s2.translate(r.base).unwrap().level, 1);
+    s2.unmap_range(r.base, PAGE_SIZE, &mut tlb).unwrap();
+    let before = s2.leaves();
+    let r = PhysRange::from_bounds(0xc000_1000, 0xc000_2000);
     assert_eq!(s2.translate(r.base).unwrap().level, 1);
     assert_eq!(
         s2.unmap_range(r.base, PAGE_SIZE, &mut tlb),
@@ -360,7 +368,15 @@ fn map_restores_identity() {
     assert_eq!(ram_bytes(&s2), before - r.size);
     tlb.0.clear();
     s2.map_range(r.base, r.size, &mut tlb).unwrap();
-    assert_eq!(tlb.0, [r]);
+    // The range, then the break of each 2 MiB block it made whole again (merged back).
+    let blocks = [
+        PhysRange::from_bounds(0x4320_0000, 0x4340_0000),
+        PhysRange::from_bounds(0x4340_0000, 0x4360_0000),
+    ];
+    assert_eq!(tlb.0, [r, blocks[0], blocks[1]]);
+    for b in blocks {
+        assert_eq!(s2.translate(b.base).unwrap().level, 2);
+    }
     assert_eq!(ram_bytes(&s2), before);
     for l in s2.leaves().iter().filter(|l| l.kind == MemKind::Ram) {
         assert_eq!(l.pa, l.ipa.base);
@@ -471,15 +487,29 @@ proptest! {
         for (unmap, first, count) in ops {
             let count = count.min(PAGES - first);
             let (pa, len) = (BASE + first * PAGE_SIZE, count * PAGE_SIZE);
+            let seen = tlb.0.len();
             if unmap {
                 s2.unmap_range(pa, len, &mut tlb).unwrap();
+                // Splits first, the range last.
+                prop_assert_eq!(tlb.0.last().copied(), Some(PhysRange::from_bounds(pa, pa + len)));
             } else {
                 s2.map_range(pa, len, &mut tlb).unwrap();
+                // The range first, then one break per merged block.
+                prop_assert_eq!(tlb.0.get(seen).copied(), Some(PhysRange::from_bounds(pa, pa + len)));
             }
             for m in &mut mapped[first as usize..(first + count) as usize] {
                 *m = !unmap;
             }
-            prop_assert_eq!(tlb.0.last().copied(), Some(PhysRange::from_bounds(pa, pa + len)));
+            // No table of pages is left that maps its whole 2 MiB block.
+            for block in (BASE..BASE + PAGES * PAGE_SIZE).step_by(MIB2 as usize) {
+                let pages = &mapped[((block - BASE) / PAGE_SIZE) as usize..][..(MIB2 / PAGE_SIZE) as usize];
+                let expected = if pages.iter().all(|m| *m) {
+                    Some(2)
+                } else {
+                    pages[0].then_some(3)
+                };
+                prop_assert_eq!(s2.translate(block).map(|t| t.level), expected, "{:#x}", block);
+            }
         }
         for (i, m) in mapped.iter().enumerate() {
             let a = BASE + i as u64 * PAGE_SIZE;
@@ -492,6 +522,9 @@ proptest! {
             .collect();
         prop_assert_eq!(outside, outside_before);
         prop_assert!(!s2.leaves().iter().any(|l| l.ipa.overlaps(&CARVEOUT) || l.ipa.overlaps(&SMMU)));
+        // Everything back: the boot layout, block for block.
+        s2.map_range(BASE, PAGES * PAGE_SIZE, &mut tlb).unwrap();
+        prop_assert_eq!(s2.leaves(), live(0x8000_0000).leaves());
     }
 }
 
@@ -516,4 +549,301 @@ fn live_table_refuses_an_in_place_split() {
 fn gib_constant_is_a_level_1_block() {
     assert_eq!(granule(1), GIB);
     assert_eq!(granule(2), MIB2);
+}
+
+/// Tables from the heap, at most `cap` outstanding at once (what the hyp heap's slack allows): frees make
+/// room again.
+#[derive(Clone)]
+struct Capped {
+    outstanding: Arc<core::sync::atomic::AtomicUsize>,
+    cap: Arc<core::sync::atomic::AtomicUsize>,
+}
+
+impl Capped {
+    fn new() -> Self {
+        Self {
+            outstanding: Arc::default(),
+            cap: Arc::new(usize::MAX.into()),
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        self.outstanding.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_cap(&self, cap: usize) {
+        self.cap.store(cap, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl TableSource for Capped {
+    fn alloc_table(&mut self) -> Option<NonNull<PageTable<Stage2Attributes>>> {
+        use core::sync::atomic::Ordering::Relaxed;
+        let cap = self.cap.load(Relaxed);
+        self.outstanding
+            .fetch_update(Relaxed, Relaxed, |n| (n < cap).then_some(n + 1))
+            .ok()?;
+        HeapTables.alloc_table()
+    }
+
+    unsafe fn free_table(&mut self, table: NonNull<PageTable<Stage2Attributes>>) {
+        self.outstanding
+            .fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: Forwarded: our caller's promise, and `table` came from `HeapTables`.
+        unsafe { HeapTables.free_table(table) };
+    }
+}
+
+/// The tables linked into the stage-2 (the root and every table below it; not the reserve), by a walk of
+/// the whole IPA space: a walk reports each entry of each table once, at that table's level.
+fn tables_linked<S: TableSource>(s2: &HostStage2<S>) -> usize {
+    let mut tables: Vec<(usize, u64)> = Vec::new();
+    let whole = MemoryRegion::new(0, IPA_LIMIT as usize);
+    s2.map
+        .walk_range(&whole, &mut |mr, _, level| {
+            if level > ROOT_LEVEL {
+                let parent = granule(level - 1);
+                tables.push((level, mr.start().0 as u64 & !(parent - 1)));
+            }
+            Ok(())
+        })
+        .unwrap();
+    tables.sort_unstable();
+    tables.dedup();
+    1 + tables.len()
+}
+
+/// Reserved tables (held for the next edit, not linked).
+fn reserved<S: TableSource>(s2: &HostStage2<S>) -> usize {
+    s2.tables.lock().reserve.len()
+}
+
+/// A live stage-2 with RAM `ram`, the carve-out, the SMMU frames and `excluded` left out.
+fn live_ram<S: TableSource>(ram: &[PhysRange], excluded: &[PhysRange], source: S) -> Live<S> {
+    let mmio = [PhysRange::from_bounds(0, 0x4000_0000)];
+    let excluded: Vec<PhysRange> = [CARVEOUT, SMMU].iter().chain(excluded).copied().collect();
+    let mut s2 = HostStage2::build_with(
+        &HostS2Spec {
+            ram,
+            mmio: &mmio,
+            excluded: &excluded,
+        },
+        source,
+    )
+    .unwrap();
+    s2.mark_live();
+    Live(s2)
+}
+
+/// A page donated out of a 1 GiB block splits it into a table of 2 MiB blocks and a table of pages;
+/// reclaiming it merges both back: the leaves and the table count are those of a fresh build.
+#[test]
+fn split_then_merge_restores_the_boot_layout() {
+    let source = Capped::new();
+    let mut s2 = live_with(0x1_4000_0000, source.clone());
+    let fresh = live(0x1_4000_0000);
+    let boot_tables = tables_linked(&s2);
+    assert_eq!(boot_tables, tables_linked(&fresh));
+    assert_eq!(source.outstanding(), boot_tables);
+    let mut tlb = Tlb::default();
+    for pa in [
+        0x8123_4000,
+        0x4220_3000,
+        0xffff_f000,
+        0x41e0_0000,
+        0x1_3fe0_0000,
+    ] {
+        let level = s2.translate(pa).unwrap().level;
+        s2.unmap_range(pa, PAGE_SIZE, &mut tlb).unwrap();
+        assert!(tables_linked(&s2) > boot_tables);
+        tlb.0.clear();
+        s2.map_range(pa, PAGE_SIZE, &mut tlb).unwrap();
+        assert_eq!(s2.leaves(), fresh.leaves(), "{pa:#x}");
+        assert_eq!(tables_linked(&s2), boot_tables, "{pa:#x}");
+        // The range, then the 2 MiB block, then (from a 1 GiB block) the 1 GiB block.
+        let page = PhysRange::from_bounds(pa, pa + PAGE_SIZE);
+        let mib2 = PhysRange::from_bounds(pa & !(MIB2 - 1), (pa & !(MIB2 - 1)) + MIB2);
+        let gib = PhysRange::from_bounds(pa & !(GIB - 1), (pa & !(GIB - 1)) + GIB);
+        if level == 1 {
+            assert_eq!(tlb.0, [page, mib2, gib]);
+        } else {
+            assert_eq!(tlb.0, [page, mib2]);
+        }
+        // Every table the split took is back in the reserve or the source.
+        assert_eq!(source.outstanding(), boot_tables + reserved(&s2));
+    }
+    // A range across two 1 GiB blocks, cut at both ends: four tables, all merged back.
+    let r = PhysRange::from_bounds(0x8123_4000, 0xc123_4000);
+    s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
+    assert_eq!(tables_linked(&s2), boot_tables + MAX_TABLES_PER_EDIT);
+    s2.map_range(r.base, r.size, &mut tlb).unwrap();
+    assert_eq!(s2.leaves(), fresh.leaves());
+    assert_eq!(tables_linked(&s2), boot_tables);
+}
+
+/// Donate and reclaim one page from each of more than 2,000 distinct 2 MiB blocks (in 1 GiB blocks and in
+/// the boot table of 2 MiB blocks beside the carve-out) with a source that never has more than a few tables
+/// of headroom: every edit succeeds, and the linked tables come back to the boot count. With three
+/// donations live at once the tables stay bounded by the live donations.
+#[test]
+fn donate_reclaim_cycles_over_many_blocks_keep_the_boot_table_count() {
+    const RAM_END: u64 = 0x1_4000_0000;
+    let source = Capped::new();
+    let mut s2 = live_with(RAM_END, source.clone());
+    let boot_tables = tables_linked(&s2);
+    let boot_leaves = s2.leaves();
+    // Room for the reserve and two more: one cut 1 GiB block beyond the reserve, not two.
+    source.set_cap(boot_tables + MAX_TABLES_PER_EDIT + 2);
+    let mut tlb = Tlb::default();
+    let blocks: Vec<u64> = (CARVEOUT.end()..RAM_END).step_by(MIB2 as usize).collect();
+    assert!(blocks.len() > 2000, "{}", blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let pa = block + (i as u64 % 512) * PAGE_SIZE;
+        s2.unmap_range(pa, PAGE_SIZE, &mut tlb).unwrap();
+        assert_eq!(s2.translate(pa), None);
+        s2.map_range(pa, PAGE_SIZE, &mut tlb).unwrap();
+        assert_eq!(tables_linked(&s2), boot_tables, "{pa:#x}");
+    }
+    assert_eq!(s2.leaves(), boot_leaves);
+    // A sliding window of three live donations, each from a different 2 MiB block (some sharing a 1 GiB
+    // block), with headroom for them: the linked tables never exceed the boot count plus two per live
+    // donation.
+    source.set_cap(boot_tables + MAX_TABLES_PER_EDIT + 2 * 3);
+    let mut live_pages = alloc::collections::VecDeque::new();
+    for (i, block) in blocks.iter().enumerate().step_by(171) {
+        let pa = block + PAGE_SIZE * (i as u64 % 512);
+        s2.unmap_range(pa, PAGE_SIZE, &mut tlb).unwrap();
+        live_pages.push_back(pa);
+        assert!(tables_linked(&s2) <= boot_tables + 2 * live_pages.len());
+        if live_pages.len() == 3 {
+            let old = live_pages.pop_front().unwrap();
+            s2.map_range(old, PAGE_SIZE, &mut tlb).unwrap();
+        }
+    }
+    for pa in live_pages {
+        s2.map_range(pa, PAGE_SIZE, &mut tlb).unwrap();
+    }
+    assert_eq!(s2.leaves(), boot_leaves);
+    assert_eq!(tables_linked(&s2), boot_tables);
+    assert_eq!(source.outstanding(), boot_tables + reserved(&s2));
+}
+
+/// A block stays a table while any of its pages is donated: reclaiming part of a donation merges nothing
+/// of that block; the last page back merges it.
+#[test]
+fn partial_reclaims_do_not_merge() {
+    let mut s2 = live(0x1_0000_0000);
+    let fresh = live(0x1_0000_0000);
+    let mut tlb = Tlb::default();
+    // Two pages of one 2 MiB block inside a 1 GiB block, and a range across two 2 MiB blocks.
+    s2.unmap_range(0x8000_1000, PAGE_SIZE, &mut tlb).unwrap();
+    s2.unmap_range(0x801f_f000, PAGE_SIZE, &mut tlb).unwrap();
+    s2.map_range(0x8000_1000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!(s2.translate(0x8000_1000).unwrap().level, 3);
+    assert_eq!(s2.translate(0x8000_0000).unwrap().level, 3);
+    assert_eq!(s2.translate(0x8020_0000).unwrap().level, 2);
+    s2.map_range(0x801f_f000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!(s2.leaves(), fresh.leaves());
+    let r = PhysRange::from_bounds(0x843f_e000, 0x8440_2000);
+    s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
+    // The lower half back: its block merges, the upper block keeps its table (and so does the 1 GiB).
+    s2.map_range(r.base, r.size / 2, &mut tlb).unwrap();
+    assert_eq!(s2.translate(0x8420_0000).unwrap().level, 2);
+    assert_eq!(s2.translate(0x8440_2000).unwrap().level, 3);
+    assert_eq!(s2.translate(0x8440_0000), None);
+    assert_ne!(s2.leaves(), fresh.leaves());
+    s2.map_range(0x8440_0000, 2 * PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!(s2.leaves(), fresh.leaves());
+    // A 1 GiB block with one of its 2 MiB blocks donated whole: the others merge nothing into 1 GiB.
+    s2.unmap_range(0xc000_0000, MIB2, &mut tlb).unwrap();
+    s2.unmap_range(0xc020_0000, PAGE_SIZE, &mut tlb).unwrap();
+    s2.map_range(0xc020_0000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!(s2.translate(0xc020_0000).unwrap().level, 2);
+    assert_eq!(s2.translate(0xc000_0000), None);
+    s2.map_range(0xc000_0000, MIB2, &mut tlb).unwrap();
+    assert_eq!(s2.translate(0xc000_0000).unwrap().level, 1);
+    assert_eq!(s2.leaves(), fresh.leaves());
+}
+
+/// Merging never re-covers what the boot build left out: the 2 MiB blocks beside the carve-out merge, but
+/// the 1 GiB block holding the carve-out stays a table; a 2 MiB block holding an excluded frame, a RAM
+/// bank's unaligned end, or a 1 GiB block spanning two banks is never made a block.
+#[test]
+fn merges_never_cover_the_carve_out_excluded_frames_or_holes() {
+    let frame = PhysRange::from_bounds(0x4331_0000, 0x4332_0000);
+    let ram = [
+        PhysRange::from_bounds(0x4000_0000, 0xa000_0000),
+        PhysRange::from_bounds(0xa000_0000, 0x1_0010_0000),
+    ];
+    let mut s2 = live_ram(&ram, &[frame], HeapTables);
+    let fresh = live_ram(&ram, &[frame], HeapTables);
+    let boot_tables = tables_linked(&s2);
+    let mut tlb = Tlb::default();
+    // Beside the carve-out, next to the frame (same 2 MiB block), in the GiB across the two banks, in the
+    // last, partial 2 MiB block of RAM; the whole 2 MiB block around the frame's neighbours.
+    for (pa, len) in [
+        (CARVEOUT.end(), PAGE_SIZE),
+        (frame.base - PAGE_SIZE, PAGE_SIZE),
+        (frame.end(), PAGE_SIZE),
+        (0x4320_0000, frame.base - 0x4320_0000),
+        (0x9fff_f000, PAGE_SIZE),
+        (0xa000_0000, PAGE_SIZE),
+        (0xb000_0000, PAGE_SIZE),
+        (0x1_0000_0000, PAGE_SIZE),
+    ] {
+        s2.unmap_range(pa, len, &mut tlb).unwrap();
+        s2.map_range(pa, len, &mut tlb).unwrap();
+        assert_eq!(s2.leaves(), fresh.leaves(), "{pa:#x}");
+        assert_eq!(tables_linked(&s2), boot_tables, "{pa:#x}");
+    }
+    assert_eq!(s2.translate(CARVEOUT.end()).unwrap().level, 2);
+    assert_eq!(s2.translate(frame.base - PAGE_SIZE).unwrap().level, 3);
+    assert_eq!(s2.translate(0xb000_0000).unwrap().level, 2);
+    assert_eq!(s2.translate(0x1_0000_0000).unwrap().level, 3);
+    for a in [
+        CARVEOUT.base,
+        CARVEOUT.end() - PAGE_SIZE,
+        frame.base,
+        frame.end() - PAGE_SIZE,
+        0x1_0010_0000,
+    ] {
+        assert_eq!(s2.translate(a), None, "{a:#x}");
+    }
+}
+
+/// A merge only frees: it succeeds with the source dry, and with a source that refuses everything the
+/// freed tables go back to the reserve, then to the source.
+#[test]
+fn merges_succeed_with_a_failing_source() {
+    let budget = Budget::unlimited();
+    let mut s2 = live_with(0x1_4000_0000, budget.clone());
+    let fresh = live(0x1_4000_0000);
+    let boot_tables = tables_linked(&s2);
+    let mut tlb = Tlb::default();
+    // Two cut 1 GiB blocks (four tables) and a cut 2 MiB block beside the carve-out (one more).
+    for pa in [0x8000_0000, 0xc000_0000, 0x4200_0000] {
+        s2.unmap_range(pa + PAGE_SIZE, PAGE_SIZE, &mut tlb).unwrap();
+    }
+    assert_eq!(tables_linked(&s2), boot_tables + 5);
+    budget.set(0);
+    for pa in [0x8000_0000, 0xc000_0000, 0x4200_0000] {
+        s2.map_range(pa + PAGE_SIZE, PAGE_SIZE, &mut tlb).unwrap();
+    }
+    assert_eq!(s2.leaves(), fresh.leaves());
+    assert_eq!(tables_linked(&s2), boot_tables);
+    assert_eq!(reserved(&s2), MAX_TABLES_PER_EDIT);
+    // One cut 1 GiB block takes two reserved tables; the next cannot refill the reserve and changes
+    // nothing; reclaiming the first gives its tables back, and the next goes through.
+    s2.unmap_range(0x8000_1000, PAGE_SIZE, &mut tlb).unwrap();
+    let before = s2.leaves();
+    assert_eq!(
+        s2.unmap_range(0xc000_1000, PAGE_SIZE, &mut tlb),
+        Err(HostS2Error::NoTables(0xc000_1000))
+    );
+    assert_eq!(s2.leaves(), before);
+    s2.map_range(0x8000_1000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!(reserved(&s2), MAX_TABLES_PER_EDIT);
+    s2.unmap_range(0xc000_1000, PAGE_SIZE, &mut tlb).unwrap();
+    s2.map_range(0xc000_1000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!(s2.leaves(), fresh.leaves());
 }

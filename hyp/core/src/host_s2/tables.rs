@@ -395,6 +395,15 @@ impl<S: TableSource> HostStage2<S> {
     /// Invalid 1 GiB or 2 MiB entries at the ends of the range become tables: at most
     /// [`MAX_TABLES_PER_EDIT`], from the reserve, refilled before anything changes.
     ///
+    /// # Merge back
+    ///
+    /// Then every table the range touches that maps its whole block as the boot build did is replaced by
+    /// that block again and freed, break-before-make like a split: a table of pages becomes a 2 MiB block,
+    /// then a table of 2 MiB blocks a 1 GiB block. So the tables the stage-2 holds are those of the blocks
+    /// cut by live donations, never of every block ever donated from. Merging only frees (to the reserve,
+    /// then to the source), so it never fails for want of memory, and the rollback of a failed `DONATE`
+    /// still needs no table.
+    ///
     /// # Errors
     ///
     /// [`HostS2Error::Misaligned`], [`HostS2Error::NotHostRam`] or [`HostS2Error::NoTables`] (the reserve
@@ -410,7 +419,70 @@ impl<S: TableSource> HostStage2<S> {
         self.refill(range)?;
         self.map_identity(range, RAM_ATTRIBUTES)?;
         tlb.invalidate(range);
+        self.merge_blocks(range, tlb)
+    }
+
+    /// Merges back the tables of the blocks that `range` (host RAM just mapped) touches: first each 2 MiB
+    /// block, then each 1 GiB block, whose table now maps all of it 1:1 with the boot build's RAM
+    /// attributes, and which the boot build made a block ([`Self::boot_block`]: never one covering the
+    /// carve-out, an excluded frame, MMIO or a hole). Each merge is break-before-make, whatever `FEAT_BBM`
+    /// says (as a split in [`Self::unmap_range`]):
+    /// 1. the table descriptor goes invalid (*break*); the page-table library then invalidates the
+    ///    table's entries (`TLBI IPAS2E1IS` each, `DSB ISH`) and frees the table (to the reserve, or to
+    ///    the source when the reserve is full);
+    /// 2. `tlb.invalidate(block)` (the `CpuTlb` sequence, which also removes combined stage-1+2 entries);
+    /// 3. the block descriptor is written (*make*).
+    ///
+    /// Another CPU touching the block between 1 and 3 takes a stage-2 translation fault that the EL2 fault
+    /// handler retries once the lock is free, as for a split. Allocates nothing (no table, no list): the
+    /// blocks are visited in address order, one short walk each.
+    fn merge_blocks(
+        &mut self,
+        range: PhysRange,
+        tlb: &mut impl HostS2Tlb,
+    ) -> Result<(), HostS2Error> {
+        for level in [ROOT_LEVEL + 2, ROOT_LEVEL + 1] {
+            let g = granule(level);
+            let mut block = range.base & !(g - 1);
+            while block < range.end() {
+                let b = PhysRange::from_bounds(block, block + g);
+                if self.boot_block(b) && self.is_whole_identity_table(b, level) {
+                    // Break (the library frees the table after its own TLBI), TLB maintenance, make.
+                    self.clear(b)?;
+                    tlb.invalidate(b);
+                    self.map_identity(b, RAM_ATTRIBUTES)?;
+                }
+                block += g;
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the boot build mapped the aligned block `b` as one block: it lies wholly inside one host RAM
+    /// piece (RAM minus the excluded ranges, mapped one piece at a time, so a block never spans two).
+    fn boot_block(&self, b: PhysRange) -> bool {
+        self.ram
+            .iter()
+            .any(|r| r.base <= b.base && b.end() <= r.end())
+    }
+
+    /// Whether the aligned block `b`, of `granule(level)`, is a table of `level + 1` entries that all map
+    /// their own IPA as valid leaves with [`RAM_ATTRIBUTES`] (so the block with those attributes would
+    /// translate every address of `b` the same way). Stops at the first entry that is not.
+    fn is_whole_identity_table(&self, b: PhysRange, level: usize) -> bool {
+        let mut entries = 0u64;
+        let mr = MemoryRegion::new(b.base as usize, b.end() as usize);
+        let walked = self.map.walk_range(&mr, &mut |mr, desc, l| {
+            let start = mr.start().0 as u64;
+            let whole = l == level + 1
+                && desc.is_valid()
+                && desc.output_address().0 as u64 == start
+                && start.is_multiple_of(granule(l))
+                && desc.flags() & !Stage2Attributes::TABLE_OR_PAGE == RAM_ATTRIBUTES;
+            entries += 1;
+            if whole { Ok(()) } else { Err(()) }
+        });
+        walked.is_ok() && entries == granule(level) / granule(level + 1)
     }
 
     /// Whether every page of `[pa, pa + len)` translates (identity) for the host.

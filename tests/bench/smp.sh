@@ -7,12 +7,24 @@
 # warden_bench at 1, 2 and 4 threads (as many as there are vCPUs), 4 KiB dma_map_single + unmap for SMP_MS ms:
 # first every thread through the NVMe controller (one DMA domain), then each thread through its own device (the
 # NVMe controller and the virtio-blk disks: one domain each). Prints the module's result lines as
-# `@smp same-domain|diff-domains op=.. threads=.. mean_ns=.. p50_ns=..`, each with the hyp's counters over its
+# `@smp same-domain|diff-domains result op=.. threads=.. mean_ns=.. p50_ns=..`, each with the hyp's counters over its
 # run appended (STAT 20-24, SMMU commands and syncs).
+# Instructions per call instead of times (issue 14's target), in a boot under -icount shift=0 (vCPUs round-robin,
+# PMU counting retired instructions exactly), with warden_smp_icount=N on the kernel command line:
+#   cargo xtask run --smp 2 --append warden_smp_icount=256 --script tests/bench/smp.sh -- -icount shift=0 \
+#     -drive ... (the disks above)
+# the same rows at 1 and 2 threads (4 with --smp 4), warden_bench icount_calls=N: all threads run each phase of N
+# maps or N unmaps at once, between barriers (`@smp .. icount op=map .. calls=N instr=.. instr_nohv=.. ns=.. thread=i
+# threads=T ..`, one line per thread). QEMU's PMU counts the machine-wide icount: with T threads, instr and ns
+# are all T threads' instructions over the phase, T * N calls (warden_bench.c's header); the exact figure is the
+# `@smp .. icount-all op=.. calls=T*N threads=T ns=..` line, the span of all threads' calls (1 ns per instruction).
 . /warden/tests/lib.sh
 STATS=/sys/kernel/debug/warden/stats
 KO=/lib/modules/$(uname -r)/extra/warden_bench.ko
 SMP_MS=${SMP_MS:-1000}
+SMP_ICOUNT=$(sed -n 's/.*warden_smp_icount=\([0-9]*\).*/\1/p' /proc/cmdline)
+mode="duration_ms=$SMP_MS"
+[ -z "$SMP_ICOUNT" ] || mode="icount_calls=$SMP_ICOUNT"
 echo 1 > /proc/sys/kernel/printk
 wait_for /dev/nvme0n1 30 || fail "no NVMe disk"
 [ -r $STATS ] || fail "no shim statistics"
@@ -43,11 +55,11 @@ run() {
     label=$1; shift
     dmesg -c > /dev/null
     a=$(snap)
-    insmod $KO duration_ms=$SMP_MS "$@" || { dmesg | tail -5; fail "warden_bench $* failed"; }
+    insmod $KO $mode "$@" || { dmesg | tail -5; fail "warden_bench $* failed"; }
     b=$(snap)
     rmmod warden_bench
     d=$(delta "$a" "$b")
-    dmesg | sed -n 's/.*warden_bench: result /@smp '"$label"' /p' | while read -r line; do echo "$line$d"; done
+    dmesg | sed -n -E 's/.*warden_bench: (result|icount|icount-all) /@smp '"$label"' \1 /p' | while read -r line; do echo "$line$d"; done
 }
 for t in 1 2 4; do
     [ $t -le $ncpu ] || continue

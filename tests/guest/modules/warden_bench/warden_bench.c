@@ -18,17 +18,31 @@
  *
  * Instruction counts (for a QEMU run with -icount shift=0, whose PMU counts INST_RETIRED exactly):
  *
- *   insmod warden_bench.ko icount_calls=N [size=..] [sg=..]
- *   -> "warden_bench: icount op=map size=4096 sg=0 calls=N instr=.. instr_nohv=.. ns=.." and the same for op=unmap
+ *   insmod warden_bench.ko icount_calls=N [size=..] [sg=..] [threads=1] [dev=..|devs=..]
+ *   -> "warden_bench: icount op=map size=4096 sg=0 calls=N instr=.. instr_nohv=.. ns=.. thread=0 threads=1
+ *      repeats=3 instr_all=.. instr_nohv_all=.. ns_all=.." and the same for op=unmap
  *
- * Single-threaded, in insmod's own context: N maps (of the same buffer, or N 16-entry scatterlists over the same
+ * With threads=1, in insmod's own context: N maps (of the same buffer, or N 16-entry scatterlists over the same
  * 16 buffers) and then their N unmaps, each phase bracketed by reads of two task-bound PERF_COUNT_HW_INSTRUCTIONS
  * counters: one with exclude_hv = 0 (instr: EL1 and, under a hypervisor at EL2, EL2 too), one with exclude_hv = 1
  * (instr_nohv: EL1 only). The cost of the reads themselves is measured by an empty phase and subtracted. The
  * phases repeat WB_IC_REPEAT times; each count is the minimum over the repeats (so an interrupt that landed in
  * one repeat does not count). ns: the same phases' ktime_get_ns() difference, likewise; under -icount shift=0
  * virtual time advances 1 ns per instruction of any exception level, so it is an independent check of instr.
+ * instr_all, instr_nohv_all, ns_all: the same over all `repeats` repeats together (interrupts and waits included).
  * The module fails to load if the counters cannot be created or were not counting all the time (multiplexed).
+ *
+ * With threads=T (and devs=.. as above), T kernel threads, thread i bound to CPU i % (online CPUs), run the
+ * same phases with their own task-bound counters, all at once: a spin barrier before every phase's first read
+ * and after its last call, so every phase spans all threads' calls of that phase. Each thread prints its lines
+ * with "thread=i threads=T" appended. Under QEMU (-icount runs the vCPUs round-robin) the PMU's instruction
+ * count is the machine-wide icount, not the vCPU's own: with T > 1, instr and ns are every vCPU's instructions
+ * over the phase (T threads' N calls each: per call, divide by T * N; lock and command-queue waits included),
+ * and the exclude_hv split is not the thread's own EL2 part (it follows the counting vCPU's exception level).
+ * What is exact is the span of all threads' calls of a phase, from the first thread's start to the last one's
+ * end (each thread's ktime after the barriers), minimum over the repeats, less the empty phase's: printed as
+ *   "warden_bench: icount-all op=map size=4096 sg=0 calls=T*N threads=T ns=.." and the same for op=unmap
+ * (under -icount shift=0, every vCPU's EL1 and EL2 instructions over those T * N calls, waits included).
  *
  * The floor every per-call cost sits on, a null hypercall (under the Warden hypervisor only):
  *
@@ -101,6 +115,7 @@ struct wb_op {
 };
 
 struct wb_thread {
+	int index;
 	struct device *dev;
 	void *bufs[WB_SG_NENTS];
 	unsigned int order;
@@ -109,6 +124,18 @@ struct wb_thread {
 	struct wb_op map, unmap;
 	struct completion done;
 };
+
+/*
+ * icount_calls with threads > 1: how many barriers the threads have reached (all together), how many threads
+ * there are, and whether one failed (then nobody waits for it).
+ */
+static atomic_t wb_ic_arrived = ATOMIC_INIT(0);
+static atomic_t wb_ic_failed = ATOMIC_INIT(0);
+static int wb_ic_threads = 1;
+/* Each thread's ktime after its start barrier and after its end barrier, per repeat and phase (threads > 1). */
+static u64 wb_ic_start[WB_MAX_THREADS][WB_IC_REPEAT][3], wb_ic_end[WB_MAX_THREADS][WB_IC_REPEAT][3];
+
+static int wb_icount(struct device *d, void **bufs, int t, int nt);
 
 static void wb_record(struct wb_op *op, u64 ns)
 {
@@ -200,7 +227,9 @@ static int wb_thread_fn(void *arg)
 {
 	struct wb_thread *t = arg;
 
-	if (null)
+	if (icount_calls)
+		t->err = wb_icount(t->dev, t->bufs, t->index, wb_ic_threads);
+	else if (null)
 		t->err = wb_loop_null(t);
 	else
 		t->err = sg ? wb_loop_sg(t) : wb_loop_single(t);
@@ -319,14 +348,22 @@ undo:
 	return -ENOMEM;
 }
 
-/* The icount_calls mode (see the top of this file). */
-static int wb_icount(struct device *d, void **bufs)
+/* Waits until every icount thread has reached its @n-th barrier (from 1), or one failed (no-op with one thread). */
+static void wb_ic_barrier(int n)
+{
+	atomic_inc(&wb_ic_arrived);
+	while (atomic_read(&wb_ic_arrived) < n * wb_ic_threads && !atomic_read(&wb_ic_failed))
+		cpu_relax();
+}
+
+/* The icount_calls mode (see the top of this file), in thread @t of @nt. */
+static int wb_icount(struct device *d, void **bufs, int t, int nt)
 {
 	struct perf_event *ev[2] = { NULL, NULL };
 	struct scatterlist *sgls = NULL;
 	dma_addr_t *addrs;
-	u64 best[3][3], a[3], b[3];
-	int i, j, k, phase, err = 0;
+	u64 best[3][3], sum[3][3] = { { 0 } }, a[3], b[3];
+	int i, j, k, phase, err = 0, barriers = 0;
 	bool mapped = false;
 
 	addrs = kcalloc(icount_calls, sizeof(*addrs), GFP_KERNEL);
@@ -350,11 +387,14 @@ static int wb_icount(struct device *d, void **bufs)
 			goto out;
 		}
 	}
-	/* best[phase][counter]: phase 0 empty, 1 map, 2 unmap; counter 2 is ktime. */
+	/* best[phase][counter] (minimum), sum[..] (over all repeats): phase 0 empty, 1 map, 2 unmap; counter 2 is ktime. */
 	memset(best, 0xff, sizeof(best));
 	for (k = 0; k < WB_IC_REPEAT && !err; k++) {
 		for (phase = 0; phase < 3 && !err; phase++) {
-			bool ok = wb_read(ev, a);
+			bool ok;
+
+			wb_ic_barrier(++barriers);
+			ok = wb_read(ev, a);
 
 			a[2] = ktime_get_ns();
 
@@ -364,6 +404,7 @@ static int wb_icount(struct device *d, void **bufs)
 				break;
 			}
 			mapped = phase == 1;
+			wb_ic_barrier(++barriers);
 			b[2] = ktime_get_ns();
 			ok = wb_read(ev, b) && ok;
 			if (!ok) {
@@ -371,23 +412,59 @@ static int wb_icount(struct device *d, void **bufs)
 				err = -EBUSY;
 				break;
 			}
-			for (i = 0; i < 3; i++)
+			wb_ic_start[t][k][phase] = a[2];
+			wb_ic_end[t][k][phase] = b[2];
+			for (i = 0; i < 3; i++) {
 				best[phase][i] = min(best[phase][i], b[i] - a[i]);
+				sum[phase][i] += b[i] - a[i];
+			}
 		}
 	}
 	if (mapped)
 		wb_ic_phase(d, bufs, false, icount_calls, addrs, sgls);
 	for (phase = 1; phase < (null ? 2 : 3) && !err; phase++)
-		pr_info("icount op=%s size=%lu sg=%d calls=%d instr=%llu instr_nohv=%llu ns=%llu\n",
+		pr_info("icount op=%s size=%lu sg=%d calls=%d instr=%llu instr_nohv=%llu ns=%llu thread=%d threads=%d "
+			"repeats=%d instr_all=%llu instr_nohv_all=%llu ns_all=%llu\n",
 			null ? "null" : phase == 1 ? "map" : "unmap", null ? 0 : size, null ? 0 : sg, icount_calls, best[phase][0] - best[0][0],
-			best[phase][1] - best[0][1], best[phase][2] - best[0][2]);
+			best[phase][1] - best[0][1], best[phase][2] - best[0][2], t, nt, WB_IC_REPEAT,
+			sum[phase][0] - sum[0][0], sum[phase][1] - sum[0][1], sum[phase][2] - sum[0][2]);
 out:
+	if (err)
+		atomic_set(&wb_ic_failed, 1);
 	for (i = 0; i < 2; i++)
 		if (ev[i])
 			perf_event_release_kernel(ev[i]);
 	kfree(sgls);
 	kfree(addrs);
 	return err;
+}
+
+/*
+ * threads > 1: the phases' span over all threads (the last thread's end minus the first thread's start, the
+ * minimum over the repeats, less the empty phase's), in machine-wide -icount time: under shift=0 every
+ * instruction of every vCPU, so the EL1 + EL2 instructions of all threads' calls, their waits included.
+ */
+static void wb_ic_report_all(int nt)
+{
+	u64 best[3];
+	int t, k, phase;
+
+	for (phase = 0; phase < 3; phase++) {
+		best[phase] = U64_MAX;
+		for (k = 0; k < WB_IC_REPEAT; k++) {
+			u64 first = U64_MAX, last = 0;
+
+			for (t = 0; t < nt; t++) {
+				first = min(first, wb_ic_start[t][k][phase]);
+				last = max(last, wb_ic_end[t][k][phase]);
+			}
+			best[phase] = min(best[phase], last - first);
+		}
+	}
+	for (phase = 1; phase < (null ? 2 : 3); phase++)
+		pr_info("icount-all op=%s size=%lu sg=%d calls=%d threads=%d ns=%llu\n",
+			null ? "null" : phase == 1 ? "map" : "unmap", null ? 0 : size, null ? 0 : sg,
+			icount_calls * nt, nt, best[phase] - best[0]);
 }
 
 static struct device *wb_find_device(void)
@@ -453,13 +530,13 @@ static int __init warden_bench_init(void)
 	 * its size and uses the first half, so no two segments are ever adjacent.
 	 */
 	order = get_order(size) + (sg ? 1 : 0);
-	nt = icount_calls ? 1 : threads;
+	nt = threads;
 	ts = kcalloc(nt, sizeof(*ts), GFP_KERNEL);
 	if (!ts) {
 		put_device(d);
 		return -ENOMEM;
 	}
-	for (i = 0; i < ndevs && !null && !icount_calls && !err; i++) {
+	for (i = 0; i < ndevs && !null && !err; i++) {
 		tdevs[i] = bus_find_device_by_name(&pci_bus_type, NULL, devs[i]);
 		if (!tdevs[i] || !tdevs[i]->driver) {
 			pr_err("devs: %s is no PCI device with a driver bound\n", devs[i]);
@@ -467,7 +544,8 @@ static int __init warden_bench_init(void)
 		}
 	}
 	for (i = 0; i < nt && !err; i++) {
-		ts[i].dev = ndevs && !null && !icount_calls ? tdevs[i % ndevs] : d;
+		ts[i].index = i;
+		ts[i].dev = ndevs && !null ? tdevs[i % ndevs] : d;
 		ts[i].order = order;
 		init_completion(&ts[i].done);
 		ts[i].map.samples = vmalloc(WB_SAMPLES * sizeof(u32));
@@ -490,14 +568,15 @@ static int __init warden_bench_init(void)
 	}
 	if (null)
 		pr_info("null hypercall (VERSION), %d threads, %d ms or %d calls\n", nt, duration_ms, icount_calls);
-	if (icount_calls) {
-		if (!null)
-			pr_info("device %s (driver %s), size %lu, sg %d, instructions over %d calls\n", dev_name(d),
-				d->driver->name, size, sg, icount_calls);
-		err = wb_icount(d, ts[0].bufs);
+	if (icount_calls && !null)
+		pr_info("device %s (driver %s), size %lu, sg %d, instructions over %d calls, %d threads, %d devices\n",
+			dev_name(d), d->driver->name, size, sg, icount_calls, nt, ndevs ? ndevs : 1);
+	if (icount_calls && nt == 1) {
+		err = wb_icount(ts[0].dev, ts[0].bufs, 0, 1);
 		goto out;
 	}
-	if (!null)
+	wb_ic_threads = nt;
+	if (!null && !icount_calls)
 		pr_info("device %s (driver %s), %d threads, size %lu, sg %d, %d ms, %d devices\n", dev_name(d),
 			d->driver->name, nt, size, sg, duration_ms, ndevs ? ndevs : 1);
 	start = ktime_get_ns();
@@ -505,11 +584,17 @@ static int __init warden_bench_init(void)
 		struct task_struct *task;
 
 		ts[i].deadline = start + (u64)duration_ms * NSEC_PER_MSEC;
-		task = kthread_run(wb_thread_fn, &ts[i], "warden_bench/%d", i);
+		task = kthread_create(wb_thread_fn, &ts[i], "warden_bench/%d", i);
 		if (IS_ERR(task)) {
 			ts[i].err = PTR_ERR(task);
+			atomic_set(&wb_ic_failed, 1);
 			complete(&ts[i].done);
+			continue;
 		}
+		/* icount threads each on their own CPU (as far as there are CPUs), so that they run at once. */
+		if (icount_calls)
+			kthread_bind(task, i % num_online_cpus());
+		wake_up_process(task);
 	}
 	for (i = 0; i < nt; i++) {
 		wait_for_completion(&ts[i].done);
@@ -521,9 +606,12 @@ static int __init warden_bench_init(void)
 		pr_err("a thread failed: %d (mapping error or no thread)\n", err);
 		goto out;
 	}
-	if (null) {
+	/* icount threads printed their own lines; then the span of all threads' calls. */
+	if (icount_calls) {
+		wb_ic_report_all(nt);
+	} else if (null) {
 		wb_report("null", ts, nt, end - start);
-	} else {
+	} else if (!icount_calls) {
 		wb_report("map", ts, nt, end - start);
 		wb_report("unmap", ts, nt, end - start);
 	}

@@ -2,9 +2,11 @@
 # Adversarial host vs the GICv3 redistributors (boot with maxcpus=1 on 2 CPUs: CPU1's redistributor has LPIs
 # disabled until CPU1 comes online). Through /dev/warden_probe a root process aims GICR_PROPBASER and
 # GICR_PENDBASER at the carve-out, the canary page, a donated page and the SMMU registers: on CPU0's
-# redistributor (LPIs enabled: the writes are ignored) and on CPU1's (LPIs disabled: the writes land, but
-# setting GICR_CTLR.EnableLPIs with them is refused, so the redistributor never uses them); clearing
-# EnableLPIs is ignored (sticky). Then CPU1 goes online (Linux programs its own tables and enables LPIs: allowed),
+# redistributor (LPIs enabled) and on CPU1's (LPIs disabled) the writes are ignored, as the bases are checked
+# when written; a property table in host RAM donated after its base was written makes EnableLPIs refused
+# (checked again there); clearing EnableLPIs is ignored (sticky). ITS commands aimed at CPU1's redistributor
+# while its LPIs are disabled (MAPC of CPU1's collection, SYNC, MOVALL from CPU0's) are replaced by SYNCs.
+# Then CPU1 goes online (Linux programs its own tables, enables LPIs and maps its collection: allowed),
 # offline (attacked again: ignored) and online again. Each refusal moves STAT GIC_REFUSED; HYP_INTEGRITY
 # stays at its boot value; NVMe I/O and its MSIs work on both CPUs afterwards. Prints `ATTACK:` lines.
 # modes: hyp
@@ -12,6 +14,7 @@
 # append: warden.noshim deferred_probe_timeout=0 mem=1000M maxcpus=1
 # expect-log(hyp): GIC: refused: GICR_PENDBASER written while in use
 # expect-log(hyp): GIC: refused: LPI pending table
+# expect-log(hyp): target redistributor has LPIs disabled
 . /warden/tests/lib.sh
 insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
 . /warden/tests/hvc_lib.sh
@@ -30,7 +33,7 @@ poke32() { poke "$(printf '0x%x' $(($1)))" "$(printf '0x%x' $(($2)))" | grep -q 
 lpis() { echo $(($(peek32 $1) & 1)); }
 msis_on() { grep -E "ITS-PCI-MSIX" /proc/interrupts | awk -v c=$(($1 + 2)) '{ n += $c } END { print n }'; }
 
-# in_use NAME RD REG LOW: with LPIs enabled, a write of the register's low half is ignored.
+# in_use NAME RD REG LOW: a write of the register's low half is ignored (LPIs enabled, or a table not in host RAM).
 in_use() {
     old=$(peek64 $(($2 + $3)))
     before=$(refused)
@@ -41,18 +44,30 @@ in_use() {
     [ $after -gt $before ] || fail "$1: STAT GIC_REFUSED did not move"
     echo "ATTACK: $1: refused (register unchanged, STAT GIC_REFUSED $before -> $after)"
 }
-# enable_refused NAME RD PROP PEND: program the tables on a redistributor with LPIs disabled, set EnableLPIs.
+# enable_refused NAME RD: set EnableLPIs on a redistributor with LPIs disabled; it must stay 0.
 enable_refused() {
-    poke32 $(($2 + PROPBASER)) $(($3 | 15))
-    poke32 $(($2 + PROPBASER + 4)) 0
-    poke32 $(($2 + PENDBASER)) $4
-    poke32 $(($2 + PENDBASER + 4)) 0
     before=$(refused)
     poke32 $2 1
     after=$(refused)
     [ "$(lpis $2)" = 0 ] || fail "$1: EnableLPIs was set"
     [ $after -gt $before ] || fail "$1: STAT GIC_REFUSED did not move"
     echo "ATTACK: $1: refused (EnableLPIs stays 0, STAT GIC_REFUSED $before -> $after)"
+}
+# ITS commands through Linux's own queue (/warden/bin/itsq), 4 doublewords each, in hex.
+ITS=0x8080000
+itsq_ok() {
+    out=$(itsq $ITS "$@" 2>&1)
+    echo "$out" | grep -q "itsq: done" || fail "itsq $*: $out"
+}
+# its_refused NAME N CMD...: each of the N commands is replaced by a SYNC.
+its_refused() {
+    name=$1 n=$2
+    shift 2
+    before=$(refused)
+    itsq_ok cmd "$@"
+    after=$(refused)
+    [ $((after - before)) -eq "$n" ] || fail "$name: STAT GIC_REFUSED $before -> $after, expected +$n"
+    echo "ATTACK: $name: refused ($n command(s) replaced by SYNC, STAT GIC_REFUSED $before -> $after)"
 }
 
 [ "$(cat /sys/devices/system/cpu/cpu1/online)" = 0 ] || fail "CPU1 is online at boot (maxcpus=1?)"
@@ -69,11 +84,35 @@ echo "ATTACK: GICR_CTLR.EnableLPIs of CPU0 cleared (to move the tables afterward
 eval "$(hvc alloc 16)"
 donated=$pa
 expect 0 $DONATE $donated 16
-enable_refused "EnableLPIs on CPU1 (offline) with the property table in the carve-out" $RD1 $HYP_CARVEOUT_PA $scratch
-enable_refused "EnableLPIs on CPU1 (offline) with the pending table in the canary page" $RD1 $((scratch + 0x10000)) $HYP_CANARY_PA
-enable_refused "EnableLPIs on CPU1 (offline) with the property table in a donated page" $RD1 $donated $scratch
-enable_refused "EnableLPIs on CPU1 (offline) with the pending table in the SMMU registers" $RD1 $((scratch + 0x10000)) $SMMU
+# CPU1's redistributor (LPIs disabled): every base is checked when written.
+in_use "GICR_PROPBASER of CPU1 (offline, LPIs disabled) in the carve-out" $RD1 $PROPBASER $((HYP_CARVEOUT_PA | 15))
+in_use "GICR_PENDBASER of CPU1 (offline, LPIs disabled) in the canary page" $RD1 $PENDBASER $HYP_CANARY_PA
+in_use "GICR_PROPBASER of CPU1 (offline, LPIs disabled) in a donated page" $RD1 $PROPBASER $(($donated | 15))
+in_use "GICR_PENDBASER of CPU1 (offline, LPIs disabled) in the SMMU registers" $RD1 $PENDBASER $SMMU
+enable_refused "EnableLPIs on CPU1 (offline) with the tables it had (none written)" $RD1
+# Host RAM when written, donated before EnableLPIs: checked again there.
+eval "$(hvc alloc 16)"
+late=$pa
+before=$(refused)
+poke32 $((RD1 + PROPBASER)) $((late | 15))
+poke32 $((RD1 + PROPBASER + 4)) 0
+poke32 $((RD1 + PENDBASER)) $((scratch + 0x10000))
+poke32 $((RD1 + PENDBASER + 4)) 0
+[ "$(refused)" = "$before" ] || fail "GICR_PROPBASER/PENDBASER in host RAM refused"
+[ $(($(peek64 $((RD1 + PROPBASER))) & ~0xfff)) = $((late)) ] || fail "GICR_PROPBASER in host RAM did not land"
+expect 0 $DONATE $late 16
+enable_refused "EnableLPIs on CPU1 (offline) with the property table donated after GICR_PROPBASER was written" $RD1
+expect 0 $RECLAIM $late 16
+hvc free $late > /dev/null
 hyp_unchanged "after the redistributor table attacks"
+
+# The ITS may not target CPU1's redistributor (processor number 1) while its LPIs are disabled: MAPC of
+# CPU1's collection (ICID 1), SYNC, MOVALL of CPU0's LPIs onto it.
+its_refused "ITS MAPC of CPU1's collection to its redistributor (LPIs disabled)" 1 \
+    0x9 0 0x8000000000010001 0
+its_refused "ITS SYNC and MOVALL (from CPU0) to CPU1's redistributor (LPIs disabled)" 2 \
+    0x5 0 0x10000 0 0xe 0 0x0 0x10000
+hyp_unchanged "after the ITS target attacks"
 
 # CPU1 online: Linux writes its own tables and enables LPIs.
 echo 1 > /sys/devices/system/cpu/cpu1/online || fail "CPU1 did not come online"

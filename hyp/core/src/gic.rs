@@ -6,8 +6,9 @@
 //! - [`its::ItsEmulator`]: table bases (`GITS_BASERn`) checked and pinned, flat tables only; the host's
 //!   command queue shadowed by one in hyp memory that the real ITS reads, each command copied once, checked
 //!   and rewritten into it (or replaced by a harmless `SYNC`) when the host writes `GITS_CWRITER`.
-//! - [`rd::RdEmulator`]: `GICR_PROPBASER`/`GICR_PENDBASER` checked and pinned when the host sets
-//!   `GICR_CTLR.EnableLPIs`; ignored while LPIs are enabled; VLPI frames read as zero.
+//! - [`rd::RdEmulator`]: `GICR_PROPBASER`/`GICR_PENDBASER` checked when written, checked again and pinned
+//!   when the host sets `GICR_CTLR.EnableLPIs`; ignored while LPIs are enabled; VLPI frames read as zero. The
+//!   ITS emulator passes no command aimed at a redistributor whose LPIs are not enabled.
 //!
 //! A host access to a trapped frame arrives as a host stage-2 data abort; [`MmioAccess::decode`] turns its
 //! syndrome into an access (as KVM's MMIO emulation does), the emulator answers it, and the EL2 shell writes
@@ -110,6 +111,19 @@ pub enum GicRefusal {
     /// An access to a register the emulator refuses (VLPI registers).
     #[error("{0} refused")]
     Register(&'static str),
+}
+
+impl GicRefusal {
+    /// What was refused, without the values: the table, register or command kind (the EL2 shell logs the
+    /// first refusal of each kind even after its overall log budget is spent).
+    pub fn kind(&self) -> &'static str {
+        match *self {
+            Self::NotHostRam { what, .. } => what,
+            Self::InUse(what) | Self::Unsupported(what, _) | Self::Register(what) => what,
+            Self::Command { why, .. } => why,
+            Self::Cwriter(_) => "GITS_CWRITER",
+        }
+    }
 }
 
 /// The pins one emulator holds: each a DMA count on every page of a range

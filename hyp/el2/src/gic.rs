@@ -1,6 +1,6 @@
 //! The GIC emulation's EL2 shell (logic in `warden_core::gic`): the real registers through inline asm, the
 //! host's trapped accesses decoded from the stage-2 abort and answered, refusals logged (the first
-//! [`REFUSALS_LOGGED`]) and counted for `STAT GIC_REFUSED`.
+//! [`REFUSALS_LOGGED`], then the first of each [`GicRefusal::kind`]) and counted for `STAT GIC_REFUSED`.
 //!
 //! Boot order: [`el2_frames`] (EL2 stage-1 device mappings), [`probe`] once the stage-1 is on (its
 //! [`GicLayout::trapped_frames`] go to the host stage-2's excluded list), [`install`] once the dispatcher
@@ -24,6 +24,12 @@ use crate::{log, mmio, mmu};
 const GICD_TYPER: u64 = 0x0004;
 /// Refusals logged; the rest are only counted.
 const REFUSALS_LOGGED: u64 = 32;
+
+/// Refusal kinds ([`GicRefusal::kind`]) remembered so that each is logged once past [`REFUSALS_LOGGED`].
+const KINDS_LOGGED: usize = 64;
+
+/// The refusal kinds logged so far.
+static LOGGED_KINDS: spin::Mutex<Vec<&'static str>> = spin::Mutex::new(Vec::new());
 
 /// Host requests the emulators refused (`STAT GIC_REFUSED`).
 static REFUSED: AtomicU64 = AtomicU64::new(0);
@@ -146,10 +152,20 @@ pub fn pinned_pages() -> u64 {
 
 fn report(r: GicRefusal) {
     let n = REFUSED.fetch_add(1, Ordering::Relaxed);
+    let first_of_kind = {
+        let mut kinds = LOGGED_KINDS.lock();
+        let new = !kinds.contains(&r.kind());
+        if new && kinds.len() < KINDS_LOGGED {
+            kinds.push(r.kind());
+        }
+        new
+    };
     if n < REFUSALS_LOGGED {
         log!("GIC: refused: {r}");
     } else if n == REFUSALS_LOGGED {
         log!("GIC: refused: {r} (further refusals only counted: STAT GIC_REFUSED)");
+    } else if first_of_kind {
+        log!("GIC: refused: {r} (first of its kind; further ones only counted)");
     }
 }
 
@@ -186,7 +202,7 @@ pub fn handle(frame: &mut TrapFrame, esr: u64, ipa: u64) -> bool {
         };
         let mut rep = |r| report(r);
         match its {
-            Some(e) => e.access(&GicMmio, &El2Memory, ra, &mut rep),
+            Some(e) => e.access(&GicMmio, &El2Memory, &g.rd, ra, &mut rep),
             None => g.rd.access(&GicMmio, ipa, ra, &mut rep),
         }
     } else {

@@ -22,13 +22,19 @@
 //! ITT — 2^(Size+1) entries of `GITS_TYPER.ITT_entry_size` — must be host RAM: pinned while mapped, the old
 //! ITT released once `GITS_CREADR` has passed the command that replaced it), `MAPC` (ICID, target),
 //! `MAPTI`/`MAPI` (mapped device, EventID within its ITT, LPI, ICID), `MOVI`, `DISCARD`, `INV`, `INT`,
-//! `CLEAR` (mapped device, EventID), `INVALL` (ICID), `SYNC` (target), `MOVALL` (targets). Anything else,
-//! or a field out of range, is replaced by a `SYNC` to the first redistributor and reported.
+//! `CLEAR` (mapped device, EventID), `INVALL` (ICID), `SYNC` (target), `MOVALL` (targets). A target
+//! (`MAPC` with V=1, `SYNC`, `MOVALL`) must be a redistributor whose LPIs are enabled with checked, pinned
+//! tables ([`RdEmulator::lpis_enabled`]): Linux enables a CPU's LPIs before it maps that CPU's collection
+//! (`its_cpu_init`: `its_cpu_init_lpis`, then `its_cpu_init_collections`), and `EnableLPIs` is sticky, so a
+//! collection (and so a `MAPTI`/`MOVI` to it) never leads to a redistributor without tables. Anything else,
+//! or a field out of range, is replaced by a `SYNC` to the first redistributor with LPIs enabled and
+//! reported.
 
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::vec::Vec;
 use spin::Mutex;
 
+use super::rd::RdEmulator;
 use super::{GicMemory, GicRefusal, GicRegs, ID_REGS_START, extract64, merge64};
 use crate::ownership::Ownership;
 
@@ -322,11 +328,13 @@ impl<'a> ItsEmulator<'a> {
     }
 
     /// Answers a host access to the control frame: a read's value (0 for a write). Each refused request
-    /// goes to `report`. Accesses other than 4 or 8 bytes, aligned, read as zero and are ignored.
+    /// goes to `report`. Accesses other than 4 or 8 bytes, aligned, read as zero and are ignored. `rd`
+    /// says which redistributors may be command targets ([`RdEmulator::lpis_enabled`]).
     pub fn access(
         &self,
         regs: &impl GicRegs,
         mem: &impl GicMemory,
+        rd: &RdEmulator<'_>,
         acc: super::RegAccess,
         report: &mut dyn FnMut(GicRefusal),
     ) -> u64 {
@@ -334,7 +342,7 @@ impl<'a> ItsEmulator<'a> {
         match acc {
             super::RegAccess::Read { off, size } => self.read(&mut st, regs, off, size),
             super::RegAccess::Write { off, size, value } => {
-                self.write(&mut st, regs, mem, off, size, value, report);
+                self.write(&mut st, regs, mem, rd, off, size, value, report);
                 0
             }
         }
@@ -374,6 +382,7 @@ impl<'a> ItsEmulator<'a> {
         st: &mut State,
         regs: &impl GicRegs,
         mem: &impl GicMemory,
+        rd: &RdEmulator<'_>,
         off: u64,
         size: u8,
         value: u64,
@@ -394,7 +403,7 @@ impl<'a> ItsEmulator<'a> {
             }
             GITS_CWRITER => {
                 let v = merge64(st.cwriter, reg, off, size, value);
-                self.write_cwriter(st, regs, mem, v, report);
+                self.write_cwriter(st, regs, mem, rd, v, report);
             }
             r if (GITS_BASER0..GITS_BASER0 + 8 * BASER_COUNT as u64).contains(&r) => {
                 let n = ((r - GITS_BASER0) / 8) as usize;
@@ -546,6 +555,7 @@ impl<'a> ItsEmulator<'a> {
         st: &mut State,
         regs: &impl GicRegs,
         mem: &impl GicMemory,
+        rd: &RdEmulator<'_>,
         v: u64,
         report: &mut dyn FnMut(GicRefusal),
     ) {
@@ -573,7 +583,7 @@ impl<'a> ItsEmulator<'a> {
                 *d = mem.read_host_u64(q.pa + off + 8 * i as u64);
             }
             let seq = st.submitted;
-            let checked = match self.check(st, cmd, seq) {
+            let checked = match self.check(st, rd, cmd, seq) {
                 Ok(()) => cmd,
                 Err(why) => {
                     report(GicRefusal::Command {
@@ -581,7 +591,7 @@ impl<'a> ItsEmulator<'a> {
                         offset: off,
                         why,
                     });
-                    self.harmless()
+                    self.harmless(rd)
                 }
             };
             let page = &mut st.shadow[(off / 4096) as usize];
@@ -596,12 +606,17 @@ impl<'a> ItsEmulator<'a> {
         regs.write64(self.base + GITS_CWRITER, new | (v & CWRITER_RETRY));
     }
 
-    /// The command written instead of a refused one: `SYNC` to the first redistributor.
-    fn harmless(&self) -> [u64; 4] {
+    /// The command written instead of a refused one: `SYNC` to the first redistributor with LPIs enabled
+    /// (the first redistributor if none has them yet: a `SYNC` gives it nothing to do).
+    fn harmless(&self, rd: &RdEmulator<'_>) -> [u64; 4] {
+        let i = (0..self.redistributors.len())
+            .find(|&i| rd.lpis_enabled(i))
+            .unwrap_or(0);
+        // RDbase (bits 50:16): the RD_base address, or the processor number.
         let target = if self.params.pta {
-            self.redistributors.first().copied().unwrap_or(0) & !0xffff
+            self.redistributors.get(i).copied().unwrap_or(0) & !0xffff
         } else {
-            0
+            (i as u64) << 16
         };
         [u64::from(opcode::SYNC), 0, target, 0]
     }
@@ -634,18 +649,23 @@ impl<'a> ItsEmulator<'a> {
         Ok(())
     }
 
-    /// Checks the RDbase field (bits 50:16) of a command doubleword.
-    fn check_target(&self, dw: u64) -> Result<(), &'static str> {
+    /// Checks the RDbase field (bits 50:16) of a command doubleword: it must name a redistributor whose LPIs
+    /// are enabled with checked, pinned tables ([`RdEmulator::lpis_enabled`]; `EnableLPIs` is sticky, so
+    /// it stays a valid target).
+    fn check_target(&self, rd: &RdEmulator<'_>, dw: u64) -> Result<(), &'static str> {
         let field = (dw >> 16) & ((1 << 35) - 1);
-        let ok = if self.params.pta {
-            self.redistributors.contains(&(field << 16))
+        let i = if self.params.pta {
+            self.redistributors.iter().position(|&r| r == field << 16)
         } else {
-            field < self.redistributors.len() as u64
-        };
-        if ok {
+            usize::try_from(field)
+                .ok()
+                .filter(|&i| i < self.redistributors.len())
+        }
+        .ok_or("target is not a redistributor")?;
+        if rd.lpis_enabled(i) {
             Ok(())
         } else {
-            Err("target is not a redistributor")
+            Err("target redistributor has LPIs disabled")
         }
     }
 
@@ -663,7 +683,13 @@ impl<'a> ItsEmulator<'a> {
     }
 
     /// Checks one command and applies its effect on the tracked state (device map, ITT pins).
-    fn check(&self, st: &mut State, cmd: [u64; 4], seq: u64) -> Result<(), &'static str> {
+    fn check(
+        &self,
+        st: &mut State,
+        rd: &RdEmulator<'_>,
+        cmd: [u64; 4],
+        seq: u64,
+    ) -> Result<(), &'static str> {
         let op = cmd[0] as u8;
         let dev = (cmd[0] >> 32) as u32;
         let event = cmd[1] & 0xffff_ffff;
@@ -708,7 +734,7 @@ impl<'a> ItsEmulator<'a> {
             opcode::MAPC => {
                 self.check_icid(st, icid)?;
                 if cmd[2] & (1 << 63) != 0 {
-                    self.check_target(cmd[2])?;
+                    self.check_target(rd, cmd[2])?;
                 }
                 Ok(())
             }
@@ -733,10 +759,10 @@ impl<'a> ItsEmulator<'a> {
                 self.check_event(st, dev, event)
             }
             opcode::INVALL => self.check_icid(st, icid),
-            opcode::SYNC => self.check_target(cmd[2]),
+            opcode::SYNC => self.check_target(rd, cmd[2]),
             opcode::MOVALL => {
-                self.check_target(cmd[2])?;
-                self.check_target(cmd[3])
+                self.check_target(rd, cmd[2])?;
+                self.check_target(rd, cmd[3])
             }
             _ => Err("unknown or unsupported opcode"),
         }

@@ -3,7 +3,7 @@
 //! | register (RD_base offset) | host read | host write |
 //! |---|---|---|
 //! | `GICR_CTLR` 0x00 | real | `EnableLPIs` only with property and pending tables in host-owned RAM (then both pinned for good: the bit is sticky); the `DPG` bits passed |
-//! | `GICR_PROPBASER` 0x70, `GICR_PENDBASER` 0x78 | real | passed while LPIs are disabled, ignored (and reported) once enabled |
+//! | `GICR_PROPBASER` 0x70, `GICR_PENDBASER` 0x78 | real | while LPIs are disabled, passed only if the table it names (as sized below) is host-owned RAM now (checked, not pinned: `EnableLPIs` checks again and pins), else ignored and reported; ignored (and reported) once enabled. A 32-bit half is checked as the 64-bit value it makes with the other half |
 //! | `GICR_IIDR` 0x04, `GICR_TYPER` 0x08, `GICR_STATUSR` 0x10, `GICR_WAKER` 0x14, `GICR_SYNCR` 0xc0, ID registers | real | `STATUSR`, `WAKER` passed |
 //! | `GICR_SETLPIR` 0x40, `GICR_CLRLPIR` 0x48, `GICR_INVLPIR` 0xa0, `GICR_INVALLR` 0xb0 | 0 | passed |
 //! | anything else, and the whole VLPI frame | 0 | ignored (VLPI writes reported) |
@@ -16,7 +16,11 @@
 //!
 //! The property table holds one byte per LPI (2^n − 8192 bytes) and the pending table one bit per INTID
 //! (2^n / 8 bytes), n = min(`GICR_PROPBASER.IDbits`, `GICD_TYPER.IDbits`) + 1: what the redistributor may
-//! read and write once `EnableLPIs` is set.
+//! read and write once `EnableLPIs` is set. A `GICR_PENDBASER` write is sized by the `GICR_PROPBASER` then in
+//! the register (at least n = 14: 2 KiB), as Linux writes `GICR_PROPBASER` first.
+//!
+//! The ITS emulation asks [`RdEmulator::lpis_enabled`] before passing a command that names a redistributor
+//! (`MAPC`, `MOVALL`, `SYNC`): a redistributor without pinned, checked tables is never an ITS target.
 
 use alloc::vec::Vec;
 use spin::Mutex;
@@ -190,7 +194,18 @@ impl<'a> RdEmulator<'a> {
                     return;
                 }
                 let v = merge64(regs.read64(rd + reg), reg, off, size, value);
-                regs.write64(rd + reg, v);
+                let checked = if reg == GICR_PROPBASER {
+                    self.prop_table(v).and_then(|(pa, len)| {
+                        self.pins.check(self.own, "LPI property table", pa, len)
+                    })
+                } else {
+                    let (pa, len) = self.pend_table(regs.read64(rd + GICR_PROPBASER), v);
+                    self.pins.check(self.own, "LPI pending table", pa, len)
+                };
+                match checked {
+                    Ok(()) => regs.write64(rd + reg, v),
+                    Err(e) => report(e),
+                }
             }
             GICR_SETLPIR | GICR_CLRLPIR | GICR_INVLPIR | GICR_INVALLR => {
                 let v = merge64(0, reg, off, size, value);
@@ -204,13 +219,9 @@ impl<'a> RdEmulator<'a> {
     fn pin_tables(&self, regs: &impl GicRegs, rd: u64) -> Result<Tables, GicRefusal> {
         let prop = regs.read64(rd + GICR_PROPBASER);
         let pend = regs.read64(rd + GICR_PENDBASER);
-        let bits = ((prop & 0x1f) as u32 + 1).min(self.lpi_bits);
-        if bits < 14 {
-            return Err(GicRefusal::Unsupported("GICR_PROPBASER (IDbits)", prop));
-        }
         let t = Tables {
-            prop: (prop & 0x000f_ffff_ffff_f000, (1u64 << bits) - FIRST_LPI),
-            pend: (pend & 0x000f_ffff_ffff_0000, (1u64 << bits) / 8),
+            prop: self.prop_table(prop)?,
+            pend: self.pend_table(prop, pend),
         };
         self.pins
             .pin(self.own, "LPI property table", t.prop.0, t.prop.1)?;
@@ -222,6 +233,32 @@ impl<'a> RdEmulator<'a> {
             return Err(e);
         }
         Ok(t)
+    }
+
+    /// INTID bits the LPI tables cover for the `GICR_PROPBASER` value `prop`: its `IDbits` + 1, cut to the
+    /// distributor's.
+    fn id_bits(&self, prop: u64) -> u32 {
+        ((prop & 0x1f) as u32 + 1).min(self.lpi_bits)
+    }
+
+    /// The property table `prop` (a `GICR_PROPBASER` value) names: (base, bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`GicRefusal::Unsupported`] if it covers no LPI (fewer than 14 INTID bits).
+    fn prop_table(&self, prop: u64) -> Result<(u64, u64), GicRefusal> {
+        let bits = self.id_bits(prop);
+        if bits < 14 {
+            return Err(GicRefusal::Unsupported("GICR_PROPBASER (IDbits)", prop));
+        }
+        Ok((prop & 0x000f_ffff_ffff_f000, (1u64 << bits) - FIRST_LPI))
+    }
+
+    /// The pending table `pend` (a `GICR_PENDBASER` value) names, sized by `prop` (`GICR_PROPBASER`, at
+    /// least the 14 INTID bits of the smallest LPI range): (base, bytes).
+    fn pend_table(&self, prop: u64, pend: u64) -> (u64, u64) {
+        let bits = self.id_bits(prop).max(14);
+        (pend & 0x000f_ffff_ffff_0000, (1u64 << bits) / 8)
     }
 
     /// Pages the redistributors' LPI tables pin.
@@ -301,12 +338,57 @@ mod tests {
     }
 
     #[test]
-    fn enable_lpis_refused_for_hyp_memory() {
+    fn bases_are_checked_when_written() {
         let own = crate::gic::tests_support::ownership();
         let (gic, e) = setup(&own);
-        // The pending table in the carve-out (what a hostile host would aim at).
-        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 15);
-        w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4000_0000);
+        let not_ram = |r: &[GicRefusal], table: &str| matches!(r, [GicRefusal::NotHostRam { what, .. }] if *what == table);
+        // The pending table in the carve-out (what a hostile host would aim at): ignored.
+        assert!(w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 15).is_empty());
+        let r = w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4000_0000);
+        assert!(not_ram(&r, "LPI pending table"), "{r:?}");
+        assert_eq!(gic.get64(RD0 + GICR_PENDBASER), 0);
+        assert_eq!(gic.writes_to(RD0 + GICR_PENDBASER), 0);
+        // A pending table (16 ID bits: 8 KiB) whose second page is donated.
+        own.donate_range(0x4061_0000 + 0x1000, 1).unwrap();
+        let r = w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4061_0000);
+        assert!(not_ram(&r, "LPI pending table"), "{r:?}");
+        // A donated page as the property table, MMIO (the SMMU frame), and no LPI ID bits: ignored.
+        own.donate_range(0x4050_0000, 16).unwrap();
+        let r = w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4050_0000 | 15);
+        assert!(not_ram(&r, "LPI property table"), "{r:?}");
+        assert_eq!(own.state(0x4050_0000), PageState::Donated);
+        let r = w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x0905_0000 | 15);
+        assert!(not_ram(&r, "LPI property table"), "{r:?}");
+        assert!(matches!(
+            w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 12)[..],
+            [GicRefusal::Unsupported(..)]
+        ));
+        // A property table (56 KiB) on the carve-out's last pages.
+        let r = w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x401f_2000 | 15);
+        assert!(not_ram(&r, "LPI property table"), "{r:?}");
+        assert_eq!(gic.get64(RD0 + GICR_PROPBASER), 0x4030_0000 | 15);
+        // A 32-bit half is checked as the value it makes: a low half naming RAM passes, a high half
+        // aiming past RAM does not.
+        assert!(w(&gic, &e, RD0 + GICR_PENDBASER, 4, 0x4040_0000).is_empty());
+        assert_eq!(gic.get64(RD0 + GICR_PENDBASER), 0x4040_0000);
+        let r = w(&gic, &e, RD0 + GICR_PENDBASER + 4, 4, 1);
+        assert!(not_ram(&r, "LPI pending table"), "{r:?}");
+        assert_eq!(gic.get64(RD0 + GICR_PENDBASER), 0x4040_0000);
+        // Nothing was pinned by the checks; the good pair enables.
+        assert_eq!(e.pinned_pages(), 0);
+        assert_eq!(count(&own, 0x4030_0000), 0);
+        assert!(w(&gic, &e, RD0 + GICR_CTLR, 4, 1).is_empty());
+        assert!(e.lpis_enabled(0));
+    }
+
+    #[test]
+    fn enable_lpis_checks_the_tables_again() {
+        let own = crate::gic::tests_support::ownership();
+        let (gic, e) = setup(&own);
+        // Checked when written, then the pending table's page donated before EnableLPIs.
+        assert!(w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 15).is_empty());
+        assert!(w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4040_0000).is_empty());
+        own.donate_range(0x4040_0000, 1).unwrap();
         let r = w(&gic, &e, RD0 + GICR_CTLR, 4, 1);
         assert!(matches!(
             r[..],
@@ -319,30 +401,17 @@ mod tests {
         assert!(!e.lpis_enabled(0));
         // Nothing stays pinned.
         assert_eq!(count(&own, 0x4030_0000), 0);
-        // A donated page as the property table.
-        own.donate_range(0x4050_0000, 16).unwrap();
-        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4050_0000 | 15);
-        w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4040_0000);
-        let r = w(&gic, &e, RD0 + GICR_CTLR, 4, 1);
-        assert!(matches!(
-            r[..],
-            [GicRefusal::NotHostRam {
-                what: "LPI property table",
-                ..
-            }]
-        ));
-        assert_eq!(own.state(0x4050_0000), PageState::Donated);
-        // MMIO (the SMMU frame).
-        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x0905_0000 | 15);
+        // A pending table sized by a PROPBASER written after it: checked again at EnableLPIs with the
+        // larger size (the distributor's 16 bits: 8 KiB, second page donated).
+        own.reclaim_range(0x4040_0000, 1).unwrap();
+        assert!(w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 13).is_empty());
+        assert!(w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4070_0000).is_empty());
+        own.donate_range(0x4070_1000, 1).unwrap();
+        assert!(w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 15).is_empty());
         assert_eq!(w(&gic, &e, RD0 + GICR_CTLR, 4, 1).len(), 1);
-        // Too few ID bits for LPIs.
-        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 12);
-        assert!(matches!(
-            w(&gic, &e, RD0 + GICR_CTLR, 4, 1)[..],
-            [GicRefusal::Unsupported(..)]
-        ));
+        assert!(!e.lpis_enabled(0));
         // Then a good pair works.
-        w(&gic, &e, RD0 + GICR_PROPBASER, 8, 0x4030_0000 | 15);
+        assert!(w(&gic, &e, RD0 + GICR_PENDBASER, 8, 0x4040_0000).is_empty());
         assert!(w(&gic, &e, RD0 + GICR_CTLR, 4, 1).is_empty());
         assert_eq!(
             own.state(0x4030_0000),

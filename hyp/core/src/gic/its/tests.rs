@@ -1,5 +1,6 @@
 use super::*;
 use crate::gic::RegAccess;
+use crate::gic::rd::{CTLR_ENABLE_LPIS, GICR_CTLR, GICR_PENDBASER, GICR_PROPBASER};
 use crate::gic::tests_support::{FakeGic, ownership};
 use crate::ownership::{MemKind, OwnershipError, PageState};
 
@@ -24,14 +25,44 @@ fn count(own: &Ownership, pa: u64) -> u32 {
 struct Its<'a> {
     gic: FakeGic,
     e: ItsEmulator<'a>,
+    /// The redistributors (`RDS`), LPIs disabled until [`Its::enable_lpis`].
+    rd: RdEmulator<'a>,
 }
 
-impl Its<'_> {
+impl<'a> Its<'a> {
+    /// The ITS (`GITS_TYPER` = `typer`) of a GIC with the redistributors `RDS`.
+    fn new(own: &'a Ownership, gic: FakeGic, typer: u64) -> Self {
+        gic.set64(ITS + GITS_TYPER, typer);
+        gic.set32(ITS + GITS_CTLR, CTLR_QUIESCENT);
+        let e = ItsEmulator::new(ITS, &gic, own, RDS.to_vec(), 16);
+        let rd = RdEmulator::new(own, RDS.to_vec(), false, 16);
+        Self { gic, e, rd }
+    }
+    /// Linux's `its_cpu_init_lpis` on redistributor `i`: tables in host RAM, then `EnableLPIs`.
+    fn enable_lpis(&self, i: usize) {
+        let rd = RDS[i];
+        let mut out = Vec::new();
+        for (off, size, value) in [
+            (GICR_PROPBASER, 8, (0x4030_0000 + 0x1_0000 * i as u64) | 15),
+            (GICR_PENDBASER, 8, 0x4040_0000 + 0x1_0000 * i as u64),
+            (GICR_CTLR, 4, u64::from(CTLR_ENABLE_LPIS)),
+        ] {
+            self.rd.access(
+                &self.gic,
+                rd + off,
+                RegAccess::Write { off, size, value },
+                &mut |r| out.push(r),
+            );
+        }
+        assert!(out.is_empty(), "{out:?}");
+        assert!(self.rd.lpis_enabled(i));
+    }
     fn write(&self, off: u64, size: u8, value: u64) -> Vec<GicRefusal> {
         let mut out = Vec::new();
         self.e.access(
             &self.gic,
             &self.gic,
+            &self.rd,
             RegAccess::Write { off, size, value },
             &mut |r| out.push(r),
         );
@@ -41,6 +72,7 @@ impl Its<'_> {
         self.e.access(
             &self.gic,
             &self.gic,
+            &self.rd,
             RegAccess::Read { off, size },
             &mut |_| {},
         )
@@ -61,18 +93,24 @@ impl Its<'_> {
     }
 }
 
-/// An ITS after Linux's probe: device table (16 pages), collection table (1 page), 64 KiB queue, enabled.
+/// An ITS after Linux's probe: device table (16 pages), collection table (1 page), 64 KiB queue, enabled;
+/// both redistributors with LPIs enabled.
 fn probed(own: &Ownership) -> Its<'_> {
+    let its = probed_lpis_off(own);
+    its.enable_lpis(0);
+    its.enable_lpis(1);
+    its
+}
+
+/// [`probed`] before any redistributor has LPIs enabled.
+fn probed_lpis_off(own: &Ownership) -> Its<'_> {
     let gic = FakeGic::default();
-    gic.set64(ITS + GITS_TYPER, TYPER);
-    gic.set32(ITS + GITS_CTLR, CTLR_QUIESCENT);
     gic.set64(ITS + GITS_BASER0, (BASER_TYPE_DEVICE << 56) | (7 << 48));
     gic.set64(
         ITS + GITS_BASER0 + 8,
         (BASER_TYPE_COLLECTION << 56) | (7 << 48),
     );
-    let e = ItsEmulator::new(ITS, &gic, own, RDS.to_vec(), 16);
-    let its = Its { gic, e };
+    let its = Its::new(own, gic, TYPER);
     assert!(
         its.write(
             GITS_BASER0,
@@ -411,14 +449,13 @@ fn physical_address_targets() {
     // GITS_TYPER.PTA: targets are RD_base addresses (bits 50:16 of the command), not processor numbers.
     let own = ownership();
     let gic = FakeGic::default();
-    gic.set64(ITS + GITS_TYPER, TYPER | TYPER_PTA);
-    gic.set32(ITS + GITS_CTLR, CTLR_QUIESCENT);
     gic.set64(
         ITS + GITS_BASER0 + 8,
         (BASER_TYPE_COLLECTION << 56) | (7 << 48),
     );
-    let e = ItsEmulator::new(ITS, &gic, &own, RDS.to_vec(), 16);
-    let its = Its { gic, e };
+    let its = Its::new(&own, gic, TYPER | TYPER_PTA);
+    its.enable_lpis(0);
+    its.enable_lpis(1);
     assert!(
         its.write(
             GITS_BASER0 + 8,
@@ -441,4 +478,44 @@ fn physical_address_targets() {
         its.e.shadow_command(32),
         [u64::from(opcode::SYNC), 0, RDS[0], 0]
     );
+}
+
+#[test]
+fn targets_need_lpis_enabled() {
+    // Linux's order on each CPU: EnableLPIs (its_cpu_init_lpis), then MAPC + INVALL of its collection.
+    let own = ownership();
+    let its = probed_lpis_off(&own);
+    // Before any redistributor has tables, nothing may target one; a refused command becomes a SYNC to
+    // the first redistributor (there is no better one).
+    let r = its.submit(&[mapc(0, 0), sync(0)]);
+    assert!(
+        r.iter().all(|r| matches!(
+            r,
+            GicRefusal::Command {
+                why: "target redistributor has LPIs disabled",
+                ..
+            }
+        )),
+        "{r:?}"
+    );
+    assert_eq!(r.len(), 2);
+    assert_eq!(its.e.shadow_command(0), sync(0));
+    // CPU 1 comes up first: its redistributor takes commands, CPU 0's does not.
+    its.enable_lpis(1);
+    let invall = |icid: u64| [u64::from(opcode::INVALL), 0, icid, 0];
+    assert!(its.submit(&[mapc(1, 1), invall(1), sync(1)]).is_empty());
+    let movall = |from: u64, to: u64| [u64::from(opcode::MOVALL), 0, from << 16, to << 16];
+    let before = its.read(GITS_CWRITER, 8);
+    let refused = [mapc(0, 0), sync(0), movall(1, 0), movall(0, 1)];
+    assert_eq!(its.submit(&refused).len(), refused.len());
+    for i in 0..refused.len() as u64 {
+        // Replaced by a SYNC to the redistributor that has LPIs.
+        assert_eq!(its.e.shadow_command(before + 32 * i), sync(1));
+    }
+    // Unmapping a collection names no target.
+    let unmap = [u64::from(opcode::MAPC), 0, 5, 0];
+    assert!(its.submit(&[unmap]).is_empty());
+    // Then CPU 0 comes up (or back: EnableLPIs is sticky).
+    its.enable_lpis(0);
+    assert!(its.submit(&[mapc(0, 0), sync(0), movall(1, 0)]).is_empty());
 }

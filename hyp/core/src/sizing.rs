@@ -19,6 +19,7 @@
 //! | ownership | per RAM range and doorbell frame: 4 bytes per 4 KiB page (0.1 %), rounded up to a power of two |
 //! | host-identity tables | ([`domain::identity_boot_tables`] of RAM and doorbells + [`dispatch::IDENTITY_SPARE_TABLES`]) × 4 KiB: 4 KiB per GiB + 256 KiB |
 //! | domain pool | [`DOMAIN_POOL_BYTES`] |
+//! | ITS emulation | [`gic::its::HEAP_BYTES`] (3 MiB + 192 KiB: device and collection tables, a third during a rewrite, shadow queue, bookkeeping) per ITS node in the DT |
 //! | heap slack | [`HEAP_SLACK_BYTES`] + 4 KiB per GiB of RAM (host stage-2 tables, DT copies, domain slots) |
 //!
 //! CPUs cost nothing proportional: their EL2 stacks are in the fixed part, for up to `layout::HYP_MAX_CPUS`
@@ -34,7 +35,7 @@ use warden_dt::{PhysRange, Platform};
 
 use crate::dispatch::{self, SidRange};
 use crate::layout::{HOST_DTB_MAX_SIZE, HOST_DTB_PA, HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE};
-use crate::{domain, smmu_backend};
+use crate::{domain, gic, smmu_backend};
 
 /// The physical address space the hypervisor maps (48 bits: its stage-1 and the host stage-2).
 const PA_LIMIT: u64 = 1 << 48;
@@ -63,6 +64,8 @@ pub struct Machine<'a> {
     pub doorbells: &'a [PhysRange],
     /// StreamIDs the SMMU translates (the DT's `iommu-map`s and `iommus`).
     pub sids: &'a [SidRange],
+    /// ITS nodes of the GIC (each gets an emulator with its own heap).
+    pub its: usize,
 }
 
 /// The hyp's memory, by use (bytes).
@@ -80,11 +83,14 @@ pub struct HypMemory {
     pub domain_pool: u64,
     /// Host stage-2 tables and small allocations.
     pub slack: u64,
+    /// The ITS emulators' tables, shadow queues and bookkeeping (heap).
+    pub its: u64,
 }
 
 impl HypMemory {
     /// Heap bytes of the sized part: all of it but the SMMU's memory, the host-identity tables and the domain
-    /// pool (which are used directly), i.e. the ownership arrays and the slack, plus the rounding to 2 MiB.
+    /// pool (which are used directly), i.e. the ownership arrays, the ITS emulators and the slack, plus the
+    /// rounding to 2 MiB.
     #[must_use]
     pub const fn heap(&self) -> u64 {
         self.sized() - self.smmu - self.identity_tables - self.domain_pool
@@ -93,7 +99,12 @@ impl HypMemory {
     /// The sized part of the carve-out: a multiple of 2 MiB.
     #[must_use]
     pub const fn sized(&self) -> u64 {
-        let sum = self.smmu + self.ownership + self.identity_tables + self.domain_pool + self.slack;
+        let sum = self.smmu
+            + self.ownership
+            + self.identity_tables
+            + self.domain_pool
+            + self.slack
+            + self.its;
         sum.div_ceil(PGSIZE_2M) * PGSIZE_2M
     }
 
@@ -213,6 +224,10 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
         .try_fold(0u64, |a, r| a.checked_add(r.size))
         .ok_or(SizingError::TooLarge)?;
     let slack = HEAP_SLACK_BYTES + ram_bytes.div_ceil(1 << 30) * HEAP_SLACK_PER_GIB;
+    let its = u64::try_from(machine.its)
+        .ok()
+        .and_then(|n| n.checked_mul(gic::its::HEAP_BYTES))
+        .ok_or(SizingError::TooLarge)?;
 
     let m = HypMemory {
         fixed: HYP_CARVEOUT_SIZE,
@@ -221,6 +236,7 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
         identity_tables,
         domain_pool: DOMAIN_POOL_BYTES,
         slack,
+        its,
     };
     // The sums in `sized`/`total` must not overflow.
     [
@@ -229,6 +245,7 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
         m.identity_tables,
         m.domain_pool,
         m.slack,
+        m.its,
         m.fixed,
         PGSIZE_2M,
     ]
@@ -370,7 +387,8 @@ impl Plan {
     }
 }
 
-/// Sizes the hyp's memory for `platform` (its RAM, MSI doorbells and the StreamIDs of its first SMMU) and
+/// Sizes the hyp's memory for `platform` (its RAM, MSI doorbells, the StreamIDs of its first SMMU and its ITS
+/// nodes) and
 /// places it: highest RAM first, avoiding the fixed carve-out and the host DTB slot, the initrd `/chosen`
 /// names, every `/memreserve/` and `/reserved-memory` region, and `loaded` (what the loader put in RAM that
 /// the DT does not name: the boot DTB, the Linux `Image`).
@@ -389,6 +407,7 @@ pub fn plan(platform: &Platform, loaded: &[PhysRange]) -> Result<Plan, SizingErr
         ram: &platform.memory,
         doorbells: &doorbells,
         sids: &sids,
+        its: platform.gic.as_ref().map_or(0, |g| g.its.len()),
     })?;
     let mut avoid = alloc::vec![PhysRange {
         base: HYP_CARVEOUT_PA,
@@ -420,6 +439,7 @@ mod tests {
                 base: 0,
                 count: 0x1_0000,
             }],
+            its: 1,
         })
         .unwrap()
     }
@@ -456,6 +476,43 @@ mod tests {
     }
 
     #[test]
+    fn each_its_adds_its_emulators_heap() {
+        let ram = [r(GIB, 4 * GIB)];
+        let m = |its: usize| {
+            hyp_memory(&Machine {
+                ram: &ram,
+                doorbells: &[],
+                sids: &[],
+                its,
+            })
+            .unwrap()
+        };
+        let (none, one, four) = (m(0), m(1), m(4));
+        assert_eq!(none.its, 0);
+        assert_eq!(one.its, gic::its::HEAP_BYTES);
+        assert_eq!(four.its, 4 * gic::its::HEAP_BYTES);
+        // Two of the three tables the ITS may hold at once, and its shadow queue, at least.
+        const {
+            assert!(gic::its::HEAP_BYTES >= 2 * gic::its::MAX_TABLE_BYTES + (64 << 10));
+        }
+        // All of it in the heap, besides what the heap held before (the 2 MiB rounding may absorb some).
+        for m in [none, one, four] {
+            assert!(m.heap() >= m.ownership + m.slack + m.its, "{m:?}");
+        }
+        assert!(four.total() > one.total() && one.total() > none.total());
+        assert_eq!(four.smmu, none.smmu);
+        assert_eq!(
+            hyp_memory(&Machine {
+                ram: &ram,
+                doorbells: &[],
+                sids: &[],
+                its: usize::MAX,
+            }),
+            Err(SizingError::TooLarge)
+        );
+    }
+
+    #[test]
     fn holes_and_several_ranges_cost_per_range() {
         let one = virt(&[r(GIB, 4 * GIB)]);
         let two = virt(&[r(GIB, 2 * GIB), r(64 * GIB, 2 * GIB)]);
@@ -470,6 +527,7 @@ mod tests {
                 ram,
                 doorbells: &[],
                 sids: &[],
+                its: 0,
             })
         };
         assert_eq!(m(&[]), Err(SizingError::NoRam));

@@ -102,7 +102,7 @@ fn check_plan(name: &str, platform: &Platform, plan: &Plan) {
         assert_eq!(w[0].end(), w[1].base, "{name}");
     }
     assert_eq!(parts[3].end(), region.end(), "{name}");
-    assert!(m.heap() >= m.ownership + m.slack, "{name}");
+    assert!(m.heap() >= m.ownership + m.slack + m.its, "{name}");
     let reserved = plan.reserved();
     assert_eq!(reserved[0].base, HYP_CARVEOUT_PA);
     assert_eq!(reserved[1], plan.heap());
@@ -180,6 +180,34 @@ fn real_qemu_dtbs() {
             );
         }
     }
+}
+
+#[test]
+fn each_its_node_is_sized() {
+    let heap = warden_core::gic::its::HEAP_BYTES;
+    let platform = warden_dt::parse(DTBS[0].1).unwrap();
+    let one = sizing::plan(&platform, &LOADED).unwrap();
+    assert_eq!(platform.gic.as_ref().unwrap().its.len(), 1);
+    assert_eq!(one.memory.its, heap, "QEMU virt's one ITS");
+    // The same machine with four ITSes (bases 128 KiB apart, as a GIC-600 places them).
+    let mut four = platform.clone();
+    let gic = four.gic.as_mut().unwrap();
+    let its0 = gic.its[0].clone();
+    for i in 1..4u64 {
+        let mut its = its0.clone();
+        its.reg.base += i * 0x2_0000;
+        its.path = format!("/intc@8000000/its@{:x}", its.reg.base);
+        its.phandle = None;
+        gic.its.push(its);
+    }
+    let plan = sizing::plan(&four, &LOADED).unwrap();
+    check_plan("four ITSes", &four, &plan);
+    assert_eq!(plan.memory.its, 4 * heap);
+    assert!(plan.memory.total() >= one.memory.total() + 3 * heap);
+    // No GIC, no ITS heap.
+    let mut none = platform.clone();
+    none.gic = None;
+    assert_eq!(sizing::plan(&none, &LOADED).unwrap().memory.its, 0);
 }
 
 fn model(dtb: &[u8]) -> DeviceTree {
@@ -268,6 +296,7 @@ fn readme_rows() -> Vec<String> {
                 ram: &ram,
                 doorbells: &doorbells,
                 sids: &sids,
+                its: 1,
             })
             .unwrap();
             let bp = m.basis_points_of(gib * GIB);

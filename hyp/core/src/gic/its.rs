@@ -96,6 +96,15 @@ pub const MAX_TABLE_BYTES: u64 = 1 << 20;
 const BASER_PA_FIELD: u64 = 0x0000_ffff_ffff_f000;
 /// Devices (DeviceIDs with a live `MAPD`) tracked; a `MAPD` of a new device beyond this is refused.
 pub const MAX_DEVICES: usize = 1024;
+/// The most hyp heap one ITS emulator uses (`sizing` counts it for each ITS in the DT), each allocation
+/// rounded up to a power of two as the buddy heap does: a device and a collection table of at most
+/// [`MAX_TABLE_BYTES`] each, plus a third while a `GITS_BASERn` rewrite holds the old table until the
+/// register names the new one; the shadow queue; the tracked devices; the ITT pins waiting for `GITS_CREADR`.
+pub const HEAP_BYTES: u64 = 3 * MAX_TABLE_BYTES
+    + SHADOW_QUEUE_BYTES.next_power_of_two() as u64
+    + (MAX_DEVICES * core::mem::size_of::<Device>()).next_power_of_two() as u64
+    + (SHADOW_QUEUE_BYTES / CMD_SIZE as usize * core::mem::size_of::<(u64, Pinned)>())
+        .next_power_of_two() as u64;
 /// The first LPI INTID.
 pub const FIRST_LPI: u64 = 8192;
 

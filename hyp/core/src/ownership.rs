@@ -522,6 +522,22 @@ mod tests {
         PhysRange { base, size }
     }
 
+    /// Host RAM with `count` DMA mappings.
+    fn ram(count: u32) -> PageState {
+        PageState::Host {
+            kind: MemKind::Ram,
+            count,
+        }
+    }
+
+    /// Host MMIO with `count` DMA mappings.
+    fn mmio(count: u32) -> PageState {
+        PageState::Host {
+            kind: MemKind::Mmio,
+            count,
+        }
+    }
+
     fn own() -> Ownership {
         Ownership::new(
             &[r(RAM, 0x40_0000)],
@@ -536,21 +552,9 @@ mod tests {
         let o = own();
         assert_eq!(o.state(RAM), PageState::Hyp);
         assert_eq!(o.state(RAM + 0xf_f000), PageState::Hyp);
-        assert_eq!(
-            o.state(RAM + 0x10_0000),
-            PageState::Host {
-                kind: MemKind::Ram,
-                count: 0
-            }
-        );
+        assert_eq!(o.state(RAM + 0x10_0000), ram(0));
         assert_eq!(o.state(RAM + 0x40_0000), PageState::None);
-        assert_eq!(
-            o.state(0x0809_0000),
-            PageState::Host {
-                kind: MemKind::Mmio,
-                count: 0
-            }
-        );
+        assert_eq!(o.state(0x0809_0000), mmio(0));
         assert_eq!(o.state(0), PageState::None);
         assert_eq!(o.state(u64::MAX), PageState::None);
         let mut runs = Vec::new();
@@ -583,34 +587,16 @@ mod tests {
             o.inc_range(RAM + 0x3f_e000, 4, MemKind::Ram),
             Err(OwnershipError::NotHostMemory(RAM + 0x40_0000))
         );
-        assert_eq!(
-            o.state(RAM + 0x3f_e000),
-            PageState::Host {
-                kind: MemKind::Ram,
-                count: 0
-            }
-        );
+        assert_eq!(o.state(RAM + 0x3f_e000), ram(0));
         // Into hyp memory.
         assert_eq!(
             o.inc_range(RAM + 0xf_f000, 2, MemKind::Ram),
             Err(OwnershipError::HypMemory(RAM + 0xf_f000))
         );
-        assert_eq!(
-            o.state(host),
-            PageState::Host {
-                kind: MemKind::Ram,
-                count: 0
-            }
-        );
+        assert_eq!(o.state(host), ram(0));
         o.inc_range(host, 3, MemKind::Ram).unwrap();
         o.inc_range(host, 1, MemKind::Ram).unwrap();
-        assert_eq!(
-            o.state(host),
-            PageState::Host {
-                kind: MemKind::Ram,
-                count: 2
-            }
-        );
+        assert_eq!(o.state(host), ram(2));
         assert_eq!(o.mapped_pages(), 4);
         assert_eq!(
             o.inc_range(host, 1, MemKind::Mmio),
@@ -626,13 +612,7 @@ mod tests {
             o.dec_range(host + 0x1000, 1),
             Err(OwnershipError::CountUnderflow(host + 0x1000))
         );
-        assert_eq!(
-            o.state(host),
-            PageState::Host {
-                kind: MemKind::Ram,
-                count: 1
-            }
-        );
+        assert_eq!(o.state(host), ram(1));
         assert_eq!(
             o.inc_range(host + 1, 1, MemKind::Ram),
             Err(OwnershipError::BadRange(host + 1))
@@ -689,20 +669,8 @@ mod tests {
             o.inc_range(host, 2, MemKind::Ram),
             Err(OwnershipError::CountOverflow(host + 0x1000))
         );
-        assert_eq!(
-            o.state(host),
-            PageState::Host {
-                kind: MemKind::Ram,
-                count: 0
-            }
-        );
-        assert_eq!(
-            o.state(host + 0x1000),
-            PageState::Host {
-                kind: MemKind::Ram,
-                count: MAX_DMA_COUNT
-            }
-        );
+        assert_eq!(o.state(host), ram(0));
+        assert_eq!(o.state(host + 0x1000), ram(MAX_DMA_COUNT));
     }
 
     #[test]
@@ -714,13 +682,7 @@ mod tests {
             o.donate_range(host, 4),
             Err(OwnershipError::Busy(host + 0x2000))
         );
-        assert_eq!(
-            o.state(host),
-            PageState::Host {
-                kind: MemKind::Ram,
-                count: 0
-            }
-        );
+        assert_eq!(o.state(host), ram(0));
         o.donate_range(host, 2).unwrap();
         assert_eq!(o.donated_pages(), 2);
         assert_eq!(

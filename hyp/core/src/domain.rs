@@ -230,6 +230,16 @@ impl PagingDomain {
             .map_err(|_| DomainError::Internal)
     }
 
+    /// Break (of break-before-make): makes the whole aligned block at `block` (`g` bytes) one invalid entry,
+    /// with no attributes and PA 0 so that nothing reads it as a block.
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::Internal`] if aarch64-paging refuses (a broken invariant).
+    fn break_block(&mut self, block: u64, g: u64) -> Result<(), DomainError> {
+        self.map(block, 0, g, Stage2Attributes::empty())
+    }
+
     /// Calls `f(iova, pa, len, level)` with each leaf in `[iova, iova + len)` in order (mapped or not: `pa` is
     /// `None` for a hole) until `f` returns `false`.
     pub fn leaves(
@@ -309,26 +319,9 @@ impl PagingDomain {
             });
         for (block, pa, level, attrs) in cut.into_iter().flatten() {
             let g = granule(level);
-            let put_back = |map: &mut Mapping<PoolTranslation, Stage2>| {
-                let _ = map.map_range(
-                    &region(block, g),
-                    PhysicalAddress(pa as usize),
-                    attrs,
-                    Constraints::empty(),
-                );
-            };
-            // Break: a whole aligned block with no attributes (and PA 0, so that nothing reads it as a
-            // block) is one invalid entry.
-            self.map
-                .map_range(
-                    &region(block, g),
-                    PhysicalAddress(0),
-                    Stage2Attributes::empty(),
-                    Constraints::empty(),
-                )
-                .map_err(|_| DomainError::Internal)?;
+            self.break_block(block, g)?;
             if let Err(e) = invalidate(block, g, level) {
-                put_back(&mut self.map);
+                let _ = self.map(block, pa, g, attrs);
                 return Err(e);
             }
             // Make: the whole block again, through new tables (mapped in pieces cut where the unmap starts and
@@ -341,15 +334,9 @@ impl PagingDomain {
                 block + g,
             ];
             for (s, e) in cuts.windows(2).map(|w| (w[0], w[1])).filter(|(s, e)| s < e) {
-                let r = self.map.map_range(
-                    &region(s, e - s),
-                    PhysicalAddress((pa + (s - block)) as usize),
-                    attrs,
-                    Constraints::empty(),
-                );
-                if r.is_err() {
-                    put_back(&mut self.map);
-                    return Err(DomainError::Internal.into());
+                if let Err(err) = self.map(s, pa + (s - block), e - s, attrs) {
+                    let _ = self.map(block, pa, g, attrs);
+                    return Err(err.into());
                 }
             }
         }

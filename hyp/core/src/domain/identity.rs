@@ -4,8 +4,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
-use aarch64_paging::paging::Constraints;
+use aarch64_paging::descriptor::Stage2Attributes;
 use warden_abi::{PAGE_SIZE, granule};
 
 use super::geometry::{L2_GRANULE, index_at};
@@ -140,35 +139,16 @@ impl PagingDomain {
             self.map.translation().next_table.set(None);
             return Err(DomainError::Internal.into());
         };
-        self.map
-            .map_range(
-                &region(block, g),
-                PhysicalAddress(0),
-                Stage2Attributes::empty(),
-                Constraints::empty(),
-            )
-            .map_err(|_| DomainError::Internal)?;
+        self.break_block(block, g)?;
         if let Err(e) = invalidate(block, g, ROOT_LEVEL + 1) {
             self.map.translation().next_table.set(None);
-            let _ = self.map.map_range(
-                &region(block, g),
-                PhysicalAddress(pa as usize),
-                attrs,
-                Constraints::empty(),
-            );
+            let _ = self.map(block, pa, g, attrs);
             return Err(e);
         }
         let (lo, hi) = (lo.clamp(block, block + g), hi.clamp(block, block + g));
         for (s, e) in [(block, lo), (hi, block + g)] {
             if s < e {
-                self.map
-                    .map_range(
-                        &region(s, e - s),
-                        PhysicalAddress((pa + (s - block)) as usize),
-                        attrs,
-                        Constraints::empty(),
-                    )
-                    .map_err(|_| DomainError::Internal)?;
+                self.map(s, pa + (s - block), e - s, attrs)?;
             }
         }
         self.map.translation().next_table.set(None);
@@ -233,23 +213,9 @@ impl PagingDomain {
             invalidate(block, g)?;
             return Ok(table);
         }
-        self.map
-            .map_range(
-                &region(block, g),
-                PhysicalAddress(0),
-                Stage2Attributes::empty(),
-                Constraints::empty(),
-            )
-            .map_err(|_| DomainError::Internal)?;
+        self.break_block(block, g)?;
         invalidate(block, g)?;
-        self.map
-            .map_range(
-                &region(block, g),
-                PhysicalAddress(block as usize),
-                attrs,
-                Constraints::empty(),
-            )
-            .map_err(|_| DomainError::Internal)?;
+        self.map(block, block, g, attrs)?;
         Ok(table)
     }
 }

@@ -696,6 +696,79 @@ fn step(r: &Rig, m: &mut Model, rng: &mut Rng, t: &mut Tally) {
     }
 }
 
+/// Writes a batch call's descriptors (`W` words each) to a page of host RAM the model has not donated (the
+/// host cannot write donated pages), at an offset that leaves room for all of them, then picks what the call
+/// passes: mostly that address and count, sometimes a hostile one (another page, a donated page, misaligned,
+/// running past the end of its page, a count out of range). Returns `(desc, count, desc_ok)`: `desc_ok` says
+/// whether the model accepts them (`count` in `1..=max`, exactly the descriptors written, 8-aligned inside one
+/// page of host RAM that is not donated).
+fn batch_descriptors<const W: usize>(
+    r: &Rig,
+    g: &mut Gen<'_>,
+    e: &[[u64; W]],
+    max: u64,
+) -> (u64, u64, bool) {
+    let m = g.m;
+    let n = e.len() as u64;
+    let size = 8 * W as u64;
+    let page = loop {
+        let p = RAM + HYP_SIZE + (g.rng.below(RAM_SIZE - HYP_SIZE) & !(K4 - 1));
+        if !m.donated.contains(&p) {
+            break p;
+        }
+    };
+    let room = (K4 - n * size) / 8;
+    let written = page + 8 * g.rng.below(room + 1);
+    for (i, d) in e.iter().enumerate() {
+        for (j, &v) in d.iter().enumerate() {
+            // Host RAM, not a table page (not donated, not the carve-out); the hyp reads it through its
+            // linear map like the pool writes its tables.
+            assert!(r.mem.try_write64(written + 8 * (i * W + j) as u64, v));
+        }
+    }
+    let (desc, count) = match g.rng.below(20) {
+        0 => (g.pa(K4), n),
+        1 if !m.donated.is_empty() => (*m.donated.iter().next().unwrap(), n),
+        2 => (written + 4, n),
+        // One word short of room for a descriptor at the end of the page.
+        3 => (page + K4 - (size - 8), n),
+        4 => (written, g.rng.pick(&[0, 65, u64::MAX])),
+        _ => (written, n),
+    };
+    let in_page = desc % 8 == 0 && (desc % K4).saturating_add(count.saturating_mul(size)) <= K4;
+    let desc_ok = (1..=max).contains(&count)
+        && count == n
+        && desc == written
+        && in_page
+        && host_ram(desc & !(K4 - 1))
+        && !m.donated.contains(&(desc & !(K4 - 1)));
+    (desc, count, desc_ok)
+}
+
+/// Checks the answer of a failed batch call (`ctx` names the call) and returns its error: a call the model
+/// finds legal may only fail with NOMEM (with x1 > 0: the descriptors done); x2 is a descriptor index, or all
+/// ones for the call's own arguments and NOMEM.
+fn batch_failed(res: [u64; 4], count: u64, legal: bool, ctx: &str) -> Error {
+    let err = decode(res).unwrap_err();
+    if legal {
+        assert_eq!(
+            err,
+            Error::NoMem,
+            "{ctx}: a legal batch failed (x2 = {:#x})",
+            res[2]
+        );
+    }
+    assert!(
+        res[2] < count || res[2] == abi::MAP_BATCH_NO_ENTRY,
+        "{ctx}: x2 = {:#x}",
+        res[2]
+    );
+    if err == Error::NoMem {
+        assert!(res[1] > 0 && res[2] == abi::MAP_BATCH_NO_ENTRY, "{ctx}");
+    }
+    err
+}
+
 /// MAP_BATCH with 1..=8 descriptors (mostly plausible, some hostile) written to a page of host RAM (or a
 /// hostile descriptor address). The model predicts whether the whole call is legal: a success must be legal and
 /// map every descriptor; a legal call may only fail with NOMEM; a failure changes nothing (checked by `step`).
@@ -724,41 +797,10 @@ fn map_batch(
         iova = iova.wrapping_add(len + if g.rng.chance(50) { 0 } else { K4 });
         e.push(ent);
     }
-    // The descriptor page: host RAM that is not donated (the host cannot write donated pages), or hostile.
-    let page = loop {
-        let p = RAM + HYP_SIZE + (g.rng.below(RAM_SIZE - HYP_SIZE) & !(K4 - 1));
-        if !m.donated.contains(&p) {
-            break p;
-        }
-    };
-    let room = (K4 - n * abi::MAP_BATCH_ENTRY_SIZE) / 8;
-    let desc = page + 8 * g.rng.below(room + 1);
-    for (i, &(a, b, c)) in e.iter().enumerate() {
-        for (j, v) in [a, b, c].into_iter().enumerate() {
-            // Host RAM, not a table page (not donated, not the carve-out); the hyp reads it through its
-            // linear map like the pool writes its tables.
-            assert!(r.mem.try_write64(desc + 8 * (i * 3 + j) as u64, v));
-        }
-    }
-    let written = desc;
-    let (desc, count) = match g.rng.below(20) {
-        0 => (g.pa(K4), n),
-        1 if !m.donated.is_empty() => (*m.donated.iter().next().unwrap(), n),
-        2 => (desc + 4, n),
-        3 => (page + K4 - 16, n.max(1)),
-        4 => (desc, g.rng.pick(&[0, 65, u64::MAX])),
-        _ => (desc, n),
-    };
+    let words: Vec<[u64; 3]> = e.iter().map(|&(a, b, c)| [a, b, c]).collect();
+    let (desc, count, desc_ok) = batch_descriptors(r, g, &words, abi::MAP_BATCH_MAX_ENTRIES);
     let res = r.raw(Function::MapBatch.fid(), [id, desc, count, prot, 0, 0]);
     // Would the model accept every descriptor?
-    let in_page = desc % 8 == 0
-        && (desc % K4).saturating_add(count.saturating_mul(abi::MAP_BATCH_ENTRY_SIZE)) <= K4;
-    let desc_ok = (1..=abi::MAP_BATCH_MAX_ENTRIES).contains(&count)
-        && count == n
-        && desc == written
-        && in_page
-        && host_ram(desc & !(K4 - 1))
-        && !m.donated.contains(&(desc & !(K4 - 1)));
     let prot_ok = prot & !abi::PROT_ALL == 0
         && prot & (abi::PROT_READ | abi::PROT_WRITE) != 0
         && prot & abi::PROT_MMIO == 0;
@@ -794,25 +836,7 @@ fn map_batch(
             .collect();
         (Ok(n), Some((id, prot, maps)))
     } else {
-        let err = decode(res).unwrap_err();
-        if legal {
-            assert_eq!(
-                err,
-                Error::NoMem,
-                "{ctx}: a legal batch failed (x2 = {:#x})",
-                res[2]
-            );
-        }
-        // x2: a descriptor index, or all ones for the call's own arguments and NOMEM.
-        assert!(
-            res[2] < count || res[2] == abi::MAP_BATCH_NO_ENTRY,
-            "{ctx}: x2 = {:#x}",
-            res[2]
-        );
-        if err == Error::NoMem {
-            assert!(res[1] > 0 && res[2] == abi::MAP_BATCH_NO_ENTRY, "{ctx}");
-        }
-        (Err(err), None)
+        (Err(batch_failed(res, count, legal, &ctx)), None)
     }
 }
 
@@ -867,39 +891,9 @@ fn unmap_batch(r: &Rig, g: &mut Gen<'_>) -> (Result<u64, Error>, Option<(u64, Ve
         };
         e.push(ent);
     }
-    let page = loop {
-        let p = RAM + HYP_SIZE + (g.rng.below(RAM_SIZE - HYP_SIZE) & !(K4 - 1));
-        if !m.donated.contains(&p) {
-            break p;
-        }
-    };
-    let room = (K4 - n * abi::UNMAP_BATCH_ENTRY_SIZE) / 8;
-    let desc = page + 8 * g.rng.below(room + 1);
-    for (i, &(a, b)) in e.iter().enumerate() {
-        for (j, v) in [a, b].into_iter().enumerate() {
-            // Host RAM, not a table page (not donated, not the carve-out); the hyp reads it through its
-            // linear map like the pool writes its tables.
-            assert!(r.mem.try_write64(desc + 8 * (i * 2 + j) as u64, v));
-        }
-    }
-    let written = desc;
-    let (desc, count) = match g.rng.below(20) {
-        0 => (g.pa(K4), n),
-        1 if !m.donated.is_empty() => (*m.donated.iter().next().unwrap(), n),
-        2 => (desc + 4, n),
-        3 => (page + K4 - 8, n),
-        4 => (desc, g.rng.pick(&[0, 65, u64::MAX])),
-        _ => (desc, n),
-    };
+    let words: Vec<[u64; 2]> = e.iter().map(|&(a, b)| [a, b]).collect();
+    let (desc, count, desc_ok) = batch_descriptors(r, g, &words, abi::UNMAP_BATCH_MAX_ENTRIES);
     let res = r.raw(Function::UnmapBatch.fid(), [id, desc, count, 0, 0, 0]);
-    let in_page = desc % 8 == 0
-        && (desc % K4).saturating_add(count.saturating_mul(abi::UNMAP_BATCH_ENTRY_SIZE)) <= K4;
-    let desc_ok = (1..=abi::UNMAP_BATCH_MAX_ENTRIES).contains(&count)
-        && count == n
-        && desc == written
-        && in_page
-        && host_ram(desc & !(K4 - 1))
-        && !m.donated.contains(&(desc & !(K4 - 1)));
     let mut legal = desc_ok && m.live.get(&id).is_some_and(|d| !d.blocked);
     let mut pages = Vec::new();
     if legal {
@@ -924,24 +918,7 @@ fn unmap_batch(r: &Rig, g: &mut Gen<'_>) -> (Result<u64, Error>, Option<(u64, Ve
         assert_eq!(res[1..], [n, e.iter().map(|x| x.1).sum(), 0], "{ctx}");
         (Ok(n), Some((id, pages)))
     } else {
-        let err = decode(res).unwrap_err();
-        if legal {
-            assert_eq!(
-                err,
-                Error::NoMem,
-                "{ctx}: a legal batch failed (x2 = {:#x})",
-                res[2]
-            );
-        }
-        assert!(
-            res[2] < count || res[2] == abi::MAP_BATCH_NO_ENTRY,
-            "{ctx}: x2 = {:#x}",
-            res[2]
-        );
-        if err == Error::NoMem {
-            assert!(res[1] > 0 && res[2] == abi::MAP_BATCH_NO_ENTRY, "{ctx}");
-        }
-        (Err(err), None)
+        (Err(batch_failed(res, count, legal, &ctx)), None)
     }
 }
 

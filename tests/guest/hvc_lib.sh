@@ -43,6 +43,28 @@ wexpect() {
 need_cpus() {
     [ "$(grep -c ^processor /proc/cpuinfo)" -ge "$1" ] || fail "expected $1 CPUs"
 }
+# start_workers N LOG: run `worker K` (the script's function) for K = 1..N in the background, one per CPU, each
+# writing to LOG.K; sets wpids (their process IDs) and wlogs (their logs).
+start_workers() {
+    wpids= wlogs=
+    k=1
+    while [ $k -le "$1" ]; do
+        worker $k >"$2.$k" 2>&1 &
+        wpids="$wpids $!" wlogs="$wlogs $2.$k"
+        k=$((k + 1))
+    done
+}
+# logs_ok PATTERN LOG...: print each log; status 1 unless every one has a line matching PATTERN.
+logs_ok() {
+    lo_pattern=$1
+    shift
+    lo_ok=0
+    for lo_f in "$@"; do
+        cat "$lo_f"
+        grep -q "$lo_pattern" "$lo_f" || lo_ok=1
+    done
+    return $lo_ok
+}
 # pool_snapshot: the page-table pool's STAT values now, for later checks: pool0 (total), free0, tables0,
 # donated0 (donated pages), dfree0 (donated pages free).
 pool_snapshot() {

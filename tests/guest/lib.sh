@@ -43,6 +43,28 @@ wait_for() {
     done
 }
 
+# probe_load: load the warden_probe test module (/dev/warden_probe, used by /warden/bin/peek and poke).
+probe_load() {
+    insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+}
+
+# sigbus_refused NAME DONE HOW CMD...: run CMD in a fresh process (its output shown, and left in sb_out); it must
+# die of SIGBUS (status 135) without printing DONE. Prints `ATTACK: NAME: refused (HOW)`, else `ATTACK: NAME: NOT
+# REFUSED (status S)` and returns 1 (the caller fails with its own message).
+sigbus_refused() {
+    sb_name=$1 sb_done=$2 sb_how=$3
+    shift 3
+    sb_out=$("$@" 2>&1)
+    sb_status=$?
+    echo "$sb_out"
+    if [ "$sb_status" -eq 135 ] && ! echo "$sb_out" | grep -q "$sb_done"; then
+        echo "ATTACK: $sb_name: refused ($sb_how)"
+    else
+        echo "ATTACK: $sb_name: NOT REFUSED (status $sb_status)"
+        return 1
+    fi
+}
+
 # no_oops: fail if the kernel log shows an oops, BUG or warning.
 no_oops() {
     if dmesg | grep -E "Internal error|BUG:|WARNING:|Oops" >/dev/null; then

@@ -17,7 +17,7 @@
 # expect-log(hyp): GIC: refused: GITS_BASERn
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+probe_load
 . /warden/tests/hvc_lib.sh
 ITS=0x8080000
 SMMU=0x9050000
@@ -152,12 +152,7 @@ dd if=/dev/vda of=/dev/null bs=64k count=64 iflag=direct 2>/dev/null || fail "vi
 msi1=$(msis)
 [ $((msi1 - msi0)) -ge 300 ] || fail "only $((msi1 - msi0)) MSIs arrived for the I/O after the attacks"
 echo "ATTACK: legitimate MSIs after the ITS attacks: work ($((msi1 - msi0)) NVMe/virtio-blk MSIs for the I/O)"
-edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
-modprobe vfio-pci || fail "modprobe vfio-pci"
-modprobe vfio_iommu_type1 || fail "modprobe vfio_iommu_type1"
-echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override
-echo $edu > /sys/bus/pci/drivers_probe
-group=$(basename $(readlink /sys/bus/pci/devices/$edu/iommu_group)) || fail "edu has no iommu group"
+edu_vfio type1
 vfio_edu $edu $group > /tmp/vfio.log 2>&1 || { cat /tmp/vfio.log; fail "vfio_edu after the attacks"; }
 grep "MSI" /tmp/vfio.log
 echo "ATTACK: edu MSI through VFIO after the ITS attacks: works (vfio_edu DMA checked, the MSI reached its eventfd)"

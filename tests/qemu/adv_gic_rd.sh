@@ -16,7 +16,7 @@
 # expect-log(hyp): GIC: refused: LPI pending table
 # expect-log(hyp): target redistributor has LPIs disabled
 . /warden/tests/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+probe_load
 . /warden/tests/hvc_lib.sh
 RD0=0x80a0000
 RD1=0x80c0000

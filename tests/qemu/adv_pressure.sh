@@ -49,23 +49,24 @@ base=$pa
 # 1. Drain the pool from one CPU: one page per GiB of IOVA takes an L2 and an L3 table each.
 expect 0 $ALLOC 0
 filler=$x1
-i=1
-while :; do
-    call $MAP "$filler" $((i * GIB)) "$base" $PG 1 3
-    [ "$x0" -eq 0 ] || break
-    i=$((i + 1))
-    [ $i -lt 500 ] || fail "the pool did not run dry after $i maps"
-done
+# fill FIRST STEP WHAT: map $base at FIRST + n * STEP in the filler domain for n = 1, 2, ... until MAP refuses;
+# sets n to the refused one (fails after 499 maps of WHAT).
+fill() {
+    n=1
+    while :; do
+        call $MAP "$filler" $(($1 + n * $2)) "$base" $PG 1 3
+        [ "$x0" -eq 0 ] || break
+        n=$((n + 1))
+        [ $n -lt 500 ] || fail "the pool did not run dry after $n $3"
+    done
+}
+fill 0 $GIB maps
+i=$n
 [ "$x0" -eq "$E_NOMEM" ] || fail "drain: map $i answered $x0, expected NOMEM"
 nfill=$((i - 1))
 # Then one page per 2 MiB inside the first GiB (an L3 table each) until even one table page is refused.
-j=1
-while :; do
-    call $MAP "$filler" $((GIB + j * BLK)) "$base" $PG 1 3
-    [ "$x0" -eq 0 ] || break
-    j=$((j + 1))
-    [ $j -lt 500 ] || fail "the pool did not run dry after $j more maps"
-done
+fill $GIB $BLK "more maps"
+j=$n
 [ "$x0" -eq "$E_NOMEM" ] || fail "drain: map at $(hex $((GIB + j * BLK))) answered $x0, expected NOMEM"
 nblk=$((j - 1))
 call $MAP "$filler" $((i * GIB)) "$base" $PG 1 3
@@ -102,26 +103,24 @@ worker() {
     r0=$((k * 0x1000000000)) # 64 GiB apart: own L2 table
     nomem=0
     n=0
+    # wretry FID [X1..X6]: the call, again every 50 ms while it answers NOMEM (counted in nomem, at most 2000).
+    wretry() {
+        while :; do
+            wcall "$@" || return 1
+            [ "$x0" -eq "$E_NOMEM" ] || return 0
+            nomem=$((nomem + 1))
+            [ $nomem -lt 2000 ] || { echo "FAIL: worker $k: hvc $*: NOMEM forever"; return 1; }
+            sleep 0.05
+        done
+    }
     # A domain of its own (the alloc itself may need a top-up).
-    while :; do
-        wcall $ALLOC 0 || exit 1
-        [ "$x0" -eq "$E_NOMEM" ] || break
-        nomem=$((nomem + 1))
-        [ $nomem -lt 2000 ] || { echo "FAIL: worker $k: alloc NOMEM forever"; exit 1; }
-        sleep 0.05
-    done
+    wretry $ALLOC 0 || exit 1
     [ "$x0" -eq 0 ] || { echo "FAIL: worker $k: alloc $x0"; exit 1; }
     d=$x1
     echo "$d" >/tmp/p.dom.$k
     # wmap J: map keep page J (own L3 table each: 2 MiB apart), retrying on NOMEM.
     wmap() {
-        while :; do
-            wcall $MAP "$d" $((r0 + $1 * BLK)) $((pk + ($1 % 4) * PG)) $PG 1 3 || return 1
-            [ "$x0" -eq "$E_NOMEM" ] || break
-            nomem=$((nomem + 1))
-            [ $nomem -lt 2000 ] || { echo "FAIL: worker $k: NOMEM forever"; return 1; }
-            sleep 0.05
-        done
+        wretry $MAP "$d" $((r0 + $1 * BLK)) $((pk + ($1 % 4) * PG)) $PG 1 3 || return 1
         [ "$x0" -eq 0 ] || { echo "FAIL: worker $k: map $1: $x0"; return 1; }
     }
     j=0
@@ -176,26 +175,12 @@ donor() {
 }
 donor >/tmp/p.donor 2>&1 &
 dpid=$!
-k=1
-while [ $k -le $WORKERS ]; do
-    worker $k >/tmp/p.w.$k 2>&1 &
-    eval "w$k=$!"
-    k=$((k + 1))
-done
-k=1
-while [ $k -le $WORKERS ]; do
-    eval "wait \$w$k"
-    k=$((k + 1))
-done
+start_workers $WORKERS /tmp/p.w
+wait $wpids
 touch /tmp/stop
 wait $dpid
-bad=0
+logs_ok " OK\$" $wlogs /tmp/p.donor || fail "a worker or the donor saw a wrong answer"
 nomem=0
-for f in /tmp/p.w.1 /tmp/p.w.2 /tmp/p.w.3 /tmp/p.w.4 /tmp/p.donor; do
-    cat $f
-    grep -q " OK\$" $f || bad=1
-done
-[ $bad -eq 0 ] || fail "a worker or the donor saw a wrong answer"
 for k in 1 2 3 4; do
     nomem=$((nomem + $(sed -n 's/.* remaps, \([0-9]*\) NOMEM.*/\1/p' /tmp/p.w.$k)))
 done

@@ -12,7 +12,7 @@
 # expect-log(hyp): host stage-2 fault: W IPA 0x40100000
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+probe_load
 . /warden/tests/hvc_lib.sh
 scratch=$(scratch_pa 0x2000)
 SMMU=0x9050000
@@ -20,15 +20,8 @@ edu_open
 
 # attack NAME PA VALUE: one write by a fresh process; it must die of SIGBUS before writing.
 attack() {
-    out=$(poke "$(printf '0x%x' "$2")" "$3" 2>&1)
-    status=$?
-    echo "$out"
-    if [ "$status" -eq 135 ] && ! echo "$out" | grep -q "poke: done"; then
-        echo "ATTACK: $1: refused (SIGBUS, hyp logged the stage-2 fault)"
-    else
-        echo "ATTACK: $1: NOT REFUSED (status $status)"
+    sigbus_refused "$1" "poke: done" "SIGBUS, hyp logged the stage-2 fault" poke "$(printf '0x%x' "$2")" "$3" ||
         fail "host write '$1' at $2 was not caught"
-    fi
 }
 
 hyp_unchanged "before the attacks"

@@ -104,22 +104,9 @@ donor() {
     echo "donor: $n rounds of donate 8 / refused map / refused donate / reclaim 8 ($busy BUSY retries) OK"
 }
 donor >/tmp/worker.donor 2>&1 &
-k=1
-while [ $k -le $WORKERS ]; do
-    worker $k >/tmp/worker.$k 2>&1 &
-    k=$((k + 1))
-done
+start_workers $WORKERS /tmp/worker
 wait
-bad=0
-k=1
-while [ $k -le $WORKERS ]; do
-    cat /tmp/worker.$k
-    grep -q "rounds .* OK" /tmp/worker.$k || bad=1
-    k=$((k + 1))
-done
-cat /tmp/worker.donor
-grep -q "rounds .* OK" /tmp/worker.donor || bad=1
-[ $bad -eq 0 ] || fail "a worker saw a wrong answer"
+logs_ok "rounds .* OK" $wlogs /tmp/worker.donor || fail "a worker saw a wrong answer"
 
 # Invariants: what each worker left mapped, and nothing else in its churn range.
 k=1

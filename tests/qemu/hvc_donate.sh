@@ -11,7 +11,7 @@
 # expect-log(hyp): warden: host stage-2 fault: R IPA
 . /warden/tests/lib.sh
 . /warden/tests/hvc_lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+probe_load
 
 # peek_value PA: the 64-bit word at PA through /dev/warden_probe (status of peek on failure).
 peek_value() {

@@ -10,7 +10,7 @@
 . /warden/tests/lib.sh
 . /warden/tests/hvc_lib.sh
 . /warden/layout.env
-insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+probe_load
 
 BATCH=$FID_MAP_BATCH RW=3 PG=0x1000 NO=0xffffffffffffffff
 

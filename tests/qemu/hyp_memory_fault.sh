@@ -6,7 +6,7 @@
 # timeout: 120
 # expect-log(hyp): warden: host stage-2 fault
 . /warden/tests/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+probe_load
 [ -c /dev/warden_probe ] || fail "no /dev/warden_probe"
 # First page of the hypervisor image: owned by the hyp whatever else changes in the carve-out.
 peek "$HYP_LOAD_PA"

@@ -21,7 +21,7 @@ done
 echo "RAM: $((ram >> 20)) MiB; hyp sized memory at $HYP_SIZED_PA ($HYP_SIZED_SIZE bytes), SMMU memory from $HYP_SMMU_PA"
 
 # The hyp's own figure is the DT's.
-insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+probe_load
 . /warden/tests/hvc_lib.sh
 total=$(stat $STAT_HYP_MEMORY_BYTES)
 [ "$total" -eq $((HYP_CARVEOUT_SIZE + HYP_SIZED_SIZE)) ] ||

@@ -12,12 +12,9 @@
 # timeout: 600
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-shim_loaded || fail "warden.ko is not loaded"
-wait_for /dev/nvme0n1 30 || fail "no /dev/nvme0n1"
-wait_for /dev/vda 30 || fail "no /dev/vda"
+shim_disks_ready N
 P=/sys/module/warden/parameters
 [ "$(shim_param map_batch)" = Y ] || fail "batching is not on by default"
-[ "$(shim_param iova_shadow)" = N ] || fail "the translation shadow is on by default"
 if (echo 1 > $P/iova_shadow) 2>/dev/null; then
     fail "iova_shadow is writable at run time"
 fi

@@ -9,11 +9,7 @@
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
 prog=$(command -v vfio_edu) || fail "no vfio_edu program in /warden/bin"
-edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
-modprobe vfio-pci && modprobe vfio_iommu_type1 || fail "modprobe vfio"
-echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override
-echo $edu > /sys/bus/pci/drivers_probe
-group=$(basename $(readlink /sys/bus/pci/devices/$edu/iommu_group)) || fail "edu has no iommu group"
+edu_vfio type1
 "$prog" $edu $group 1500 || fail "vfio_edu failed"
 grep "^hyp.pool\|^hyp.donated\|^shim.donated\|^shim.topups\|^hyp.calls.donate" $SHIM_STATS
 [ "$(shim_stat shim.donated_pages)" -gt 0 ] || fail "no page was donated"

@@ -8,11 +8,7 @@
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
 iova=0x5000
-edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
-modprobe vfio-pci || fail "modprobe vfio-pci"
-echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override
-echo $edu > /sys/bus/pci/drivers_probe
-[ "$(basename $(readlink /sys/bus/pci/devices/$edu/driver))" = vfio-pci ] || fail "edu is not bound to vfio-pci"
+edu_vfio
 t=$(iommu_type $edu)
 echo "edu $edu: iommu group type $t"
 case "$t" in DMA|DMA-FQ) ;; *) fail "edu is not in a translated domain ($t)" ;; esac

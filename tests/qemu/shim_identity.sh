@@ -10,9 +10,7 @@
 # timeout: 600
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-shim_loaded || fail "warden.ko is not loaded"
-wait_for /dev/nvme0n1 30 || fail "no /dev/nvme0n1"
-wait_for /dev/vda 30 || fail "no /dev/vda"
+shim_disks_ready
 M=/sys/kernel/debug/warden/masters
 nvme=$(pci_driver_devs nvme)
 [ -n "$nvme" ] || fail "no NVMe controller bound to nvme"
@@ -41,12 +39,8 @@ echo "identity I/O: no map/unmap hypercalls"
 # A device in an identity group still cannot read the hyp: edu DMA from host RAM works, from the carve-out not.
 scratch=$(scratch_pa 0x3000)
 f0=$(shim_stat shim.faults_reported)
-edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
 # Bound to vfio-pci (not opened) so that the shim has it: its group takes the default type, identity.
-modprobe vfio-pci || fail "modprobe vfio-pci"
-echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override
-echo $edu > /sys/bus/pci/drivers_probe
-[ "$(basename $(readlink /sys/bus/pci/devices/$edu/driver))" = vfio-pci ] || fail "edu is not bound to vfio-pci"
+edu_vfio
 [ "$(iommu_type $edu)" = identity ] || fail "edu is in a $(iommu_type $edu) domain"
 grep "^$edu " $M | grep -q "domain=host-identity" || fail "edu: the shim does not have it in host-identity"
 bar0=$(head -n 1 /sys/bus/pci/devices/$edu/resource | cut -d' ' -f1)

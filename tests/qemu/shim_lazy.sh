@@ -11,10 +11,7 @@
 # timeout: 600
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-shim_loaded || fail "warden.ko is not loaded"
-wait_for /dev/nvme0n1 30 || fail "no /dev/nvme0n1"
-wait_for /dev/vda 30 || fail "no /dev/vda"
-[ "$(shim_param iova_shadow)" = N ] || fail "the translation shadow is on by default"
+shim_disks_ready N
 mapped0=$(shim_stat hyp.mapped_pages)
 shim_lazy_io 64
 

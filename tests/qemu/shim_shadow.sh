@@ -9,10 +9,7 @@
 # timeout: 600
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
-shim_loaded || fail "warden.ko is not loaded"
-wait_for /dev/nvme0n1 30 || fail "no /dev/nvme0n1"
-wait_for /dev/vda 30 || fail "no /dev/vda"
-[ "$(shim_param iova_shadow)" = Y ] || fail "warden.iova_shadow=1 did not reach warden.ko"
+shim_disks_ready Y
 mapped0=$(shim_stat hyp.mapped_pages)
 
 shim_bench sg=1 size=4096

@@ -9,13 +9,7 @@
 . /warden/tests/lib.sh
 . /warden/tests/shim/lib.sh
 prog=$(command -v vfio_edu) || fail "no vfio_edu program in /warden/bin"
-edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
-modprobe vfio-pci || fail "modprobe vfio-pci"
-modprobe vfio_iommu_type1 || fail "modprobe vfio_iommu_type1"
-echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override
-echo $edu > /sys/bus/pci/drivers_probe
-[ "$(basename $(readlink /sys/bus/pci/devices/$edu/driver))" = vfio-pci ] || fail "edu is not bound to vfio-pci"
-group=$(basename $(readlink /sys/bus/pci/devices/$edu/iommu_group)) || fail "edu has no iommu group"
+edu_vfio type1
 echo "edu $edu in iommu group $group ($(iommu_type $edu))"
 before=0
 [ "$WARDEN_MODE" = hyp ] && before=$(shim_stat shim.faults_reported)

@@ -129,6 +129,31 @@ pci_enable_master() {
     printf "\\$(printf '%03o' $cmd)" | dd of=$cfg bs=1 seek=4 count=1 conv=notrunc 2>/dev/null
 }
 
+# shim_disks_ready [Y|N]: fail unless warden.ko is loaded and both disks (/dev/nvme0n1, /dev/vda) appeared; with
+# Y or N, also unless warden.ko's translation shadow is on (warden.iova_shadow=1 reached it) or off (the default).
+shim_disks_ready() {
+    shim_loaded || fail "warden.ko is not loaded"
+    wait_for /dev/nvme0n1 30 || fail "no /dev/nvme0n1"
+    wait_for /dev/vda 30 || fail "no /dev/vda"
+    case "$1" in
+        Y) [ "$(shim_param iova_shadow)" = Y ] || fail "warden.iova_shadow=1 did not reach warden.ko" ;;
+        N) [ "$(shim_param iova_shadow)" = N ] || fail "the translation shadow is on by default" ;;
+    esac
+}
+
+# edu_vfio [type1]: bind QEMU's edu device to vfio-pci (not opened); sets edu (its PCI address). With type1 (for
+# a VFIO user such as vfio_edu) also load the type1 IOMMU backend and set group (edu's IOMMU group).
+edu_vfio() {
+    edu=$(pci_find 0x1234 0x11e8) || fail "no edu device"
+    modprobe vfio-pci || fail "modprobe vfio-pci"
+    echo vfio-pci > /sys/bus/pci/devices/$edu/driver_override
+    echo $edu > /sys/bus/pci/drivers_probe
+    [ "$(basename $(readlink /sys/bus/pci/devices/$edu/driver))" = vfio-pci ] || fail "edu is not bound to vfio-pci"
+    [ "$1" = type1 ] || return 0
+    modprobe vfio_iommu_type1 || fail "modprobe vfio_iommu_type1"
+    group=$(basename $(readlink /sys/bus/pci/devices/$edu/iommu_group)) || fail "edu has no iommu group"
+}
+
 # edu_open: find QEMU's edu device (fail if absent), enable its memory space and bus mastering; sets edu (its
 # PCI address) and bar0 (its register frame).
 edu_open() {

@@ -139,6 +139,46 @@ static inline void put_hex16(u64 v)
 	put(buf);
 }
 
+/* Whether strings @a and @b are equal. */
+static inline int streq(const char *a, const char *b)
+{
+	while (*a && *a == *b) {
+		a++;
+		b++;
+	}
+	return *a == *b;
+}
+
+/* Opens /dev/warden_probe (tests/guest/modules/warden_probe: physical memory by mmap); on failure prints
+ * "@name: cannot open /dev/warden_probe (is warden_probe.ko loaded?)" and exits with status 3. */
+static inline long probe_open(const char *name)
+{
+	long fd = open_rdwr("/dev/warden_probe");
+
+	if (fd < 0) {
+		put(name);
+		put(": cannot open /dev/warden_probe (is warden_probe.ko loaded?)\n");
+		quit(3);
+	}
+	return fd;
+}
+
+/* Maps @bytes bytes of physical memory at @pa (page-aligned) with @prot through the probe device @fd
+ * (probe_open); on failure prints "@name: @what" and exits with status 3. */
+static inline long probe_map(const char *name, long fd, u64 pa, unsigned long bytes, long prot, const char *what)
+{
+	long map = syscall6(SYS_mmap, 0, (long)bytes, prot, MAP_SHARED, fd, (long)pa);
+
+	if (is_err(map)) {
+		put(name);
+		put(": ");
+		put(what);
+		put("\n");
+		quit(3);
+	}
+	return map;
+}
+
 /* Defined by the program: the C entry point, see the top of this file. */
 void start_c(long *sp);
 

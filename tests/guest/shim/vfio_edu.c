@@ -123,21 +123,25 @@ static long xioctl(long fd, long req, void *arg, const char *what)
 
 static long bar0_off, cfg_off;
 
+/* One BAR0 access of @size bytes at @reg through the VFIO device: @buf is written there (@write) or read. */
+static void bar_io(long dev, u64 reg, void *buf, long size, int write)
+{
+	long r = syscall6(write ? SYS_pwrite64 : SYS_pread64, dev, (long)buf, size, bar0_off + (long)reg, 0, 0);
+
+	if (r != size)
+		die(write ? "BAR0 write" : "BAR0 read", r, 3);
+}
+
 static void bar_write64(long dev, u64 reg, u64 val)
 {
-	long r = syscall6(SYS_pwrite64, dev, (long)&val, 8, bar0_off + (long)reg, 0, 0);
-
-	if (r != 8)
-		die("BAR0 write", r, 3);
+	bar_io(dev, reg, &val, 8, 1);
 }
 
 static u64 bar_read64(long dev, u64 reg)
 {
 	u64 val = 0;
-	long r = syscall6(SYS_pread64, dev, (long)&val, 8, bar0_off + (long)reg, 0, 0);
 
-	if (r != 8)
-		die("BAR0 read", r, 3);
+	bar_io(dev, reg, &val, 8, 0);
 	return val;
 }
 
@@ -145,19 +149,14 @@ static u64 bar_read64(long dev, u64 reg)
 static u32 bar_read32(long dev, u64 reg)
 {
 	u32 val = 0;
-	long r = syscall6(SYS_pread64, dev, (long)&val, 4, bar0_off + (long)reg, 0, 0);
 
-	if (r != 4)
-		die("BAR0 read", r, 3);
+	bar_io(dev, reg, &val, 4, 0);
 	return val;
 }
 
 static void bar_write32(long dev, u64 reg, u32 val)
 {
-	long r = syscall6(SYS_pwrite64, dev, (long)&val, 4, bar0_off + (long)reg, 0, 0);
-
-	if (r != 4)
-		die("BAR0 write", r, 3);
+	bar_io(dev, reg, &val, 4, 1);
 }
 
 /* edu's MSI, delivered to an eventfd through VFIO; waits up to 3 s. */

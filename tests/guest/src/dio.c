@@ -42,15 +42,6 @@ static u64 now_ns(void)
 	return (u64)ts.tv_sec * 1000000000ULL + (u64)ts.tv_nsec;
 }
 
-static int streq(const char *a, const char *b)
-{
-	while (*a && *a == *b) {
-		a++;
-		b++;
-	}
-	return *a == *b;
-}
-
 /* Parses a decimal number; returns 0 on bad input. */
 static int parse_dec(const char *s, u64 *out)
 {

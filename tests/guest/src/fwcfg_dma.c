@@ -83,7 +83,7 @@ __attribute__((used)) void start_c(long *sp)
 	volatile unsigned char *buf = 0;
 	volatile u32 *regs;
 	u64 base, target, desc_pa;
-	long fd, map, i;
+	long map, i;
 	int control = 0;
 
 	if (argc != 3 || !parse_hex(argv[1], &base) || (base & (PAGE_SIZE - 1))) {
@@ -102,16 +102,8 @@ __attribute__((used)) void start_c(long *sp)
 	desc->length = be32(SIGNATURE_LEN);
 	desc->address = ((u64)be32((u32)target) << 32) | be32((u32)(target >> 32));
 
-	fd = open_rdwr("/dev/warden_probe");
-	if (fd < 0) {
-		put("fwcfg_dma: cannot open /dev/warden_probe (is warden_probe.ko loaded?)\n");
-		quit(3);
-	}
-	map = syscall6(SYS_mmap, 0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (long)base);
-	if (is_err(map)) {
-		put("fwcfg_dma: mmap of the fw_cfg page failed\n");
-		quit(3);
-	}
+	map = probe_map("fwcfg_dma", probe_open("fwcfg_dma"), base, PAGE_SIZE, PROT_READ | PROT_WRITE,
+			"mmap of the fw_cfg page failed");
 	regs = (volatile u32 *)map;
 	put("fwcfg_dma: descriptor at ");
 	put_hex16(desc_pa);

@@ -16,15 +16,6 @@
 #include "../include/freestanding.h"
 #include "../modules/warden_hvc/warden_hvc.h"
 
-static int streq(const char *a, const char *b)
-{
-	while (*a && *a == *b) {
-		a++;
-		b++;
-	}
-	return *a == *b;
-}
-
 /* Parses hex (0x prefix) or decimal; returns 0 on bad input or overflow. */
 static int parse(const char *s, u64 *out)
 {

@@ -123,16 +123,8 @@ __attribute__((used)) void start_c(long *sp)
 		put("usage: itsq <its-base> cmd D0 D1 D2 D3 ... | race ROUNDS G0..G3 B0..B3\n");
 		quit(2);
 	}
-	fd = open_rdwr("/dev/warden_probe");
-	if (fd < 0) {
-		put("itsq: cannot open /dev/warden_probe\n");
-		quit(3);
-	}
-	map = syscall6(SYS_mmap, 0, 0x10000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (long)base);
-	if (is_err(map)) {
-		put("itsq: cannot map the ITS\n");
-		quit(3);
-	}
+	fd = probe_open("itsq");
+	map = probe_map("itsq", fd, base, 0x10000, PROT_READ | PROT_WRITE, "cannot map the ITS");
 	its = (volatile u64 *)map;
 	if (reg(GITS_TYPER) & TYPER_PTA) {
 		put("itsq: GITS_TYPER.PTA set: not supported\n");
@@ -140,12 +132,8 @@ __attribute__((used)) void start_c(long *sp)
 	}
 	cbaser = reg(GITS_CBASER);
 	qlen = ((cbaser & 0xff) + 1) * PAGE_SIZE;
-	map = syscall6(SYS_mmap, 0, (long)qlen, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		       (long)(cbaser & 0xffffffffff000UL));
-	if (is_err(map)) {
-		put("itsq: cannot map the command queue\n");
-		quit(3);
-	}
+	map = probe_map("itsq", fd, cbaser & 0xffffffffff000UL, qlen, PROT_READ | PROT_WRITE,
+			"cannot map the command queue");
 	queue = (volatile u64 *)map;
 	start = reg(GITS_CWRITER) & QUEUE_OFFSET_MASK;
 	put("itsq: GITS_CBASER ");

@@ -18,23 +18,14 @@ __attribute__((used)) void start_c(long *sp)
 	long argc = sp[0];
 	char **argv = (char **)(sp + 1);
 	u64 pa, value;
-	long fd, map;
+	long map;
 	int word = argc == 3 && argv[2][0] == '3' && argv[2][1] == '2' && !argv[2][2];
 
 	if ((argc != 2 && !word) || !parse_hex(argv[1], &pa) || (pa & (word ? 3 : 7))) {
 		put("usage: peek <8-byte-aligned physical address in hex> [32]\n");
 		quit(2);
 	}
-	fd = open_rdwr("/dev/warden_probe");
-	if (fd < 0) {
-		put("peek: cannot open /dev/warden_probe (is warden_probe.ko loaded?)\n");
-		quit(3);
-	}
-	map = syscall6(SYS_mmap, 0, PAGE_SIZE, PROT_READ, MAP_SHARED, fd, (long)(pa & ~(PAGE_SIZE - 1)));
-	if (is_err(map)) {
-		put("peek: mmap failed\n");
-		quit(3);
-	}
+	map = probe_map("peek", probe_open("peek"), pa & ~(PAGE_SIZE - 1), PAGE_SIZE, PROT_READ, "mmap failed");
 	put("peek: reading ");
 	put_hex16(pa);
 	put("\n");

@@ -19,23 +19,14 @@ __attribute__((used)) void start_c(long *sp)
 	long argc = sp[0];
 	char **argv = (char **)(sp + 1);
 	u64 pa, value;
-	long fd, map;
+	long map;
 
 	if (argc != 3 || !parse_hex(argv[1], &pa) || (pa & 3) || !parse_hex(argv[2], &value) || value >> 32) {
 		put("usage: poke <4-byte-aligned physical address in hex> <32-bit value in hex>\n");
 		quit(2);
 	}
-	fd = open_rdwr("/dev/warden_probe");
-	if (fd < 0) {
-		put("poke: cannot open /dev/warden_probe (is warden_probe.ko loaded?)\n");
-		quit(3);
-	}
-	map = syscall6(SYS_mmap, 0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		       (long)(pa & ~(PAGE_SIZE - 1)));
-	if (is_err(map)) {
-		put("poke: mmap failed\n");
-		quit(3);
-	}
+	map = probe_map("poke", probe_open("poke"), pa & ~(PAGE_SIZE - 1), PAGE_SIZE, PROT_READ | PROT_WRITE,
+			"mmap failed");
 	put("poke: writing ");
 	put_hex16(value);
 	put(" at ");

@@ -19,6 +19,31 @@ fn num(f: &BTreeMap<&str, &str>, k: &str) -> Option<f64> {
     f.get(k)?.parse().ok()
 }
 
+/// What `@micro` and `@icount` lines share: the call's `op`, the workload it names (at `threads` threads), the
+/// buffer `size` and the number of `calls`.
+struct MicroLine<'a> {
+    op: &'a str,
+    workload: String,
+    size: f64,
+    calls: f64,
+}
+
+/// A `@micro` or `@icount` line's [`MicroLine`]; `None` when a field is missing or no call was made (the line is
+/// skipped).
+fn micro_line<'a>(f: &BTreeMap<&'a str, &'a str>, threads: u32) -> Option<MicroLine<'a>> {
+    let (Some(op), Some(size), Some(sg), Some(calls)) =
+        (f.get("op"), num(f, "size"), f.get("sg"), num(f, "calls"))
+    else {
+        return None;
+    };
+    (calls > 0.0).then(|| MicroLine {
+        op,
+        workload: micro_name(op, threads, size as u64, *sg == "1"),
+        size,
+        calls,
+    })
+}
+
 /// The hyp's counters of an I/O line (`hc_total`, `cmds`: absent or `na` without the shim), per I/O of `ios`.
 fn per_io_counts(f: &BTreeMap<&str, &str>, ios: f64, extra: &mut BTreeMap<&'static str, f64>) {
     if let Some(v) = num(f, "hc_total") {
@@ -184,19 +209,21 @@ pub fn parse(log: &str) -> Result<Vec<Sample>> {
             out.push(s);
         } else if let Some(rest) = line.strip_prefix("@micro ") {
             let f = fields(rest);
-            let (Some(op), Some(t), Some(size), Some(sg), Some(calls), Some(mean)) = (
-                f.get("op"),
+            let (Some(t), Some(mean)) = (
                 f.get("threads").and_then(|t| t.parse::<u32>().ok()),
-                num(&f, "size"),
-                f.get("sg"),
-                num(&f, "calls"),
                 num(&f, "mean_ns"),
             ) else {
                 continue;
             };
-            if calls <= 0.0 {
+            let Some(MicroLine {
+                op,
+                workload,
+                size,
+                calls,
+            }) = micro_line(&f, t)
+            else {
                 continue;
-            }
+            };
             let mut extra = BTreeMap::new();
             for (k, name) in [
                 ("p50_ns", "p50_ns"),
@@ -211,7 +238,7 @@ pub fn parse(log: &str) -> Result<Vec<Sample>> {
             extra.insert("calls", calls);
             // Counts over the whole run, per call of this op (map: MAP_PAGES calls; unmap: UNMAP_PAGES calls and
             // the SMMU commands and syncs, which only unmaps issue) and all hypercalls per map+unmap pair.
-            let own = match *op {
+            let own = match op {
                 "map" => "hc_map",
                 "null" => "hc_null",
                 _ => "hc_unmap",
@@ -222,7 +249,7 @@ pub fn parse(log: &str) -> Result<Vec<Sample>> {
             if let Some(v) = num(&f, "hc_total") {
                 extra.insert("hypercalls_per_pair", v / calls);
             }
-            if *op == "unmap" {
+            if op == "unmap" {
                 if let Some(v) = num(&f, "cmds") {
                     extra.insert("smmu_cmds_per_call", v / calls);
                 }
@@ -231,7 +258,7 @@ pub fn parse(log: &str) -> Result<Vec<Sample>> {
                 }
             }
             out.push(Sample {
-                workload: micro_name(op, t, size as u64, *sg == "1"),
+                workload,
                 value: mean,
                 unit: "ns/call",
                 extra,
@@ -285,20 +312,15 @@ pub fn parse_icount(log: &str) -> Vec<(String, &'static str, f64)> {
             continue;
         };
         let f = fields(rest);
-        let (Some(op), Some(size), Some(sg), Some(calls), Some(all), Some(nohv)) = (
-            f.get("op"),
-            num(&f, "size"),
-            f.get("sg"),
-            num(&f, "calls"),
-            num(&f, "instr"),
-            num(&f, "instr_nohv"),
-        ) else {
+        let (Some(all), Some(nohv)) = (num(&f, "instr"), num(&f, "instr_nohv")) else {
             continue;
         };
-        if calls <= 0.0 {
+        let Some(MicroLine {
+            workload: w, calls, ..
+        }) = micro_line(&f, 1)
+        else {
             continue;
-        }
-        let w = micro_name(op, 1, size as u64, *sg == "1");
+        };
         out.push((w.clone(), "instr_per_call", all / calls));
         out.push((w.clone(), "instr_el2_per_call", (all - nohv) / calls));
         if let Some(ns) = num(&f, "ns") {
@@ -442,16 +464,18 @@ ops_per_s=9 hc_null=500\n@icount op=null size=0 sg=0 calls=64 instr=19200 instr_
 
     /// A real report: fio 3.33 (`crate::fio`) under Warden, 4 KiB random reads at depth 1 on NVMe for 2 s.
     const FIO_JSON: &str = include_str!("testdata/fio-nvme-randread-qd1.json");
+    /// The job `FIO_JSON` reports.
+    const FIO_RUN: FioRun = FioRun {
+        disk: "nvme0n1",
+        rw: "randread",
+        bs: 4096,
+        iodepth: 1,
+        jobs: 1,
+    };
 
     #[test]
     fn parses_fio_reports() {
-        let run = FioRun {
-            disk: "nvme0n1",
-            rw: "randread",
-            bs: 4096,
-            iodepth: 1,
-            jobs: 1,
-        };
+        let run = FIO_RUN;
         let s = parse_fio(&run, FIO_JSON).unwrap();
         assert_eq!(s.workload, "fio nvme0n1 randread 4K qd1");
         assert_eq!((s.unit, s.lower_is_better), ("MB/s", false));
@@ -488,13 +512,7 @@ ops_per_s=9 hc_null=500\n@icount op=null size=0 sg=0 calls=64 instr=19200 instr_
 
     #[test]
     fn reports_fio_errors() {
-        let run = FioRun {
-            disk: "nvme0n1",
-            rw: "randread",
-            bs: 4096,
-            iodepth: 1,
-            jobs: 1,
-        };
+        let run = FIO_RUN;
         let edit = |f: &dyn Fn(&mut serde_json::Value)| {
             let mut v: serde_json::Value = serde_json::from_str(FIO_JSON).unwrap();
             f(&mut v["jobs"][0]);

@@ -58,9 +58,21 @@ counters() {
 }
 now_cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
 mark() { [ "$BENCH_MARK" = 1 ] && /warden/bin/peek 0x9050018 > /dev/null; true; }
-if [ "$BENCH_MARK" = 1 ]; then
-    insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "warden_probe did not load"
-fi
+# begin_run [cold] / end_run: the counters before (a) and after (b) a workload, each with its mark on the
+# workload's side; with cold, dirty pages are written and the page cache dropped first.
+begin_run() {
+    if [ "$1" = cold ]; then
+        sync
+        echo 3 > /proc/sys/vm/drop_caches
+    fi
+    a=$(snap)
+    mark
+}
+end_run() {
+    mark
+    b=$(snap)
+}
+[ "$BENCH_MARK" = 1 ] && probe_load
 
 wait_for /dev/nvme0n1 30 || fail "no NVMe disk"
 wait_for /dev/vda 30 || fail "no virtio-blk disk"
@@ -95,11 +107,9 @@ for w in $BENCH_MICRO; do
 $w
 W
     dmesg -c > /dev/null
-    a=$(snap)
-    mark
+    begin_run
     insmod $KO threads=$t size=$s sg=$g duration_ms=$BENCH_DUR_MS || { dmesg | tail -5; fail "warden_bench $w failed"; }
-    mark
-    b=$(snap)
+    end_run
     rmmod warden_bench
     cnt=$(counters "$a" "$b")
     dmesg | sed -n 's/.*warden_bench: result /@micro /p' | while read -r line; do echo "$line $cnt"; done
@@ -118,13 +128,9 @@ for w in $BENCH_IO; do
     IFS=: read d k p bs n <<W
 $w
 W
-    sync
-    echo 3 > /proc/sys/vm/drop_caches
-    a=$(snap)
-    mark
+    begin_run cold
     r=$(dio /dev/$d $k $p $bs $n $BENCH_IO_MAX_MS) || fail "dio $w failed: $r"
-    mark
-    b=$(snap)
+    end_run
     set -- $r
     [ "$1" = @dio ] || fail "dio $w printed: $r"
     echo "@io disk=$d kind=$k pattern=$p bs=$bs count=${2#ops=} ns=${4#ns=} $(counters "$a" "$b")"
@@ -133,15 +139,11 @@ for w in $BENCH_FIO; do
     IFS=: read d rw bs qd nj <<W
 $w
 W
-    sync
-    echo 3 > /proc/sys/vm/drop_caches
-    a=$(snap)
-    mark
+    begin_run cold
     j=$(/warden/bin/fio --name=bench --filename=/dev/$d --direct=1 --ioengine=io_uring --rw=$rw --bs=$bs \
         --iodepth=$qd --numjobs=$nj --group_reporting --time_based --runtime=${BENCH_FIO_SECS}s \
         --ramp_time=${BENCH_FIO_RAMP}s --output-format=json 2>/tmp/fio.err) || fail "fio $w failed: $(cat /tmp/fio.err) $j"
-    mark
-    b=$(snap)
+    end_run
     echo "@fio disk=$d rw=$rw bs=$bs qd=$qd jobs=$nj $(counters "$a" "$b") json=$(echo "$j" | tr -d '\n')"
 done
 no_oops

@@ -12,7 +12,7 @@
 # expect-log(hyp): host stage-2 fault: W IPA 0x8080080
 # expect-log(hyp): host stage-2 fault: R IPA 0x8080080
 . /warden/tests/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+probe_load
 . /warden/tests/hvc_lib.sh
 ITS=0x8080000
 RD1=0x80c0000

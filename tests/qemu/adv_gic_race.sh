@@ -16,7 +16,7 @@
 # smp: 8
 # append: warden.noshim deferred_probe_timeout=0 mem=1000M maxcpus=2
 . /warden/tests/lib.sh
-insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
+probe_load
 . /warden/tests/hvc_lib.sh
 RD0=0x80a0000
 PROPBASER=0x70

@@ -19,22 +19,13 @@
  */
 #include "../include/freestanding.h"
 
-static int eq(const char *a, const char *b)
-{
-	while (*a && *a == *b) {
-		a++;
-		b++;
-	}
-	return *a == *b;
-}
-
 __attribute__((used)) void start_c(long *sp)
 {
 	long argc = sp[0];
 	char **argv = (char **)(sp + 1);
 	u64 pa, value = 0, out = 0, out2 = 0;
 	const char *op;
-	long fd, map;
+	long map;
 	unsigned long p;
 	int load = 1;
 
@@ -43,38 +34,29 @@ __attribute__((used)) void start_c(long *sp)
 		quit(2);
 	}
 	op = argv[2];
-	fd = open_rdwr("/dev/warden_probe");
-	if (fd < 0) {
-		put("gicodd: cannot open /dev/warden_probe (is warden_probe.ko loaded?)\n");
-		quit(3);
-	}
-	map = syscall6(SYS_mmap, 0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		       (long)(pa & ~(PAGE_SIZE - 1)));
-	if (is_err(map)) {
-		put("gicodd: mmap failed\n");
-		quit(3);
-	}
+	map = probe_map("gicodd", probe_open("gicodd"), pa & ~(PAGE_SIZE - 1), PAGE_SIZE, PROT_READ | PROT_WRITE,
+			"mmap failed");
 	p = (unsigned long)map + (pa & (PAGE_SIZE - 1));
-	if (eq(op, "ldrb")) {
+	if (streq(op, "ldrb")) {
 		__asm__ volatile("ldrb %w0, [%1]" : "=r"(out) : "r"(p) : "memory");
-	} else if (eq(op, "ldrh")) {
+	} else if (streq(op, "ldrh")) {
 		__asm__ volatile("ldrh %w0, [%1]" : "=r"(out) : "r"(p) : "memory");
-	} else if (eq(op, "ldrx")) {
+	} else if (streq(op, "ldrx")) {
 		__asm__ volatile("ldr %0, [%1]" : "=r"(out) : "r"(p) : "memory");
-	} else if (eq(op, "ldp")) {
+	} else if (streq(op, "ldp")) {
 		__asm__ volatile("ldp %0, %1, [%2]" : "=r"(out), "=r"(out2) : "r"(p) : "memory");
 		out ^= out2 & 0;
 	} else {
 		load = 0;
-		if (eq(op, "strb"))
+		if (streq(op, "strb"))
 			__asm__ volatile("strb %w0, [%1]" : : "r"(value), "r"(p) : "memory");
-		else if (eq(op, "strh"))
+		else if (streq(op, "strh"))
 			__asm__ volatile("strh %w0, [%1]" : : "r"(value), "r"(p) : "memory");
-		else if (eq(op, "strx"))
+		else if (streq(op, "strx"))
 			__asm__ volatile("str %0, [%1]" : : "r"(value), "r"(p) : "memory");
-		else if (eq(op, "stp"))
+		else if (streq(op, "stp"))
 			__asm__ volatile("stp %0, %0, [%1]" : : "r"(value), "r"(p) : "memory");
-		else if (eq(op, "strpost"))
+		else if (streq(op, "strpost"))
 			__asm__ volatile("str %w1, [%0], #4" : "+r"(p) : "r"(value) : "memory");
 		else {
 			put("gicodd: unknown op\n");

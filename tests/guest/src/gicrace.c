@@ -57,7 +57,7 @@ __attribute__((used)) void start_c(long *sp)
 	u64 rd, reg, good, bad, max, attempts = 0, enabled = 0, pend;
 	volatile u64 *shared;
 	volatile unsigned char *frame;
-	long fd, map, child;
+	long map, child;
 
 	if (argc != 6 || !parse_hex(argv[1], &rd) || (rd & 0xffff) || !parse_hex(argv[2], &reg) ||
 	    (reg != 0x70 && reg != 0x78) || !parse_hex(argv[3], &good) || !parse_hex(argv[4], &bad) ||
@@ -65,16 +65,8 @@ __attribute__((used)) void start_c(long *sp)
 		put("usage: gicrace <rd-base> <70|78> <good> <bad> <max-attempts> (hex)\n");
 		quit(2);
 	}
-	fd = open_rdwr("/dev/warden_probe");
-	if (fd < 0) {
-		put("gicrace: cannot open /dev/warden_probe (is warden_probe.ko loaded?)\n");
-		quit(3);
-	}
-	map = syscall6(SYS_mmap, 0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (long)rd);
-	if (is_err(map)) {
-		put("gicrace: mmap of the RD_base frame failed\n");
-		quit(3);
-	}
+	map = probe_map("gicrace", probe_open("gicrace"), rd, PAGE_SIZE, PROT_READ | PROT_WRITE,
+			"mmap of the RD_base frame failed");
 	frame = (volatile unsigned char *)map;
 	map = syscall6(SYS_mmap, 0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (is_err(map)) {

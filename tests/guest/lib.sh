@@ -65,6 +65,18 @@ sigbus_refused() {
     fi
 }
 
+# msis: the ITS MSI-X interrupts Linux has counted on CPUs 0 and 1 (its PCI devices' MSIs).
+msis() { grep -E "ITS-PCI-MSIX" /proc/interrupts | awk '{ for (c = 2; c <= 3; c++) n += $c } END { print n }'; }
+
+# msis_arrive AFTER: NVMe I/O still raises MSIs; prints `ATTACK: legitimate MSIs after AFTER: work (...)`.
+msis_arrive() {
+    m0=$(msis)
+    dd if=/dev/nvme0n1 of=/dev/null bs=4k count=200 iflag=direct 2>/dev/null || fail "NVMe read"
+    m1=$(msis)
+    [ $((m1 - m0)) -gt 0 ] || fail "no MSI arrived"
+    echo "ATTACK: legitimate MSIs after $1: work (NVMe I/O, $((m1 - m0)) MSIs)"
+}
+
 # no_oops: fail if the kernel log shows an oops, BUG or warning.
 no_oops() {
     if dmesg | grep -E "Internal error|BUG:|WARNING:|Oops" >/dev/null; then

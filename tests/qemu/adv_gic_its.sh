@@ -46,7 +46,6 @@ itsq_ok() {
 }
 # poke32 PA VALUE: a 32-bit write (numbers in any shell notation).
 poke32() { poke "$(printf '0x%x' $(($1)))" "$(printf '0x%x' $(($2)))" | grep -q "poke: done" || fail "poke $1 $2"; }
-msis() { grep -E "ITS-PCI-MSIX" /proc/interrupts | awk '{ n += $2 + $3 } END { print n }'; }
 
 # attack_cmds NAME MIN CMD...: queue the commands (4 doublewords each); at least MIN refusals expected.
 attack_cmds() {

@@ -139,6 +139,20 @@ static inline void put_hex16(u64 v)
 	put(buf);
 }
 
+/* Writes @v to stdout in decimal. */
+static inline void put_dec(u64 v)
+{
+	char buf[21];
+	int i = 20;
+
+	buf[i] = 0;
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	put(buf + i);
+}
+
 /* Whether strings @a and @b are equal. */
 static inline int streq(const char *a, const char *b)
 {

@@ -58,20 +58,6 @@ static int parse_dec(const char *s, u64 *out)
 	return 1;
 }
 
-/* Writes @v to stdout in decimal. */
-static void put_dec(u64 v)
-{
-	char buf[21];
-	int i = 20;
-
-	buf[i] = 0;
-	do {
-		buf[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	put(buf + i);
-}
-
 __attribute__((used)) void start_c(long *sp)
 {
 	long argc = sp[0];

@@ -37,19 +37,6 @@ static void pin_to(long cpu)
 	syscall6(SYS_sched_setaffinity, 0, sizeof(mask), (long)&mask, 0, 0, 0);
 }
 
-static void put_dec(u64 v)
-{
-	char buf[21];
-	int i = 20;
-
-	buf[i] = 0;
-	do {
-		buf[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	put(buf + i);
-}
-
 __attribute__((used)) void start_c(long *sp)
 {
 	long argc = sp[0];

@@ -63,20 +63,12 @@ static void put_hex(u64 v)
 	put(buf + start - 2);
 }
 
-static void put_dec(long v)
+/* Writes @v to stdout in signed decimal. */
+static void put_sdec(long v)
 {
-	char buf[24];
-	int i = 23;
-	u64 u = v < 0 ? -(u64)v : (u64)v;
-
-	buf[i] = 0;
-	do {
-		buf[--i] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
 	if (v < 0)
-		buf[--i] = '-';
-	put(buf + i);
+		put("-");
+	put_dec(v < 0 ? -(u64)v : (u64)v);
 }
 
 static __attribute__((noreturn)) void usage(void)
@@ -97,7 +89,7 @@ static long dev_ioctl(unsigned long cmd, void *arg)
 	r = syscall6(SYS_ioctl, fd, (long)cmd, (long)arg, 0, 0, 0);
 	if (r < 0) {
 		put("hvc: ioctl failed: errno ");
-		put_dec(-r);
+		put_sdec(-r);
 		put("\n");
 		quit(3);
 	}
@@ -132,7 +124,7 @@ __attribute__((used)) void start_c(long *sp)
 				usage();
 			dev_ioctl(WARDEN_HVC_NONZERO, &p);
 			put("nonzero=");
-			put_dec((long)p.fill);
+			put_sdec((long)p.fill);
 		}
 		put("\n");
 		quit(0);
@@ -149,10 +141,10 @@ __attribute__((used)) void start_c(long *sp)
 		dev_ioctl(WARDEN_HVC_CALL, &c);
 		for (i = 0; i < 4; i++) {
 			put(i ? " x" : "x");
-			put_dec(i);
+			put_sdec(i);
 			put("=");
 			if (i == 0)
-				put_dec((long)c.ret[0]);
+				put_sdec((long)c.ret[0]);
 			else
 				put_hex(c.ret[i]);
 		}

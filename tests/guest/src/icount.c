@@ -61,7 +61,7 @@ struct perf_attr {
 };
 
 /* Formats @v in decimal after @s; returns the new end. */
-static char *put_dec(char *s, u64 v)
+static char *fmt_dec(char *s, u64 v)
 {
 	char tmp[21];
 	int n = 0;
@@ -165,15 +165,15 @@ __attribute__((used)) void start_c(long *sp)
 		quit(4);
 	}
 	e = put_str(line, "@icount_io status=");
-	e = put_dec(e, (u64)((status >> 8) & 0xff));
+	e = fmt_dec(e, (u64)((status >> 8) & 0xff));
 	e = put_str(e, " all=");
-	e = put_dec(e, all);
+	e = fmt_dec(e, all);
 	e = put_str(e, " el2=");
-	e = put_dec(e, all - noel2);
+	e = fmt_dec(e, all - noel2);
 	e = put_str(e, " el1=");
-	e = put_dec(e, noel2 - el0);
+	e = fmt_dec(e, noel2 - el0);
 	e = put_str(e, " el0=");
-	e = put_dec(e, el0);
+	e = fmt_dec(e, el0);
 	e = put_str(e, "\n");
 	*e = 0;
 	put(line);

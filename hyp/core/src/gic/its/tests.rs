@@ -1,3 +1,4 @@
+use super::registers::{CBASER_PA_MASK, CBASER_SIZE_MASK};
 use super::*;
 use crate::gic::RegAccess;
 use crate::gic::rd::{CTLR_ENABLE_LPIS, GICR_CTLR, GICR_PENDBASER, GICR_PROPBASER};

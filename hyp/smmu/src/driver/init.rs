@@ -32,20 +32,10 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
     pub fn init(mut regs: R, mut mem: M, config: Config) -> Result<Self, Error> {
         let limit = config.poll_limit.max(1);
         // 1. Abort everything while we work (before reading or writing any other register).
-        poll(
-            &mut regs,
-            limit,
-            |r| r.read32(regs::GBPA) & GBPA_UPDATE == 0,
-            Wait::GbpaUpdate,
-        )?;
+        gbpa_settled(&mut regs, limit)?;
         let gbpa = regs.read32(regs::GBPA);
         regs.write32(regs::GBPA, gbpa | GBPA_ABORT | GBPA_UPDATE);
-        poll(
-            &mut regs,
-            limit,
-            |r| r.read32(regs::GBPA) & GBPA_UPDATE == 0,
-            Wait::GbpaUpdate,
-        )?;
+        gbpa_settled(&mut regs, limit)?;
         // 2. Disable.
         regs.write32(regs::CR0, Cr0::NONE.0);
         poll(
@@ -202,6 +192,16 @@ pub(super) fn write_ste_raw<M: DmaMemory>(mem: &mut M, pa: u64, ste: &Ste) {
     for (i, dword) in ste.0.iter().enumerate() {
         mem.write64(pa + 8 * i as u64, *dword);
     }
+}
+
+/// Waits for `GBPA.Update` to clear (the SMMU has taken the last `GBPA` write).
+fn gbpa_settled<R: RegisterAccess>(regs: &mut R, limit: u32) -> Result<(), Error> {
+    poll(
+        regs,
+        limit,
+        |r| r.read32(regs::GBPA) & GBPA_UPDATE == 0,
+        Wait::GbpaUpdate,
+    )
 }
 
 /// A bounded poll before the driver value exists.

@@ -43,6 +43,33 @@ fn kinds(cmds: &[Command]) -> Vec<CommandKind> {
 
 const SYNC: CommandKind = CommandKind::Sync(SyncCompletion::None);
 
+/// The error of a command with the unknown opcode 0xFF (from [`illegal_batch`]).
+const ILLEGAL: Error = Error::CommandError {
+    opcode: 0xFF,
+    error: crate::CmdqError::Illegal,
+};
+
+/// A batch with a bad command: `CFGI_STE` 1, a command of the unknown opcode 0xFF, `TLBI_NSNH_ALL`.
+fn illegal_batch() -> [Command; 3] {
+    [
+        Command::cfgi_ste(StreamId(1), true),
+        Command::from_raw([0xFF, 0]),
+        Command::tlbi_nsnh_all(),
+    ]
+}
+
+/// What the SMMU runs of [`illegal_batch`] and its `CMD_SYNC`: the bad command skipped (replaced by a
+/// `CMD_SYNC`), the rest.
+const ILLEGAL_BATCH_RAN: [CommandKind; 4] = [
+    CommandKind::CfgiSte {
+        sid: StreamId(1),
+        leaf: true,
+    },
+    SYNC,
+    CommandKind::TlbiNsnhAll,
+    SYNC,
+];
+
 /// A stage-2 table for tests: 4 KiB granule, 40-bit IPA, walk from level 1 (two concatenated root tables).
 struct S2Table {
     mem: FakeMemory,
@@ -659,32 +686,10 @@ fn sync_timeout_is_reported_and_recovered() {
 #[test]
 fn illegal_command_is_skipped_reported_and_acknowledged() {
     let (mut smmu, _) = init();
-    let bad = Command::from_raw([0xFF, 0]);
-    let err = smmu.submit([
-        Command::cfgi_ste(StreamId(1), true),
-        bad,
-        Command::tlbi_nsnh_all(),
-    ]);
-    assert_eq!(
-        err,
-        Err(Error::CommandError {
-            opcode: 0xFF,
-            error: crate::CmdqError::Illegal
-        })
-    );
+    let err = smmu.submit(illegal_batch());
+    assert_eq!(err, Err(ILLEGAL));
     // The bad command was replaced by a CMD_SYNC; the rest of the batch ran.
-    assert_eq!(
-        kinds(&smmu.regs_mut().take_executed()),
-        [
-            CommandKind::CfgiSte {
-                sid: StreamId(1),
-                leaf: true
-            },
-            SYNC,
-            CommandKind::TlbiNsnhAll,
-            SYNC
-        ]
-    );
+    assert_eq!(kinds(&smmu.regs_mut().take_executed()), ILLEGAL_BATCH_RAN);
     let (g, n) = (
         smmu.regs.read32(regs::GERROR),
         smmu.regs.read32(regs::GERRORN),

@@ -119,46 +119,42 @@ fn tickets_are_not_confused_by_later_laps_of_the_ring() {
 fn a_command_error_is_blamed_on_the_batch_that_owns_it() {
     let (mut smmu, _) = init();
     let waiter = smmu.shared_cmdq();
-    let bad = Command::from_raw([0xFF, 0]);
-    // The SMMU stops on `bad` (second command of the first batch); the second batch queues behind it.
-    let a = smmu
-        .issue([
-            Command::cfgi_ste(StreamId(1), true),
-            bad,
-            Command::tlbi_nsnh_all(),
-        ])
-        .unwrap();
+    // The SMMU stops on the bad command (second of the first batch); the second batch queues behind it.
+    let a = smmu.issue(illegal_batch()).unwrap();
     let b = smmu.issue([Command::tlbi_s12_vmall(Vmid(7))]).unwrap();
     let smmu = Mutex::new(smmu);
     // The second batch's CPU notices the error: the skip and acknowledgement unblock it, and it is not blamed.
     assert_eq!(wait(&smmu, &waiter, b), Ok(()));
     // The first batch's CPU collects the error, without having had to notice it.
-    assert_eq!(
-        wait(&smmu, &waiter, a),
-        Err(Error::CommandError {
-            opcode: 0xFF,
-            error: crate::CmdqError::Illegal
-        })
-    );
+    assert_eq!(wait(&smmu, &waiter, a), Err(ILLEGAL));
     let mut smmu = smmu.into_inner().unwrap();
     assert_eq!(
         kinds(&smmu.regs_mut().take_executed()),
         [
-            CommandKind::CfgiSte {
-                sid: StreamId(1),
-                leaf: true
-            },
-            SYNC,
-            CommandKind::TlbiNsnhAll,
-            SYNC,
-            CommandKind::TlbiS12Vmall { vmid: Vmid(7) },
-            SYNC
+            &ILLEGAL_BATCH_RAN[..],
+            &[CommandKind::TlbiS12Vmall { vmid: Vmid(7) }, SYNC]
         ]
+        .concat()
     );
     // Collected once: nothing is left pending, later batches are clean.
     assert_eq!(smmu.invalidate_vmid(Vmid(1)), Ok(()));
     assert_eq!(smmu.check_global_errors(), Ok(()));
     assert_eq!(smmu.counters().cmdq_errors, 1);
+}
+
+/// A QEMU-like SMMU for the thread tests: a command queue of 2^`cmdq_log2` entries, `poll_limit` polls, and a
+/// consumer that takes at most `budget` commands per register access.
+fn slow_consumer(cmdq_log2: u32, poll_limit: u32, budget: u32) -> TestSmmu {
+    let (mut smmu, _) = init_with(
+        FakeSmmu::qemu,
+        Config {
+            cmdq_log2,
+            poll_limit,
+            ..config()
+        },
+    );
+    smmu.regs_mut().set_consume_budget(Some(budget));
+    smmu
 }
 
 /// Four threads issue 150 batches each into a 16-entry queue (about 40 laps of the ring, often full) with a
@@ -178,15 +174,7 @@ fn threads_issue_lock_free_and_wait_concurrently() {
 fn threads_issue_and_wait_concurrently(lock_free: bool) {
     const THREADS: u16 = 4;
     const BATCHES: u16 = 150;
-    let (mut smmu, _) = init_with(
-        FakeSmmu::qemu,
-        Config {
-            cmdq_log2: 4,
-            poll_limit: 100_000,
-            ..config()
-        },
-    );
-    smmu.regs_mut().set_consume_budget(Some(2));
+    let smmu = slow_consumer(4, 100_000, 2);
     let waiter = smmu.shared_cmdq();
     let smmu = Mutex::new(smmu);
     // Batch (t, i) is 1 to 3 `TLBI_S12_VMALL`s whose VMIDs name the thread, the batch and the command.
@@ -274,15 +262,7 @@ fn threads_issue_and_wait_concurrently(lock_free: bool) {
 fn lock_free_issue_stress_with_batches_bigger_than_the_queue() {
     const THREADS: u16 = 4;
     const BATCHES: u16 = 200;
-    let (mut smmu, _) = init_with(
-        FakeSmmu::qemu,
-        Config {
-            cmdq_log2: 3,
-            poll_limit: 1_000_000,
-            ..config()
-        },
-    );
-    smmu.regs_mut().set_consume_budget(Some(1));
+    let smmu = slow_consumer(3, 1_000_000, 1);
     let before = smmu.counters();
     let cmdq = smmu.shared_cmdq();
     let smmu = Mutex::new(smmu);
@@ -351,13 +331,7 @@ fn an_error_in_an_abandoned_batch_goes_to_the_cpu_that_finds_it() {
     // gets it, as nobody else would.
     smmu.regs_mut().set_consume_budget(None);
     let b = smmu.issue([Command::tlbi_nsnh_all()]).unwrap();
-    assert_eq!(
-        waiter.wait(b, |step| smmu.sync_step(b, step)),
-        Err(Error::CommandError {
-            opcode: 0xFF,
-            error: crate::CmdqError::Illegal
-        })
-    );
+    assert_eq!(waiter.wait(b, |step| smmu.sync_step(b, step)), Err(ILLEGAL));
     assert!(waiter.is_done(a) && waiter.is_done(b));
     assert_eq!(smmu.invalidate_vmid(Vmid(1)), Ok(()));
     let c = smmu.counters();

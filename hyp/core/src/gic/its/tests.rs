@@ -58,6 +58,23 @@ impl<'a> Its<'a> {
         assert!(out.is_empty(), "{out:?}");
         assert!(self.rd.lpis_enabled(i));
     }
+    /// Writes a one-page collection table (`GITS_BASER1`) and the 64 KiB queue (`GITS_CBASER`); neither may
+    /// be refused.
+    #[track_caller]
+    fn set_collection_table_and_queue(&self) {
+        assert!(
+            self.write(
+                GITS_BASER0 + 8,
+                8,
+                BASER_VALID | (BASER_TYPE_COLLECTION << 56) | (7 << 48) | COLL_TABLE
+            )
+            .is_empty()
+        );
+        assert!(
+            self.write(GITS_CBASER, 8, BASER_VALID | QUEUE | 15)
+                .is_empty()
+        );
+    }
     fn write(&self, off: u64, size: u8, value: u64) -> Vec<GicRefusal> {
         let mut out = Vec::new();
         self.e.access(
@@ -120,18 +137,7 @@ fn probed_lpis_off(own: &Ownership) -> Its<'_> {
         )
         .is_empty()
     );
-    assert!(
-        its.write(
-            GITS_BASER0 + 8,
-            8,
-            BASER_VALID | (BASER_TYPE_COLLECTION << 56) | (7 << 48) | COLL_TABLE
-        )
-        .is_empty()
-    );
-    assert!(
-        its.write(GITS_CBASER, 8, BASER_VALID | QUEUE | 15)
-            .is_empty()
-    );
+    its.set_collection_table_and_queue();
     assert!(its.write(GITS_CWRITER, 8, 0).is_empty());
     its.write(GITS_CTLR, 4, 1);
     its.gic.set32(ITS + GITS_CTLR, 1);
@@ -457,18 +463,7 @@ fn physical_address_targets() {
     let its = Its::new(&own, gic, TYPER | TYPER_PTA);
     its.enable_lpis(0);
     its.enable_lpis(1);
-    assert!(
-        its.write(
-            GITS_BASER0 + 8,
-            8,
-            BASER_VALID | (BASER_TYPE_COLLECTION << 56) | (7 << 48) | COLL_TABLE
-        )
-        .is_empty()
-    );
-    assert!(
-        its.write(GITS_CBASER, 8, BASER_VALID | QUEUE | 15)
-            .is_empty()
-    );
+    its.set_collection_table_and_queue();
     let good = mapc(0, RDS[1] >> 16);
     assert!(its.submit(&[good]).is_empty());
     assert_eq!(its.e.shadow_command(0), good);

@@ -203,6 +203,28 @@ pub(super) fn ste_for(w: &W, config: SteConfig) -> Ste {
     w.backend().ste_for(config)
 }
 
+/// A host for `map_batch_with`/`unmap_batch_with` that rewrites every descriptor word right after the hyp read
+/// it: the first read of word `field` of descriptor `i` (`entry` bytes each, from `desc`) gets
+/// `honest(i, field)`, any later read `hostile(field)`. `reads` counts the reads of each address.
+pub(super) fn rewritten_after_first_read<'a>(
+    reads: &'a mut BTreeMap<u64, u32>,
+    desc: u64,
+    entry: u64,
+    honest: impl Fn(usize, u64) -> u64 + 'a,
+    hostile: impl Fn(u64) -> u64 + 'a,
+) -> impl FnMut(u64) -> u64 + 'a {
+    move |pa| {
+        let n = reads.entry(pa).or_default();
+        *n += 1;
+        let (i, field) = ((pa - desc) / entry, (pa - desc) % entry / 8);
+        if *n == 1 {
+            honest(i as usize, field)
+        } else {
+            hostile(field)
+        }
+    }
+}
+
 /// Stops (or restarts) the fake SMMU in front of every `CMD_SYNC`: the driver's waits time out as they would
 /// on a hung SMMU ([`HwError::Timeout`]).
 pub(super) fn set_sync_stall(w: &W, stall: bool) {

@@ -287,20 +287,25 @@ fn descriptors_are_read_exactly_once() {
     // A host that rewrites every descriptor right after the hyp read it: the second read of any word would see
     // an invalid value (hyp memory, a huge length, an IOVA overlapping descriptor 0).
     let mut reads: BTreeMap<u64, u32> = BTreeMap::new();
-    let r = w.map_batch_with(d, DESC, 8, RW, |pa| {
-        let n = reads.entry(pa).or_default();
-        *n += 1;
-        let (i, field) = ((pa - DESC) / 24, (pa - DESC) % 24 / 8);
-        let (iova, p, len) = first[i as usize];
-        match (*n, field) {
-            (1, 0) => iova,
-            (1, 1) => p,
-            (1, _) => len,
-            (_, 0) => 0x30_0000,
-            (_, 1) => RAM,
+    let read = rewritten_after_first_read(
+        &mut reads,
+        DESC,
+        24,
+        |i, field| {
+            let (iova, p, len) = first[i];
+            match field {
+                0 => iova,
+                1 => p,
+                _ => len,
+            }
+        },
+        |field| match field {
+            0 => 0x30_0000,
+            1 => RAM,
             _ => 1 << 40,
-        }
-    });
+        },
+    );
+    let r = w.map_batch_with(d, DESC, 8, RW, read);
     assert_eq!(r, Ok([8, 8 * K4, 0]));
     assert_eq!(reads.len(), 24);
     assert!(reads.values().all(|&n| n == 1), "{reads:?}");

@@ -141,6 +141,18 @@ fn nomem_topup_and_reclaim() {
     assert_eq!(w.identity_pool_stats().free, identity0.free);
 }
 
+/// The pool's pages: total, free, donated, donated free, and tables in use.
+fn pool_stats(w: &W) -> [u64; 5] {
+    [
+        Stat::PoolTotalPages,
+        Stat::PoolFreePages,
+        Stat::DonatedPages,
+        Stat::DonatedFreePages,
+        Stat::TablePagesInUse,
+    ]
+    .map(|s| stat(w, s))
+}
+
 /// Top-up after the carve-out part of the pool is exhausted, then donations that split host-identity blocks:
 /// host-identity must never keep a donated page as a table, so every donation is reclaimable once the domains
 /// are freed, and the pool is back at its baseline.
@@ -148,14 +160,7 @@ fn nomem_topup_and_reclaim() {
 fn identity_splits_never_pin_donated_pages() {
     let h = harness_with(40, 48, 256);
     let w = &h.w;
-    let baseline = [
-        Stat::PoolTotalPages,
-        Stat::PoolFreePages,
-        Stat::DonatedPages,
-        Stat::DonatedFreePages,
-        Stat::TablePagesInUse,
-    ]
-    .map(|s| stat(w, s));
+    let baseline = pool_stats(w);
     // Allocate every domain slot, donating what NOMEM asks for (contiguous pages of host block 3).
     let mut next = host(6 << 20);
     let mut donations = Vec::new();
@@ -202,14 +207,7 @@ fn identity_splits_never_pin_donated_pages() {
         );
         assert_eq!(res(w, Function::IovaToPhys, &[0, pa]), Ok(pa));
     }
-    let after = [
-        Stat::PoolTotalPages,
-        Stat::PoolFreePages,
-        Stat::DonatedPages,
-        Stat::DonatedFreePages,
-        Stat::TablePagesInUse,
-    ]
-    .map(|s| stat(w, s));
+    let after = pool_stats(w);
     assert_eq!(after, baseline, "pool stats back at baseline");
     assert!(host_unmapped(w).is_empty());
 }

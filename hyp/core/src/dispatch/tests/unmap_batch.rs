@@ -161,20 +161,27 @@ fn blocks_and_mixed_leaves() {
     );
 }
 
+/// Maps 64 descriptors of `pages` pages each from `iova` (one every 8 pages), every page a PA run of its own
+/// (every other host page); returns the descriptors (IOVA, length).
+fn map_page_runs(w: &W, d: u64, iova: u64, pages: u64) -> Vec<(u64, u64)> {
+    let mut desc = Vec::new();
+    for i in 0..64u64 {
+        let iova = iova + i * 8 * K4;
+        for k in 0..pages {
+            map(w, d, iova + k * K4, host((2 * pages * i + 2 * k) * K4), K4);
+        }
+        desc.push((iova, pages * K4));
+    }
+    desc
+}
+
 #[test]
 fn more_runs_than_one_record_take_one_invalidation_per_record() {
     let h = harness();
     let w = &h.w;
     let d = alloc_paging(w);
     // 64 descriptors of 6 pages each, every page a PA run of its own (every other PA page): 384 runs.
-    let mut desc = Vec::new();
-    for i in 0..64u64 {
-        let iova = 0x100_0000 + i * 8 * K4;
-        for k in 0..6 {
-            map(w, d, iova + k * K4, host((12 * i + 2 * k) * K4), K4);
-        }
-        desc.push((iova, 6 * K4));
-    }
+    let desc = map_page_runs(w, d, 0x100_0000, 6);
     clear_commands(w);
     put(&h, DESC, &desc);
     assert_eq!(batch(w, d, DESC, 64), [0, 64, 384 * K4, 0]);
@@ -183,14 +190,7 @@ fn more_runs_than_one_record_take_one_invalidation_per_record() {
     assert_eq!(n, 2);
     assert_eq!(stat(w, Stat::MappedPages), 0);
     // Up to BATCH_UNMAP_RUNS runs: one invalidation.
-    let mut desc = Vec::new();
-    for i in 0..64u64 {
-        let iova = 0x200_0000 + i * 8 * K4;
-        for k in 0..4 {
-            map(w, d, iova + k * K4, host((8 * i + 2 * k) * K4), K4);
-        }
-        desc.push((iova, 4 * K4));
-    }
+    let desc = map_page_runs(w, d, 0x200_0000, 4);
     clear_commands(w);
     put(&h, DESC, &desc);
     assert_eq!(batch(w, d, DESC, 64), [0, 64, 256 * K4, 0]);
@@ -340,18 +340,17 @@ fn descriptors_are_read_exactly_once() {
     // A host that rewrites every descriptor right after the hyp read it: a second read would see a range that
     // is not mapped (or a huge one).
     let mut reads: BTreeMap<u64, u32> = BTreeMap::new();
-    let r = w.unmap_batch_with(d, DESC, 8, |pa| {
-        let n = reads.entry(pa).or_default();
-        *n += 1;
-        let (i, field) = ((pa - DESC) / ENTRY, (pa - DESC) % ENTRY / 8);
-        let (iova, len) = first[i as usize];
-        match (*n, field) {
-            (1, 0) => iova,
-            (1, _) => len,
-            (_, 0) => 0x30_1000,
-            _ => 1 << 40,
-        }
-    });
+    let read = rewritten_after_first_read(
+        &mut reads,
+        DESC,
+        ENTRY,
+        |i, field| {
+            let (iova, len) = first[i];
+            if field == 0 { iova } else { len }
+        },
+        |field| if field == 0 { 0x30_1000 } else { 1 << 40 },
+    );
+    let r = w.unmap_batch_with(d, DESC, 8, read);
     assert_eq!(r, Ok([8, 8 * K4, 0]));
     assert_eq!(reads.len(), 16);
     assert!(reads.values().all(|&n| n == 1), "{reads:?}");

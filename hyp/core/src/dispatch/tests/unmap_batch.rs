@@ -47,11 +47,16 @@ fn ranges(w: &W) -> Vec<(u64, u64, S2Invalidation)> {
         .collect()
 }
 
-/// 20 scattered 4 KiB mappings (every third IOVA page, PAs far apart), as a flush queue collects them.
-fn scattered() -> Vec<(u64, u64, u64)> {
-    (0..20)
+/// Maps 20 scattered 4 KiB pages in `d` (every third IOVA page, PAs far apart), as a flush queue collects
+/// them; returns them (IOVA, PA, length).
+fn map_scattered(w: &W, d: u64) -> Vec<(u64, u64, u64)> {
+    let e: Vec<_> = (0..20)
         .map(|i| (0x10_0000 + i * 3 * K4, host(0x10_0000 + i * 0x5000), K4))
-        .collect()
+        .collect();
+    for &(iova, pa, len) in &e {
+        map(w, d, iova, pa, len);
+    }
+    e
 }
 
 #[test]
@@ -59,10 +64,7 @@ fn unmaps_every_descriptor_with_one_invalidation_then_drops_counts() {
     let h = harness();
     let w = &h.w;
     let d = alloc_paging(w);
-    let e = scattered();
-    for &(iova, pa, len) in &e {
-        map(w, d, iova, pa, len);
-    }
+    let e = map_scattered(w, d);
     // Still mapped (queued for a lazy unmap in the shim): its pages cannot be donated.
     assert_eq!(res(w, Function::Donate, &[e[3].1, 1]), Err(Error::Busy));
     clear_commands(w);
@@ -304,10 +306,7 @@ fn timeout_keeps_every_page_pinned() {
     let h = harness();
     let w = &h.w;
     let d = alloc_paging(w);
-    let e = scattered();
-    for &(iova, pa, len) in &e {
-        map(w, d, iova, pa, len);
-    }
+    let e = map_scattered(w, d);
     put(
         &h,
         DESC,

@@ -260,6 +260,11 @@ impl Command {
         field64(self.0[0], OP_SHIFT, OP_WIDTH) as u8
     }
 
+    /// Whether this is a range `CMD_TLBI_S2_IPA` (`TG` non-zero), without decoding the rest.
+    pub const fn is_range_tlbi(&self) -> bool {
+        self.opcode() == opcode::TLBI_S2_IPA && field64(self.0[1], TLBI_TG_SHIFT, 2) != 0
+    }
+
     /// Decodes the command (fields this crate knows; others as [`CommandKind::Other`]).
     pub const fn decode(&self) -> CommandKind {
         let [d0, d1] = self.0;

@@ -301,6 +301,27 @@ impl Iterator for InvalidationPlan {
             }
         }
     }
+
+    /// Exact for every plan but an [`RangeMode::Exact`] range (at least one command, no upper bound given),
+    /// so that a plan of a few commands is written straight into the queue ([`crate::SharedCmdq::issue`]).
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let exact = |n: u64| {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            (n, Some(n))
+        };
+        match self {
+            Self::Empty => (0, Some(0)),
+            Self::Vmall { pending, .. } => exact(u64::from(*pending)),
+            Self::PerGranule { count, .. } => exact(*count),
+            Self::Range { remaining: 0, .. } => (0, Some(0)),
+            Self::Range {
+                remaining,
+                mode: RangeMode::Single,
+                ..
+            } => exact(remaining.div_ceil(MAX_RANGE_PAGES)),
+            Self::Range { .. } => (1, None),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -478,6 +499,29 @@ mod tests {
     }
 
     proptest! {
+        /// Any plan's size hint holds its commands: exact but for an exact-mode range (at least one, no bound),
+        /// and after every command taken.
+        #[test]
+        fn size_hints_hold(
+            iova in 0u64..(1 << 48),
+            size in 0u64..(1 << 34),
+            ril in any::<bool>(),
+            exact in any::<bool>(),
+        ) {
+            let mode = if exact { RangeMode::Exact } else { RangeMode::Single };
+            let policy = InvalidationPolicy { range_mode: mode, ..InvalidationPolicy::new(ril) };
+            let mut plan = plan_s2_invalidation(&req(iova, size, LeafSize::Mixed), &policy);
+            loop {
+                let n = plan.clone().count();
+                let (low, high) = plan.size_hint();
+                prop_assert!(low <= n);
+                prop_assert!(high.is_none_or(|h| h == n));
+                prop_assert!(high.is_some() || (ril && exact && n > 0));
+                if plan.next().is_none() {
+                    break;
+                }
+            }
+        }
         /// Any request: the plan covers every requested byte (or is VMID-wide), within the command budget.
         #[test]
         fn plans_cover_requests(

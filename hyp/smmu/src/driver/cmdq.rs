@@ -10,8 +10,9 @@
 //!    with one compare-and-swap on the software producer index `reserved`, if the queue has room; else it
 //!    polls `CMDQ_CONS` for space. A batch bigger than [`MAX_CHUNK`] or the queue is claimed in chunks (the
 //!    sync closes the last one); other CPUs' commands may fall between its chunks.
-//! 2. **Write** its commands into its slots (through the memory's [`crate::DmaWriter`]) and mark each slot
-//!    written: the slot's `seq` becomes the command's sequence number + 1 (the per-slot sequence that Linux
+//! 2. **Write** its commands into its slots (through the memory's [`crate::DmaWriter`]; straight from the
+//!    batch's iterator when its `size_hint` bounds it below a chunk, as an invalidation plan's does, else
+//!    through a chunk buffer) and mark each slot written: the slot's `seq` becomes the command's sequence number + 1 (the per-slot sequence that Linux
 //!    keeps as a valid bitmap), with the batch that owns it next to it (for error blame).
 //! 3. **Publish**: one CPU at a time (whoever takes the driver's lock with `try_lock`, the owner, Linux's
 //!    `CMDQ_PROD_OWNED_FLAG`) scans from `published` over every contiguous written slot, of any CPU, and writes

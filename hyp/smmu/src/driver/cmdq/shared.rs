@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::super::Smmu;
 use super::{Batch, MAX_CHUNK, SyncTicket};
-use crate::cmd::{CMD_DWORDS, CMD_SIZE, Command, CommandKind, SyncCompletion};
+use crate::cmd::{CMD_DWORDS, CMD_SIZE, Command, SyncCompletion, opcode};
 use crate::queue::Queue;
 use crate::regs::{CmdqConsReader, RegisterAccess};
 use crate::{DmaMemory, DmaWriter, Error, Wait};
@@ -217,31 +217,48 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
         let batch = Batch(self.next_batch.fetch_add(1, Ordering::Relaxed));
         let chunk_max = MAX_CHUNK.min(self.q.entries() as usize);
         let mut cmds = cmds.into_iter();
-        let mut kinds = [0u64; KINDS];
+        // A batch whose iterator promises fewer commands than a chunk (an invalidation plan, an array) is
+        // written straight from the iterator into its reserved slots: no chunk buffer to fill first.
+        let mut direct = match cmds.size_hint() {
+            (_, Some(most)) if most < chunk_max => Some(most),
+            _ => None,
+        };
         let mut end = None;
         let result = loop {
-            // The next chunk: up to `chunk_max` commands; the one that has room for the sync is the last.
-            let mut chunk = [Command([0; CMD_DWORDS]); MAX_CHUNK];
-            let mut n = 0;
-            while n < chunk_max {
-                let Some(cmd) = cmds.next() else { break };
-                chunk[n] = cmd;
-                n += 1;
-            }
-            let last = n < chunk_max;
-            if last {
-                chunk[n] = Command::sync(SyncCompletion::None);
-                n += 1;
-            }
-            let start = match self.reserve(batch, n as u64, &mut step) {
-                Ok(start) => start,
-                Err(e) => break Err(e),
+            let (start, n, last) = if let Some(most) = direct.take() {
+                let n = most + 1;
+                let start = match self.reserve(batch, n as u64, &mut step) {
+                    Ok(start) => start,
+                    Err(e) => break Err(e),
+                };
+                self.write_direct(batch, start, most, &mut cmds)
+            } else {
+                // The next chunk: up to `chunk_max` commands; the one that has room for the sync is the last.
+                let mut chunk = [Command([0; CMD_DWORDS]); MAX_CHUNK];
+                let mut n = 0;
+                while n < chunk_max {
+                    let Some(cmd) = cmds.next() else { break };
+                    chunk[n] = cmd;
+                    n += 1;
+                }
+                let last = n < chunk_max;
+                if last {
+                    chunk[n] = Command::sync(SyncCompletion::None);
+                    n += 1;
+                }
+                let start = match self.reserve(batch, n as u64, &mut step) {
+                    Ok(start) => start,
+                    Err(e) => break Err(e),
+                };
+                for (i, cmd) in chunk[..n].iter().enumerate() {
+                    self.write(batch, start + i as u64, *cmd);
+                }
+                self.counters
+                    .commands
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                (start, n as u64, last)
             };
-            for (i, cmd) in chunk[..n].iter().enumerate() {
-                self.write(batch, start + i as u64, *cmd);
-                count_kind(&mut kinds, *cmd);
-            }
-            let chunk_end = start + n as u64;
+            let chunk_end = start + n;
             end = Some(chunk_end);
             self.publish(batch, chunk_end, &mut step);
             if last {
@@ -251,7 +268,6 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
                 });
             }
         };
-        self.add_counts(&kinds);
         if result.is_err() {
             let end = end.unwrap_or(0);
             let _ = step(batch, IssueStep::Failed { end });
@@ -259,6 +275,34 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
             self.counters.batches.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Writes the commands of `cmds`, which promised at most `most`, and the batch's `CMD_SYNC` into the `most + 1`
+    /// slots reserved from `start`: `(start, most + 1, last)`. An iterator that yields fewer commands leaves
+    /// its missing slots to `CMD_SYNC`s (no-ops); one that yields more puts its next command in the last slot
+    /// instead of the sync (`last` false: the batch goes on, chunk by chunk, and its sync closes a later one).
+    fn write_direct(
+        &self,
+        batch: Batch,
+        start: u64,
+        most: usize,
+        cmds: &mut impl Iterator<Item = Command>,
+    ) -> (u64, u64, bool) {
+        let sync = Command::sync(SyncCompletion::None);
+        let mut seq = start;
+        for cmd in cmds.by_ref().take(most) {
+            self.write(batch, seq, cmd);
+            seq += 1;
+        }
+        while seq < start + most as u64 {
+            self.write(batch, seq, sync);
+            seq += 1;
+        }
+        let more = cmds.next();
+        self.write(batch, seq, more.unwrap_or(sync));
+        let n = most as u64 + 1;
+        self.counters.commands.fetch_add(n, Ordering::Relaxed);
+        (start, n, more.is_none())
     }
 
     /// Claims `n` slots (at most the queue) for `batch`: the sequence number of the first.
@@ -319,6 +363,7 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
         for (i, dword) in cmd.0.iter().enumerate() {
             self.mem.write64(pa + 8 * i as u64, *dword);
         }
+        self.count_kind(cmd);
         let slot = self.slot(seq);
         slot.batch.store(batch.0, Ordering::Relaxed);
         // SeqCst: a publisher's scan that starts after this store sees it (module docs, step 3), and sees the
@@ -351,43 +396,20 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
         }
     }
 
-    pub(super) fn add_counts(&self, kinds: &[u64; KINDS]) {
+    /// Counts `cmd` in its kind's counter (commands of no counted kind only in `commands`, by the caller).
+    fn count_kind(&self, cmd: Command) {
         let c = &self.counters;
-        let fields = [
-            &c.commands,
-            &c.syncs,
-            &c.tlbi_s2_ipa,
-            &c.tlbi_s2_ipa_range,
-            &c.tlbi_s12_vmall,
-            &c.tlbi_nsnh_all,
-            &c.tlbi_el2_all,
-            &c.cfgi_ste,
-            &c.cfgi_range,
-        ];
-        for (field, n) in fields.iter().zip(kinds) {
-            if *n != 0 {
-                field.fetch_add(*n, Ordering::Relaxed);
-            }
-        }
+        let counter = match cmd.opcode() {
+            opcode::CMD_SYNC => &c.syncs,
+            opcode::TLBI_S2_IPA if cmd.is_range_tlbi() => &c.tlbi_s2_ipa_range,
+            opcode::TLBI_S2_IPA => &c.tlbi_s2_ipa,
+            opcode::TLBI_S12_VMALL => &c.tlbi_s12_vmall,
+            opcode::TLBI_NSNH_ALL => &c.tlbi_nsnh_all,
+            opcode::TLBI_EL2_ALL => &c.tlbi_el2_all,
+            opcode::CFGI_STE => &c.cfgi_ste,
+            opcode::CFGI_STE_RANGE => &c.cfgi_range,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Entries of a command count: commands, syncs, then the kinds [`count_kind`] tells apart.
-pub(super) const KINDS: usize = 9;
-
-/// Counts `cmd` into `kinds`: commands, syncs, then one per [`IssueCounters`] command kind.
-pub(super) fn count_kind(kinds: &mut [u64; KINDS], cmd: Command) {
-    kinds[0] += 1;
-    let i = match cmd.decode() {
-        CommandKind::Sync(_) => 1,
-        CommandKind::TlbiS2Ipa(t) if t.tg != 0 => 3,
-        CommandKind::TlbiS2Ipa(_) => 2,
-        CommandKind::TlbiS12Vmall { .. } => 4,
-        CommandKind::TlbiNsnhAll => 5,
-        CommandKind::TlbiEl2All => 6,
-        CommandKind::CfgiSte { .. } => 7,
-        CommandKind::CfgiSteRange { .. } => 8,
-        CommandKind::PrefetchConfig { .. } | CommandKind::Other { .. } => return,
-    };
-    kinds[i] += 1;
 }

@@ -337,3 +337,76 @@ fn an_error_in_an_abandoned_batch_goes_to_the_cpu_that_finds_it() {
     let c = smmu.counters();
     assert_eq!((c.cmdq_errors, c.timeouts), (1, 1));
 }
+
+/// An iterator that yields `cmds` but tells [`Iterator::size_hint`] `hint` (a buggy upper bound).
+struct Hinted {
+    cmds: std::vec::IntoIter<Command>,
+    hint: (usize, Option<usize>),
+}
+
+impl Iterator for Hinted {
+    type Item = Command;
+
+    fn next(&mut self) -> Option<Command> {
+        self.cmds.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.hint
+    }
+}
+
+#[test]
+fn a_batch_written_from_its_iterator_survives_a_wrong_size_hint() {
+    let (mut smmu, _) = init();
+    let vmall = |v| Command::tlbi_s12_vmall(Vmid(v));
+    let vm = |v| CommandKind::TlbiS12Vmall { vmid: Vmid(v) };
+    let before = smmu.counters();
+    // Exact hint: one command and the sync, two slots.
+    let start = smmu.shared_cmdq().published();
+    let exact = Hinted {
+        cmds: vec![vmall(1)].into_iter(),
+        hint: (1, Some(1)),
+    };
+    let t = smmu.issue(exact).unwrap();
+    assert_eq!(t.end(), start + 2);
+    // Fewer than promised: the missing slots hold syncs (no-ops) and the batch still ends with its own.
+    let fewer = Hinted {
+        cmds: vec![vmall(2)].into_iter(),
+        hint: (3, Some(3)),
+    };
+    let t = smmu.issue(fewer).unwrap();
+    assert_eq!(t.end(), start + 2 + 4);
+    // More than promised: the extra commands go before the sync, none is lost.
+    let more = Hinted {
+        cmds: vec![vmall(3), vmall(4), vmall(5)].into_iter(),
+        hint: (0, Some(1)),
+    };
+    smmu.submit(more).unwrap();
+    assert_eq!(smmu.shared_cmdq().published(), start + 2 + 4 + 4);
+    assert_eq!(
+        kinds(&smmu.regs_mut().take_executed()),
+        [
+            vm(1),
+            SYNC,
+            vm(2),
+            SYNC,
+            SYNC,
+            SYNC,
+            vm(3),
+            vm(4),
+            vm(5),
+            SYNC
+        ]
+    );
+    let c = smmu.counters();
+    assert_eq!(
+        (
+            c.commands - before.commands,
+            c.syncs - before.syncs,
+            c.tlbi_s12_vmall - before.tlbi_s12_vmall,
+            c.batches - before.batches
+        ),
+        (10, 5, 5, 3)
+    );
+}

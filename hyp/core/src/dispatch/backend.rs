@@ -83,7 +83,7 @@ pub trait Backend {
     fn install_ste(&self, sid: StreamId, config: SteConfig) -> Result<(), HwError>;
 
     /// Points `count` StreamIDs from `first` at the same configuration (boot: every StreamID of an `iommu-map`
-    /// goes to host-identity). The default writes them one by one with [`Backend::install_ste`].
+    /// goes to host-identity), as one operation rather than `count` [`Backend::install_ste`]s.
     ///
     /// # Errors
     ///
@@ -93,12 +93,7 @@ pub trait Backend {
         first: StreamId,
         count: u32,
         config: SteConfig,
-    ) -> Result<(), HwError> {
-        for i in 0..count {
-            self.install_ste(StreamId(first.0.wrapping_add(i)), config)?;
-        }
-        Ok(())
-    }
+    ) -> Result<(), HwError>;
 
     /// Invalidates every cached translation of `inv`'s range in its VMID (walk caches too unless
     /// `inv.leaf_only`) and waits for completion (one CMD_SYNC).

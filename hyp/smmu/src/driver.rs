@@ -78,7 +78,8 @@ impl Default for Config {
 pub struct Counters {
     /// Commands written to the queue, `CMD_SYNC`s included.
     pub commands: u64,
-    /// Batches issued whole (each ends with one `CMD_SYNC`; one `CMDQ_PROD` write may publish several).
+    /// Batches issued whole (each ends with one `CMD_SYNC`; one `CMDQ_PROD` write may publish several); a batch
+    /// still being issued by another CPU already counts.
     pub batches: u64,
     /// `CMD_SYNC` commands.
     pub syncs: u64,

@@ -192,8 +192,8 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         let shared = &self.cmdq.shared;
         let k = &shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        c.commands = get(&k.commands);
-        c.batches = get(&k.batches);
+        // Numbered from 1: every number handed out is a batch issued or being issued, unless it failed.
+        c.batches = (get(&shared.next_batch) - 1).saturating_sub(get(&k.failed));
         c.syncs = get(&k.syncs);
         c.tlbi_s2_ipa = get(&k.tlbi_s2_ipa);
         c.tlbi_s2_ipa_range = get(&k.tlbi_s2_ipa_range);
@@ -202,6 +202,15 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         c.tlbi_el2_all = get(&k.tlbi_el2_all);
         c.cfgi_ste = get(&k.cfgi_ste);
         c.cfgi_range = get(&k.cfgi_range);
+        c.commands = get(&k.other)
+            + c.syncs
+            + c.tlbi_s2_ipa
+            + c.tlbi_s2_ipa_range
+            + c.tlbi_s12_vmall
+            + c.tlbi_nsnh_all
+            + c.tlbi_el2_all
+            + c.cfgi_ste
+            + c.cfgi_range;
         let (sync_polls, timeouts) = shared.counters();
         c.sync_polls = sync_polls;
         c.timeouts += timeouts;

@@ -21,11 +21,14 @@ pub(super) struct Slot {
     pub(super) batch: AtomicU64,
 }
 
-/// Command counters kept by the lock-free issue path.
+/// Command counters kept by the lock-free issue path: one atomic add per command, for its kind (the total is
+/// their sum), and none per batch (batches are numbered: the issued ones are those numbered, less `failed`).
 #[derive(Debug, Default)]
 pub(super) struct IssueCounters {
-    pub(super) commands: AtomicU64,
-    pub(super) batches: AtomicU64,
+    /// Commands of no kind counted below.
+    pub(super) other: AtomicU64,
+    /// Batches that could not be issued whole.
+    pub(super) failed: AtomicU64,
     pub(super) syncs: AtomicU64,
     pub(super) tlbi_s2_ipa: AtomicU64,
     pub(super) tlbi_s2_ipa_range: AtomicU64,
@@ -198,7 +201,11 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
         G: DerefMut<Target = Smmu<R, M>>,
     {
         self.issue_with(cmds, |batch, step| match step {
-            IssueStep::Publish => lock(true).map(|mut s| s.issue_step(batch, step)),
+            // The fast path: the one locked step every batch takes, without `issue_step`'s dispatch.
+            IssueStep::Publish => lock(true).map(|mut s| {
+                s.publish_written();
+                Ok(())
+            }),
             _ => lock(false).map(|mut s| s.issue_step(batch, step)),
         })
     }
@@ -253,9 +260,6 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
                 for (i, cmd) in chunk[..n].iter().enumerate() {
                     self.write(batch, start + i as u64, *cmd);
                 }
-                self.counters
-                    .commands
-                    .fetch_add(n as u64, Ordering::Relaxed);
                 (start, n as u64, last)
             };
             let chunk_end = start + n;
@@ -269,10 +273,9 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
             }
         };
         if result.is_err() {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
             let end = end.unwrap_or(0);
             let _ = step(batch, IssueStep::Failed { end });
-        } else {
-            self.counters.batches.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
@@ -300,9 +303,7 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
         }
         let more = cmds.next();
         self.write(batch, seq, more.unwrap_or(sync));
-        let n = most as u64 + 1;
-        self.counters.commands.fetch_add(n, Ordering::Relaxed);
-        (start, n, more.is_none())
+        (start, most as u64 + 1, more.is_none())
     }
 
     /// Claims `n` slots (at most the queue) for `batch`: the sequence number of the first.
@@ -396,7 +397,7 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
         }
     }
 
-    /// Counts `cmd` in its kind's counter (commands of no counted kind only in `commands`, by the caller).
+    /// Counts `cmd` in its kind's counter (`other` for a kind not counted on its own).
     fn count_kind(&self, cmd: Command) {
         let c = &self.counters;
         let counter = match cmd.opcode() {
@@ -408,7 +409,7 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
             opcode::TLBI_EL2_ALL => &c.tlbi_el2_all,
             opcode::CFGI_STE => &c.cfgi_ste,
             opcode::CFGI_STE_RANGE => &c.cfgi_range,
-            _ => return,
+            _ => &c.other,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -124,6 +124,7 @@ fn at(i: usize, e: impl Into<CallError>) -> CallError {
 
 impl<B: Backend> Warden<B> {
     /// `MAP_BATCH(domain, descriptors PA, count, prot)`.
+    #[inline(never)]
     pub(super) fn map_batch(&self, id: u64, desc: u64, count: u64, prot: u64) -> CallResult {
         self.map_batch_with(id, desc, count, prot, |pa| self.read_host_u64(pa))
     }
@@ -166,6 +167,7 @@ impl<B: Backend> Warden<B> {
     }
 
     /// `UNMAP_BATCH(domain, descriptors PA, count)`.
+    #[inline(never)]
     pub(super) fn unmap_batch(&self, id: u64, desc: u64, count: u64) -> CallResult {
         self.unmap_batch_with(id, desc, count, |pa| self.read_host_u64(pa))
     }

@@ -93,6 +93,7 @@ impl<B: Backend> Warden<B> {
         }
     }
 
+    #[inline(never)]
     pub(super) fn domain_alloc(&self, kind: DomainKind) -> CallResult {
         let mut alloc = self.alloc.lock();
         let slot = *alloc.free.last().ok_or(Error::Limit)?;
@@ -117,6 +118,7 @@ impl<B: Backend> Warden<B> {
         Ok([DomainId::new(slot, s.generation).to_reg(), 0, 0])
     }
 
+    #[inline(never)]
     pub(super) fn domain_free(&self, id: DomainId) -> CallResult {
         let (slot, generation) = self.slot_of(id)?;
         let streams = self.streams.lock();
@@ -166,6 +168,7 @@ impl<B: Backend> Warden<B> {
     }
 
     /// `ATTACH`/`DETACH` of `sid` (index `idx`, from [`Self::stream`]) to `id`.
+    #[inline(never)]
     pub(super) fn attach(&self, sid: StreamId, idx: usize, id: DomainId) -> CallResult {
         let mut streams = self.streams.lock();
         let (slot, config) = if id == DomainId::HostIdentity {

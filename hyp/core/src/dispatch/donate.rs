@@ -66,6 +66,7 @@ impl<B: Backend> Warden<B> {
     }
 
     /// `DONATE` of the `len` bytes (whole pages, checked) at `pa`.
+    #[inline(never)]
     pub(super) fn donate(&self, pa: PhysAddr, len: u64) -> CallResult {
         let (pa, count) = (pa.get(), pages(len));
         self.pool.begin_donation(count as usize)?;
@@ -181,6 +182,7 @@ impl<B: Backend> Warden<B> {
     }
 
     /// `RECLAIM` of the `len` bytes (whole pages, checked) at `pa`.
+    #[inline(never)]
     pub(super) fn reclaim(&self, pa: PhysAddr, len: u64) -> CallResult {
         let (pa, count) = (pa.get(), pages(len));
         self.own.check_donated(pa, count)?;

@@ -40,6 +40,7 @@ impl<B: Backend> Warden<B> {
         self.events.lock().push(r);
     }
 
+    #[inline(never)]
     pub(super) fn read_event(&self) -> [u64; 4] {
         let mut ring = self.events.lock();
         for _ in 0..EVENT_DRAIN_MAX {

@@ -4,6 +4,7 @@ use super::*;
 
 impl<B: Backend> Warden<B> {
     /// `MAP_PAGES` of `[iova, iova + len)` to `[pa, pa + len)` (checked: aligned to the page size, in range).
+    #[inline(never)]
     pub(super) fn map_pages(
         &self,
         id: DomainId,
@@ -34,6 +35,7 @@ impl<B: Backend> Warden<B> {
         Ok([len, 0, 0])
     }
 
+    #[inline(never)]
     pub(super) fn iova_to_phys(&self, id: DomainId, iova: Iova) -> CallResult {
         let iova = iova.get();
         let (slot, generation) = if id == DomainId::HostIdentity {

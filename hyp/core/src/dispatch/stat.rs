@@ -28,6 +28,7 @@ impl<B: Backend> Warden<B> {
         self.gic_stats.call_once(|| (refused, pinned));
     }
 
+    #[inline(never)]
     pub(super) fn stat(&self, id: u64) -> Result<u64, CallError> {
         if let Some(n) = id.checked_sub(abi::STAT_CALLS_BASE)
             && let Some(c) = usize::try_from(n).ok().and_then(|n| self.calls.get(n))

@@ -115,6 +115,7 @@ impl<const N: usize> Cleared<N> {
 
 impl<B: Backend> Warden<B> {
     /// `UNMAP_PAGES` of `[iova, iova + len)` (checked: aligned to the page size, in range).
+    #[inline(never)]
     pub(super) fn unmap_pages(&self, id: DomainId, iova: Iova, len: u64) -> CallResult {
         let iova = iova.get();
         let mut s = self.paging_slot(id)?;

@@ -360,12 +360,13 @@ impl<C: CmdqConsReader, W: DmaWriter> SharedCmdq<C, W> {
 
     /// Writes `cmd` into the reserved slot of sequence number `seq` and marks the slot written.
     pub(super) fn write(&self, batch: Batch, seq: u64, cmd: Command) {
-        let pa = self.slot_pa(seq);
+        let index = self.q.index(seq as u32) as usize;
+        let pa = self.pa + (index * CMD_SIZE) as u64;
         for (i, dword) in cmd.0.iter().enumerate() {
             self.mem.write64(pa + 8 * i as u64, *dword);
         }
         self.count_kind(cmd);
-        let slot = self.slot(seq);
+        let slot = &self.slots[index];
         slot.batch.store(batch.0, Ordering::Relaxed);
         // SeqCst: a publisher's scan that starts after this store sees it (module docs, step 3), and sees the
         // command written before it.

@@ -22,7 +22,8 @@ pub(super) struct PagingSlot<'a> {
 }
 
 impl PagingSlot<'_> {
-    /// The domain.
+    /// The domain (inlined: the kind was checked by `paging_slot`, so at each call site the check folds into it).
+    #[inline(always)]
     pub(super) fn domain(&mut self) -> &mut PagingDomain {
         match &mut self.guard.kind {
             SlotKind::Paging(d) => d,

@@ -9,6 +9,9 @@ pub(super) const UNMAP_RUNS: usize = 64;
 /// list of 16 discontiguous pages; zeroing the array (a `memset` loop at EL2) costs ~110 instructions at 16 runs,
 /// ~400 at [`UNMAP_RUNS`].
 pub(super) const FAST_UNMAP_RUNS: usize = 16;
+/// Pages up to which the in-place unmap path collects its runs in a [`FEW_UNMAP_RUNS`]-run array instead (a
+/// range of that many pages has at most that many runs): zeroing it is two stores, not the 16-run `memset`.
+pub(super) const FEW_UNMAP_RUNS: usize = 2;
 /// PA runs an `UNMAP_BATCH` collects before it invalidates and drops counts: a flush queue's batch of ranges
 /// holds up to this many discontiguous pages between them and still takes one invalidation (4 KiB of EL2 stack).
 pub(super) const BATCH_UNMAP_RUNS: usize = 256;
@@ -121,8 +124,15 @@ impl<B: Backend> Warden<B> {
         let mut s = self.paging_slot(id)?;
         let slot = s.index;
         let d = s.domain();
-        let mut runs = [(0u64, 0u64); FAST_UNMAP_RUNS];
-        if let Some(n) = d.page_runs(iova, len, &mut runs)? {
+        let mut few = [(0u64, 0u64); FEW_UNMAP_RUNS];
+        let mut many;
+        let runs: &mut [(u64, u64)] = if pages(len) <= FEW_UNMAP_RUNS as u64 {
+            &mut few
+        } else {
+            many = [(0u64, 0u64); FAST_UNMAP_RUNS];
+            &mut many
+        };
+        if let Some(n) = d.page_runs(iova, len, runs)? {
             // 4 KiB pages in level-3 tables that stay: clear them, one leaf-only invalidation, and (once the
             // SMMU can no longer reach the pages) drop their counts outside the domain's lock.
             d.clear_pages_in_place(iova, len);

@@ -185,3 +185,48 @@ fn unmap_timeout_keeps_pages_pinned() {
         "the pages a failed invalidation pinned stay pinned"
     );
 }
+
+/// The in-place 4 KiB path collects its runs in a 2-run array up to 2 pages and a 16-run one above: ranges
+/// of 1, 2 and 3 pages, each page its own PA run, all unmapped in place (one leaf-only invalidation, no
+/// table freed) with every page's count dropped.
+#[test]
+fn in_place_unmap_runs_at_the_small_array_boundary() {
+    let h = harness();
+    let w = &h.w;
+    let d = alloc_paging(w);
+    // Keep the level-3 table: one page mapped for good at the start of the 2 MiB piece.
+    res(
+        w,
+        Function::MapPages,
+        &[d, 0x40_0000, host(0x10_0000), K4, 1, RW],
+    )
+    .unwrap();
+    for pages in 1..=3u64 {
+        let iova = 0x40_1000 + pages * 0x10_000;
+        for i in 0..pages {
+            // Every other host page: no two PAs contiguous.
+            let pa = host(0x20_0000 + (pages * 8 + 2 * i) * 0x1000);
+            res(
+                w,
+                Function::MapPages,
+                &[d, iova + i * 0x1000, pa, K4, 1, RW],
+            )
+            .unwrap();
+        }
+        assert_eq!(stat(w, Stat::MappedPages), 1 + pages);
+        clear_commands(w);
+        assert_eq!(
+            res(w, Function::UnmapPages, &[d, iova, K4, pages]),
+            Ok(pages * 0x1000),
+            "{pages} pages"
+        );
+        assert_eq!(stat(w, Stat::MappedPages), 1, "{pages} pages");
+        assert_eq!(invals(w).len(), 1, "{pages} pages");
+        for i in 0..pages {
+            assert_eq!(
+                res(w, Function::IovaToPhys, &[d, iova + i * 0x1000]),
+                Err(Error::NotMapped)
+            );
+        }
+    }
+}

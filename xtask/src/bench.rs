@@ -6,12 +6,14 @@
 //! running the same workloads (`tests/bench/guest.sh`: the `warden_bench` map/unmap microbenchmark and
 //! O_DIRECT I/O with `dio`, and fio jobs on the raw disks with the static fio of [`crate::fio`]). Rounds alternate the configurations (one boot per configuration per round) so
 //! that drift in the machine's load affects all alike; each measurement's min/median/max is over the rounds.
+//! The SMP rows ([`smp`]: native strict and Warden strict at 1, 2 and 4 threads, one domain or one each,
+//! `tests/bench/smp.sh`) have boots of their own in each round and under `-icount`.
 //! Results go to the terminal, `target/bench/report.json`, `target/bench/report.md` and
 //! `target/bench/cost.svg` and `cost.png` (the figure).
 //!
 //! The modules, in the order of a run: [`plan`] (configurations, workloads, the guest script), [`run`] (the
 //! boots), [`parse`] (the guest's result lines, fio's JSON, QEMU's trace), [`stats`] (aggregation over the
-//! rounds), [`targets`] (the issues' targets), [`report`] (table, JSON, markdown), [`plot`] (the figure). [`boot`] is
+//! rounds), [`smp`] (the SMP rows), [`targets`] (the issues' targets), [`report`] (table, JSON, markdown), [`plot`] (the figure). [`boot`] is
 //! `cargo xtask bench --boot`.
 
 pub mod boot;
@@ -20,6 +22,7 @@ pub mod plan;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod smp;
 pub mod stats;
 pub mod targets;
 

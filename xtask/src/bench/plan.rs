@@ -6,6 +6,7 @@ use std::fs;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::smp::SmpPlan;
 use crate::Ws;
 use crate::qemu::Mode;
 
@@ -202,6 +203,8 @@ pub struct Plan {
     pub fio_secs: u32,
     /// Each fio job's unmeasured warm-up (`ramp_time`).
     pub fio_ramp_secs: u32,
+    /// The SMP rows' boots.
+    pub smp: SmpPlan,
 }
 
 impl Plan {
@@ -269,6 +272,7 @@ impl Plan {
             fio,
             fio_secs: if quick { 2 } else { 4 },
             fio_ramp_secs: u32::from(!quick),
+            smp: SmpPlan::new(quick),
         }
     }
 

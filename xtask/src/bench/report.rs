@@ -7,16 +7,20 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{Config, ICOUNT_CALLS, Plan};
+use super::smp::{SmpRecord, smp_markdown, smp_target};
 use super::stats::{Record, SPREAD_WARN, decompose, floor_split};
 use super::targets::{Target, all_targets, split_notes};
 
-/// `report.json`: the run's description and one record per configuration × workload.
+/// `report.json`: the run's description, one record per configuration × workload, and the SMP rows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JsonReport {
     /// What was run (`--quick` or full, rounds, wall time).
     pub meta: String,
     /// One object per configuration × workload, in [`Record`] order.
     pub records: Vec<JsonRecord>,
+    /// One object per configuration × placement × threads × op of the SMP rows ([`super::smp`]).
+    #[serde(default)]
+    pub smp: Vec<SmpRecord>,
 }
 
 /// One [`Record`] in `report.json`. Values are rounded to 3 decimals; a value that is not finite is `null`.
@@ -74,10 +78,11 @@ impl From<&Record> for JsonRecord {
 }
 
 /// `report.json` ([`JsonReport`]), pretty-printed.
-pub fn json(records: &[Record], meta: &str) -> Result<String> {
+pub fn json(records: &[Record], smp: &[SmpRecord], meta: &str) -> Result<String> {
     let report = JsonReport {
         meta: meta.to_string(),
         records: records.iter().map(JsonRecord::from).collect(),
+        smp: smp.to_vec(),
     };
     let mut text = serde_json::to_string_pretty(&report)?;
     text.push('\n');
@@ -163,7 +168,7 @@ pub fn table(records: &[Record]) -> String {
 }
 
 /// The markdown report.
-pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
+pub fn markdown(records: &[Record], smp: &[SmpRecord], meta: &str, plan: &Plan) -> String {
     let mut o = String::from("# Warden vs Linux's arm-smmu-v3: `cargo xtask bench`\n\n");
     let _ = writeln!(o, "{meta}\n");
     let _ = writeln!(
@@ -208,7 +213,7 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
         goal,
         measured,
         met,
-    } in all_targets(records)
+    } in all_targets(records).into_iter().chain(smp_target(smp))
     {
         let _ = writeln!(
             o,
@@ -282,6 +287,7 @@ pub fn markdown(records: &[Record], meta: &str, plan: &Plan) -> String {
             );
         }
     }
+    o.push_str(&smp_markdown(&plan.smp, smp));
     o.push_str("\n## Results\n\n```\n");
     o.push_str(&table(records));
     o.push_str("```\n\n![per-call cost vs buffer size](cost.svg)\n\n");
@@ -309,7 +315,7 @@ mod tests {
             lower_is_better: true,
         };
         s.extra.insert("p50_ns", f64::INFINITY);
-        let j = json(&aggregate(&[(Config::Warden, s)]), "m").unwrap();
+        let j = json(&aggregate(&[(Config::Warden, s)]), &[], "m").unwrap();
         let back: JsonReport = serde_json::from_str(&j).unwrap();
         let r = &back.records[0];
         assert_eq!(r.median, Some(1.235));

@@ -1,5 +1,5 @@
-//! Running the benchmark: the timed rounds, the trace boots (native SMMU command counts), the instruction-count
-//! boots, then the reports and the completeness check.
+//! Running the benchmark: the timed rounds (with the SMP rows' timed boots), the trace boots (native SMMU command
+//! counts), the instruction-count boots (with the SMP rows'), then the reports and the completeness check.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use super::parse::{Sample, attribute_counts, parse, parse_icount, trace_counts};
 use super::plan::{Config, ICOUNT_CALLS, Plan};
 use super::plot::plot;
 use super::report::{json, markdown, table};
+use super::smp::{self, SMP_CONFIGS, SmpRecord, SmpSample, parse_smp, smp_table, smp_target};
 use super::stats::{Record, SPREAD_WARN, aggregate};
 use super::targets::{Target, all_targets, split_notes};
 use crate::Ws;
@@ -24,6 +25,8 @@ pub struct Outcome {
     pub plan: Plan,
     /// Every configuration × workload record.
     pub records: Vec<Record>,
+    /// The SMP rows ([`smp`]).
+    pub smp: Vec<SmpRecord>,
     /// `report.json`, `report.md`, `cost.svg` and `cost.png`.
     pub files: Vec<PathBuf>,
 }
@@ -31,7 +34,8 @@ pub struct Outcome {
 /// Checks that a run is complete (not how fast anything was): every configuration reported every workload of
 /// the plan, every 1-thread microbenchmark workload has an instruction count, those under the hypervisor include
 /// instructions at EL2 (but warden-lazy's unmaps, which are queued) and the native configurations' none, the PMU's count agrees within 5 % with the
-/// `-icount` virtual time over the same calls, and the output files exist.
+/// `-icount` virtual time over the same calls, every SMP row of the plan has what [`smp::missing`] asks, and the
+/// output files exist.
 pub fn check(o: &Outcome) -> Result<()> {
     let mut missing = Vec::new();
     for cfg in Config::ALL {
@@ -77,6 +81,7 @@ pub fn check(o: &Outcome) -> Result<()> {
             }
         }
     }
+    missing.extend(smp::missing(&o.plan.smp, &o.smp));
     for f in &o.files {
         if !f.is_file() {
             missing.push(f.display().to_string());
@@ -101,7 +106,7 @@ fn boot_script(
     script: &Path,
     timeout: Duration,
     smp: u32,
-    qemu_args: &[&str],
+    qemu_args: &[String],
     log: &Path,
 ) -> Result<String> {
     let (mode, append, no_shim) = cfg.opts();
@@ -112,7 +117,7 @@ fn boot_script(
         no_shim,
         smp,
         append,
-        qemu_args: qemu_args.iter().map(|s| s.to_string()).collect(),
+        qemu_args: qemu_args.to_vec(),
     };
     let out = m.boot(&o, false)?;
     fs::write(log, &out.log)?;
@@ -171,11 +176,21 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
             scripts.push(script_path(cfg, kind));
         }
     }
+    for cfg in SMP_CONFIGS {
+        let mut kinds = vec![("-smp-icount", true)];
+        if plan.smp.dur_ms.is_some() {
+            kinds.push(("-smp", false));
+        }
+        for (kind, icount) in kinds {
+            fs::write(script_path(cfg, kind), plan.smp.script(ws, icount)?)?;
+            scripts.push(script_path(cfg, kind));
+        }
+    }
     let res = measure(ws, &m, &plan, quick, &script_path, started);
     for p in scripts {
         let _ = fs::remove_file(p);
     }
-    let records = res?;
+    let (records, smp) = res?;
     let mut meta = format!(
         "{} run of {} rounds, {:.0} s wall (including boots), QEMU TCG, 2 vCPUs",
         if quick { "--quick" } else { "full" },
@@ -212,6 +227,15 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     for n in split_notes(&records) {
         println!("not a target: {n}");
     }
+    println!("SMP rows:\n{}", smp_table(&smp));
+    if let Some(t) = smp_target(&smp) {
+        println!(
+            "target: {}: {} -> {}",
+            t.goal,
+            t.measured,
+            if t.met { "met" } else { "MISSED" }
+        );
+    }
     let noisy = records.iter().filter(|r| r.spread() > SPREAD_WARN).count();
     if noisy > 0 {
         eprintln!(
@@ -220,8 +244,8 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
         );
     }
     let mut files = vec![out_dir.join("report.json"), out_dir.join("report.md")];
-    fs::write(&files[0], json(&records, &meta)?)?;
-    fs::write(&files[1], markdown(&records, &meta, &plan))?;
+    fs::write(&files[0], json(&records, &smp, &meta)?)?;
+    fs::write(&files[1], markdown(&records, &smp, &meta, &plan))?;
     files.extend(plot(&records, &out_dir)?);
     step(format!(
         "{meta}; reports in {}",
@@ -230,11 +254,49 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     Ok(Outcome {
         plan,
         records,
+        smp,
         files,
     })
 }
 
-/// The boots of one run: the timed rounds, the trace boots (native command counts), the instruction-count boots.
+/// One SMP boot of `cfg` running `script` (`icount`: under `-icount shift=0`) with the plan's vCPUs and
+/// disks; its `@smp` measurements.
+fn boot_smp(
+    m: &Machine,
+    plan: &Plan,
+    cfg: Config,
+    script: &Path,
+    icount: bool,
+    log: &Path,
+) -> Result<Vec<SmpSample>> {
+    let t0 = Instant::now();
+    let mut args = plan.smp.qemu_args();
+    if icount {
+        args.extend(["-icount".to_string(), "shift=0".to_string()]);
+    }
+    let out = boot_script(
+        m,
+        cfg,
+        script,
+        Duration::from_secs(600),
+        plan.smp.vcpus(),
+        &args,
+        log,
+    )
+    .with_context(|| format!("SMP boot{}", if icount { " (-icount)" } else { "" }))?;
+    let got = parse_smp(&out);
+    step(format!(
+        "{:<15} SMP rows{}: {} results in {:.1} s",
+        cfg.name(),
+        if icount { " (-icount)" } else { "" },
+        got.len(),
+        t0.elapsed().as_secs_f64()
+    ));
+    Ok(got)
+}
+
+/// The boots of one run: the timed rounds (each with the SMP rows' timed boots), the trace boots (native command
+/// counts), the instruction-count boots (and the SMP rows').
 fn measure(
     ws: &Ws,
     m: &Machine,
@@ -242,9 +304,10 @@ fn measure(
     quick: bool,
     script_path: &dyn Fn(Config, &str) -> PathBuf,
     started: Instant,
-) -> Result<Vec<Record>> {
+) -> Result<(Vec<Record>, Vec<SmpRecord>)> {
     let dir = ws.out.join("bench");
     let mut samples: Vec<(Config, Sample)> = Vec::new();
+    let mut smp_timed: Vec<(Config, SmpSample)> = Vec::new();
     let timeout = Duration::from_secs(if quick { 300 } else { 900 });
     for round in 0..plan.rounds {
         for cfg in Config::ALL {
@@ -272,6 +335,15 @@ fn measure(
             }
             samples.extend(got.into_iter().map(|s| (cfg, s)));
         }
+        for cfg in SMP_CONFIGS
+            .into_iter()
+            .filter(|_| plan.smp.dur_ms.is_some())
+        {
+            let log = dir.join(format!("{}-smp-round{}.log", cfg.name(), round + 1));
+            let got = boot_smp(m, plan, cfg, &script_path(cfg, "-smp"), false, &log)
+                .with_context(|| format!("round {}", round + 1))?;
+            smp_timed.extend(got.into_iter().map(|s| (cfg, s)));
+        }
     }
     let mut records = aggregate(&samples);
     let mut add = |cfg: Config, counts: Vec<(String, &'static str, f64)>| {
@@ -298,7 +370,8 @@ fn measure(
             "enable=smmuv3_read_mmio",
             "-D",
             &trace_arg,
-        ];
+        ]
+        .map(String::from);
         let log = dir.join(format!("{}-counts.log", cfg.name()));
         let out = boot_script(
             m,
@@ -333,7 +406,7 @@ fn measure(
             &script_path(cfg, "-icount"),
             Duration::from_secs(600),
             1,
-            &["-icount", "shift=0"],
+            &["-icount".to_string(), "shift=0".to_string()],
             &log,
         )
         .context("instruction-count boot")?;
@@ -350,11 +423,22 @@ fn measure(
         ));
         add(cfg, counts);
     }
+    let mut smp_records = Vec::new();
+    for cfg in SMP_CONFIGS {
+        let log = dir.join(format!("{}-smp-icount.log", cfg.name()));
+        let icount = boot_smp(m, plan, cfg, &script_path(cfg, "-smp-icount"), true, &log)?;
+        let timed: Vec<SmpSample> = smp_timed
+            .iter()
+            .filter(|(c, _)| *c == cfg)
+            .map(|(_, s)| s.clone())
+            .collect();
+        smp_records.extend(smp::aggregate_smp(cfg, &timed, &icount));
+    }
     step(format!(
         "all boots done after {:.0} s",
         started.elapsed().as_secs_f64()
     ));
-    Ok(records)
+    Ok((records, smp_records))
 }
 
 #[cfg(test)]
@@ -386,6 +470,11 @@ mod tests {
             }],
             fio_secs: 1,
             fio_ramp_secs: 0,
+            smp: crate::bench::smp::SmpPlan {
+                threads: vec![],
+                icount_calls: 1,
+                dur_ms: None,
+            },
         };
         const FIO: &str = "fio nvme0n1 randread 4K qd1";
         assert_eq!(
@@ -419,6 +508,7 @@ mod tests {
         let mut o = Outcome {
             plan,
             records: aggregate(&samples),
+            smp: vec![],
             files: vec![],
         };
         let e = check(&o).unwrap_err().to_string();

@@ -61,7 +61,7 @@ fn splits_calls_at_the_null_hypercall() {
     // 5000 - 3500 - 1000 = +500 ns over the bound; 1500 / 1000 = 1.5× meets the instruction target.
     assert!(!t[0].met && t[0].measured.contains("+500 ns"), "{t:?}");
     assert!(t[1].met && t[1].measured.contains("1.50×"), "{t:?}");
-    let md = markdown(&r, "m", &Plan::new(true));
+    let md = markdown(&r, &[], "m", &Plan::new(true));
     assert!(
         md.contains("| map 4K t1 | 5000 | 1.00 | 1000 | 4000 | 1500 | 300 | 1200 |"),
         "{md}"
@@ -91,7 +91,7 @@ fn aggregates_with_ratio_to_strict() {
     assert!(table(&r).contains("instr/call"));
     assert!(!t[0].met, "2× strict misses the unmap target");
     assert!(table(&r).contains("noisy"));
-    let j = json(&r, "m\"x").unwrap();
+    let j = json(&r, &[], "m\"x").unwrap();
     assert!(j.contains("\"ratio_to_strict\": 2.0,"), "{j}");
     assert!(j.contains("\"meta\": \"m\\\"x\""));
     let back: JsonReport = serde_json::from_str(&j).unwrap();
@@ -141,7 +141,7 @@ fn decomposes_the_io_gap() {
     assert!(
         n[0].contains("random") && n[0].contains("worst 0.75×") && n[0].contains("worst 0.80×")
     );
-    let md = markdown(&r, "m", &Plan::new(true));
+    let md = markdown(&r, &[], "m", &Plan::new(true));
     assert!(
         md.contains(
             "| nvme0n1 rand read 4K | 10.00 | 8.00 | 6.00 | 0.80× | 0.75× | 0.60× | - | - |"

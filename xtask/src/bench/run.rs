@@ -143,6 +143,17 @@ fn boot_script(
     Ok(out.log)
 }
 
+/// The host's load averages over 1, 5 and 15 minutes (`/proc/loadavg`), for the report's description.
+fn load_average() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let l: Vec<&str> = text.split_whitespace().take(3).collect();
+    if l.len() == 3 {
+        l.join(" / ")
+    } else {
+        "unknown".into()
+    }
+}
+
 /// Runs the whole benchmark.
 pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     let started = Instant::now();
@@ -192,10 +203,13 @@ pub fn run(ws: &Ws, quick: bool) -> Result<Outcome> {
     }
     let (records, smp) = res?;
     let mut meta = format!(
-        "{} run of {} rounds, {:.0} s wall (including boots), QEMU TCG, 2 vCPUs",
+        "{} run of {} rounds, {:.0} s wall (including boots), QEMU TCG, 2 vCPUs (SMP rows: {}), host load \
+         average (1/5/15 min) {}",
         if quick { "--quick" } else { "full" },
         plan.rounds,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        plan.smp.vcpus(),
+        load_average()
     );
     let hangs = std::mem::take(
         &mut *POWEROFF_HANGS

@@ -721,6 +721,62 @@ only 2 devices: no different-domain run at 4 threads
         assert!(missing(&plan, &r).iter().any(|m| m.contains("PMU 2000")));
     }
 
+    /// Real `@smp` lines of smp.sh with the full plan's variables, `--smp 4` and its two extra disks
+    /// (2026-12-05, this tree): Warden and native strict, a timed boot and a `-icount shift=0` boot each.
+    const REAL: [(Config, &str, &str); 2] = [
+        (
+            Config::Strict,
+            include_str!("testdata/smp-strict-timed.log"),
+            include_str!("testdata/smp-strict-icount.log"),
+        ),
+        (
+            Config::Warden,
+            include_str!("testdata/smp-warden-timed.log"),
+            include_str!("testdata/smp-warden-icount.log"),
+        ),
+    ];
+
+    #[test]
+    fn real_boots_make_a_complete_full_plan() {
+        let mut r = Vec::new();
+        for (cfg, timed, icount) in REAL {
+            let (timed, icount) = (parse_smp(timed), parse_smp(icount));
+            // 3 thread counts × 2 placements × 2 ops; the -icount boot's 2 + 2 own lines at 1 thread.
+            assert_eq!((timed.len(), icount.len()), (12, 12), "{cfg:?}");
+            r.extend(aggregate_smp(cfg, &timed, &icount));
+        }
+        assert_eq!(r.len(), 24);
+        assert_eq!(missing(&SmpPlan::new(false), &r), Vec::<String>::new());
+        let w = |p, t, op| find(&r, Config::Warden, p, t, op).unwrap();
+        let map2 = w(Placement::DiffDomains, 2, "map");
+        assert_eq!(map2.instr_per_call, Some(2845758.0 / 2048.0));
+        assert_eq!(map2.icount_counters["cmdq_lock_waits"], 3.0);
+        assert_eq!(map2.timed_counters["cmdq_lock_waits"], 164.0);
+        let same4 = w(Placement::SameDomain, 4, "unmap");
+        assert_eq!(same4.time.as_ref().map(|t| t.median), Some(148616.0));
+        assert_eq!(same4.icount_counters["domain_lock_waits"], 79.0);
+        // 1 thread: the span and the thread's own PMU count agree exactly under -icount shift=0.
+        let map1 = w(Placement::DiffDomains, 1, "map");
+        assert_eq!(map1.instr_per_call, map1.pmu_instr_per_call);
+        assert_eq!(
+            map1.instr_el2_per_call,
+            Some((1437163.0 - 844833.0) / 1024.0)
+        );
+        // map 1389.5 against 1403.5 (-1.0 %), unmap 2638.1 against 2624.8 (+0.5 %).
+        let t = smp_target(&r).unwrap();
+        assert!(t.met, "{t:?}");
+        assert_eq!(t.measured, "map -1.0 %, unmap +0.5 % (4K, -icount)");
+        let md = smp_markdown(&SmpPlan::new(false), &r);
+        assert!(
+            md.contains("| strict | same-domain | 4 | 950 (+0.5 %) | 2,098 (+0.2 %) | 9.9 / 2.3 | 50.5 / 6.3 | - | - |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 79 / 64,302,465; timed 799 / 302,721,523 |"),
+            "{md}"
+        );
+    }
+
     #[test]
     fn plans_and_scripts() {
         let q = SmpPlan::new(true);

@@ -517,9 +517,10 @@ pub fn smp_markdown(plan: &SmpPlan, recs: &[SmpRecord]) -> String {
     let threads: Vec<String> = plan.threads.iter().map(u32::to_string).collect();
     let mut o = format!(
         "\n## SMP rows (issue 14)\n\n`tests/bench/smp.sh` in boots of their own with {} vCPUs ({} extra null-co \
-         virtio-blk disks): `warden_bench` 4 KiB `dma_map_single`/`dma_unmap_single` at {} threads, thread i on \
-         vCPU i; same-domain = every thread through the NVMe controller, diff-domains = thread i through device i \
-         (the NVMe controller, then the virtio-blk disks), each its own domain. instr/call: one boot per \
+         virtio-blk disks): `warden_bench` 4 KiB `dma_map_single`/`dma_unmap_single` at {} threads (in the \
+         `-icount` boot thread i is bound to vCPU i; timed threads are left to the scheduler); same-domain = \
+         every thread through the NVMe controller, diff-domains = thread i through device i (the NVMe \
+         controller, then the virtio-blk disks), each its own domain. instr/call: one boot per \
          configuration under `-icount shift=0` (vCPUs round-robin), {} maps then {} unmaps per thread between \
          barriers, minimum of 3 repeats; the span of all threads' calls in `-icount` time (1 ns per instruction \
          of any vCPU at any EL) over their calls, so lock and queue waits count; 1 thread: EL2 part of its own \

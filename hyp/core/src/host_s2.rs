@@ -4,10 +4,11 @@
 //! map built from the platform description: all RAM as normal write-back memory and the MMIO windows (the
 //! regions of the device nodes [`crate::devices`] classified for the host) as device memory, minus the
 //! excluded regions — the hypervisor carve-out, the SMMU register frames, withheld devices. An access to an unmapped IPA faults to EL2, which
-//! injects an external abort into the host. Block mappings (1 GiB, 2 MiB) are used wherever alignment allows.
+//! injects an external abort into the host. RAM is mapped with 4 KiB pages ([`RamLeaves::Pages`], for QEMU's
+//! sake) or blocks ([`RamLeaves::Blocks`]); MMIO with block mappings (1 GiB, 2 MiB) wherever alignment allows.
 //!
 //! ```
-//! use warden_core::host_s2::{HostStage2, HostS2Spec};
+//! use warden_core::host_s2::{HostStage2, HostS2Spec, RamLeaves};
 //! use warden_dt::PhysRange;
 //!
 //! let ram = [PhysRange::from_bounds(0x4000_0000, 0x8000_0000)];
@@ -16,9 +17,11 @@
 //!     PhysRange::from_bounds(0x4000_0000, 0x41e0_0000),
 //!     PhysRange::from_bounds(0x0905_0000, 0x0907_0000),
 //! ];
-//! let s2 = HostStage2::build(&HostS2Spec { ram: &ram, mmio: &mmio, excluded: &excluded }).unwrap();
+//! let spec = HostS2Spec { ram: &ram, mmio: &mmio, excluded: &excluded, ram_leaves: RamLeaves::Pages };
+//! let s2 = HostStage2::build(&spec).unwrap();
 //! assert_eq!(s2.translate(0x4000_1000), None);
-//! assert_eq!(s2.translate(0x4200_0000).unwrap().pa, 0x4200_0000);
+//! let t = s2.translate(0x4200_0000).unwrap();
+//! assert_eq!((t.pa, t.level), (0x4200_0000, 3));
 //! ```
 
 mod fault;
@@ -34,7 +37,7 @@ mod tests;
 
 pub use fault::Stage2Fault;
 pub(crate) use layout::subtract;
-pub use layout::{HostS2Layout, HostS2Spec};
+pub use layout::{HostS2Layout, HostS2Spec, RamLeaves};
 pub use reserve::{HeapTables, MAX_TABLES_PER_EDIT, TableSource};
 pub use tables::HostStage2;
 pub use vtcr::{

@@ -6,7 +6,7 @@
 //! - the **sized** part ([`HypMemory::sized`]), computed at boot by [`hyp_memory`] from what the device tree
 //!   says (RAM ranges, MSI doorbells, the StreamIDs the SMMU must translate) and placed by [`place`] in RAM
 //!   where nothing QEMU loaded lies (highest address first). It starts with heap ([`HypMemory::heap`]: page
-//!   ownership, host stage-2 tables, small allocations), then the SMMU's stream table and queues, the
+//!   ownership, host stage-2 tables, the ITS emulation, small allocations), then the SMMU's stream table and queues, the
 //!   host-identity domain's page tables and the host domains' page-table pool, each used directly (no heap
 //!   rounding).
 //!
@@ -19,8 +19,9 @@
 //! | ownership | per RAM range and doorbell frame: 4 bytes per 4 KiB page (0.1 %), rounded up to a power of two |
 //! | host-identity tables | ([`domain::identity_boot_tables`] of RAM and doorbells + [`dispatch::IDENTITY_SPARE_TABLES`]) × 4 KiB: 4 KiB per GiB + 256 KiB |
 //! | domain pool | [`DOMAIN_POOL_BYTES`] |
+//! | host stage-2 level-3 tables | per RAM range, one 4 KiB table per 2 MiB, plus one ([`host_s2_page_tables`]: host RAM is mapped with 4 KiB pages, [`crate::host_s2::RamLeaves::Pages`]): 2 MiB per GiB (0.2 %) |
 //! | ITS emulation | [`gic::its::HEAP_BYTES`] (3 MiB + 192 KiB: device and collection tables, a third during a rewrite, shadow queue, bookkeeping) per ITS node in the DT |
-//! | heap slack | [`HEAP_SLACK_BYTES`] + 4 KiB per GiB of RAM (host stage-2 tables, DT copies, domain slots) |
+//! | heap slack | [`HEAP_SLACK_BYTES`] + 4 KiB per GiB of RAM (host stage-2 tables above level 3, DT copies, domain slots) |
 //!
 //! CPUs cost nothing proportional: their EL2 stacks are in the fixed part, for up to `layout::HYP_MAX_CPUS`
 //! (further CPUs are never started).
@@ -50,7 +51,7 @@ pub const SMMU_FIXED_BYTES: u64 = 256 << 10;
 pub const DOMAIN_POOL_BYTES: u64 = 2 << 20;
 /// Heap for everything not proportional to RAM: domain slots, DT copies, the fault ring.
 pub const HEAP_SLACK_BYTES: u64 = 2 << 20;
-/// Heap slack per GiB of RAM (host stage-2 tables: at most one level-3 table per GiB at boot).
+/// Heap slack per GiB of RAM (host stage-2 tables above level 3: one level-2 table per GiB).
 pub const HEAP_SLACK_PER_GIB: u64 = PAGE_SIZE;
 /// Bytes of ownership state per 4 KiB page (`ownership`: one `AtomicU32`).
 pub const OWNERSHIP_BYTES_PER_PAGE: u64 = 4;
@@ -81,7 +82,9 @@ pub struct HypMemory {
     pub identity_tables: u64,
     /// Page tables of the host's domains (before donations).
     pub domain_pool: u64,
-    /// Host stage-2 tables and small allocations.
+    /// The host stage-2's level-3 tables (heap): [`host_s2_page_tables`].
+    pub host_s2_tables: u64,
+    /// Host stage-2 tables above level 3 and small allocations.
     pub slack: u64,
     /// The ITS emulators' tables, shadow queues and bookkeeping (heap).
     pub its: u64,
@@ -89,8 +92,8 @@ pub struct HypMemory {
 
 impl HypMemory {
     /// Heap bytes of the sized part: all of it but the SMMU's memory, the host-identity tables and the domain
-    /// pool (which are used directly), i.e. the ownership arrays, the ITS emulators and the slack, plus the
-    /// rounding to 2 MiB.
+    /// pool (which are used directly), i.e. the ownership arrays, the host stage-2's level-3 tables, the ITS
+    /// emulators and the slack, plus the rounding to 2 MiB.
     #[must_use]
     pub const fn heap(&self) -> u64 {
         self.sized() - self.smmu - self.identity_tables - self.domain_pool
@@ -103,6 +106,7 @@ impl HypMemory {
             + self.ownership
             + self.identity_tables
             + self.domain_pool
+            + self.host_s2_tables
             + self.slack
             + self.its;
         sum.div_ceil(PGSIZE_2M) * PGSIZE_2M
@@ -175,6 +179,22 @@ fn checked_ranges(ranges: &[PhysRange]) -> Result<Vec<PhysRange>, SizingError> {
     Ok(sorted)
 }
 
+/// Bytes of the level-3 tables the host stage-2 maps `ram` with (4 KiB pages,
+/// [`crate::host_s2::RamLeaves::Pages`]): one 4 KiB table per 2 MiB of each range, plus one for a range
+/// whose ends are not 2 MiB aligned. An upper bound: the build maps each range minus the hyp's memory.
+///
+/// # Errors
+///
+/// [`SizingError::TooLarge`] if the sum overflows.
+pub fn host_s2_page_tables(ram: &[PhysRange]) -> Result<u64, SizingError> {
+    ram.iter().try_fold(0u64, |acc, r| {
+        (r.size.div_ceil(PGSIZE_2M) + 1)
+            .checked_mul(PAGE_SIZE)
+            .and_then(|b| acc.checked_add(b))
+            .ok_or(SizingError::TooLarge)
+    })
+}
+
 fn pow2(bytes: u64) -> Result<u64, SizingError> {
     bytes
         .checked_next_power_of_two()
@@ -224,6 +244,7 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
         .try_fold(0u64, |a, r| a.checked_add(r.size))
         .ok_or(SizingError::TooLarge)?;
     let slack = HEAP_SLACK_BYTES + ram_bytes.div_ceil(1 << 30) * HEAP_SLACK_PER_GIB;
+    let host_s2_tables = host_s2_page_tables(machine.ram)?;
     let its = u64::try_from(machine.its)
         .ok()
         .and_then(|n| n.checked_mul(gic::its::HEAP_BYTES))
@@ -235,6 +256,7 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
         ownership,
         identity_tables,
         domain_pool: DOMAIN_POOL_BYTES,
+        host_s2_tables,
         slack,
         its,
     };
@@ -244,6 +266,7 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
         m.ownership,
         m.identity_tables,
         m.domain_pool,
+        m.host_s2_tables,
         m.slack,
         m.its,
         m.fixed,
@@ -458,13 +481,29 @@ mod tests {
             (1 + 2 + 1 + dispatch::IDENTITY_SPARE_TABLES as u64) * 4096,
             "root, L2 for GiB 0 (doorbell) and 1, an L3 for the doorbell (RAM is 2 MiB blocks), the spare"
         );
-        assert!(m1.heap() >= m1.ownership + m1.slack);
+        assert_eq!(
+            m1.host_s2_tables,
+            (512 + 1) * 4096,
+            "one level-3 table per 2 MiB of RAM, one more for unaligned ends"
+        );
+        assert!(m1.heap() >= m1.ownership + m1.host_s2_tables + m1.slack);
         assert_eq!(m1.sized() % PGSIZE_2M, 0);
         let m16 = virt(&[r(GIB, 16 * GIB)]);
         assert_eq!(m16.ownership, 16 * MIB + 64);
+        assert_eq!(m16.host_s2_tables, (8192 + 1) * 4096);
+        // Everything but the host stage-2's page-granular tables (2 MiB per GiB, added for QEMU's TLB: see
+        // `host_s2::RamLeaves`) stays within the 0.3 % it always had; with them, within the 0.5 % goal.
+        let without_pages = HypMemory {
+            host_s2_tables: 0,
+            ..m16
+        };
         assert!(
-            m16.basis_points_of(16 * GIB) <= 30,
-            "≤ 0.3 % at 16 GiB: {m16:?}"
+            without_pages.basis_points_of(16 * GIB) <= 30,
+            "≤ 0.3 % at 16 GiB besides the level-3 tables: {m16:?}"
+        );
+        assert!(
+            m16.basis_points_of(16 * GIB) <= 50,
+            "≤ 0.5 % at 16 GiB: {m16:?}"
         );
         // Falling as RAM grows.
         let mut last = u64::MAX;
@@ -497,7 +536,10 @@ mod tests {
         }
         // All of it in the heap, besides what the heap held before (the 2 MiB rounding may absorb some).
         for m in [none, one, four] {
-            assert!(m.heap() >= m.ownership + m.slack + m.its, "{m:?}");
+            assert!(
+                m.heap() >= m.ownership + m.host_s2_tables + m.slack + m.its,
+                "{m:?}"
+            );
         }
         assert!(four.total() > one.total() && one.total() > none.total());
         assert_eq!(four.smmu, none.smmu);

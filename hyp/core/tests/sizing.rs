@@ -302,11 +302,12 @@ fn readme_rows() -> Vec<String> {
             let bp = m.basis_points_of(gib * GIB);
             let mib = |b: u64| format!("{:.1}", b as f64 / MIB as f64);
             format!(
-                "| {gib} GiB | computed | {} | {} | {} | {} | {} MiB | {}.{:02} % |",
+                "| {gib} GiB | computed | {} | {} | {} | {} | {} | {} MiB | {}.{:02} % |",
                 mib(m.fixed),
                 mib(m.smmu),
                 mib(m.ownership),
                 mib(m.identity_tables),
+                mib(m.host_s2_tables),
                 m.total() / MIB,
                 bp / 100,
                 bp % 100

@@ -137,7 +137,8 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     let m = plan.memory;
     log!(
         "hyp memory: {} KiB = {} KiB fixed at {:#x} + {} KiB sized from the machine at {:#x} (SMMU {} KiB, \
-         page ownership {} KiB, host-identity tables {} KiB, domain pool {} KiB, heap {} KiB with {} KiB for the ITS emulation), {}.{:02} % of RAM",
+         page ownership {} KiB, host-identity tables {} KiB, domain pool {} KiB, heap {} KiB with {} KiB for the ITS emulation \
+         and {} KiB for the host stage-2's level-3 tables), {}.{:02} % of RAM",
         m.total() >> 10,
         m.fixed >> 10,
         layout::HYP_CARVEOUT_PA,
@@ -149,6 +150,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         m.domain_pool >> 10,
         m.heap() >> 10,
         m.its >> 10,
+        m.host_s2_tables >> 10,
         m.basis_points_of(platform.memory_size()) / 100,
         m.basis_points_of(platform.memory_size()) % 100
     );

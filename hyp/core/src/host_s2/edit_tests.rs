@@ -61,6 +61,7 @@ fn live_with<S: TableSource>(ram_end: u64, source: S) -> Live<S> {
             ram: &ram,
             mmio: &mmio,
             excluded: &[CARVEOUT, SMMU],
+            ram_leaves: RamLeaves::Blocks,
         },
         source,
     )
@@ -627,6 +628,7 @@ fn live_ram<S: TableSource>(ram: &[PhysRange], excluded: &[PhysRange], source: S
             ram,
             mmio: &mmio,
             excluded: &excluded,
+            ram_leaves: RamLeaves::Blocks,
         },
         source,
     )
@@ -846,4 +848,112 @@ fn merges_succeed_with_a_failing_source() {
     s2.unmap_range(0xc000_1000, PAGE_SIZE, &mut tlb).unwrap();
     s2.map_range(0xc000_1000, PAGE_SIZE, &mut tlb).unwrap();
     assert_eq!(s2.leaves(), fresh.leaves());
+}
+
+/// A live stage-2 like [`live_ram`], host RAM mapped with 4 KiB pages ([`RamLeaves::Pages`]).
+fn live_pages<S: TableSource>(ram: &[PhysRange], source: S) -> Live<S> {
+    let mmio = [PhysRange::from_bounds(0, 0x4000_0000)];
+    let mut s2 = HostStage2::build_with(
+        &HostS2Spec {
+            ram,
+            mmio: &mmio,
+            excluded: &[CARVEOUT, SMMU],
+            ram_leaves: RamLeaves::Pages,
+        },
+        source,
+    )
+    .unwrap();
+    s2.mark_live();
+    Live(s2)
+}
+
+/// With pages, RAM is level-3 leaves only (MMIO keeps its blocks), and the level-3 tables stay within what
+/// `sizing` counts for them.
+#[test]
+fn pages_build_maps_ram_with_pages_only() {
+    let ram = [PhysRange::from_bounds(0x4000_0000, 0x1_4000_0000)];
+    let source = Capped::new();
+    let s2 = live_pages(&ram, source.clone());
+    let leaves = s2.leaves();
+    let ram_leaves: Vec<&Leaf> = leaves.iter().filter(|l| l.kind == MemKind::Ram).collect();
+    assert_eq!(
+        ram_leaves.len() as u64,
+        (ram[0].size - CARVEOUT.size) / PAGE_SIZE
+    );
+    for l in &ram_leaves {
+        assert_eq!(
+            (l.level, l.pa, l.ipa.size),
+            (3, l.ipa.base, PAGE_SIZE),
+            "{l:?}"
+        );
+        assert!(!l.ipa.overlaps(&CARVEOUT));
+    }
+    // The MMIO window below RAM is still mapped with blocks (around the SMMU frames).
+    assert!(
+        leaves
+            .iter()
+            .any(|l| l.kind == MemKind::Mmio && l.level < 3)
+    );
+    assert_eq!(s2.translate(0x1_3fff_ffff).unwrap().level, 3);
+    assert_eq!(s2.translate(0x4000_0000), None);
+    // Level-3 tables: one per 2 MiB of RAM beyond the carve-out, within `sizing`'s count for them.
+    let l3 = (ram[0].size - CARVEOUT.size) / MIB2;
+    let sized = crate::sizing::host_s2_page_tables(&ram).unwrap() / PAGE_SIZE;
+    assert!(l3 <= sized, "{l3} level-3 tables, {sized} sized");
+    // Besides them: the root, level-1 and level-2 tables of RAM and the MMIO below it.
+    assert!(
+        source.outstanding() as u64 <= sized + 16,
+        "{}",
+        source.outstanding()
+    );
+}
+
+/// With pages, donation and reclaim only flip level-3 entries: no table is taken or freed, no block is
+/// broken or merged, one TLB maintenance per edit (of the range), even with the table source dry.
+#[test]
+fn pages_edits_never_split_nor_merge() {
+    let ram = [PhysRange::from_bounds(0x4000_0000, 0x1_4000_0000)];
+    let budget = Budget::unlimited();
+    let mut s2 = live_pages(&ram, budget.clone());
+    let fresh = live_pages(&ram, HeapTables);
+    let boot_tables = tables_linked(&s2);
+    let mut tlb = Tlb::default();
+    // The first edit fills the reserve; from then on the source is dry and never needed.
+    s2.unmap_range(0x8000_0000, PAGE_SIZE, &mut tlb).unwrap();
+    s2.map_range(0x8000_0000, PAGE_SIZE, &mut tlb).unwrap();
+    budget.set(0);
+    tlb.0.clear();
+    let taken = allocated(&s2);
+    for r in [
+        PhysRange::from_bounds(0x8123_4000, 0x8123_5000),
+        // Across a 2 MiB boundary, and across a 1 GiB boundary.
+        PhysRange::from_bounds(0x423f_f000, 0x4240_1000),
+        PhysRange::from_bounds(0xbfff_e000, 0xc000_3000),
+        // Next to the carve-out and at the top of RAM.
+        PhysRange::from_bounds(CARVEOUT.end(), CARVEOUT.end() + PAGE_SIZE),
+        PhysRange::from_bounds(0x1_3fff_f000, 0x1_4000_0000),
+    ] {
+        s2.unmap_range(r.base, r.size, &mut tlb).unwrap();
+        assert_eq!(tlb.0, [r], "{r:?}");
+        assert_eq!(s2.translate(r.base), None);
+        assert_eq!(s2.translate(r.end() - 1), None);
+        for outside in [r.base - PAGE_SIZE, r.end()] {
+            if s2.is_host_ram(outside) {
+                let t = s2.translate(outside).unwrap();
+                assert_eq!((t.pa, t.level), (outside, 3), "{outside:#x}");
+            }
+        }
+        tlb.0.clear();
+        s2.map_range(r.base, r.size, &mut tlb).unwrap();
+        assert_eq!(tlb.0, [r], "{r:?}");
+        tlb.0.clear();
+        assert_eq!(s2.leaves(), fresh.leaves(), "{r:?}");
+        assert_eq!(tables_linked(&s2), boot_tables, "{r:?}");
+        assert_eq!(allocated(&s2), taken, "{r:?}");
+    }
+    // Still only host RAM: the carve-out and MMIO are refused as before.
+    assert_eq!(
+        s2.map_range(CARVEOUT.base, PAGE_SIZE, &mut tlb),
+        Err(HostS2Error::NotHostRam(CARVEOUT.base))
+    );
 }

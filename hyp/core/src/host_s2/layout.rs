@@ -33,6 +33,30 @@ pub struct HostS2Spec<'a> {
     /// Ranges never mapped for the host, whatever `ram` and `mmio` say: the hypervisor carve-out, the SMMU
     /// register frames. Grown to page boundaries.
     pub excluded: &'a [PhysRange],
+    /// How host RAM is mapped (MMIO always takes blocks where alignment allows).
+    pub ram_leaves: RamLeaves,
+}
+
+/// The leaves the host stage-2 maps host RAM with.
+///
+/// The hypervisor boots with [`RamLeaves::Pages`] because of how QEMU's TCG caches two-stage translations
+/// (QEMU 10, `target/arm/ptw.c` `get_phys_addr_twostage` and `accel/tcg/cputlb.c`): a combined stage-1+2
+/// TLB entry is recorded with the *larger* of the two page sizes, so behind a stage-2 block every entry of
+/// the host's EL1&0 regime is a "large page"; QEMU tracks one region per MMU index that covers all large
+/// pages, and answers a `TLBI` by VA (or VA range) that falls in it by flushing that whole MMU index. Linux's
+/// boot issues such TLBIs all the time (fixmap text patching, vmalloc/vunmap, user page tables), so with
+/// blocks each became a full TLB flush, and QEMU spent ~18 % more CPU time booting Linux to userspace than
+/// natively; with pages it spends the same (docs/design.md, "Boot time"). On hardware, blocks would be the
+/// better choice (TLB reach, fewer tables); the build and the runtime edits support both.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub enum RamLeaves {
+    /// 4 KiB pages only: one level-3 table per 2 MiB of RAM ([`crate::sizing`] counts them). Donation
+    /// unmaps pages and reclaim maps them again; nothing is ever split or merged.
+    #[default]
+    Pages,
+    /// 1 GiB and 2 MiB blocks wherever alignment allows; donation splits the blocks at the ends of the
+    /// range (break-before-make) and reclaim merges them back.
+    Blocks,
 }
 
 /// `ranges` minus every hole in `holes` (both page aligned), as a list of non-empty ranges in order.
@@ -66,6 +90,8 @@ pub struct HostS2Layout {
     pub mmio: Vec<PhysRange>,
     /// Never mapped for the host.
     pub excluded: Vec<PhysRange>,
+    /// How host RAM is mapped.
+    pub ram_leaves: RamLeaves,
 }
 
 impl HostS2Layout {
@@ -77,6 +103,7 @@ impl HostS2Layout {
             ram: devices.ram().to_vec(),
             mmio: devices.host_mmio(),
             excluded: devices.excluded(),
+            ram_leaves: RamLeaves::default(),
         }
     }
 
@@ -86,6 +113,7 @@ impl HostS2Layout {
             ram: &self.ram,
             mmio: &self.mmio,
             excluded: &self.excluded,
+            ram_leaves: self.ram_leaves,
         }
     }
 }

@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
 
-use super::layout::{HostS2Spec, grow_to_pages, shrink_to_pages, subtract};
+use super::layout::{HostS2Spec, RamLeaves, grow_to_pages, shrink_to_pages, subtract};
 use super::reserve::{HeapTables, HostS2Tables, MAX_TABLES_PER_EDIT, TableSource, Tables};
 use super::{
     HostS2Error, HostS2Tlb, IPA_LIMIT, Leaf, MMIO_ATTRIBUTES, MemKind, RAM_ATTRIBUTES, ROOT_LEVEL,
@@ -21,6 +21,7 @@ pub struct HostStage2<S: TableSource = HeapTables> {
     pub(super) map: Mapping<HostS2Tables<S>, Stage2>,
     pub(super) tables: Arc<Mutex<Tables<S>>>,
     ram: Vec<PhysRange>,
+    ram_leaves: RamLeaves,
 }
 
 impl<S: TableSource> core::fmt::Debug for HostStage2<S> {
@@ -28,6 +29,7 @@ impl<S: TableSource> core::fmt::Debug for HostStage2<S> {
         f.debug_struct("HostStage2")
             .field("root", &self.root_pa())
             .field("ram", &self.ram)
+            .field("ram_leaves", &self.ram_leaves)
             .finish()
     }
 }
@@ -84,25 +86,36 @@ impl<S: TableSource> HostStage2<S> {
             map: Mapping::new(HostS2Tables(tables.clone()), ROOT_LEVEL, Stage2),
             tables,
             ram: Vec::new(),
+            ram_leaves: spec.ram_leaves,
         };
         for r in &ram {
             for piece in subtract(*r, &excluded) {
-                s2.map_identity(piece, RAM_ATTRIBUTES)?;
+                s2.map_identity(piece, RAM_ATTRIBUTES, s2.ram_constraints())?;
                 s2.ram.push(piece);
             }
         }
         for r in &mmio {
             for piece in subtract(*r, &excluded) {
-                s2.map_identity(piece, MMIO_ATTRIBUTES)?;
+                s2.map_identity(piece, MMIO_ATTRIBUTES, Constraints::empty())?;
             }
         }
         Ok(s2)
     }
 
+    /// The library's constraints for mapping host RAM: no blocks with [`RamLeaves::Pages`].
+    fn ram_constraints(&self) -> Constraints {
+        match self.ram_leaves {
+            RamLeaves::Pages => Constraints::NO_BLOCK_MAPPINGS,
+            RamLeaves::Blocks => Constraints::empty(),
+        }
+    }
+
+    /// Maps `r` 1:1 with `attributes`, blocks where alignment and `constraints` allow.
     fn map_identity(
         &mut self,
         r: PhysRange,
         attributes: Stage2Attributes,
+        constraints: Constraints,
     ) -> Result<(), HostS2Error> {
         let range = MemoryRegion::new(r.base as usize, r.end() as usize);
         self.map
@@ -110,7 +123,7 @@ impl<S: TableSource> HostStage2<S> {
                 &range,
                 PhysicalAddress(r.base as usize),
                 attributes,
-                Constraints::empty(),
+                constraints,
             )
             .map_err(|e: MapError| match e {
                 MapError::AddressRange(_) => HostS2Error::OutOfRange(r.end()),
@@ -310,7 +323,7 @@ impl<S: TableSource> HostStage2<S> {
     }
 
     /// Removes the host RAM range `[pa, pa + len)` (page aligned) from the live stage-2, splitting the
-    /// blocks that straddle its ends; every other address keeps its translation. On return every CPU's
+    /// blocks that straddle its ends (with [`RamLeaves::Blocks`]; with pages there are none); every other address keeps its translation. On return every CPU's
     /// TLBs are clean of the range (`tlb` ran for it after the last descriptor change).
     ///
     /// # Break-before-make
@@ -368,7 +381,7 @@ impl<S: TableSource> HostStage2<S> {
             let above = PhysRange::from_bounds(range.end().min(block.ipa.end()), block.ipa.end());
             for part in [below, above] {
                 if !part.is_empty() {
-                    self.map_identity(part, attributes)?;
+                    self.map_identity(part, attributes, self.ram_constraints())?;
                 }
             }
         }
@@ -397,7 +410,7 @@ impl<S: TableSource> HostStage2<S> {
     ///
     /// # Merge back
     ///
-    /// Then every table the range touches that maps its whole block as the boot build did is replaced by
+    /// With [`RamLeaves::Blocks`] only (with pages there is nothing to merge): then every table the range touches that maps its whole block as the boot build did is replaced by
     /// that block again and freed, break-before-make like a split: a table of pages becomes a 2 MiB block,
     /// then a table of 2 MiB blocks a 1 GiB block. So the tables the stage-2 holds are those of the blocks
     /// cut by live donations, never of every block ever donated from. Merging only frees (to the reserve,
@@ -417,7 +430,7 @@ impl<S: TableSource> HostStage2<S> {
     ) -> Result<(), HostS2Error> {
         let range = self.check_ram_range(pa, len)?;
         self.refill(range)?;
-        self.map_identity(range, RAM_ATTRIBUTES)?;
+        self.map_identity(range, RAM_ATTRIBUTES, self.ram_constraints())?;
         tlb.invalidate(range);
         self.merge_blocks(range, tlb)
     }
@@ -450,7 +463,7 @@ impl<S: TableSource> HostStage2<S> {
                     // Break (the library frees the table after its own TLBI), TLB maintenance, make.
                     self.clear(b)?;
                     tlb.invalidate(b);
-                    self.map_identity(b, RAM_ATTRIBUTES)?;
+                    self.map_identity(b, RAM_ATTRIBUTES, Constraints::empty())?;
                 }
                 block += g;
             }
@@ -458,12 +471,16 @@ impl<S: TableSource> HostStage2<S> {
         Ok(())
     }
 
-    /// Whether the boot build mapped the aligned block `b` as one block: it lies wholly inside one host RAM
-    /// piece (RAM minus the excluded ranges, mapped one piece at a time, so a block never spans two).
+    /// Whether the boot build mapped the aligned block `b` as one block: RAM is mapped with
+    /// [`RamLeaves::Blocks`] and `b` lies wholly inside one host RAM piece (RAM minus the excluded ranges,
+    /// mapped one piece at a time, so a block never spans two). Never with [`RamLeaves::Pages`]: then
+    /// nothing is merged.
     fn boot_block(&self, b: PhysRange) -> bool {
-        self.ram
-            .iter()
-            .any(|r| r.base <= b.base && b.end() <= r.end())
+        self.ram_leaves == RamLeaves::Blocks
+            && self
+                .ram
+                .iter()
+                .any(|r| r.base <= b.base && b.end() <= r.end())
     }
 
     /// Whether the aligned block `b`, of `granule(level)`, is a table of `level + 1` entries that all map

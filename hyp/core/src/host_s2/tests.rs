@@ -25,6 +25,7 @@ fn virt() -> HostStage2 {
         ram: &ram,
         mmio: &mmio,
         excluded: &excluded,
+        ram_leaves: RamLeaves::Blocks,
     })
     .unwrap()
 }
@@ -176,6 +177,7 @@ fn unaligned_regions_are_rounded_safely() {
         ram: &ram,
         mmio: &[],
         excluded: &excluded,
+        ram_leaves: RamLeaves::Blocks,
     })
     .unwrap();
     // RAM shrinks inwards, exclusions grow outwards.
@@ -196,6 +198,7 @@ fn exclusion_covering_everything_maps_nothing() {
         ram: &ram,
         mmio: &ram[..0],
         excluded: &excluded,
+        ram_leaves: RamLeaves::Blocks,
     })
     .unwrap();
     assert!(s2.leaves().is_empty());
@@ -211,7 +214,8 @@ fn errors() {
         HostStage2::build(&HostS2Spec {
             ram: &too_high,
             mmio: &[],
-            excluded: &[]
+            excluded: &[],
+            ram_leaves: RamLeaves::Blocks,
         })
         .unwrap_err(),
         HostS2Error::OutOfRange(IPA_LIMIT + 0x1000)
@@ -222,7 +226,8 @@ fn errors() {
         HostStage2::build(&HostS2Spec {
             ram: &ram,
             mmio: &mmio,
-            excluded: &[]
+            excluded: &[],
+            ram_leaves: RamLeaves::Blocks,
         })
         .unwrap_err(),
         HostS2Error::RamOverlapsMmio(0x4000_0000)

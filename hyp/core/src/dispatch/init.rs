@@ -92,12 +92,43 @@ pub(super) fn split_pages(ranges: &[PhysRange], n: usize) -> (Vec<PhysRange>, Ve
     (head, tail)
 }
 
-/// The host-identity domain's runs: host RAM (read/write, cacheable) and the MSI doorbells.
+/// The host-identity domain's runs: host RAM (read/write, cacheable) and the MSI doorbells, from the
+/// ownership map (a scan of every page).
+#[cfg(test)]
 pub(super) fn identity_runs(own: &Ownership) -> Vec<(u64, u64, u64)> {
     let mut runs: Vec<(u64, u64, u64)> = Vec::new();
     own.host_runs(MemKind::Ram, |b, s| runs.push((b, s, IDENTITY_PROT)));
     own.host_runs(MemKind::Mmio, |b, s| runs.push((b, s, DOORBELL_PROT)));
     runs
+}
+
+/// [`identity_runs`] of the ownership map [`Ownership::new`] builds from the same ranges (every page the
+/// host's but `hyp`), computed range-wise: each RAM range minus `hyp`, then each doorbell frame, in address
+/// order within each kind, as `Ownership::host_runs` reports them. The boot does this instead of scanning
+/// the map page by page (twice: for the runs and for their table count); in this crate's unit tests every
+/// [`Warden::new`] checks that both agree.
+fn boot_identity_runs(
+    ram: &[PhysRange],
+    msi_doorbells: &[PhysRange],
+    hyp: &[PhysRange],
+) -> Vec<(u64, u64, u64)> {
+    let mut runs: Vec<(u64, u64, u64)> = Vec::new();
+    for (ranges, prot) in [(ram, IDENTITY_PROT), (msi_doorbells, DOORBELL_PROT)] {
+        let mut sorted = ranges.to_vec();
+        sorted.sort_unstable_by_key(|r| r.base);
+        for r in sorted {
+            for piece in crate::host_s2::subtract(r, hyp) {
+                runs.push((piece.base, piece.size, prot));
+            }
+        }
+    }
+    runs
+}
+
+/// The host-identity domain's boot tables for `runs` (as [`identity_runs`] gives them).
+fn identity_boot(runs: &[(u64, u64, u64)]) -> usize {
+    let runs: Vec<(u64, u64)> = runs.iter().map(|&(b, s, _)| (b, s)).collect();
+    domain::identity_boot_tables(&runs)
 }
 
 /// Pages of `Config::pool` the host-identity domain keeps for its tables: its boot tables
@@ -115,13 +146,10 @@ pub fn identity_reserve_pages(
     hyp: &[PhysRange],
     spare_tables: usize,
 ) -> Result<usize, InitError> {
-    let own = Ownership::new(ram, msi_doorbells, hyp)?;
-    Ok(identity_boot(&own).saturating_add(spare_tables))
-}
-
-pub(super) fn identity_boot(own: &Ownership) -> usize {
-    let runs: Vec<(u64, u64)> = identity_runs(own).iter().map(|&(b, s, _)| (b, s)).collect();
-    domain::identity_boot_tables(&runs)
+    // The same checks of the ranges as the boot's.
+    Ownership::new(ram, msi_doorbells, hyp)?;
+    let runs = boot_identity_runs(ram, msi_doorbells, hyp);
+    Ok(identity_boot(&runs).saturating_add(spare_tables))
 }
 
 impl<B: Backend> Warden<B> {
@@ -168,11 +196,17 @@ impl<B: Backend> Warden<B> {
         }
 
         let own = Ownership::new(config.ram, hw.msi_doorbells, config.hyp)?;
-        let runs = identity_runs(&own);
+        let runs = boot_identity_runs(config.ram, hw.msi_doorbells, config.hyp);
+        #[cfg(test)]
+        assert_eq!(
+            runs,
+            identity_runs(&own),
+            "range-wise runs = the ownership map's"
+        );
         if let Some(&(base, _, _)) = runs.iter().find(|&&(b, s, _)| b + s > 1 << IOVA_BITS) {
             return Err(InitError::BeyondIova(base));
         }
-        let boot = identity_boot(&own);
+        let boot = identity_boot(&runs);
         let reserve = boot.saturating_add(config.identity_spare_tables);
         let have: usize = config
             .pool
@@ -262,5 +296,38 @@ impl<B: Backend> Warden<B> {
                 .install_ste_range(StreamId(r.base), r.count, identity_ste)?;
         }
         Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: u64 = 1 << 30;
+
+    fn r(base: u64, size: u64) -> PhysRange {
+        PhysRange { base, size }
+    }
+
+    /// The range-wise runs equal the ownership map's scan: ranges out of order, hyp pieces at a range's
+    /// start, middle and end, two doorbell frames, no hyp at all.
+    #[test]
+    fn boot_runs_equal_the_ownership_scan() {
+        let ram = [r(8 * G, 2 * G), r(G, G)];
+        let doorbells = [r(0x0809_0000, 0x1_0000), r(0x0800_0000, 0x1000)];
+        for hyp in [
+            &[
+                r(G, 0xc0_0000),
+                r(0x7f00_0000, 0x100_0000),
+                r(9 * G + 0x20_0000, 0x4000),
+            ][..],
+            &[r(10 * G - 0x20_0000, 0x20_0000)][..],
+            &[][..],
+        ] {
+            let own = Ownership::new(&ram, &doorbells, hyp).unwrap();
+            let runs = boot_identity_runs(&ram, &doorbells, hyp);
+            assert_eq!(runs, identity_runs(&own), "{hyp:?}");
+            assert!(runs.iter().all(|&(_, s, _)| s > 0));
+        }
     }
 }

@@ -89,6 +89,9 @@ struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 3, requires = "boot",
           value_parser = clap::value_parser!(u64).range(1..))]
     runs: u64,
+    /// Extra QEMU arguments for every boot, after `--` (with --boot; e.g. `-m 16G`).
+    #[arg(last = true, value_name = "QEMU-ARGS", requires = "boot")]
+    qemu_args: Vec<String>,
 }
 
 /// A parsed command line.
@@ -116,6 +119,8 @@ pub enum Cmd {
     BenchBoot {
         /// Boots per configuration.
         runs: usize,
+        /// Extra QEMU arguments for every boot.
+        qemu_args: Vec<String>,
     },
 }
 
@@ -145,6 +150,7 @@ impl From<Command> for Cmd {
             }),
             Command::Bench(a) if a.boot => Cmd::BenchBoot {
                 runs: usize::try_from(a.runs).unwrap_or(usize::MAX),
+                qemu_args: a.qemu_args,
             },
             Command::Bench(a) => Cmd::Bench { quick: a.quick },
             Command::GenHeader { check } => Cmd::GenHeader { check },
@@ -181,8 +187,8 @@ pub fn dispatch(ws: &Ws, cmd: Cmd) -> Result<u8> {
             crate::bench::run::run(ws, quick)?;
             Ok(0)
         }
-        Cmd::BenchBoot { runs } => {
-            crate::bench::boot::boot(ws, runs)?;
+        Cmd::BenchBoot { runs, qemu_args } => {
+            crate::bench::boot::boot(ws, runs, &qemu_args)?;
             Ok(0)
         }
     }
@@ -291,7 +297,20 @@ mod tests {
         );
         assert_eq!(p("bench").unwrap(), Cmd::Bench { quick: false });
         assert_eq!(p("bench --quick").unwrap(), Cmd::Bench { quick: true });
-        assert_eq!(p("bench --boot").unwrap(), Cmd::BenchBoot { runs: 3 });
+        assert_eq!(
+            p("bench --boot").unwrap(),
+            Cmd::BenchBoot {
+                runs: 3,
+                qemu_args: vec![]
+            }
+        );
+        assert_eq!(
+            p("bench --boot --runs 2 -- -m 16G").unwrap(),
+            Cmd::BenchBoot {
+                runs: 2,
+                qemu_args: vec!["-m".into(), "16G".into()]
+            }
+        );
         assert_eq!(
             p("gen-header --check").unwrap(),
             Cmd::GenHeader { check: true }
@@ -309,7 +328,10 @@ mod tests {
         );
         assert_eq!(
             p("bench --boot --runs 5").unwrap(),
-            Cmd::BenchBoot { runs: 5 }
+            Cmd::BenchBoot {
+                runs: 5,
+                qemu_args: vec![]
+            }
         );
     }
 }

@@ -41,6 +41,9 @@ pub struct Outcome {
     pub log: String,
     /// Time from starting QEMU to the init's first output.
     pub userspace: Option<Duration>,
+    /// CPU time QEMU had used (all its threads, user + system) when the init's first output arrived: unlike
+    /// [`Outcome::userspace`], not inflated by time the host spent running other processes.
+    pub userspace_cpu: Option<Duration>,
     /// Time from starting QEMU to its exit.
     pub elapsed: Duration,
 }
@@ -152,6 +155,7 @@ pub fn watch(
     let mut scanned = 0;
     let mut w = Watcher::default();
     let mut userspace = None;
+    let mut userspace_cpu = None;
     let mut deadline = start + timeout;
     let mut open_streams = 2;
     let mut killed = false;
@@ -195,6 +199,7 @@ pub fn watch(
                     w.line(&line);
                     if w.userspace && userspace.is_none() {
                         userspace = Some(start.elapsed());
+                        userspace_cpu = process_cpu_time(child.id());
                     }
                     if !killed && !had_exit && w.exit.is_some() {
                         deadline = deadline.min(Instant::now() + POWEROFF_GRACE);
@@ -225,8 +230,28 @@ pub fn watch(
         verdict,
         log: String::from_utf8_lossy(&log).into_owned(),
         userspace,
+        userspace_cpu,
         elapsed,
     })
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s times (`USER_HZ`, 100 on every Linux architecture).
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system, all threads) process `pid` has used so far, from `/proc/<pid>/stat`.
+fn process_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_time_of_stat(&stat)
+}
+
+/// The `utime` + `stime` fields (14 and 15) of a `/proc/<pid>/stat` line as a duration. The command name
+/// (field 2, in parentheses) may contain spaces, so fields are counted after its closing parenthesis.
+fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_comm.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
 }
 
 #[cfg(test)]
@@ -268,11 +293,25 @@ mod tests {
     }
 
     #[test]
+    fn cpu_time_from_proc_stat() {
+        // A real /proc/<pid>/stat line of qemu-system-aarch64 (utime 713, stime 58), and one whose command
+        // name has a space and a parenthesis.
+        let qemu = "4242 (qemu-system-aar) S 4200 4242 4200 0 -1 4194560 81853 0 0 0 713 58 0 0 20 0 7 0 \
+                    123 0 0";
+        assert_eq!(cpu_time_of_stat(qemu), Some(Duration::from_millis(7710)));
+        let odd = "7 (a b) c) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 5 0 0";
+        assert_eq!(cpu_time_of_stat(odd), Some(Duration::from_millis(30)));
+        assert_eq!(cpu_time_of_stat("7 (short) R 1"), None);
+        assert!(process_cpu_time(std::process::id()).is_some());
+    }
+
+    #[test]
     fn exit_codes() {
         let o = |v| Outcome {
             verdict: v,
             log: String::new(),
             userspace: None,
+            userspace_cpu: None,
             elapsed: Duration::ZERO,
         };
         assert_eq!(o(Verdict::Exited(0)).exit_code(), 0);

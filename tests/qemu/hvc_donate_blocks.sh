@@ -1,13 +1,13 @@
 #!/bin/sh
-# Host stage-2 tables merged back on RECLAIM (issue 12): DONATE and RECLAIM one page from each of 3,072 distinct
-# 2 MiB blocks of host RAM (6 GiB of an 8 GiB guest, from 1,536 allocations of 4 MiB, each 4 MiB aligned: two
-# whole blocks). Each DONATE splits its block in the host stage-2 (a level-3 table from the hyp heap, and a
-# level-2 table for a 1 GiB block), each RECLAIM must merge it back and free the tables. At 8 GiB the hyp heap
-# (11,716 KiB sized, 8 MiB of it page ownership, plus the boot heap) holds the tables of about 1,570 split
-# blocks: with reclaim not merging, DONATE answered HW_ERROR at the 1,567th block (measured). Every call here
-# must succeed (the script counts HW_ERROR answers: 0), and afterwards the donation count, the pool and the
-# table pages (STAT 2, 3, 4, 5, 14) are back where they began and the pages read back zeroed. (The hyp heap's
-# free bytes are not a STAT; a leak of tables would show as HW_ERROR here.)
+# DONATE and RECLAIM across the host stage-2 at scale (issue 12): one page from each of 3,072 distinct 2 MiB
+# blocks of host RAM (6 GiB of an 8 GiB guest, from 1,536 allocations of 4 MiB, each 4 MiB aligned: two whole
+# blocks). The host stage-2 maps RAM with 4 KiB pages (host_s2::RamLeaves::Pages), so a DONATE only invalidates
+# a level-3 entry and a RECLAIM validates it again: no table is taken or freed. (When RAM was mapped with blocks,
+# each DONATE split its block, each RECLAIM had to merge it back, and without merging DONATE answered HW_ERROR at
+# the 1,567th block: the split/merge path is host-tested in host_s2::edit_tests.) Every call here must succeed
+# (the script counts HW_ERROR answers: 0), and afterwards the donation count, the pool and the table pages
+# (STAT 2, 3, 4, 5, 14) are back where they began and the pages read back zeroed. (The hyp heap's free bytes are
+# not a STAT; a leak of tables would show as HW_ERROR here.)
 # modes: hyp
 # timeout: 900
 # qemu: -m 8G

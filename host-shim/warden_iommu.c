@@ -335,8 +335,8 @@ static int warden_topup_runs(struct warden_smmu *smmu, u64 need, gfp_t alloc_gfp
 
 /*
  * Reclaims one run; returns the number of kernel pages that stay with the hyp. Pages refused with
- * BUSY go to @busy (one-page chunks) to be retried once the other runs are back, when it can allocate
- * their record; they are not counted.
+ * BUSY go to @busy (one-page chunks) to be retried once the other runs are back, when it can
+ * allocate their record; they are not counted.
  */
 static unsigned int warden_reclaim_run(unsigned long pfn, unsigned int nr_pages,
 				       struct list_head *busy)
@@ -371,7 +371,8 @@ static unsigned int warden_reclaim_run(unsigned long pfn, unsigned int nr_pages,
 			continue;
 		}
 		pr_warn_ratelimited("page %#llx stays donated: RECLAIM says %s\n",
-				    (unsigned long long)PFN_PHYS(pfn + i), warden_strerror(r.status));
+				    (unsigned long long)PFN_PHYS(pfn + i),
+				    warden_strerror(r.status));
 		kept++;
 	}
 	return kept;
@@ -444,7 +445,10 @@ void warden_reclaim_all(struct warden_smmu *smmu)
 		list_del(&chunk->node);
 		kfree(chunk);
 	}
-	/* The BUSY pages were subtracted above as if returned; those still refused are added back. */
+	/*
+	 * The BUSY pages were subtracted above as if returned; those still refused are added
+	 * back.
+	 */
 	k = warden_reclaim_busy(&busy);
 	if (k) {
 		spin_lock_irqsave(&smmu->donate_lock, flags);
@@ -770,14 +774,14 @@ static int warden_map_direct(struct warden_domain *wd, u64 iova, u64 paddr, u64 
  * __iommu_map and iommu_map_sg unmap what was mapped so far (iommu_unmap), and an iotlb_sync_map
  * that fails is followed by iommu_unmap of its whole range. So with deferral on, map_pages maps the
  * shadow (if any) and records the run in a free slot of the domain's fixed array (no allocation; it
- * reports the run mapped; with every slot in use it sends it at once, MAP_PAGES), iotlb_sync_map claims
- * every run inside its range and sends them with one MAP_BATCH (one MAP_PAGES when there is one
- * run) before the core returns to its caller, and unmap_pages first drops runs that are still
- * pending (they never reached the hyp). Concurrent mappers in one domain own disjoint IOVA ranges
- * (the DMA API's IOVA allocator; VFIO and iommufd refuse overlapping maps), so each iotlb_sync_map
- * takes exactly its own runs, never another mapper's half-built set. If the flush fails, the shim
- * unmaps what it had sent of that range and takes every run out of the shadow, so the core's own
- * unroll (iommu_unmap of the range) finds nothing mapped.
+ * reports the run mapped; with every slot in use it sends it at once, MAP_PAGES),
+ * iotlb_sync_map claims every run inside its range and sends them with one MAP_BATCH (one MAP_PAGES
+ * when there is one run) before the core returns to its caller, and unmap_pages first drops runs
+ * that are still pending (they never reached the hyp). Concurrent mappers in one domain own
+ * disjoint IOVA ranges (the DMA API's IOVA allocator; VFIO and iommufd refuse overlapping maps), so
+ * each iotlb_sync_map takes exactly its own runs, never another mapper's half-built set. If the
+ * flush fails, the shim unmaps what it had sent of that range and takes every run out of the
+ * shadow, so the core's own unroll (iommu_unmap of the range) finds nothing mapped.
  */
 static bool warden_run_add(struct warden_domain *wd, u64 iova, u64 pa, u64 pgsize, u64 len,
 			   int prot, gfp_t gfp);
@@ -946,11 +950,11 @@ static u64 warden_pending_take(struct warden_domain *wd, u64 iova, u64 end, u64 
  * the unmap done to anyone who could hand the IOVA out again, before it has called flush_iotlb_all
  * (from its flush-queue timer, at most IOVA_FQ_TIMEOUT later, or when its queue fills). Such an
  * unmap leaves the shadow (if any) at once and is queued in the domain's @lazy page; the queue goes
- * to the hyp with one UNMAP_BATCH when it fills or at flush_iotlb_all, and the hyp clears every range,
- * invalidates once, and only then drops the pages' DMA counts. Until then the range stays mapped in
- * the hyp and its pages stay counted: a device can still reach them (as natively, where the PTE is
- * gone but the IOTLB may keep it until the flush), and the hyp refuses to take them as donations
- * (BUSY), so no page a device can reach ever becomes the hyp's.
+ * to the hyp with one UNMAP_BATCH when it fills or at flush_iotlb_all, and the hyp clears every
+ * range, invalidates once, and only then drops the pages' DMA counts. Until then the range stays
+ * mapped in the hyp and its pages stay counted: a device can still reach them (as natively, where
+ * the PTE is gone but the IOTLB may keep it until the flush), and the hyp refuses to take them as
+ * donations (BUSY), so no page a device can reach ever becomes the hyp's.
  */
 
 /*
@@ -1007,9 +1011,9 @@ static bool warden_lazy_flush(struct warden_domain *wd)
  * Queues [iova, iova + len) for @wd's next UNMAP_BATCH (merged with the last entry when adjacent),
  * sending the queue when it is full. False when it cannot: no queue, or the domain has a shadow
  * (which holds everything the hyp has mapped) and it did not hold the whole range; the caller then
- * unmaps at once. Without a shadow the range is queued as iommu-dma gives it (it unmaps only what it
- * mapped); should a queued range not be mapped in full, the hyp refuses the UNMAP_BATCH and every
- * entry goes alone (UNMAP_PAGES, counted in lazy_fallbacks).
+ * unmaps at once. Without a shadow the range is queued as iommu-dma gives it (it unmaps only what
+ * it mapped); should a queued range not be mapped in full, the hyp refuses the UNMAP_BATCH and
+ * every entry goes alone (UNMAP_PAGES, counted in lazy_fallbacks).
  */
 static bool warden_lazy_add(struct warden_domain *wd, u64 iova, u64 pgsize, u64 len)
 {

@@ -389,9 +389,7 @@ impl Ownership {
         self.apply(
             pa,
             pages,
-            |page, old, k| match old {
-                WORD_HYP => Err(OwnershipError::HypMemory(page)),
-                WORD_DONATED => Err(OwnershipError::DonatedMemory(page)),
+            |page, old, k| match dma_count(page, old)? {
                 _ if k != kind => Err(OwnershipError::WrongKind(page)),
                 c if c >= MAX_DMA_COUNT => Err(OwnershipError::CountOverflow(page)),
                 c => Ok(c + 1),
@@ -417,9 +415,7 @@ impl Ownership {
         self.apply(
             pa,
             pages,
-            |page, old, _| match old {
-                WORD_HYP => Err(OwnershipError::HypMemory(page)),
-                WORD_DONATED => Err(OwnershipError::DonatedMemory(page)),
+            |page, old, _| match dma_count(page, old)? {
                 0 => Err(OwnershipError::CountUnderflow(page)),
                 c => Ok(c - 1),
             },
@@ -438,9 +434,7 @@ impl Ownership {
         self.apply(
             pa,
             pages,
-            |page, old, k| match old {
-                WORD_HYP => Err(OwnershipError::HypMemory(page)),
-                WORD_DONATED => Err(OwnershipError::DonatedMemory(page)),
+            |page, old, k| match dma_count(page, old)? {
                 _ if k != MemKind::Ram => Err(OwnershipError::NotHostMemory(page)),
                 0 => Ok(WORD_DONATED),
                 _ => Err(OwnershipError::Busy(page)),
@@ -524,6 +518,17 @@ impl Ownership {
                 f(b, n << PAGE_SHIFT);
             }
         }
+    }
+}
+
+/// The DMA-mapping count a host page's word holds, or why the page has none: hyp memory or donated (the
+/// refusals every count edit shares).
+#[inline(always)]
+fn dma_count(page: u64, word: u32) -> Result<u32, OwnershipError> {
+    match word {
+        WORD_HYP => Err(OwnershipError::HypMemory(page)),
+        WORD_DONATED => Err(OwnershipError::DonatedMemory(page)),
+        c => Ok(c),
     }
 }
 

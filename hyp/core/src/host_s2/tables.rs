@@ -220,6 +220,14 @@ impl<S: TableSource> HostStage2<S> {
         Ok(range)
     }
 
+    /// The start of every live edit: [`Self::check_ram_range`], then [`Self::refill`] for it, before any
+    /// descriptor changes.
+    fn refilled_for(&mut self, pa: u64, len: u64) -> Result<PhysRange, HostS2Error> {
+        let range = self.check_ram_range(pa, len)?;
+        self.refill(range)?;
+        Ok(range)
+    }
+
     /// The valid leaves of the table that intersect `range`, each with its whole extent (a block is
     /// reported once, not clipped to `range`).
     fn leaves_in(&self, range: PhysRange) -> Vec<Leaf> {
@@ -360,8 +368,7 @@ impl<S: TableSource> HostStage2<S> {
         len: u64,
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
-        let range = self.check_ram_range(pa, len)?;
-        self.refill(range)?;
+        let range = self.refilled_for(pa, len)?;
         // Only the leaves holding the range's first and last pages can reach outside it (found before any
         // change; the same block if one holds both ends). No heap allocation from here on: the size of
         // the range is the host's choice.
@@ -428,8 +435,7 @@ impl<S: TableSource> HostStage2<S> {
         len: u64,
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
-        let range = self.check_ram_range(pa, len)?;
-        self.refill(range)?;
+        let range = self.refilled_for(pa, len)?;
         self.map_identity(range, RAM_ATTRIBUTES, self.ram_constraints())?;
         tlb.invalidate(range);
         self.merge_blocks(range, tlb)

@@ -22,6 +22,15 @@ pub(super) const fn grow_to_pages(r: PhysRange) -> PhysRange {
     )
 }
 
+/// `ranges` rounded to whole pages by `round` ([`shrink_to_pages`] or [`grow_to_pages`]), empty ones dropped.
+pub(super) fn to_pages(ranges: &[PhysRange], round: fn(PhysRange) -> PhysRange) -> Vec<PhysRange> {
+    ranges
+        .iter()
+        .map(|r| round(*r))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
 /// The platform description the host stage-2 is built from.
 #[derive(Clone, Copy, Debug)]
 pub struct HostS2Spec<'a> {

@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
 
-use super::layout::{HostS2Spec, RamLeaves, grow_to_pages, shrink_to_pages, subtract};
+use super::layout::{HostS2Spec, RamLeaves, grow_to_pages, shrink_to_pages, subtract, to_pages};
 use super::reserve::{HeapTables, HostS2Tables, MAX_TABLES_PER_EDIT, TableSource, Tables};
 use super::{
     HostS2Error, HostS2Tlb, IPA_LIMIT, Leaf, MMIO_ATTRIBUTES, MemKind, RAM_ATTRIBUTES, ROOT_LEVEL,
@@ -55,18 +55,8 @@ impl<S: TableSource> HostStage2<S> {
     /// if RAM and MMIO overlap, [`HostS2Error::Map`] if the page-table library fails.
     pub fn build_with(spec: &HostS2Spec<'_>, source: S) -> Result<Self, HostS2Error> {
         let excluded: Vec<PhysRange> = spec.excluded.iter().map(|r| grow_to_pages(*r)).collect();
-        let ram: Vec<PhysRange> = spec
-            .ram
-            .iter()
-            .map(|r| shrink_to_pages(*r))
-            .filter(|r| !r.is_empty())
-            .collect();
-        let mmio: Vec<PhysRange> = spec
-            .mmio
-            .iter()
-            .map(|r| grow_to_pages(*r))
-            .filter(|r| !r.is_empty())
-            .collect();
+        let ram = to_pages(spec.ram, shrink_to_pages);
+        let mmio = to_pages(spec.mmio, grow_to_pages);
         for r in ram.iter().chain(mmio.iter()) {
             if r.end() > IPA_LIMIT {
                 return Err(HostS2Error::OutOfRange(r.end()));
@@ -178,28 +168,12 @@ impl<S: TableSource> HostStage2<S> {
         if ipa >= IPA_LIMIT {
             return None;
         }
-        let page = ipa & !(PAGE_SIZE - 1);
-        let mut found = None;
-        let range = MemoryRegion::new(page as usize, (page + PAGE_SIZE) as usize);
-        self.map
-            .walk_range(&range, &mut |mr, desc, level| {
-                if desc.is_valid() {
-                    let kind = if desc
-                        .flags()
-                        .contains(Stage2Attributes::MEMATTR_NORMAL_INNER_WB)
-                    {
-                        MemKind::Ram
-                    } else {
-                        MemKind::Mmio
-                    };
-                    let block_start = mr.start().0 as u64 & !(granule(level) - 1);
-                    let pa = desc.output_address().0 as u64 + (ipa - block_start);
-                    found = Some(Translation { pa, kind, level });
-                }
-                Ok(())
-            })
-            .ok()?;
-        found
+        let leaf = self.leaf_at(ipa)?;
+        Some(Translation {
+            pa: leaf.pa + (ipa - leaf.ipa.base),
+            kind: leaf.kind,
+            level: leaf.level,
+        })
     }
 
     /// The page-aligned host RAM range `[pa, pa + len)`, checked: non-empty, inside one RAM range this

@@ -111,6 +111,13 @@ fn alloc_paging(w: &W) -> u64 {
     res(w, Function::DomainAlloc, &[0]).unwrap()
 }
 
+/// The prologue most tests share: a [`harness`] with one paging domain allocated (its ID).
+fn paging_harness() -> (Harness, u64) {
+    let h = harness();
+    let d = alloc_paging(&h.w);
+    (h, d)
+}
+
 fn stat(w: &W, s: Stat) -> u64 {
     res(w, Function::Stat, &[s.value()]).unwrap()
 }

@@ -40,9 +40,8 @@ fn unchanged(w: &W, d: u64, iovas: &[u64], free: u64) {
 
 #[test]
 fn maps_every_descriptor_in_one_call() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     // 16 scattered 4 KiB segments at consecutive IOVAs (dma_map_sg's shape), plus a 2 MiB block-aligned one.
     let mut e: Vec<(u64, u64, u64)> = (0..16)
         .map(|i| (0x10_0000 + i * K4, host(0x3_0000 + i * 0x5000), K4))
@@ -104,9 +103,8 @@ fn maps_every_descriptor_in_one_call() {
 
 #[test]
 fn argument_errors_change_nothing() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let b = res(w, Function::DomainAlloc, &[1]).unwrap();
     put(&h, DESC, &[(0, host(0), K4), (K4, host(K4), K4)]);
     // A donated page.
@@ -158,9 +156,8 @@ fn argument_errors_change_nothing() {
 
 #[test]
 fn descriptor_errors_name_the_descriptor_and_change_nothing() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let don = host(0x90_0000);
     assert_eq!(res(w, Function::Donate, &[don, 1]), Ok(0));
     // Something mapped already, at IOVA 0x800_0000.
@@ -276,9 +273,8 @@ fn nomem_changes_nothing_then_donation_lets_it_through() {
 
 #[test]
 fn descriptors_are_read_exactly_once() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let (slot, _) = w.slot_of(DomainId::from_reg(d).unwrap()).unwrap();
     assert!(slot > 0);
     let first: Vec<(u64, u64, u64)> = (0..8)
@@ -319,9 +315,8 @@ fn descriptors_are_read_exactly_once() {
 
 #[test]
 fn host_rewriting_descriptors_concurrently_cannot_break_invariants() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     // Two valid lists (A: PAs in one region, B: in another) and a hostile one (hyp memory, overlaps, huge).
     let a: Vec<_> = (0..16)
         .map(|i| (0x10_0000 + i * K4, host(i * K4), K4))

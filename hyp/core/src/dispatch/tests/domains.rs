@@ -56,9 +56,8 @@ fn domain_alloc_free_errors() {
 
 #[test]
 fn attach_detach_rules() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let b = res(w, Function::DomainAlloc, &[1]).unwrap();
     for bad in [16, 0xff, 0x108, 1 << 32, u64::MAX] {
         assert_eq!(

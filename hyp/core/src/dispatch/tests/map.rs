@@ -4,9 +4,8 @@ use super::*;
 
 #[test]
 fn map_argument_errors_change_nothing() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let b = res(w, Function::DomainAlloc, &[1]).unwrap();
     let pa = host(0);
     let cases: &[(&[u64], Error)] = &[
@@ -99,9 +98,8 @@ fn map_argument_errors_change_nothing() {
 
 #[test]
 fn map_unmap_roundtrip_with_one_invalidation() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let vmid = (d & 0xffff) as u16 + 1;
     // 4 MiB at a 2 MiB-aligned IOVA/PA: two 2 MiB blocks.
     assert_eq!(

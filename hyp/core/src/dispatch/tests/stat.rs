@@ -129,9 +129,8 @@ fn stats() {
 /// A CPU that finds a domain's lock taken counts one wait and its spins; uncontended calls count nothing.
 #[test]
 fn domain_lock_contention_stats() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     res(w, Function::IovaToPhys, &[d, 0]).unwrap_err();
     assert_eq!(stat(w, Stat::DomainLockWaits), 0);
     assert_eq!(stat(w, Stat::DomainLockSpins), 0);

@@ -107,9 +107,8 @@ fn unmap_errors_and_partial_block_with(bbm: bool) {
 
 #[test]
 fn fragmented_unmap_invalidates_before_each_batch_of_counts() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     // 100 consecutive IOVA pages backed by every other PA page: 100 discontiguous runs.
     for i in 0..100u64 {
         res(
@@ -153,9 +152,8 @@ fn fragmented_unmap_invalidates_before_each_batch_of_counts() {
 
 #[test]
 fn unmap_timeout_keeps_pages_pinned() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     res(w, Function::MapPages, &[d, 0, host(0), K4, 2, RW]).unwrap();
     set_sync_stall(w, true);
     assert_eq!(
@@ -191,9 +189,8 @@ fn unmap_timeout_keeps_pages_pinned() {
 /// table freed) with every page's count dropped.
 #[test]
 fn in_place_unmap_runs_at_the_small_array_boundary() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     // Keep the level-3 table: one page mapped for good at the start of the 2 MiB piece.
     res(
         w,

@@ -61,9 +61,8 @@ fn map_scattered(w: &W, d: u64) -> Vec<(u64, u64, u64)> {
 
 #[test]
 fn unmaps_every_descriptor_with_one_invalidation_then_drops_counts() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let e = map_scattered(w, d);
     // Still mapped (queued for a lazy unmap in the shim): its pages cannot be donated.
     assert_eq!(res(w, Function::Donate, &[e[3].1, 1]), Err(Error::Busy));
@@ -115,9 +114,8 @@ fn unmaps_every_descriptor_with_one_invalidation_then_drops_counts() {
 
 #[test]
 fn blocks_and_mixed_leaves() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     // A 2 MiB block, a 4 KiB page, and a 2 MiB block of which the batch unmaps one page in the middle.
     map(w, d, 0x40_0000, host(0x20_0000), M2);
     map(w, d, 0x80_0000, host(0x1000), K4);
@@ -179,9 +177,8 @@ fn map_page_runs(w: &W, d: u64, iova: u64, pages: u64) -> Vec<(u64, u64)> {
 
 #[test]
 fn more_runs_than_one_record_take_one_invalidation_per_record() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     // 64 descriptors of 6 pages each, every page a PA run of its own (every other PA page): 384 runs.
     let desc = map_page_runs(w, d, 0x100_0000, 6);
     clear_commands(w);
@@ -202,9 +199,8 @@ fn more_runs_than_one_record_take_one_invalidation_per_record() {
 
 #[test]
 fn argument_errors_change_nothing() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let b = res(w, Function::DomainAlloc, &[1]).unwrap();
     map(w, d, 0, host(0), 2 * K4);
     put(&h, DESC, &[(0, K4), (K4, K4)]);
@@ -254,9 +250,8 @@ fn argument_errors_change_nothing() {
 
 #[test]
 fn descriptor_errors_name_the_descriptor_and_change_nothing() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let good = |i: u64| (0x10_0000 + i * K4, K4);
     for i in 0..4 {
         map(w, d, good(i).0, host(i * 0x3000), K4);
@@ -303,9 +298,8 @@ fn descriptor_errors_name_the_descriptor_and_change_nothing() {
 
 #[test]
 fn timeout_keeps_every_page_pinned() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let e = map_scattered(w, d);
     put(
         &h,
@@ -329,9 +323,8 @@ fn timeout_keeps_every_page_pinned() {
 
 #[test]
 fn descriptors_are_read_exactly_once() {
-    let h = harness();
+    let (h, d) = paging_harness();
     let w = &h.w;
-    let d = alloc_paging(w);
     let first: Vec<(u64, u64)> = (0..8).map(|i| (0x30_0000 + i * 2 * K4, K4)).collect();
     for (i, &(iova, len)) in first.iter().enumerate() {
         map(w, d, iova, host(i as u64 * 0x3000), len);

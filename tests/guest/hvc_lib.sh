@@ -27,6 +27,8 @@ stat() {
     echo $((x1))
 }
 hex() { printf '0x%x' "$1"; }
+# refused: STAT GIC_REFUSED (GIC register writes and ITS commands the hyp refused).
+refused() { stat $STAT_GIC_REFUSED; }
 # wcall / wexpect: call / expect for background workers: a failure prints a FAIL: line and returns 1 instead of
 # exiting the script (the worker decides; its output file is checked afterwards).
 wcall() {

@@ -47,6 +47,11 @@ wait_for() {
 probe_load() {
     insmod /lib/modules/$(uname -r)/extra/warden_probe.ko || fail "cannot load warden_probe.ko"
 }
+# peek64 PA / peek32 PA: the value a 64-/32-bit host load at PA reads (numbers in any shell notation).
+peek64() { peek "$(printf '0x%x' $(($1)))" | sed -n 's/^peek: value //p'; }
+peek32() { peek "$(printf '0x%x' $(($1)))" 32 | sed -n 's/^peek: value //p'; }
+# poke32 PA VALUE: a 32-bit host store (numbers in any shell notation); fails the test if it does not complete.
+poke32() { poke "$(printf '0x%x' $(($1)))" "$(printf '0x%x' $(($2)))" | grep -q "poke: done" || fail "poke $1 $2"; }
 
 # sigbus_refused NAME DONE HOW CMD...: run CMD in a fresh process (its output shown, and left in sb_out); it must
 # die of SIGBUS (status 135) without printing DONE. Prints `ATTACK: NAME: refused (HOW)`, else `ATTACK: NAME: NOT

@@ -27,9 +27,6 @@ scratch=$(scratch_pa 0x20000)
 DEV=0xfff0
 LPI=0xfde8
 
-refused() { stat $STAT_GIC_REFUSED; }
-peek64() { peek "$(printf '0x%x' "$1")" | sed -n 's/^peek: value //p'; }
-peek32() { peek "$(printf '0x%x' "$1")" 32 | sed -n 's/^peek: value //p'; }
 # MAPD DEV SIZE ITT (V=1; the shell's arithmetic is signed, so bit 63 is spelled out in hex).
 mapd() { printf '0x%x 0x%x 0x8%015x 0\n' $((0x08 | $1 << 32)) $2 $(($3)); }
 mapti() { echo "$((0x0a | $1 << 32)) $(($2 | $3 << 32)) 0 0"; }
@@ -44,8 +41,6 @@ itsq_ok() {
     echo "$out" | tail -n 3
     echo "$out" | grep -q "itsq: done" || fail "itsq $*: $out"
 }
-# poke32 PA VALUE: a 32-bit write (numbers in any shell notation).
-poke32() { poke "$(printf '0x%x' $(($1)))" "$(printf '0x%x' $(($2)))" | grep -q "poke: done" || fail "poke $1 $2"; }
 
 # attack_cmds NAME MIN CMD...: queue the commands (4 doublewords each); at least MIN refusals expected.
 attack_cmds() {

@@ -20,9 +20,6 @@ PROPBASER=0x70
 PENDBASER=0x78
 scratch=$(scratch_pa 0x20000)
 
-peek64() { peek "$(printf '0x%x' $(($1)))" | sed -n 's/^peek: value //p'; }
-peek32() { peek "$(printf '0x%x' $(($1)))" 32 | sed -n 's/^peek: value //p'; }
-poke32() { poke "$(printf '0x%x' $(($1)))" "$(printf '0x%x' $(($2)))" | grep -q "poke: done" || fail "poke $1 $2"; }
 odd() { gicodd "$(printf '0x%x' $(($1)))" "$2" ${3:+$(printf '0x%x' $(($3)))}; }
 
 # regs ADDR: the 32-bit word and the 64-bit register holding ADDR, as the host reads them (a 64-bit read of

@@ -24,10 +24,6 @@ PENDBASER=0x78
 # Host RAM Linux does not use (mem=1000M): 64 KiB of properties, then one 64 KiB pending table per CPU.
 scratch=$(scratch_pa 0x110000)
 
-refused() { stat $STAT_GIC_REFUSED; }
-peek32() { peek "$(printf '0x%x' $(($1)))" 32 | sed -n 's/^peek: value //p'; }
-poke32() { poke "$(printf '0x%x' $(($1)))" "$(printf '0x%x' $(($2)))" | grep -q "poke: done" || fail "poke $1 $2"; }
-
 [ "$(cat /sys/devices/system/cpu/online)" = "0-1" ] || fail "online CPUs $(cat /sys/devices/system/cpu/online), want 0-1"
 hyp_unchanged "before the redistributor races"
 before=$(refused)

@@ -26,10 +26,6 @@ PENDBASER=0x78
 # Host RAM Linux does not use (mem=1000M).
 scratch=$(scratch_pa 0x20000)
 
-refused() { stat $STAT_GIC_REFUSED; }
-peek64() { peek "$(printf '0x%x' $(($1)))" | sed -n 's/^peek: value //p'; }
-peek32() { peek "$(printf '0x%x' $(($1)))" 32 | sed -n 's/^peek: value //p'; }
-poke32() { poke "$(printf '0x%x' $(($1)))" "$(printf '0x%x' $(($2)))" | grep -q "poke: done" || fail "poke $1 $2"; }
 lpis() { echo $(($(peek32 $1) & 1)); }
 msis_on() { grep -E "ITS-PCI-MSIX" /proc/interrupts | awk -v c=$(($1 + 2)) '{ n += $c } END { print n }'; }
 

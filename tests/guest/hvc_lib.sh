@@ -29,6 +29,9 @@ stat() {
 hex() { printf '0x%x' "$1"; }
 # refused: STAT GIC_REFUSED (GIC register writes and ITS commands the hyp refused).
 refused() { stat $STAT_GIC_REFUSED; }
+# QEMU virt's GIC frames the adversarial GIC tests aim at: the ITS control frame, CPU0's and CPU1's
+# redistributor RD_base, and the offsets of GICR_PROPBASER and GICR_PENDBASER in RD_base.
+ITS=0x8080000 RD0=0x80a0000 RD1=0x80c0000 PROPBASER=0x70 PENDBASER=0x78
 # wcall / wexpect: call / expect for background workers: a failure prints a FAIL: line and returns 1 instead of
 # exiting the script (the worker decides; its output file is checked afterwards).
 wcall() {

@@ -19,7 +19,6 @@
 . /warden/tests/shim/lib.sh
 probe_load
 . /warden/tests/hvc_lib.sh
-ITS=0x8080000
 SMMU=0x9050000
 # Host RAM Linux does not use (mem=1000M): the ITT of the attacker's own device.
 scratch=$(scratch_pa 0x20000)

@@ -14,10 +14,6 @@
 . /warden/tests/lib.sh
 probe_load
 . /warden/tests/hvc_lib.sh
-ITS=0x8080000
-RD1=0x80c0000
-PROPBASER=0x70
-PENDBASER=0x78
 scratch=$(scratch_pa 0x20000)
 
 odd() { gicodd "$(printf '0x%x' $(($1)))" "$2" ${3:+$(printf '0x%x' $(($3)))}; }

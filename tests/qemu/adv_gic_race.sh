@@ -18,9 +18,6 @@
 . /warden/tests/lib.sh
 probe_load
 . /warden/tests/hvc_lib.sh
-RD0=0x80a0000
-PROPBASER=0x70
-PENDBASER=0x78
 # Host RAM Linux does not use (mem=1000M): 64 KiB of properties, then one 64 KiB pending table per CPU.
 scratch=$(scratch_pa 0x110000)
 

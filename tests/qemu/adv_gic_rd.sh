@@ -18,11 +18,7 @@
 . /warden/tests/lib.sh
 probe_load
 . /warden/tests/hvc_lib.sh
-RD0=0x80a0000
-RD1=0x80c0000
 SMMU=0x9050000
-PROPBASER=0x70
-PENDBASER=0x78
 # Host RAM Linux does not use (mem=1000M).
 scratch=$(scratch_pa 0x20000)
 
@@ -50,7 +46,6 @@ enable_refused() {
     echo "ATTACK: $1: refused (EnableLPIs stays 0, STAT GIC_REFUSED $before -> $after)"
 }
 # ITS commands through Linux's own queue (/warden/bin/itsq), 4 doublewords each, in hex.
-ITS=0x8080000
 itsq_ok() {
     out=$(itsq $ITS "$@" 2>&1)
     echo "$out" | grep -q "itsq: done" || fail "itsq $*: $out"

@@ -25,6 +25,7 @@
 //! ```
 
 mod fault;
+mod fill;
 mod layout;
 mod reserve;
 mod tables;

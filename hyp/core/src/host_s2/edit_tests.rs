@@ -17,7 +17,7 @@ const SMMU: PhysRange = PhysRange::from_bounds(0x0905_0000, 0x0907_0000);
 
 /// Records every TLB maintenance request, in order.
 #[derive(Default)]
-struct Tlb(Vec<PhysRange>);
+pub(super) struct Tlb(pub(super) Vec<PhysRange>);
 
 impl HostS2Tlb for Tlb {
     fn invalidate(&mut self, region: PhysRange) {
@@ -26,7 +26,7 @@ impl HostS2Tlb for Tlb {
 }
 
 /// A host stage-2 marked live (no CPU uses it: marked inactive again before the library's drop check).
-struct Live<S: TableSource = HeapTables>(HostStage2<S>);
+pub(super) struct Live<S: TableSource = HeapTables>(pub(super) HostStage2<S>);
 
 impl<S: TableSource> core::ops::Deref for Live<S> {
     type Target = HostStage2<S>;
@@ -555,20 +555,20 @@ fn gib_constant_is_a_level_1_block() {
 /// Tables from the heap, at most `cap` outstanding at once (what the hyp heap's slack allows): frees make
 /// room again.
 #[derive(Clone)]
-struct Capped {
+pub(super) struct Capped {
     outstanding: Arc<core::sync::atomic::AtomicUsize>,
     cap: Arc<core::sync::atomic::AtomicUsize>,
 }
 
 impl Capped {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             outstanding: Arc::default(),
             cap: Arc::new(usize::MAX.into()),
         }
     }
 
-    fn outstanding(&self) -> usize {
+    pub(super) fn outstanding(&self) -> usize {
         self.outstanding.load(core::sync::atomic::Ordering::Relaxed)
     }
 

@@ -61,6 +61,28 @@ pub(super) struct Tables<S> {
     pub(super) allocated: usize,
 }
 
+impl<S: TableSource> Tables<S> {
+    /// A zeroed table for the page-table library or the boot build's direct fill: from the reserve, or, while
+    /// the stage-2 is not yet live, from the source (boot, not host input: a dry source panics).
+    ///
+    /// # Panics
+    ///
+    /// If the source runs dry during the build, or the reserve is empty once live (a broken invariant: every
+    /// edit refills the reserve to [`MAX_TABLES_PER_EDIT`] first; see the tests).
+    pub(super) fn take(&mut self) -> NonNull<PageTable<Stage2Attributes>> {
+        let table = match self.reserve.pop() {
+            Some(table) => table,
+            None if !self.live => self
+                .source
+                .alloc_table()
+                .expect("hyp heap exhausted while building the host stage-2"),
+            None => panic!("host stage-2 edit needed more than {MAX_TABLES_PER_EDIT} tables"),
+        };
+        self.allocated += 1;
+        table
+    }
+}
+
 // SAFETY: The reserved tables are owned by this value alone (taken from the source, not yet handed to the
 // page-table library), so moving it to another CPU moves their ownership with it.
 unsafe impl<S: TableSource> Send for Tables<S> {}
@@ -73,17 +95,7 @@ pub(super) struct HostS2Tables<S>(pub(super) Arc<Mutex<Tables<S>>>);
 
 impl<S: TableSource> aarch64_paging::paging::Translation<Stage2Attributes> for HostS2Tables<S> {
     fn allocate_table(&mut self) -> (NonNull<PageTable<Stage2Attributes>>, PhysicalAddress) {
-        let mut t = self.0.lock();
-        let table = match t.reserve.pop() {
-            Some(table) => table,
-            None if !t.live => t
-                .source
-                .alloc_table()
-                .expect("hyp heap exhausted while building the host stage-2"),
-            // A broken invariant: every edit refills the reserve to the bound first (see the tests).
-            None => panic!("host stage-2 edit needed more than {MAX_TABLES_PER_EDIT} tables"),
-        };
-        t.allocated += 1;
+        let table = self.0.lock().take();
         (table, PhysicalAddress(table.as_ptr() as usize))
     }
 

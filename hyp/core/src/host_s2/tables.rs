@@ -54,6 +54,19 @@ impl<S: TableSource> HostStage2<S> {
     /// [`HostS2Error::OutOfRange`] if a region reaches beyond [`IPA_LIMIT`], [`HostS2Error::RamOverlapsMmio`]
     /// if RAM and MMIO overlap, [`HostS2Error::Map`] if the page-table library fails.
     pub fn build_with(spec: &HostS2Spec<'_>, source: S) -> Result<Self, HostS2Error> {
+        Self::build_filling(spec, source, true)
+    }
+
+    /// [`Self::build_with`], host RAM with [`RamLeaves::Pages`] mapped page by page through the library
+    /// rather than filled directly: the reference the direct fill is compared with.
+    #[cfg(test)]
+    pub(super) fn build_per_page(spec: &HostS2Spec<'_>, source: S) -> Result<Self, HostS2Error> {
+        Self::build_filling(spec, source, false)
+    }
+
+    /// [`Self::build_with`]; `direct`: host RAM with [`RamLeaves::Pages`] goes through
+    /// [`Self::fill_ram_pages`] (whole 2 MiB blocks filled a table at a time), else through the library.
+    fn build_filling(spec: &HostS2Spec<'_>, source: S, direct: bool) -> Result<Self, HostS2Error> {
         let excluded: Vec<PhysRange> = spec.excluded.iter().map(|r| grow_to_pages(*r)).collect();
         let ram = to_pages(spec.ram, shrink_to_pages);
         let mmio = to_pages(spec.mmio, grow_to_pages);
@@ -80,7 +93,11 @@ impl<S: TableSource> HostStage2<S> {
         };
         for r in &ram {
             for piece in subtract(*r, &excluded) {
-                s2.map_identity(piece, RAM_ATTRIBUTES, s2.ram_constraints())?;
+                if direct && s2.ram_leaves == RamLeaves::Pages {
+                    s2.fill_ram_pages(piece)?;
+                } else {
+                    s2.map_identity(piece, RAM_ATTRIBUTES, s2.ram_constraints())?;
+                }
                 s2.ram.push(piece);
             }
         }
@@ -101,7 +118,7 @@ impl<S: TableSource> HostStage2<S> {
     }
 
     /// Maps `r` 1:1 with `attributes`, blocks where alignment and `constraints` allow.
-    fn map_identity(
+    pub(super) fn map_identity(
         &mut self,
         r: PhysRange,
         attributes: Stage2Attributes,

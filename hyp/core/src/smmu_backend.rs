@@ -25,10 +25,10 @@
 //! 2. The StreamIDs: every `iommu-map` entry of every PCI host, plus every `iommus` specifier, that names this
 //!    SMMU ([`stream_ids`]), merged into non-overlapping [`SidRange`]s and clipped to the stream table.
 //! 3. [`Warden::new`] builds the host-identity domain and points each StreamID range at it with one
-//!    [`Backend::install_ste_range`], which is [`Smmu::write_ste_range`]: level-2 tables installed as needed
-//!    (one `CFGI_STE_RANGE` + sync each), then dwords 1..7 of every STE, `CFGI_ALL` + sync, dword 0 (valid),
-//!    `CFGI_ALL` + sync. Nothing is done twice, no per-StreamID command is issued, and StreamIDs outside every
-//!    range keep aborting.
+//!    [`Backend::install_ste_range`], which is [`Smmu::write_ste_range`]: dwords 1..7 of every STE behind an
+//!    abort dword 0 (a level-2 table not installed yet written whole that way, then linked), `CFGI_ALL` +
+//!    sync, dword 0 (valid), `CFGI_ALL` + sync. Nothing is done twice, no per-table or per-StreamID command
+//!    is issued, and StreamIDs outside every range keep aborting.
 //!
 //! ## Which StreamIDs get the host-identity STE
 //!

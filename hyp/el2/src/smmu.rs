@@ -221,6 +221,19 @@ impl DmaMemory for CarveoutDma {
         // SAFETY: As for `read64`. Volatile and single-copy-atomic: the SMMU reads STEs and commands concurrently.
         unsafe { core::ptr::write_volatile(pa as *mut u64, value) }
     }
+
+    fn write64s(&mut self, pa: u64, values: &[u64]) {
+        let Some(last) = values.len().checked_sub(1) else {
+            return;
+        };
+        // The region handed out is one range: checking both ends checks every word between them.
+        self.check(pa);
+        self.check(pa + 8 * last as u64);
+        for (i, &value) in values.iter().enumerate() {
+            // SAFETY: As for `write64`: the word lies between two checked words of this region.
+            unsafe { core::ptr::write_volatile((pa as *mut u64).add(i), value) }
+        }
+    }
 }
 
 /// The dispatcher type of this image.

@@ -67,6 +67,14 @@ pub trait DmaMemory {
     fn read64(&mut self, pa: u64) -> u64;
     /// Writes the 64-bit word at physical address `pa` (8-byte aligned, inside an allocation).
     fn write64(&mut self, pa: u64, value: u64);
+    /// Writes `values` to consecutive 64-bit words from `pa` (8-byte aligned; all inside one allocation), in
+    /// order, each as [`DmaMemory::write64`] would: the bulk form for filling stream table entries. The
+    /// default calls `write64` for each word; an implementation may check the range once instead.
+    fn write64s(&mut self, pa: u64, values: &[u64]) {
+        for (i, &value) in values.iter().enumerate() {
+            self.write64(pa + 8 * i as u64, value);
+        }
+    }
     /// A [`DmaWriter`] for this memory (how CPUs write commands into the queue without the driver's lock).
     fn writer(&self) -> Self::Writer;
 }

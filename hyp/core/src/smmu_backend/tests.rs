@@ -52,29 +52,11 @@ fn boot_sequence_and_commands() {
         sid: StreamId(0),
         range: 31,
     };
-    let leaf = |first: u32| CommandKind::CfgiSteRange {
-        sid: StreamId(first),
-        range: 7,
-    };
-    // init: CFGI_ALL + TLBI_NSNH_ALL + sync; three leaves (one CFGI_STE_RANGE + sync each); the run: dwords
-    // 1..7, CFGI_ALL + sync; dword 0, CFGI_ALL + sync. No per-StreamID command.
+    // init: CFGI_ALL + TLBI_NSNH_ALL + sync; the run: three level-2 tables written whole (dword 0 abort) and
+    // linked, CFGI_ALL + sync; dword 0, CFGI_ALL + sync. No per-table or per-StreamID command.
     assert_eq!(
         kinds,
-        [
-            all,
-            CommandKind::TlbiNsnhAll,
-            sync,
-            leaf(0),
-            sync,
-            leaf(0x100),
-            sync,
-            leaf(0x200),
-            sync,
-            all,
-            sync,
-            all,
-            sync,
-        ]
+        [all, CommandKind::TlbiNsnhAll, sync, all, sync, all, sync,]
     );
     let c = h.w.backend().driver_counters();
     assert_eq!(

@@ -189,9 +189,7 @@ pub(super) fn alloc<M: DmaMemory>(mem: &mut M, size: usize) -> Result<u64, Error
 
 /// Writes all eight dwords of an STE that no device can be using yet.
 pub(super) fn write_ste_raw<M: DmaMemory>(mem: &mut M, pa: u64, ste: &Ste) {
-    for (i, dword) in ste.0.iter().enumerate() {
-        mem.write64(pa + 8 * i as u64, *dword);
-    }
+    mem.write64s(pa, &ste.0);
 }
 
 /// Waits for `GBPA.Update` to clear (the SMMU has taken the last `GBPA` write).

@@ -7,6 +7,7 @@ use crate::cmd::Command;
 use crate::regs::RegisterAccess;
 use crate::ste::{STE_DWORDS, STE_SIZE, Ste, SteKind};
 use crate::{DmaMemory, Error, StreamId};
+use alloc::vec::Vec;
 
 /// All dwords of an STE, as a `used_dwords` mask.
 const ALL_DWORDS: u8 = 0xFF;
@@ -73,9 +74,19 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         Ok(())
     }
 
-    /// Sets `count` StreamIDs from `first` to `target`, batching the invalidations when every one of them is
-    /// currently invalid or abort (the boot-time case: two `CFGI_ALL` + `CMD_SYNC` batches in all, instead of
-    /// two per StreamID); otherwise one [`Smmu::write_ste`] each.
+    /// Sets `count` StreamIDs from `first` to `target`. When every one of them is currently invalid or abort
+    /// (the boot-time case), in bulk, with two `CFGI_ALL` + `CMD_SYNC` batches in all:
+    /// 1. every STE of the range gets `target`'s dwords 1..7 behind an abort dword 0, which the SMMU reads
+    ///    as ABORT whatever the other dwords hold; a level-2 table not installed yet is written whole this
+    ///    way (its StreamIDs outside the range as abort STEs) before its level-1 descriptor, with no
+    ///    invalidation of its own: until step 2 the SMMU sees either the old, invalid descriptor
+    ///    (`C_BAD_STREAMID`) or the new table's abort STEs, so every StreamID of it aborts;
+    /// 2. `CFGI_ALL` + `CMD_SYNC`: no stale level-1 descriptor or STE survives;
+    /// 3. dword 0 of each STE becomes `target`'s (one 64-bit store each: the atomic switch), then `CFGI_ALL`
+    ///    + `CMD_SYNC`.
+    ///
+    /// The stream table ends as one [`Smmu::write_ste`] per StreamID leaves it, which is how this goes when
+    /// any STE of the range is live.
     pub fn write_ste_range(
         &mut self,
         first: StreamId,
@@ -93,10 +104,15 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
         if u64::from(end - 1) >> self.sid_bits() != 0 {
             return Err(Error::InvalidStreamId(end - 1));
         }
+        let runs = self.ste_runs(first.0, end);
         let mut all_idle = true;
-        for sid in first.0..end {
-            let ste = self.ste(StreamId(sid))?;
-            all_idle &= matches!(ste.kind(), SteKind::Invalid | SteKind::Abort);
+        for run in runs.iter() {
+            if let Some(pa) = run.pa {
+                for i in 0..run.count {
+                    let kind = self.read_ste(pa + u64::from(i) * STE_SIZE as u64).kind();
+                    all_idle &= matches!(kind, SteKind::Invalid | SteKind::Abort);
+                }
+            }
         }
         if !all_idle {
             for sid in first.0..end {
@@ -104,24 +120,67 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
             }
             return Ok(());
         }
-        let mut pas = alloc::vec::Vec::with_capacity(count as usize);
-        for sid in first.0..end {
-            let pa = self
-                .ste_pa(StreamId(sid), true)?
-                .ok_or(Error::InvalidStreamId(sid))?;
-            pas.push(pa);
-        }
         self.counters.ste_writes += u64::from(count);
-        for &pa in &pas {
-            for i in 1..STE_DWORDS {
-                self.mem.write64(pa + 8 * i as u64, target.0[i]);
-            }
+        let mut staged = *target;
+        staged.0[0] = Ste::abort().0[0];
+        let mut firsts = Vec::with_capacity(runs.len());
+        for run in runs {
+            let pa = match run.pa {
+                Some(pa) => {
+                    for i in 0..run.count {
+                        let ste = pa + u64::from(i) * STE_SIZE as u64;
+                        self.mem.write64s(ste + 8, &target.0[1..]);
+                    }
+                    pa
+                }
+                None => {
+                    let sids = run.first..run.first + run.count;
+                    let abort = Ste::abort();
+                    let (l2, offset) = self.install_leaf(run.first, |sid| {
+                        if sids.contains(&sid) { &staged } else { &abort }
+                    })?;
+                    l2 + offset
+                }
+            };
+            firsts.push((pa, run.count));
         }
         self.submit([Command::cfgi_all()])?;
-        for &pa in &pas {
-            self.mem.write64(pa, target.0[0]);
+        for (pa, n) in firsts {
+            for i in 0..n {
+                self.mem
+                    .write64(pa + u64::from(i) * STE_SIZE as u64, target.0[0]);
+            }
         }
         self.submit([Command::cfgi_all()])
+    }
+
+    /// The STEs of StreamIDs `[first, end)` (inside the stream table), as runs that each lie in one level-2
+    /// table (one run for a linear table), in order.
+    fn ste_runs(&self, first: u32, end: u32) -> Vec<SteRun> {
+        match &self.strtab {
+            StreamTable::Linear { pa, .. } => alloc::vec![SteRun {
+                first,
+                count: end - first,
+                pa: Some(*pa + u64::from(first) * STE_SIZE as u64),
+            }],
+            StreamTable::TwoLevel { split, leaves, .. } => {
+                let split = *split;
+                let mut runs = Vec::new();
+                let mut sid = first;
+                while sid < end {
+                    let leaf_end = (u64::from(sid >> split) + 1) << split;
+                    let count = (leaf_end.min(u64::from(end)) - u64::from(sid)) as u32;
+                    let offset = u64::from(sid & ((1 << split) - 1)) * STE_SIZE as u64;
+                    runs.push(SteRun {
+                        first: sid,
+                        count,
+                        pa: leaves[(sid >> split) as usize].map(|l2| l2 + offset),
+                    });
+                    sid += count;
+                }
+                runs
+            }
+        }
     }
 
     /// Rejects stage-2 STEs this SMMU cannot take.
@@ -166,7 +225,7 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
     /// Physical address of `sid`'s STE; with `create`, allocates (all-abort) and installs its level-2 table
     /// first (then `CFGI_STE_RANGE` over the leaf + `CMD_SYNC`, so no stale copy of the invalid level-1
     /// descriptor survives). `Ok(None)`: no level-2 table and `create` is false.
-    fn ste_pa(&mut self, sid: StreamId, create: bool) -> Result<Option<u64>, Error> {
+    pub(super) fn ste_pa(&mut self, sid: StreamId, create: bool) -> Result<Option<u64>, Error> {
         let ste_size = STE_SIZE as u64;
         match &mut self.strtab {
             StreamTable::Linear { pa, sid_bits } => {
@@ -176,15 +235,15 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
                 Ok(Some(*pa + u64::from(sid.0) * ste_size))
             }
             StreamTable::TwoLevel {
-                l1_pa,
                 sid_bits,
                 split,
                 leaves,
+                ..
             } => {
                 if u64::from(sid.0) >> *sid_bits != 0 {
                     return Err(Error::InvalidStreamId(sid.0));
                 }
-                let (l1_pa, split) = (*l1_pa, *split);
+                let split = *split;
                 let l1_index = (sid.0 >> split) as usize;
                 let offset = u64::from(sid.0 & ((1 << split) - 1)) * ste_size;
                 if let Some(l2) = leaves[l1_index] {
@@ -193,24 +252,55 @@ impl<R: RegisterAccess, M: DmaMemory> Smmu<R, M> {
                 if !create {
                     return Ok(None);
                 }
-                // Install the leaf: fill it with abort STEs, then publish it through the L1 descriptor (one
-                // 64-bit store), then invalidate the range it covers.
-                let l2 = alloc(&mut self.mem, STE_SIZE << split)?;
-                for i in 0..1u64 << split {
-                    write_ste_raw(&mut self.mem, l2 + i * ste_size, &Ste::abort());
-                }
-                self.mem
-                    .write64(l1_pa + 8 * l1_index as u64, Self::l1_desc(l2, split));
-                if let StreamTable::TwoLevel { leaves, .. } = &mut self.strtab {
-                    leaves[l1_index] = Some(l2);
-                }
-                self.counters.l2_tables += 1;
+                let abort = Ste::abort();
+                let (l2, _) = self.install_leaf(sid.0, |_| &abort)?;
                 let first = StreamId((l1_index as u32) << split);
                 self.submit([Command::cfgi_ste_range(first, (split - 1) as u8)])?;
                 Ok(Some(l2 + offset))
             }
         }
     }
+
+    /// Allocates and installs the level-2 table holding `sid` (a 2-level table where it has none): every
+    /// STE written whole, `ste_of(StreamID)`, then the level-1 descriptor (one 64-bit store) that publishes
+    /// it. Returns the table's address and `sid`'s offset in it. Issues no invalidation: the caller does,
+    /// before relying on the new descriptor.
+    fn install_leaf<'s>(
+        &mut self,
+        sid: u32,
+        ste_of: impl Fn(u32) -> &'s Ste,
+    ) -> Result<(u64, u64), Error> {
+        let StreamTable::TwoLevel { l1_pa, split, .. } = self.strtab else {
+            unreachable!("level-2 tables exist only in a 2-level stream table");
+        };
+        let l1_index = (sid >> split) as usize;
+        let l2 = alloc(&mut self.mem, STE_SIZE << split)?;
+        let first = (l1_index as u32) << split;
+        for i in 0..1u32 << split {
+            write_ste_raw(
+                &mut self.mem,
+                l2 + u64::from(i) * STE_SIZE as u64,
+                ste_of(first + i),
+            );
+        }
+        self.mem
+            .write64(l1_pa + 8 * l1_index as u64, Self::l1_desc(l2, split));
+        if let StreamTable::TwoLevel { leaves, .. } = &mut self.strtab {
+            leaves[l1_index] = Some(l2);
+        }
+        self.counters.l2_tables += 1;
+        Ok((l2, u64::from(sid & ((1 << split) - 1)) * STE_SIZE as u64))
+    }
+}
+
+/// Consecutive StreamIDs whose STEs lie in one level-2 table (or the linear table).
+struct SteRun {
+    /// The first StreamID.
+    first: u32,
+    /// How many.
+    count: u32,
+    /// Address of the first one's STE; `None` if its level-2 table is not installed yet.
+    pa: Option<u64>,
 }
 
 /// Dwords used by both `current` and `target` whose values differ: what cannot be written invisibly.

@@ -402,25 +402,9 @@ fn write_ste_range_batches_idle_entries() {
         sid: StreamId(0),
         range: 31,
     };
-    assert_eq!(
-        cmds,
-        [
-            CommandKind::CfgiSteRange {
-                sid: StreamId(0),
-                range: 7
-            },
-            SYNC,
-            CommandKind::CfgiSteRange {
-                sid: StreamId(0x100),
-                range: 7
-            },
-            SYNC,
-            all,
-            SYNC,
-            all,
-            SYNC
-        ]
-    );
+    // The two new level-2 tables are written whole before they are linked, under the run's invalidations.
+    assert_eq!(cmds, [all, SYNC, all, SYNC]);
+    assert_eq!(smmu.counters().l2_tables, 2);
     for sid in 0xf0..0x110 {
         assert_eq!(
             smmu.regs_mut().translate(StreamId(sid), 0x5000, false),
@@ -435,6 +419,99 @@ fn write_ste_range_batches_idle_entries() {
         smmu.write_ste_range(StreamId(0xffff), 2, &Ste::bypass()),
         Err(Error::InvalidStreamId(0x10000))
     );
+}
+
+/// The level-1 descriptors of a 2-level stream table.
+fn l1_descriptors(smmu: &TestSmmu, mem: &FakeMemory) -> Vec<u64> {
+    let StreamTable::TwoLevel { l1_pa, leaves, .. } = &smmu.strtab else {
+        panic!("a 2-level stream table");
+    };
+    (0..leaves.len() as u64)
+        .map(|i| mem.try_read64(l1_pa + 8 * i).unwrap())
+        .collect()
+}
+
+/// The bulk path leaves the stream table exactly as one `write_ste` per StreamID does: every STE of the
+/// StreamID space and every level-1 descriptor, over a live level-2 table, a new one filled whole and a new
+/// one filled in part, for a bypass and a stage-2 target. It never lets the SMMU see a valid STE before the
+/// first `CFGI_ALL`, nor a new table before its STEs.
+#[test]
+fn write_ste_range_bulk_fill_equals_per_ste_writes() {
+    let mem0 = FakeMemory::new();
+    let root = mem0.alloc(8192, 8192);
+    for target in [
+        Ste::bypass(),
+        Ste::stage2(&S2Config::new_4k(Vmid(7), root, 40, 1, 4)),
+    ] {
+        let (mut bulk, bulk_mem) = init();
+        let (mut single, single_mem) = init();
+        for smmu in [&mut bulk, &mut single] {
+            // Level-2 table 0 exists (and is live) before the run.
+            smmu.write_ste(StreamId(0x05), &Ste::abort()).unwrap();
+            smmu.regs_mut().take_executed();
+        }
+        let (first, count) = (0xf0u32, 0x120u32);
+        bulk_mem.start_write_log();
+        bulk.write_ste_range(StreamId(first), count, &target)
+            .unwrap();
+        let log = bulk_mem.take_write_log();
+        for sid in first..first + count {
+            single.write_ste(StreamId(sid), &target).unwrap();
+        }
+        for sid in 0..0x400 {
+            assert_eq!(
+                bulk.ste(StreamId(sid)).unwrap(),
+                single.ste(StreamId(sid)).unwrap(),
+                "StreamID {sid:#x}"
+            );
+        }
+        assert_eq!(bulk.ste(StreamId(first)).unwrap(), target);
+        assert_eq!(bulk.ste(StreamId(first - 1)).unwrap(), Ste::abort());
+        assert_eq!(bulk.ste(StreamId(first + count)).unwrap(), Ste::abort());
+        assert_eq!(
+            l1_descriptors(&bulk, &bulk_mem),
+            l1_descriptors(&single, &single_mem)
+        );
+        assert_eq!(bulk.counters().l2_tables, single.counters().l2_tables);
+
+        // Order: every STE of the range is switched by one store of dword 0, after the first CFGI_ALL was
+        // written to the queue; each level-1 descriptor comes after every STE write of its table.
+        let cfgi_all = Command::cfgi_all().0[0];
+        let first_cfgi = log.iter().position(|&(_, v)| v == cfgi_all).unwrap();
+        let mut l2 = |sid: u32| bulk.ste_pa(StreamId(sid), false).unwrap().unwrap();
+        let ste_pas: Vec<u64> = (first..first + count).map(&mut l2).collect();
+        let tables = [l2(0x100), l2(0x200)];
+        for (i, &(pa, v)) in log.iter().enumerate() {
+            if ste_pas.contains(&pa) && v == target.0[0] {
+                assert!(
+                    i > first_cfgi,
+                    "dword 0 of the STE at {pa:#x} before CFGI_ALL"
+                );
+            }
+        }
+        let switches = log
+            .iter()
+            .filter(|&&(pa, v)| ste_pas.contains(&pa) && v == target.0[0])
+            .count();
+        assert_eq!(switches, count as usize);
+        let StreamTable::TwoLevel { l1_pa, .. } = bulk.strtab else {
+            unreachable!()
+        };
+        for (leaf, table) in [1u64, 2].into_iter().zip(tables) {
+            let l1 = log
+                .iter()
+                .position(|&(pa, _)| pa == l1_pa + 8 * leaf)
+                .unwrap();
+            let last_fill = log[..first_cfgi]
+                .iter()
+                .rposition(|&(pa, _)| (table..table + 256 * 64).contains(&pa))
+                .unwrap();
+            assert!(
+                last_fill < l1,
+                "level-2 table {leaf} linked before it was filled"
+            );
+        }
+    }
 }
 
 fn unmap_req(vmid: u16, iova: u64, size: u64) -> S2Invalidation {

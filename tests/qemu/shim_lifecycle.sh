@@ -22,7 +22,7 @@ vblk=$(pci_driver_devs virtio-pci)
 baseline=
 cycle=1
 while [ $cycle -le "$cycles" ]; do
-    echo "== cycle $cycle"
+    echo "== cycle $cycle at $(cut -d" " -f1 /proc/uptime) s of uptime"
     # Unload: unbind the translated devices' drivers, release, rmmod.
     for b in $nvme; do pci_unbind nvme $b || fail "unbind nvme $b"; done
     for b in $vblk; do pci_unbind virtio-pci $b || fail "unbind virtio-pci $b"; done

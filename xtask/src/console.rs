@@ -167,8 +167,10 @@ pub fn watch(
             if w.panic.is_none() {
                 let state = stuck();
                 if !state.is_empty() {
-                    let text =
-                        format!("\n==> the machine hung; its state before the kill:\n{state}\n");
+                    let text = format!(
+                        "{}; its state before the kill:\n{state}\n",
+                        crate::excerpt::HUNG_MARK
+                    );
                     if echo {
                         let _ = stdout.write_all(text.as_bytes());
                     }

@@ -17,6 +17,7 @@ mod build;
 mod cli;
 mod console;
 mod deps;
+mod excerpt;
 mod fio;
 mod guest;
 mod header;

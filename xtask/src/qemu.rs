@@ -396,11 +396,13 @@ pub fn run_command(ws: &Ws, o: &RunOpts) -> Result<u8> {
 /// Every CPU's registers (PC, PSTATE with the exception level, ...), asked of QEMU's human monitor at `socket`;
 /// the error instead if the monitor does not answer. For the log of a machine that hung.
 fn cpu_state(socket: &Path) -> String {
+    /// How long the monitor may stay silent before its answer is taken as complete.
+    const QUIET: Duration = Duration::from_secs(3);
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
     let ask = || -> std::io::Result<String> {
         let mut s = UnixStream::connect(socket)?;
-        s.set_read_timeout(Some(Duration::from_millis(1500)))?;
+        s.set_read_timeout(Some(QUIET))?;
         s.write_all(b"info registers -a\n")?;
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
@@ -414,7 +416,12 @@ fn cpu_state(socket: &Path) -> String {
         let text = String::from_utf8_lossy(&out).replace('\r', "");
         // From the first CPU on (the monitor echoes the command with line-editing escapes), without the
         // SVE/predicate registers (pages of zeros that say nothing about where a CPU is stuck).
-        let from = text.find("CPU#").unwrap_or(text.len());
+        let Some(from) = text.find("CPU#") else {
+            return Ok(format!(
+                "(QEMU's monitor gave no CPU state within {} s of quiet: its main loop is busy or stuck)",
+                QUIET.as_secs()
+            ));
+        };
         Ok(text[from..]
             .lines()
             .filter(|l| {

@@ -426,10 +426,9 @@ fn qemu_tests(ws: &Ws, o: &TestOpts, tally: &mut Tally) -> Result<()> {
             match verdict {
                 None => tally.record(&name, true, out.elapsed, ""),
                 Some(why) => {
-                    let tail: Vec<&str> = out.log.lines().rev().take(25).collect();
-                    println!("---- last lines of {} ----", log_path.display());
-                    for l in tail.iter().rev() {
-                        println!("| {}", l.trim_end_matches('\r'));
+                    println!("---- {} (excerpt) ----", log_path.display());
+                    for l in crate::excerpt::failure_excerpt(&out.log) {
+                        println!("{l}");
                     }
                     tally.record(&name, false, out.elapsed, &why);
                 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR MIT */
 /*
- * The shim's internal types, shared by warden_main.c (discovery, platform driver,
- * lifecycle, faults, debugfs) and warden_iommu.c (iommu_ops, domains, masters, page donation).
+ * The shim's internal types, shared by warden_main.c (discovery, platform driver, lifecycle, faults,
+ * debugfs), warden_iommu.c (iommu_ops, domains, attach, map/unmap), warden_master.c (masters:
+ * probe/release/of_xlate/device_group) and warden_donate.c (page donation, hyp domains).
  */
 #ifndef WARDEN_H
 #define WARDEN_H
@@ -23,6 +24,10 @@
  */
 #define WARDEN_MSI_IOVA_BASE 0x8000000UL
 #define WARDEN_MSI_IOVA_LENGTH 0x100000UL
+
+/* Donation and reclaim count 4 KiB hyp pages; a kernel page is a whole number of them. */
+static_assert(PAGE_SIZE % WARDEN_PAGE_SIZE == 0);
+#define WARDEN_HYP_PAGES_PER_PAGE ((unsigned long)(PAGE_SIZE / WARDEN_PAGE_SIZE))
 
 /*
  * Page donation: at most this many top-up rounds per call, each donating at most this many 4 KiB
@@ -215,11 +220,22 @@ extern const struct iommu_ops warden_iommu_ops;
 extern struct iommu_domain warden_identity_domain;
 extern struct iommu_domain warden_blocked_domain;
 const char *warden_domain_name(struct iommu_domain *domain);
+int warden_batch_init(void);
+void warden_batch_exit(void);
+int warden_master_set_domain(struct warden_master *master, struct iommu_domain *domain);
+
+/* warden_donate.c */
 int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp);
 void warden_reclaim_all(struct warden_smmu *smmu);
 int warden_alloc_hyp_domain(struct warden_smmu *smmu, u64 kind, u64 *id);
 int warden_free_hyp_domain(struct warden_smmu *smmu, u64 id);
-int warden_batch_init(void);
-void warden_batch_exit(void);
+
+/* warden_master.c: the iommu_ops for masters */
+int warden_of_xlate(struct device *dev, const struct of_phandle_args *args);
+struct iommu_device *warden_probe_device(struct device *dev);
+void warden_release_device(struct device *dev);
+struct iommu_group *warden_device_group(struct device *dev);
+int warden_def_domain_type(struct device *dev);
+void warden_get_resv_regions(struct device *dev, struct list_head *head);
 
 #endif /* WARDEN_H */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR MIT */
 /*
- * The shim's internal types, shared by warden_main.c (discovery, platform driver, lifecycle, faults,
- * debugfs), warden_iommu.c (iommu_ops, domains, attach, map/unmap), warden_master.c (masters:
- * probe/release/of_xlate/device_group) and warden_donate.c (page donation, hyp domains).
+ * The shim's internal types, shared by warden_main.c (discovery, platform driver, lifecycle,
+ * faults, debugfs), warden_iommu.c (iommu_ops, domains, attach, map/unmap), warden_master.c
+ * (masters: probe/release/of_xlate/device_group) and warden_donate.c (page donation, hyp domains).
  */
 #ifndef WARDEN_H
 #define WARDEN_H

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * The pages warden.ko gives the hyp and takes back: top-ups of the hyp's page-table pool (DONATE, in
- * physically contiguous runs where memory allows), the reclaim of every donated page at release and
- * unload (RECLAIM, with pages the hyp still uses retried and, if still busy, logged and leaked), and the
- * hyp domains (DOMAIN_ALLOC/FREE) the paging, identity and blocked domains are backed by.
+ * The pages warden.ko gives the hyp and takes back: top-ups of the hyp's page-table pool (DONATE,
+ * in physically contiguous runs where memory allows), the reclaim of every donated page at release
+ * and unload (RECLAIM, with pages the hyp still uses retried and, if still busy, logged and
+ * leaked), and the hyp domains (DOMAIN_ALLOC/FREE) the paging, identity and blocked domains are
+ * backed by.
  */
 #define pr_fmt(fmt) "warden: " fmt
 

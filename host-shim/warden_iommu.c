@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * The iommu_ops Linux 6.12 calls for domains: the static identity and blocked domains, paging domains
- * backed by hyp domains, attach, map/unmap/iova_to_phys, and the ops table itself (masters are
- * warden_master.c's, page donations and hyp domains warden_donate.c's).
+ * The iommu_ops Linux 6.12 calls for domains: the static identity and blocked domains, paging
+ * domains backed by hyp domains, attach, map/unmap/iova_to_phys, and the ops table itself (masters
+ * are warden_master.c's, page donations and hyp domains warden_donate.c's).
  *
  * Every operation on the hardware is a hypercall; the hyp validates each argument, owns the page
  * tables and the SMMU, and invalidates the SMMU's TLBs itself before an unmap returns. The shim
@@ -17,11 +17,8 @@
 #include <linux/gfp.h>
 #include <linux/iommu.h>
 #include <linux/mm.h>
-#include <linux/of_iommu.h>
 #include <linux/overflow.h>
-#include <linux/pci.h>
 #include <linux/percpu.h>
-#include <linux/platform_device.h>
 #include <linux/preempt.h>
 #include <linux/slab.h>
 #include <linux/bitops.h>

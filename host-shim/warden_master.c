@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * Masters: the devices behind a Warden SMMU node. probe_device records a device's StreamIDs (each once)
- * in host-identity, where the hyp keeps every SID that no shim instance has moved; release_device puts
- * them back there. The probe-ordering policy (a device whose driver is already bound keeps direct DMA)
- * lives in def_domain_type. Attaching a master's SIDs to a domain is warden_iommu.c's.
+ * Masters: the devices behind a Warden SMMU node. probe_device records a device's StreamIDs (each
+ * once) in host-identity, where the hyp keeps every SID that no shim instance has moved;
+ * release_device puts them back there. The probe-ordering policy (a device whose driver is already
+ * bound keeps direct DMA) lives in def_domain_type. Attaching a master's SIDs to a domain is
+ * warden_iommu.c's.
  */
 #define pr_fmt(fmt) "warden: " fmt
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR MIT */
 /*
  * The shim's internal types, shared by warden_main.c (discovery, platform driver, lifecycle,
- * faults, debugfs), warden_iommu.c (iommu_ops, domains, attach, map/unmap), warden_master.c
- * (masters: probe/release/of_xlate/device_group) and warden_donate.c (page donation, hyp domains).
+ * faults, debugfs), warden_iommu.c (iommu_ops, paging domains, map/unmap), warden_master.c
+ * (masters: probe/release/of_xlate/device_group, attach, the identity and blocked domains) and
+ * warden_donate.c (page donation, hyp domains).
  */
 #ifndef WARDEN_H
 #define WARDEN_H
@@ -212,17 +213,18 @@ struct warden_domain {
 	struct warden_lazy_entry *lazy;
 };
 
+static inline struct warden_domain *to_warden_domain(struct iommu_domain *domain)
+{
+	return container_of(domain, struct warden_domain, domain);
+}
+
 /* warden_main.c */
 extern struct warden_info warden_info;
 
 /* warden_iommu.c */
 extern const struct iommu_ops warden_iommu_ops;
-extern struct iommu_domain warden_identity_domain;
-extern struct iommu_domain warden_blocked_domain;
-const char *warden_domain_name(struct iommu_domain *domain);
 int warden_batch_init(void);
 void warden_batch_exit(void);
-int warden_master_set_domain(struct warden_master *master, struct iommu_domain *domain);
 
 /* warden_donate.c */
 int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp);
@@ -230,7 +232,12 @@ void warden_reclaim_all(struct warden_smmu *smmu);
 int warden_alloc_hyp_domain(struct warden_smmu *smmu, u64 kind, u64 *id);
 int warden_free_hyp_domain(struct warden_smmu *smmu, u64 id);
 
-/* warden_master.c: the iommu_ops for masters */
+/* warden_master.c: the iommu_ops for masters, and attach */
+int warden_master_set_domain(struct warden_master *master, struct iommu_domain *domain);
+int warden_attach_dev(struct iommu_domain *domain, struct device *dev);
+extern struct iommu_domain warden_identity_domain;
+extern struct iommu_domain warden_blocked_domain;
+const char *warden_domain_name(struct iommu_domain *domain);
 int warden_of_xlate(struct device *dev, const struct of_phandle_args *args);
 struct iommu_device *warden_probe_device(struct device *dev);
 void warden_release_device(struct device *dev);

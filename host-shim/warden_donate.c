@@ -3,8 +3,8 @@
  * The pages warden.ko gives the hyp and takes back: top-ups of the hyp's page-table pool (DONATE,
  * in physically contiguous runs where memory allows), the reclaim of every donated page at release
  * and unload (RECLAIM, with pages the hyp still uses retried and, if still busy, logged and
- * leaked), and the hyp domains (DOMAIN_ALLOC/FREE) the paging, identity and blocked domains are
- * backed by.
+ * leaked), and the hyp domains (DOMAIN_ALLOC/FREE) behind the paging domains and the blocked
+ * domain (identity is the hyp's built-in host-identity).
  */
 #define pr_fmt(fmt) "warden: " fmt
 

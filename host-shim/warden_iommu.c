@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * The iommu_ops Linux 6.12 calls for domains: the static identity and blocked domains, paging
- * domains backed by hyp domains, attach, map/unmap/iova_to_phys, and the ops table itself (masters
- * are warden_master.c's, page donations and hyp domains warden_donate.c's).
+ * The iommu_ops Linux 6.12 calls for paging domains (backed by hyp domains): alloc/free,
+ * map/unmap (batched runs, lazy unmaps), iova_to_phys, and the ops table itself. Masters, attach
+ * and the identity/blocked domains are warden_master.c's, page donations and hyp domains
+ * warden_donate.c's.
  *
  * Every operation on the hardware is a hypercall; the hyp validates each argument, owns the page
  * tables and the SMMU, and invalidates the SMMU's TLBs itself before an unmap returns. The shim
@@ -35,11 +36,6 @@ static_assert(IOMMU_MMIO == WARDEN_PROT_MMIO);
 static_assert(IOMMU_PRIV == WARDEN_PROT_PRIV);
 #define WARDEN_PAGE_SHIFT 12
 static_assert(WARDEN_PAGE_SIZE == 1UL << WARDEN_PAGE_SHIFT);
-
-static inline struct warden_domain *to_warden_domain(struct iommu_domain *domain)
-{
-	return container_of(domain, struct warden_domain, domain);
-}
 
 static bool map_batch = true;
 module_param(map_batch, bool, 0644);
@@ -211,123 +207,6 @@ static int warden_shadow_map(struct warden_domain *wd, u64 iova, u64 pa, u64 pgs
 	}
 	return 0;
 }
-
-/* ---- attach ---- */
-
-/* Puts one SID into the hyp domain that backs @domain. Tops up the pool if the hyp asks. */
-static long warden_sid_set(struct warden_smmu *smmu, u32 sid, struct iommu_domain *domain)
-{
-	int tries;
-
-	for (tries = 0; tries <= WARDEN_TOPUP_RETRIES; tries++) {
-		struct warden_ret r;
-
-		if (domain == &warden_identity_domain)
-			r = warden_call1(WARDEN_FID_DETACH, sid);
-		else if (domain == &warden_blocked_domain)
-			r = warden_call2(WARDEN_FID_ATTACH, sid, smmu->blocked_id);
-		else
-			r = warden_call2(WARDEN_FID_ATTACH, sid, to_warden_domain(domain)->id);
-		if (r.status != WARDEN_E_NOMEM)
-			return r.status;
-		if (warden_topup(smmu, r.x1, GFP_KERNEL))
-			return r.status;
-	}
-	return WARDEN_E_NOMEM;
-}
-
-/* "host-identity", "blocked" or "paging": the kind of domain @domain is, for log lines. */
-const char *warden_domain_name(struct iommu_domain *domain)
-{
-	if (domain == &warden_identity_domain)
-		return "host-identity";
-	if (domain == &warden_blocked_domain)
-		return "blocked";
-	return "paging";
-}
-
-/*
- * Moves every SID of @master to @domain. On a failure the SIDs already moved go back to the
- * master's previous domain, so the master stays wholly in one domain. Caller holds smmu->lock.
- */
-int warden_master_set_domain(struct warden_master *master, struct iommu_domain *domain)
-{
-	struct warden_smmu *smmu = master->smmu;
-	struct iommu_domain *old = master->domain;
-	unsigned int i, j;
-	long status;
-
-	lockdep_assert_held(&smmu->lock);
-	if (domain == &warden_blocked_domain && !smmu->have_blocked)
-		return -ENODEV;
-	for (i = 0; i < master->num_sids; i++) {
-		status = warden_sid_set(smmu, master->sids[i], domain);
-		if (status == WARDEN_SUCCESS)
-			continue;
-		dev_err(master->dev, "attaching SID %#x to the %s domain failed: %s\n",
-			master->sids[i], warden_domain_name(domain), warden_strerror(status));
-		for (j = 0; j < i; j++) {
-			long undo = warden_sid_set(smmu, master->sids[j], old);
-
-			if (undo != WARDEN_SUCCESS)
-				dev_err(master->dev,
-					"restoring SID %#x to its %s domain failed: %s\n",
-					master->sids[j], warden_domain_name(old),
-					warden_strerror(undo));
-		}
-		if (status == WARDEN_E_NOMEM)
-			return -ENOMEM;
-		return status == WARDEN_E_LIMIT ? -ENOSPC : -ENODEV;
-	}
-	master->domain = domain;
-	return 0;
-}
-
-static int warden_attach_dev(struct iommu_domain *domain, struct device *dev)
-{
-	struct warden_master *master = dev_iommu_priv_get(dev);
-	int ret;
-
-	if (!master)
-		return -ENODEV;
-	/*
-	 * Only the two static domains and this driver's paging domains (same default ops) can be
-	 * attached.
-	 */
-	if (domain != &warden_identity_domain && domain != &warden_blocked_domain &&
-	    (domain->ops != warden_iommu_ops.default_domain_ops ||
-	     to_warden_domain(domain)->smmu != master->smmu))
-		return -EINVAL;
-	mutex_lock(&master->smmu->lock);
-	ret = warden_master_set_domain(master, domain);
-	mutex_unlock(&master->smmu->lock);
-	return ret;
-}
-
-static const struct iommu_domain_ops warden_identity_ops = {
-	.attach_dev = warden_attach_dev,
-};
-
-/*
- * IOMMU_DOMAIN_IDENTITY: the hyp's built-in host-identity domain (all host RAM 1:1); attach =
- * DETACH.
- */
-struct iommu_domain warden_identity_domain = {
-	.type = IOMMU_DOMAIN_IDENTITY,
-	.ops = &warden_identity_ops,
-};
-
-static const struct iommu_domain_ops warden_blocked_ops = {
-	.attach_dev = warden_attach_dev,
-};
-
-/*
- * IOMMU_DOMAIN_BLOCKED: one hyp BLOCKED domain shared by every blocked master (every DMA aborts).
- */
-struct iommu_domain warden_blocked_domain = {
-	.type = IOMMU_DOMAIN_BLOCKED,
-	.ops = &warden_blocked_ops,
-};
 
 /* ---- paging domains ---- */
 

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * Masters: the devices behind a Warden SMMU node. probe_device records a device's StreamIDs (each
- * once) in host-identity, where the hyp keeps every SID that no shim instance has moved;
- * release_device puts them back there. The probe-ordering policy (a device whose driver is already
- * bound keeps direct DMA) lives in def_domain_type. Attaching a master's SIDs to a domain is
- * warden_iommu.c's.
+ * Masters: the devices behind a Warden SMMU node, and the domain their StreamIDs are in.
+ * probe_device records a device's StreamIDs (each once) in host-identity, where the hyp keeps
+ * every SID that no shim instance has moved; release_device puts them back there. The
+ * probe-ordering policy (a device whose driver is already bound keeps direct DMA) lives in
+ * def_domain_type. Attach moves every SID of a master into the hyp domain behind an
+ * iommu_domain: the static identity (the hyp's host-identity) and blocked domains are defined
+ * here, paging domains in warden_iommu.c.
  */
 #define pr_fmt(fmt) "warden: " fmt
 
@@ -147,3 +149,120 @@ void warden_get_resv_regions(struct device *dev, struct list_head *head)
 	/* Reserved-memory regions the device tree attaches to the device (none on QEMU virt). */
 	of_iommu_get_resv_regions(dev, head);
 }
+
+/* ---- attach: a master's SIDs into a domain ---- */
+
+/* Puts one SID into the hyp domain that backs @domain. Tops up the pool if the hyp asks. */
+static long warden_sid_set(struct warden_smmu *smmu, u32 sid, struct iommu_domain *domain)
+{
+	int tries;
+
+	for (tries = 0; tries <= WARDEN_TOPUP_RETRIES; tries++) {
+		struct warden_ret r;
+
+		if (domain == &warden_identity_domain)
+			r = warden_call1(WARDEN_FID_DETACH, sid);
+		else if (domain == &warden_blocked_domain)
+			r = warden_call2(WARDEN_FID_ATTACH, sid, smmu->blocked_id);
+		else
+			r = warden_call2(WARDEN_FID_ATTACH, sid, to_warden_domain(domain)->id);
+		if (r.status != WARDEN_E_NOMEM)
+			return r.status;
+		if (warden_topup(smmu, r.x1, GFP_KERNEL))
+			return r.status;
+	}
+	return WARDEN_E_NOMEM;
+}
+
+/* "host-identity", "blocked" or "paging": the kind of domain @domain is, for log lines. */
+const char *warden_domain_name(struct iommu_domain *domain)
+{
+	if (domain == &warden_identity_domain)
+		return "host-identity";
+	if (domain == &warden_blocked_domain)
+		return "blocked";
+	return "paging";
+}
+
+/*
+ * Moves every SID of @master to @domain. On a failure the SIDs already moved go back to the
+ * master's previous domain, so the master stays wholly in one domain. Caller holds smmu->lock.
+ */
+int warden_master_set_domain(struct warden_master *master, struct iommu_domain *domain)
+{
+	struct warden_smmu *smmu = master->smmu;
+	struct iommu_domain *old = master->domain;
+	unsigned int i, j;
+	long status;
+
+	lockdep_assert_held(&smmu->lock);
+	if (domain == &warden_blocked_domain && !smmu->have_blocked)
+		return -ENODEV;
+	for (i = 0; i < master->num_sids; i++) {
+		status = warden_sid_set(smmu, master->sids[i], domain);
+		if (status == WARDEN_SUCCESS)
+			continue;
+		dev_err(master->dev, "attaching SID %#x to the %s domain failed: %s\n",
+			master->sids[i], warden_domain_name(domain), warden_strerror(status));
+		for (j = 0; j < i; j++) {
+			long undo = warden_sid_set(smmu, master->sids[j], old);
+
+			if (undo != WARDEN_SUCCESS)
+				dev_err(master->dev,
+					"restoring SID %#x to its %s domain failed: %s\n",
+					master->sids[j], warden_domain_name(old),
+					warden_strerror(undo));
+		}
+		if (status == WARDEN_E_NOMEM)
+			return -ENOMEM;
+		return status == WARDEN_E_LIMIT ? -ENOSPC : -ENODEV;
+	}
+	master->domain = domain;
+	return 0;
+}
+
+int warden_attach_dev(struct iommu_domain *domain, struct device *dev)
+{
+	struct warden_master *master = dev_iommu_priv_get(dev);
+	int ret;
+
+	if (!master)
+		return -ENODEV;
+	/*
+	 * Only the two static domains and this driver's paging domains (same default ops) can be
+	 * attached.
+	 */
+	if (domain != &warden_identity_domain && domain != &warden_blocked_domain &&
+	    (domain->ops != warden_iommu_ops.default_domain_ops ||
+	     to_warden_domain(domain)->smmu != master->smmu))
+		return -EINVAL;
+	mutex_lock(&master->smmu->lock);
+	ret = warden_master_set_domain(master, domain);
+	mutex_unlock(&master->smmu->lock);
+	return ret;
+}
+
+static const struct iommu_domain_ops warden_identity_ops = {
+	.attach_dev = warden_attach_dev,
+};
+
+/*
+ * IOMMU_DOMAIN_IDENTITY: the hyp's built-in host-identity domain (all host RAM 1:1); attach =
+ * DETACH.
+ */
+struct iommu_domain warden_identity_domain = {
+	.type = IOMMU_DOMAIN_IDENTITY,
+	.ops = &warden_identity_ops,
+};
+
+static const struct iommu_domain_ops warden_blocked_ops = {
+	.attach_dev = warden_attach_dev,
+};
+
+/*
+ * IOMMU_DOMAIN_BLOCKED: one hyp BLOCKED domain shared by every blocked master (every DMA aborts).
+ */
+struct iommu_domain warden_blocked_domain = {
+	.type = IOMMU_DOMAIN_BLOCKED,
+	.ops = &warden_blocked_ops,
+};

@@ -35,6 +35,19 @@ use crate::dispatch::{Config, HwError, Warden};
 use crate::smmu_backend::{BootConfig, BootError, HostStage2Ops, SmmuBackend, bring_up};
 use warden_abi::PAGE_SIZE;
 
+/// What QEMU loads into RAM besides the DT's own ranges, which the hyp's memory must avoid: a 32 MiB kernel at
+/// [`HOST_KERNEL_PA`](crate::layout::HOST_KERNEL_PA) and the boot DTB (where QEMU puts it). For the sizing and
+/// host stage-2 tests on QEMU's DTBs.
+pub const QEMU_LOADED: [PhysRange; 2] = [
+    PhysRange {
+        base: crate::layout::HOST_KERNEL_PA,
+        size: 32 << 20,
+    },
+    PhysRange {
+        base: 0x4820_0000,
+        size: 1 << 20,
+    },
+];
 /// QEMU virt's DTB (1 GiB, 2 CPUs), as checked in by warden-dt.
 pub const DTB: &[u8] = include_bytes!("../../dt/tests/data/virt-smp2-1g.dtb");
 /// The hyp carve-out: the first bytes of RAM.

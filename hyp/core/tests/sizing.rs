@@ -11,20 +11,10 @@ use warden_core::ownership::MemKind;
 use warden_core::ownership::{Ownership, PageState};
 use warden_core::sizing::{self, Plan, SizingError};
 use warden_core::smmu_backend;
+use warden_core::test_support::QEMU_LOADED as LOADED;
 use warden_dt::{PhysRange, Platform};
 
 const GIB: u64 = 1 << 30;
-/// What QEMU loaded besides the DT's own ranges: a 32 MiB kernel and the boot DTB (where QEMU puts it).
-const LOADED: [PhysRange; 2] = [
-    PhysRange {
-        base: HOST_KERNEL_PA,
-        size: 32 << 20,
-    },
-    PhysRange {
-        base: 0x4820_0000,
-        size: 1 << 20,
-    },
-];
 
 /// (file, RAM bytes, RAM ranges)
 const DTBS: [(&str, &[u8], u64, usize); 5] = [

@@ -117,24 +117,13 @@ mod tests {
     use super::*;
     use crate::host_s2::edit_tests::{Capped, Live, Tlb};
     use crate::host_s2::{HostS2Layout, HostS2Spec, MAX_TABLES_PER_EDIT, ROOT_LEVEL, RamLeaves};
-    use crate::layout::HOST_KERNEL_PA;
+    use crate::test_support::QEMU_LOADED as LOADED;
 
     /// Bits 47:12 of a table descriptor: the next table's address.
     const TABLE_ADDRESS: usize = 0x0000_ffff_ffff_f000;
     const MIB2: u64 = 2 << 20;
     const GIB: u64 = 1 << 30;
 
-    /// What QEMU loads besides the DT's own ranges (as in the sizing tests): a 32 MiB kernel, the boot DTB.
-    const LOADED: [PhysRange; 2] = [
-        PhysRange {
-            base: HOST_KERNEL_PA,
-            size: 32 << 20,
-        },
-        PhysRange {
-            base: 0x4820_0000,
-            size: 1 << 20,
-        },
-    ];
 
     /// QEMU `virt` DTBs: 1 GiB, 16 GiB (one range), 2 × 2 GiB (two NUMA nodes, two ranges).
     const DTBS: [(&str, &[u8]); 3] = [

@@ -6,7 +6,7 @@ use dtoolkit::fdt::Fdt;
 use dtoolkit::model::{DeviceTree, DeviceTreeProperty};
 use warden_core::dispatch;
 use warden_core::host_s2::{HostS2Layout, HostStage2};
-use warden_core::layout::{HOST_DTB_MAX_SIZE, HOST_DTB_PA, HOST_KERNEL_PA, HYP_CARVEOUT_PA};
+use warden_core::layout::{HOST_DTB_MAX_SIZE, HOST_DTB_PA, HYP_CARVEOUT_PA};
 use warden_core::ownership::MemKind;
 use warden_core::ownership::{Ownership, PageState};
 use warden_core::sizing::{self, Plan, SizingError};

@@ -124,7 +124,6 @@ mod tests {
     const MIB2: u64 = 2 << 20;
     const GIB: u64 = 1 << 30;
 
-
     /// QEMU `virt` DTBs: 1 GiB, 16 GiB (one range), 2 × 2 GiB (two NUMA nodes, two ranges).
     const DTBS: [(&str, &[u8]); 3] = [
         (

@@ -68,6 +68,21 @@ pub fn failure_excerpt(log: &str) -> Vec<String> {
     out
 }
 
+/// Appends `-- TITLE (N of TOTAL):` and the `shown` lines (N of them) to `out`; nothing if none are shown.
+fn push_section(
+    out: &mut Vec<String>,
+    title: &str,
+    total: usize,
+    shown: impl Iterator<Item = String>,
+) {
+    let at = out.len();
+    out.extend(shown);
+    let n = out.len() - at;
+    if n > 0 {
+        out.insert(at, format!("-- {title} ({n} of {total}):"));
+    }
+}
+
 /// The excerpt of the console part of a log.
 fn console_excerpt(log: &str) -> Vec<String> {
     let lines: Vec<&str> = log.lines().map(|l| l.trim_end_matches('\r')).collect();
@@ -81,16 +96,14 @@ fn console_excerpt(log: &str) -> Vec<String> {
             !t.is_empty() && kernel_time(t).is_none() && !t.starts_with("warden:")
         })
         .collect();
-    if !progress.is_empty() {
-        out.push(format!(
-            "-- the script's last lines before the end ({} of {}):",
-            progress.len().min(PROGRESS),
-            progress.len()
-        ));
-        for l in &progress[progress.len().saturating_sub(PROGRESS)..] {
-            out.push(format!("|  {l}"));
-        }
-    }
+    push_section(
+        &mut out,
+        "the script's last lines before the end",
+        progress.len(),
+        progress[progress.len().saturating_sub(PROGRESS)..]
+            .iter()
+            .map(|l| format!("|  {l}")),
+    );
     let mut silences = Vec::new();
     let mut last: Option<(f64, usize)> = None;
     for (i, l) in lines.iter().enumerate() {
@@ -123,16 +136,15 @@ fn console_excerpt(log: &str) -> Vec<String> {
         .enumerate()
         .filter(|(_, l)| COMPLAINT_MARKS.iter().any(|m| l.contains(m)))
         .collect();
-    if !complaints.is_empty() {
-        out.push(format!(
-            "-- the kernel's first complaints ({} of {}):",
-            complaints.len().min(COMPLAINTS),
-            complaints.len()
-        ));
-        for (i, l) in complaints.iter().take(COMPLAINTS) {
-            out.push(format!("|  line {}: {l}", i + 1));
-        }
-    }
+    push_section(
+        &mut out,
+        "the kernel's first complaints",
+        complaints.len(),
+        complaints
+            .iter()
+            .take(COMPLAINTS)
+            .map(|(i, l)| format!("|  line {}: {l}", i + 1)),
+    );
     if !out.is_empty() {
         out.push("-- the log's end:".to_string());
     }

@@ -20,9 +20,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod event;
 mod header;
+mod version;
 
+pub use event::*;
 pub use header::write_c_header;
+pub use version::*;
 
 /// ABI major version: bumped on any incompatible change. A shim refuses to run on a major it does not know.
 pub const ABI_VERSION_MAJOR: u16 = 1;
@@ -143,6 +147,11 @@ macro_rules! abi_enum {
     (@first $first:literal $($rest:literal)*) => { $first };
     (@first) => { "" };
 }
+
+// After the macro, which it uses.
+mod stat;
+
+pub use stat::{STAT_CALLS_BASE, Stat};
 
 abi_enum! {
     /// Warden's calls: the function number (bits 15:0) of each SMC64 fast call under [`FID_BASE`].
@@ -387,23 +396,6 @@ pub const PGSIZE_1G: u64 = granule(LEAF_LEVEL - 2);
 /// Bitmap of supported page sizes (Linux's `pgsize_bitmap`).
 pub const PGSIZE_BITMAP: u64 = PGSIZE_4K | PGSIZE_2M | PGSIZE_1G;
 
-/// Version call, x1 bits 15:0: ABI minor.
-pub const VERSION_MINOR_SHIFT: u32 = 0;
-/// Version call, x1 bits 31:16: ABI major.
-pub const VERSION_MAJOR_SHIFT: u32 = 16;
-/// Version call, x1 bits 63:32: feature bits (`FEAT_*`).
-pub const VERSION_FEATURES_SHIFT: u32 = 32;
-/// Feature: the SMMU invalidates IOVA ranges with one command (range invalidation, IDR3.RIL).
-pub const FEAT_RANGE_INVALIDATION: u64 = 1 << 0;
-/// Feature: faults are recorded and readable with [`Function::ReadEvent`].
-pub const FEAT_EVENTS: u64 = 1 << 1;
-/// Feature: unmap splits blocks when asked for part of one.
-pub const FEAT_SPLIT_UNMAP: u64 = 1 << 2;
-/// Feature: [`Function::MapBatch`] is implemented (ABI 1.1).
-pub const FEAT_MAP_BATCH: u64 = 1 << 3;
-/// Feature: [`Function::UnmapBatch`] is implemented (ABI 1.2).
-pub const FEAT_UNMAP_BATCH: u64 = 1 << 4;
-
 /// Most descriptors one [`Function::MapBatch`] call takes (x3 = 1..=this).
 pub const MAP_BATCH_MAX_ENTRIES: u64 = 64;
 /// Size in bytes of one [`Function::MapBatch`] descriptor: IOVA, PA and length, each a little-endian u64.
@@ -418,180 +410,6 @@ pub const UNMAP_BATCH_MAX_ENTRIES: u64 = 64;
 /// Size in bytes of one [`Function::UnmapBatch`] descriptor: IOVA and length, each a little-endian u64 (the
 /// array's alignment and placement are [`Function::MapBatch`]'s: [`MAP_BATCH_ALIGN`], one 4 KiB page).
 pub const UNMAP_BATCH_ENTRY_SIZE: u64 = 16;
-/// Version call, x3 bits 15:0: maximum number of allocatable domains (host-identity not counted).
-pub const LIMITS_MAX_DOMAINS_SHIFT: u32 = 0;
-/// Version call, x3 bits 23:16: IOVA bits of a paging domain (IOVAs are below 2^bits).
-pub const LIMITS_IOVA_BITS_SHIFT: u32 = 16;
-/// Version call, x3 bits 31:24: PA bits the SMMU can output.
-pub const LIMITS_PA_BITS_SHIFT: u32 = 24;
-/// Version call, x3 bits 39:32: VMID bits of the SMMU.
-pub const LIMITS_VMID_BITS_SHIFT: u32 = 32;
-/// Version call, x3 bits 63:40: maximum number of pages the host may have donated at once.
-pub const LIMITS_MAX_DONATED_SHIFT: u32 = 40;
-/// Mask of an 8-bit limits field after shifting.
-pub const LIMITS_MASK_8: u64 = 0xff;
-/// Mask of the 16-bit max-domains field after shifting.
-pub const LIMITS_MASK_16: u64 = 0xffff;
-/// Mask of the 24-bit max-donated field after shifting.
-pub const LIMITS_MASK_24: u64 = 0xff_ffff;
-
-/// Packs the version call's x1.
-#[must_use]
-pub const fn pack_version(major: u16, minor: u16, features: u32) -> u64 {
-    ((features as u64) << VERSION_FEATURES_SHIFT)
-        | ((major as u64) << VERSION_MAJOR_SHIFT)
-        | ((minor as u64) << VERSION_MINOR_SHIFT)
-}
-
-/// The limits the version call reports in x3.
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
-pub struct Limits {
-    /// Maximum number of allocatable domains (host-identity not counted).
-    pub max_domains: u16,
-    /// IOVA bits of a paging domain.
-    pub iova_bits: u8,
-    /// PA bits the SMMU outputs.
-    pub pa_bits: u8,
-    /// VMID bits of the SMMU.
-    pub vmid_bits: u8,
-    /// Maximum number of pages donated at once (saturates at 2^24 - 1).
-    pub max_donated_pages: u32,
-}
-
-impl Limits {
-    /// Packs into the version call's x3.
-    #[must_use]
-    pub const fn pack(&self) -> u64 {
-        let donated = if self.max_donated_pages as u64 > LIMITS_MASK_24 {
-            LIMITS_MASK_24
-        } else {
-            self.max_donated_pages as u64
-        };
-        ((self.max_domains as u64) << LIMITS_MAX_DOMAINS_SHIFT)
-            | ((self.iova_bits as u64) << LIMITS_IOVA_BITS_SHIFT)
-            | ((self.pa_bits as u64) << LIMITS_PA_BITS_SHIFT)
-            | ((self.vmid_bits as u64) << LIMITS_VMID_BITS_SHIFT)
-            | (donated << LIMITS_MAX_DONATED_SHIFT)
-    }
-
-    /// Unpacks the version call's x3.
-    #[must_use]
-    pub const fn unpack(x3: u64) -> Self {
-        Self {
-            max_domains: ((x3 >> LIMITS_MAX_DOMAINS_SHIFT) & LIMITS_MASK_16) as u16,
-            iova_bits: ((x3 >> LIMITS_IOVA_BITS_SHIFT) & LIMITS_MASK_8) as u8,
-            pa_bits: ((x3 >> LIMITS_PA_BITS_SHIFT) & LIMITS_MASK_8) as u8,
-            vmid_bits: ((x3 >> LIMITS_VMID_BITS_SHIFT) & LIMITS_MASK_8) as u8,
-            max_donated_pages: ((x3 >> LIMITS_MAX_DONATED_SHIFT) & LIMITS_MASK_24) as u32,
-        }
-    }
-}
-
-/// Read-event call, x2 bits 31:0: StreamID of the faulting device.
-pub const EVENT_SID_SHIFT: u32 = 0;
-/// Read-event call, x2 bits 39:32: reason (`EVENT_REASON_*`, the SMMUv3 event type number).
-pub const EVENT_REASON_SHIFT: u32 = 32;
-/// Read-event call, x2 bits 63:48: flags (`EVENT_FLAG_*`).
-pub const EVENT_FLAGS_SHIFT: u32 = 48;
-/// Event flag: the access was a write (else a read).
-pub const EVENT_FLAG_WRITE: u64 = 1 << 0;
-/// Event flag: the access was an instruction fetch.
-pub const EVENT_FLAG_INSTR: u64 = 1 << 1;
-/// Event flag: the access was privileged.
-pub const EVENT_FLAG_PRIV: u64 = 1 << 2;
-/// Event flag: the fault was raised by stage-2 translation.
-pub const EVENT_FLAG_STAGE2: u64 = 1 << 3;
-/// Event flag: x1 holds a valid IOVA.
-pub const EVENT_FLAG_IOVA_VALID: u64 = 1 << 4;
-/// Event reason (SMMUv3 C_BAD_STREAMID): a StreamID outside the stream table.
-pub const EVENT_REASON_BAD_STREAMID: u64 = 0x02;
-/// Event reason (SMMUv3 C_BAD_STE): an invalid stream table entry.
-pub const EVENT_REASON_BAD_STE: u64 = 0x04;
-/// Event reason (SMMUv3 F_STREAM_DISABLED): the StreamID is set to abort (blocked domain, unknown device).
-pub const EVENT_REASON_STREAM_DISABLED: u64 = 0x06;
-/// Event reason (SMMUv3 F_TRANSLATION): no mapping for the IOVA.
-pub const EVENT_REASON_TRANSLATION: u64 = 0x10;
-/// Event reason (SMMUv3 F_ADDR_SIZE): the IOVA is beyond the domain's input size.
-pub const EVENT_REASON_ADDR_SIZE: u64 = 0x11;
-/// Event reason (SMMUv3 F_ACCESS): access flag fault.
-pub const EVENT_REASON_ACCESS: u64 = 0x12;
-/// Event reason (SMMUv3 F_PERMISSION): the mapping forbids the access.
-pub const EVENT_REASON_PERMISSION: u64 = 0x13;
-/// Event reason: the hyp's SMMU driver saw a global error (GERROR) and recovered.
-pub const EVENT_REASON_GERROR: u64 = 0xff;
-
-abi_enum! {
-    /// Statistic IDs for [`Function::Stat`]. IDs from [`STAT_CALLS_BASE`] count calls per function.
-    pub enum Stat: u64, prefix "WARDEN_STAT_" {
-        /// Allocated domains (host-identity not counted).
-        DomainsInUse = 0 => "DOMAINS_IN_USE",
-        /// Maximum number of allocatable domains.
-        DomainsMax = 1 => "DOMAINS_MAX",
-        /// Pages in the page-table pool (hyp carve-out part plus donated pages).
-        PoolTotalPages = 2 => "POOL_TOTAL_PAGES",
-        /// Free pages in the page-table pool.
-        PoolFreePages = 3 => "POOL_FREE_PAGES",
-        /// Pages the host has donated and not reclaimed.
-        DonatedPages = 4 => "DONATED_PAGES",
-        /// Donated pages not in use as page tables (reclaimable).
-        DonatedFreePages = 5 => "DONATED_FREE_PAGES",
-        /// StreamIDs attached to a domain other than host-identity.
-        AttachedSids = 6 => "ATTACHED_SIDS",
-        /// Fault records lost: dropped because the hyp's event ring was full, plus one per SMMU event-queue
-        /// overflow (each loses at least one record; the SMMU does not say how many).
-        EventsLost = 7 => "EVENTS_LOST",
-        /// SMMU commands issued (from the SMMU driver).
-        SmmuCommands = 8 => "SMMU_COMMANDS",
-        /// SMMU CMD_SYNCs issued (from the SMMU driver).
-        SmmuSyncs = 9 => "SMMU_SYNCS",
-        /// TLB invalidations requested (range or VMID-wide, each with its sync).
-        Invalidations = 10 => "INVALIDATIONS",
-        /// Warden calls handled (all functions).
-        CallsTotal = 11 => "CALLS_TOTAL",
-        /// Warden calls that returned an error.
-        ErrorsTotal = 12 => "ERRORS_TOTAL",
-        /// 4 KiB pages currently DMA-mapped, summed over paging domains (the GIC emulation's pins, which use
-        /// the same per-page counts, are left out).
-        MappedPages = 13 => "MAPPED_PAGES",
-        /// Page-table pages in use by domains (including host-identity).
-        TablePagesInUse = 14 => "TABLE_PAGES_IN_USE",
-        /// Hash of the hyp's never-changing memory (text, rodata, canary pages), computed on each call.
-        ///
-        /// The image's text and read-only data and the canary pages the hypervisor fills at boot; 64 bits,
-        /// not cryptographic. `BAD_STAT` where the hypervisor has no such check (host unit tests).
-        HypIntegrity = 15 => "HYP_INTEGRITY",
-        /// The HYP_INTEGRITY hash as computed at boot, once the canary pages were filled.
-        HypIntegrityBoot = 16 => "HYP_INTEGRITY_BOOT",
-        /// Host exceptions the hypervisor did not handle since boot: synchronous ones (a trapped instruction
-        /// or register it does not emulate) answered with an undefined-instruction exception at EL1,
-        /// asynchronous ones ignored. `BAD_STAT` where the hypervisor has no trap handler (host unit tests).
-        HostTrapsUnhandled = 17 => "HOST_TRAPS_UNHANDLED",
-        /// Host requests the GIC emulation refused: ITS commands replaced by a `SYNC` (unknown opcode, a
-        /// field out of range, a `MAPD` whose ITT is not host-owned RAM), table and queue registers naming
-        /// memory that is not host-owned RAM or written while in use, `GICR_CTLR.EnableLPIs` with such tables,
-        /// VLPI register writes. `BAD_STAT` where the hypervisor does not emulate the GIC.
-        GicRefused = 18 => "GIC_REFUSED",
-        /// Bytes of RAM the hypervisor keeps for itself: the fixed carve-out plus the part sized from the machine
-        /// at boot (docs/abi.md). `BAD_STAT` where the hypervisor did not set it (host unit tests).
-        HypMemoryBytes = 19 => "HYP_MEMORY_BYTES",
-        /// Command-queue waits: acquisitions of the SMMU driver's lock that found it taken, plus lock-free
-        /// issues that lost the compare-and-swap on the queue's producer index or waited for the CPU
-        /// publishing `CMDQ_PROD`.
-        CmdqLockWaits = 20 => "CMDQ_LOCK_WAITS",
-        /// Spins of those waits: reads of the taken lock, lost compare-and-swaps and polls while waiting for
-        /// the publishing CPU, summed over all waits.
-        CmdqLockSpins = 21 => "CMDQ_LOCK_SPINS",
-        /// Reads of the SMMU's `CMDQ_CONS` by CPUs waiting, without the lock, for their batch's CMD_SYNC.
-        SyncPolls = 22 => "SYNC_POLLS",
-        /// Acquisitions of a domain's lock that found it taken (another CPU in the same domain), all domains.
-        DomainLockWaits = 23 => "DOMAIN_LOCK_WAITS",
-        /// Reads of a taken domain lock while waiting for it, summed over all waits and domains.
-        DomainLockSpins = 24 => "DOMAIN_LOCK_SPINS",
-    }
-}
-
-/// Stat ID `STAT_CALLS_BASE + n` counts calls of function number `n` ([`Function`]).
-pub const STAT_CALLS_BASE: u64 = 0x100;
 
 #[cfg(test)]
 mod tests {
@@ -685,23 +503,6 @@ mod tests {
             UUID_WORDS,
             [0x7a63_717f, 0xe647_feec, 0xa1d3_7ab6, 0x9628_02af]
         );
-    }
-
-    #[test]
-    fn limits_round_trip() {
-        let l = Limits {
-            max_domains: 1024,
-            iova_bits: 39,
-            pa_bits: 44,
-            vmid_bits: 16,
-            max_donated_pages: 16384,
-        };
-        assert_eq!(Limits::unpack(l.pack()), l);
-        let big = Limits {
-            max_donated_pages: u32::MAX,
-            ..l
-        };
-        assert_eq!(Limits::unpack(big.pack()).max_donated_pages, 0xff_ffff);
     }
 
     #[test]

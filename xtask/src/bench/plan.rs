@@ -113,7 +113,7 @@ impl Config {
 /// One O_DIRECT I/O workload (run by `dio`, `tests/guest/src/dio.c`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoRun {
-    /// Guest block device (`nvme0n1`, `vda`).
+    /// Guest block device (one of [`DISKS`]).
     pub disk: &'static str,
     /// Reads (else writes).
     pub read: bool,
@@ -142,7 +142,7 @@ impl IoRun {
 /// engine, `time_based` for [`Plan::fio_secs`] seconds (after [`Plan::fio_ramp_secs`] unmeasured), one group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FioRun {
-    /// Guest block device (`nvme0n1`, `vda`).
+    /// Guest block device (one of [`DISKS`]).
     pub disk: &'static str,
     /// fio's `rw`: `randread`, `read` (sequential), `write` (sequential).
     pub rw: &'static str,
@@ -180,6 +180,10 @@ impl FioRun {
 /// The null hypercall's workload name: `warden_bench null=1`, a round trip of Warden's VERSION call (trap to EL2,
 /// SMCCC decode, dispatch, return), the floor under every per-call cost of the paravirtual path.
 pub const NULL_WORKLOAD: &str = "null hypercall t1";
+
+/// The guest's block devices the I/O and fio rows run on: the NVMe disk and the virtio-blk disk (both raw, the
+/// guest machine's `-drive`s; `tests/bench/guest.sh` waits for them).
+pub const DISKS: [&str; 2] = ["nvme0n1", "vda"];
 
 /// Calls per size in the instruction-count boots (map and unmap phases of this many calls each).
 pub const ICOUNT_CALLS: u32 = 64;
@@ -227,7 +231,7 @@ impl Plan {
         }
         let k = if quick { 1 } else { 3 };
         let mut io = Vec::new();
-        for disk in ["nvme0n1", "vda"] {
+        for disk in DISKS {
             let run = |read, random, bs, count| IoRun {
                 disk,
                 read,
@@ -245,7 +249,7 @@ impl Plan {
         }
         // fio: the workloads on both disks; --quick only checks that fio works in every configuration.
         let mut fio = Vec::new();
-        for disk in ["nvme0n1", "vda"] {
+        for disk in DISKS {
             let job = |rw, bs, iodepth, jobs| FioRun {
                 disk,
                 rw,

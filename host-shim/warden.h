@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR MIT */
 /*
- * The shim's internal types, shared by warden_main.c (discovery, platform driver, lifecycle,
- * faults, debugfs), warden_iommu.c (iommu_ops, paging domains, map/unmap), warden_master.c
- * (masters: probe/release/of_xlate/device_group, attach, the identity and blocked domains) and
- * warden_donate.c (page donation, hyp domains).
+ * The shim's internal types, shared by warden_main.c (discovery, platform driver, lifecycle, the
+ * release attribute), warden_fault.c (fault reporting), warden_debugfs.c (debugfs),
+ * warden_iommu.c (the iommu_ops table; paging domain allocation, free, capable, iova_to_phys),
+ * warden_map.c (the paging domains' hot path: map/unmap, iotlb_sync_map, the lazy queue),
+ * warden_master.c (masters: probe/release/of_xlate/device_group, attach, the identity and blocked
+ * domains) and warden_donate.c (page donation, hyp domains).
  */
 #ifndef WARDEN_H
 #define WARDEN_H
@@ -13,6 +15,7 @@
 #include <linux/list.h>
 #include <linux/io-pgtable.h>
 #include <linux/mutex.h>
+#include <linux/percpu.h>
 #include <linux/spinlock.h>
 #include <linux/workqueue.h>
 
@@ -48,6 +51,16 @@ static_assert(PAGE_SIZE % WARDEN_PAGE_SIZE == 0);
 #define WARDEN_TOPUP_MAX_ORDER 4
 /* Runs a top-up sets aside and replaces when the hyp refuses them as still DMA-mapped (BUSY). */
 #define WARDEN_TOPUP_BUSY_RUNS 8
+
+/* Linux's IOMMU_* prot bits are the ABI's WARDEN_PROT_* bits, one for one. */
+static_assert(IOMMU_READ == WARDEN_PROT_READ);
+static_assert(IOMMU_WRITE == WARDEN_PROT_WRITE);
+static_assert(IOMMU_CACHE == WARDEN_PROT_CACHE);
+static_assert(IOMMU_NOEXEC == WARDEN_PROT_NOEXEC);
+static_assert(IOMMU_MMIO == WARDEN_PROT_MMIO);
+static_assert(IOMMU_PRIV == WARDEN_PROT_PRIV);
+#define WARDEN_PAGE_SHIFT 12
+static_assert(WARDEN_PAGE_SIZE == 1UL << WARDEN_PAGE_SHIFT);
 
 /** struct warden_info - what the VERSION call reported. */
 struct warden_info {
@@ -164,6 +177,30 @@ struct warden_run {
 	gfp_t gfp;
 };
 
+/** struct warden_batch_desc - one descriptor of MAP_BATCH, as the hyp reads it (little-endian). */
+struct warden_batch_desc {
+	u64 iova;
+	u64 pa;
+	u64 len;
+};
+
+static_assert(sizeof(struct warden_batch_desc) == WARDEN_MAP_BATCH_ENTRY_SIZE);
+static_assert(WARDEN_MAP_BATCH_MAX_ENTRIES * WARDEN_MAP_BATCH_ENTRY_SIZE <= WARDEN_PAGE_SIZE);
+
+/*
+ * Descriptor pages, one per CPU and context level (task, softirq, hardirq, NMI:
+ * interrupt_context_level()), since map operations also run in interrupt context. A user fills its
+ * page and hands it to the hyp with preemption off (warden_desc_get/put in warden_map.c), never
+ * across anything that sleeps: no other task can run on the CPU meanwhile, and an interrupt that
+ * maps on top of it uses its own level's page, so interrupts stay on. NULL until
+ * warden_batch_init() succeeded (then warden_batch_ready is true).
+ */
+#define WARDEN_DESC_LEVELS 4
+/** struct warden_desc_pages - one CPU's MAP_BATCH descriptor pages, one per context level. */
+struct warden_desc_pages {
+	struct warden_batch_desc *page[WARDEN_DESC_LEVELS];
+};
+
 /* Unmaps a lazy domain queues at most before it sends them (one UNMAP_BATCH). */
 #define WARDEN_LAZY_ENTRIES WARDEN_UNMAP_BATCH_MAX_ENTRIES
 
@@ -223,8 +260,19 @@ extern struct warden_info warden_info;
 
 /* warden_iommu.c */
 extern const struct iommu_ops warden_iommu_ops;
+DECLARE_PER_CPU(struct warden_desc_pages, warden_desc_pages);
+extern bool warden_batch_ready;
 int warden_batch_init(void);
 void warden_batch_exit(void);
+
+/* warden_map.c: the paging domains' iommu_domain_ops on the hot path */
+int warden_map_pages(struct iommu_domain *domain, unsigned long iova, phys_addr_t paddr,
+		     size_t pgsize, size_t pgcount, int prot, gfp_t gfp, size_t *mapped);
+size_t warden_unmap_pages(struct iommu_domain *domain, unsigned long iova, size_t pgsize,
+			  size_t pgcount, struct iommu_iotlb_gather *gather);
+int warden_iotlb_sync_map(struct iommu_domain *domain, unsigned long iova, size_t size);
+void warden_flush_iotlb_all(struct iommu_domain *domain);
+void warden_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather);
 
 /* warden_donate.c */
 int warden_topup(struct warden_smmu *smmu, u64 need, gfp_t gfp);

@@ -258,6 +258,17 @@ static inline struct warden_domain *to_warden_domain(struct iommu_domain *domain
 /* warden_main.c */
 extern struct warden_info warden_info;
 
+/* warden_fault.c */
+struct platform_device;
+void warden_events_init(struct warden_smmu *smmu);
+void warden_events_start(struct warden_smmu *smmu, struct platform_device *pdev);
+const char *warden_events_mode(const struct warden_smmu *smmu);
+void warden_events_stop(struct warden_smmu *smmu);
+
+/* warden_debugfs.c */
+void warden_debugfs_init(struct warden_smmu *smmu);
+void warden_debugfs_exit(struct warden_smmu *smmu);
+
 /* warden_iommu.c */
 extern const struct iommu_ops warden_iommu_ops;
 DECLARE_PER_CPU(struct warden_desc_pages, warden_desc_pages);

@@ -6,11 +6,8 @@
  * major this module speaks) or refuse with -ENODEV; then bind the platform driver to the
  * device-tree node the hyp relabelled WARDEN_DT_COMPATIBLE (the SMMU node: same phandle, so every
  * iommu-map still points at it) and register an iommu_device for it (warden_iommu.c holds the
- * iommu_ops).
- *
- * Faults: a delayed work drains the hyp's event ring (READ_EVENT) every fault_poll_ms, sooner when
- * the node's "eventq" interrupt fires, and reports each record with report_iommu_fault() and a
- * rate-limited log line.
+ * iommu_ops), start fault reporting (warden_fault.c) and create the debugfs files
+ * (warden_debugfs.c).
  *
  * Unload: every probed device holds a reference on this module (the iommu core's
  * try_module_get(ops->owner)), so rmmod is refused while the iommu_device is registered. Writing 1
@@ -28,30 +25,19 @@
 #define pr_fmt(fmt) "warden: " fmt
 
 #include <linux/arm-smccc.h>
-#include <linux/debugfs.h>
 #include <linux/device.h>
-#include <linux/interrupt.h>
 #include <linux/iommu.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/of.h>
 #include <linux/of_address.h>
 #include <linux/platform_device.h>
-#include <linux/seq_file.h>
 #include <linux/slab.h>
 
 #include "warden.h"
 
 enum arm_smccc_conduit warden_conduit = SMCCC_CONDUIT_NONE;
 struct warden_info warden_info;
-
-static unsigned int fault_poll_ms = 100;
-module_param(fault_poll_ms, uint, 0644);
-MODULE_PARM_DESC(fault_poll_ms, "How often to drain the hypervisor's fault records, in ms (0: only on IRQ)");
-
-static bool event_irq = true;
-module_param(event_irq, bool, 0444);
-MODULE_PARM_DESC(event_irq, "Also drain fault records when the SMMU node's \"eventq\" interrupt fires");
 
 /* Serialises release against probe/remove; guards @warden_probed. */
 static DEFINE_MUTEX(warden_lifecycle_lock);
@@ -132,205 +118,6 @@ static int warden_discover(void)
 		warden_info.max_donated_pages);
 	return 0;
 }
-
-/* ---- faults ---- */
-
-static const char *warden_reason_str(u64 reason)
-{
-	switch (reason) {
-	case WARDEN_EVENT_REASON_BAD_STREAMID: return "bad StreamID";
-	case WARDEN_EVENT_REASON_BAD_STE: return "bad stream table entry";
-	case WARDEN_EVENT_REASON_STREAM_DISABLED: return "stream disabled (blocked)";
-	case WARDEN_EVENT_REASON_TRANSLATION: return "translation fault (not mapped)";
-	case WARDEN_EVENT_REASON_ADDR_SIZE: return "address size fault (beyond the domain)";
-	case WARDEN_EVENT_REASON_ACCESS: return "access flag fault";
-	case WARDEN_EVENT_REASON_PERMISSION: return "permission fault";
-	case WARDEN_EVENT_REASON_GERROR: return "SMMU global error";
-	default: return "unknown event";
-	}
-}
-
-static void warden_report_event(struct warden_smmu *smmu, u64 iova, u64 info)
-{
-	u32 sid = (u32)(info >> WARDEN_EVENT_SID_SHIFT);
-	u64 reason = (info >> WARDEN_EVENT_REASON_SHIFT) & 0xff;
-	u64 flags = (info >> WARDEN_EVENT_FLAGS_SHIFT) & 0xffff;
-	bool iova_valid = flags & WARDEN_EVENT_FLAG_IOVA_VALID;
-	const char *access = flags & WARDEN_EVENT_FLAG_INSTR ? "fetch" :
-			     (flags & WARDEN_EVENT_FLAG_WRITE ? "write" : "read");
-	struct warden_master *master, *found = NULL;
-	unsigned int i;
-
-	atomic64_inc(&smmu->faults_reported);
-	if (reason == WARDEN_EVENT_REASON_GERROR) {
-		dev_err_ratelimited(smmu->dev, "DMA fault: %s (info %#llx)\n",
-				    warden_reason_str(reason), info);
-		return;
-	}
-	/* The lock keeps the master and its domain alive while the fault is reported. */
-	mutex_lock(&smmu->lock);
-	list_for_each_entry(master, &smmu->masters, node) {
-		for (i = 0; i < master->num_sids && master->sids[i] != sid; i++)
-			;
-		if (i < master->num_sids) {
-			found = master;
-			break;
-		}
-	}
-	if (!found) {
-		mutex_unlock(&smmu->lock);
-		dev_err_ratelimited(smmu->dev,
-				    "DMA fault: unknown device (SID %#x): %s %s at IOVA %#llx%s\n",
-				    sid, warden_reason_str(reason), access, iova,
-				    iova_valid ? "" : " (not valid)");
-		return;
-	}
-	dev_err_ratelimited(found->dev, "DMA fault: SID %#x, %s domain: %s %s at IOVA %#llx%s\n",
-			    sid, warden_domain_name(found->domain), warden_reason_str(reason),
-			    access, iova, iova_valid ? "" : " (not valid)");
-	if (found->domain)
-		report_iommu_fault(found->domain, found->dev, iova_valid ? iova : 0,
-				   flags & WARDEN_EVENT_FLAG_WRITE ?
-				   IOMMU_FAULT_WRITE : IOMMU_FAULT_READ);
-	mutex_unlock(&smmu->lock);
-}
-
-/* Records drained per run before the work yields (and requeues itself at once). */
-#define WARDEN_EVENT_BATCH 64
-
-static void warden_event_work(struct work_struct *work)
-{
-	struct warden_smmu *smmu =
-		container_of(to_delayed_work(work), struct warden_smmu, event_work);
-	unsigned int n;
-
-	for (n = 0; n < WARDEN_EVENT_BATCH; n++) {
-		struct warden_ret r = warden_call0(WARDEN_FID_READ_EVENT);
-
-		if (r.status < 0) {
-			dev_err(smmu->dev, "READ_EVENT failed (%s): fault reporting stops\n",
-				warden_strerror(r.status));
-			WRITE_ONCE(smmu->events_enabled, false);
-			return;
-		}
-		if (r.x3 > smmu->events_lost_seen) {
-			dev_warn_ratelimited(smmu->dev, "%llu fault records lost (the hyp's event ring was full), %llu in all\n",
-					     r.x3 - smmu->events_lost_seen, r.x3);
-			smmu->events_lost_seen = r.x3;
-		}
-		if (r.status == 0)
-			break;
-		warden_report_event(smmu, r.x1, r.x2);
-	}
-	if (READ_ONCE(smmu->stopping))
-		return;
-	if (n == WARDEN_EVENT_BATCH)
-		queue_delayed_work(system_wq, &smmu->event_work, 1);
-	else if (fault_poll_ms)
-		queue_delayed_work(system_wq, &smmu->event_work, msecs_to_jiffies(fault_poll_ms));
-}
-
-static irqreturn_t warden_event_irq(int irq, void *data)
-{
-	struct warden_smmu *smmu = data;
-
-	if (READ_ONCE(smmu->events_enabled) && !READ_ONCE(smmu->stopping))
-		mod_delayed_work(system_wq, &smmu->event_work, 0);
-	return IRQ_HANDLED;
-}
-
-/* ---- debugfs: /sys/kernel/debug/warden/stats ---- */
-
-static void warden_show_stat(struct seq_file *s, const char *prefix, const char *name, u64 id)
-{
-	struct warden_ret r = warden_call1(WARDEN_FID_STAT, id);
-
-	if (r.status == WARDEN_SUCCESS)
-		seq_printf(s, "%s%s %llu\n", prefix, name, r.x1);
-	else
-		seq_printf(s, "%s%s error:%s\n", prefix, name, warden_strerror(r.status));
-}
-
-/*
- * "hyp.<stat> <value>" for each hyp statistic, "hyp.calls.<fn> <n>", then the shim's own counters.
- */
-static int warden_stats_show(struct seq_file *s, void *unused)
-{
-	struct warden_smmu *smmu = s->private;
-	unsigned long flags, donated, leaked;
-	unsigned int i, masters = 0;
-	struct warden_master *m;
-
-	/*
-	 * The integrity hashes are left out: each read hashes the hyp's image; they are asked for
-	 * explicitly.
-	 */
-	for (i = 0; warden_stat_name(i); i++)
-		if (i != WARDEN_STAT_HYP_INTEGRITY && i != WARDEN_STAT_HYP_INTEGRITY_BOOT)
-			warden_show_stat(s, "hyp.", warden_stat_name(i), i);
-	for (i = 0; warden_fn_name(i); i++)
-		warden_show_stat(s, "hyp.calls.", warden_fn_name(i), WARDEN_STAT_CALLS_BASE + i);
-	spin_lock_irqsave(&smmu->donate_lock, flags);
-	donated = smmu->donated_pages;
-	leaked = smmu->leaked_pages;
-	spin_unlock_irqrestore(&smmu->donate_lock, flags);
-	mutex_lock(&smmu->lock);
-	list_for_each_entry(m, &smmu->masters, node)
-		masters++;
-	mutex_unlock(&smmu->lock);
-	seq_printf(s, "shim.registered %d\n", READ_ONCE(smmu->registered));
-	seq_printf(s, "shim.masters %u\n", masters);
-	seq_printf(s, "shim.paging_domains %d\n", atomic_read(&smmu->live_domains));
-	seq_printf(s, "shim.donated_pages %lu\n", donated);
-	seq_printf(s, "shim.leaked_pages %lu\n", leaked);
-	seq_printf(s, "shim.topups %lld\n", (long long)atomic64_read(&smmu->topups));
-	seq_printf(s, "shim.map_calls %lld\n", (long long)atomic64_read(&smmu->map_calls));
-	seq_printf(s, "shim.unmap_calls %lld\n", (long long)atomic64_read(&smmu->unmap_calls));
-	seq_printf(s, "shim.deferred_maps %lld\n", (long long)atomic64_read(&smmu->deferred_maps));
-	seq_printf(s, "shim.batch_calls %lld\n", (long long)atomic64_read(&smmu->batch_calls));
-	seq_printf(s, "shim.shadow_hits %lld\n", (long long)atomic64_read(&smmu->shadow_hits));
-	seq_printf(s, "shim.shadow_fallbacks %lld\n",
-		   (long long)atomic64_read(&smmu->shadow_fallbacks));
-	seq_printf(s, "shim.shadow_lost %lld\n", (long long)atomic64_read(&smmu->shadow_lost));
-	seq_printf(s, "shim.pending_full %lld\n", (long long)atomic64_read(&smmu->pending_full));
-	seq_printf(s, "shim.lazy_unmaps %lld\n", (long long)atomic64_read(&smmu->lazy_unmaps));
-	seq_printf(s, "shim.unmap_batch_calls %lld\n",
-		   (long long)atomic64_read(&smmu->unmap_batch_calls));
-	seq_printf(s, "shim.lazy_fallbacks %lld\n",
-		   (long long)atomic64_read(&smmu->lazy_fallbacks));
-	seq_printf(s, "shim.donate_busy %lld\n", (long long)atomic64_read(&smmu->donate_busy));
-	seq_printf(s, "shim.faults_reported %lld\n",
-		   (long long)atomic64_read(&smmu->faults_reported));
-	seq_printf(s, "shim.events_lost %llu\n", smmu->events_lost_seen);
-	return 0;
-}
-DEFINE_SHOW_ATTRIBUTE(warden_stats);
-
-/* "<device> <SIDs> <domain>" for each master. */
-static int warden_masters_show(struct seq_file *s, void *unused)
-{
-	struct warden_smmu *smmu = s->private;
-	struct warden_master *m;
-	unsigned int i;
-
-	mutex_lock(&smmu->lock);
-	list_for_each_entry(m, &smmu->masters, node) {
-		seq_printf(s, "%s", dev_name(m->dev));
-		for (i = 0; i < m->num_sids; i++)
-			seq_printf(s, "%s%#x", i ? "," : " sid=", m->sids[i]);
-		if (m->domain == &warden_identity_domain)
-			seq_puts(s, " domain=host-identity");
-		else if (m->domain == &warden_blocked_domain)
-			seq_puts(s, " domain=blocked");
-		else
-			seq_printf(s, " domain=paging:%llu",
-				   container_of(m->domain, struct warden_domain, domain)->id);
-		seq_printf(s, "%s\n", m->bound_at_probe ? " bound-at-probe" : "");
-	}
-	mutex_unlock(&smmu->lock);
-	return 0;
-}
-DEFINE_SHOW_ATTRIBUTE(warden_masters);
 
 /* ---- release (the step before rmmod) ---- */
 
@@ -482,11 +269,8 @@ static const struct attribute_group *warden_sysfs_groups[] = {
 /* Undoes probe (caller holds warden_lifecycle_lock); the caller then frees @smmu. */
 static void warden_teardown(struct warden_smmu *smmu)
 {
-	WRITE_ONCE(smmu->stopping, true);
-	if (smmu->event_irq > 0)
-		free_irq(smmu->event_irq, smmu);
-	cancel_delayed_work_sync(&smmu->event_work);
-	debugfs_remove_recursive(smmu->debugfs);
+	warden_events_stop(smmu);
+	warden_debugfs_exit(smmu);
 	warden_unregister(smmu);
 	if (smmu->sysfs_added) {
 		/*
@@ -528,7 +312,7 @@ static int warden_probe(struct platform_device *pdev)
 	INIT_LIST_HEAD(&smmu->masters);
 	spin_lock_init(&smmu->donate_lock);
 	INIT_LIST_HEAD(&smmu->donations);
-	INIT_DELAYED_WORK(&smmu->event_work, warden_event_work);
+	warden_events_init(smmu);
 	smmu->coherent = of_dma_is_coherent(dev->of_node);
 	platform_set_drvdata(pdev, smmu);
 
@@ -555,25 +339,10 @@ static int warden_probe(struct platform_device *pdev)
 	}
 	WRITE_ONCE(smmu->registered, true);
 
-	smmu->debugfs = debugfs_create_dir("warden", NULL);
-	debugfs_create_file("stats", 0444, smmu->debugfs, smmu, &warden_stats_fops);
-	debugfs_create_file("masters", 0444, smmu->debugfs, smmu, &warden_masters_fops);
-
-	WRITE_ONCE(smmu->events_enabled, warden_info.features & WARDEN_FEAT_EVENTS);
-	if (smmu->events_enabled) {
-		int irq = event_irq ? platform_get_irq_byname_optional(pdev, "eventq") : -ENXIO;
-
-		if (irq > 0 && !request_irq(irq, warden_event_irq, 0, "warden-eventq", smmu))
-			smmu->event_irq = irq;
-		queue_delayed_work(system_wq, &smmu->event_work, 0);
-	}
-	dev_info(dev, "Warden paravirtual SMMU: IOMMU registered (%s DMA, faults: %s%s)\n",
-		 smmu->coherent ? "coherent" : "non-coherent",
-		 !smmu->events_enabled ? "not reported by this hyp" :
-					 (smmu->event_irq > 0 ? "eventq IRQ + polling" : "polling"),
-		 smmu->events_enabled && !fault_poll_ms && smmu->event_irq <= 0 ?
-			 " (fault_poll_ms=0: none!)" :
-			 "");
+	warden_debugfs_init(smmu);
+	warden_events_start(smmu, pdev);
+	dev_info(dev, "Warden paravirtual SMMU: IOMMU registered (%s DMA, faults: %s)\n",
+		 smmu->coherent ? "coherent" : "non-coherent", warden_events_mode(smmu));
 	mutex_unlock(&warden_lifecycle_lock);
 	return 0;
 

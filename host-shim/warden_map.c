@@ -1,17 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * The paging domains' hot path: map_pages (deferred runs), iotlb_sync_map (MAP_BATCH), unmap_pages
- * (UNMAP_PAGES, or the lazy queue of a flush-queue domain), flush_iotlb_all (UNMAP_BATCH) and
- * iotlb_sync, with the static helpers they call on every call: the translation shadow, the pending
- * runs, the lazy unmap queue. They stay in this one translation unit so that the compiler can
- * inline those helpers; the cold parts of a paging domain (allocation, free, capable,
- * iova_to_phys, the iommu_ops table, the descriptor pages' setup) are warden_iommu.c's.
- *
- * Every operation on the hardware is a hypercall; the hyp validates each argument, owns the page
- * tables and the SMMU, and invalidates the SMMU's TLBs itself before an unmap returns. The shim
- * only keeps the book-keeping Linux needs (the runs a mapping operation has not sent yet, the
- * unmaps a lazy domain has queued, and, with iova_shadow=1, a CPU-only io-pgtable shadow of each
- * paging domain for iova_to_phys).
+ * The paging domains' hot path, in one translation unit so that the compiler can inline the static
+ * helpers every call uses: map_pages (deferred runs), iotlb_sync_map (MAP_BATCH), unmap_pages
+ * (UNMAP_PAGES, or a flush-queue domain's lazy queue), flush_iotlb_all (UNMAP_BATCH), iotlb_sync,
+ * the translation shadow (iova_shadow=1) and the pending runs. The hyp validates every argument,
+ * owns the page tables and the SMMU, and invalidates the SMMU's TLBs itself before an unmap
+ * returns. The cold side (alloc, free, capable, iova_to_phys, the iommu_ops table) is in
+ * warden_iommu.c.
  */
 #define pr_fmt(fmt) "warden: " fmt
 

@@ -6,7 +6,7 @@
  * probe-ordering policy (a device whose driver is already bound keeps direct DMA) lives in
  * def_domain_type. Attach moves every SID of a master into the hyp domain behind an
  * iommu_domain: the static identity (the hyp's host-identity) and blocked domains are defined
- * here, paging domains in warden_iommu.c.
+ * here, paging domains in warden_iommu.c (allocation, free) and warden_map.c (map/unmap).
  */
 #define pr_fmt(fmt) "warden: " fmt
 

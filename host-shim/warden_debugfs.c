@@ -103,7 +103,10 @@ static int warden_masters_show(struct seq_file *s, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(warden_masters);
 
-/** warden_debugfs_init() - create /sys/kernel/debug/warden/{stats,masters} for @smmu. */
+/**
+ * warden_debugfs_init() - create /sys/kernel/debug/warden/{stats,masters}.
+ * @smmu: the instance they show.
+ */
 void warden_debugfs_init(struct warden_smmu *smmu)
 {
 	smmu->debugfs = debugfs_create_dir("warden", NULL);
@@ -111,7 +114,10 @@ void warden_debugfs_init(struct warden_smmu *smmu)
 	debugfs_create_file("masters", 0444, smmu->debugfs, smmu, &warden_masters_fops);
 }
 
-/** warden_debugfs_exit() - remove @smmu's debugfs files (before @smmu is freed). */
+/**
+ * warden_debugfs_exit() - remove the debugfs files (before the instance is freed).
+ * @smmu: the instance warden_debugfs_init() was called for (or whose @debugfs is still NULL).
+ */
 void warden_debugfs_exit(struct warden_smmu *smmu)
 {
 	debugfs_remove_recursive(smmu->debugfs);

@@ -128,15 +128,19 @@ static irqreturn_t warden_event_irq(int irq, void *data)
 	return IRQ_HANDLED;
 }
 
-/** warden_events_init() - set up @smmu's event work (before anything can stop it). */
+/**
+ * warden_events_init() - set up the event work (before anything can stop it).
+ * @smmu: the instance being probed.
+ */
 void warden_events_init(struct warden_smmu *smmu)
 {
 	INIT_DELAYED_WORK(&smmu->event_work, warden_event_work);
 }
 
 /**
- * warden_events_start() - start draining fault records, if the hyp reports them (FEAT_EVENTS):
- * the event work now, and the node's "eventq" interrupt if it has one and event_irq is on.
+ * warden_events_start() - start draining fault records, if the hyp reports them (FEAT_EVENTS).
+ * @smmu: the instance, registered.
+ * @pdev: its platform device; its "eventq" interrupt (if any) kicks the work when event_irq is on.
  */
 void warden_events_start(struct warden_smmu *smmu, struct platform_device *pdev)
 {
@@ -150,7 +154,12 @@ void warden_events_start(struct warden_smmu *smmu, struct platform_device *pdev)
 	}
 }
 
-/** warden_events_mode() - how @smmu's faults are reported, for the probe's log line. */
+/**
+ * warden_events_mode() - how faults are reported, for the probe's log line.
+ * @smmu: the instance, after warden_events_start().
+ *
+ * Return: a fixed string, e.g. "eventq IRQ + polling".
+ */
 const char *warden_events_mode(const struct warden_smmu *smmu)
 {
 	if (!smmu->events_enabled)
@@ -160,7 +169,10 @@ const char *warden_events_mode(const struct warden_smmu *smmu)
 	return fault_poll_ms ? "polling" : "polling (fault_poll_ms=0: none!)";
 }
 
-/** warden_events_stop() - stop fault reporting: free the interrupt, wait for the work to end. */
+/**
+ * warden_events_stop() - stop fault reporting: free the interrupt, wait for the work to end.
+ * @smmu: the instance being torn down (warden_events_init() was called).
+ */
 void warden_events_stop(struct warden_smmu *smmu)
 {
 	WRITE_ONCE(smmu->stopping, true);

@@ -21,12 +21,14 @@
 //! assert_eq!(h.ok(Function::Version, &[])[0], 0);
 //! ```
 
+pub mod model;
+
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use spin::Mutex;
-use warden_abi::{DomainKind, Error, Function};
+use warden_abi::{DomainKind, Error, Function, Stat};
 use warden_dt::{PhysRange, Platform};
 use warden_smmu::fake::{FakeMemory, FakeSmmu, Translation, qemu};
 use warden_smmu::{Command, CommandKind, StreamId};
@@ -314,6 +316,16 @@ impl Harness {
         } else {
             Err(Error::from_code(r[0] as i64).expect("an ABI error code"))
         }
+    }
+
+    /// `STAT(s)`.
+    ///
+    /// # Panics
+    ///
+    /// If the hypervisor does not have the statistic.
+    pub fn stat(&self, s: Stat) -> u64 {
+        self.res(Function::Stat, &[s.value()])
+            .unwrap_or_else(|e| panic!("STAT {s:?}: {e:?}"))
     }
 
     /// A new paging domain's ID.

@@ -10,6 +10,9 @@
 //! address), so the page tables it writes, in the pool or in donated pages, are the words the fake SMMU walks.
 //! The driver's own stream table and queues are further allocations after RAM, outside it.
 //!
+//! [`model`] is the dispatcher's reference model over a [`Harness`]: it predicts and checks every call's
+//! answer and the whole observable state, for the dispatcher's model test and the fuzzer.
+//!
 //! ```
 //! use warden_core::test_support::{Harness, Options};
 //! use warden_abi::Function;

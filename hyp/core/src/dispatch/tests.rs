@@ -1,5 +1,6 @@
 //! Dispatcher tests: every error path, a no-panic property over random arguments, and random operation
-//! sequences checked against a reference model. All of them run the shipped adapter over the fake SMMU
+//! sequences checked against the reference model ([`crate::test_support::model`], which the fuzzer in
+//! `tests/fuzz_dispatch.rs` runs too). All of them run the shipped adapter over the fake SMMU
 //! ([`crate::test_support`]): what they observe (STEs, invalidations, timeouts, fault records) is what the
 //! driver wrote to the stream table and command queue, or what the fake SMMU did.
 

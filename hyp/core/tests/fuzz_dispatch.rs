@@ -35,7 +35,7 @@
 use std::collections::BTreeMap;
 
 use warden_abi as abi;
-use warden_core::test_support::model::{Call, Check, Model};
+use warden_core::test_support::model::{Call, Check, Model, Teardown};
 use warden_core::test_support::{Harness, ITS_FRAME, Options};
 use warden_smmu::fake::FAKE_RAM_BASE;
 
@@ -584,7 +584,7 @@ fn run(seed: u64, iters: u64) -> Tally {
     }
     check(&h, &m, &mut rng, &mut t);
     // Detach all, free all (with their mappings), reclaim all: back to the start values.
-    t.busy_retries += m.teardown(&h, false);
+    t.busy_retries += m.teardown(&h, Teardown::FreeMapped);
     t
 }
 

@@ -16,7 +16,7 @@
 //! [`Model::teardown`] takes it all down like the shim's unload and checks the start values are back.
 //!
 //! ```
-//! use warden_core::test_support::model::{Call, Check, Model};
+//! use warden_core::test_support::model::{Call, Check, Model, Teardown};
 //! use warden_core::test_support::{Harness, Options};
 //!
 //! let o = Options::default();
@@ -27,7 +27,7 @@
 //! let map = Call::MapPages { id, iova, pa, pgsize: 0x1000, count: 4, prot: 3 };
 //! assert_eq!(m.run(&h, &map, Check::Exact), Ok(0x4000));
 //! m.check(&h, &[1, 2, 3]);
-//! m.teardown(&h, false);
+//! m.teardown(&h, Teardown::UnmapEach);
 //! ```
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -45,7 +45,7 @@ mod check;
 mod expect;
 
 pub use call::{Call, Check, Expect};
-pub use check::Checked;
+pub use check::{Checked, Teardown};
 
 /// The model's page: 4 KiB.
 pub const K4: u64 = abi::PGSIZE_4K;

@@ -7,7 +7,7 @@
 //! with hostile arguments.
 
 use super::*;
-use crate::test_support::model::{Call, Check, Model};
+use crate::test_support::model::{Call, Check, Model, Teardown};
 
 const WINDOW_PAGES: u64 = 2048;
 const MAX_DOMAINS: u16 = 4;
@@ -160,6 +160,6 @@ proptest! {
             m.check(&h, &probes);
         }
         // Like the shim's unload: detach all, unmap all page by page, free all, reclaim all; back to the start.
-        m.teardown(&h, true);
+        m.teardown(&h, Teardown::UnmapEach);
     }
 }

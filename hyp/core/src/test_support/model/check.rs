@@ -20,6 +20,15 @@ const DMA_OFFSET: u64 = 0x40;
 /// Most fault records drained after the DMA probes (more than the event ring holds).
 const DRAIN_MAX: usize = 1024;
 
+/// How [`Model::teardown`] takes the domains' mappings down.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Teardown {
+    /// `UNMAP_PAGES` of every page, one by one (as the shim does), then `DOMAIN_FREE`.
+    UnmapEach,
+    /// `DOMAIN_FREE` of every domain with its mappings.
+    FreeMapped,
+}
+
 /// What a [`Model::check`] looked at.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct Checked {
@@ -187,8 +196,8 @@ impl Model {
         self.sids.len() as u64
     }
 
-    /// Detaches every StreamID, unmaps every page one by one if `unmap_each` (as the shim does; else the
-    /// domains are freed with their mappings), frees every domain and reclaims every donated page one by one,
+    /// Detaches every StreamID, takes the mappings down as `how` says, frees every domain and reclaims every
+    /// donated page one by one,
     /// the BUSY ones (host-identity tables) again after the others, like the shim's unload; every call as the
     /// model predicts. Then everything must be back at its start: host-identity's spare, the host stage-2,
     /// ownership, the STAT counters and the pool; and the fake SMMU saw no TLB conflict. Returns the reclaims
@@ -197,7 +206,7 @@ impl Model {
     /// # Panics
     ///
     /// If something disagrees.
-    pub fn teardown(&mut self, h: &Harness, unmap_each: bool) -> u64 {
+    pub fn teardown(&mut self, h: &Harness, how: Teardown) -> u64 {
         for sid in self.sids.clone() {
             let detach = Call::Detach { sid: sid.into() };
             assert_eq!(self.run(h, &detach, Check::Exact), Ok(0));
@@ -208,7 +217,7 @@ impl Model {
             .map(|(&id, d)| (id, d.map.keys().copied().collect()))
             .collect();
         for (id, iovas) in maps {
-            for iova in iovas.into_iter().filter(|_| unmap_each) {
+            for iova in iovas.into_iter().filter(|_| how == Teardown::UnmapEach) {
                 let (pgsize, count) = (K4, 1);
                 let unmap = Call::UnmapPages {
                     id,

@@ -48,9 +48,9 @@ pub use call::{Call, Check, Expect};
 pub use check::{Checked, Teardown};
 
 /// The model's page: 4 KiB.
-pub const K4: u64 = abi::PGSIZE_4K;
+const K4: u64 = abi::PGSIZE_4K;
 /// A 2 MiB block (host-identity maps host RAM with them).
-pub const M2: u64 = abi::PGSIZE_2M;
+const M2: u64 = abi::PGSIZE_2M;
 /// Bytes of the ITS translation frame, the doorbell a domain may map with [`abi::PROT_MMIO`].
 const DOORBELL_SIZE: u64 = 0x1_0000;
 /// The end of the IOVA space.

@@ -73,7 +73,7 @@ use crate::lock_stats::LockStats;
 use crate::ownership::{MemKind, Ownership, OwnershipError};
 use crate::trap::TrapLog;
 
-pub use args::{DomainId, Iova, PageSize, PhysAddr, Prot};
+pub use args::{Descriptors, DomainId, Iova, PageSize, PhysAddr, Prot, StatId};
 pub use backend::{Backend, FaultRecord, HwError, SmmuCounters, SteConfig};
 pub use error::{CallError, InitError};
 pub use init::{
@@ -265,9 +265,16 @@ impl<B: Backend> Warden<B> {
                 let (pa, len) = PhysAddr::pages(a1, a2, self.max_donated, self.pa_bits)?;
                 self.reclaim(pa, len)
             }
-            Function::Stat => self.stat(a1).map(|v| [v, 0, 0]),
-            Function::MapBatch => self.map_batch(a1, a2, a3, a4),
-            Function::UnmapBatch => self.unmap_batch(a1, a2, a3),
+            Function::Stat => self.stat(StatId::from_reg(a1)?).map(|v| [v, 0, 0]),
+            Function::MapBatch => {
+                let desc = batch::map_descriptors(a2, a3, self.pa_bits)?;
+                let prot = Prot::from_reg(a4).map_err(batch::whole)?;
+                self.map_batch(DomainId::from_reg(a1).map_err(batch::whole)?, desc, prot)
+            }
+            Function::UnmapBatch => {
+                let desc = batch::unmap_descriptors(a2, a3, self.pa_bits)?;
+                self.unmap_batch(DomainId::from_reg(a1).map_err(batch::whole)?, desc)
+            }
             // Never reached: `handle` answers VERSION and READ_EVENT itself (READ_EVENT's x0 is the record
             // count, not SUCCESS).
             Function::Version | Function::ReadEvent => Err(Error::Internal.into()),

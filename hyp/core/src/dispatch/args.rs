@@ -196,6 +196,75 @@ impl PhysAddr {
     }
 }
 
+/// A host array of batch descriptors (`MAP_BATCH`, `UNMAP_BATCH`): `count` descriptors at PA `pa`, 8-byte
+/// aligned, inside one 4 KiB page the SMMU can output. Only the placement is checked; the hypervisor reads the
+/// descriptors later, from the pinned page.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Descriptors {
+    /// PA of the first descriptor.
+    pa: u64,
+    /// Number of descriptors (1..=the call's maximum).
+    count: usize,
+}
+
+impl Descriptors {
+    /// Decodes `count` descriptors of `entry` bytes at `x`, at most `max` of them, for an SMMU that outputs
+    /// `pa_bits`: [`Error::BadCount`] for none or more than `max`, [`Error::Misaligned`] unless `x` is
+    /// [`abi::MAP_BATCH_ALIGN`]-aligned and the array ends inside `x`'s 4 KiB page, then as [`PhysAddr::range`]
+    /// for that page.
+    pub fn from_reg(x: u64, count: u64, max: u64, entry: u64, pa_bits: u8) -> Result<Self, Error> {
+        if count == 0 || count > max {
+            return Err(Error::BadCount);
+        }
+        if !x.is_multiple_of(abi::MAP_BATCH_ALIGN) || x % PAGE_SIZE + count * entry > PAGE_SIZE {
+            return Err(Error::Misaligned);
+        }
+        PhysAddr::range(x & !(PAGE_SIZE - 1), PAGE_SIZE, PAGE_SIZE, pa_bits)?;
+        Ok(Self {
+            pa: x,
+            count: count as usize,
+        })
+    }
+
+    /// PA of the first descriptor.
+    pub const fn pa(self) -> u64 {
+        self.pa
+    }
+
+    /// The 4 KiB page that holds the array.
+    pub const fn page(self) -> u64 {
+        self.pa & !(PAGE_SIZE - 1)
+    }
+
+    /// Number of descriptors.
+    pub const fn count(self) -> usize {
+        self.count
+    }
+}
+
+/// A `STAT` ID: the number of calls of one function (from [`abi::STAT_CALLS_BASE`]) or one [`Stat`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum StatId {
+    /// `STAT_CALLS_BASE + n`: calls of function number `n` (one the dispatcher counts).
+    Calls(Function),
+    /// Any other value [`Stat`] names.
+    Value(Stat),
+}
+
+impl StatId {
+    /// Decodes `x`: [`Error::BadStat`] unless it counts the calls of a function or names a [`Stat`]. Whether
+    /// the stat is available (some are installed by EL2) is the handler's to say.
+    pub fn from_reg(x: u64) -> Result<Self, Error> {
+        if let Some(n) = x.checked_sub(abi::STAT_CALLS_BASE)
+            && n < FUNCTION_SLOTS as u64
+            && let Some(f) = Function::from_value(n as u32)
+        {
+            return Ok(Self::Calls(f));
+        }
+        Stat::from_value(x).map(Self::Value).ok_or(Error::BadStat)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +322,40 @@ mod tests {
             PhysAddr::pages(0x1000, 8, 8, 44).map(|(p, l)| (p.get(), l)),
             Ok((0x1000, 0x8000))
         );
+        let d = Descriptors::from_reg(0x1ff8, 1, 64, 8, 44).unwrap();
+        assert_eq!((d.pa(), d.page(), d.count()), (0x1ff8, 0x1000, 1));
+        assert_eq!(
+            Descriptors::from_reg(0x1000, 0, 64, 24, 44),
+            Err(Error::BadCount)
+        );
+        assert_eq!(
+            Descriptors::from_reg(0x1000, 65, 64, 24, 44),
+            Err(Error::BadCount)
+        );
+        assert_eq!(
+            Descriptors::from_reg(0x1004, 1, 64, 24, 44),
+            Err(Error::Misaligned)
+        );
+        assert_eq!(
+            Descriptors::from_reg(0x1ff8, 1, 64, 24, 44),
+            Err(Error::Misaligned)
+        );
+        assert_eq!(
+            Descriptors::from_reg(1 << 44, 1, 64, 24, 44),
+            Err(Error::OutOfRangePa)
+        );
+        assert_eq!(
+            StatId::from_reg(abi::STAT_CALLS_BASE + u64::from(Function::MapPages.value())),
+            Ok(StatId::Calls(Function::MapPages))
+        );
+        assert_eq!(
+            StatId::from_reg(Stat::EventsLost.value()),
+            Ok(StatId::Value(Stat::EventsLost))
+        );
+        assert_eq!(
+            StatId::from_reg(abi::STAT_CALLS_BASE + 0xff),
+            Err(Error::BadStat)
+        );
+        assert_eq!(StatId::from_reg(u64::MAX), Err(Error::BadStat));
     }
 }

@@ -32,12 +32,8 @@ use super::*;
 
 /// Most descriptors per call.
 const MAX: usize = abi::MAP_BATCH_MAX_ENTRIES as usize;
-/// Bytes per descriptor.
-const ENTRY: u64 = abi::MAP_BATCH_ENTRY_SIZE;
 /// Most `UNMAP_BATCH` descriptors per call.
 const UNMAP_MAX: usize = abi::UNMAP_BATCH_MAX_ENTRIES as usize;
-/// Bytes per `UNMAP_BATCH` descriptor.
-const UNMAP_ENTRY: u64 = abi::UNMAP_BATCH_ENTRY_SIZE;
 
 /// Lists of at most this many descriptors are copied into a buffer of this size.
 const SHORT: usize = 16;
@@ -73,7 +69,7 @@ trait Descriptor: Copy + Default {
 }
 
 impl Descriptor for BatchEntry {
-    const SIZE: u64 = ENTRY;
+    const SIZE: u64 = abi::MAP_BATCH_ENTRY_SIZE;
     fn from_words(mut word: impl FnMut(u64) -> u64) -> Self {
         Self {
             iova: word(0),
@@ -84,7 +80,7 @@ impl Descriptor for BatchEntry {
 }
 
 impl Descriptor for UnmapEntry {
-    const SIZE: u64 = UNMAP_ENTRY;
+    const SIZE: u64 = abi::UNMAP_BATCH_ENTRY_SIZE;
     fn from_words(mut word: impl FnMut(u64) -> u64) -> Self {
         Self {
             iova: word(0),
@@ -94,7 +90,7 @@ impl Descriptor for UnmapEntry {
 }
 
 /// A failure about the call's own arguments (x2 = [`abi::MAP_BATCH_NO_ENTRY`]).
-fn whole(e: impl Into<CallError>) -> CallError {
+pub(super) fn whole(e: impl Into<CallError>) -> CallError {
     match e.into() {
         CallError::Abi(error) => CallError::Batch {
             error,
@@ -122,11 +118,25 @@ fn at(i: usize, e: impl Into<CallError>) -> CallError {
     }
 }
 
+/// Decodes `MAP_BATCH`'s descriptor array (x2, x3): as [`Descriptors::from_reg`], a failure is about the
+/// whole call.
+pub(super) fn map_descriptors(x: u64, count: u64, pa_bits: u8) -> Result<Descriptors, CallError> {
+    let (max, entry) = (abi::MAP_BATCH_MAX_ENTRIES, BatchEntry::SIZE);
+    Descriptors::from_reg(x, count, max, entry, pa_bits).map_err(whole)
+}
+
+/// Decodes `UNMAP_BATCH`'s descriptor array (x2, x3): as [`Descriptors::from_reg`], a failure is about the
+/// whole call.
+pub(super) fn unmap_descriptors(x: u64, count: u64, pa_bits: u8) -> Result<Descriptors, CallError> {
+    let (max, entry) = (abi::UNMAP_BATCH_MAX_ENTRIES, UnmapEntry::SIZE);
+    Descriptors::from_reg(x, count, max, entry, pa_bits).map_err(whole)
+}
+
 impl<B: Backend> Warden<B> {
-    /// `MAP_BATCH(domain, descriptors PA, count, prot)`.
+    /// `MAP_BATCH(domain, descriptors PA, count, prot)`, its arguments decoded by [`Warden::call`].
     #[inline(never)]
-    pub(super) fn map_batch(&self, id: u64, desc: u64, count: u64, prot: u64) -> CallResult {
-        self.map_batch_with(id, desc, count, prot, |pa| self.read_host_u64(pa))
+    pub(super) fn map_batch(&self, id: DomainId, desc: Descriptors, prot: Prot) -> CallResult {
+        self.map_batch_with(id, desc, prot, |pa| self.read_host_u64(pa))
     }
 
     /// Reads the u64 at host PA `pa` (8-byte aligned, inside a host RAM page the caller pinned).
@@ -143,87 +153,56 @@ impl<B: Backend> Warden<B> {
     /// [`Self::map_batch`] with the host-memory reader supplied (tests count and perturb the reads).
     pub(super) fn map_batch_with(
         &self,
-        id: u64,
-        desc: u64,
-        count: u64,
-        prot: u64,
+        id: DomainId,
+        desc: Descriptors,
+        prot: Prot,
         mut read: impl FnMut(u64) -> u64,
     ) -> CallResult {
-        // The call's own arguments.
-        let page = self.descriptor_page(desc, count, MAX, ENTRY)?;
-        let prot = Prot::from_reg(prot).map_err(whole)?;
-        let id = DomainId::from_reg(id).map_err(whole)?;
         self.slot_of(id).map_err(whole)?;
-        let n = count as usize;
+        let n = desc.count();
         // The copy's buffer is zeroed first (safe Rust), so a short list gets a short buffer: zeroing all
         // `MAX` entries costs more EL2 instructions than mapping a few pages in place.
         if n <= SHORT {
-            let e: [BatchEntry; SHORT] = self.copy_descriptors(page, desc, n, &mut read)?;
+            let e: [BatchEntry; SHORT] = self.copy_descriptors(desc, &mut read)?;
             self.map_entries(&e[..n], id, prot)
         } else {
-            let e: [BatchEntry; MAX] = self.copy_descriptors(page, desc, n, &mut read)?;
+            let e: [BatchEntry; MAX] = self.copy_descriptors(desc, &mut read)?;
             self.map_entries(&e[..n], id, prot)
         }
     }
 
-    /// `UNMAP_BATCH(domain, descriptors PA, count)`.
+    /// `UNMAP_BATCH(domain, descriptors PA, count)`, its arguments decoded by [`Warden::call`].
     #[inline(never)]
-    pub(super) fn unmap_batch(&self, id: u64, desc: u64, count: u64) -> CallResult {
-        self.unmap_batch_with(id, desc, count, |pa| self.read_host_u64(pa))
+    pub(super) fn unmap_batch(&self, id: DomainId, desc: Descriptors) -> CallResult {
+        self.unmap_batch_with(id, desc, |pa| self.read_host_u64(pa))
     }
 
     /// [`Self::unmap_batch`] with the host-memory reader supplied (tests count and perturb the reads).
     pub(super) fn unmap_batch_with(
         &self,
-        id: u64,
-        desc: u64,
-        count: u64,
+        id: DomainId,
+        desc: Descriptors,
         mut read: impl FnMut(u64) -> u64,
     ) -> CallResult {
-        let page = self.descriptor_page(desc, count, UNMAP_MAX, UNMAP_ENTRY)?;
-        let id = DomainId::from_reg(id).map_err(whole)?;
         self.slot_of(id).map_err(whole)?;
-        let n = count as usize;
+        let n = desc.count();
         if n <= SHORT {
-            let e: [UnmapEntry; SHORT] = self.copy_descriptors(page, desc, n, &mut read)?;
+            let e: [UnmapEntry; SHORT] = self.copy_descriptors(desc, &mut read)?;
             self.unmap_entries(&e[..n], id)
         } else {
-            let e: [UnmapEntry; UNMAP_MAX] = self.copy_descriptors(page, desc, n, &mut read)?;
+            let e: [UnmapEntry; UNMAP_MAX] = self.copy_descriptors(desc, &mut read)?;
             self.unmap_entries(&e[..n], id)
         }
     }
 
-    /// Checks a descriptor array's count (1..=`max`) and placement (8-byte aligned, inside one 4 KiB page, a
-    /// PA the SMMU can output) and returns its page.
-    fn descriptor_page(
-        &self,
-        desc: u64,
-        count: u64,
-        max: usize,
-        entry: u64,
-    ) -> Result<u64, CallError> {
-        if count == 0 || count > max as u64 {
-            return Err(whole(Error::BadCount));
-        }
-        if !desc.is_multiple_of(abi::MAP_BATCH_ALIGN)
-            || desc % PAGE_SIZE + count * entry > PAGE_SIZE
-        {
-            return Err(whole(Error::Misaligned));
-        }
-        let page = desc & !(PAGE_SIZE - 1);
-        PhysAddr::range(page, PAGE_SIZE, PAGE_SIZE, self.pa_bits).map_err(whole)?;
-        Ok(page)
-    }
-
-    /// Pins `page` (host RAM only; not donatable meanwhile), copies the `n` (at most `N`) descriptors at `desc`
-    /// on it once, and unpins it.
+    /// Pins the page of `desc` (host RAM only; not donatable meanwhile), copies its descriptors (at most `N`)
+    /// once, and unpins it.
     fn copy_descriptors<T: Descriptor, const N: usize>(
         &self,
-        page: u64,
-        desc: u64,
-        n: usize,
+        desc: Descriptors,
         read: &mut impl FnMut(u64) -> u64,
     ) -> Result<[T; N], CallError> {
+        let page = desc.page();
         self.own
             .inc_range(page, 1, MemKind::Ram)
             .map_err(|e| match e {
@@ -231,8 +210,8 @@ impl<B: Backend> Warden<B> {
                 e => whole(e),
             })?;
         let mut e = [T::default(); N];
-        for (i, ent) in e[..n].iter_mut().enumerate() {
-            let a = desc + i as u64 * T::SIZE;
+        for (i, ent) in e[..desc.count()].iter_mut().enumerate() {
+            let a = desc.pa() + i as u64 * T::SIZE;
             *ent = T::from_words(|k| read(a + 8 * k));
         }
         self.own

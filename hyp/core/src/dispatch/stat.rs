@@ -28,15 +28,14 @@ impl<B: Backend> Warden<B> {
         self.gic_stats.call_once(|| (refused, pinned));
     }
 
+    /// `STAT(id)`, its ID decoded by [`Warden::call`]: [`Error::BadStat`] for a stat EL2 did not install.
     #[inline(never)]
-    pub(super) fn stat(&self, id: u64) -> Result<u64, CallError> {
-        if let Some(n) = id.checked_sub(abi::STAT_CALLS_BASE)
-            && let Some(c) = usize::try_from(n).ok().and_then(|n| self.calls.get(n))
-            && Function::from_value(n as u32).is_some()
-        {
-            return Ok(c.load(Ordering::Relaxed));
-        }
-        let stat = Stat::from_value(id).ok_or(Error::BadStat)?;
+    pub(super) fn stat(&self, id: StatId) -> Result<u64, CallError> {
+        let stat = match id {
+            // `StatId::from_reg` only names functions below `FUNCTION_SLOTS`.
+            StatId::Calls(f) => return Ok(self.calls[f.value() as usize].load(Ordering::Relaxed)),
+            StatId::Value(stat) => stat,
+        };
         let pool = self.pool.stats();
         Ok(match stat {
             Stat::DomainsInUse => self.alloc.lock().in_use as u64,

@@ -301,7 +301,12 @@ fn descriptors_are_read_exactly_once() {
             _ => 1 << 40,
         },
     );
-    let r = w.map_batch_with(d, DESC, 8, RW, read);
+    let r = w.map_batch_with(
+        DomainId::from_reg(d).unwrap(),
+        crate::dispatch::batch::map_descriptors(DESC, 8, w.pa_bits).unwrap(),
+        Prot::from_reg(RW).unwrap(),
+        read,
+    );
     assert_eq!(r, Ok([8, 8 * K4, 0]));
     assert_eq!(reads.len(), 24);
     assert!(reads.values().all(|&n| n == 1), "{reads:?}");

@@ -342,7 +342,11 @@ fn descriptors_are_read_exactly_once() {
         },
         |field| if field == 0 { 0x30_1000 } else { 1 << 40 },
     );
-    let r = w.unmap_batch_with(d, DESC, 8, read);
+    let r = w.unmap_batch_with(
+        DomainId::from_reg(d).unwrap(),
+        crate::dispatch::batch::unmap_descriptors(DESC, 8, w.pa_bits).unwrap(),
+        read,
+    );
     assert_eq!(r, Ok([8, 8 * K4, 0]));
     assert_eq!(reads.len(), 16);
     assert!(reads.values().all(|&n| n == 1), "{reads:?}");

@@ -21,6 +21,7 @@ use warden_abi::PAGE_SIZE;
 use warden_core::dispatch::HwError;
 use warden_core::host_s2::{HostS2Error, HostS2Tlb, HostStage2};
 use warden_core::smmu_backend::HostStage2Ops;
+use warden_core::trap::esr::is_translation_fault;
 use warden_dt::PhysRange;
 
 use crate::{log, mmu};
@@ -64,16 +65,11 @@ pub fn is_host_ram(pa: u64) -> bool {
     })
 }
 
-/// `ESR_EL2.ISS` fault status code mask (`DFSC`/`IFSC`).
-const FSC_MASK: u64 = 0x3f;
-/// Translation fault, levels 0..3: `0b0001xx`.
-const FSC_TRANSLATION: u64 = 0b00_0100;
-
 /// Whether a host stage-2 abort with syndrome `esr` at `ipa` came from a break-before-make window that has
 /// closed: a translation fault on an address that translates now. The caller returns to the host, which
 /// retries the access. Takes the host stage-2 lock, so it waits for an edit in progress to finish.
 pub fn fault_is_transient(esr: u64, ipa: u64) -> bool {
-    if esr & FSC_MASK & !0b11 != FSC_TRANSLATION {
+    if !is_translation_fault(esr) {
         return false;
     }
     HOST_S2

@@ -42,8 +42,15 @@ pub const EC_IABT_CUR: u64 = 0x21;
 pub const EC_DABT_LOW: u64 = 0x24;
 /// Exception class: data abort from the same EL.
 pub const EC_DABT_CUR: u64 = 0x25;
+/// `ESR_ELx.ISS.DFSC`/`IFSC` mask: an abort's fault status code.
+pub const FSC_MASK: u64 = 0x3f;
 /// Fault status code of a synchronous external abort (not on a table walk).
 pub const FSC_SEA: u64 = 0x10;
+/// Fault status code of a translation fault at level 0 (levels 0..3 are `0b0001xx`, the level in
+/// [`FSC_LEVEL_MASK`]).
+pub const FSC_TRANSLATION: u64 = 0b00_0100;
+/// The level bits of a translation, access-flag or permission fault status code.
+pub const FSC_LEVEL_MASK: u64 = 0b11;
 /// `SPSR_ELx.M[4:0]` mask.
 pub const SPSR_MODE_MASK: u64 = 0x1f;
 /// `SPSR_ELx.M` of EL0t.
@@ -80,6 +87,11 @@ pub const VECTOR_LOWER_A32: u64 = 0x600;
 /// The exception class of syndrome `esr`.
 pub const fn exception_class(esr: u64) -> u64 {
     (esr >> ESR_EC_SHIFT) & ESR_EC_MASK
+}
+
+/// Whether abort syndrome `esr` reports a translation fault (at any level).
+pub const fn is_translation_fault(esr: u64) -> bool {
+    esr & FSC_MASK & !FSC_LEVEL_MASK == FSC_TRANSLATION
 }
 
 /// A short name for exception class `ec`, for log lines.
@@ -243,6 +255,18 @@ mod tests {
         | (3 << 5)
         | (2 << 1)
         | 1;
+
+    #[test]
+    fn translation_faults_are_told_apart_at_every_level() {
+        let abort = (EC_DABT_LOW << ESR_EC_SHIFT) | ESR_IL;
+        for level in 0..4 {
+            assert!(is_translation_fault(abort | FSC_TRANSLATION | level));
+        }
+        // Access flag (0b0010xx), permission (0b0011xx) and external aborts are not.
+        assert!(!is_translation_fault(abort | 0b00_1001));
+        assert!(!is_translation_fault(abort | 0b00_1111));
+        assert!(!is_translation_fault(abort | FSC_SEA));
+    }
 
     #[test]
     fn sysreg_decode_and_name() {

@@ -117,7 +117,7 @@ pub fn inject_undef(
 
 #[cfg(test)]
 mod tests {
-    use super::super::esr::{EC_SMC64, EC_SYS64, ESR_EC_MASK, SPSR_MODE_EL0T};
+    use super::super::esr::{EC_SMC64, EC_SYS64, ESR_EC_MASK, FSC_MASK, SPSR_MODE_EL0T};
     use super::*;
 
     #[test]
@@ -168,7 +168,7 @@ mod tests {
         // Instruction aborts never carry WnR.
         let i = inject_external_abort(iabt | ESR_WNR, 0, 0, SPSR_MODE_EL1H, vbar, 0);
         assert_eq!(i.esr_el1 & ESR_WNR, 0);
-        assert_eq!(i.esr_el1 & 0x3f, FSC_SEA);
+        assert_eq!(i.esr_el1 & FSC_MASK, FSC_SEA);
     }
 
     #[test]

@@ -79,6 +79,26 @@ pool_snapshot() {
     donated0=$(stat 4)
     dfree0=$(stat 5)
 }
+# pool_back WHEN [VALUE...]: each VALUE of pool_snapshot (pool, free, tables, donated, dfree; all five without
+# one) must be back to the snapshot's; fails naming WHEN, the value, what it is and what it was.
+pool_back() {
+    pb_when=$1
+    shift
+    [ $# -gt 0 ] || set -- donated dfree pool free tables
+    for pb_v in "$@"; do
+        case $pb_v in
+        pool) pb_id=$STAT_POOL_TOTAL_PAGES pb_name="pool pages" ;;
+        free) pb_id=$STAT_POOL_FREE_PAGES pb_name="free pool pages" ;;
+        tables) pb_id=$STAT_TABLE_PAGES_IN_USE pb_name="table pages in use" ;;
+        donated) pb_id=$STAT_DONATED_PAGES pb_name="donated pages" ;;
+        dfree) pb_id=$STAT_DONATED_FREE_PAGES pb_name="free donated pages" ;;
+        *) fail "pool_back: no snapshot value $pb_v (pool, free, tables, donated or dfree)" ;;
+        esac
+        eval "pb_want=\$${pb_v}0"
+        pb_now=$(stat "$pb_id")
+        [ "$pb_now" -eq "$pb_want" ] || fail "$pb_when: $pb_name $pb_now, expected $pb_want"
+    done
+}
 # hyp_unchanged NAME: STAT HYP_INTEGRITY (hash of the hyp's text, rodata and canary pages, computed now at EL2)
 # must equal HYP_INTEGRITY_BOOT; prints an ATTACK line for NAME saying so.
 hyp_unchanged() {

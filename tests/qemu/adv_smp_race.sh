@@ -21,7 +21,7 @@ need_cpus 4
 domains0=$(stat 0)
 attached0=$(stat 6)
 mapped0=$(stat 13)
-donated0=$(stat 4)
+pool_snapshot
 eval "$(hvc alloc $((WORKERS * 4)) 0x77)"
 base=$pa
 wexpect 0 $ALLOC 0 || fail "alloc shared"
@@ -140,7 +140,7 @@ hvc free $base >/dev/null || fail "hvc free"
 [ "$(stat 13)" -eq "$mapped0" ] || fail "after teardown: mapped pages $(stat 13), expected $mapped0"
 [ "$(stat 0)" -eq "$domains0" ] || fail "after teardown: domains $(stat 0), expected $domains0"
 [ "$(stat 6)" -eq "$attached0" ] || fail "after teardown: attached $(stat 6), expected $attached0"
-[ "$(stat 4)" -eq "$donated0" ] || fail "after teardown: donated pages $(stat 4), expected $donated0"
+pool_back "after teardown" donated
 echo "ATTACK: SMP race teardown: STAT domains/attached/mapped/donated back to $domains0/$attached0/$mapped0/$donated0"
 no_oops
 echo "adv smp race OK"

@@ -87,10 +87,8 @@ peek_value $((pa + 0x4000)) >/dev/null || fail "page above the donation does not
 expect $E_NOT_DONATED $RECLAIM "$pa" 5
 expect $E_NOT_DONATED $RECLAIM $((pa - 0x1000)) 2
 expect 0 $RECLAIM "$pa" 4
-[ "$(stat 2)" -eq "$pool0" ] || fail "pool pages $(stat 2) after reclaim, expected $pool0"
+pool_back "after reclaim" pool donated dfree
 check_free 0
-[ "$(stat 4)" -eq "$donated0" ] || fail "donated pages $(stat 4) after reclaim, expected $donated0"
-[ "$(stat 5)" -eq "$dfree0" ] || fail "free donated pages $(stat 5) after reclaim, expected $dfree0"
 v=$(peek_value $((pa + 0x1008))) || fail "a reclaimed page does not read"
 [ $((v)) -eq 0 ] || fail "reclaimed page holds $v, not zeroes"
 eval "$(hvc nonzero "$pa" 4)"
@@ -169,8 +167,7 @@ eval "$(hvc alloc 2 $FILL)"
 expect 0 $DONATE "$pa" 2
 rmmod warden_hvc || fail "rmmod warden_hvc"
 insmod /lib/modules/$(uname -r)/extra/warden_hvc.ko || fail "cannot reload warden_hvc.ko"
-[ "$(stat 4)" -eq "$donated0" ] || fail "donated pages $(stat 4) after rmmod, expected $donated0"
-[ "$(stat 2)" -eq "$pool0" ] || fail "pool pages $(stat 2) at the end, expected $pool0"
+pool_back "after rmmod" donated pool
 check_free 0
 no_oops
 echo "hvc donate OK"

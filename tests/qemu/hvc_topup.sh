@@ -10,11 +10,8 @@
 . /warden/tests/lib.sh
 . /warden/tests/hvc_lib.sh
 
-pool0=$(stat 2)
-free0=$(stat 3)
-tables0=$(stat 14)
-echo "start: pool $(stat 2) ($(stat 3) free), donated $(stat 4) ($(stat 5) free), tables $(stat 14)"
-donated0=$(stat 4)
+pool_snapshot
+echo "start: pool $pool0 ($free0 free), donated $donated0 ($dfree0 free), tables $tables0"
 domains0=$(stat 0)
 max=$(stat 1)
 echo "pool $pool0 pages, $domains0 of $max domains in use"
@@ -70,9 +67,6 @@ for d in $donations; do
     [ "$nonzero" -eq 0 ] || fail "reclaimed pages at ${d%:*} hold $nonzero non-zero words"
 done
 echo "end: pool $(stat 2) ($(stat 3) free), donated $(stat 4) ($(stat 5) free), tables $(stat 14)"
-[ "$(stat 4)" -eq "$donated0" ] || fail "donated pages $(stat 4), expected $donated0"
-[ "$(stat 2)" -eq "$pool0" ] || fail "pool pages $(stat 2), expected $pool0"
-[ "$(stat 3)" -eq "$free0" ] || fail "free pool pages $(stat 3), expected $free0"
-[ "$(stat 14)" -eq "$tables0" ] || fail "table pages in use $(stat 14), expected $tables0"
+pool_back "end" donated pool free tables
 no_oops
 echo "hvc top-up OK"

@@ -103,7 +103,8 @@ static void warden_event_work(struct work_struct *work)
 			return;
 		}
 		if (r.x3 > smmu->events_lost_seen) {
-			dev_warn_ratelimited(smmu->dev, "%llu fault records lost (the hyp's event ring was full), %llu in all\n",
+			dev_warn_ratelimited(smmu->dev,
+					     "%llu fault records lost (the hyp's event ring full, or one per SMMU event queue overflow), %llu in all\n",
 					     r.x3 - smmu->events_lost_seen, r.x3);
 			smmu->events_lost_seen = r.x3;
 		}
@@ -145,7 +146,7 @@ void warden_events_init(struct warden_smmu *smmu)
 void warden_events_start(struct warden_smmu *smmu, struct platform_device *pdev)
 {
 	WRITE_ONCE(smmu->events_enabled, warden_info.features & WARDEN_FEAT_EVENTS);
-	if (smmu->events_enabled) {
+	if (READ_ONCE(smmu->events_enabled)) {
 		int irq = event_irq ? platform_get_irq_byname_optional(pdev, "eventq") : -ENXIO;
 
 		if (irq > 0 && !request_irq(irq, warden_event_irq, 0, "warden-eventq", smmu))
@@ -162,7 +163,8 @@ void warden_events_start(struct warden_smmu *smmu, struct platform_device *pdev)
  */
 const char *warden_events_mode(const struct warden_smmu *smmu)
 {
-	if (!smmu->events_enabled)
+	/* The event work clears it when READ_EVENT fails. */
+	if (!READ_ONCE(smmu->events_enabled))
 		return "not reported by this hyp";
 	if (smmu->event_irq > 0)
 		return "eventq IRQ + polling";

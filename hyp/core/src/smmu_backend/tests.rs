@@ -742,9 +742,9 @@ fn cmdq_error_is_reported_and_recovered_by_the_hyp() {
 }
 
 /// A device faults faster than the host reads events: the SMMU's event queue overflows. The host gets the
-/// records that fit, the hyp acknowledges the overflow (new faults are recorded again) and counts it in the
-/// driver's counters. Not reported to the host: `READ_EVENT`'s x3 and `STAT EVENTS_LOST` count only the hyp's
-/// own ring, so the SMMU's losses are invisible to it (docs/security.md, "Not yet covered").
+/// records that fit, the hyp acknowledges the overflow (new faults are recorded again), counts it in the
+/// driver's counters and reports it: `READ_EVENT`'s x3 and `STAT EVENTS_LOST` are the hyp ring's losses plus
+/// one per SMMU queue overflow (the SMMU does not say how many records an overflow lost).
 #[test]
 fn event_queue_overflow_is_acknowledged_and_recovered_by_the_hyp() {
     let h = boot_driver(

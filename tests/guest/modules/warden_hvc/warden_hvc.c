@@ -32,11 +32,8 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
+#include "warden_abi.h"
 #include "warden_hvc.h"
-
-/* docs/abi.md: RECLAIM and its NOT_DONATED error. */
-#define WARDEN_FN_RECLAIM 0xC600000AUL
-#define WARDEN_E_NOT_DONATED (-21L)
 
 struct warden_hvc_alloc {
 	struct list_head node;
@@ -68,7 +65,7 @@ static void release_locked(struct warden_hvc_alloc *a)
 	for (i = 0; i < a->count; i++) {
 		struct arm_smccc_res res;
 
-		arm_smccc_1_1_invoke(WARDEN_FN_RECLAIM, a->pa + i * PAGE_SIZE, 1, &res);
+		arm_smccc_1_1_invoke(WARDEN_FID_RECLAIM, a->pa + i * PAGE_SIZE, 1, &res);
 		/* NOT_SUPPORTED: no hypervisor (a native boot), nothing can be donated. */
 		if ((long)res.a0 != 0 && (long)res.a0 != WARDEN_E_NOT_DONATED &&
 		    (long)res.a0 != SMCCC_RET_NOT_SUPPORTED)

@@ -22,8 +22,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 
-/* docs/abi.md: VERSION. */
-#define WARDEN_FN_VERSION 0xC6000000UL
+#include "warden_abi.h"
 
 static long last_x0;
 module_param(last_x0, long, 0444);
@@ -56,7 +55,7 @@ static noinline long warden_trap_sysreg_write(void)
 
 static noinline long warden_trap_hvc_imm(void)
 {
-	register unsigned long x0 asm("x0") = WARDEN_FN_VERSION;
+	register unsigned long x0 asm("x0") = WARDEN_FID_VERSION;
 
 	asm volatile("hvc #1" : "+r"(x0) : : "x1", "x2", "x3", "memory");
 	return x0;
@@ -64,7 +63,7 @@ static noinline long warden_trap_hvc_imm(void)
 
 static noinline long warden_trap_smc_imm(void)
 {
-	register unsigned long x0 asm("x0") = WARDEN_FN_VERSION;
+	register unsigned long x0 asm("x0") = WARDEN_FID_VERSION;
 
 	asm volatile("smc #1" : "+r"(x0) : : "x1", "x2", "x3", "memory");
 	return x0;

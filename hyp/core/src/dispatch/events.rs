@@ -31,7 +31,7 @@ impl EventRing {
     }
 }
 
-/// Records a dirty drain pulls from the SMMU per READ_EVENT call at most (bounded work per call).
+/// Records a drain pulls from the SMMU per READ_EVENT call at most (bounded work per call).
 pub(super) const EVENT_DRAIN_MAX: usize = 64;
 
 impl<B: Backend> Warden<B> {
@@ -43,7 +43,10 @@ impl<B: Backend> Warden<B> {
     #[inline(never)]
     pub(super) fn read_event(&self) -> [u64; 4] {
         let mut ring = self.events.lock();
-        for _ in 0..EVENT_DRAIN_MAX {
+        // Only what the ring has room for: the rest stays in the SMMU's queue (which counts its own overflows)
+        // until READ_EVENT has popped enough.
+        let room = ring.buf.len() - ring.len;
+        for _ in 0..room.min(EVENT_DRAIN_MAX) {
             match self.backend.next_event() {
                 Some(r) => ring.push(r),
                 None => break,

@@ -39,6 +39,15 @@ fn boot(ril: bool) -> Harness {
     boot_with(ril, SIDS, 4 << 20).unwrap()
 }
 
+/// [`boot`] with an event queue of 2^`log2` records.
+fn boot_with_evtq(log2: u32) -> Harness {
+    let driver = warden_smmu::Config {
+        evtq_log2: log2,
+        ..warden_smmu::Config::default()
+    };
+    boot_driver(true, SIDS, 4 << 20, driver).unwrap()
+}
+
 fn is_sync(c: &CommandKind) -> bool {
     matches!(c, CommandKind::Sync(_))
 }
@@ -747,16 +756,7 @@ fn cmdq_error_is_reported_and_recovered_by_the_hyp() {
 /// one per SMMU queue overflow (the SMMU does not say how many records an overflow lost).
 #[test]
 fn event_queue_overflow_is_acknowledged_and_recovered_by_the_hyp() {
-    let h = boot_driver(
-        true,
-        SIDS,
-        4 << 20,
-        warden_smmu::Config {
-            evtq_log2: 3,
-            ..warden_smmu::Config::default()
-        },
-    )
-    .unwrap();
+    let h = boot_with_evtq(3);
     let b = h.ok(Function::DomainAlloc, &[DomainKind::Blocked.value()])[1];
     h.ok(Function::Attach, &[u64::from(EDU_SID), b]);
     for i in 0..20u64 {
@@ -842,16 +842,7 @@ fn every_event_record_is_delivered_or_counted_lost() {
 /// queue itself could not take, and x3 says 1.
 #[test]
 fn records_wait_in_the_smmu_queue_while_the_ring_is_full() {
-    let h = boot_driver(
-        true,
-        SIDS,
-        4 << 20,
-        warden_smmu::Config {
-            evtq_log2: 4,
-            ..warden_smmu::Config::default()
-        },
-    )
-    .unwrap();
+    let h = boot_with_evtq(4);
     let b = h.ok(Function::DomainAlloc, &[DomainKind::Blocked.value()])[1];
     h.ok(Function::Attach, &[u64::from(EDU_SID), b]);
     let fault = |i: u64| {

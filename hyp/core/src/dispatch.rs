@@ -156,7 +156,7 @@ impl<B: Backend> Warden<B> {
     pub fn identity_ste(&self) -> SteConfig {
         match &self.lock_slot(0).kind {
             SlotKind::Identity(d) => SteConfig::Translate(d.s2_config(self.pa_bits)),
-            _ => SteConfig::Abort,
+            _ => SteConfig::Blocked,
         }
     }
 

@@ -9,7 +9,7 @@
 //! command error) or an error is pending, so CPUs invalidating at once fill the queue and wait together. STE
 //! updates (attach, detach: several dependent syncs) still run whole under the lock. It translates:
 //! - [`SteConfig`] → [`Ste`] (stage 2 from the domain's [`warden_smmu::S2Config`]: 4 KiB granule, WB
-//!   inner-shareable walks, faults recorded; [`SteConfig::Abort`], a blocked domain, → stage 2 through an
+//!   inner-shareable walks, faults recorded; [`SteConfig::Blocked`], a blocked domain, → stage 2 through an
 //!   empty table, so that its DMA is *reported*, see [`SmmuBackend::blocked_ste`]);
 //! - [`warden_smmu::Error`] → [`HwError`] (timeouts stay timeouts);
 //! - [`Event`] → [`FaultRecord`], one at a time from the SMMU's event queue (the dispatcher's ring is the only
@@ -95,7 +95,7 @@ pub struct SmmuBackend<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> {
     host: H,
     features: Features,
     range_invalidation: bool,
-    /// The STE for [`SteConfig::Abort`] (blocked domains): see [`SmmuBackend::blocked_ste`].
+    /// The STE for [`SteConfig::Blocked`] (blocked domains): see [`SmmuBackend::blocked_ste`].
     blocked: Ste,
 }
 
@@ -176,7 +176,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
     /// The STE for a dispatch-level configuration.
     pub fn ste_for(&self, config: SteConfig) -> Ste {
         match config {
-            SteConfig::Abort => self.blocked,
+            SteConfig::Blocked => self.blocked,
             SteConfig::Translate(c) => Ste::stage2(&c),
         }
     }

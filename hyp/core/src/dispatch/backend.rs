@@ -13,8 +13,9 @@ use warden_smmu::{S2Config, S2Invalidation, StreamId, Vmid};
 /// the dispatcher cannot name.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum SteConfig {
-    /// Abort every transaction (blocked domains), recording a fault.
-    Abort,
+    /// Blocked domains: every transaction fails and is recorded as a fault (stage 2 through an empty table,
+    /// not an ABORT STE, so the host learns of the blocked DMA).
+    Blocked,
     /// Stage-2 translation through a domain (its [`crate::domain::PagingDomain::s2_config`]).
     Translate(S2Config),
 }

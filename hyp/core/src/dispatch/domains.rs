@@ -182,7 +182,7 @@ impl<B: Backend> Warden<B> {
             }
             let config = match &s.kind {
                 SlotKind::Paging(d) => SteConfig::Translate(d.s2_config(self.pa_bits)),
-                SlotKind::Blocked => SteConfig::Abort,
+                SlotKind::Blocked => SteConfig::Blocked,
                 SlotKind::Free | SlotKind::Identity(_) => return Err(Error::BadDomain.into()),
             };
             (slot, config)

@@ -93,10 +93,10 @@ fn concurrent_calls_keep_invariants() {
         let written = ste(w, sid);
         let expect = match dom {
             0 => ste_for(w, w.identity_ste()),
-            d if d == blocked => ste_for(w, SteConfig::Abort),
+            d if d == blocked => ste_for(w, SteConfig::Blocked),
             d => {
                 let c = written.s2_config().unwrap_or_else(|| panic!("sid {sid}"));
-                assert_ne!(written, ste_for(w, SteConfig::Abort), "sid {sid}");
+                assert_ne!(written, ste_for(w, SteConfig::Blocked), "sid {sid}");
                 assert_eq!(u64::from(c.vmid.0), (d & 0xffff) + 1);
                 written
             }

@@ -84,7 +84,7 @@ fn attach_detach_rules() {
     assert_eq!(commands(w).len(), writes, "attaching again writes nothing");
     assert_eq!(res(w, Function::Attach, &[0x107, b]), Ok(0));
     // The shipped adapter's blocked STE is stage 2 over an empty table (DMA faults are reported), not an abort.
-    assert_eq!(ste(w, 0x107), ste_for(w, SteConfig::Abort));
+    assert_eq!(ste(w, 0x107), ste_for(w, SteConfig::Blocked));
     assert_eq!(
         h.translate(0x107, host(0), false),
         Translation::Fault(warden_smmu::event::event_id::F_TRANSLATION)

@@ -155,7 +155,7 @@ impl Model {
             .into_iter()
             .chain(self.donated.iter().take(8).copied())
             .collect();
-        let blocked = h.w.backend().ste_for(SteConfig::Abort);
+        let blocked = h.w.backend().ste_for(SteConfig::Blocked);
         let identity = h.w.backend().ste_for(h.w.identity_ste());
         for (i, &sid) in self.sids.iter().enumerate() {
             let write = probe(i) & 1 == 1;

@@ -407,7 +407,8 @@ mod tests {
 
     /// Host stage-2 of a classification.
     fn stage2(c: &Classification<'_>) -> HostStage2 {
-        HostStage2::build(&HostS2Layout::from_devices(c).spec()).unwrap()
+        HostStage2::build(&HostS2Layout::from_devices(c, crate::host_s2::RamLeaves::Pages).spec())
+            .unwrap()
     }
 
     #[test]

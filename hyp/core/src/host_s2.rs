@@ -4,8 +4,8 @@
 //! map built from the platform description: all RAM as normal write-back memory and the MMIO windows (the
 //! regions of the device nodes [`crate::devices`] classified for the host) as device memory, minus the
 //! excluded regions — the hypervisor carve-out, the SMMU register frames, withheld devices. An access to an unmapped IPA faults to EL2, which
-//! injects an external abort into the host. RAM is mapped with 4 KiB pages ([`RamLeaves::Pages`], for QEMU's
-//! sake) or blocks ([`RamLeaves::Blocks`]); MMIO with block mappings (1 GiB, 2 MiB) wherever alignment allows.
+//! injects an external abort into the host. RAM is mapped with blocks ([`RamLeaves::Blocks`], on hardware) or
+//! 4 KiB pages ([`RamLeaves::Pages`], for QEMU's TCG), as [`RamLeaves::choose`] decides at boot; MMIO with block mappings (1 GiB, 2 MiB) wherever alignment allows.
 //!
 //! ```
 //! use warden_core::host_s2::{HostStage2, HostS2Spec, RamLeaves};
@@ -38,7 +38,10 @@ mod tests;
 
 pub use fault::Stage2Fault;
 pub(crate) use layout::subtract;
-pub use layout::{HostS2Layout, HostS2Spec, RamLeaves};
+pub use layout::{
+    HOST_S2_ARG, HostS2Layout, HostS2Spec, LeavesChoice, LeavesReason, QEMU_VIRT_COMPATIBLE,
+    RamLeaves,
+};
 pub use reserve::{HeapTables, MAX_TABLES_PER_EDIT, TableSource};
 pub use tables::HostStage2;
 pub use vtcr::{

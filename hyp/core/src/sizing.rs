@@ -19,7 +19,7 @@
 //! | ownership | per RAM range and doorbell frame: 4 bytes per 4 KiB page (0.1 %), rounded up to a power of two |
 //! | host-identity tables | ([`domain::identity_boot_tables`] of RAM and doorbells + [`dispatch::IDENTITY_SPARE_TABLES`]) × 4 KiB: 4 KiB per GiB + 256 KiB |
 //! | domain pool | [`DOMAIN_POOL_BYTES`] |
-//! | host stage-2 level-3 tables | per RAM range, one 4 KiB table per 2 MiB, plus one ([`host_s2_page_tables`]: host RAM is mapped with 4 KiB pages, [`crate::host_s2::RamLeaves::Pages`]): 2 MiB per GiB (0.2 %) |
+//! | host stage-2 level-3 tables | with [`RamLeaves::Pages`] (QEMU virt) per RAM range one 4 KiB table per 2 MiB, plus one ([`host_s2_page_tables`]): 2 MiB per GiB (0.2 %); with [`RamLeaves::Blocks`] (hardware) none: the boot build's few tables and the tables live donations' splits need are in the heap slack |
 //! | ITS emulation | [`gic::its::HEAP_BYTES`] (3 MiB + 192 KiB: device and collection tables, a third during a rewrite, shadow queue, bookkeeping) per ITS node in the DT |
 //! | heap slack | [`HEAP_SLACK_BYTES`] + 4 KiB per GiB of RAM (host stage-2 tables above level 3, DT copies, domain slots) |
 //!
@@ -35,6 +35,7 @@ use warden_abi::{PAGE_SIZE, PGSIZE_2M};
 use warden_dt::{PhysRange, Platform};
 
 use crate::dispatch::{self, SidRange};
+use crate::host_s2::RamLeaves;
 use crate::layout::{HOST_DTB_MAX_SIZE, HOST_DTB_PA, HYP_CARVEOUT_PA, HYP_CARVEOUT_SIZE};
 use crate::{domain, gic, smmu_backend};
 
@@ -67,6 +68,9 @@ pub struct Machine<'a> {
     pub sids: &'a [SidRange],
     /// ITS nodes of the GIC (each gets an emulator with its own heap).
     pub its: usize,
+    /// How the host stage-2 maps RAM ([`RamLeaves::choose`]): only [`RamLeaves::Pages`] costs level-3 tables
+    /// for all of RAM.
+    pub ram_leaves: RamLeaves,
 }
 
 /// The hyp's memory, by use (bytes).
@@ -82,7 +86,8 @@ pub struct HypMemory {
     pub identity_tables: u64,
     /// Page tables of the host's domains (before donations).
     pub domain_pool: u64,
-    /// The host stage-2's level-3 tables (heap): [`host_s2_page_tables`].
+    /// The host stage-2's level-3 tables (heap): [`host_s2_page_tables`] with [`RamLeaves::Pages`], 0 with
+    /// [`RamLeaves::Blocks`].
     pub host_s2_tables: u64,
     /// Host stage-2 tables above level 3 and small allocations.
     pub slack: u64,
@@ -244,7 +249,10 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
         .try_fold(0u64, |a, r| a.checked_add(r.size))
         .ok_or(SizingError::TooLarge)?;
     let slack = HEAP_SLACK_BYTES + ram_bytes.div_ceil(1 << 30) * HEAP_SLACK_PER_GIB;
-    let host_s2_tables = host_s2_page_tables(machine.ram)?;
+    let host_s2_tables = match machine.ram_leaves {
+        RamLeaves::Pages => host_s2_page_tables(machine.ram)?,
+        RamLeaves::Blocks => 0,
+    };
     let its = u64::try_from(machine.its)
         .ok()
         .and_then(|n| n.checked_mul(gic::its::HEAP_BYTES))
@@ -340,6 +348,8 @@ pub fn place(ram: &[PhysRange], size: u64, avoid: &[PhysRange]) -> Result<PhysRa
 pub struct Plan {
     /// The sizes.
     pub memory: HypMemory,
+    /// The host stage-2's RAM leaves the sizes are for.
+    pub ram_leaves: RamLeaves,
     /// The sized part: heap, then SMMU memory, host-identity tables, domain pool.
     pub region: PhysRange,
 }
@@ -411,7 +421,7 @@ impl Plan {
 }
 
 /// Sizes the hyp's memory for `platform` (its RAM, MSI doorbells, the StreamIDs of its first SMMU and its ITS
-/// nodes) and
+/// nodes) with host RAM mapped by `ram_leaves`, and
 /// places it: highest RAM first, avoiding the fixed carve-out and the host DTB slot, the initrd `/chosen`
 /// names, every `/memreserve/` and `/reserved-memory` region, and `loaded` (what the loader put in RAM that
 /// the DT does not name: the boot DTB, the Linux `Image`).
@@ -419,7 +429,11 @@ impl Plan {
 /// # Errors
 ///
 /// See [`hyp_memory`] and [`place`].
-pub fn plan(platform: &Platform, loaded: &[PhysRange]) -> Result<Plan, SizingError> {
+pub fn plan(
+    platform: &Platform,
+    ram_leaves: RamLeaves,
+    loaded: &[PhysRange],
+) -> Result<Plan, SizingError> {
     let doorbells = smmu_backend::msi_doorbells(platform);
     let sids: Vec<SidRange> = platform
         .smmus
@@ -431,6 +445,7 @@ pub fn plan(platform: &Platform, loaded: &[PhysRange]) -> Result<Plan, SizingErr
         doorbells: &doorbells,
         sids: &sids,
         its: platform.gic.as_ref().map_or(0, |g| g.its.len()),
+        ram_leaves,
     })?;
     let mut avoid = alloc::vec![PhysRange {
         base: HYP_CARVEOUT_PA,
@@ -440,7 +455,11 @@ pub fn plan(platform: &Platform, loaded: &[PhysRange]) -> Result<Plan, SizingErr
     avoid.extend(platform.reserved.iter().map(|r| r.range));
     avoid.extend_from_slice(loaded);
     let region = place(&platform.memory, memory.sized(), &avoid)?;
-    Ok(Plan { memory, region })
+    Ok(Plan {
+        memory,
+        ram_leaves,
+        region,
+    })
 }
 
 #[cfg(test)]
@@ -455,6 +474,10 @@ mod tests {
     }
 
     fn virt(ram: &[PhysRange]) -> HypMemory {
+        virt_with(ram, RamLeaves::Pages)
+    }
+
+    fn virt_with(ram: &[PhysRange], ram_leaves: RamLeaves) -> HypMemory {
         hyp_memory(&Machine {
             ram,
             doorbells: &[r(0x0809_0000, 0x1_0000)],
@@ -463,6 +486,7 @@ mod tests {
                 count: 0x1_0000,
             }],
             its: 1,
+            ram_leaves,
         })
         .unwrap()
     }
@@ -514,6 +538,38 @@ mod tests {
         }
     }
 
+    /// With blocks nothing is reserved per 2 MiB of RAM: the sizes differ from pages by exactly the level-3
+    /// tables, and the total stays within the 0.3 % it had before pages.
+    #[test]
+    fn blocks_reserve_no_level_3_tables() {
+        for gib in [1, 16, 64, 512] {
+            let ram = [r(GIB, gib * GIB)];
+            let pages = virt_with(&ram, RamLeaves::Pages);
+            let blocks = virt_with(&ram, RamLeaves::Blocks);
+            assert_eq!(blocks.host_s2_tables, 0, "{gib} GiB");
+            assert_eq!(
+                pages.host_s2_tables,
+                host_s2_page_tables(&ram).unwrap(),
+                "{gib} GiB"
+            );
+            assert_eq!(
+                blocks,
+                HypMemory {
+                    host_s2_tables: 0,
+                    ..pages
+                },
+                "{gib} GiB: only the level-3 tables differ"
+            );
+            assert!(blocks.total() < pages.total(), "{gib} GiB");
+            if gib >= 16 {
+                assert!(
+                    blocks.basis_points_of(gib * GIB) <= 30,
+                    "{gib} GiB: {blocks:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn each_its_adds_its_emulators_heap() {
         let ram = [r(GIB, 4 * GIB)];
@@ -523,6 +579,7 @@ mod tests {
                 doorbells: &[],
                 sids: &[],
                 its,
+                ram_leaves: RamLeaves::Pages,
             })
             .unwrap()
         };
@@ -549,6 +606,7 @@ mod tests {
                 doorbells: &[],
                 sids: &[],
                 its: usize::MAX,
+                ram_leaves: RamLeaves::Pages,
             }),
             Err(SizingError::TooLarge)
         );
@@ -570,6 +628,7 @@ mod tests {
                 doorbells: &[],
                 sids: &[],
                 its: 0,
+                ram_leaves: RamLeaves::Blocks,
             })
         };
         assert_eq!(m(&[]), Err(SizingError::NoRam));

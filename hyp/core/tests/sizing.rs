@@ -5,7 +5,7 @@
 use dtoolkit::fdt::Fdt;
 use dtoolkit::model::{DeviceTree, DeviceTreeProperty};
 use warden_core::dispatch;
-use warden_core::host_s2::{HostS2Layout, HostStage2};
+use warden_core::host_s2::{HostS2Layout, HostStage2, RamLeaves};
 use warden_core::layout::{HOST_DTB_MAX_SIZE, HOST_DTB_PA, HYP_CARVEOUT_PA};
 use warden_core::ownership::MemKind;
 use warden_core::ownership::{Ownership, PageState};
@@ -49,6 +49,13 @@ const DTBS: [(&str, &[u8], u64, usize); 5] = [
         2,
     ),
 ];
+
+/// The plan the EL2 image makes for `platform` with no `warden.host_s2` argument (QEMU virt: pages).
+fn qemu_plan(platform: &Platform) -> Result<Plan, SizingError> {
+    let leaves = RamLeaves::choose(&platform.compatible, None).leaves;
+    assert_eq!(leaves, RamLeaves::Pages);
+    sizing::plan(platform, leaves, &LOADED)
+}
 
 fn overlaps(a: &PhysRange, b: &PhysRange) -> bool {
     a.base < b.end() && b.base < a.end()
@@ -126,7 +133,8 @@ fn check_plan(name: &str, platform: &Platform, plan: &Plan) {
 
     // The host stage-2 built from it maps every RAM byte but the hyp's, and none of the hyp's.
     let devices = warden_core::devices::classify(platform, &hyp);
-    let s2 = HostStage2::build(&HostS2Layout::from_devices(&devices).spec()).unwrap();
+    let s2 =
+        HostStage2::build(&HostS2Layout::from_devices(&devices, plan.ram_leaves).spec()).unwrap();
     let mut mapped = 0;
     for leaf in s2.leaves() {
         for h in &hyp {
@@ -146,8 +154,20 @@ fn real_qemu_dtbs() {
         let platform = warden_dt::parse(dtb).unwrap();
         assert_eq!(platform.memory_size(), ram, "{name}");
         assert_eq!(platform.memory.len(), ranges, "{name}");
-        let plan = sizing::plan(&platform, &LOADED).unwrap();
+        let plan = qemu_plan(&platform).unwrap();
         check_plan(name, &platform, &plan);
+        // With blocks (`warden.host_s2=blocks`): the same plan less the level-3 tables, and its host stage-2
+        // (blocks) maps the same RAM.
+        let blocks = sizing::plan(&platform, RamLeaves::Blocks, &LOADED).unwrap();
+        check_plan(name, &platform, &blocks);
+        assert_eq!(blocks.memory.host_s2_tables, 0, "{name}");
+        assert!(blocks.memory.total() < plan.memory.total(), "{name}");
+        println!(
+            "{name}: blocks {} KiB, {}.{:02} % of RAM",
+            blocks.memory.total() >> 10,
+            blocks.memory.basis_points_of(ram) / 100,
+            blocks.memory.basis_points_of(ram) % 100
+        );
         let bp = plan.memory.basis_points_of(ram);
         println!(
             "{name}: {} KiB, {}.{:02} % of RAM, at {:#x}",
@@ -176,7 +196,7 @@ fn real_qemu_dtbs() {
 fn each_its_node_is_sized() {
     let heap = warden_core::gic::its::HEAP_BYTES;
     let platform = warden_dt::parse(DTBS[0].1).unwrap();
-    let one = sizing::plan(&platform, &LOADED).unwrap();
+    let one = qemu_plan(&platform).unwrap();
     assert_eq!(platform.gic.as_ref().unwrap().its.len(), 1);
     assert_eq!(one.memory.its, heap, "QEMU virt's one ITS");
     // The same machine with four ITSes (bases 128 KiB apart, as a GIC-600 places them).
@@ -190,14 +210,14 @@ fn each_its_node_is_sized() {
         its.phandle = None;
         gic.its.push(its);
     }
-    let plan = sizing::plan(&four, &LOADED).unwrap();
+    let plan = qemu_plan(&four).unwrap();
     check_plan("four ITSes", &four, &plan);
     assert_eq!(plan.memory.its, 4 * heap);
     assert!(plan.memory.total() >= one.memory.total() + 3 * heap);
     // No GIC, no ITS heap.
     let mut none = platform.clone();
     none.gic = None;
-    assert_eq!(sizing::plan(&none, &LOADED).unwrap().memory.its, 0);
+    assert_eq!(qemu_plan(&none).unwrap().memory.its, 0);
 }
 
 fn model(dtb: &[u8]) -> DeviceTree {
@@ -227,7 +247,7 @@ fn memory_with_a_hole_above_4g() {
     );
     let platform = warden_dt::parse(&dtb).unwrap();
     assert_eq!(platform.memory.len(), 2);
-    let plan = sizing::plan(&platform, &LOADED).unwrap();
+    let plan = qemu_plan(&platform).unwrap();
     check_plan("hole", &platform, &plan);
     assert!(plan.region.base >= 8 * GIB);
 }
@@ -251,13 +271,13 @@ fn hostile_memory_nodes_are_errors() {
         let Ok(platform) = warden_dt::parse(&dtb) else {
             continue;
         };
-        let r = sizing::plan(&platform, &LOADED);
+        let r = qemu_plan(&platform);
         println!("{name}: {r:?}");
         assert!(r.is_err(), "{name}: {r:?}");
     }
     // Too small: 16 MiB of RAM cannot hold the fixed carve-out, the DTB slot and the sized part.
     let tiny = warden_dt::parse(&with_memory(&[0, 0x4000_0000, 0, 0x100_0000], None)).unwrap();
-    match sizing::plan(&tiny, &LOADED) {
+    match qemu_plan(&tiny) {
         Err(SizingError::NoRoom { need, found }) => assert!(need > found),
         other => panic!("tiny: {other:?}"),
     }
@@ -287,6 +307,7 @@ fn readme_rows() -> Vec<String> {
                 doorbells: &doorbells,
                 sids: &sids,
                 its: 1,
+                ram_leaves: RamLeaves::Pages,
             })
             .unwrap();
             let bp = m.basis_points_of(gib * GIB);

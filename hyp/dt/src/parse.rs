@@ -36,10 +36,15 @@ pub fn parse(dtb: &[u8]) -> Result<Platform, DtError> {
     let chosen = chosen::chosen(&tree)?;
     let uart = chosen::uart(&tree, chosen.stdout_path.as_deref())?;
     Ok(Platform {
+        compatible: tree.nodes[0]
+            .prop_strings("compatible")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(String::from)
+            .collect(),
         memory: memory::memory(&tree)?,
         reserved: memory::reserved(&tree)?,
-        cpus: cpus::cpus(&tree)?,
-        uart,
+        cpus: cpus::cpus(&tree)?,        uart,
         gic: gic::gic(&tree)?,
         pci_hosts: pci::pci_hosts(&tree)?,
         smmus: iommu::smmus(&tree)?,

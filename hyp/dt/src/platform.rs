@@ -81,6 +81,9 @@ pub struct Mpidr(pub u64);
 /// Everything the hypervisor needs from the boot DTB.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Platform {
+    /// The root node's `compatible` strings, most specific first (empty if it has none): the machine, e.g.
+    /// `linux,dummy-virt` for QEMU's virt board.
+    pub compatible: Vec<String>,
     /// RAM: the `reg` ranges of every root-level node with `device_type = "memory"` (status okay),
     /// sorted by base, empty ranges dropped. Never empty (parse fails otherwise).
     pub memory: Vec<PhysRange>,

@@ -38,7 +38,7 @@ use aarch64_cpu::registers::{MPIDR_EL1, Readable};
 use alloc::vec::Vec;
 use buddy_system_allocator::LockedHeap;
 use spin::Once;
-use warden_core::host_s2::{self, HostS2Layout, HostStage2};
+use warden_core::host_s2::{self, HostS2Layout, HostStage2, RamLeaves};
 use warden_core::{layout, sizing};
 use warden_dt::PhysRange;
 
@@ -130,7 +130,10 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
             size: kernel_image_size(),
         },
     ];
-    let plan = match sizing::plan(&platform, &loaded) {
+    // How the host stage-2 maps RAM: blocks on hardware, pages on QEMU virt, or as `warden.host_s2=` says.
+    let leaves = RamLeaves::choose(&platform.compatible, platform.chosen.bootargs.as_deref());
+    log!("host stage-2: {leaves}");
+    let plan = match sizing::plan(&platform, leaves.leaves, &loaded) {
         Ok(p) => p,
         Err(e) => not_enough_memory(&platform, e),
     };
@@ -199,7 +202,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     for d in devices.withheld() {
         log!("{d}");
     }
-    let mut s2_layout = HostS2Layout::from_devices(&devices);
+    let mut s2_layout = HostS2Layout::from_devices(&devices, leaves.leaves);
     let gic_frames = gic_layout.trapped_frames();
     s2_layout.excluded.extend(gic_frames.iter().copied());
     let mut s2 = match HostStage2::build(&s2_layout.spec()) {

@@ -154,9 +154,9 @@ mod tests {
     /// the GIC frames the hyp traps (the ITS control frame, one RD_base frame per CPU).
     fn boot_layout(dtb: &[u8]) -> HostS2Layout {
         let platform = warden_dt::parse(dtb).unwrap();
-        let plan = crate::sizing::plan(&platform, &LOADED).unwrap();
+        let plan = crate::sizing::plan(&platform, RamLeaves::Pages, &LOADED).unwrap();
         let devices = crate::devices::classify(&platform, &plan.hyp_ranges());
-        let mut layout = HostS2Layout::from_devices(&devices);
+        let mut layout = HostS2Layout::from_devices(&devices, RamLeaves::Pages);
         let gic = platform.gic.as_ref().unwrap();
         let rd = gic.redistributors[0].base;
         let trapped = crate::gic::GicLayout {

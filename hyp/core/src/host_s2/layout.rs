@@ -1,6 +1,7 @@
 //! The platform description the host stage-2 is built from (ranges are [`PhysRange`]s, rounded to pages here):
 //! the borrowed spec and its owned form.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use warden_abi::PAGE_SIZE;
@@ -46,26 +47,136 @@ pub struct HostS2Spec<'a> {
     pub ram_leaves: RamLeaves,
 }
 
-/// The leaves the host stage-2 maps host RAM with.
+/// The leaves the host stage-2 maps host RAM with, chosen at boot by [`RamLeaves::choose`].
 ///
-/// The hypervisor boots with [`RamLeaves::Pages`] because of how QEMU's TCG caches two-stage translations
-/// (QEMU 10, `target/arm/ptw.c` `get_phys_addr_twostage` and `accel/tcg/cputlb.c`): a combined stage-1+2
-/// TLB entry is recorded with the *larger* of the two page sizes, so behind a stage-2 block every entry of
-/// the host's EL1&0 regime is a "large page"; QEMU tracks one region per MMU index that covers all large
-/// pages, and answers a `TLBI` by VA (or VA range) that falls in it by flushing that whole MMU index. Linux's
-/// boot issues such TLBIs all the time (fixmap text patching, vmalloc/vunmap, user page tables), so with
-/// blocks each became a full TLB flush, and QEMU spent ~18 % more CPU time booting Linux to userspace than
-/// natively; with pages it spends the same (docs/design.md, "Boot time"). On hardware, blocks would be the
-/// better choice (TLB reach, fewer tables); the build and the runtime edits support both.
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+/// [`RamLeaves::Blocks`] is the choice for hardware (TLB reach, and tables only where donations cut blocks).
+/// [`RamLeaves::Pages`] exists for QEMU's TCG, because of how it caches two-stage translations (QEMU 10,
+/// `target/arm/ptw.c` `get_phys_addr_twostage` and `accel/tcg/cputlb.c`): a combined stage-1+2 TLB entry is
+/// recorded with the *larger* of the two page sizes, so behind a stage-2 block every entry of the host's EL1&0
+/// regime is a "large page"; QEMU tracks one region per MMU index that covers all large pages, and answers a
+/// `TLBI` by VA (or VA range) that falls in it by flushing that whole MMU index. Linux's boot issues such TLBIs
+/// all the time (fixmap text patching, vmalloc/vunmap, user page tables), so with blocks each became a full TLB
+/// flush, and QEMU spent ~18 % more CPU time booting Linux to userspace than natively; with pages it spends the
+/// same (docs/design.md, "Boot time").
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum RamLeaves {
     /// 4 KiB pages only: one level-3 table per 2 MiB of RAM ([`crate::sizing`] counts them). Donation
     /// unmaps pages and reclaim maps them again; nothing is ever split or merged.
-    #[default]
     Pages,
     /// 1 GiB and 2 MiB blocks wherever alignment allows; donation splits the blocks at the ends of the
     /// range (break-before-make) and reclaim merges them back.
     Blocks,
+}
+
+/// The kernel command-line argument that overrides the choice of [`RamLeaves`]: `warden.host_s2=blocks` or
+/// `warden.host_s2=pages` (read from the boot DT's `/chosen/bootargs`, like the hyp's other `warden.*`
+/// words; the last one wins, as in Linux).
+pub const HOST_S2_ARG: &str = "warden.host_s2";
+
+/// The root `compatible` of QEMU's `virt` board, the machine where TCG's TLB makes blocks slow: it boots with
+/// [`RamLeaves::Pages`] unless [`HOST_S2_ARG`] says otherwise.
+pub const QEMU_VIRT_COMPATIBLE: &str = "linux,dummy-virt";
+
+/// Why [`RamLeaves::choose`] chose what it did (for the boot log).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum LeavesReason {
+    /// [`HOST_S2_ARG`] on the kernel command line.
+    BootArg,
+    /// The machine is QEMU virt ([`QEMU_VIRT_COMPATIBLE`]) and no valid [`HOST_S2_ARG`] was given.
+    QemuVirt,
+    /// Any other machine (carries its most specific `compatible`, if any) and no valid [`HOST_S2_ARG`].
+    Hardware(Option<String>),
+}
+
+/// The leaves [`RamLeaves::choose`] picked, and why.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct LeavesChoice {
+    /// The leaves host RAM is mapped with.
+    pub leaves: RamLeaves,
+    /// Why.
+    pub reason: LeavesReason,
+    /// A [`HOST_S2_ARG`] value that was neither `blocks` nor `pages` (ignored), for the boot log.
+    pub rejected: Option<String>,
+}
+
+impl RamLeaves {
+    /// The leaves for a machine whose root node has `compatible` and whose kernel command line is `bootargs`:
+    /// [`HOST_S2_ARG`] if given with a valid value (the last one wins); else [`RamLeaves::Pages`] on QEMU virt
+    /// (root `compatible` [`QEMU_VIRT_COMPATIBLE`]), where TCG's TLB makes blocks slow, and
+    /// [`RamLeaves::Blocks`] on any other machine.
+    #[must_use]
+    pub fn choose(compatible: &[String], bootargs: Option<&str>) -> LeavesChoice {
+        let mut arg = None;
+        let mut rejected = None;
+        let prefix_len = HOST_S2_ARG.len() + 1;
+        for word in bootargs.unwrap_or_default().split_ascii_whitespace() {
+            if word.len() < prefix_len
+                || !word.starts_with(HOST_S2_ARG)
+                || word.as_bytes()[HOST_S2_ARG.len()] != b'='
+            {
+                continue;
+            }
+            match &word[prefix_len..] {
+                "blocks" => arg = Some(RamLeaves::Blocks),
+                "pages" => arg = Some(RamLeaves::Pages),
+                other => rejected = Some(String::from(other)),
+            }
+        }
+        let (leaves, reason) = match arg {
+            Some(leaves) => (leaves, LeavesReason::BootArg),
+            None if compatible.iter().any(|c| c == QEMU_VIRT_COMPATIBLE) => {
+                (RamLeaves::Pages, LeavesReason::QemuVirt)
+            }
+            None => (
+                RamLeaves::Blocks,
+                LeavesReason::Hardware(compatible.first().cloned()),
+            ),
+        };
+        LeavesChoice {
+            leaves,
+            reason,
+            rejected,
+        }
+    }
+
+    /// `pages` or `blocks`, as [`HOST_S2_ARG`] spells them.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            RamLeaves::Pages => "pages",
+            RamLeaves::Blocks => "blocks",
+        }
+    }
+}
+
+impl core::fmt::Display for LeavesChoice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let leaves = self.leaves.name();
+        write!(f, "host RAM mapped with {leaves} (")?;
+        match &self.reason {
+            LeavesReason::BootArg => write!(f, "{HOST_S2_ARG}={leaves} on the command line")?,
+            LeavesReason::QemuVirt => write!(
+                f,
+                "machine is QEMU virt `{QEMU_VIRT_COMPATIBLE}`: TCG flushes its whole TLB on a TLBI by VA behind \
+                 stage-2 blocks; {HOST_S2_ARG}=blocks overrides"
+            )?,
+            LeavesReason::Hardware(Some(c)) => write!(
+                f,
+                "machine `{c}` is not QEMU virt: blocks by default; {HOST_S2_ARG}=pages overrides"
+            )?,
+            LeavesReason::Hardware(None) => write!(
+                f,
+                "machine has no root compatible, not QEMU virt: blocks by default; {HOST_S2_ARG}=pages overrides"
+            )?,
+        }
+        if let Some(bad) = &self.rejected {
+            write!(
+                f,
+                "; ignored {HOST_S2_ARG}={bad}: expected {HOST_S2_ARG}=blocks or {HOST_S2_ARG}=pages"
+            )?;
+        }
+        write!(f, ")")
+    }
 }
 
 /// `ranges` minus every hole in `holes` (both page aligned), as a list of non-empty ranges in order.
@@ -104,15 +215,18 @@ pub struct HostS2Layout {
 }
 
 impl HostS2Layout {
-    /// The host stage-2 layout of a classified platform ([`crate::devices::classify`]): all RAM; as MMIO
-    /// only the host regions of the classified device nodes; excluded the hypervisor carve-out, every SMMU
-    /// frame and every withheld node's regions.
-    pub fn from_devices(devices: &crate::devices::Classification<'_>) -> Self {
+    /// The host stage-2 layout of a classified platform ([`crate::devices::classify`]): all RAM, mapped with
+    /// `ram_leaves`; as MMIO only the host regions of the classified device nodes; excluded the hypervisor
+    /// carve-out, every SMMU frame and every withheld node's regions.
+    pub fn from_devices(
+        devices: &crate::devices::Classification<'_>,
+        ram_leaves: RamLeaves,
+    ) -> Self {
         Self {
             ram: devices.ram().to_vec(),
             mmio: devices.host_mmio(),
             excluded: devices.excluded(),
-            ram_leaves: RamLeaves::default(),
+            ram_leaves,
         }
     }
 

@@ -333,7 +333,7 @@ fn real_qemu_dtbs() {
     for dtb in VIRT_DTBS {
         let platform = warden_dt::parse(dtb).unwrap();
         let devices = crate::devices::classify(&platform, &[carveout]);
-        let layout = HostS2Layout::from_devices(&devices);
+        let layout = HostS2Layout::from_devices(&devices, RamLeaves::Pages);
         let s2 = HostStage2::build(&layout.spec()).unwrap();
         let smmu = platform.smmus[0].reg;
         assert_eq!(smmu, SMMU);
@@ -369,6 +369,134 @@ fn real_qemu_dtbs() {
                 MemKind::Mmio,
                 "{w:?}"
             );
+        }
+    }
+}
+
+/// QEMU virt's DTB with its root `compatible` `linux,dummy-virt` replaced by a board of the same length.
+fn board_dtb() -> alloc::vec::Vec<u8> {
+    const BOARD: &[u8; 16] = b"acme,board-9000x";
+    let mut dtb = crate::test_support::DTB.to_vec();
+    let virt = QEMU_VIRT_COMPATIBLE.as_bytes();
+    assert_eq!(virt.len(), BOARD.len());
+    let mut replaced = 0;
+    for i in 0..=dtb.len() - virt.len() {
+        if &dtb[i..i + virt.len()] == virt {
+            dtb[i..i + virt.len()].copy_from_slice(BOARD);
+            replaced += 1;
+        }
+    }
+    assert!(replaced > 0);
+    dtb
+}
+
+/// The leaves come from the DT (QEMU virt: pages; any other board: blocks), and `warden.host_s2=` overrides
+/// both ways; the boot log line says which and why.
+#[test]
+fn leaves_chosen_from_the_dt_and_the_command_line() {
+    let virt = warden_dt::parse(crate::test_support::DTB).unwrap();
+    assert_eq!(virt.compatible, [QEMU_VIRT_COMPATIBLE]);
+    let board = warden_dt::parse(&board_dtb()).unwrap();
+    assert_eq!(board.compatible, ["acme,board-9000x"]);
+
+    let choose = |p: &warden_dt::Platform, args: &str| RamLeaves::choose(&p.compatible, Some(args));
+    let c = RamLeaves::choose(&virt.compatible, None);
+    assert_eq!(
+        (c.leaves, &c.reason),
+        (RamLeaves::Pages, &LeavesReason::QemuVirt)
+    );
+    assert!(c.to_string().contains("pages (machine is QEMU virt"), "{c}");
+    let c = RamLeaves::choose(&board.compatible, None);
+    assert_eq!(
+        (c.leaves, &c.reason),
+        (
+            RamLeaves::Blocks,
+            &LeavesReason::Hardware(Some("acme,board-9000x".into()))
+        )
+    );
+    assert!(
+        c.to_string().contains("blocks (machine `acme,board-9000x`"),
+        "{c}"
+    );
+    // No root compatible at all: not QEMU virt.
+    assert_eq!(RamLeaves::choose(&[], None).leaves, RamLeaves::Blocks);
+
+    // The argument overrides both ways, among other words.
+    let c = choose(&virt, "console=ttyAMA0 warden.host_s2=blocks quiet");
+    assert_eq!(
+        (c.leaves, &c.reason),
+        (RamLeaves::Blocks, &LeavesReason::BootArg)
+    );
+    assert!(
+        c.to_string()
+            .contains("warden.host_s2=blocks on the command line"),
+        "{c}"
+    );
+    let c = choose(&board, "warden.host_s2=pages");
+    assert_eq!(
+        (c.leaves, &c.reason),
+        (RamLeaves::Pages, &LeavesReason::BootArg)
+    );
+    // The last one wins.
+    let c = choose(&board, "warden.host_s2=blocks warden.host_s2=pages");
+    assert_eq!(c.leaves, RamLeaves::Pages);
+    // A bad value is ignored, and said so; other words that only start alike are not the argument.
+    let c = choose(
+        &board,
+        "warden.host_s2=huge warden.host_s2x=pages warden.host_s2",
+    );
+    assert_eq!(
+        (c.leaves, c.rejected.as_deref()),
+        (RamLeaves::Blocks, Some("huge"))
+    );
+    assert!(
+        c.to_string().contains(
+            "ignored warden.host_s2=huge: expected warden.host_s2=blocks or warden.host_s2=pages"
+        ),
+        "{c}"
+    );
+    let c = choose(&virt, "warden.host_s2=");
+    assert_eq!(
+        (c.leaves, c.rejected.as_deref()),
+        (RamLeaves::Pages, Some(""))
+    );
+}
+
+/// What each choice costs in the sizing: pages reserve a level-3 table per 2 MiB of RAM, blocks none.
+#[test]
+fn sizing_follows_the_choice() {
+    let virt = warden_dt::parse(crate::test_support::DTB).unwrap();
+    let board = warden_dt::parse(&board_dtb()).unwrap();
+    let loaded = &crate::test_support::QEMU_LOADED;
+    for (p, args, leaves) in [
+        (&virt, None, RamLeaves::Pages),
+        (&virt, Some("warden.host_s2=blocks"), RamLeaves::Blocks),
+        (&board, None, RamLeaves::Blocks),
+        (&board, Some("warden.host_s2=pages"), RamLeaves::Pages),
+    ] {
+        let choice = RamLeaves::choose(&p.compatible, args);
+        assert_eq!(choice.leaves, leaves, "{args:?}");
+        let plan = crate::sizing::plan(p, choice.leaves, loaded).unwrap();
+        assert_eq!(plan.ram_leaves, leaves);
+        let l3 = crate::sizing::host_s2_page_tables(&p.memory).unwrap();
+        match leaves {
+            RamLeaves::Pages => assert_eq!(plan.memory.host_s2_tables, l3),
+            RamLeaves::Blocks => assert_eq!(plan.memory.host_s2_tables, 0),
+        }
+        // The host stage-2 built in that plan maps RAM with those leaves.
+        let devices = crate::devices::classify(p, &plan.hyp_ranges());
+        let s2 = HostStage2::build(&HostS2Layout::from_devices(&devices, leaves).spec()).unwrap();
+        let ram_levels: alloc::collections::BTreeSet<usize> = s2
+            .leaves()
+            .iter()
+            .filter(|l| l.kind == MemKind::Ram)
+            .map(|l| l.level)
+            .collect();
+        match leaves {
+            RamLeaves::Pages => {
+                assert_eq!(ram_levels.into_iter().collect::<alloc::vec::Vec<_>>(), [3])
+            }
+            RamLeaves::Blocks => assert!(ram_levels.contains(&2), "{ram_levels:?}"),
         }
     }
 }

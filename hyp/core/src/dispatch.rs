@@ -147,6 +147,12 @@ impl<B: Backend> Warden<B> {
         &self.own
     }
 
+    /// The host's domain page pool (carve-out pages, then donated pages), which the host stage-2 also takes
+    /// its split tables from with blocks ([`crate::host_s2::PoolTables`]).
+    pub fn page_pool(&self) -> Arc<PagePool> {
+        self.pool.clone()
+    }
+
     /// Counters of the host-identity domain's own pool (not part of the `STAT` pool values).
     pub fn identity_pool_stats(&self) -> PoolStats {
         self.identity_pool.stats()

@@ -42,7 +42,7 @@ pub use layout::{
     HOST_S2_ARG, HostS2Layout, HostS2Spec, LeavesChoice, LeavesReason, QEMU_VIRT_COMPATIBLE,
     RamLeaves,
 };
-pub use reserve::{HeapTables, MAX_TABLES_PER_EDIT, TableSource};
+pub use reserve::{HeapTables, MAX_TABLES_PER_EDIT, PoolTables, TableSource};
 pub use tables::HostStage2;
 pub use vtcr::{
     PARANGE_48, VTCR_IRGN0_WBWA, VTCR_ORGN0_WBWA, VTCR_PS_SHIFT, VTCR_RES1, VTCR_SH0_INNER,
@@ -92,8 +92,9 @@ pub enum HostS2Error {
     /// A runtime edit reaches outside the host RAM this stage-2 was built with (the carve-out, an SMMU
     /// frame, MMIO, beyond RAM); carries the start.
     NotHostRam(u64),
-    /// The table reserve could not be refilled to [`MAX_TABLES_PER_EDIT`] pages before a runtime edit (the
-    /// hyp heap is exhausted); nothing changed. Carries the start of the edit.
+    /// The table reserve could not be refilled to [`MAX_TABLES_PER_EDIT`] pages before a runtime edit that
+    /// may split a block (the table source, [`PoolTables`] at EL2, is empty); nothing changed. Carries the
+    /// start of the edit.
     NoTables(u64),
 }
 
@@ -110,7 +111,7 @@ impl core::fmt::Display for HostS2Error {
             Self::NotHostRam(start) => write!(f, "range at {start:#x} is not host RAM"),
             Self::NoTables(start) => write!(
                 f,
-                "no hyp heap for the page tables of the edit at {start:#x}"
+                "no free page for the page tables of the edit at {start:#x} (donate pages, then retry)"
             ),
         }
     }

@@ -2,9 +2,9 @@
 //! host donates pages to the hypervisor (`WARDEN_FN_DONATE`) and reclaims them (`WARDEN_FN_RECLAIM`).
 //!
 //! - [`HOST_S2`] holds `warden_core::host_s2::HostStage2` in a `spin::Mutex`. Edits
-//!   (`HostStage2::unmap_range`/`map_range`) run under it, each first refilling the table's own reserve
-//!   from the heap with fallible allocations (heap exhaustion is an error before anything changed, never a
-//!   panic); so does the stage-2 fault handler's re-check ([`fault_is_transient`]), which is what makes
+//!   (`HostStage2::unmap_range`/`map_range`) run under it, each first taking the tables a split may need
+//!   from the host's domain page pool (`PoolTables`; an empty pool is an error before anything changed,
+//!   never a panic, and what the edit did not use goes back); so does the stage-2 fault handler's re-check ([`fault_is_transient`]), which is what makes
 //!   break-before-make safe on a live table: a CPU that touches a block while another CPU has it broken (a
 //!   split on donation, or `map_range` merging a table back into its block on reclaim) faults to EL2, waits for the lock, sees the address translate again and retries the access
 //!   instead of getting an external abort.
@@ -14,12 +14,14 @@
 //!   `map` additionally cleans the range to the point of coherency before the host sees it again, so a host
 //!   mapping it non-cacheable reads the zeroes, not stale DRAM.
 
+use alloc::sync::Arc;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::{Mutex, Once};
 use warden_abi::PAGE_SIZE;
 use warden_core::dispatch::HwError;
-use warden_core::host_s2::{HostS2Error, HostS2Tlb, HostStage2};
+use warden_core::domain::PagePool;
+use warden_core::host_s2::{HostS2Error, HostS2Tlb, HostStage2, PoolTables};
 use warden_core::smmu_backend::HostStage2Ops;
 use warden_core::trap::esr::is_translation_fault;
 use warden_dt::PhysRange;
@@ -27,7 +29,7 @@ use warden_dt::PhysRange;
 use crate::{log, mmu};
 
 /// The host stage-2, built once by the boot CPU and shared by every CPU.
-static HOST_S2: Once<Mutex<HostStage2>> = Once::new();
+static HOST_S2: Once<Mutex<HostStage2<PoolTables>>> = Once::new();
 /// Its root table's address (never changes; read by secondaries without the lock).
 static ROOT: Once<u64> = Once::new();
 
@@ -36,20 +38,33 @@ const TLBI_PAGE_LIMIT: u64 = 512;
 /// Set once the hyp heap could not refill the host stage-2's table reserve (logged the first time only).
 static NO_TABLES_LOGGED: AtomicBool = AtomicBool::new(false);
 
-/// The dispatcher's error for a failed edit, logged: `HostS2Error::NoTables` (hyp heap exhausted, nothing
-/// changed) once per boot, other failures each time. Every failure is `HW_ERROR` for the host: donating more
-/// pages cannot help, since donations feed the domain page pool, not the hyp heap.
+/// The dispatcher's error for a failed edit, logged: `HostS2Error::NoTables` (the domain pool had no page for
+/// a split's table, nothing changed) once per boot and answered `NOMEM` (donating pages refills the pool);
+/// other failures each time, answered `HW_ERROR`.
 fn edit_error(what: &str, pa: u64, len: u64, e: HostS2Error) -> HwError {
-    if !matches!(e, HostS2Error::NoTables(_)) || !NO_TABLES_LOGGED.swap(true, Ordering::Relaxed) {
+    let no_tables = matches!(e, HostS2Error::NoTables(_));
+    if !no_tables || !NO_TABLES_LOGGED.swap(true, Ordering::Relaxed) {
         log!("host stage-2: cannot {what} {pa:#x}+{len:#x}: {e}");
     }
-    HwError::Failed
+    if no_tables {
+        HwError::NoMem
+    } else {
+        HwError::Failed
+    }
 }
 
 /// Installs the boot CPU's host stage-2 (already activated). Call once.
-pub fn install(s2: HostStage2) {
+pub fn install(s2: HostStage2<PoolTables>) {
     ROOT.call_once(|| s2.root_pa());
     HOST_S2.call_once(|| Mutex::new(s2));
+}
+
+/// From now on the host stage-2 takes the tables its edits need from `pool` (the host's domain pool, which the
+/// host tops up by donating), not from the heap.
+pub fn use_pool(pool: Arc<PagePool>) {
+    if let Some(s2) = HOST_S2.get() {
+        s2.lock().with_source(|s| s.use_pool(pool));
+    }
 }
 
 /// The root table address for `VTTBR_EL2`, if the host stage-2 exists.

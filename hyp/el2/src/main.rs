@@ -38,7 +38,7 @@ use aarch64_cpu::registers::{MPIDR_EL1, Readable};
 use alloc::vec::Vec;
 use buddy_system_allocator::LockedHeap;
 use spin::Once;
-use warden_core::host_s2::{self, HostS2Layout, HostStage2, RamLeaves};
+use warden_core::host_s2::{self, HostS2Layout, HostStage2, PoolTables, RamLeaves};
 use warden_core::{layout, sizing};
 use warden_dt::PhysRange;
 
@@ -205,7 +205,16 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     let mut s2_layout = HostS2Layout::from_devices(&devices, leaves.leaves);
     let gic_frames = gic_layout.trapped_frames();
     s2_layout.excluded.extend(gic_frames.iter().copied());
-    let mut s2 = match HostStage2::build(&s2_layout.spec()) {
+    // Its tables come from the heap (both parts) while it is built, from the host's domain pool once the
+    // SMMU bring-up has made it (`host_mem::use_pool`).
+    let heap_ranges = [
+        PhysRange {
+            base: layout::HYP_HEAP_PA,
+            size: layout::HYP_HEAP_SIZE,
+        },
+        heap,
+    ];
+    let mut s2 = match HostStage2::build_with(&s2_layout.spec(), PoolTables::new(&heap_ranges)) {
         Ok(s2) => s2,
         Err(e) => panic!("cannot build the host stage-2: {e}"),
     };
@@ -232,6 +241,7 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
         match smmu::bring_up(&platform, &plan) {
             Ok(w) => {
                 w.set_trap_log(&traps::HOST_TRAPS);
+                host_mem::use_pool(w.page_pool());
                 gic::install(&platform, &gic_layout, w.ownership());
                 w.set_gic_stats(gic::refused, gic::pinned_pages);
                 integrity::install(w, platform.chosen.bootargs.as_deref());

@@ -160,6 +160,22 @@ impl PagePool {
         })
     }
 
+    /// Takes one free page, zeroed, for a table outside the host's domains (the host stage-2's splits with
+    /// blocks, `host_s2::PoolTables`): carve-out pages first, then donated ones. Unlike a domain's map it may
+    /// take the last free pages ([`POOL_RESERVE`] does not apply: the host stage-2 edits are donations and
+    /// reclaims, which bring pages rather than take them), but never a page reserved by a call in progress.
+    /// `None` if there is none: the host must donate.
+    pub fn take_page(&self) -> Option<u64> {
+        self.reserve(1, 0).ok()?;
+        Some(self.take_reserved())
+    }
+
+    /// Gives back a page from [`Self::take_page`] that no table references any more (it is zeroed when taken
+    /// again).
+    pub fn put_page(&self, pa: u64) {
+        self.inner.lock().put(pa);
+    }
+
     /// Gives back `n` reserved pages that were not used.
     pub fn unreserve(&self, n: usize) {
         if n == 0 {

@@ -957,3 +957,183 @@ fn pages_edits_never_split_nor_merge() {
         Err(HostS2Error::NotHostRam(CARVEOUT.base))
     );
 }
+
+/// A page pool over `pages` leaked, page-aligned host pages, mapped 1:1 (`phys_offset` 0) as at EL2.
+fn pool_of(pages: usize) -> Arc<crate::domain::PagePool> {
+    let layout =
+        core::alloc::Layout::from_size_align(pages * PAGE_SIZE as usize, PAGE_SIZE as usize)
+            .unwrap();
+    // SAFETY: The layout has a non-zero size. The memory is leaked: the pool's pages live for the test.
+    let base = unsafe { alloc::alloc::alloc_zeroed(layout) } as u64;
+    assert_ne!(base, 0);
+    let range = PhysRange {
+        base,
+        size: pages as u64 * PAGE_SIZE,
+    };
+    Arc::new(crate::domain::PagePool::new(&[range], 0, 0))
+}
+
+/// A live stage-2 with blocks, built from the heap, then taking its tables from a pool of `pages` pages (as
+/// EL2 does once the SMMU bring-up made the pool).
+fn live_pool(pages: usize) -> (Live<PoolTables>, Arc<crate::domain::PagePool>) {
+    let mut s2 = live_with(0x1_4000_0000, PoolTables::new(&[]));
+    let pool = pool_of(pages);
+    s2.with_source(|s| s.use_pool(pool.clone()));
+    (s2, pool)
+}
+
+/// With blocks at EL2, a donation's splits take their tables from the host's domain pool (carve-out and
+/// donated pages), exactly the tables they link, and hold nothing else; reclaims merge them back to the pool.
+#[test]
+fn blocks_split_tables_come_from_the_pool_and_go_back() {
+    let (mut s2, pool) = live_pool(8);
+    let fresh = live(0x1_4000_0000);
+    let boot_tables = tables_linked(&s2);
+    let free = || pool.stats().free;
+    let mut tlb = Tlb::default();
+    // A page inside a 1 GiB block: a table of 2 MiB entries and one of pages.
+    s2.unmap_range(0x8000_1000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!((free(), reserved(&s2)), (6, 0));
+    assert_eq!(tables_linked(&s2), boot_tables + 2);
+    // Another page of the same 2 MiB block: no table.
+    s2.unmap_range(0x8000_3000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!((free(), reserved(&s2)), (6, 0));
+    // A page of another 2 MiB block of that GiB: one table of pages.
+    s2.unmap_range(0x8040_1000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!((free(), reserved(&s2)), (5, 0));
+    // Both ends inside one 1 GiB block, neither 2 MiB aligned: three tables.
+    s2.unmap_range(0xc000_1000, 0x40_0000, &mut tlb).unwrap();
+    assert_eq!((free(), reserved(&s2)), (2, 0));
+    assert_eq!(tables_linked(&s2), boot_tables + 6);
+    // Reclaims merge every block back; its tables return to the pool, none stays in the reserve.
+    for (pa, len) in [
+        (0x8000_1000, PAGE_SIZE),
+        (0x8000_3000, PAGE_SIZE),
+        (0x8040_1000, PAGE_SIZE),
+        (0xc000_1000, 0x40_0000),
+    ] {
+        s2.map_range(pa, len, &mut tlb).unwrap();
+        assert_eq!(reserved(&s2), 0);
+    }
+    assert_eq!(free(), 8);
+    assert_eq!(s2.leaves(), fresh.leaves());
+    assert_eq!(tables_linked(&s2), boot_tables);
+}
+
+/// With the pool short of what a split needs, the edit fails with `NoTables` and changes nothing: no
+/// descriptor, no TLB maintenance, no pool page; it goes through once the host has donated (pages put back).
+/// Edits that need no table never touch the pool, even when it is empty.
+#[test]
+fn blocks_split_without_pool_pages_fails_and_changes_nothing() {
+    let (mut s2, pool) = live_pool(2);
+    let mut tlb = Tlb::default();
+    // Hold one of the two pages (as a domain's table would): a 1 GiB split needs two.
+    let held = pool.take_page().unwrap();
+    let before = s2.leaves();
+    for pa in [0x8000_1000, 0xc123_4000] {
+        assert_eq!(
+            s2.unmap_range(pa, PAGE_SIZE, &mut tlb),
+            Err(HostS2Error::NoTables(pa))
+        );
+        assert_eq!(s2.leaves(), before);
+        assert!(tlb.0.is_empty());
+        assert_eq!((pool.stats().free, reserved(&s2)), (1, 0));
+    }
+    // A whole 1 GiB block needs no table: it goes through with the pool short, and comes back.
+    s2.unmap_range(0x8000_0000, GIB, &mut tlb).unwrap();
+    s2.map_range(0x8000_0000, GIB, &mut tlb).unwrap();
+    assert_eq!(pool.stats().free, 1);
+    // The host donates: the page is back, and the split goes through.
+    pool.put_page(held);
+    assert_eq!(pool.stats().free, 2, "{:?}", pool.stats());
+    assert_eq!(
+        s2.tables_needed(PhysRange::from_bounds(0x8000_1000, 0x8000_2000)),
+        2
+    );
+    s2.unmap_range(0x8000_1000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!(pool.stats().free, 0);
+    // Its rollback needs no table, with the pool empty.
+    s2.map_range(0x8000_1000, PAGE_SIZE, &mut tlb).unwrap();
+    assert_eq!(s2.leaves(), before);
+    assert_eq!(pool.stats().free, 2);
+}
+
+/// The bound each edit takes from a pool matches what its splits link, over random edits (the pool never
+/// loses a page: after mapping everything back it is whole again).
+#[test]
+fn pool_tables_taken_match_tables_linked() {
+    let (mut s2, pool) = live_pool(64);
+    let boot_tables = tables_linked(&s2);
+    let mut tlb = Tlb::default();
+    let ranges = [
+        (0x8123_4000, 0x4000_0000),
+        (0x4220_0000, 0x40_0000),
+        (0x4330_1000, PAGE_SIZE),
+        (0x1_0000_0000 - PAGE_SIZE, 2 * PAGE_SIZE),
+        (0x1_2000_0000, 0x20_0000),
+    ];
+    for &(pa, len) in &ranges {
+        s2.unmap_range(pa, len, &mut tlb).unwrap();
+        assert_eq!(
+            64 - pool.stats().free,
+            tables_linked(&s2) - boot_tables,
+            "{pa:#x}"
+        );
+        assert_eq!(reserved(&s2), 0);
+    }
+    for &(pa, len) in ranges.iter().rev() {
+        s2.map_range(pa, len, &mut tlb).unwrap();
+        assert_eq!(
+            64 - pool.stats().free,
+            tables_linked(&s2) - boot_tables,
+            "{pa:#x}"
+        );
+    }
+    assert_eq!(pool.stats().free, 64);
+}
+
+/// With pages the edits never take from the pool, even an empty one.
+#[test]
+fn pages_edits_never_touch_the_pool() {
+    let ram = [PhysRange::from_bounds(0x4000_0000, 0x1_4000_0000)];
+    let mut s2 = live_pages(&ram, PoolTables::new(&[]));
+    let pool = pool_of(1);
+    let held = pool.take_page().unwrap();
+    s2.with_source(|s| s.use_pool(pool.clone()));
+    let mut tlb = Tlb::default();
+    for (pa, len) in [(0x8123_4000, PAGE_SIZE), (0xbfff_e000, 0x5000)] {
+        s2.unmap_range(pa, len, &mut tlb).unwrap();
+        s2.map_range(pa, len, &mut tlb).unwrap();
+    }
+    assert_eq!((pool.stats().free, reserved(&s2)), (0, 0));
+    pool.put_page(held);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Random edits over 2 GiB of 1 GiB blocks with tables from a pool: [`HostStage2::tables_needed`] is never
+    /// short (a short reserve would panic in the library's allocation), the pool holds exactly the tables
+    /// linked beyond the boot build, and nothing stays in the reserve.
+    #[test]
+    fn pool_edits_take_exactly_what_they_link(
+        ops in proptest::collection::vec((any::<bool>(), 0u64..(2 * GIB / PAGE_SIZE), 1u64..(1 << 19)), 1..8)
+    ) {
+        const BASE: u64 = 0x8000_0000;
+        let (mut s2, pool) = live_pool(256);
+        let boot_tables = tables_linked(&s2);
+        let mut tlb = Tlb::default();
+        for (unmap, first, count) in ops {
+            let count = count.min(2 * GIB / PAGE_SIZE - first);
+            let (pa, len) = (BASE + first * PAGE_SIZE, count * PAGE_SIZE);
+            if unmap {
+                s2.unmap_range(pa, len, &mut tlb).unwrap();
+            } else {
+                s2.map_range(pa, len, &mut tlb).unwrap();
+            }
+            prop_assert_eq!(s2.is_mapped(pa, len), !unmap);
+            prop_assert_eq!(256 - pool.stats().free, tables_linked(&s2) - boot_tables);
+            prop_assert_eq!(reserved(&s2), 0);
+        }
+    }
+}

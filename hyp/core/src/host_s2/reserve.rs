@@ -8,6 +8,9 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use spin::Mutex;
+use warden_dt::PhysRange;
+
+use crate::domain::PagePool;
 
 /// The most page tables one runtime edit ([`HostStage2::unmap_range`], [`HostStage2::map_range`]) can
 /// allocate: the range has two ends, and at each end one 1 GiB block (or invalid 1 GiB entry) becomes a table
@@ -18,8 +21,14 @@ use spin::Mutex;
 /// [`HostStage2::map_range`]: super::HostStage2::map_range
 pub const MAX_TABLES_PER_EDIT: usize = 4;
 
-/// Where the host stage-2 gets its page tables from (the hyp heap at EL2; tests inject failing sources).
+/// Where the host stage-2 gets its page tables from ([`PoolTables`] at EL2; tests inject failing sources).
 pub trait TableSource: Send {
+    /// Whether the reserve of [`MAX_TABLES_PER_EDIT`] tables stays filled between edits (a heap source: it
+    /// costs the heap nothing else could use). `false` for [`PoolTables`]: each edit takes from the source
+    /// only if it may allocate, and gives back what it did not use when it ends, so no pool page is held
+    /// beyond the tables the host stage-2 links (a held donated page could never be reclaimed).
+    const KEEP_RESERVE: bool = true;
+
     /// A zeroed, 4 KiB-aligned page table owned by the caller, or `None` if none is available.
     fn alloc_table(&mut self) -> Option<NonNull<PageTable<Stage2Attributes>>>;
 
@@ -48,6 +57,59 @@ impl TableSource for HeapTables {
         // SAFETY: Our caller promises `table` came from `alloc_table`, which used the global allocator with
         // `TABLE_LAYOUT`, and is freed once.
         unsafe { alloc::alloc::dealloc(table.as_ptr().cast(), TABLE_LAYOUT) };
+    }
+}
+
+/// The host stage-2's tables with [`RamLeaves::Blocks`](super::RamLeaves::Blocks) on a live system: from the hyp
+/// heap while the boot build runs (before [`Self::use_pool`]), then from the host domains' page pool
+/// ([`PagePool::take_page`]: the carve-out's domain pool and the pages the host donates). So the tables a
+/// donation's splits need come from the host's top-ups, not from a reserve sized for all of RAM; with the pool
+/// empty the edit fails before anything changes (`DONATE` answers `NOMEM`: donate, then retry).
+///
+/// A freed table goes back where it came from: to the heap if it lies in one of the heap ranges given to
+/// [`Self::new`], else to the pool. Both are mapped 1:1 for the hyp (the pool's `phys_offset` is 0), as the
+/// host stage-2 requires of every table.
+pub struct PoolTables {
+    heap: Vec<PhysRange>,
+    pool: Option<Arc<PagePool>>,
+}
+
+impl PoolTables {
+    /// Tables from the heap, whose memory is `heap`, until [`Self::use_pool`].
+    #[must_use]
+    pub fn new(heap: &[PhysRange]) -> Self {
+        Self {
+            heap: heap.to_vec(),
+            pool: None,
+        }
+    }
+
+    /// From now on new tables come from `pool` (its pages must be mapped 1:1 for the hyp).
+    pub fn use_pool(&mut self, pool: Arc<PagePool>) {
+        self.pool = Some(pool);
+    }
+}
+
+impl TableSource for PoolTables {
+    const KEEP_RESERVE: bool = false;
+
+    fn alloc_table(&mut self) -> Option<NonNull<PageTable<Stage2Attributes>>> {
+        match &self.pool {
+            None => HeapTables.alloc_table(),
+            Some(pool) => pool
+                .take_page()
+                .map(|pa| NonNull::new(pa as *mut _).expect("pool page at PA 0")),
+        }
+    }
+
+    unsafe fn free_table(&mut self, table: NonNull<PageTable<Stage2Attributes>>) {
+        let pa = table.as_ptr() as u64;
+        match &self.pool {
+            Some(pool) if !self.heap.iter().any(|h| h.contains(pa)) => pool.put_page(pa),
+            // SAFETY: Our caller promises `table` came from `alloc_table` and is freed once; outside the pool
+            // phase, or inside a heap range, it came from `HeapTables`.
+            _ => unsafe { HeapTables.free_table(table) },
+        }
     }
 }
 

@@ -138,6 +138,12 @@ impl<S: TableSource> HostStage2<S> {
             })
     }
 
+    /// Runs `f` on the table source (e.g. [`PoolTables::use_pool`](super::PoolTables::use_pool) once the pool
+    /// exists).
+    pub fn with_source(&mut self, f: impl FnOnce(&mut S)) {
+        f(&mut self.tables.lock().source);
+    }
+
     /// Physical address of the root table: the value for `VTTBR_EL2.BADDR` (VMID 0).
     pub fn root_pa(&self) -> u64 {
         self.map.root_address().0 as u64
@@ -286,39 +292,84 @@ impl<S: TableSource> HostStage2<S> {
             .map_err(|_| HostS2Error::Map(r.base))
     }
 
-    /// Refills the table reserve to [`MAX_TABLES_PER_EDIT`] tables with fallible allocations, so that the
-    /// edit of `range` that follows cannot run out (tables it frees go back to the reserve). Changes no
-    /// descriptor. A short heap is an error only if the edit may allocate ([`Self::needs_tables`]): so an
-    /// edit that undoes the one before (the rollback of a failed `DONATE`) never fails for want of heap.
+    /// Refills the table reserve so that the edit of `range` that follows cannot run out, with fallible
+    /// allocations. Changes no descriptor. A source that keeps its reserve ([`TableSource::KEEP_RESERVE`]: the
+    /// heap) is topped up to [`MAX_TABLES_PER_EDIT`] tables (tables the edit frees go back to the reserve); a
+    /// short source is an error only if the edit may allocate ([`Self::tables_needed`]), so an edit that undoes
+    /// the one before (the rollback of a failed `DONATE`) never fails for want of tables. A source that keeps
+    /// none (the pool) gives exactly [`Self::tables_needed`] tables, or the edit fails; [`Self::settle`] gives
+    /// back what the edit did not use.
     fn refill(&mut self, range: PhysRange) -> Result<(), HostS2Error> {
-        let needs_tables = self.needs_tables(range);
+        let needed = self.tables_needed(range);
+        let target = if S::KEEP_RESERVE {
+            MAX_TABLES_PER_EDIT
+        } else {
+            needed
+        };
         let mut t = self.tables.lock();
-        while t.reserve.len() < MAX_TABLES_PER_EDIT {
+        while t.reserve.len() < target {
             match t.source.alloc_table() {
                 // Never reallocates: the capacity is the bound, allocated at build time.
                 Some(table) => t.reserve.push(table),
-                None if needs_tables => return Err(HostS2Error::NoTables(range.base)),
+                None if needed > 0 => return Err(HostS2Error::NoTables(range.base)),
                 None => break,
             }
         }
         Ok(())
     }
 
-    /// Whether an edit of `range` may allocate a table: a descriptor (valid or not) above level 3 covers
-    /// one of its ends and reaches outside it. Otherwise every descriptor the edit writes exists already.
-    fn needs_tables(&self, range: PhysRange) -> bool {
-        [range.base, range.end() - PAGE_SIZE]
-            .into_iter()
-            .any(|addr| {
-                let mut needs = true;
-                let mr = MemoryRegion::new(addr as usize, (addr + PAGE_SIZE) as usize);
-                let _ = self.map.walk_range(&mr, &mut |mr, desc, level| {
-                    let ipa = whole_leaf(mr, desc, level).ipa;
-                    needs = level < 3 && (ipa.base < range.base || ipa.end() > range.end());
-                    Ok(())
-                });
-                needs
-            })
+    /// An upper bound of the tables an edit of `range` allocates, at most [`MAX_TABLES_PER_EDIT`]: for each
+    /// descriptor (valid or not) above level 3 that covers an end of the range and reaches outside it, the
+    /// tables its split makes: one for a 2 MiB entry; for a 1 GiB entry one table of 2 MiB entries plus one
+    /// table of pages per 2 MiB block holding an end of the range that is not 2 MiB aligned. 0: every descriptor the edit
+    /// writes exists already.
+    pub(super) fn tables_needed(&self, range: PhysRange) -> usize {
+        let mut needed = 0;
+        let mut seen: Option<PhysRange> = None;
+        for addr in [range.base, range.end() - PAGE_SIZE] {
+            let mut cut: Option<(PhysRange, usize)> = None;
+            let mr = MemoryRegion::new(addr as usize, (addr + PAGE_SIZE) as usize);
+            let _ = self.map.walk_range(&mr, &mut |mr, desc, level| {
+                let ipa = whole_leaf(mr, desc, level).ipa;
+                cut = (level < 3 && (ipa.base < range.base || ipa.end() > range.end()))
+                    .then_some((ipa, level));
+                Ok(())
+            });
+            let Some((entry, level)) = cut else { continue };
+            if seen == Some(entry) {
+                continue;
+            }
+            seen = Some(entry);
+            needed += match level {
+                2 => 1,
+                1 => {
+                    // The 2 MiB blocks holding an unaligned end inside the entry (one if both share it).
+                    let block = |x: u64| {
+                        (entry.contains(x) && !x.is_multiple_of(granule(2)))
+                            .then_some(x & !(granule(2) - 1))
+                    };
+                    let (first, last) = (block(range.base), block(range.end()));
+                    1 + usize::from(first.is_some()) + usize::from(last.is_some() && last != first)
+                }
+                _ => MAX_TABLES_PER_EDIT,
+            };
+        }
+        needed.min(MAX_TABLES_PER_EDIT)
+    }
+
+    /// The end of every live edit, whatever its outcome: with a source that keeps no reserve
+    /// ([`TableSource::KEEP_RESERVE`] false), the reserve's tables (taken for the edit and not used, or freed by
+    /// its merges) go back to the source.
+    fn settle(&mut self) {
+        if S::KEEP_RESERVE {
+            return;
+        }
+        let mut t = self.tables.lock();
+        while let Some(table) = t.reserve.pop() {
+            // SAFETY: A reserved table came from the source (refilled, or freed by the library after the
+            // source gave it), is referenced by no descriptor, and leaves the reserve here, once.
+            unsafe { t.source.free_table(table) };
+        }
     }
 
     /// Removes the host RAM range `[pa, pa + len)` (page aligned) from the live stage-2, splitting the
@@ -359,39 +410,44 @@ impl<S: TableSource> HostStage2<S> {
         len: u64,
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
-        let range = self.refilled_for(pa, len)?;
-        // Only the leaves holding the range's first and last pages can reach outside it (found before any
-        // change; the same block if one holds both ends). No heap allocation from here on: the size of
-        // the range is the host's choice.
-        let first = self
-            .leaf_at(range.base)
-            .filter(|l| l.ipa.base < range.base || l.ipa.end() > range.end());
-        let last = self
-            .leaf_at(range.end() - PAGE_SIZE)
-            .filter(|l| l.ipa.end() > range.end() && Some(*l) != first);
-        for block in [first, last].into_iter().flatten() {
-            // Break.
-            self.clear(block.ipa)?;
-            tlb.invalidate(block.ipa);
-            // Make: the block's attributes again, outside the range.
-            let attributes = block.attributes & !Stage2Attributes::TABLE_OR_PAGE;
-            let below = PhysRange::from_bounds(block.ipa.base, range.base.max(block.ipa.base));
-            let above = PhysRange::from_bounds(range.end().min(block.ipa.end()), block.ipa.end());
-            for part in [below, above] {
-                if !part.is_empty() {
-                    self.map_identity(part, attributes, self.ram_constraints())?;
+        let result = (|| -> Result<(), HostS2Error> {
+            let range = self.refilled_for(pa, len)?;
+            // Only the leaves holding the range's first and last pages can reach outside it (found before any
+            // change; the same block if one holds both ends). No heap allocation from here on: the size of
+            // the range is the host's choice.
+            let first = self
+                .leaf_at(range.base)
+                .filter(|l| l.ipa.base < range.base || l.ipa.end() > range.end());
+            let last = self
+                .leaf_at(range.end() - PAGE_SIZE)
+                .filter(|l| l.ipa.end() > range.end() && Some(*l) != first);
+            for block in [first, last].into_iter().flatten() {
+                // Break.
+                self.clear(block.ipa)?;
+                tlb.invalidate(block.ipa);
+                // Make: the block's attributes again, outside the range.
+                let attributes = block.attributes & !Stage2Attributes::TABLE_OR_PAGE;
+                let below = PhysRange::from_bounds(block.ipa.base, range.base.max(block.ipa.base));
+                let above =
+                    PhysRange::from_bounds(range.end().min(block.ipa.end()), block.ipa.end());
+                for part in [below, above] {
+                    if !part.is_empty() {
+                        self.map_identity(part, attributes, self.ram_constraints())?;
+                    }
                 }
             }
-        }
-        // What is left in the range are whole leaves: clear them in runs.
-        let mut rest = range;
-        while let Some(run) = self.next_run(rest) {
-            debug_assert!(run.base >= range.base && run.end() <= range.end());
-            self.clear(run)?;
-            rest = PhysRange::from_bounds(run.end(), range.end());
-        }
-        tlb.invalidate(range);
-        Ok(())
+            // What is left in the range are whole leaves: clear them in runs.
+            let mut rest = range;
+            while let Some(run) = self.next_run(rest) {
+                debug_assert!(run.base >= range.base && run.end() <= range.end());
+                self.clear(run)?;
+                rest = PhysRange::from_bounds(run.end(), range.end());
+            }
+            tlb.invalidate(range);
+            Ok(())
+        })();
+        self.settle();
+        result
     }
 
     /// Maps the host RAM range `[pa, pa + len)` (page aligned) back into the live stage-2 as identity
@@ -426,10 +482,14 @@ impl<S: TableSource> HostStage2<S> {
         len: u64,
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
-        let range = self.refilled_for(pa, len)?;
-        self.map_identity(range, RAM_ATTRIBUTES, self.ram_constraints())?;
-        tlb.invalidate(range);
-        self.merge_blocks(range, tlb)
+        let result = (|| -> Result<(), HostS2Error> {
+            let range = self.refilled_for(pa, len)?;
+            self.map_identity(range, RAM_ATTRIBUTES, self.ram_constraints())?;
+            tlb.invalidate(range);
+            self.merge_blocks(range, tlb)
+        })();
+        self.settle();
+        result
     }
 
     /// Merges back the tables of the blocks that `range` (host RAM just mapped) touches: first each 2 MiB

@@ -35,7 +35,7 @@ static ROOT: Once<u64> = Once::new();
 
 /// Above this many pages one `TLBI VMALLS12E1IS` replaces the per-page `TLBI IPAS2E1IS`.
 const TLBI_PAGE_LIMIT: u64 = 512;
-/// Set once the hyp heap could not refill the host stage-2's table reserve (logged the first time only).
+/// Set once the domain pool could not give the host stage-2 the tables of an edit (logged the first time only).
 static NO_TABLES_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// The dispatcher's error for a failed edit, logged: `HostS2Error::NoTables` (the domain pool had no page for

@@ -302,26 +302,33 @@ fn readme_rows() -> Vec<String> {
                 base: GIB,
                 size: gib * GIB,
             }];
-            let m = sizing::hyp_memory(&sizing::Machine {
-                ram: &ram,
-                doorbells: &doorbells,
-                sids: &sids,
-                its: 1,
-                ram_leaves: RamLeaves::Pages,
-            })
-            .unwrap();
-            let bp = m.basis_points_of(gib * GIB);
+            let m = |ram_leaves| {
+                sizing::hyp_memory(&sizing::Machine {
+                    ram: &ram,
+                    doorbells: &doorbells,
+                    sids: &sids,
+                    its: 1,
+                    ram_leaves,
+                })
+                .unwrap()
+            };
+            let (m, blocks) = (m(RamLeaves::Pages), m(RamLeaves::Blocks));
+            let share = |m: &sizing::HypMemory| {
+                let bp = m.basis_points_of(gib * GIB);
+                format!("{}.{:02} %", bp / 100, bp % 100)
+            };
             let mib = |b: u64| format!("{:.1}", b as f64 / MIB as f64);
             format!(
-                "| {gib} GiB | computed | {} | {} | {} | {} | {} | {} MiB | {}.{:02} % |",
+                "| {gib} GiB | computed | {} | {} | {} | {} | {} | {} MiB | {} | {} MiB | {} |",
                 mib(m.fixed),
                 mib(m.smmu),
                 mib(m.ownership),
                 mib(m.identity_tables),
                 mib(m.host_s2_tables),
                 m.total() / MIB,
-                bp / 100,
-                bp % 100
+                share(&m),
+                blocks.total() / MIB,
+                share(&blocks)
             )
         })
         .collect()

@@ -20,8 +20,10 @@
 //! 5. `events` — the fault ring.
 //!
 //! Page ownership ([`Ownership`]) is lock-free (one atomic per page). [`Backend`] methods are called with
-//! locks held and must not call back into [`Warden`]; the SMMU driver's lock (taken by invalidations only to publish
-//! `CMDQ_PROD` with a `try_lock`, or on a stalled queue) is innermost.
+//! locks held and must not call back into [`Warden`]; the host stage-2's lock (EL2, taken by
+//! [`Backend::host_unmap`]/[`Backend::host_map`]) sits between the domain slot and the pool: with blocks its
+//! edits take and give back pool pages ([`crate::host_s2::PoolTables`]) under it; the SMMU driver's lock
+//! (taken by invalidations only to publish `CMDQ_PROD` with a `try_lock`, or on a stalled queue) is innermost.
 //!
 //! # Two page-table pools
 //!

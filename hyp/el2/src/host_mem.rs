@@ -4,10 +4,11 @@
 //! - [`HOST_S2`] holds `warden_core::host_s2::HostStage2` in a `spin::Mutex`. Edits
 //!   (`HostStage2::unmap_range`/`map_range`) run under it, each first taking the tables a split may need
 //!   from the host's domain page pool (`PoolTables`; an empty pool is an error before anything changed,
-//!   never a panic, and what the edit did not use goes back); so does the stage-2 fault handler's re-check ([`fault_is_transient`]), which is what makes
-//!   break-before-make safe on a live table: a CPU that touches a block while another CPU has it broken (a
-//!   split on donation, or `map_range` merging a table back into its block on reclaim) faults to EL2, waits for the lock, sees the address translate again and retries the access
-//!   instead of getting an external abort.
+//!   never a panic, and what the edit did not use goes back). The stage-2 fault handler's re-check
+//!   ([`fault_is_transient`]) runs under it too, which is what makes break-before-make safe on a live table: a CPU that touches a block
+//!   while another CPU has it broken (a split on donation, or `map_range` merging a table back into its block on
+//!   reclaim) faults to EL2, waits for the lock, sees the address translate again and retries the access instead of
+//!   getting an external abort.
 //! - [`CpuTlb`] is the TLB maintenance after each change (see [`CpuTlb::invalidate`]).
 //! - [`El2HostStage2`] is the dispatcher's `HostStage2Ops`. Page contents: the dispatcher's page pool zeroes
 //!   a donated page before the hyp uses it (`take_reserved`) and before it is reclaimed (`remove_donated`);

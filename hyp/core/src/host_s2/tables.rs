@@ -321,8 +321,8 @@ impl<S: TableSource> HostStage2<S> {
     /// An upper bound of the tables an edit of `range` allocates, at most [`MAX_TABLES_PER_EDIT`]: for each
     /// descriptor (valid or not) above level 3 that covers an end of the range and reaches outside it, the
     /// tables its split makes: one for a 2 MiB entry; for a 1 GiB entry one table of 2 MiB entries plus one
-    /// table of pages per 2 MiB block holding an end of the range that is not 2 MiB aligned. 0: every descriptor the edit
-    /// writes exists already.
+    /// table of pages per 2 MiB block holding an end of the range that is not 2 MiB aligned. 0: every
+    /// descriptor the edit writes exists already.
     pub(super) fn tables_needed(&self, range: PhysRange) -> usize {
         let mut needed = 0;
         let mut seen: Option<PhysRange> = None;

@@ -1092,7 +1092,8 @@ fn pool_tables_taken_match_tables_linked() {
     assert_eq!(pool.stats().free, 64);
 }
 
-/// With pages the edits never take from the pool, even an empty one.
+/// With pages the edits never take from the pool, even an empty one, and never free a table (whole blocks
+/// included: their level-3 entries go invalid, the tables stay).
 #[test]
 fn pages_edits_never_touch_the_pool() {
     let ram = [PhysRange::from_bounds(0x4000_0000, 0x1_4000_0000)];
@@ -1101,10 +1102,23 @@ fn pages_edits_never_touch_the_pool() {
     let held = pool.take_page().unwrap();
     s2.with_source(|s| s.use_pool(pool.clone()));
     let mut tlb = Tlb::default();
-    for (pa, len) in [(0x8123_4000, PAGE_SIZE), (0xbfff_e000, 0x5000)] {
+    let boot = s2.leaves();
+    let boot_tables = tables_linked(&s2);
+    // Pages, across blocks, whole 2 MiB blocks and a whole 1 GiB block: unmapped and mapped back with the
+    // level-3 tables the boot build made, none freed, none taken.
+    for (pa, len) in [
+        (0x8123_4000, PAGE_SIZE),
+        (0xbfff_e000, 0x5000),
+        (0x8020_0000, 0x40_0000),
+        (0xc000_0000, GIB),
+    ] {
         s2.unmap_range(pa, len, &mut tlb).unwrap();
+        assert_eq!(tables_linked(&s2), boot_tables, "{pa:#x}");
+        assert_eq!(s2.translate(pa), None);
         s2.map_range(pa, len, &mut tlb).unwrap();
+        assert_eq!(tables_linked(&s2), boot_tables);
     }
+    assert_eq!(s2.leaves(), boot);
     assert_eq!((pool.stats().free, reserved(&s2)), (0, 0));
     pool.put_page(held);
 }

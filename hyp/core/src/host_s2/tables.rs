@@ -280,16 +280,36 @@ impl<S: TableSource> HostStage2<S> {
 
     /// Writes invalid descriptors over `r`, which must be exactly covered by whole valid leaves or
     /// invalid entries (no block is split). Never allocates.
+    ///
+    /// With [`RamLeaves::Pages`] the level-3 tables stay, even under a whole 2 MiB or 1 GiB piece of `r`: the
+    /// library replaces a table whose whole extent is unmapped by one invalid entry and frees it, and mapping
+    /// the piece back would then need a table per 2 MiB (more than [`MAX_TABLES_PER_EDIT`] for a large
+    /// range, which an edit with pages never takes). So `r` is cleared in pieces of at most half a 2 MiB
+    /// block, which the library writes entry by entry at level 3.
     fn clear(&mut self, r: PhysRange) -> Result<(), HostS2Error> {
-        let range = MemoryRegion::new(r.base as usize, r.end() as usize);
-        self.map
-            .map_range(
-                &range,
-                PhysicalAddress(r.base as usize),
-                Stage2Attributes::empty(),
-                Constraints::empty(),
-            )
-            .map_err(|_| HostS2Error::Map(r.base))
+        // The end of the piece that starts at `start`.
+        let piece_end = |start: u64| match self.ram_leaves {
+            RamLeaves::Pages => {
+                let half = granule(2) / 2;
+                (start - start % half).saturating_add(half).min(r.end())
+            }
+            RamLeaves::Blocks => r.end(),
+        };
+        let mut start = r.base;
+        while start < r.end() {
+            let end = piece_end(start);
+            let range = MemoryRegion::new(start as usize, end as usize);
+            self.map
+                .map_range(
+                    &range,
+                    PhysicalAddress(start as usize),
+                    Stage2Attributes::empty(),
+                    Constraints::empty(),
+                )
+                .map_err(|_| HostS2Error::Map(r.base))?;
+            start = end;
+        }
+        Ok(())
     }
 
     /// Refills the table reserve so that the edit of `range` that follows cannot run out, with fallible

@@ -9,6 +9,7 @@ mod iommu;
 mod memory;
 mod pci;
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::error::DtError;

@@ -45,9 +45,6 @@ expect 0 $FREE "$dom"
 # The devices work through the shim at this size.
 wait_for /dev/vda 30 || fail "no /dev/vda"
 wait_for /dev/nvme0n1 30 || fail "no /dev/nvme0n1"
-for d in vda nvme0n1; do
-    disk_check $d 64 || fail "/dev/$d data check failed"
-    echo "/dev/$d: 64 MiB O_DIRECT + buffered read-back OK"
-done
+disks_check 64
 no_oops
 echo "machine memory OK"

@@ -29,10 +29,7 @@ for size in 4096 2097152; do
 done
 echo "dma_map_single: 1 hypercall; dma_unmap_single: 1 hypercall (iova_to_phys from the shadow)"
 
-for d in vda nvme0n1; do
-    disk_check $d 32 || fail "/dev/$d data check failed"
-    echo "/dev/$d: 32 MiB O_DIRECT + buffered read-back OK"
-done
+disks_check 32
 shim_settled $mapped0
 no_oops
 echo "shim translation shadow OK"

@@ -29,10 +29,7 @@ mib=${SHIM_IO_MIB:-256}
 # Maps are MAP_PAGES (one run) or MAP_BATCH (a dma_map_sg of several runs).
 maps() { echo $(($(shim_stat hyp.calls.map_pages) + $(shim_stat hyp.calls.map_batch))); }
 [ "$WARDEN_MODE" = hyp ] && maps0=$(maps)
-for d in vda nvme0n1; do
-    disk_check $d $mib || fail "/dev/$d data check failed"
-    echo "/dev/$d: $mib MiB O_DIRECT + buffered read-back OK"
-done
+disks_check $mib
 if [ "$WARDEN_MODE" != hyp ]; then
     no_oops
     echo "translated I/O OK (native arm-smmu-v3)"

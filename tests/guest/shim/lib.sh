@@ -110,6 +110,15 @@ disk_check() {
     rm -f /tmp/disk_data
 }
 
+# disks_check MIB [NOTE]: disk_check both disks (/dev/vda, /dev/nvme0n1) with MIB MiB each; fail on the first
+# that differs, else say so for each (with NOTE in brackets, if given).
+disks_check() {
+    for d in vda nvme0n1; do
+        disk_check $d "$1" || fail "/dev/$d data check failed"
+        echo "/dev/$d: $1 MiB O_DIRECT + buffered read-back OK${2:+ ($2)}"
+    done
+}
+
 # pci_find VENDOR DEVICE: the PCI address of the first device with these IDs (e.g. 0x1234 0x11e8 for edu).
 pci_find() {
     for d in /sys/bus/pci/devices/*; do

@@ -96,8 +96,7 @@ hvc free "$pa" >/dev/null || fail "hvc free $pa"
 expect 0 $FREE "$dom"
 
 # The devices work through the shim.
-wait_for /dev/vda 30 || fail "no /dev/vda"
-wait_for /dev/nvme0n1 30 || fail "no /dev/nvme0n1"
+shim_disks_ready
 disks_check 32
 no_oops
 echo "host stage-2 blocks OK"

@@ -43,8 +43,7 @@ done
 expect 0 $FREE "$dom"
 
 # The devices work through the shim at this size.
-wait_for /dev/vda 30 || fail "no /dev/vda"
-wait_for /dev/nvme0n1 30 || fail "no /dev/nvme0n1"
+shim_disks_ready
 disks_check 64
 no_oops
 echo "machine memory OK"

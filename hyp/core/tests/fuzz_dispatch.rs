@@ -35,6 +35,7 @@
 use std::collections::BTreeMap;
 
 use warden_abi as abi;
+use warden_core::domain::IOVA_BITS;
 use warden_core::test_support::model::{Call, Check, Model, Teardown};
 use warden_core::test_support::{Harness, ITS_FRAME, Options};
 use warden_smmu::fake::FAKE_RAM_BASE;
@@ -51,7 +52,6 @@ const POOL: u64 = 64 * K4;
 /// Host-identity's spare level-3 tables: fewer than the 2 MiB blocks of host RAM, so that donations run it
 /// dry and donated pages become host-identity tables (RECLAIM of them is BUSY until their block is back).
 const SPARE: usize = 2;
-const IOVA_BITS: u32 = 39;
 const MAX_DOMAINS: u16 = 4;
 const MAX_DONATED: usize = 512;
 /// IOVAs used by the "plausible" generator: the first 8 MiB of the input space.

@@ -30,12 +30,20 @@ impl<S: TableSource> HostStage2<S> {
         Ok(range)
     }
 
-    /// The start of every live edit: [`Self::check_ram_range`], then [`Self::refill`] for it, before any
-    /// descriptor changes.
-    fn refilled_for(&mut self, pa: u64, len: u64) -> Result<PhysRange, HostS2Error> {
-        let range = self.check_ram_range(pa, len)?;
-        self.refill(range)?;
-        Ok(range)
+    /// Every live edit: [`Self::check_ram_range`] and [`Self::refill`] for `[pa, pa + len)` before any
+    /// descriptor changes, then `f` with the checked range, then [`Self::settle`] whatever the outcome.
+    fn edit(
+        &mut self,
+        pa: u64,
+        len: u64,
+        f: impl FnOnce(&mut Self, PhysRange) -> Result<(), HostS2Error>,
+    ) -> Result<(), HostS2Error> {
+        let result = self
+            .check_ram_range(pa, len)
+            .and_then(|range| self.refill(range).map(|()| range))
+            .and_then(|range| f(self, range));
+        self.settle();
+        result
     }
 
     /// The first run of contiguous valid leaves in `range` (whole extents joined), or `None` if `range`
@@ -211,20 +219,19 @@ impl<S: TableSource> HostStage2<S> {
         len: u64,
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
-        let result = (|| -> Result<(), HostS2Error> {
-            let range = self.refilled_for(pa, len)?;
+        self.edit(pa, len, |s2, range| {
             // Only the leaves holding the range's first and last pages can reach outside it (found before any
             // change; the same block if one holds both ends). No heap allocation from here on: the size of
             // the range is the host's choice.
-            let first = self
+            let first = s2
                 .leaf_at(range.base)
                 .filter(|l| l.ipa.base < range.base || l.ipa.end() > range.end());
-            let last = self
+            let last = s2
                 .leaf_at(range.end() - PAGE_SIZE)
                 .filter(|l| l.ipa.end() > range.end() && Some(*l) != first);
             for block in [first, last].into_iter().flatten() {
                 // Break.
-                self.clear(block.ipa)?;
+                s2.clear(block.ipa)?;
                 tlb.invalidate(block.ipa);
                 // Make: the block's attributes again, outside the range.
                 let attributes = block.attributes & !Stage2Attributes::TABLE_OR_PAGE;
@@ -233,22 +240,20 @@ impl<S: TableSource> HostStage2<S> {
                     PhysRange::from_bounds(range.end().min(block.ipa.end()), block.ipa.end());
                 for part in [below, above] {
                     if !part.is_empty() {
-                        self.map_identity(part, attributes, self.ram_constraints())?;
+                        s2.map_identity(part, attributes, s2.ram_constraints())?;
                     }
                 }
             }
             // What is left in the range are whole leaves: clear them in runs.
             let mut rest = range;
-            while let Some(run) = self.next_run(rest) {
+            while let Some(run) = s2.next_run(rest) {
                 debug_assert!(run.base >= range.base && run.end() <= range.end());
-                self.clear(run)?;
+                s2.clear(run)?;
                 rest = PhysRange::from_bounds(run.end(), range.end());
             }
             tlb.invalidate(range);
             Ok(())
-        })();
-        self.settle();
-        result
+        })
     }
 
     /// Maps the host RAM range `[pa, pa + len)` (page aligned) back into the live stage-2 as identity
@@ -283,14 +288,11 @@ impl<S: TableSource> HostStage2<S> {
         len: u64,
         tlb: &mut impl HostS2Tlb,
     ) -> Result<(), HostS2Error> {
-        let result = (|| -> Result<(), HostS2Error> {
-            let range = self.refilled_for(pa, len)?;
-            self.map_identity(range, RAM_ATTRIBUTES, self.ram_constraints())?;
+        self.edit(pa, len, |s2, range| {
+            s2.map_identity(range, RAM_ATTRIBUTES, s2.ram_constraints())?;
             tlb.invalidate(range);
-            self.merge_blocks(range, tlb)
-        })();
-        self.settle();
-        result
+            s2.merge_blocks(range, tlb)
+        })
     }
 
     /// Merges back the tables of the blocks that `range` (host RAM just mapped) touches: first each 2 MiB

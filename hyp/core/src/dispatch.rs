@@ -69,7 +69,7 @@ use warden_dt::PhysRange;
 use warden_smmu::{LeafSize, S2Invalidation, StreamId, Vmid};
 
 use crate::domain::{
-    self, DomainError, IOVA_BITS, POOL_RESERVE, PagePool, PagingDomain, PoolStats,
+    self, DomainError, Geometry, IOVA_BITS, POOL_RESERVE, PagePool, PagingDomain, PoolStats,
 };
 use crate::lock_stats::LockStats;
 use crate::ownership::{MemKind, Ownership, OwnershipError};
@@ -165,6 +165,15 @@ impl<B: Backend> Warden<B> {
         match &self.lock_slot(0).kind {
             SlotKind::Identity(d) => SteConfig::Translate(d.s2_config(self.pa_bits)),
             _ => SteConfig::Blocked,
+        }
+    }
+
+    /// The host-identity domain's input size and root level (chosen at boot from the machine, see
+    /// [`Geometry::host_identity`]).
+    pub fn identity_geometry(&self) -> Geometry {
+        match &self.lock_slot(0).kind {
+            SlotKind::Identity(d) => d.geometry(),
+            _ => Geometry::DOMAIN,
         }
     }
 

@@ -9,12 +9,17 @@
 //!
 //! # Geometry (what the STE needs)
 //!
-//! 4 KiB granule, input size [`IOVA_BITS`] = 39 bits, walk starting at level 1 ([`ROOT_LEVEL`]): one 4 KiB root
-//! table, three levels, 1 GiB / 2 MiB / 4 KiB leaves. STE fields ([`s2_config`], a
-//! [`warden_smmu::S2Config`]): `S2T0SZ` = 25, `S2SL0` = 1 (start at level 1 for 4 KiB), `S2TG` = 0 (4 KiB),
-//! `S2PS` from the SMMU's OAS ([`pa_size_encoding`]). 39 bits fits any SMMUv3 (IAS ≥ 40 whenever stage 2 is implemented, and QEMU's OAS is
-//! 44), needs no concatenated root tables (which aarch64-paging does not build) and keeps walks at three levels.
-//! The host-identity domain uses the same geometry, so RAM must lie below 512 GiB.
+//! Each domain carries its [`Geometry`] (a `Copy` field). The host's domains have [`Geometry::DOMAIN`]: 4 KiB
+//! granule, input size [`IOVA_BITS`] = 39 bits, walk starting at level 1: one 4 KiB root table, three levels,
+//! 1 GiB / 2 MiB / 4 KiB leaves. STE fields ([`Geometry::s2_config`], a [`warden_smmu::S2Config`]):
+//! `S2T0SZ` = 25, `S2SL0` = 1 (start at level 1 for 4 KiB), `S2TG` = 0 (4 KiB), `S2PS` from the SMMU's OAS
+//! ([`pa_size_encoding`]). 39 bits fits any SMMUv3 with 40 bits of stage-2 input or more (QEMU's IAS is 44),
+//! needs no concatenated root tables (which aarch64-paging does not build) and keeps walks at three levels.
+//!
+//! The host-identity domain maps host RAM and the MSI doorbells 1:1, so its input size follows the machine
+//! ([`Geometry::host_identity`]): the same 39 bits / level 1 when everything lies below 512 GiB, else the
+//! smallest width that covers the top address (up to the SMMU's IAS, at most 48 bits) with a level-0 root
+//! (`S2SL0` = 2, four levels).
 //!
 //! # Live updates
 //!
@@ -61,7 +66,7 @@ use warden_abi as abi;
 use warden_abi::{PAGE_SIZE, granule};
 
 pub use error::DomainError;
-pub use geometry::{IOVA_BITS, ROOT_LEVEL, pa_size_encoding, s2_config};
+pub use geometry::{Geometry, IOVA_BITS, MAX_IOVA_BITS, pa_size_encoding};
 pub use identity::{identity_boot_tables, pieces_below_1g};
 pub use pool::{POOL_RESERVE, PagePool, PoolStats, PoolTranslation, Reservation};
 
@@ -120,6 +125,7 @@ fn region(iova: u64, len: u64) -> MemoryRegion {
 pub struct PagingDomain {
     map: Mapping<PoolTranslation, Stage2>,
     vmid: warden_smmu::Vmid,
+    geometry: Geometry,
 }
 
 impl core::fmt::Debug for PagingDomain {
@@ -127,12 +133,14 @@ impl core::fmt::Debug for PagingDomain {
         f.debug_struct("PagingDomain")
             .field("vmid", &self.vmid)
             .field("root", &self.root_pa())
+            .field("geometry", &self.geometry)
             .finish()
     }
 }
 
 impl PagingDomain {
-    /// A new, empty domain with VMID `vmid` whose tables come from `pool` (quarantine tag `tag`).
+    /// A new, empty domain of [`Geometry::DOMAIN`] (a host's domain) with VMID `vmid` whose tables come from
+    /// `pool` (quarantine tag `tag`).
     ///
     /// # Errors
     ///
@@ -142,6 +150,21 @@ impl PagingDomain {
         tag: u16,
         vmid: warden_smmu::Vmid,
         keep: usize,
+    ) -> Result<Self, DomainError> {
+        Self::with_geometry(pool, tag, vmid, keep, Geometry::DOMAIN)
+    }
+
+    /// [`Self::new`] with the input size and root level of `geometry` (the host-identity domain's).
+    ///
+    /// # Errors
+    ///
+    /// [`DomainError::NoMem`] if the pool cannot give the root table (keeping `keep` pages free).
+    pub fn with_geometry(
+        pool: Arc<PagePool>,
+        tag: u16,
+        vmid: warden_smmu::Vmid,
+        keep: usize,
+        geometry: Geometry,
     ) -> Result<Self, DomainError> {
         pool.reserve(1, keep)?;
         let t = PoolTranslation {
@@ -153,8 +176,9 @@ impl PagingDomain {
             next_table: core::cell::Cell::new(None),
         };
         Ok(Self {
-            map: Mapping::new(t, ROOT_LEVEL, Stage2),
+            map: Mapping::new(t, geometry.root_level(), Stage2),
             vmid,
+            geometry,
         })
     }
 
@@ -162,6 +186,12 @@ impl PagingDomain {
     #[must_use]
     pub fn vmid(&self) -> warden_smmu::Vmid {
         self.vmid
+    }
+
+    /// The input size and root level.
+    #[must_use]
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
     }
 
     /// Physical address of the root table.
@@ -174,7 +204,7 @@ impl PagingDomain {
     /// [`pa_size_encoding`]; else 48 bits is used).
     #[must_use]
     pub fn s2_config(&self, pa_bits: u8) -> warden_smmu::S2Config {
-        s2_config(
+        self.geometry.s2_config(
             self.vmid,
             self.root_pa(),
             pa_size_encoding(pa_bits).unwrap_or(5),
@@ -188,7 +218,7 @@ impl PagingDomain {
     }
 
     /// Calls `f` for every leaf (valid or not) covering `[iova, iova + len)`; the range must be page aligned and
-    /// inside [`IOVA_BITS`].
+    /// inside the domain's input range ([`Geometry::end`]).
     fn walk(
         &self,
         iova: u64,
@@ -346,7 +376,7 @@ impl PagingDomain {
     /// The PA `iova` translates to, if mapped.
     #[must_use]
     pub fn translate(&self, iova: u64) -> Option<u64> {
-        if iova >> IOVA_BITS != 0 {
+        if iova >= self.geometry.end() {
             return None;
         }
         let page = iova & !(PAGE_SIZE - 1);

@@ -39,8 +39,8 @@ mod tests;
 pub use fault::Stage2Fault;
 pub(crate) use layout::subtract;
 pub use layout::{
-    HOST_S2_ARG, HostS2Layout, HostS2Spec, LeavesChoice, LeavesReason, QEMU_VIRT_COMPATIBLE,
-    RamLeaves,
+    HOST_S2_ARG, HostS2Layout, HostS2Spec, IDENTITY_IOVA_BITS_ARG, IdentityIovaBits, LeavesChoice,
+    LeavesReason, QEMU_VIRT_COMPATIBLE, RamLeaves,
 };
 pub use reserve::{HeapTables, MAX_TABLES_PER_EDIT, PoolTables, TableSource};
 pub use tables::HostStage2;

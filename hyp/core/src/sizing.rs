@@ -71,6 +71,9 @@ pub struct Machine<'a> {
     /// How the host stage-2 maps RAM ([`RamLeaves::choose`]): only [`RamLeaves::Pages`] costs level-3 tables
     /// for all of RAM.
     pub ram_leaves: RamLeaves,
+    /// The host-identity domain's input size at least (`dispatch::Config::identity_iova_bits`; 0 for none):
+    /// with more than 39 bits its root is at level 0, which adds level-1 tables.
+    pub identity_iova_bits: u8,
 }
 
 /// The hyp's memory, by use (bytes).
@@ -229,10 +232,20 @@ pub fn hyp_memory(machine: &Machine<'_>) -> Result<HypMemory, SizingError> {
             .ok_or(SizingError::TooLarge)?;
     }
     let runs: Vec<(u64, u64)> = tracked.iter().map(|r| (r.base, r.size)).collect();
-    // The carve-out's two parts are 2 MiB aligned and sized, so taking them out of RAM cuts no 2 MiB block:
-    // the boot tables over all RAM bound those over host RAM.
+    // The geometry the boot picks for these runs on an SMMU with the largest input size: a smaller IAS gives a
+    // geometry with no more tables, or refuses to boot. `checked_ranges` keeps them below 2^48.
+    let top = runs.iter().map(|&(b, s)| b + s).max().unwrap_or(0);
+    let geometry = domain::Geometry::host_identity(
+        top,
+        machine.identity_iova_bits.into(),
+        domain::MAX_IOVA_BITS,
+    )
+    .map_err(|_| SizingError::TooLarge)?;
+    // The carve-out's two parts are 2 MiB aligned and sized, so taking them out of RAM cuts no 2 MiB block
+    // (nor moves the top past a 2^n boundary the boot's runs would not cross): the boot tables over all RAM
+    // bound those over host RAM.
     let identity_pages =
-        (domain::identity_boot_tables(&runs) + dispatch::IDENTITY_SPARE_TABLES) as u64;
+        (domain::identity_boot_tables(&runs, geometry) + dispatch::IDENTITY_SPARE_TABLES) as u64;
     let identity_tables = identity_pages
         .checked_mul(PAGE_SIZE)
         .ok_or(SizingError::TooLarge)?;
@@ -350,6 +363,8 @@ pub struct Plan {
     pub memory: HypMemory,
     /// The host stage-2's RAM leaves the sizes are for.
     pub ram_leaves: RamLeaves,
+    /// The host-identity domain's input size at least that the sizes are for ([`Machine::identity_iova_bits`]).
+    pub identity_iova_bits: u8,
     /// The sized part: heap, then SMMU memory, host-identity tables, domain pool.
     pub region: PhysRange,
 }
@@ -421,7 +436,8 @@ impl Plan {
 }
 
 /// Sizes the hyp's memory for `platform` (its RAM, MSI doorbells, the StreamIDs of its first SMMU and its ITS
-/// nodes) with host RAM mapped by `ram_leaves`, and
+/// nodes) with host RAM mapped by `ram_leaves` and the host-identity domain at least `identity_iova_bits` wide
+/// (0: as the machine needs), and
 /// places it: highest RAM first, avoiding the fixed carve-out and the host DTB slot, the initrd `/chosen`
 /// names, every `/memreserve/` and `/reserved-memory` region, and `loaded` (what the loader put in RAM that
 /// the DT does not name: the boot DTB, the Linux `Image`).
@@ -432,6 +448,7 @@ impl Plan {
 pub fn plan(
     platform: &Platform,
     ram_leaves: RamLeaves,
+    identity_iova_bits: u8,
     loaded: &[PhysRange],
 ) -> Result<Plan, SizingError> {
     let doorbells = smmu_backend::msi_doorbells(platform);
@@ -446,6 +463,7 @@ pub fn plan(
         sids: &sids,
         its: platform.gic.as_ref().map_or(0, |g| g.its.len()),
         ram_leaves,
+        identity_iova_bits,
     })?;
     let mut avoid = alloc::vec![PhysRange {
         base: HYP_CARVEOUT_PA,
@@ -458,6 +476,7 @@ pub fn plan(
     Ok(Plan {
         memory,
         ram_leaves,
+        identity_iova_bits,
         region,
     })
 }
@@ -487,6 +506,7 @@ mod tests {
             }],
             its: 1,
             ram_leaves,
+            identity_iova_bits: 0,
         })
         .unwrap()
     }
@@ -580,6 +600,7 @@ mod tests {
                 sids: &[],
                 its,
                 ram_leaves: RamLeaves::Pages,
+                identity_iova_bits: 0,
             })
             .unwrap()
         };
@@ -607,6 +628,7 @@ mod tests {
                 sids: &[],
                 its: usize::MAX,
                 ram_leaves: RamLeaves::Pages,
+                identity_iova_bits: 0,
             }),
             Err(SizingError::TooLarge)
         );
@@ -629,6 +651,7 @@ mod tests {
                 sids: &[],
                 its: 0,
                 ram_leaves: RamLeaves::Blocks,
+                identity_iova_bits: 0,
             })
         };
         assert_eq!(m(&[]), Err(SizingError::NoRam));

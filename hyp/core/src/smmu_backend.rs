@@ -148,7 +148,7 @@ impl<R: RegisterAccess, M: DmaMemory, H: HostStage2Ops> SmmuBackend<R, M, H> {
             .memory_mut()
             .alloc_zeroed(page, page)
             .ok_or(warden_smmu::Error::OutOfMemory(page))?;
-        let blocked = Ste::stage2(&domain::s2_config(
+        let blocked = Ste::stage2(&domain::Geometry::DOMAIN.s2_config(
             Vmid(BLOCKED_VMID),
             root,
             features.oas_encoding as u8,
@@ -462,6 +462,7 @@ where
             sids: &sids,
             vmid_bits: if features.vmid16 { 16 } else { 8 },
             pa_bits,
+            ias_bits: u8::try_from(features.ias_bits).map_err(|_| BootError::OutputSize)?,
         },
         backend,
     )?;

@@ -33,7 +33,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 use warden_abi::{DomainKind, Error, Function, Stat};
 use warden_dt::{PhysRange, Platform};
-use warden_smmu::fake::{FakeMemory, FakeSmmu, Translation, qemu};
+use warden_smmu::fake::{FAKE_RAM_BASE, FakeMemory, FakeSmmu, Translation, qemu};
 use warden_smmu::{Command, CommandKind, StreamId};
 
 use crate::dispatch::{Config, HwError, Warden};
@@ -160,6 +160,10 @@ pub struct Options {
     pub event_ring: usize,
     /// [`BootConfig::identity_spare_tables`].
     pub identity_spare_tables: usize,
+    /// Physical address of host RAM (2 MiB aligned; the SMMU's stream table and queues follow it).
+    pub ram_base: u64,
+    /// `Config::identity_iova_bits` (`warden.identity_iova_bits=`; 0 for none).
+    pub identity_iova_bits: u8,
 }
 
 impl Default for Options {
@@ -177,6 +181,8 @@ impl Default for Options {
             max_donated_pages: 64,
             event_ring: 16,
             identity_spare_tables: 8,
+            ram_base: FAKE_RAM_BASE,
+            identity_iova_bits: 0,
         }
     }
 }
@@ -218,7 +224,7 @@ pub fn platform_with(sids: u32, extra: Option<(u32, u32)>) -> Platform {
 /// The machine of `o`: memory, host RAM in it (`o.ram_size` bytes, returned as its base) and the fake SMMU with
 /// QEMU 10's ID registers (RIL per `o.ril`, BBML per `o.bbml`), not yet initialised.
 fn machine(o: &Options) -> (FakeMemory, u64, FakeSmmu) {
-    let mem = FakeMemory::new();
+    let mem = FakeMemory::with_base(o.ram_base);
     let ram = mem.alloc(o.ram_size as usize, 2 << 20);
     let ril = if o.ril { 0 } else { IDR3_RIL };
     let idr3 = (qemu::IDR3 & !ril & !IDR3_BBML) | (o.bbml << IDR3_BBML_SHIFT) & IDR3_BBML;
@@ -261,6 +267,7 @@ impl Harness {
                 max_donated_pages: o.max_donated_pages,
                 event_ring: o.event_ring,
                 identity_spare_tables: o.identity_spare_tables,
+                identity_iova_bits: o.identity_iova_bits,
                 phys_offset: linear.wrapping_sub(ram),
             },
             strtab_budget: o.strtab_budget,

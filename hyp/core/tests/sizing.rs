@@ -54,7 +54,7 @@ const DTBS: [(&str, &[u8], u64, usize); 5] = [
 fn qemu_plan(platform: &Platform) -> Result<Plan, SizingError> {
     let leaves = RamLeaves::choose(&platform.compatible, None).leaves;
     assert_eq!(leaves, RamLeaves::Pages);
-    sizing::plan(platform, leaves, &LOADED)
+    sizing::plan(platform, leaves, 0, &LOADED)
 }
 
 fn overlaps(a: &PhysRange, b: &PhysRange) -> bool {
@@ -119,6 +119,7 @@ fn check_plan(name: &str, platform: &Platform, plan: &Plan) {
         &doorbells,
         &hyp,
         dispatch::IDENTITY_SPARE_TABLES,
+        plan.identity_iova_bits,
     )
     .unwrap() as u64;
     assert!(
@@ -158,7 +159,7 @@ fn real_qemu_dtbs() {
         check_plan(name, &platform, &plan);
         // With blocks (`warden.host_s2=blocks`): the same plan less the level-3 tables, and its host stage-2
         // (blocks) maps the same RAM.
-        let blocks = sizing::plan(&platform, RamLeaves::Blocks, &LOADED).unwrap();
+        let blocks = sizing::plan(&platform, RamLeaves::Blocks, 0, &LOADED).unwrap();
         check_plan(name, &platform, &blocks);
         assert_eq!(blocks.memory.host_s2_tables, 0, "{name}");
         assert!(blocks.memory.total() < plan.memory.total(), "{name}");
@@ -309,6 +310,7 @@ fn readme_rows() -> Vec<String> {
                     sids: &sids,
                     its: 1,
                     ram_leaves,
+                    identity_iova_bits: 0,
                 })
                 .unwrap()
             };

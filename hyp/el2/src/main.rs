@@ -38,7 +38,9 @@ use aarch64_cpu::registers::{MPIDR_EL1, Readable};
 use alloc::vec::Vec;
 use buddy_system_allocator::LockedHeap;
 use spin::Once;
-use warden_core::host_s2::{self, HostS2Layout, HostStage2, PoolTables, RamLeaves};
+use warden_core::host_s2::{
+    self, HostS2Layout, HostStage2, IdentityIovaBits, PoolTables, RamLeaves,
+};
 use warden_core::{layout, sizing};
 use warden_dt::PhysRange;
 
@@ -133,7 +135,10 @@ extern "C" fn warden_main(dtb_pa: u64) -> ! {
     // How the host stage-2 maps RAM: blocks on hardware, pages on QEMU virt, or as `warden.host_s2=` says.
     let leaves = RamLeaves::choose(&platform.compatible, platform.chosen.bootargs.as_deref());
     log!("host stage-2: {leaves}");
-    let plan = match sizing::plan(&platform, leaves.leaves, &loaded) {
+    // The host-identity domain's input size: as the machine needs, or wider as `warden.identity_iova_bits=` says.
+    let identity_bits = IdentityIovaBits::choose(platform.chosen.bootargs.as_deref());
+    log!("host-identity input size: {identity_bits}");
+    let plan = match sizing::plan(&platform, leaves.leaves, identity_bits.bits, &loaded) {
         Ok(p) => p,
         Err(e) => not_enough_memory(&platform, e),
     };

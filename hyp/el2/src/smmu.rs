@@ -277,6 +277,7 @@ pub fn bring_up(platform: &Platform, plan: &Plan) -> Result<&'static El2Warden, 
             max_donated_pages: MAX_DONATED_PAGES,
             event_ring: EVENT_RING,
             identity_spare_tables: IDENTITY_SPARE_TABLES,
+            identity_iova_bits: plan.identity_iova_bits,
             phys_offset: 0,
         },
         strtab_budget: plan.memory.smmu - sizing::SMMU_FIXED_BYTES,
@@ -302,6 +303,11 @@ pub fn bring_up(platform: &Platform, plan: &Plan) -> Result<&'static El2Warden, 
         dma_region.base,
         c.commands,
         c.syncs
+    );
+    log!(
+        "host-identity domain: {} (covers host RAM and the MSI doorbells; SMMU IAS {} bits)",
+        w.identity_geometry(),
+        w.backend().features().ias_bits
     );
     let ip = w.identity_pool_stats();
     let heap_free_mib = (1..=32)

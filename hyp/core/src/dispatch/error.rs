@@ -21,9 +21,22 @@ pub enum InitError {
         /// Pages `Config::pool` holds.
         have: usize,
     },
-    /// Host RAM or a doorbell lies beyond the IOVA size (2^39), so identity cannot map it.
-    #[error("memory at {0:#x} beyond the IOVA size")]
-    BeyondIova(u64),
+    /// Host RAM or a doorbell ends beyond what the SMMU translates (its IAS, at most 48 bits), so the
+    /// host-identity domain cannot map it 1:1.
+    #[error(
+        "host RAM and MSI doorbells end at {top:#x}, which needs {need_bits}-bit IOVAs in the host-identity \
+         domain, but the SMMU takes at most {ias_bits}-bit stage-2 input addresses (IDR5.OAS; 48 bits at most \
+         are used): devices could not reach that memory. Boot with the memory above 2^{ias_bits} left out of \
+         the device tree, or on an SMMU with a larger output size"
+    )]
+    BeyondIas {
+        /// The first address past the host's RAM and doorbells.
+        top: u64,
+        /// Input bits that address needs.
+        need_bits: u8,
+        /// The SMMU's stage-2 input size.
+        ias_bits: u8,
+    },
     /// A config value is out of range (`max_domains`, `vmid_bits`, `pa_bits`, SID ranges).
     #[error("bad configuration")]
     BadConfig,

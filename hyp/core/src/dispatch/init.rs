@@ -35,6 +35,10 @@ pub struct Config<'a> {
     /// donations cut (when it is empty, a donated page of the cut block becomes the table). See
     /// [`IDENTITY_SPARE_TABLES`].
     pub identity_spare_tables: usize,
+    /// The host-identity domain's input size at least (`warden.identity_iova_bits=`, see
+    /// [`crate::host_s2::IdentityIovaBits`]; 0 for none): it only widens what the machine needs
+    /// ([`domain::Geometry::host_identity`]), and never beyond [`Hardware::ias_bits`].
+    pub identity_iova_bits: u8,
 }
 
 /// What the SMMU and the device tree tell [`Warden::new`] (`smmu_backend::bring_up` reads them).
@@ -49,6 +53,9 @@ pub struct Hardware<'a> {
     pub vmid_bits: u8,
     /// PA bits the SMMU outputs (its OAS: 32, 36, 40, 42, 44, 48).
     pub pa_bits: u8,
+    /// Stage-2 input bits the SMMU takes (its IAS: the OAS on an AArch64-only SMMU, 44 on QEMU's): the
+    /// host-identity domain's input size cannot exceed it.
+    pub ias_bits: u8,
 }
 
 /// The host-identity domain's spare level-3 tables that EL2 configures (`Config::identity_spare_tables`):
@@ -125,17 +132,40 @@ fn boot_identity_runs(
     runs
 }
 
-/// The host-identity domain's boot tables for `runs` (as [`identity_runs`] gives them).
-fn identity_boot(runs: &[(u64, u64, u64)]) -> usize {
+/// The host-identity domain's boot tables for `runs` (as [`identity_runs`] gives them) in `geometry`.
+fn identity_boot(runs: &[(u64, u64, u64)], geometry: Geometry) -> usize {
     let runs: Vec<(u64, u64)> = runs.iter().map(|&(b, s, _)| (b, s)).collect();
-    domain::identity_boot_tables(&runs)
+    domain::identity_boot_tables(&runs, geometry)
+}
+
+/// The host-identity domain's geometry for `runs` ([`domain::Geometry::host_identity`] of their top),
+/// widened to `min_bits` as far as an SMMU with `ias_bits` of stage-2 input allows.
+///
+/// # Errors
+///
+/// [`InitError::BeyondIas`] if the runs end beyond what the SMMU translates.
+fn identity_geometry(
+    runs: &[(u64, u64, u64)],
+    min_bits: u8,
+    ias_bits: u8,
+) -> Result<Geometry, InitError> {
+    let top = runs.iter().map(|&(b, s, _)| b + s).max().unwrap_or(0);
+    Geometry::host_identity(top, min_bits.into(), ias_bits.into()).map_err(|need| {
+        InitError::BeyondIas {
+            top,
+            need_bits: need as u8,
+            ias_bits,
+        }
+    })
 }
 
 /// Pages of `Config::pool` the host-identity domain keeps for its tables: its boot tables
-/// ([`domain::identity_boot_tables`] over host RAM (`ram` less `hyp`) and the doorbells: no 1 GiB blocks, so
-/// the root, one level-2 table per GiB and a level-3 table per 2 MiB block that is only partly host memory)
-/// plus `spare_tables` (`Config::identity_spare_tables`). [`Warden::new`] takes them from the start of
-/// `Config::pool`.
+/// ([`domain::identity_boot_tables`] over host RAM (`ram` less `hyp`) and the doorbells, in the geometry
+/// [`Warden::new`] picks with `Config::identity_iova_bits` = `min_iova_bits` on an SMMU with the largest IAS
+/// (48 bits; with a smaller one it picks a geometry needing no more pages): no 1 GiB blocks, so the root,
+/// with a level-0 root a level-1 table per 512 GiB, one level-2 table per GiB and a level-3 table per 2 MiB
+/// block that is only partly host memory) plus `spare_tables` (`Config::identity_spare_tables`).
+/// [`Warden::new`] takes them from the start of `Config::pool`.
 ///
 /// # Errors
 ///
@@ -145,11 +175,13 @@ pub fn identity_reserve_pages(
     msi_doorbells: &[PhysRange],
     hyp: &[PhysRange],
     spare_tables: usize,
+    min_iova_bits: u8,
 ) -> Result<usize, InitError> {
     // The same checks of the ranges as the boot's.
     Ownership::new(ram, msi_doorbells, hyp)?;
     let runs = boot_identity_runs(ram, msi_doorbells, hyp);
-    Ok(identity_boot(&runs).saturating_add(spare_tables))
+    let geometry = identity_geometry(&runs, min_iova_bits, domain::MAX_IOVA_BITS as u8)?;
+    Ok(identity_boot(&runs, geometry).saturating_add(spare_tables))
 }
 
 impl<B: Backend> Warden<B> {
@@ -203,10 +235,8 @@ impl<B: Backend> Warden<B> {
             identity_runs(&own),
             "range-wise runs = the ownership map's"
         );
-        if let Some(&(base, _, _)) = runs.iter().find(|&&(b, s, _)| b + s > 1 << IOVA_BITS) {
-            return Err(InitError::BeyondIova(base));
-        }
-        let boot = identity_boot(&runs);
+        let geometry = identity_geometry(&runs, config.identity_iova_bits, hw.ias_bits)?;
+        let boot = identity_boot(&runs, geometry);
         let reserve = boot.saturating_add(config.identity_spare_tables);
         let have: usize = config
             .pool
@@ -228,7 +258,8 @@ impl<B: Backend> Warden<B> {
         ));
 
         // The host-identity domain, slot 0, VMID 1, with tables from its own pool only, in 2 MiB blocks at most.
-        let mut identity = PagingDomain::new(identity_pool.clone(), 0, IDENTITY_VMID, 0)?;
+        let mut identity =
+            PagingDomain::with_geometry(identity_pool.clone(), 0, IDENTITY_VMID, 0, geometry)?;
         for (base, size, prot) in runs {
             for (b, s) in domain::pieces_below_1g(base, size) {
                 let need = identity.map_need(b, b, s)?;

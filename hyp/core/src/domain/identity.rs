@@ -7,9 +7,8 @@ use core::sync::atomic::Ordering;
 use aarch64_paging::descriptor::Stage2Attributes;
 use warden_abi::{PAGE_SIZE, granule};
 
-use super::geometry::{L2_GRANULE, index_at};
-use super::in_place::DESC_ADDR_MASK;
-use super::{DomainError, PagingDomain, ROOT_LEVEL, region};
+use super::geometry::{L2_GRANULE, LEVEL_1G, LEVEL_2M, index_at};
+use super::{DomainError, Geometry, PagingDomain, region};
 
 /// Number of distinct `granule(level)`-sized entries that the ranges `(base, size)` touch (ranges may come in
 /// any order and share entries).
@@ -36,7 +35,7 @@ fn entries_touched(runs: &[(u64, u64)], level: usize) -> usize {
 /// Number of distinct 2 MiB pieces that a run `(base, size)` covers only in part (its first and last piece
 /// when its ends are not 2 MiB aligned; runs may share pieces and come in any order).
 fn pieces_cut(runs: &[(u64, u64)]) -> usize {
-    let g = granule(ROOT_LEVEL + 1);
+    let g = L2_GRANULE;
     let mut pieces: Vec<u64> = Vec::new();
     for &(base, size) in runs.iter().filter(|&&(_, size)| size != 0) {
         let end = base + size;
@@ -52,21 +51,25 @@ fn pieces_cut(runs: &[(u64, u64)]) -> usize {
     pieces.len()
 }
 
-/// The table pages of the host-identity domain after boot, exactly: the root, one level-2 table per 1 GiB a
-/// run touches (host-identity has no 1 GiB blocks: [`pieces_below_1g`]), and one level-3 table per 2 MiB
-/// piece a run covers only in part (the others are 2 MiB blocks). `runs` are `(base, size)`, page aligned,
-/// non-overlapping, below 2^[`IOVA_BITS`](super::IOVA_BITS), each mapped 1:1.
+/// The table pages of the host-identity domain of `geometry` after boot, exactly: the root, with a level-0
+/// root one level-1 table per 512 GiB a run touches, one level-2 table per 1 GiB a run touches (host-identity
+/// has no 1 GiB blocks: [`pieces_below_1g`]), and one level-3 table per 2 MiB piece a run covers only in part
+/// (the others are 2 MiB blocks). `runs` are `(base, size)`, page aligned, non-overlapping, below
+/// [`Geometry::end`], each mapped 1:1.
 #[must_use]
-pub fn identity_boot_tables(runs: &[(u64, u64)]) -> usize {
-    1 + entries_touched(runs, ROOT_LEVEL) + pieces_cut(runs)
+pub fn identity_boot_tables(runs: &[(u64, u64)], geometry: Geometry) -> usize {
+    let above_l2: usize = (geometry.root_level()..=LEVEL_1G)
+        .map(|level| entries_touched(runs, level))
+        .sum();
+    1 + above_l2 + pieces_cut(runs)
 }
 
 /// `[iova, iova + len)` cut into pieces that cover no whole 1 GiB entry (a whole aligned GiB goes in two
 /// pieces, split at its last 2 MiB), so that a map through them writes no 1 GiB block and a clear through
 /// them frees no level-2 table: the host-identity domain's level-2 tables stay from boot on.
 pub fn pieces_below_1g(iova: u64, len: u64) -> impl Iterator<Item = (u64, u64)> {
-    let g1 = granule(ROOT_LEVEL);
-    let g2 = granule(ROOT_LEVEL + 1);
+    let g1 = granule(LEVEL_1G);
+    let g2 = L2_GRANULE;
     let end = iova + len;
     let mut s = iova;
     let mut split_at = None;
@@ -130,7 +133,7 @@ impl PagingDomain {
         let g = L2_GRANULE;
         let mut leaf = None;
         let _ = self.map.walk_range(&region(block, g), &mut |_, d, level| {
-            if level == ROOT_LEVEL + 1 && d.is_valid() && !d.is_table_or_page() {
+            if level == LEVEL_2M && d.is_valid() && !d.is_table_or_page() {
                 leaf = Some((d.output_address().0 as u64, d.flags()));
             }
             Ok::<(), ()>(())
@@ -140,7 +143,7 @@ impl PagingDomain {
             return Err(DomainError::Internal.into());
         };
         self.break_block(block, g)?;
-        if let Err(e) = invalidate(block, g, ROOT_LEVEL + 1) {
+        if let Err(e) = invalidate(block, g, LEVEL_2M) {
             self.map.translation().next_table.set(None);
             let _ = self.map(block, pa, g, attrs);
             return Err(e);
@@ -198,14 +201,11 @@ impl PagingDomain {
         let g = L2_GRANULE;
         let table = self.l3_table_pa(block).ok_or(DomainError::Internal)?;
         if in_place {
-            // SAFETY: the root is a table page of this domain.
-            let l1 = unsafe { self.table(self.root_pa()) }[index_at(block, ROOT_LEVEL)]
-                .load(Ordering::Relaxed) as u64;
-            // SAFETY: `l3_table_pa` found `l1` to be a valid table descriptor of this domain.
-            let l2 = unsafe { self.table(l1 & DESC_ADDR_MASK) };
+            // `l3_table_pa` found the way to the level-2 table.
+            let l2 = self.l2_table(block).ok_or(DomainError::Internal)?;
             // A 2 MiB block descriptor: output address and attributes (valid, not a table).
             let desc = block | (attrs - Stage2Attributes::TABLE_OR_PAGE).bits() as u64;
-            l2[index_at(block, ROOT_LEVEL + 1)].store(desc as usize, Ordering::Release);
+            l2[index_at(block, LEVEL_2M)].store(desc as usize, Ordering::Release);
             let t = self.map.translation();
             t.freed.set(t.freed.get() + 1);
             t.in_use.set(t.in_use.get() - 1);

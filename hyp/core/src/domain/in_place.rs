@@ -6,8 +6,8 @@ use core::sync::atomic::{AtomicUsize, Ordering, fence};
 use aarch64_paging::descriptor::Stage2Attributes;
 use warden_abi::{LEAF_LEVEL, PAGE_SIZE, TABLE_ENTRIES};
 
-use super::geometry::{L2_GRANULE, index_at};
-use super::{DomainError, PagingDomain, ROOT_LEVEL};
+use super::geometry::{L2_GRANULE, LEVEL_1G, LEVEL_2M, index_at};
+use super::{DomainError, PagingDomain};
 
 /// Descriptor bits: valid, and (with valid) table or page rather than block.
 const DESC_VALID: u64 = 1 << 0;
@@ -39,19 +39,37 @@ impl PagingDomain {
         unsafe { core::slice::from_raw_parts(table.as_ptr(), TABLE_ENTRIES) }
     }
 
-    /// The level-2 descriptor that translates `iova`, if the level-1 entry on the way is a table descriptor.
-    fn l2_entry(&self, iova: u64) -> Option<u64> {
-        // SAFETY: the root is a table page of this domain.
-        let l1 = unsafe { self.table(self.root_pa()) }[index_at(iova, ROOT_LEVEL)]
-            .load(Ordering::Relaxed) as u64;
-        if l1 & DESC_TYPE_MASK != DESC_TABLE {
-            return None;
+    /// The PA of the table that the entry at `level` of `table_pa` for `iova` points at, if it is a table
+    /// descriptor.
+    ///
+    /// # Safety
+    ///
+    /// As [`Self::table`]: `table_pa` is one of this domain's table pages.
+    unsafe fn next_table(&self, table_pa: u64, iova: u64, level: usize) -> Option<u64> {
+        // SAFETY: our caller promised that `table_pa` is a table page of this domain.
+        let d =
+            unsafe { self.table(table_pa) }[index_at(iova, level)].load(Ordering::Relaxed) as u64;
+        (d & DESC_TYPE_MASK == DESC_TABLE).then_some(d & DESC_ADDR_MASK)
+    }
+
+    /// The level-2 table on the way to `iova`, if the entries above it (from the root) are table descriptors.
+    pub(super) fn l2_table(&self, iova: u64) -> Option<&[AtomicUsize]> {
+        let mut table = self.root_pa();
+        // A host-identity with a level-0 root takes one step more than the host's domains (level-1 roots).
+        if self.geometry.root_level() < LEVEL_1G {
+            // SAFETY: the root is a table page of this domain.
+            table = unsafe { self.next_table(table, iova, 0) }?;
         }
-        // SAFETY: `l1` is a valid table descriptor of this domain: it points at one of its table pages.
-        Some(
-            unsafe { self.table(l1 & DESC_ADDR_MASK) }[index_at(iova, ROOT_LEVEL + 1)]
-                .load(Ordering::Relaxed) as u64,
-        )
+        // SAFETY: `table` is the root or came from a valid table descriptor of this domain: one of its table
+        // pages.
+        let l2 = unsafe { self.next_table(table, iova, LEVEL_1G) }?;
+        // SAFETY: `l2` came from a valid table descriptor of this domain: one of its table pages.
+        Some(unsafe { self.table(l2) })
+    }
+
+    /// The level-2 descriptor that translates `iova`, if the entries on the way are table descriptors.
+    fn l2_entry(&self, iova: u64) -> Option<u64> {
+        Some(self.l2_table(iova)?[index_at(iova, LEVEL_2M)].load(Ordering::Relaxed) as u64)
     }
 
     /// The PA of the level-3 table that translates `iova`, if the level-1 and level-2 entries on the way are
@@ -111,7 +129,7 @@ impl PagingDomain {
         }
     }
 
-    /// Checks whether a map of `[iova, iova + len)` (page aligned, inside [`IOVA_BITS`]) can go entirely into
+    /// Checks whether a map of `[iova, iova + len)` (page aligned, inside the domain's input range) can go entirely into
     /// level-3 tables the domain already has, i.e. whether [`Self::map`] would write 4 KiB pages only and
     /// allocate nothing. `Ok(true)`: yes, and nothing in the range is mapped ([`Self::map_pages_in_place`]
     /// may follow); `Ok(false)`: some 2 MiB piece has no level-3 table (use [`Self::map_need`] and
@@ -120,8 +138,6 @@ impl PagingDomain {
     /// # Errors
     ///
     /// [`DomainError::AlreadyMapped`] for the first mapped IOVA, when the pieces before it have tables.
-    ///
-    /// [`IOVA_BITS`]: super::IOVA_BITS
     pub fn can_map_in_place(&self, iova: u64, len: u64) -> Result<bool, DomainError> {
         Self::in_place_answer(self.l3_pieces(iova, len, Self::piece_is_free))
     }
@@ -212,7 +228,7 @@ impl PagingDomain {
         fence(Ordering::Release);
     }
 
-    /// The PA runs of `[iova, iova + len)` (page aligned, inside [`IOVA_BITS`]) if it is mapped by 4 KiB pages
+    /// The PA runs of `[iova, iova + len)` (page aligned, inside the domain's input range) if it is mapped by 4 KiB pages
     /// in level-3 tables that an unmap keeps, i.e. [`Self::clear`] would split nothing and free no table (no
     /// 2 MiB piece is cleared whole): `Ok(Some(n))` with the runs (PA, bytes) in `runs[..n]`, in IOVA order,
     /// contiguous PAs merged. `Ok(None)`: some piece is not such a table, or there are more runs than `runs`
@@ -221,8 +237,6 @@ impl PagingDomain {
     /// # Errors
     ///
     /// [`DomainError::NotMapped`] for the first unmapped IOVA, when the pieces before it qualify.
-    ///
-    /// [`IOVA_BITS`]: super::IOVA_BITS
     pub fn page_runs(
         &self,
         iova: u64,

@@ -22,7 +22,10 @@ fn is_block(start: u64, end: u64, level: usize) -> bool {
 /// Pages a map of the invalid entry at `level` covering `[start, end)` to `pa` allocates (aarch64-paging's
 /// `map_range` decisions: a block where range and PA are aligned, else a new subtable).
 fn map_need_entry(level: usize, start: u64, end: u64, pa: u64) -> usize {
-    if level == LEAF_LEVEL || (is_block(start, end, level) && pa.is_multiple_of(granule(level))) {
+    // No block at level 0 (a level-0 root's entries are always tables with the 4 KiB granule).
+    if level == LEAF_LEVEL
+        || (level > 0 && is_block(start, end, level) && pa.is_multiple_of(granule(level)))
+    {
         return 0;
     }
     let mut n = 1;

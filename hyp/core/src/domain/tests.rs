@@ -112,7 +112,7 @@ fn in_place_each_matches_single_calls() {
 
 #[test]
 fn geometry() {
-    let c = s2_config(warden_smmu::Vmid(3), 0x4000_0000, 4);
+    let c = Geometry::DOMAIN.s2_config(warden_smmu::Vmid(3), 0x4000_0000, 4);
     assert_eq!(
         (c.t0sz, c.sl0, c.ias_bits(), c.start_level()),
         (25, 1, 39, 1)
@@ -191,19 +191,28 @@ fn unmap_splits_blocks() {
 fn identity_boot_tables_counts_cut_pieces() {
     const G: u64 = 1 << 30;
     const M: u64 = 1 << 21;
-    assert_eq!(identity_boot_tables(&[]), 1);
+    assert_eq!(identity_boot_tables(&[], Geometry::DOMAIN), 1);
     // One page: an L2 and an L3 table.
-    assert_eq!(identity_boot_tables(&[(G + 5 * M, 0x1000)]), 3);
+    assert_eq!(
+        identity_boot_tables(&[(G + 5 * M, 0x1000)], Geometry::DOMAIN),
+        3
+    );
     // QEMU virt, 1 GiB of RAM minus a 2 MiB-aligned 30 MiB carve-out, the ITS doorbell frame: two L2
     // tables, one L3 table (the doorbell); RAM is all 2 MiB blocks.
     let virt = [(0x4000_0000 + 15 * M, G - 15 * M), (0x0809_0000, 0x1_0000)];
-    assert_eq!(identity_boot_tables(&virt), 1 + 2 + 1);
+    assert_eq!(identity_boot_tables(&virt, Geometry::DOMAIN), 1 + 2 + 1);
     // Runs sharing pieces count them once, in any order; a run straddling a GiB touches both.
     assert_eq!(
-        identity_boot_tables(&[(M + 0x1000, 0x1000), (M, 0x1000), (G - M, 2 * M)]),
+        identity_boot_tables(
+            &[(M + 0x1000, 0x1000), (M, 0x1000), (G - M, 2 * M)],
+            Geometry::DOMAIN
+        ),
         1 + 2 + 1
     );
-    assert_eq!(identity_boot_tables(&[(M + 0x1000, 4 * M)]), 1 + 1 + 2);
+    assert_eq!(
+        identity_boot_tables(&[(M + 0x1000, 4 * M)], Geometry::DOMAIN),
+        1 + 1 + 2
+    );
 }
 
 #[test]
@@ -240,7 +249,7 @@ fn identity_boot_tables_is_exact() {
         (0x0809_0000, 0x1_0000),
         (3 * G - M, G + 2 * M),
     ];
-    let bound = identity_boot_tables(&runs);
+    let bound = identity_boot_tables(&runs, Geometry::DOMAIN);
     let pool = backed_pool(0x4000_0000, bound, 0, bound);
     let mut d = PagingDomain::new(pool.clone(), 0, warden_smmu::Vmid(1), 0).unwrap();
     for &(base, size) in &runs {

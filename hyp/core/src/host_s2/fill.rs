@@ -154,7 +154,7 @@ mod tests {
     /// the GIC frames the hyp traps (the ITS control frame, one RD_base frame per CPU).
     fn boot_layout(dtb: &[u8]) -> HostS2Layout {
         let platform = warden_dt::parse(dtb).unwrap();
-        let plan = crate::sizing::plan(&platform, RamLeaves::Pages, &LOADED).unwrap();
+        let plan = crate::sizing::plan(&platform, RamLeaves::Pages, 0, &LOADED).unwrap();
         let devices = crate::devices::classify(&platform, &plan.hyp_ranges());
         let mut layout = HostS2Layout::from_devices(&devices, RamLeaves::Pages);
         let gic = platform.gic.as_ref().unwrap();

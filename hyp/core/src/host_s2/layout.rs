@@ -7,6 +7,8 @@ use alloc::vec::Vec;
 use warden_abi::PAGE_SIZE;
 use warden_dt::PhysRange;
 
+use crate::domain::{IOVA_BITS, MAX_IOVA_BITS};
+
 /// The largest page-aligned range inside `r`.
 pub(super) const fn shrink_to_pages(r: PhysRange) -> PhysRange {
     PhysRange::from_bounds(
@@ -73,6 +75,71 @@ pub enum RamLeaves {
 /// words; the last one wins, as in Linux).
 pub const HOST_S2_ARG: &str = "warden.host_s2";
 
+/// The values of the `name=value` words of the kernel command line `bootargs`, in order (the hyp's `warden.*`
+/// arguments; Linux ignores them).
+fn arg_values<'a>(bootargs: Option<&'a str>, name: &'a str) -> impl Iterator<Item = &'a str> {
+    bootargs
+        .unwrap_or_default()
+        .split_ascii_whitespace()
+        .filter_map(move |word| word.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The kernel command-line argument that widens the host-identity domain's input size:
+/// `warden.identity_iova_bits=N`, N from 39 to [`MAX_IOVA_BITS`] (read like [`HOST_S2_ARG`]: the last valid
+/// one wins, other values are ignored and logged). It never narrows what the machine needs, nor goes beyond
+/// the SMMU's input size ([`crate::domain::Geometry::host_identity`]); its use is to test a level-0 root on a machine
+/// whose RAM lies below 512 GiB (QEMU).
+pub const IDENTITY_IOVA_BITS_ARG: &str = "warden.identity_iova_bits";
+
+/// What [`IDENTITY_IOVA_BITS_ARG`] asks for (for [`crate::sizing::plan`] and `dispatch::Config`), and what it
+/// ignored (for the boot log).
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct IdentityIovaBits {
+    /// The input size asked for, 0 if none.
+    pub bits: u8,
+    /// A value that was not a number from [`IOVA_BITS`] to [`MAX_IOVA_BITS`] (ignored), for the boot log.
+    pub rejected: Option<String>,
+}
+
+impl IdentityIovaBits {
+    /// [`IDENTITY_IOVA_BITS_ARG`] on the kernel command line `bootargs`.
+    #[must_use]
+    pub fn choose(bootargs: Option<&str>) -> Self {
+        let mut choice = Self::default();
+        for value in arg_values(bootargs, IDENTITY_IOVA_BITS_ARG) {
+            match value.parse::<u8>() {
+                Ok(bits) if (IOVA_BITS..=MAX_IOVA_BITS).contains(&u32::from(bits)) => {
+                    choice.bits = bits;
+                }
+                _ => choice.rejected = Some(String::from(value)),
+            }
+        }
+        choice
+    }
+}
+
+impl core::fmt::Display for IdentityIovaBits {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.bits == 0 {
+            write!(f, "sized to the machine")?;
+        } else {
+            write!(
+                f,
+                "at least {} bits: {IDENTITY_IOVA_BITS_ARG}={} on the command line",
+                self.bits, self.bits
+            )?;
+        }
+        if let Some(bad) = &self.rejected {
+            write!(
+                f,
+                "; ignored {IDENTITY_IOVA_BITS_ARG}={bad}: expected a number of bits from {IOVA_BITS} to \
+                 {MAX_IOVA_BITS}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The root `compatible` of QEMU's `virt` board, the machine where TCG's TLB makes blocks slow: it boots with
 /// [`RamLeaves::Pages`] unless [`HOST_S2_ARG`] says otherwise.
 pub const QEMU_VIRT_COMPATIBLE: &str = "linux,dummy-virt";
@@ -108,15 +175,8 @@ impl RamLeaves {
     pub fn choose(compatible: &[String], bootargs: Option<&str>) -> LeavesChoice {
         let mut arg = None;
         let mut rejected = None;
-        let prefix_len = HOST_S2_ARG.len() + 1;
-        for word in bootargs.unwrap_or_default().split_ascii_whitespace() {
-            if word.len() < prefix_len
-                || !word.starts_with(HOST_S2_ARG)
-                || word.as_bytes()[HOST_S2_ARG.len()] != b'='
-            {
-                continue;
-            }
-            match &word[prefix_len..] {
+        for value in arg_values(bootargs, HOST_S2_ARG) {
+            match value {
                 "blocks" => arg = Some(RamLeaves::Blocks),
                 "pages" => arg = Some(RamLeaves::Pages),
                 other => rejected = Some(String::from(other)),

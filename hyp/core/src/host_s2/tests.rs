@@ -476,7 +476,7 @@ fn sizing_follows_the_choice() {
     ] {
         let choice = RamLeaves::choose(&p.compatible, args);
         assert_eq!(choice.leaves, leaves, "{args:?}");
-        let plan = crate::sizing::plan(p, choice.leaves, loaded).unwrap();
+        let plan = crate::sizing::plan(p, choice.leaves, 0, loaded).unwrap();
         assert_eq!(plan.ram_leaves, leaves);
         let l3 = crate::sizing::host_s2_page_tables(&p.memory).unwrap();
         match leaves {

@@ -563,7 +563,7 @@ fn translation_helpers() {
         hw_error(warden_smmu::Error::InvalidVmid(300)),
         HwError::Failed
     );
-    let cfg = domain::s2_config(Vmid(5), 0x4123_4000, 4);
+    let cfg = domain::Geometry::DOMAIN.s2_config(Vmid(5), 0x4123_4000, 4);
     assert_eq!((cfg.t0sz, cfg.sl0, cfg.ps), (25, 1, 4));
     assert_eq!(
         Ste::stage2(&cfg),

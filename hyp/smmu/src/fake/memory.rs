@@ -43,8 +43,14 @@ pub const FAKE_RAM_BASE: u64 = 0x4000_0000;
 impl FakeMemory {
     /// Empty memory with synthetic physical addresses from [`FAKE_RAM_BASE`].
     pub fn new() -> Self {
+        Self::with_base(FAKE_RAM_BASE)
+    }
+
+    /// Empty memory with synthetic physical addresses from `base` upwards (a machine whose RAM starts there,
+    /// e.g. above 512 GiB).
+    pub fn with_base(base: u64) -> Self {
         let inner = Inner {
-            next_pa: Some(FAKE_RAM_BASE),
+            next_pa: Some(base),
             ..Inner::default()
         };
         Self {

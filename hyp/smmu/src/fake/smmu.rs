@@ -178,6 +178,11 @@ impl FakeSmmu {
         regs::Idr3(self.idr[3]).bbml()
     }
 
+    /// The ID registers decoded as the driver decodes them (stage-2 input and output sizes).
+    pub(super) fn features(&self) -> crate::Features {
+        crate::Features::from_idrs(self.idr[0], self.idr[1], self.idr[3], self.idr[5])
+    }
+
     /// TLB conflicts seen (only when `IDR3.BBML` < 2): a block replaced by a table while cached (found when a
     /// `TLBI_*` drops the stale block), or a walk result overlapping a cached entry of another size.
     pub fn tlb_conflicts(&self) -> u64 {

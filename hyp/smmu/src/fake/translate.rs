@@ -4,7 +4,7 @@ use super::FakeSmmu;
 use crate::StreamId;
 use crate::event::{Event, event_id};
 use crate::regs::{Cr0, StrtabBase, StrtabBaseCfg, mask64};
-use crate::ste::{S2TG_4K, STE_DWORDS, STE_SIZE, Ste, SteKind};
+use crate::ste::{S2ConfigError, S2TG_4K, STE_DWORDS, STE_SIZE, Ste, SteKind};
 use warden_abi::{BITS_PER_LEVEL, PAGE_SHIFT, PAGE_SIZE};
 
 /// A cached stage-2 translation of one 4 KiB page, remembering the leaf (page or block) it came from: the
@@ -103,6 +103,14 @@ impl FakeSmmu {
         else {
             return self.fault(event_id::C_BAD_STE, sid, iova, write, true);
         };
+        // An `S2T0SZ` beyond the IAS, or an `S2SL0` inconsistent with it, makes the STE ILLEGAL (IHI 0070
+        // §5.2, STE.S2T0SZ and STE.S2SL0): C_BAD_STE, before any walk.
+        let f = self.features();
+        if let Err(S2ConfigError::InputSize | S2ConfigError::StartLevel) =
+            cfg.validate(f.oas_encoding as u8, f.ias_bits)
+        {
+            return self.fault(event_id::C_BAD_STE, sid, iova, write, true);
+        }
         let page = iova >> PAGE_SHIFT;
         let offset = iova & (PAGE_SIZE - 1);
         if let Some(entry) = self.tlb.get(&(cfg.vmid.0, page)).copied() {
@@ -427,5 +435,40 @@ mod tests {
         ));
         smmu.submit([tlbi(9, MIB2, 0, 0, 0)]).unwrap();
         assert_eq!(smmu.regs_mut().tlb_conflicts(), 0);
+    }
+
+    /// The input size and start level of an STE are checked against QEMU's 44-bit IAS as IHI 0070 §5.2 says:
+    /// a 44-bit input walked from level 0 translates (also at the top of the input range); a 48-bit input, or
+    /// 44 bits from level 1 (32 concatenated tables, more than 16), makes the STE ILLEGAL: `C_BAD_STE`.
+    #[test]
+    fn input_size_and_start_level_are_checked_against_the_ias() {
+        let sid = StreamId(6);
+        let (mut smmu, mem, _) = setup(sid, 7);
+        assert_eq!(smmu.features().ias_bits, 44);
+        let (l0, l1, l2) = (
+            mem.alloc(4096, 4096),
+            mem.alloc(4096, 4096),
+            mem.alloc(4096, 4096),
+        );
+        // IOVA 2^43 + 2 MiB: level-0 index 16, level-1 index 0, level-2 index 1: a 2 MiB block.
+        let iova = (1 << 43) + MIB2;
+        assert!(mem.try_write64(l0 + 8 * 16, l1 | TABLE));
+        assert!(mem.try_write64(l1, l2 | TABLE));
+        assert!(mem.try_write64(l2 + 8, 0x4060_0000 | BLOCK | AF | S2AP_RW));
+        let mut translate_with = |bits: u8, level: u8| {
+            let ste = Ste::stage2(&S2Config::new_4k(Vmid(7), l0, bits, level, 4));
+            let fake = smmu.regs_mut();
+            fake.ste_cache.insert(sid.0, ste);
+            fake.translate(sid, iova + 0x1234, false)
+        };
+        assert_eq!(translate_with(44, 0), Translation::Ok(0x4060_1234));
+        assert_eq!(
+            translate_with(48, 0),
+            Translation::Fault(event_id::C_BAD_STE)
+        );
+        assert_eq!(
+            translate_with(44, 1),
+            Translation::Fault(event_id::C_BAD_STE)
+        );
     }
 }

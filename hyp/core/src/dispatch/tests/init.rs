@@ -143,6 +143,7 @@ fn pool_must_hold_the_identity_reserve() {
         sids: &[],
         vmid_bits: 16,
         pa_bits: 44,
+        ias_bits: 44,
     };
     let config = |pool, phys_offset| Config {
         ram: &ram,
@@ -153,11 +154,12 @@ fn pool_must_hold_the_identity_reserve() {
         phys_offset,
         event_ring: 1,
         identity_spare_tables: SPARE,
+        identity_iova_bits: 0,
     };
     let short = pool(need as u64 - 1);
     let (backend, _mem, offset) = machine();
     assert_eq!(
-        identity_reserve_pages(&ram, &doorbells, &hyp, SPARE),
+        identity_reserve_pages(&ram, &doorbells, &hyp, SPARE, 0),
         Ok(IDENTITY_RESERVE as usize)
     );
     assert_eq!(
@@ -254,12 +256,14 @@ fn bad_configs_are_refused() {
         phys_offset: 0,
         event_ring: 1,
         identity_spare_tables: SPARE,
+        identity_iova_bits: 0,
     };
     let hw = Hardware {
         msi_doorbells: &[],
         sids: &[],
         vmid_bits: 16,
         pa_bits: 44,
+        ias_bits: 44,
     };
     let bad = [
         (

@@ -290,6 +290,7 @@ mod domains;
 mod donate;
 mod e2e;
 mod events;
+mod geometry;
 mod init;
 mod map;
 mod model;

@@ -122,6 +122,42 @@ fn geometry() {
     assert_eq!(granule(3), 1 << 12);
     assert_eq!(pa_size_encoding(44), Some(4));
     assert_eq!(pa_size_encoding(45), None);
+    // Wider inputs start at level 0 (S2SL0 2) and are valid STE fields on an SMMU with that IAS, not below.
+    for bits in 40..=MAX_IOVA_BITS {
+        let g = Geometry::with_bits(bits).unwrap();
+        assert_eq!(
+            (g.iova_bits(), g.root_level(), g.end()),
+            (bits, 0, 1 << bits)
+        );
+        let c = g.s2_config(warden_smmu::Vmid(3), 0x4000_0000, 4);
+        assert_eq!((c.t0sz, c.sl0), (64 - bits as u8, 2));
+        assert_eq!(c.validate(5, bits), Ok(()), "{bits}");
+        assert!(c.validate(5, bits - 1).is_err(), "{bits}");
+    }
+    assert_eq!(Geometry::with_bits(20), Some(Geometry::DOMAIN));
+    assert_eq!(Geometry::with_bits(49), None);
+}
+
+/// The host-identity geometry: 39 bits / level 1 while everything lies below 512 GiB, else the narrowest
+/// width covering the top (level 0), widened on request up to the IAS, refused beyond the IAS or 48 bits.
+#[test]
+fn host_identity_geometry() {
+    const G: u64 = 1 << 30;
+    let bits = |g: Result<Geometry, u32>| g.map(|g| (g.iova_bits(), g.root_level()));
+    assert_eq!(bits(Geometry::host_identity(0, 0, 44)), Ok((39, 1)));
+    assert_eq!(bits(Geometry::host_identity(512 * G, 0, 44)), Ok((39, 1)));
+    assert_eq!(
+        bits(Geometry::host_identity(512 * G + 1, 0, 44)),
+        Ok((40, 0))
+    );
+    assert_eq!(bits(Geometry::host_identity(2560 * G, 0, 44)), Ok((42, 0)));
+    assert_eq!(bits(Geometry::host_identity(G, 44, 44)), Ok((44, 0)));
+    assert_eq!(bits(Geometry::host_identity(G, 48, 44)), Ok((44, 0)));
+    assert_eq!(bits(Geometry::host_identity(G, 39, 44)), Ok((39, 1)));
+    assert_eq!(bits(Geometry::host_identity(1 << 44, 0, 44)), Ok((44, 0)));
+    assert_eq!(bits(Geometry::host_identity((1 << 44) + 1, 0, 44)), Err(45));
+    assert_eq!(bits(Geometry::host_identity((1 << 48) + 1, 0, 52)), Err(49));
+    assert_eq!(bits(Geometry::host_identity(G, 0, 36)), Err(39));
 }
 
 #[test]
@@ -239,20 +275,39 @@ fn pieces_below_1g_never_cover_a_whole_gib() {
 
 /// Boot tables against aarch64-paging: mapping the runs through [`pieces_below_1g`] takes exactly
 /// [`identity_boot_tables`] pages, with no 1 GiB block, and clearing and refilling a whole GiB through them
-/// frees and allocates nothing.
+/// frees and allocates nothing; with a level-0 root (runs above 512 GiB too) as with a level-1 root.
 #[test]
 fn identity_boot_tables_is_exact() {
     const M: u64 = 1 << 21;
     const G: u64 = 1 << 30;
-    let runs = [
+    let low = [
         (0x4000_0000 + 3 * M, 5 * M + 0x3000),
         (0x0809_0000, 0x1_0000),
         (3 * G - M, G + 2 * M),
     ];
-    let bound = identity_boot_tables(&runs, Geometry::DOMAIN);
+    let high = [(600 * G + 3 * M, 4 * M + 0x1000), (1 << 43, 2 * M)];
+    identity_tables_are_exact(Geometry::DOMAIN, &low);
+    let wide = Geometry::with_bits(44).unwrap();
+    let d = identity_tables_are_exact(wide, &[&low[..], &high[..]].concat());
+    // The walks from a level-0 root: the in-place lookup finds the level-3 table of the cut piece at the high
+    // run's end, the generic one translates 1:1 up there, and nothing past 2^44.
+    let end = high[0].0 + high[0].1;
+    assert!(d.l3_table_pa(end).is_some());
+    assert!(d.l3_table_pa(high[0].0).is_none(), "a 2 MiB block");
+    assert_eq!(d.translate(end - 8), Some(end - 8));
+    assert_eq!(d.translate(end), None);
+    assert_eq!(d.translate((1 << 43) + 0x1234), Some((1 << 43) + 0x1234));
+    assert_eq!(d.translate(1 << 44), None);
+}
+
+/// [`identity_boot_tables_is_exact`] for one geometry and set of runs (which touch GiB 3); returns the domain.
+fn identity_tables_are_exact(geometry: Geometry, runs: &[(u64, u64)]) -> PagingDomain {
+    const G: u64 = 1 << 30;
+    let bound = identity_boot_tables(runs, geometry);
     let pool = backed_pool(0x4000_0000, bound, 0, bound);
-    let mut d = PagingDomain::new(pool.clone(), 0, warden_smmu::Vmid(1), 0).unwrap();
-    for &(base, size) in &runs {
+    let mut d =
+        PagingDomain::with_geometry(pool.clone(), 0, warden_smmu::Vmid(1), 0, geometry).unwrap();
+    for &(base, size) in runs {
         for (b, s) in pieces_below_1g(base, size) {
             map(&mut d, &pool, b, b, s);
         }
@@ -273,6 +328,7 @@ fn identity_boot_tables_is_exact() {
     for (b, s) in pieces_below_1g(3 * G, G) {
         assert_eq!(map(&mut d, &pool, b, b, s), 0);
     }
+    d
 }
 
 #[test]

@@ -462,6 +462,60 @@ fn leaves_chosen_from_the_dt_and_the_command_line() {
     );
 }
 
+/// `warden.identity_iova_bits=N`: the last valid value wins (39 to 48), other values are ignored and named in
+/// the log line, and `warden.host_s2=` is not mistaken for it (nor it for `warden.host_s2=`).
+#[test]
+fn identity_iova_bits_from_the_command_line() {
+    let c = IdentityIovaBits::choose(None);
+    assert_eq!((c.bits, &c.rejected), (0, &None));
+    assert_eq!(c.to_string(), "sized to the machine");
+    let c = IdentityIovaBits::choose(Some(
+        "quiet warden.identity_iova_bits=44 warden.host_s2=blocks",
+    ));
+    assert_eq!((c.bits, &c.rejected), (44, &None));
+    assert_eq!(
+        c.to_string(),
+        "at least 44 bits: warden.identity_iova_bits=44 on the command line"
+    );
+    assert_eq!(
+        RamLeaves::choose(&[], Some("warden.identity_iova_bits=44")).rejected,
+        None
+    );
+    for (args, bits, bad) in [
+        (
+            "warden.identity_iova_bits=40 warden.identity_iova_bits=48",
+            48,
+            None,
+        ),
+        (
+            "warden.identity_iova_bits=44 warden.identity_iova_bits=49",
+            44,
+            Some("49"),
+        ),
+        ("warden.identity_iova_bits=38", 0, Some("38")),
+        (
+            "warden.identity_iova_bits=x warden.identity_iova_bits=39",
+            39,
+            Some("x"),
+        ),
+        (
+            "warden.identity_iova_bits= warden.identity_iova_bits44",
+            0,
+            Some(""),
+        ),
+    ] {
+        let c = IdentityIovaBits::choose(Some(args));
+        assert_eq!((c.bits, c.rejected.as_deref()), (bits, bad), "{args}");
+    }
+    let c = IdentityIovaBits::choose(Some("warden.identity_iova_bits=64"));
+    assert!(
+        c.to_string().ends_with(
+            "ignored warden.identity_iova_bits=64: expected a number of bits from 39 to 48"
+        ),
+        "{c}"
+    );
+}
+
 /// What each choice costs in the sizing: pages reserve a level-3 table per 2 MiB of RAM, blocks none.
 #[test]
 fn sizing_follows_the_choice() {

@@ -511,6 +511,33 @@ mod tests {
         .unwrap()
     }
 
+    /// RAM above 512 GiB: host-identity's root is at level 0, so its tables add one level-1 table per 512 GiB
+    /// touched; `warden.identity_iova_bits=44` on a small machine adds one (its root's first entry).
+    #[test]
+    fn identity_tables_above_512_gib() {
+        let server = virt(&[r(512 * GIB, 2048 * GIB)]);
+        assert_eq!(
+            server.identity_tables,
+            (1 + 5 + (1 + 2048) + 1 + dispatch::IDENTITY_SPARE_TABLES as u64) * 4096,
+            "root; L1 for 0–512 GiB (doorbell) and the four 512 GiB spans of RAM; L2 for GiB 0 and each GiB \
+             of RAM; an L3 for the doorbell; the spare"
+        );
+        let widened = |bits| {
+            hyp_memory(&Machine {
+                ram: &[r(GIB, GIB)],
+                doorbells: &[r(0x0809_0000, 0x1_0000)],
+                sids: &[],
+                its: 1,
+                ram_leaves: RamLeaves::Pages,
+                identity_iova_bits: bits,
+            })
+            .unwrap()
+            .identity_tables
+        };
+        assert_eq!(widened(44), widened(0) + 4096);
+        assert_eq!(widened(39), widened(0));
+    }
+
     #[test]
     fn qemu_virt_sizes() {
         let m1 = virt(&[r(GIB, GIB)]);

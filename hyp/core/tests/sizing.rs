@@ -285,7 +285,8 @@ fn hostile_memory_nodes_are_errors() {
 }
 
 /// The README's table of the hyp's memory at 64–512 GiB, computed with the formula the hyp uses on QEMU virt's
-/// layout (RAM from 1 GiB, the ITS doorbell frame, 65536 StreamIDs).
+/// layout (RAM from 1 GiB, the ITS doorbell frame, 65536 StreamIDs), and for 2 TiB of RAM from 512 GiB (a
+/// server's layout: RAM ends at 2.5 TiB, so the host-identity domain is 42 bits wide from a level-0 root).
 fn readme_rows() -> Vec<String> {
     const MIB: u64 = 1 << 20;
     let doorbells = [PhysRange {
@@ -296,13 +297,18 @@ fn readme_rows() -> Vec<String> {
         base: 0,
         count: 0x1_0000,
     }];
-    [64, 128, 256, 512]
+    [(64, 1), (128, 1), (256, 1), (512, 1), (2048, 512)]
         .iter()
-        .map(|&gib| {
+        .map(|&(gib, from)| {
             let ram = [PhysRange {
-                base: GIB,
+                base: from * GIB,
                 size: gib * GIB,
             }];
+            let label = if from == 1 {
+                format!("{gib} GiB")
+            } else {
+                format!("{gib} GiB from {from} GiB")
+            };
             let m = |ram_leaves| {
                 sizing::hyp_memory(&sizing::Machine {
                     ram: &ram,
@@ -321,7 +327,7 @@ fn readme_rows() -> Vec<String> {
             };
             let mib = |b: u64| format!("{:.1}", b as f64 / MIB as f64);
             format!(
-                "| {gib} GiB | computed | {} | {} | {} | {} | {} | {} MiB | {} | {} MiB | {} |",
+                "| {label} | computed | {} | {} | {} | {} | {} | {} MiB | {} | {} MiB | {} |",
                 mib(m.fixed),
                 mib(m.smmu),
                 mib(m.ownership),

@@ -5,11 +5,16 @@
 # caches, reads it back and compares checksums. The shim is not loaded (warden.noshim), and the disk binds
 # without waiting for an IOMMU driver (deferred_probe_timeout=0), so its DMA addresses are physical addresses
 # that only the hyp's host-identity stage-2 translates. Natively, Linux's arm-smmu-v3 translates instead.
+# The boot also asks for a 44-bit host-identity domain (warden.identity_iova_bits=44, QEMU's SMMU IAS): the
+# layout of a machine whose RAM ends above 512 GiB (a level-0 root, four levels), which QEMU's RAM cannot
+# reach, so the disk's DMA here walks it (Linux ignores the argument natively).
 # modes: hyp native
 # timeout: 240
-# append: warden.noshim deferred_probe_timeout=0
+# append: warden.noshim deferred_probe_timeout=0 warden.identity_iova_bits=44
 # expect-log(hyp): warden: SMMUv3: S1 yes S2 yes
 # expect-log(hyp): host-identity domain for 65536 StreamID(s)
+# expect-log(hyp): warden: host-identity input size: at least 44 bits: warden.identity_iova_bits=44 on the command line
+# expect-log(hyp): warden: host-identity domain: 44-bit IOVA, level-0 root
 . /warden/tests/lib.sh
 wait_for /dev/vda 30 || fail "no virtio-blk disk /dev/vda"
 dd if=/dev/urandom of=/tmp/pattern bs=1M count=32 2>/dev/null || fail "cannot make the pattern"

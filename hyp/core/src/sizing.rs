@@ -17,7 +17,7 @@
 //! |---|---|
 //! | SMMU | 16 KiB per 256 StreamIDs the DT routes to the SMMU + [`SMMU_FIXED_BYTES`] (level-1 table, queues) |
 //! | ownership | per RAM range and doorbell frame: 4 bytes per 4 KiB page (0.1 %), rounded up to a power of two |
-//! | host-identity tables | ([`domain::identity_boot_tables`] of RAM and doorbells + [`dispatch::IDENTITY_SPARE_TABLES`]) × 4 KiB: 4 KiB per GiB + 256 KiB |
+//! | host-identity tables | ([`domain::identity_boot_tables`] of RAM and doorbells, in the geometry [`domain::Geometry::host_identity`] gives them, + [`dispatch::IDENTITY_SPARE_TABLES`]) × 4 KiB: 4 KiB per GiB + 256 KiB, and 4 KiB per 512 GiB with a level-0 root (memory above 512 GiB, or [`Machine::identity_iova_bits`]) |
 //! | domain pool | [`DOMAIN_POOL_BYTES`] |
 //! | host stage-2 level-3 tables | with [`RamLeaves::Pages`] (QEMU virt) per RAM range one 4 KiB table per 2 MiB, plus one ([`host_s2_page_tables`]): 2 MiB per GiB (0.2 %); with [`RamLeaves::Blocks`] (hardware) none: the boot build's few tables and the tables live donations' splits need are in the heap slack |
 //! | ITS emulation | [`gic::its::HEAP_BYTES`] (3 MiB + 192 KiB: device and collection tables, a third during a rewrite, shadow queue, bookkeeping) per ITS node in the DT |

@@ -3,8 +3,9 @@
 //! `test-support`) its integration tests and benchmarks. One harness, so every test exercises the adapter
 //! the hypervisor ships, not a copy of it.
 //!
-//! Memory model: RAM is one [`FakeMemory`] allocation at QEMU virt's RAM base ([`FakeMemory::new`]'s synthetic
-//! physical addresses, inside the SMMU's 44-bit output size as on QEMU). Its first [`CARVEOUT_SIZE`] bytes are
+//! Memory model: RAM is one [`FakeMemory`] allocation at QEMU virt's RAM base, or at [`Options::ram_base`] (a
+//! machine whose RAM lies above 512 GiB) ([`FakeMemory::with_base`]'s synthetic physical addresses, inside the
+//! SMMU's 44-bit output size as on QEMU). Its first [`CARVEOUT_SIZE`] bytes are
 //! the hyp's carve-out, the first [`Options::pool_size`] of those the page-table pool. The dispatcher reaches RAM as
 //! EL2 does, through a linear map (`phys_offset` = the host address of the allocation minus its physical
 //! address), so the page tables it writes, in the pool or in donated pages, are the words the fake SMMU walks.

@@ -142,7 +142,7 @@ impl<B: Backend> Warden<B> {
             match self.backend.invalidate_vmid(d.vmid()) {
                 Ok(()) => {
                     let mut bad = false;
-                    d.leaves(0, 1 << IOVA_BITS, |_, pa, len, _| {
+                    d.leaves(0, d.geometry().end(), |_, pa, len, _| {
                         if let Some(pa) = pa {
                             bad |= self.own.dec_range(pa, pages(len)).is_err();
                         }

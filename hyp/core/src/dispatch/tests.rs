@@ -52,6 +52,37 @@ pub(super) fn sids() -> [SidRange; 2] {
     ]
 }
 
+/// What [`Warden::new`] is told of QEMU's SMMU (16-bit VMIDs, 44-bit OAS and IAS) for tests that call it
+/// themselves, without doorbells or StreamIDs.
+pub(super) const QEMU_HW: Hardware<'static> = Hardware {
+    msi_doorbells: &[],
+    sids: &[],
+    vmid_bits: 16,
+    pa_bits: 44,
+    ias_bits: 44,
+};
+
+/// A [`Config`] for tests that call [`Warden::new`] themselves: `ram`, `hyp`, `pool` and `phys_offset` as
+/// given, 4 domains, 8 donated pages, an event ring of 1, [`SPARE`] spare tables, no identity widening.
+pub(super) fn config<'a>(
+    ram: &'a [PhysRange],
+    hyp: &'a [PhysRange],
+    pool: &'a [PhysRange],
+    phys_offset: u64,
+) -> Config<'a> {
+    Config {
+        ram,
+        hyp,
+        pool,
+        max_domains: 4,
+        max_donated_pages: 8,
+        phys_offset,
+        event_ring: 1,
+        identity_spare_tables: SPARE,
+        identity_iova_bits: 0,
+    }
+}
+
 /// The harness options of these tests: [`RAM_SIZE`] of RAM, [`sids`], an event ring of 4, [`SPARE`] spare
 /// tables; `pool_pages` pages of the carve-out (from its start) form the pool.
 pub(super) fn options(pool_pages: u64, max_domains: u16, max_donated: usize) -> Options {

@@ -153,24 +153,8 @@ fn memory_beyond_the_ias_is_refused() {
         base: ram,
         size: HYP_SIZE,
     }];
-    let config = Config {
-        ram: &ranges,
-        hyp: &hyp,
-        pool: &hyp,
-        max_domains: 4,
-        max_donated_pages: 8,
-        phys_offset: offset,
-        event_ring: 1,
-        identity_spare_tables: SPARE,
-        identity_iova_bits: 0,
-    };
-    let hw = Hardware {
-        msi_doorbells: &[],
-        sids: &[],
-        vmid_bits: 16,
-        pa_bits: 44,
-        ias_bits: 44,
-    };
+    let config = config(&ranges, &hyp, &hyp, offset);
+    let hw = QEMU_HW;
     let err = Warden::new(&config, &hw, backend).err();
     assert_eq!(
         err,

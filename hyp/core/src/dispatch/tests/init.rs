@@ -140,22 +140,9 @@ fn pool_must_hold_the_identity_reserve() {
     };
     let hw = Hardware {
         msi_doorbells: &doorbells,
-        sids: &[],
-        vmid_bits: 16,
-        pa_bits: 44,
-        ias_bits: 44,
+        ..QEMU_HW
     };
-    let config = |pool, phys_offset| Config {
-        ram: &ram,
-        hyp: &hyp,
-        pool,
-        max_domains: 4,
-        max_donated_pages: 8,
-        phys_offset,
-        event_ring: 1,
-        identity_spare_tables: SPARE,
-        identity_iova_bits: 0,
-    };
+    let config = |pool, phys_offset| config(&ram, &hyp, pool, phys_offset);
     let short = pool(need as u64 - 1);
     let (backend, _mem, offset) = machine();
     assert_eq!(
@@ -248,23 +235,10 @@ fn bad_configs_are_refused() {
         size: RAM_SIZE,
     }];
     let base = Config {
-        ram: &ram,
-        hyp: &[],
-        pool: &[],
-        max_domains: 4,
         max_donated_pages: 0,
-        phys_offset: 0,
-        event_ring: 1,
-        identity_spare_tables: SPARE,
-        identity_iova_bits: 0,
+        ..config(&ram, &[], &[], 0)
     };
-    let hw = Hardware {
-        msi_doorbells: &[],
-        sids: &[],
-        vmid_bits: 16,
-        pa_bits: 44,
-        ias_bits: 44,
-    };
+    let hw = QEMU_HW;
     let bad = [
         (
             base,
